@@ -1,0 +1,78 @@
+"""The one small interface every analysis backend implements.
+
+Backends work on *contents*, not files: a content is identified by the hash of its bytes
+(``content_hash``, hex), so byte-identical files are analysed once and a moved file keeps
+its analysis. Which files hold which content is the store's business, not the backend's.
+
+Scores are on Flow's scale whichever backend produced them: 1.0 identical, 0.9 and up
+an exact duplicate (no visible change), 0.6 the usual near-duplicate threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Collection, Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What indexing learnt about an image, as displayed (after EXIF orientation)."""
+
+    width: int
+    height: int
+    format: str  # Pillow's format name: JPEG, PNG, WEBP, HEIF, ...
+
+
+@dataclass(frozen=True)
+class ScoredPair:
+    """Two contents that look alike; ``first < second`` so a pair has one spelling."""
+
+    first: str
+    second: str
+    score: float
+
+    @staticmethod
+    def of(a: str, b: str, score: float) -> "ScoredPair":
+        return ScoredPair(a, b, score) if a < b else ScoredPair(b, a, score)
+
+
+@dataclass(frozen=True)
+class Health:
+    reachable: bool
+    detail: str  # one line for ``status``: what it is, or what is wrong and what to do
+    documents: int | None = None  # how many contents the backend holds, where it can tell
+
+
+class Backend(Protocol):
+    kind: str
+
+    def health(self) -> Health:
+        """Is the backend usable now? Never raises."""
+
+    def index(self, content_hash: str, path: Path) -> ImageInfo:
+        """Analyse the image at ``path`` and remember it under ``content_hash``.
+
+        Indexing the same content again replaces, never duplicates. Safe to call from
+        several threads at once. Raises UnreadableImage (permanent for these bytes),
+        FileVanished, BackendUnavailable (retry later) or BackendLimitReached.
+        """
+
+    def forget(self, content_hashes: Collection[str]) -> None:
+        """Drop these contents from the backend (their last file is gone)."""
+
+    def commit(self) -> None:
+        """Make everything indexed so far visible to ``find_pairs``."""
+
+    def find_pairs(self, changed: Collection[str] | None, min_score: float) -> Iterator[ScoredPair]:
+        """Pairs scoring at least ``min_score``.
+
+        ``changed=None`` compares everything; otherwise only pairs in which at least one
+        side is in ``changed`` are needed (an incremental scan).
+        """
+
+    def clear(self) -> None:
+        """Forget every content."""
+
+    def close(self) -> None:
+        """Release threads, processes and connections."""

@@ -1,0 +1,55 @@
+"""The expected errors of dupe-scanner.
+
+Each is caught where it can be acted on: a bad image fails one file, a backend that is
+down leaves work pending, a settings error stops the command line (or, in the running
+service, keeps the last good settings). Anything else is a bug and gets a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DupeScannerError(Exception):
+    """Base of every error that is expected and reported to the user as one line."""
+
+    exit_code = 1
+
+
+class SettingsError(DupeScannerError):
+    """The settings file cannot be used; ``problems`` lists every reason at once."""
+
+    exit_code = 2
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        listing = "\n".join(f"  {source}: {problem}" for problem in problems)
+        super().__init__(f"invalid settings in {source}:\n{listing}")
+
+
+class UsageError(DupeScannerError):
+    """The command line asked for something that cannot be done as asked."""
+
+    exit_code = 2
+
+
+class UnreadableImage(DupeScannerError):
+    """The file is not an image we can decode (corrupt, truncated, too large, unknown format).
+
+    Permanent for this content: retrying the same bytes gives the same answer.
+    """
+
+
+class FileVanished(DupeScannerError):
+    """The file was removed or replaced while we were reading it."""
+
+
+class BackendUnavailable(DupeScannerError):
+    """The analysis backend cannot be reached or answered nonsense; retry later."""
+
+
+class BackendLimitReached(DupeScannerError):
+    """The backend refuses more documents (Flow Starter's 5,000-image limit)."""
+
+
+class StateError(DupeScannerError):
+    """The state database cannot be opened or upgraded."""

@@ -1,0 +1,102 @@
+"""Which files form which duplicate groups: a pure function of the scored pairs.
+
+The rule: a group has an *anchor*, and every other member matches the anchor at or above
+the threshold. A chain A~B~C where A and C are far apart therefore never puts A and C
+in one group just because B sits between them. Within each connected component the
+anchor is the file with the most matches (then the highest summed score, then the
+smallest path, so the result is deterministic); it takes its unassigned neighbours as a
+group, and the rest of the component is grouped again the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import networkx as nx
+
+EXACT_SCORE = 0.9  # Flow's scale: at or above, no visible change
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str
+    size: int
+    mtime: float
+    width: int
+    height: int
+    format: str
+    content_hash: str
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+@dataclass(frozen=True, order=True)
+class FilePair:
+    first: str  # path; first < second
+    second: str
+    score: float
+
+    @property
+    def kind(self) -> str:
+        return "exact" if self.score >= EXACT_SCORE else "near"
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    anchor: str
+    members: tuple[FileEntry, ...]  # sorted by path
+    pairs: tuple[FilePair, ...]  # every scored pair between members, sorted
+
+    @property
+    def paths(self) -> list[str]:
+        return [member.path for member in self.members]
+
+    @property
+    def suggested_keep(self) -> FileEntry:
+        """The file to keep: most pixels, then the largest file, then the oldest, then the path."""
+        return min(self.members, key=lambda m: (-m.pixels, -m.size, m.mtime, m.path))
+
+
+def group_duplicates(entries: Iterable[FileEntry], pairs: Iterable[FilePair], threshold: float) -> list[DuplicateGroup]:
+    """Groups of files matching their group's anchor at ``threshold`` or above.
+
+    Biggest group first, then by first path; members sorted by path.
+    """
+    by_path = {entry.path: entry for entry in entries}
+    graph = nx.Graph()
+    for pair in pairs:
+        if pair.score >= threshold and pair.first in by_path and pair.second in by_path and pair.first != pair.second:
+            graph.add_edge(pair.first, pair.second, score=pair.score)
+
+    groups: list[DuplicateGroup] = []
+    for component in nx.connected_components(graph):
+        remaining = graph.subgraph(component).copy()
+        while remaining.number_of_edges():
+            anchor = min(remaining.nodes, key=lambda node: _anchor_rank(remaining, node))
+            members = sorted([anchor, *remaining.neighbors(anchor)])
+            groups.append(_make_group(anchor, members, graph, by_path))
+            remaining.remove_nodes_from(members)
+    groups.sort(key=lambda group: (-len(group.members), group.members[0].path))
+    return groups
+
+
+def _anchor_rank(graph: nx.Graph, node: str) -> tuple:
+    degree = graph.degree(node)
+    total = sum(data["score"] for _, _, data in graph.edges(node, data=True))
+    return (-degree, -total, node)
+
+
+def _make_group(anchor: str, members: Sequence[str], graph: nx.Graph, by_path: dict[str, FileEntry]) -> DuplicateGroup:
+    member_set = set(members)
+    pairs = sorted(
+        FilePair(min(a, b), max(a, b), data["score"])
+        for a, b, data in graph.subgraph(member_set).edges(data=True)
+    )
+    return DuplicateGroup(
+        anchor=anchor,
+        members=tuple(by_path[path] for path in members),
+        pairs=tuple(pairs),
+    )

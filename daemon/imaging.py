@@ -1,0 +1,99 @@
+"""Opening untrusted image files safely, upright, and no larger than needed.
+
+Every backend decodes through here, so every one honours EXIF orientation, reads every
+format Pillow reads (HEIF/HEIC through pillow-heif), refuses decompression bombs, and
+turns every way a file can be broken into one ``UnreadableImage`` with a reason.
+"""
+
+from __future__ import annotations
+
+import errno
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from daemon.errors import FileVanished, UnreadableImage
+
+try:  # HEIC/HEIF/AVIF from phones; optional so a broken wheel does not stop the rest.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
+    pass
+
+DEFAULT_MAX_PIXELS = 250_000_000
+
+
+def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str, tuple[int, int]]:
+    """Decode ``path`` as displayed: EXIF orientation applied, in RGB or L.
+
+    ``draft_size`` lets JPEG decoding skip detail (Pillow's draft mode decodes at 1/2,
+    1/4 or 1/8 scale, several times faster) as long as the result stays at least that
+    large. Returns the image, Pillow's format name, and the full upright size.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image_format = image.format or "UNKNOWN"
+                _refuse_bombs(image, max_pixels)
+                full_size = _upright_size(image)
+                if draft_size is not None and image_format == "JPEG":
+                    image.draft("RGB", _draft_request(image, draft_size))
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+                return _normalise_mode(upright), image_format, full_size
+    except FileNotFoundError:
+        raise FileVanished(f"{path}: the file disappeared while being read") from None
+    except IsADirectoryError:
+        raise UnreadableImage(f"{path}: is a directory") from None
+    except PermissionError:
+        raise UnreadableImage(f"{path}: permission denied (the service user needs read access)") from None
+    except UnidentifiedImageError:
+        raise UnreadableImage(f"{path}: not an image format Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise UnreadableImage(f"{path}: too large to decode safely ({error})") from None
+    except OSError as error:
+        if error.errno == errno.ENOENT:
+            raise FileVanished(f"{path}: the file disappeared while being read") from None
+        raise UnreadableImage(f"{path}: corrupt or truncated image ({error})") from None
+    except (ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, KeyError) as error:
+        # Pillow's plugins raise a zoo of these on malformed headers.
+        raise UnreadableImage(f"{path}: malformed image ({type(error).__name__}: {error})") from None
+
+
+def _refuse_bombs(image: Image.Image, max_pixels: int) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise UnreadableImage(f"{image.filename}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise UnreadableImage(
+            f"{image.filename}: {width}x{height} is more than index.max_image_pixels ({max_pixels:,}) allows"
+        )
+
+
+def _upright_size(image: Image.Image) -> tuple[int, int]:
+    orientation = image.getexif().get(0x0112, 1)
+    width, height = image.size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _draft_request(image: Image.Image, wanted: tuple[int, int]) -> tuple[int, int]:
+    """The draft size in stored orientation, so a rotated photo is not decoded too small."""
+    orientation = image.getexif().get(0x0112, 1)
+    side = max(wanted)
+    return (side, side) if orientation in (5, 6, 7, 8) else wanted
+
+
+def _normalise_mode(image: Image.Image) -> Image.Image:
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas are shown on white by most viewers; compare what people see.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        return image.point(lambda value: value / 256).convert("L")
+    return image.convert("RGB")
