@@ -53,3 +53,10 @@ class BackendLimitReached(DupeScannerError):
 
 class StateError(DupeScannerError):
     """The state database cannot be opened or upgraded."""
+
+
+class FileWriteError(DupeScannerError):
+    """A file (a report) cannot be written: full disk, no permission, read-only.
+
+    The previous version of the file is left intact; the next attempt may succeed.
+    """

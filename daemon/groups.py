@@ -1,11 +1,15 @@
 """Which files form which duplicate groups: a pure function of the scored pairs.
 
-The rule: a group has an *anchor*, and every other member matches the anchor at or above
-the threshold. A chain A~B~C where A and C are far apart therefore never puts A and C
-in one group just because B sits between them. Within each connected component the
-anchor is the file with the most matches (then the highest summed score, then the
-smallest path, so the result is deterministic); it takes its unassigned neighbours as a
-group, and the rest of the component is grouped again the same way.
+The rule: a group has an *anchor*, every other member matches the anchor at or above the
+threshold, and no two members are far apart (their pair scores at least ``kinship``,
+0.5 by default: two edits of one photo still resemble each other that much). A chain
+A~B~C where A and C are far apart therefore never puts A and C in one group just
+because B sits between them.
+
+Within each connected component the anchor is the file with the most matches (then the
+highest summed score, then the smallest path, so the result is deterministic). Its
+unassigned neighbours join its group strongest match first, each only if it is not far
+from any member already in; the rest of the component is grouped again the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Iterable, Sequence
 import networkx as nx
 
 EXACT_SCORE = 0.9  # Flow's scale: at or above, no visible change
+KINSHIP = 0.5  # below this, two images are far apart: never in one group
 
 
 @dataclass(frozen=True)
@@ -60,27 +65,44 @@ class DuplicateGroup:
         return min(self.members, key=lambda m: (-m.pixels, -m.size, m.mtime, m.path))
 
 
-def group_duplicates(entries: Iterable[FileEntry], pairs: Iterable[FilePair], threshold: float) -> list[DuplicateGroup]:
+def group_duplicates(
+    entries: Iterable[FileEntry], pairs: Iterable[FilePair], threshold: float, kinship: float = KINSHIP
+) -> list[DuplicateGroup]:
     """Groups of files matching their group's anchor at ``threshold`` or above.
 
+    ``pairs`` may include weaker pairs (down to ``kinship``): they never make a match,
+    but they tell members that are merely different from members that are far apart.
     Biggest group first, then by first path; members sorted by path.
     """
     by_path = {entry.path: entry for entry in entries}
-    graph = nx.Graph()
+    kin = nx.Graph()
     for pair in pairs:
-        if pair.score >= threshold and pair.first in by_path and pair.second in by_path and pair.first != pair.second:
-            graph.add_edge(pair.first, pair.second, score=pair.score)
+        if pair.score >= min(kinship, threshold) and pair.first in by_path and pair.second in by_path and pair.first != pair.second:
+            kin.add_edge(pair.first, pair.second, score=pair.score)
+    matches = nx.Graph()
+    matches.add_edges_from((a, b, data) for a, b, data in kin.edges(data=True) if data["score"] >= threshold)
 
     groups: list[DuplicateGroup] = []
-    for component in nx.connected_components(graph):
-        remaining = graph.subgraph(component).copy()
+    for component in nx.connected_components(matches):
+        remaining = matches.subgraph(component).copy()
         while remaining.number_of_edges():
             anchor = min(remaining.nodes, key=lambda node: _anchor_rank(remaining, node))
-            members = sorted([anchor, *remaining.neighbors(anchor)])
-            groups.append(_make_group(anchor, members, graph, by_path))
+            members = _gather(anchor, remaining, kin)
+            if len(members) > 1:
+                groups.append(_make_group(anchor, sorted(members), matches, by_path))
             remaining.remove_nodes_from(members)
     groups.sort(key=lambda group: (-len(group.members), group.members[0].path))
     return groups
+
+
+def _gather(anchor: str, remaining: nx.Graph, kin: nx.Graph) -> list[str]:
+    """The anchor and those of its matches that are not far from anyone already taken."""
+    candidates = sorted(remaining.neighbors(anchor), key=lambda n: (-remaining[anchor][n]["score"], n))
+    members = [anchor]
+    for candidate in candidates:
+        if all(kin.has_edge(candidate, member) for member in members):
+            members.append(candidate)
+    return members
 
 
 def _anchor_rank(graph: nx.Graph, node: str) -> tuple:

@@ -1,0 +1,169 @@
+"""What each command-line verb does, in terms of the parts ``composition`` builds.
+
+Each action prints what a person wants to know and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from daemon.composition import components, state_only
+from daemon.indexer import Outcome
+from daemon.pathfilter import PathFilter
+from daemon.reconcile import reconcile
+from daemon.scanning import run_scan
+from daemon.settings import DEFAULT_EXCLUDES, Settings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import read_transaction, write_transaction
+from daemon.errors import BackendUnavailable, UsageError
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _when(timestamp: float | None) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "never"
+
+
+def check_config(settings: Settings) -> int:
+    source = settings.source or "built-in defaults (no settings file found)"
+    _say(f"{source}: OK")
+    _say(f"  backend: {settings.backend.kind}")
+    _say(f"  state: {settings.paths.state}")
+    _say(f"  reports: {settings.paths.reports}")
+    for watch in settings.watch:
+        note = "" if watch.path.is_dir() else "  (not a folder yet)"
+        _say(f"  watch: {watch.path}{' (recursive)' if watch.recursive else ''}{note}")
+    _say(f"  scan: threshold {settings.scan.threshold}, schedule {settings.scan.schedule.text}")
+    return 0
+
+
+def status(settings: Settings, failures: int, repair: bool) -> int:
+    with components(settings) as parts:
+        health = parts.backend.health()
+        with read_transaction(parts.engine) as connection:
+            counts = file_store.counts_by_state(connection)
+            contents = content_store.content_count(connection)
+            last = content_store.last_scan(connection)
+            failed = file_store.failures(connection, failures)
+        _say(f"settings: {settings.source or 'built-in defaults'}")
+        _say(f"state: {settings.paths.state}")
+        backend_line = f"backend: {settings.backend.kind}: {health.detail}"
+        _say(backend_line)
+        _say(
+            f"files: {counts['indexed']} indexed, {counts['pending']} pending, {counts['failed']} failed, "
+            f"{counts['gone']} gone; {contents} distinct contents analysed"
+        )
+        if last:
+            _say(
+                f"last scan: {_when(last.finished_at)}, threshold {last.threshold}, "
+                f"{last.groups} groups with {last.duplicate_files} files"
+                + (f", failed: {last.error}" if last.error else "")
+            )
+        else:
+            _say("last scan: never (run 'dupe-scanner scan')")
+        _say_reports(settings.paths.reports)
+        _say_service(settings)
+        _say_drift(parts, repair)
+        if failed:
+            _say("problems:")
+            for failure in failed:
+                _say(f"  {failure.path}: {failure.error}")
+        return 0 if health.reachable else 1
+
+
+def _say_reports(reports: Path) -> None:
+    report = reports / "duplicates.json"
+    if report.exists():
+        _say(f"reports: {reports} (written {_when(report.stat().st_mtime)})")
+    else:
+        _say(f"reports: {reports} (none yet)")
+
+
+def _say_service(settings: Settings) -> None:
+    try:
+        from daemon.service.status import describe_service
+    except ImportError:
+        return
+    for line in describe_service(settings):
+        _say(line)
+
+
+def _say_drift(parts, repair: bool) -> None:
+    drift_of = getattr(parts.backend, "drift", None)
+    if drift_of is None:
+        return
+    try:
+        for line in drift_of(parts.engine, repair=repair):
+            _say(line)
+    except BackendUnavailable as error:
+        _say(f"drift: cannot be checked: {error}")
+
+
+def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bool) -> int:
+    path_filter = PathFilter(directory, exclude=DEFAULT_EXCLUDES, recursive=recursive)
+    with components(settings) as parts:
+        health = parts.backend.health()
+        if not health.reachable:
+            raise BackendUnavailable(health.detail)
+        changes = reconcile(parts.engine, path_filter)
+        with write_transaction(parts.engine) as connection:
+            if retry_failed:
+                file_store.requeue_failed(connection, time.time())
+        with read_transaction(parts.engine) as connection:
+            jobs = file_store.pending_under(connection, str(directory))
+        _say(
+            f"{directory}: {len(changes.new)} new, {len(changes.changed)} changed, "
+            f"{len(changes.vanished)} gone; {len(jobs)} to index"
+        )
+        with tqdm(total=len(jobs), unit="images", file=sys.stderr, disable=None) as bar:
+            summary = parts.indexer.run(jobs, on_done=lambda _job, _outcome: bar.update())
+        _say(f"indexed: {summary.line()}")
+        if summary.counts[Outcome.FAILED]:
+            _say("some images could not be read; 'dupe-scanner status' lists them with the reason")
+        if summary.stopped_because:
+            _say(f"stopped: {summary.stopped_because}")
+            return 1
+        if summary.counts[Outcome.RETRY]:
+            _say(f"{summary.counts[Outcome.RETRY]} images left pending; run index again later")
+            return 1
+        return 0
+
+
+def scan(settings: Settings, threshold: float, full: bool) -> int:
+    with components(settings) as parts:
+        health = parts.backend.health()
+        if not health.reachable:
+            raise BackendUnavailable(health.detail)
+        outcome = run_scan(
+            parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full
+        )
+    _say(f"Scanned {outcome.files} images at threshold {threshold}.")
+    _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")
+    for path in getattr(outcome.reports, "paths", []):
+        _say(f"Report: {path}")
+    return 0
+
+
+def clear(settings: Settings, confirmed: bool) -> int:
+    if not confirmed:
+        if not sys.stdin.isatty():
+            raise UsageError("clear empties the index and the state: pass --yes to confirm")
+        answer = input(f"Empty the {settings.backend.kind} index and the state at {settings.paths.state}? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            _say("nothing cleared")
+            return 0
+    with components(settings) as parts:
+        parts.backend.clear()
+        with write_transaction(parts.engine) as connection:
+            content_store.delete_all_contents(connection)
+            file_store.delete_all(connection)
+    _say("index and state cleared; reports were left as they are until the next scan")
+    return 0

@@ -1,0 +1,90 @@
+"""What the embedded analyser remembers about one image, and its byte layout in ``features.data``.
+
+The blob starts with a fixed prefix (magic, then the eight orientation DCT hashes) so a
+neighbour index can be built by reading only ``substr(data, 1, PREFIX_BYTES)`` from SQLite;
+the rest (thumbnails, keypoints) is read only for the candidate pairs being verified.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+# Bump the version whenever the analysis changes in a way that makes old features
+# incomparable with new ones: rows with another analyser are treated as missing.
+ANALYSER = "embedded-dhv-2"
+
+MAGIC = b"DSF2"
+PREFIX_BYTES = len(MAGIC) + 8 * 8  # magic + eight uint64 hashes
+
+
+@dataclass(frozen=True)
+class Features:
+    """Fingerprints of one image as displayed (after EXIF orientation).
+
+    - ``hashes``: uint64[8], a 64-bit DCT hash of each of the eight orientations
+      (see ``orient``); ``hashes[0]`` is the image as displayed.
+    - ``thumb``: uint8 grey thumbnail, aspect kept, long side ``THUMB_SIDE``: for verification.
+    - ``colour``: uint8 16x16x3 colour thumbnail (aspect ignored): for the colour fidelity part of the score.
+    - ``keypoints``: float32[K, 2] ORB keypoint positions in ``thumb`` pixel units of a
+      larger working image (normalised to 0..1 of width and height).
+    - ``descriptors``: uint8[K, 32] ORB descriptors of the image; ``mirror_descriptors``
+      likewise of the mirrored image (keypoints mirrored), so mirrored copies match too.
+    """
+
+    hashes: np.ndarray
+    thumb: np.ndarray
+    colour: np.ndarray
+    keypoints: np.ndarray
+    descriptors: np.ndarray
+    mirror_keypoints: np.ndarray
+    mirror_descriptors: np.ndarray
+
+
+_ARRAYS = ("thumb", "colour", "keypoints", "descriptors", "mirror_keypoints", "mirror_descriptors")
+
+
+def encode(features: Features) -> bytes:
+    out = io.BytesIO()
+    out.write(MAGIC)
+    out.write(np.asarray(features.hashes, dtype="<u8").tobytes())
+    for name in _ARRAYS:
+        array = np.ascontiguousarray(getattr(features, name))
+        dtype = array.dtype.str.encode()
+        out.write(struct.pack("<B", len(dtype)) + dtype)
+        out.write(struct.pack("<B", array.ndim) + struct.pack(f"<{array.ndim}I", *array.shape))
+        out.write(array.tobytes())
+    return out.getvalue()
+
+
+def decode(blob: bytes) -> Features:
+    if blob[: len(MAGIC)] != MAGIC:
+        raise ValueError("not a features blob of this analyser version")
+    view = memoryview(blob)
+    offset = len(MAGIC)
+    hashes = np.frombuffer(view[offset : offset + 64], dtype="<u8").astype(np.uint64)
+    offset += 64
+    arrays = {}
+    for name in _ARRAYS:
+        (dtype_len,) = struct.unpack_from("<B", view, offset)
+        offset += 1
+        dtype = np.dtype(bytes(view[offset : offset + dtype_len]).decode())
+        offset += dtype_len
+        (ndim,) = struct.unpack_from("<B", view, offset)
+        offset += 1
+        shape = struct.unpack_from(f"<{ndim}I", view, offset)
+        offset += 4 * ndim
+        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        arrays[name] = np.frombuffer(view[offset : offset + size], dtype=dtype).reshape(shape)
+        offset += size
+    return Features(hashes=hashes, **arrays)
+
+
+def decode_hashes(prefix: bytes) -> np.ndarray:
+    """The eight orientation hashes from the blob's first ``PREFIX_BYTES`` bytes."""
+    if len(prefix) < PREFIX_BYTES or prefix[: len(MAGIC)] != MAGIC:
+        raise ValueError("not a features blob of this analyser version")
+    return np.frombuffer(prefix[len(MAGIC) : PREFIX_BYTES], dtype="<u8").astype(np.uint64)

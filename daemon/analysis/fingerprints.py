@@ -1,0 +1,116 @@
+"""Computing the features of one image: pure, top-level functions that run in worker processes.
+
+One decode per image, as small as the features need: JPEGs are decoded in Pillow's draft
+mode at 1/2 .. 1/8 scale (several times faster), everything else is reduced right after
+decoding. From a working image of at most ``WORK_SIDE`` pixels on the long side come:
+
+- a 64-bit DCT hash per orientation (the eight rotations and mirrorings), for proposing
+  candidates that differ in colour, brightness, size, format, blur, orientation;
+- ORB keypoints and descriptors of the image and of its mirror, for proposing candidates
+  that are crops or carry text, and for estimating the geometry between two images;
+- a small grey thumbnail and a tiny colour one, for verifying a candidate pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from daemon.analysis.features import Features, encode
+from daemon.imaging import open_upright
+
+WORK_SIDE = 512  # long side of the working image keypoints are found on
+THUMB_SIDE = 160  # long side of the stored grey thumbnail
+COLOUR_SIDE = 16
+HASH_SIDE = 32
+ORB_FEATURES = 160
+
+cv2.setNumThreads(1)  # parallelism comes from the process pool, not from inside OpenCV
+
+
+@dataclass(frozen=True)
+class Analysis:
+    width: int
+    height: int
+    format: str
+    blob: bytes
+
+
+def analyse_file(path: str, max_pixels: int) -> Analysis:
+    """Decode ``path`` upright and compute its features. Raises UnreadableImage, FileVanished."""
+    image, image_format, (width, height) = open_upright(Path(path), draft_size=(WORK_SIDE, WORK_SIDE), max_pixels=max_pixels)
+    return Analysis(width, height, image_format, encode(features_of(image)))
+
+
+def features_of(image: Image.Image) -> Features:
+    rgb = image.convert("RGB")
+    rgb = _fit(rgb, WORK_SIDE)
+    grey = np.asarray(rgb.convert("L"))
+    small = np.asarray(rgb.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX), dtype=np.float64)
+    hashes = np.array([dct_hash(orient(small, k)) for k in range(8)], dtype=np.uint64)
+    thumb = np.asarray(_fit(rgb, THUMB_SIDE).convert("L"))
+    colour = np.asarray(rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX))
+    keypoints, descriptors = orb(grey)
+    mirror_keypoints, mirror_descriptors = orb(np.ascontiguousarray(grey[:, ::-1]))
+    return Features(
+        hashes=hashes,
+        thumb=np.ascontiguousarray(thumb),
+        colour=np.ascontiguousarray(colour),
+        keypoints=keypoints,
+        descriptors=descriptors,
+        mirror_keypoints=mirror_keypoints,
+        mirror_descriptors=mirror_descriptors,
+    )
+
+
+def _fit(image: Image.Image, side: int) -> Image.Image:
+    width, height = image.size
+    scale = side / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def orient(array: np.ndarray, k: int) -> np.ndarray:
+    """Orientation ``k`` of 0..7: rotated ``k % 4`` quarter turns counter-clockwise, then mirrored left-right if ``k >= 4``."""
+    turned = np.rot90(array, k % 4)
+    return np.fliplr(turned) if k >= 4 else turned
+
+
+def _dct_matrix(n: int, keep: int) -> np.ndarray:
+    rows = np.arange(keep)[:, None]
+    cols = np.arange(n)[None, :]
+    return np.cos(np.pi * (2 * cols + 1) * rows / (2 * n))
+
+
+_DCT = _dct_matrix(HASH_SIDE, 8)
+_BITS = (np.uint64(1) << np.arange(64, dtype=np.uint64)).astype(np.uint64)
+
+
+def dct_hash(grey32: np.ndarray) -> np.uint64:
+    """A perceptual hash: the signs of the 8x8 lowest DCT frequencies against their median."""
+    coefficients = (_DCT @ grey32 @ _DCT.T).ravel()
+    bits = coefficients > np.median(coefficients[1:])
+    return np.uint64(np.bitwise_or.reduce(_BITS[bits])) if bits.any() else np.uint64(0)
+
+
+_ORB = None
+
+
+def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ORB keypoints (normalised 0..1 positions) and descriptors, strongest first."""
+    global _ORB
+    if _ORB is None:
+        _ORB = cv2.ORB_create(nfeatures=ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=10)
+    height, width = grey.shape
+    found, descriptors = _ORB.detectAndCompute(grey, None)
+    if descriptors is None or not found:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    order = sorted(range(len(found)), key=lambda i: -found[i].response)
+    points = np.array([found[i].pt for i in order], dtype=np.float32) / np.array([width, height], dtype=np.float32)
+    return points, np.ascontiguousarray(descriptors[order])

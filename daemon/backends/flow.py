@@ -1,0 +1,484 @@
+"""The Flow 5 backend: analysis, storage and search by a Flow server over HTTP.
+
+Flow (pixolution) is an image search engine that runs as an Apache Solr plugin; its HTTP
+contract, as far as dupe-scanner uses it, is ``flow-api.md``. What this module adds to
+that contract:
+
+- One ``requests.Session`` shared by every indexer thread, with a connection pool sized
+  for them, explicit (connect, read) timeouts, and bounded retries with jittered
+  exponential backoff on connection failures and 5xx answers. POSTs are retried too:
+  ``analyze`` has no side effect and ``update`` replaces the doc with the same id.
+  A read timeout is not retried (a server that is alive but slow gets no extra load);
+  the indexer's own per-file backoff tries again later.
+- Ids are content hashes, so re-indexing a file replaces its doc and byte-identical
+  files share one. Ids and paths only ever travel as query parameters or JSON, so no
+  file name can change the meaning of a request.
+- Every answer is checked: not JSON, not the shape expected, or a Solr error all become
+  one ``BackendUnavailable`` naming the endpoint and what was wrong, except an error that
+  mentions Flow's "document limit", which becomes ``BackendLimitReached``.
+- Updates are made visible by a soft commit every ``commit_every`` docs and on
+  ``commit()``, not after each file.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import random
+import socket
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Collection, Iterable, Iterator, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from daemon.backends.base import Health, ImageInfo, ScoredPair
+from daemon.errors import BackendLimitReached, BackendUnavailable
+from daemon.imaging import DEFAULT_MAX_PIXELS, open_upright
+from daemon.settings import FlowSettings
+
+log = logging.getLogger(__name__)
+
+DOCKER_COMMAND = "docker run -d --rm -p8983:8983 --name local-flow-server pixolution/flow"
+RETRY_STATUSES = frozenset({500, 502, 503, 504})
+LIMIT_MARKER = "document limit"
+LIST_PAGE_ROWS = 1000
+FIRST_DUPLICATE_ROWS = 50  # the original asked for 10 and so never saw a group larger than ten
+HEALTH_READ_TIMEOUT = 10.0
+SCORE_SLACK = 1e-6  # floating-point noise tolerated around [0, 1]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# (collection size up to, approximate search, smart filter), per scan mode, as the original chose them.
+_SEARCH_OPTIONS = {
+    "balanced": ((10_000, False, "off"), (100_000, False, "low"), (1_000_000, True, "medium"), (None, True, "high")),
+    "speed": ((10_000, False, "high"), (100_000, False, "high"), (1_000_000, True, "high"), (None, True, "high")),
+}
+
+
+def search_options(collection_size: int, mode: str) -> tuple[bool, str]:
+    """``(rank.approximate, rank.smartfilter)`` for a collection of this size in this scan mode."""
+    try:
+        table = _SEARCH_OPTIONS[mode]
+    except KeyError:
+        raise ValueError(f"unknown scan mode '{mode}' (known: {', '.join(_SEARCH_OPTIONS)})") from None
+    for up_to, approximate, smartfilter in table:
+        if up_to is None or collection_size <= up_to:
+            return approximate, smartfilter
+    raise AssertionError("unreachable: the last row has no bound")
+
+
+class FlowError(BackendUnavailable):
+    """Flow answered with an error (HTTP status >= 400 or ``responseHeader.status`` != 0)."""
+
+    def __init__(self, message: str, http_status: int, flow_message: str):
+        super().__init__(message)
+        self.http_status = http_status
+        self.flow_message = flow_message
+
+
+class FlowBackend:
+    """The ``Backend`` protocol on a Flow 5 server (see the module docstring)."""
+
+    kind = "flow"
+
+    def __init__(
+        self,
+        settings: FlowSettings,
+        mode: str,
+        *,
+        pool_size: int = 16,
+        scan_workers: int = 4,
+        backoff_seconds: float = 0.5,
+        max_backoff_seconds: float = 15.0,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
+        session: requests.Session | None = None,
+    ):
+        search_options(0, mode)  # refuse an unknown mode now, not at the first scan
+        self.settings = settings
+        self.mode = mode
+        self.base = f"{settings.url}/api/cores/{settings.collection}"
+        self.solr = f"{settings.url}/solr/{settings.collection}"
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._scan_workers = max(1, scan_workers)
+        self._backoff = backoff_seconds
+        self._max_backoff = max_backoff_seconds
+        self._max_pixels = max_image_pixels
+        self._session = session or _new_session(pool_size)
+        self._lock = threading.Lock()
+        self._uncommitted = 0
+
+    # ----------------------------------------------------------------- indexing
+
+    def index(self, content_hash: str, path: Path) -> ImageInfo:
+        size = self.settings.thumbnail_size
+        image, image_format, (width, height) = open_upright(path, draft_size=(size, size), max_pixels=self._max_pixels)
+        data_uri = _png_data_uri(image, size)
+        analysis = self._call(
+            "analyze",
+            "POST",
+            f"{self.base}/analyze",
+            params={"modules.apply": "duplicate", "logParamsList": ""},
+            data={"input.data": data_uri},
+        )
+        outputs = analysis.get("outputs")
+        if not isinstance(outputs, dict):
+            raise BackendUnavailable(
+                f"{self._where('analyze', f'{self.base}/analyze')}: the answer has no 'outputs' object "
+                f"(got {_kind(outputs)}); is this a Flow server?"
+            )
+        doc = {"id": content_hash, "image": _text(str(path)), "filename": _text(path.name), "import": outputs}
+        self._call("update", "POST", f"{self.base}/update", json=doc)
+        self._count_update()
+        return ImageInfo(width=width, height=height, format=image_format)
+
+    def _count_update(self) -> None:
+        with self._lock:
+            self._uncommitted += 1
+            due = self._uncommitted >= self.settings.commit_every
+        if due:
+            try:
+                self.commit()
+            except BackendUnavailable as error:
+                # The doc is stored; only its visibility waits. The next batch or commit() tries again.
+                log.warning("periodic Flow commit failed, will retry with the next batch: %s", error)
+
+    def commit(self) -> None:
+        with self._lock:
+            pending, self._uncommitted = self._uncommitted, 0
+        try:
+            self._call(
+                "commit",
+                "POST",
+                f"{self.base}/update",
+                params={"softCommit": "true", "openSearcher": "true", "waitSearcher": "true"},
+            )
+        except BaseException:
+            with self._lock:
+                self._uncommitted += pending
+            raise
+
+    def forget(self, content_hashes: Collection[str]) -> None:
+        # One request per id: flow-api.md names only the single-id form of Solr's JSON delete.
+        for content_hash in content_hashes:
+            self._delete({"delete": {"id": content_hash}})
+
+    def clear(self) -> None:
+        self._delete({"delete": {"query": "*:*"}})
+        with self._lock:
+            self._uncommitted = 0
+
+    def _delete(self, body: dict) -> None:
+        # A hard commit (commit=true) also makes every pending update visible.
+        self._call("delete", "POST", f"{self.solr}/update", params={"commit": "true"}, json=body)
+
+    # ----------------------------------------------------------------- listing
+
+    def document_count(self) -> int:
+        """How many docs Flow holds and shows (committed ones)."""
+        return self._count(retry=True)
+
+    def _count(self, retry: bool) -> int:
+        url = f"{self.base}/select"
+        answer = self._call("count", "GET", url, params={"q": "*:*", "rows": 0}, retry=retry)
+        found = _get(answer, "response", "numFound")
+        if not isinstance(found, int) or isinstance(found, bool) or found < 0:
+            raise BackendUnavailable(f"{self._where('count', url)}: response.numFound is {_kind(found)}, not a count")
+        return found
+
+    def document_ids(self) -> Iterator[str]:
+        """Every id Flow holds, in id order, by Solr's cursorMark paging (safe on any size)."""
+        url = f"{self.base}/select"
+        where = self._where("list ids", url)
+        mark = "*"
+        while True:
+            answer = self._call(
+                "list ids",
+                "GET",
+                url,
+                params={"q": "*:*", "rows": LIST_PAGE_ROWS, "fl": "id", "sort": "id asc", "cursorMark": mark},
+            )
+            docs = _get(answer, "response", "docs")
+            following = answer.get("nextCursorMark")
+            if not isinstance(docs, list) or not isinstance(following, str):
+                raise BackendUnavailable(f"{where}: the answer lacks response.docs or nextCursorMark")
+            for doc in docs:
+                doc_id = doc.get("id") if isinstance(doc, dict) else None
+                if not isinstance(doc_id, str):
+                    raise BackendUnavailable(f"{where}: a doc without a string id: {str(doc)[:80]}")
+                yield doc_id
+            if following == mark or not docs:
+                return
+            mark = following
+
+    # ----------------------------------------------------------------- searching
+
+    def find_pairs(self, changed: Collection[str] | None, min_score: float) -> Iterator[ScoredPair]:
+        size = self.document_count()
+        approximate, smartfilter = search_options(size, self.mode)
+        ids: Iterable[str] = self.document_ids() if changed is None else sorted(set(changed))
+        seen: set[tuple[str, str]] = set()
+
+        def duplicates_of(doc_id: str) -> list[tuple[str, float]]:
+            return self._duplicates(doc_id, min_score, approximate, smartfilter, size)
+
+        for doc_id, found in _ordered_map(duplicates_of, ids, self._scan_workers):
+            for other, score in found:
+                pair = ScoredPair.of(doc_id, other, score)
+                key = (pair.first, pair.second)
+                if key not in seen:  # found again from the other side
+                    seen.add(key)
+                    yield pair
+
+    def _duplicates(
+        self, doc_id: str, min_score: float, approximate: bool, smartfilter: str, size: int
+    ) -> list[tuple[str, float]]:
+        """The docs like ``doc_id`` scoring at least ``min_score``, growing ``rows`` until all are seen."""
+        url = f"{self.base}/duplicate"
+        where = self._where("duplicate", url)
+        rows = FIRST_DUPLICATE_ROWS
+        while True:
+            params = {
+                "rank.by.id": doc_id,
+                "fl": "id,score,filename,image",
+                "rows": rows,
+                "rank.threshold": f"{min_score:g}",
+                "rank.approximate": "true" if approximate else "false",
+                "rank.smartfilter": smartfilter,
+            }
+            try:
+                answer = self._call("duplicate", "GET", url, params=params)
+            except FlowError as error:
+                if error.http_status == 404 or "not found" in error.flow_message.lower():
+                    # Forgotten or never committed since the caller listed it: nothing to compare.
+                    log.info("Flow has no doc %s to compare (%s); skipped", doc_id, error.flow_message)
+                    return []
+                raise
+            docs = _get(answer, "response", "docs")
+            if not isinstance(docs, list):
+                raise BackendUnavailable(f"{where}: the answer has no response.docs list")
+            number = _get(answer, "response", "numFound")
+            found = number if _is_count(number) else None
+            if len(docs) < rows or rows > size:
+                break
+            # Full page: there may be more. Jump to numFound when the server tells it, else grow.
+            rows = max(rows * 4, found + 1) if found is not None and found >= rows else rows * 4
+        result = []
+        for doc in docs:
+            other = doc.get("id") if isinstance(doc, dict) else None
+            score = doc.get("score") if isinstance(doc, dict) else None
+            if not isinstance(other, str) or not _is_number(score):
+                raise BackendUnavailable(f"{where}: a doc without a string id and a numeric score: {str(doc)[:80]}")
+            if not -SCORE_SLACK <= score <= 1 + SCORE_SLACK:
+                raise BackendUnavailable(f"{where}: score {score} for {other} is outside [0, 1]")
+            score = min(1.0, max(0.0, float(score)))
+            if other != doc_id and score >= min_score:
+                result.append((other, score))
+        return result
+
+    # ----------------------------------------------------------------- health
+
+    def health(self) -> Health:
+        url = self.settings.url
+        collection = self.settings.collection
+        try:
+            response = self._session.get(
+                self.base, timeout=(self.settings.connect_timeout, min(self.settings.read_timeout, HEALTH_READ_TIMEOUT))
+            )
+        except requests.Timeout:
+            return Health(False, f"Flow at {url} did not answer in time: it may be starting up or overloaded; try again shortly")
+        except requests.RequestException as error:
+            return Health(
+                False,
+                f"Flow at {url} is not reachable: {_reason(error)} — start it with `{DOCKER_COMMAND}`, "
+                "or set backend.flow.url to where it runs",
+            )
+        if response.status_code == 404:
+            return Health(
+                False,
+                f"Flow at {url} answers, but has no collection '{collection}' (HTTP 404): "
+                "check backend.flow.collection",
+            )
+        if response.status_code != 200:
+            return Health(False, f"Flow at {url} answered HTTP {response.status_code}: {_error_text(response)}")
+        try:
+            count = self._count(retry=False)
+        except BackendUnavailable as error:
+            return Health(False, f"Flow at {url} answers, but counting its documents failed: {error}")
+        return Health(True, f"Flow at {url}, collection '{collection}': {count:,} documents", documents=count)
+
+    def close(self) -> None:
+        with self._lock:
+            pending = self._uncommitted
+        if pending:
+            try:
+                self.commit()
+            except BackendUnavailable as error:
+                log.warning("could not commit %d updates while closing the Flow backend: %s", pending, error)
+        self._session.close()
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _call(self, name: str, method: str, url: str, *, retry: bool = True, **kwargs: Any) -> dict:
+        """Send one request (retrying what is safe to retry) and return its answer's JSON object."""
+        where = self._where(name, url)
+        attempts = 1 + (self.settings.retries if retry else 0)
+        failure = ""
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(self._delay(attempt))
+            try:
+                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
+            except requests.ConnectTimeout:
+                failure = f"not reachable: no connection within {self.settings.connect_timeout:g} s"
+                continue
+            except requests.ReadTimeout:
+                raise BackendUnavailable(
+                    f"{where}: no answer within {self.settings.read_timeout:g} s (backend.flow.read_timeout); "
+                    "Flow is overloaded or stuck"
+                ) from None
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
+                failure = f"not reachable: {_reason(error)}"
+                continue
+            except requests.RequestException as error:
+                raise BackendUnavailable(f"{where}: {error}") from None
+            if response.status_code in RETRY_STATUSES and LIMIT_MARKER not in response.text.lower():
+                failure = f"HTTP {response.status_code}: {_error_text(response)}"
+                continue
+            return self._parse(where, response)
+        hint = f" — is Flow running? (`{DOCKER_COMMAND}`)" if failure.startswith("not reachable") else ""
+        tries = f" (tried {attempts} times)" if attempts > 1 else ""
+        raise BackendUnavailable(f"{where}: {failure}{tries}{hint}")
+
+    def _parse(self, where: str, response: requests.Response) -> dict:
+        try:
+            answer = response.json()
+        except ValueError:
+            raise BackendUnavailable(
+                f"{where}: the answer is not JSON (HTTP {response.status_code}, "
+                f"{response.headers.get('Content-Type', 'no content type')}, starts {response.text[:60]!r})"
+            ) from None
+        if not isinstance(answer, dict):
+            raise BackendUnavailable(f"{where}: the answer is {_kind(answer)}, not a JSON object")
+        status = _get(answer, "responseHeader", "status")
+        if response.status_code >= 400 or status not in (None, 0):
+            message = _get(answer, "error", "msg")
+            message = message if isinstance(message, str) and message else f"no error message (HTTP {response.status_code})"
+            if LIMIT_MARKER in message.lower():
+                raise BackendLimitReached(
+                    "Flow refuses more images: its document limit is reached (the free Starter edition holds "
+                    "5,000). The remaining files stay pending; remove images, or move to a larger Flow edition, "
+                    f"then index again. Flow said: {message}"
+                )
+            raise FlowError(f"{where}: Flow reported an error (HTTP {response.status_code}): {message}", response.status_code, message)
+        return answer
+
+    def _where(self, name: str, url: str) -> str:
+        return f"Flow {name} at {url}"
+
+    def _delay(self, attempt: int) -> float:
+        ceiling = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def _new_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    # max_retries=0: retrying is ours (it must see the answer's body to spot the document limit).
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update({"Accept": "application/json", "User-Agent": "dupe-scanner"})
+    return session
+
+
+def _png_data_uri(image, long_side: int) -> str:
+    """The image shrunk to ``long_side`` (never enlarged) as a PNG ``data:`` URI, as the original uploaded."""
+    image.thumbnail((long_side, long_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int) -> Iterator[tuple[T, R]]:
+    """``(item, function(item))`` in order, computed by ``workers`` threads, a bounded window ahead."""
+    window: deque[tuple[T, Future]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="flow-scan")
+    try:
+        for item in items:
+            window.append((item, pool.submit(function, item)))
+            if len(window) >= workers * 4:
+                done, future = window.popleft()
+                yield done, future.result()
+        while window:
+            done, future = window.popleft()
+            yield done, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _reason(error: BaseException) -> str:
+    """A short human reason for a connection failure, from the chain of causes."""
+    seen = set()
+    pending = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, socket.gaierror):
+            return "host name not found"
+        if isinstance(current, ConnectionResetError):
+            return "connection reset"
+        for attribute in ("reason", "__cause__", "__context__"):
+            nested = getattr(current, attribute, None)
+            if isinstance(nested, BaseException):
+                pending.append(nested)
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    text = str(error)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        message = _get(response.json(), "error", "msg")
+    except ValueError:
+        message = None
+    if isinstance(message, str) and message:
+        return message
+    return response.reason or "no details"
+
+
+def _get(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_JSON_KINDS = {dict: "a JSON object", list: "a JSON array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _text(value: str) -> str:
+    """Paths that are not valid UTF-8 (surrogate-escaped bytes) as displayable text for Flow."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -1,0 +1,128 @@
+"""The command line: parse arguments, load settings, call one action, report in one line.
+
+Exit codes: 0 success, 1 the work could not be done (backend down, unreadable state),
+2 bad usage or invalid settings. Expected errors print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from daemon import actions
+from daemon.errors import DupeScannerError, SettingsError, UsageError
+from daemon.settings import Settings, find_settings_file, load_settings
+
+log = logging.getLogger("dupe-scanner")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="PATH",
+        help="settings file (default: ./settings.toml, then /etc/dupe-scanner/settings.toml)",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=argparse.SUPPRESS,
+        help="override [log] level from the settings",
+    )
+    parser = argparse.ArgumentParser(
+        prog="dupe-scanner",
+        description="Find exact and near-duplicate images in your folders.",
+        parents=[common],
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    status = verbs.add_parser("status", parents=[common], help="show the backend, the state, the service and failures")
+    status.add_argument("--failures", type=int, default=20, metavar="N", help="list at most N failed files (default 20)")
+    status.add_argument(
+        "--repair", action="store_true", help="make the backend agree with the state (Flow: drop unknown docs, re-queue missing)"
+    )
+
+    index = verbs.add_parser("index", parents=[common], help="analyse and index the images in a folder")
+    index.add_argument("--dir", type=Path, required=True, metavar="PATH", help="folder of images to index")
+    index.add_argument("--no-recursive", action="store_true", help="only the folder itself, not its subfolders")
+    index.add_argument("--retry-failed", action="store_true", help="try files that failed before once more")
+
+    scan = verbs.add_parser("scan", parents=[common], help="find duplicates among indexed images and write the reports")
+    scan.add_argument(
+        "--threshold", type=_score, metavar="T", help="minimum score, 0.9 exact only, 0.6 near (default: [scan] threshold)"
+    )
+    scan.add_argument("--full", action="store_true", help="compare every image again, not only the new ones")
+
+    clear = verbs.add_parser("clear", parents=[common], help="empty the index and the state (reports are kept)")
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    verbs.add_parser("check-config", parents=[common], help="validate the settings file and print every problem")
+    verbs.add_parser("run", parents=[common], help="run the folder-watching service in the foreground (systemd)")
+    return parser
+
+
+def _score(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 (exclusive) and 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        settings_path = find_settings_file(getattr(arguments, "config", None))
+        settings = load_settings(settings_path)
+        configure_logging(getattr(arguments, "log_level", None) or settings.log_level, arguments.verb)
+        return dispatch(arguments, settings)
+    except SettingsError as error:
+        print(f"dupe-scanner: {error}", file=sys.stderr)
+        return error.exit_code
+    except DupeScannerError as error:
+        print(f"dupe-scanner: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("dupe-scanner: interrupted; pending work is kept and resumes next time", file=sys.stderr)
+        return 130
+
+
+def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
+    verb = arguments.verb
+    if verb == "check-config":
+        return actions.check_config(settings)
+    if verb == "status":
+        return actions.status(settings, failures=arguments.failures, repair=arguments.repair)
+    if verb == "index":
+        directory = arguments.dir.expanduser()
+        if not directory.is_dir():
+            raise UsageError(f"--dir {directory}: not a folder")
+        return actions.index(settings, directory.resolve(), not arguments.no_recursive, arguments.retry_failed)
+    if verb == "scan":
+        threshold = arguments.threshold if arguments.threshold is not None else settings.scan.threshold
+        return actions.scan(settings, threshold, full=arguments.full)
+    if verb == "clear":
+        return actions.clear(settings, confirmed=arguments.yes)
+    if verb == "run":
+        from daemon.service.app import run_service
+
+        return run_service(settings)
+    raise UsageError(f"unknown command {verb}")
+
+
+def configure_logging(level: str, verb: str) -> None:
+    # Under systemd the journal stamps each line itself; on a terminal the time helps.
+    form = "%(levelname)s %(name)s: %(message)s" if verb == "run" else "%(asctime)s %(levelname)s %(message)s"
+    logging.basicConfig(level=level.upper(), format=form, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
+    for noisy in ("apscheduler", "urllib3", "watchdog", "PIL", "alembic"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The one place where the parts are built from the settings and wired together.
+
+The command line and the service both get their state, backend and indexer from here;
+nothing below this module reads settings it was not handed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from sqlalchemy import Engine
+
+from daemon.backends.base import Backend
+from daemon.indexer import Indexer
+from daemon.settings import Settings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import open_state, read_transaction, write_transaction
+
+log = logging.getLogger(__name__)
+
+BACKEND_KEY = "backend"
+
+
+@dataclass
+class Components:
+    settings: Settings
+    engine: Engine
+    backend: Backend
+    indexer: Indexer
+
+
+def backend_identity(settings: Settings) -> str:
+    """What the analyses in the state belong to; another identity means analysing again."""
+    if settings.backend.kind == "flow":
+        return f"flow {settings.backend.flow.url} {settings.backend.flow.collection}"
+    return "embedded"
+
+
+def build_backend(settings: Settings, engine: Engine) -> Backend:
+    if settings.backend.kind == "flow":
+        from daemon.backends.flow import FlowBackend
+
+        return FlowBackend(settings.backend.flow, settings.scan.mode)
+    from daemon.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(engine, workers=settings.index.worker_count, max_image_pixels=settings.index.max_image_pixels)
+
+
+def adopt_backend(engine: Engine, settings: Settings) -> None:
+    """When the configured backend differs from the one that filled the state, index again."""
+    identity = backend_identity(settings)
+    with write_transaction(engine) as connection:
+        previous = content_store.get_meta(connection, BACKEND_KEY)
+        if previous == identity:
+            return
+        if previous is not None:
+            content_store.delete_all_contents(connection)
+            requeued = file_store.requeue_all(connection, time.time())
+            log.warning("backend changed from %s to %s: %d files will be indexed again", previous, identity, requeued)
+        content_store.set_meta(connection, BACKEND_KEY, identity)
+
+
+@contextmanager
+def components(settings: Settings) -> Iterator[Components]:
+    """Open the state, the backend and the indexer; close them all on the way out."""
+    engine = open_state(settings.paths.state)
+    backend = None
+    try:
+        adopt_backend(engine, settings)
+        backend = build_backend(settings, engine)
+        yield Components(settings, engine, backend, Indexer(engine, backend, settings.index))
+    finally:
+        if backend is not None:
+            backend.close()
+        engine.dispose()
+
+
+@contextmanager
+def state_only(settings: Settings) -> Iterator[Engine]:
+    engine = open_state(settings.paths.state)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def read_counts(engine: Engine) -> dict[str, int]:
+    with read_transaction(engine) as connection:
+        return file_store.counts_by_state(connection)

@@ -1,0 +1,123 @@
+"""Writing files so that a reader never sees half of one.
+
+``atomic_write_bytes`` writes to a temporary file in the target's own folder (so the
+final rename never crosses a file system), flushes it to disk, renames it over the
+target, and flushes the folder so the rename itself survives a power cut. Any failure,
+a full disk included, removes the temporary file and leaves the previous version of the
+target exactly as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from daemon.errors import FileWriteError
+
+TEMP_SUFFIX = ".tmp"
+DEFAULT_MODE = 0o644  # reports are meant to be read by people and web servers
+
+
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically.
+
+    The new file gets ``mode``, else the mode of the file it replaces, else 0644 (a
+    temporary file would otherwise be readable by its owner only). Raises
+    ``FileWriteError`` with the reason (a full disk, no permission, ...) and the
+    previous content of ``path`` untouched.
+    """
+    path = Path(path)
+    folder = path.parent
+    if mode is None:
+        mode = _existing_mode(path)
+    temp_name: str | None = None
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=folder)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp_name, path)
+        temp_name = None
+        _fsync_folder(folder)
+    except OSError as error:
+        raise FileWriteError(_describe(path, error)) from error
+    finally:
+        if temp_name is not None:
+            _remove_quietly(Path(temp_name))
+
+
+def remove_stale_temp_files(folder: Path, name: str, older_than_seconds: float = 3600.0, now: float | None = None) -> list[Path]:
+    """Remove temporary files that an interrupted ``atomic_write_bytes`` of ``folder/name`` left.
+
+    Only files older than ``older_than_seconds`` go, so a write in progress in another
+    process is never disturbed. Returns what was removed.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = list(Path(folder).glob(f".{_glob_escape(name)}.*{TEMP_SUFFIX}"))
+    except OSError:
+        return removed
+    for candidate in sorted(candidates):
+        try:
+            if now - candidate.lstat().st_mtime >= older_than_seconds and candidate.is_file():
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError:
+            continue
+    return removed
+
+
+def _existing_mode(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return DEFAULT_MODE
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return  # the rename is done; some file systems cannot open folders for syncing
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass
+
+
+def _describe(path: Path, error: OSError) -> str:
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        why = "no space left on the device (or the disk quota is used up)"
+    elif error.errno in (errno.EACCES, errno.EPERM):
+        why = "permission denied (the service user needs write access to the folder)"
+    elif error.errno == errno.EROFS:
+        why = "the file system is read-only"
+    elif error.errno == errno.ENOENT:
+        why = "the folder does not exist"
+    else:
+        why = error.strerror or str(error)
+    return f"{path}: cannot be written: {why}; its previous version is left unchanged"
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{char}]" if char in "*?[" else char for char in name)

@@ -1,0 +1,173 @@
+"""Indexing: turn pending files into indexed (or failed-with-reason) ones.
+
+For each pending file: stat it again, hash its bytes, and analyse the content only if no
+other file already brought it in (byte-identical copies and moved files cost a hash, not a
+decode). A failure on one file is recorded with its reason and the others go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Iterable
+
+from sqlalchemy import Engine
+
+from daemon.backends.base import Backend
+from daemon.errors import BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
+from daemon.settings import IndexSettings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import read_transaction, write_transaction
+from daemon.store.files import FileStat, KnownFile
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_DELAY = 6 * 3600.0
+CHANGING_RETRY_DELAY = 2.0
+
+
+class Outcome(Enum):
+    ANALYSED = "analysed"  # decoded and analysed by the backend
+    REUSED = "reused"  # same bytes already analysed: only hashed
+    FAILED = "failed"  # permanently, with a reason
+    RETRY = "retry"  # left pending for later (backend down, file still changing)
+    VANISHED = "vanished"
+    STOPPED = "stopped"  # not attempted: the run was stopped
+
+
+@dataclass
+class IndexSummary:
+    counts: dict[Outcome, int] = field(default_factory=lambda: {outcome: 0 for outcome in Outcome})
+    stopped_because: str | None = None
+
+    @property
+    def done(self) -> int:
+        return self.counts[Outcome.ANALYSED] + self.counts[Outcome.REUSED]
+
+    def line(self) -> str:
+        parts = [f"{self.counts[o]} {o.value}" for o in Outcome if self.counts[o]]
+        return ", ".join(parts) or "nothing to do"
+
+
+def content_hash(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class Indexer:
+    """Moves files from pending to indexed through ``backend``. Thread-safe."""
+
+    def __init__(self, engine: Engine, backend: Backend, settings: IndexSettings, clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.backend = backend
+        self.settings = settings
+        self.clock = clock
+
+    def process(self, job: KnownFile) -> Outcome:
+        """Index one pending file. Raises BackendLimitReached; everything else is recorded."""
+        path = Path(job.path)
+        try:
+            return self._index(job, path)
+        except FileVanished:
+            return self._vanished(job)
+        except UnreadableImage as error:
+            return self._failed(job, str(error))
+        except BackendUnavailable as error:
+            return self._retry(job, str(error))
+        except BackendLimitReached:
+            raise
+        except OSError as error:
+            if error.errno in (2, 20):  # ENOENT, ENOTDIR: gone between listing and reading
+                return self._vanished(job)
+            return self._failed(job, f"{path}: cannot be read: {error.strerror or error}")
+
+    def _index(self, job: KnownFile, path: Path) -> Outcome:
+        before = FileStat.of(os.stat(path))
+        digest = content_hash(path)
+        after = FileStat.of(os.stat(path))
+        if not before.same_content_as(after):
+            return self._still_changing(job, after)
+        with read_transaction(self.engine) as connection:
+            known = content_store.has_content(connection, digest)
+        outcome = Outcome.REUSED
+        if not known:
+            info = self.backend.index(digest, path)
+            outcome = Outcome.ANALYSED
+        now = self.clock()
+        with write_transaction(self.engine) as connection:
+            current = file_store.get_by_id(connection, job.id)
+            if current is None or current.path != job.path:
+                return Outcome.VANISHED  # moved or forgotten meanwhile; its new row is queued
+            if not known:
+                content_store.record_content(connection, digest, info, now)
+            elif not content_store.has_content(connection, digest):
+                return Outcome.RETRY  # the content was forgotten meanwhile; index it again next round
+            file_store.mark_indexed(connection, job.id, digest, after, now)
+        return outcome
+
+    def _still_changing(self, job: KnownFile, stat: FileStat) -> Outcome:
+        with write_transaction(self.engine) as connection:
+            file_store.mark_seen(connection, job.path, stat, self.clock())
+            file_store.retry_later(connection, job.id, "still being written", self.clock() + CHANGING_RETRY_DELAY)
+        return Outcome.RETRY
+
+    def _vanished(self, job: KnownFile) -> Outcome:
+        with write_transaction(self.engine) as connection:
+            file_store.mark_gone(connection, [job.path], self.clock())
+        return Outcome.VANISHED
+
+    def _failed(self, job: KnownFile, reason: str) -> Outcome:
+        log.warning("cannot index %s", reason)
+        with write_transaction(self.engine) as connection:
+            file_store.mark_failed(connection, job.id, reason, self.clock())
+        return Outcome.FAILED
+
+    def _retry(self, job: KnownFile, reason: str) -> Outcome:
+        attempts = job.attempts + 1
+        if attempts >= self.settings.max_attempts:
+            return self._failed(job, f"{reason} (gave up after {attempts} attempts)")
+        delay = min(self.settings.retry_base_seconds * 2 ** (attempts - 1), MAX_RETRY_DELAY)
+        with write_transaction(self.engine) as connection:
+            file_store.retry_later(connection, job.id, reason, self.clock() + delay)
+        return Outcome.RETRY
+
+    def run(self, jobs: Iterable[KnownFile], on_done: Callable[[KnownFile, Outcome], None] | None = None) -> IndexSummary:
+        """Index ``jobs`` on ``settings.worker_count`` threads; the backend spreads the CPU work."""
+        summary = IndexSummary()
+        stop = threading.Event()
+        jobs = list(jobs)
+
+        def work(job: KnownFile) -> Outcome:
+            if stop.is_set():
+                return Outcome.STOPPED
+            try:
+                return self.process(job)
+            except BackendLimitReached as error:
+                if not stop.is_set():
+                    summary.stopped_because = str(error)
+                stop.set()
+                return Outcome.STOPPED
+
+        with ThreadPoolExecutor(self.settings.worker_count, thread_name_prefix="indexer") as pool:
+            futures = {pool.submit(work, job): job for job in jobs}
+            for future in as_completed(futures):
+                outcome = future.result()
+                summary.counts[outcome] += 1
+                if on_done is not None:
+                    on_done(futures[future], outcome)
+        if summary.stopped_because:
+            self._note_stopped(jobs, summary.stopped_because)
+        self.backend.commit()
+        return summary
+
+    def _note_stopped(self, jobs: list[KnownFile], reason: str) -> None:
+        with write_transaction(self.engine) as connection:
+            file_store.note_waiting(connection, [job.id for job in jobs], f"not indexed: {reason}")

@@ -1,0 +1,126 @@
+"""``duplicates.details.json``: everything behind each group, for people and scripts.
+
+Shape (``schema`` 1)::
+
+    {
+        "schema": 1,
+        "generated_at": "2024-05-01T12:00:00+00:00",   # when this content was first written
+        "threshold": 0.6,
+        "exact_score": 0.9,                              # pairs at or above are "exact"
+        "counts": {"groups": 2, "files": 5, "pairs": 4, "exact_pairs": 3, "near_pairs": 1},
+        "note": "...",
+        "groups": [
+            {
+                "id": "group-1",                         # the key in duplicates.json
+                "anchor": "/photos/a.jpg",               # every member matches the anchor
+                "suggested_keep": "/photos/a.jpg",
+                "members": [
+                    {"path": ..., "size": 12345, "width": 4000, "height": 3000,
+                     "format": "JPEG", "mtime": "2024-04-30T08:15:00+00:00",
+                     "content_hash": "...", "suggested_keep": true},
+                ],
+                "pairs": [{"first": ..., "second": ..., "score": 0.9731, "kind": "exact"}],
+            },
+        ],
+    }
+
+Groups in the order of ``duplicates.json``; members sorted by path; pairs sorted by
+path; times in UTC. The same groups give the same bytes except ``generated_at``. The
+suggestion to keep is only a suggestion: dupe-scanner never deletes or moves a file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from daemon.groups import EXACT_SCORE, DuplicateGroup, FileEntry, FilePair
+from daemon.reports.json_report import encode_json, group_id
+
+FILE_NAME = "duplicates.details.json"
+SCHEMA_VERSION = 1
+SCORE_DECIMALS = 4  # more is noise, and rounding keeps reruns byte-identical
+NOTE = (
+    "suggested_keep is a suggestion only (most pixels, then largest file, then oldest); "
+    "dupe-scanner never deletes or moves files"
+)
+VOLATILE_KEYS = ("generated_at",)
+
+
+def build_details(groups: Sequence[DuplicateGroup], threshold: float, generated_at: datetime) -> dict[str, Any]:
+    pairs = [pair for group in groups for pair in group.pairs]
+    exact = sum(1 for pair in pairs if pair.kind == "exact")
+    return {
+        "schema": SCHEMA_VERSION,
+        "generated_at": iso_time(generated_at),
+        "threshold": threshold,
+        "exact_score": EXACT_SCORE,
+        "counts": {
+            "groups": len(groups),
+            "files": sum(len(group.members) for group in groups),
+            "pairs": len(pairs),
+            "exact_pairs": exact,
+            "near_pairs": len(pairs) - exact,
+        },
+        "note": NOTE,
+        "groups": [_group(index, group) for index, group in enumerate(groups)],
+    }
+
+
+def render_details(groups: Sequence[DuplicateGroup], threshold: float, generated_at: datetime) -> bytes:
+    return encode_json(build_details(groups, threshold, generated_at))
+
+
+def same_content(old: bytes, new: bytes) -> bool:
+    """Whether two rendered detail reports differ only in ``generated_at``."""
+    try:
+        old_document = json.loads(old.decode("utf-8"))
+        new_document = json.loads(new.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(old_document, dict) or not isinstance(new_document, dict):
+        return False
+    for key in VOLATILE_KEYS:
+        old_document.pop(key, None)
+        new_document.pop(key, None)
+    return old_document == new_document
+
+
+def iso_time(moment: datetime) -> str:
+    """ISO 8601 in UTC to the second; a naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def round_score(score: float) -> float:
+    return round(float(score), SCORE_DECIMALS)
+
+
+def _group(index: int, group: DuplicateGroup) -> dict[str, Any]:
+    keep = group.suggested_keep.path
+    return {
+        "id": group_id(index),
+        "anchor": group.anchor,
+        "suggested_keep": keep,
+        "members": [_member(member, keep) for member in sorted(group.members, key=lambda m: m.path)],
+        "pairs": [_pair(pair) for pair in sorted(group.pairs, key=lambda p: (p.first, p.second))],
+    }
+
+
+def _member(member: FileEntry, keep: str) -> dict[str, Any]:
+    return {
+        "path": member.path,
+        "size": member.size,
+        "width": member.width,
+        "height": member.height,
+        "format": member.format,
+        "mtime": iso_time(datetime.fromtimestamp(member.mtime, tz=timezone.utc)),
+        "content_hash": member.content_hash,
+        "suggested_keep": member.path == keep,
+    }
+
+
+def _pair(pair: FilePair) -> dict[str, Any]:
+    return {"first": pair.first, "second": pair.second, "score": round_score(pair.score), "kind": pair.kind}

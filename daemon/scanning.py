@@ -1,0 +1,136 @@
+"""Scanning: find the pairs, form the groups, write the reports.
+
+Scans are incremental: only contents analysed since the last scan are compared with the
+rest, and the pairs found are kept in the state. Pairs are stored down to
+``PAIR_FLOOR`` (or the threshold, if lower), so moving the threshold within that range
+needs no new comparison; a lower threshold than any stored makes the scan a full one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy import Engine
+
+from daemon.backends.base import Backend
+from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, FilePair, group_duplicates
+from daemon.reports import write_reports
+from daemon.settings import ReportSettings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import read_transaction, write_transaction
+
+log = logging.getLogger(__name__)
+
+PAIR_FLOOR = KINSHIP
+GONE_RETENTION_SECONDS = 7 * 86400
+FLOOR_KEY = "pairs_floor"
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    groups: list[DuplicateGroup]
+    compared: int | None  # contents compared with the rest; None for a full scan
+    files: int
+    reports: object  # daemon.reports.ReportOutcome
+
+    @property
+    def duplicate_files(self) -> int:
+        return sum(len(group.members) for group in self.groups)
+
+
+def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
+    """Forget contents that no file holds any more, in the backend first, then in the state."""
+    with read_transaction(engine) as connection:
+        orphans = content_store.orphaned_contents(connection)
+    if orphans:
+        backend.forget(orphans)
+    with write_transaction(engine) as connection:
+        content_store.delete_contents(connection, orphans)
+        file_store.forget_gone(connection, now - GONE_RETENTION_SECONDS)
+    return len(orphans)
+
+
+def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool) -> int | None:
+    """Ask the backend for the pairs it has not been asked about yet; None means a full comparison."""
+    floor = min(PAIR_FLOOR, threshold)
+    with read_transaction(engine) as connection:
+        stored_floor = content_store.get_meta(connection, FLOOR_KEY)
+        changed = content_store.needing_scan(connection)
+    if full or stored_floor is None or float(stored_floor) > floor:
+        changed_or_all = None
+    else:
+        changed_or_all = changed
+    if changed_or_all is not None and not changed_or_all:
+        return 0
+    backend.commit()
+    found = list(backend.find_pairs(changed_or_all, floor))
+    with write_transaction(engine) as connection:
+        content_store.replace_pairs(connection, found, changed_or_all)
+        content_store.mark_scanned(connection, changed)
+        content_store.set_meta(connection, FLOOR_KEY, repr(floor))
+    return None if changed_or_all is None else len(changed_or_all)
+
+
+def current_groups(engine: Engine, threshold: float) -> tuple[list[DuplicateGroup], int]:
+    """Groups of indexed files, from the stored content pairs and byte-identical files."""
+    with read_transaction(engine) as connection:
+        indexed = list(file_store.indexed_files(connection))
+        content_pairs = list(content_store.stored_pairs(connection, min(KINSHIP, threshold)))
+    entries = [
+        FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash) for f in indexed
+    ]
+    paths_by_content: dict[str, list[str]] = {}
+    for entry in entries:
+        paths_by_content.setdefault(entry.content_hash, []).append(entry.path)
+    file_pairs = list(_identical_pairs(paths_by_content))
+    for pair in content_pairs:
+        for first in paths_by_content.get(pair.first, ()):
+            for second in paths_by_content.get(pair.second, ()):
+                file_pairs.append(FilePair(min(first, second), max(first, second), pair.score))
+    return group_duplicates(entries, file_pairs, threshold), len(entries)
+
+
+def _identical_pairs(paths_by_content: dict[str, list[str]]):
+    for paths in paths_by_content.values():
+        for i, first in enumerate(paths):
+            for second in paths[i + 1 :]:
+                yield FilePair(min(first, second), max(first, second), 1.0)
+
+
+def run_scan(
+    engine: Engine,
+    backend: Backend,
+    threshold: float,
+    reports_dir: Path,
+    report_settings: ReportSettings,
+    full: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> ScanOutcome:
+    started = clock()
+    with write_transaction(engine) as connection:
+        scan_id = content_store.start_scan(connection, started, threshold, full)
+    try:
+        collect_garbage(engine, backend, started)
+        compared = update_pairs(engine, backend, threshold, full)
+        groups, file_count = current_groups(engine, threshold)
+        reports = write_reports(groups, reports_dir, report_settings, threshold)
+    except Exception as error:
+        with write_transaction(engine) as connection:
+            content_store.finish_scan(connection, scan_id, clock(), 0, 0, error=str(error))
+        raise
+    outcome = ScanOutcome(groups, compared, file_count, reports)
+    with write_transaction(engine) as connection:
+        content_store.finish_scan(connection, scan_id, clock(), len(groups), outcome.duplicate_files)
+    log.info(
+        "scan: %d files, %s, %d groups with %d files",
+        file_count,
+        "compared all" if compared is None else f"compared {compared} new",
+        len(groups),
+        outcome.duplicate_files,
+    )
+    return outcome

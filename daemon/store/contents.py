@@ -1,0 +1,131 @@
+"""Analysed contents, the pairs found between them, the scans, and small facts in ``meta``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from daemon.backends.base import ImageInfo, ScoredPair
+from daemon.store.schema import GONE, contents, features, files, meta, pairs, scans
+
+
+def has_content(connection: Connection, content_hash: str) -> bool:
+    return connection.execute(select(exists().where(contents.c.hash == content_hash))).scalar()
+
+
+def record_content(connection: Connection, content_hash: str, info: ImageInfo, now: float) -> None:
+    statement = sqlite_insert(contents).values(
+        hash=content_hash, width=info.width, height=info.height, format=info.format, analysed_at=now, needs_scan=True
+    )
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[contents.c.hash],
+            set_={"width": info.width, "height": info.height, "format": info.format, "analysed_at": now, "needs_scan": True},
+        )
+    )
+
+
+def orphaned_contents(connection: Connection) -> list[str]:
+    """Contents no remaining file holds: to be forgotten by the backend and the state."""
+    live = select(files.c.id).where(files.c.content_hash == contents.c.hash, files.c.state != GONE)
+    return list(connection.execute(select(contents.c.hash).where(~exists(live))).scalars())
+
+
+def delete_contents(connection: Connection, hashes: Iterable[str]) -> None:
+    hashes = list(hashes)
+    for start in range(0, len(hashes), 500):
+        batch = hashes[start : start + 500]
+        connection.execute(delete(contents).where(contents.c.hash.in_(batch)))
+        connection.execute(delete(features).where(features.c.hash.in_(batch)))
+
+
+def delete_all_contents(connection: Connection) -> None:
+    connection.execute(delete(pairs))
+    connection.execute(delete(features))
+    connection.execute(update(files).values(content_hash=None))
+    connection.execute(delete(contents))
+
+
+def content_hashes(connection: Connection) -> list[str]:
+    return list(connection.execute(select(contents.c.hash).order_by(contents.c.hash)).scalars())
+
+
+def content_count(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(contents)).scalar()
+
+
+def needing_scan(connection: Connection) -> list[str]:
+    return list(connection.execute(select(contents.c.hash).where(contents.c.needs_scan)).scalars())
+
+
+def mark_scanned(connection: Connection, hashes: Iterable[str]) -> None:
+    hashes = list(hashes)
+    for start in range(0, len(hashes), 500):
+        connection.execute(update(contents).where(contents.c.hash.in_(hashes[start : start + 500])).values(needs_scan=False))
+
+
+def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: list[str] | None) -> int:
+    """Store the pairs a scan found: all of them (``changed=None``) or those touching ``changed``."""
+    if changed is None:
+        connection.execute(delete(pairs))
+    else:
+        for start in range(0, len(changed), 500):
+            batch = changed[start : start + 500]
+            connection.execute(delete(pairs).where(or_(pairs.c.first.in_(batch), pairs.c.second.in_(batch))))
+    known = set(connection.execute(select(contents.c.hash)).scalars())
+    rows = {
+        (pair.first, pair.second): pair.score
+        for pair in found
+        if pair.first != pair.second and pair.first in known and pair.second in known
+    }
+    if rows:
+        statement = sqlite_insert(pairs).on_conflict_do_update(
+            index_elements=[pairs.c.first, pairs.c.second], set_={"score": sqlite_insert(pairs).excluded.score}
+        )
+        connection.execute(statement, [{"first": a, "second": b, "score": s} for (a, b), s in rows.items()])
+    return len(rows)
+
+
+def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPair]:
+    rows = connection.execute(select(pairs).where(pairs.c.score >= min_score))
+    for row in rows:
+        yield ScoredPair(row.first, row.second, row.score)
+
+
+@dataclass(frozen=True)
+class ScanRecord:
+    id: int
+    started_at: float
+    finished_at: float | None
+    threshold: float
+    full: bool
+    groups: int | None
+    duplicate_files: int | None
+    error: str | None
+
+
+def start_scan(connection: Connection, now: float, threshold: float, full: bool) -> int:
+    return connection.execute(insert(scans).values(started_at=now, threshold=threshold, full=full)).inserted_primary_key[0]
+
+
+def finish_scan(connection: Connection, scan_id: int, now: float, groups: int, duplicate_files: int, error: str | None = None) -> None:
+    connection.execute(
+        update(scans).where(scans.c.id == scan_id).values(finished_at=now, groups=groups, duplicate_files=duplicate_files, error=error)
+    )
+
+
+def last_scan(connection: Connection) -> ScanRecord | None:
+    row = connection.execute(select(scans).where(scans.c.finished_at.is_not(None)).order_by(scans.c.id.desc()).limit(1)).first()
+    return ScanRecord(**row._mapping) if row else None
+
+
+def get_meta(connection: Connection, key: str) -> str | None:
+    return connection.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+
+def set_meta(connection: Connection, key: str, value: str) -> None:
+    statement = sqlite_insert(meta).values(key=key, value=value)
+    connection.execute(statement.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))

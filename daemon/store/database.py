@@ -1,0 +1,105 @@
+"""Opening the state database: one engine, pragmas in one connect hook, migrations at start.
+
+SQLite's Python driver manages transactions its own way, which breaks transactional DDL
+and lets two writers deadlock on a lock upgrade. The hooks below take over: every
+transaction starts with an explicit BEGIN, and ``write_transaction`` starts with BEGIN
+IMMEDIATE so a writer waits (busy_timeout) for the lock instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from daemon.errors import StateError
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def _migrations_folder() -> Path:
+    """The installed ``daemon/migrations``, or the repository's ``migrations/`` in a checkout."""
+    import daemon.migrations  # installed package (package-dir maps it to migrations/)
+
+    return Path(daemon.migrations.__file__).resolve().parent
+
+
+def open_state(path: Path) -> Engine:
+    """Open (creating if needed) the state at ``path`` and upgrade its schema to the newest."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise StateError(f"cannot create the state folder {path.parent}: {error}") from None
+    engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    _install_hooks(engine)
+    try:
+        upgrade(engine)
+    except (OperationalError, DBAPIError, sqlite3.Error) as error:
+        engine.dispose()
+        raise StateError(f"cannot open the state database {path}: {error.args[0] if error.args else error}") from None
+    return engine
+
+
+def _install_hooks(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed state
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection):
+        mode = "IMMEDIATE" if connection.get_execution_options().get("write") else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One unit of work that writes: takes the write lock up front, commits on success."""
+    with engine.connect().execution_options(write=True) as connection:
+        with connection.begin():
+            yield connection
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A consistent snapshot for reading (WAL readers never block the writer)."""
+    with engine.connect() as connection:
+        with connection.begin():
+            yield connection
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_folder()))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with engine.connect() as connection:
+        command.upgrade(alembic_config(connection), revision)
+        connection.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_folder()))
+    return ScriptDirectory.from_config(config).get_current_head()

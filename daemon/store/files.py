@@ -1,0 +1,280 @@
+"""The files table: what is on disk as far as we know, and the queue of work to do.
+
+Every function takes the connection it works in; the caller decides the transaction.
+A pending row is work to do. It stays pending until indexing succeeds or fails for good,
+so a process killed at any instant loses nothing: the row is simply done again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Mapping
+
+from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+
+from daemon.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What ``stat`` says of a file: enough to tell whether it changed without reading it."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @staticmethod
+    def of(result) -> "FileStat":
+        return FileStat(result.st_size, result.st_mtime_ns, result.st_ino, result.st_dev)
+
+    def same_content_as(self, other: "FileStat") -> bool:
+        return self.size == other.size and self.mtime_ns == other.mtime_ns
+
+
+@dataclass(frozen=True)
+class KnownFile:
+    id: int
+    path: str
+    stat: FileStat
+    state: str
+    content_hash: str | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FileFailure:
+    path: str
+    error: str
+    attempts: int
+
+
+def _under(root: str):
+    """Paths strictly below ``root`` as an index-friendly range ('/' sorts just before '0')."""
+    prefix = root.rstrip("/") + "/"
+    return and_(files.c.path >= prefix, files.c.path < prefix[:-1] + "0")
+
+
+def _known(row) -> KnownFile:
+    return KnownFile(
+        id=row.id,
+        path=row.path,
+        stat=FileStat(row.size, row.mtime_ns, row.inode, row.device),
+        state=row.state,
+        content_hash=row.content_hash,
+        attempts=row.attempts,
+    )
+
+
+def known_under(connection: Connection, root: str) -> dict[str, KnownFile]:
+    """Every file the state knows below ``root`` and not already gone, by path."""
+    rows = connection.execute(select(files).where(_under(root), files.c.state != GONE))
+    return {row.path: _known(row) for row in rows}
+
+
+def get_by_path(connection: Connection, path: str) -> KnownFile | None:
+    row = connection.execute(select(files).where(files.c.path == path)).first()
+    return _known(row) if row else None
+
+
+def get_by_id(connection: Connection, file_id: int) -> KnownFile | None:
+    row = connection.execute(select(files).where(files.c.id == file_id)).first()
+    return _known(row) if row else None
+
+
+def mark_seen(connection: Connection, path: str, stat: FileStat, now: float) -> bool:
+    """Record that ``path`` exists with ``stat``. Returns True when that is news (work queued).
+
+    A new path, or one whose size or mtime changed, or one that had gone, becomes pending.
+    """
+    row = connection.execute(select(files).where(files.c.path == path)).first()
+    if row is None:
+        connection.execute(
+            insert(files).values(
+                path=path,
+                **_stat_values(stat),
+                state=PENDING,
+                attempts=0,
+                next_attempt_at=0.0,
+                seen_at=now,
+                changed_at=now,
+            )
+        )
+        return True
+    unchanged = FileStat(row.size, row.mtime_ns, row.inode, row.device)
+    if row.state != GONE and unchanged.same_content_as(stat):
+        if unchanged.inode != stat.inode or unchanged.device != stat.device:
+            connection.execute(update(files).where(files.c.id == row.id).values(**_stat_values(stat), seen_at=now))
+        return False
+    connection.execute(
+        update(files)
+        .where(files.c.id == row.id)
+        .values(**_stat_values(stat), state=PENDING, error=None, attempts=0, next_attempt_at=0.0, seen_at=now, changed_at=now)
+    )
+    return True
+
+
+def _stat_values(stat: FileStat) -> dict:
+    return {"size": stat.size, "mtime_ns": stat.mtime_ns, "inode": stat.inode, "device": stat.device}
+
+
+def mark_gone(connection: Connection, paths: Iterable[str], now: float) -> int:
+    """The files at ``paths`` no longer exist (or no longer matter). Returns how many changed."""
+    changed = 0
+    for batch in _batches(list(paths), 500):
+        result = connection.execute(
+            update(files)
+            .where(files.c.path.in_(batch), files.c.state != GONE)
+            .values(state=GONE, changed_at=now, error=None)
+        )
+        changed += result.rowcount
+    return changed
+
+
+def mark_gone_under(connection: Connection, root: str, now: float) -> int:
+    """Everything below ``root`` is gone from view (a watched folder was removed)."""
+    result = connection.execute(
+        update(files).where(_under(root), files.c.state != GONE).values(state=GONE, changed_at=now, error=None)
+    )
+    return result.rowcount
+
+
+def move(connection: Connection, source: str, destination: str, stat: FileStat, now: float) -> bool:
+    """A rename: the row keeps its analysis under the new path. False if ``source`` is unknown."""
+    row = connection.execute(select(files).where(files.c.path == source, files.c.state != GONE)).first()
+    if row is None:
+        return False
+    connection.execute(delete(files).where(files.c.path == destination))
+    unchanged = FileStat(row.size, row.mtime_ns, row.inode, row.device).same_content_as(stat)
+    values = {"path": destination, **_stat_values(stat), "seen_at": now, "changed_at": now}
+    if not unchanged:
+        values.update(state=PENDING, attempts=0, next_attempt_at=0.0, error=None)
+    connection.execute(update(files).where(files.c.id == row.id).values(**values))
+    return True
+
+
+def due(connection: Connection, now: float, limit: int, exclude_ids: Iterable[int] = ()) -> list[KnownFile]:
+    """Pending files whose next attempt is due, oldest change first."""
+    query = (
+        select(files)
+        .where(files.c.state == PENDING, files.c.next_attempt_at <= now)
+        .order_by(files.c.next_attempt_at, files.c.id)
+        .limit(limit)
+    )
+    excluded = set(exclude_ids)
+    if excluded:
+        query = query.where(files.c.id.not_in(excluded))
+    return [_known(row) for row in connection.execute(query)]
+
+
+def pending_under(connection: Connection, root: str) -> list[KnownFile]:
+    rows = connection.execute(
+        select(files).where(_under(root), files.c.state == PENDING).order_by(files.c.path)
+    )
+    return [_known(row) for row in rows]
+
+
+def mark_indexed(connection: Connection, file_id: int, content_hash: str, stat: FileStat, now: float) -> None:
+    connection.execute(
+        update(files)
+        .where(files.c.id == file_id)
+        .values(**_stat_values(stat), content_hash=content_hash, state=INDEXED, error=None, indexed_at=now)
+    )
+
+
+def mark_failed(connection: Connection, file_id: int, reason: str, now: float) -> None:
+    connection.execute(
+        update(files)
+        .where(files.c.id == file_id)
+        .values(state=FAILED, error=reason, attempts=files.c.attempts + 1, changed_at=now, content_hash=None)
+    )
+
+
+def retry_later(connection: Connection, file_id: int, reason: str, at: float) -> None:
+    """Keep the file pending, with the reason, until ``at``."""
+    connection.execute(
+        update(files)
+        .where(files.c.id == file_id)
+        .values(error=reason, attempts=files.c.attempts + 1, next_attempt_at=at)
+    )
+
+
+def note_waiting(connection: Connection, file_ids: Iterable[int], reason: str) -> None:
+    """Say why pending files were not done (e.g. the backend refused more documents)."""
+    for batch in _batches(list(file_ids), 500):
+        connection.execute(update(files).where(files.c.id.in_(batch), files.c.state == PENDING).values(error=reason))
+
+
+def requeue_all(connection: Connection, now: float) -> int:
+    """Every known file is to be indexed again (the backend changed)."""
+    result = connection.execute(
+        update(files)
+        .where(files.c.state != GONE)
+        .values(state=PENDING, content_hash=None, attempts=0, next_attempt_at=0.0, error=None, changed_at=now)
+    )
+    return result.rowcount
+
+
+def requeue_failed(connection: Connection, now: float) -> int:
+    result = connection.execute(
+        update(files).where(files.c.state == FAILED).values(state=PENDING, attempts=0, next_attempt_at=0.0, changed_at=now)
+    )
+    return result.rowcount
+
+
+def counts_by_state(connection: Connection) -> dict[str, int]:
+    rows = connection.execute(select(files.c.state, func.count()).group_by(files.c.state))
+    counts = {state: 0 for state in (PENDING, INDEXED, FAILED, GONE)}
+    counts.update({state: count for state, count in rows})
+    return counts
+
+
+def failures(connection: Connection, limit: int) -> list[FileFailure]:
+    rows = connection.execute(
+        select(files.c.path, files.c.error, files.c.attempts)
+        .where(or_(files.c.state == FAILED, and_(files.c.state == PENDING, files.c.error.is_not(None))))
+        .order_by(files.c.path)
+        .limit(limit)
+    )
+    return [FileFailure(row.path, row.error or "", row.attempts) for row in rows]
+
+
+@dataclass(frozen=True)
+class IndexedFile:
+    path: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    width: int
+    height: int
+    format: str
+
+
+def indexed_files(connection: Connection) -> Iterator[IndexedFile]:
+    """Every indexed file with its content's description, in path order."""
+    rows = connection.execute(
+        select(files.c.path, files.c.size, files.c.mtime_ns, files.c.content_hash, contents.c.width, contents.c.height, contents.c.format)
+        .join(contents, contents.c.hash == files.c.content_hash)
+        .where(files.c.state == INDEXED)
+        .order_by(files.c.path)
+    )
+    for row in rows:
+        yield IndexedFile(row.path, row.size, row.mtime_ns, row.content_hash, row.width, row.height, row.format)
+
+
+def forget_gone(connection: Connection, older_than: float) -> int:
+    """Drop rows of files gone before ``older_than``; recent ones stay visible in ``status``."""
+    return connection.execute(delete(files).where(files.c.state == GONE, files.c.changed_at < older_than)).rowcount
+
+
+def delete_all(connection: Connection) -> None:
+    connection.execute(delete(files))
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def stats_by_path(known: Mapping[str, KnownFile]) -> dict[str, FileStat]:
+    return {path: entry.stat for path, entry in known.items()}

@@ -1,0 +1,61 @@
+"""Groups form around an anchor: every member matches the anchor, chains do not merge."""
+
+from daemon.groups import FileEntry, FilePair, group_duplicates
+
+
+def entry(path: str, width: int = 100, size: int = 1000, mtime: float = 0.0) -> FileEntry:
+    return FileEntry(path, size, mtime, width, 100, "JPEG", "h-" + path)
+
+
+def pair(a: str, b: str, score: float) -> FilePair:
+    return FilePair(min(a, b), max(a, b), score)
+
+
+def test_a_chain_does_not_join_its_far_ends():
+    entries = [entry(p) for p in "ABCDE"]
+    # A~B~C~D~E: each only like its neighbour.
+    pairs = [pair("A", "B", 0.8), pair("B", "C", 0.8), pair("C", "D", 0.8), pair("D", "E", 0.8)]
+    groups = group_duplicates(entries, pairs, 0.6)
+    for group in groups:
+        for member in group.paths:
+            if member != group.anchor:
+                assert any({p.first, p.second} == {member, group.anchor} for p in group.pairs)
+    assert not any({"A", "C"} <= set(group.paths) for group in groups)
+
+
+def test_members_match_the_anchor_and_are_akin_to_each_other():
+    entries = [entry(p) for p in ["a", "b", "c", "d"]]
+    # b and c are weakly alike (0.55): not a match, but not far apart either.
+    pairs = [pair("a", "b", 0.95), pair("a", "c", 0.7), pair("b", "c", 0.55), pair("c", "d", 0.5)]
+    groups = group_duplicates(entries, pairs, 0.6)
+    assert [g.paths for g in groups] == [["a", "b", "c"]]
+    assert groups[0].anchor == "a"
+    assert [(p.first, p.second) for p in groups[0].pairs] == [("a", "b"), ("a", "c")]
+
+
+def test_the_strongest_match_wins_when_two_matches_are_far_apart():
+    entries = [entry(p) for p in ["anchor", "strong", "weak"]]
+    pairs = [pair("anchor", "strong", 0.95), pair("anchor", "weak", 0.7)]
+    groups = group_duplicates(entries, pairs, 0.6)
+    assert [g.paths for g in groups] == [["anchor", "strong"]]
+
+
+def test_biggest_group_first_then_by_path_and_deterministic():
+    entries = [entry(p) for p in ["x1", "x2", "y1", "y2", "y3"]]
+    pairs = [pair("x1", "x2", 0.9), pair("y1", "y2", 0.9), pair("y1", "y3", 0.9), pair("y2", "y3", 0.9)]
+    first = group_duplicates(entries, pairs, 0.6)
+    second = group_duplicates(list(reversed(entries)), list(reversed(pairs)), 0.6)
+    assert [g.paths for g in first] == [["y1", "y2", "y3"], ["x1", "x2"]]
+    assert first == second
+
+
+def test_suggested_keep_prefers_pixels_then_size_then_age():
+    entries = [entry("small", width=50), entry("big-new", width=200, mtime=5), entry("big-old", width=200, mtime=1)]
+    pairs = [pair("small", "big-new", 0.9), pair("small", "big-old", 0.9), pair("big-new", "big-old", 0.9)]
+    (group,) = group_duplicates(entries, pairs, 0.6)
+    assert group.suggested_keep.path == "big-old"
+
+
+def test_pairs_naming_unknown_files_are_ignored():
+    groups = group_duplicates([entry("a")], [pair("a", "ghost", 1.0)], 0.6)
+    assert groups == []
