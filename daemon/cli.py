@@ -11,7 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon import actions
 from daemon.errors import DupeScannerError, SettingsError, UsageError
 from daemon.settings import Settings, find_settings_file, load_settings
 
@@ -94,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
+    from daemon import actions  # here, so `--help` and `check-config` start fast
+
     verb = arguments.verb
     if verb == "check-config":
         return actions.check_config(settings)

@@ -213,7 +213,7 @@ class FlowBackend:
                 if not isinstance(doc_id, str):
                     raise BackendUnavailable(f"{where}: a doc without a string id: {str(doc)[:80]}")
                 yield doc_id
-            if following == mark or not docs:
+            if following == mark or len(docs) < LIST_PAGE_ROWS:  # a short page is the last one
                 return
             mark = following
 

@@ -1,0 +1,238 @@
+"""Verifying a candidate pair: is one image an edited copy of the other, and how close?
+
+The fingerprints only *propose* pairs. Here the geometric relation between the two is
+estimated (orientation, scale, crop offset: from the matching hash orientation, or from
+ORB keypoint matches with a robust fit, then refined by ECC on the thumbnails), and the
+aligned pixels are compared with measures that ignore global photometric changes.
+
+Where a "same scene" pair stops being a duplicate (the rule, in geometric terms):
+
+- A duplicate shows a subset of the other image's pixels: one frame lies inside the other
+  (``CONTAINMENT``), related by a quarter-turn rotation, a mirror, a uniform scale and an
+  offset only (``MAX_SHAPE_ERROR``); edits of colour, light, clarity and overlaid text are allowed.
+- Another shot of the same scene is not: two frames that each show a strip of the scene the
+  other lacks (consecutive frames, a panned or shaken camera, stereo pairs), frames related
+  by a small rotation, a shear or a perspective change (another viewpoint), or aligned
+  content that disagrees over much of the picture (parallax, moving subjects).
+
+The score is on Flow's scale: 1.0 pixel-identical; 0.9 and up no visible change (size,
+format, recompression); down to 0.6 as crops, overlays and photometric edits grow; a pair
+that fails verification scores below 0.6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from daemon.analysis.features import Features
+from daemon.analysis.fingerprints import orient
+
+CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
+MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
+MIN_AGREEMENT = 0.45  # share of textured cells whose gradients agree after alignment
+MIN_GRADIENT_CORRELATION = 0.25
+CELL_AGREES = 0.5
+MIN_INLIERS = 8
+NEAR_FLOOR = 0.61  # a verified pair never scores below this (the near-duplicate default is 0.6)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    verified: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Relation:
+    """``B_view`` (B, mirrored if ``mirror``) maps into ``A_view`` (A in orientation ``orientation``) by ``matrix``."""
+
+    orientation: int
+    mirror: bool
+    matrix: np.ndarray  # 2x3, B_view pixel -> A_view pixel
+
+
+def full_frame(a: Features, b: Features, orientation: int) -> Relation:
+    """``orient(A, orientation)`` and B show the same frame (what a hash match suggests)."""
+    a_height, a_width = orient(a.thumb, orientation).shape
+    b_height, b_width = b.thumb.shape
+    sx, sy = a_width / b_width, a_height / b_height
+    matrix = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], dtype=np.float32)
+    return Relation(orientation, False, matrix)
+
+
+def from_keypoints(a: Features, b: Features) -> Relation | None:
+    """The similarity relating B (or its mirror) to A that most keypoint matches agree on."""
+    best: tuple[int, Relation] | None = None
+    a_points = a.keypoints * np.array(a.thumb.shape[::-1], np.float32)
+    for mirror, (points, descriptors) in enumerate(((b.keypoints, b.descriptors), (b.mirror_keypoints, b.mirror_descriptors))):
+        if len(descriptors) < MIN_INLIERS or len(a.descriptors) < MIN_INLIERS:
+            continue
+        matches = _matcher().match(np.ascontiguousarray(descriptors), np.ascontiguousarray(a.descriptors))
+        matches = [m for m in matches if m.distance <= 64]
+        if len(matches) < MIN_INLIERS:
+            continue
+        b_points = points * np.array(b.thumb.shape[::-1], np.float32)
+        source = np.float32([b_points[m.queryIdx] for m in matches])
+        target = np.float32([a_points[m.trainIdx] for m in matches])
+        threshold = 0.02 * max(a.thumb.shape)
+        matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995)
+        if matrix is None:
+            continue
+        count = int(inliers.sum())
+        if count >= MIN_INLIERS and (best is None or count > best[0]):
+            best = (count, Relation(0, bool(mirror), matrix.astype(np.float32)))
+    return None if best is None else best[1]
+
+
+_MATCHER = None
+
+
+def _matcher():
+    global _MATCHER
+    if _MATCHER is None:
+        _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+    return _MATCHER
+
+
+def views(a: Features, b: Features, relation: Relation) -> tuple[np.ndarray, np.ndarray]:
+    a_view = np.ascontiguousarray(orient(a.thumb, relation.orientation))
+    b_view = np.ascontiguousarray(b.thumb[:, ::-1] if relation.mirror else b.thumb)
+    return a_view, b_view
+
+
+def verify(a: Features, b: Features, relation: Relation) -> Verdict:
+    a_view, b_view = views(a, b, relation)
+    matrix = _refine(a_view, b_view, relation.matrix)
+    if matrix is None:
+        return Verdict(0.0, False, "alignment failed")
+    shape_error, scale = _shape_error(matrix[:, :2])
+    cover_a, cover_b = _coverage(matrix, a_view.shape, b_view.shape)
+    if cover_a <= 0.05 or cover_b <= 0.05:
+        return Verdict(0.0, False, "no overlap")
+    structure = _structure(a_view, b_view, matrix)
+    if structure is None:
+        return Verdict(0.0, False, "no overlap")
+    agreement, correlation, difference = structure
+    similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
+    if shape_error > MAX_SHAPE_ERROR:
+        return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
+    if max(cover_a, cover_b) < CONTAINMENT:
+        return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})")
+    if agreement < MIN_AGREEMENT or correlation < MIN_GRADIENT_CORRELATION:
+        return Verdict(min(similar, 0.59), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
+    # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
+    crop_loss = 1.0 - min(cover_a, cover_b)
+    overlay_loss = max(0.0, (1.0 - agreement) - 0.05)
+    light_loss = 2.0 * max(0.0, difference - 0.005)
+    colour_loss = _colour_difference(a.colour, b.colour)
+    visible = crop_loss + overlay_loss + light_loss + colour_loss
+    if visible < 0.004 and a.thumb.shape == b.thumb.shape and relation.orientation == 0 and not relation.mirror:
+        return Verdict(1.0, True, "pixel-identical")
+    score = max(NEAR_FLOOR, min(0.995, 1.0 - 0.8 * visible))
+    return Verdict(round(score, 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}")
+
+
+def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+    """ECC refinement of the affine map B_view -> A_view (zero-mean normalised, so light-invariant)."""
+    template = b_view.astype(np.float32)
+    source = a_view.astype(np.float32)
+    warp = matrix.astype(np.float32).copy()
+    try:
+        _, warp = cv2.findTransformECC(template, source, warp, cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60, 1e-5), None, 3)
+    except cv2.error:
+        return matrix  # ECC did not converge: judge the initial estimate
+    if not np.all(np.isfinite(warp)):
+        return matrix
+    return warp
+
+
+def _shape_error(linear: np.ndarray) -> tuple[float, float]:
+    """How far ``linear`` is from a uniform scale times a quarter-turn rotation (relative), and the scale."""
+    best = (np.inf, 0.0)
+    for k in range(4):
+        c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k]
+        rotation = np.array([[c, -s], [s, c]], dtype=np.float64)
+        scale = float(np.trace(rotation.T @ linear)) / 2
+        if scale <= 0:
+            continue
+        error = float(np.linalg.norm(linear - scale * rotation)) / (scale * np.sqrt(2))
+        best = min(best, (error, scale))
+    return best
+
+
+def _coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, int]) -> tuple[float, float]:
+    """Share of A covered by B's frame, and share of B's frame that falls inside A."""
+    b_height, b_width = b_shape
+    a_height, a_width = a_shape
+    corners = np.array([[-0.5, -0.5], [b_width - 0.5, -0.5], [b_width - 0.5, b_height - 0.5], [-0.5, b_height - 0.5]], np.float32)
+    mapped = (corners @ matrix[:, :2].T.astype(np.float32)) + matrix[:, 2].astype(np.float32)
+    if cv2.contourArea(mapped) < 0:
+        mapped = mapped[::-1]
+    frame = np.array([[-0.5, -0.5], [a_width - 0.5, -0.5], [a_width - 0.5, a_height - 0.5], [-0.5, a_height - 0.5]], np.float32)
+    area, _ = cv2.intersectConvexConvex(np.ascontiguousarray(mapped), frame)
+    b_area = abs(cv2.contourArea(mapped))
+    if b_area <= 0:
+        return 0.0, 0.0
+    return float(area) / (a_width * a_height), float(area) / b_area
+
+
+def _structure(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> tuple[float, float, float] | None:
+    """Cell agreement of gradients, overall gradient correlation, and mean grey difference (0..1)."""
+    height, width = b_view.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    valid = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
+    if valid.sum() < 64:
+        return None
+    first = cv2.GaussianBlur(warped, (0, 0), 1.2)
+    second = cv2.GaussianBlur(b_view.astype(np.float32), (0, 0), 1.2)
+    gradients = []
+    for image in (first, second):
+        gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+        rms = np.sqrt(np.mean((gx**2 + gy**2)[valid])) + 1e-6
+        gradients.append((gx / rms, gy / rms))
+    (ax, ay), (bx, by) = gradients
+    dot = (ax * bx + ay * by) * valid
+    energy_a = (ax**2 + ay**2) * valid
+    energy_b = (bx**2 + by**2) * valid
+    correlation = float(dot.sum() / np.sqrt(energy_a.sum() * energy_b.sum() + 1e-9))
+
+    cell = max(8, min(height, width) // 8)
+    rows, cols = height // cell, width // cell
+    agree = textured = 0
+    for r in range(rows):
+        for c in range(cols):
+            window = (slice(r * cell, (r + 1) * cell), slice(c * cell, (c + 1) * cell))
+            inside = valid[window].mean()
+            if inside < 0.7:
+                continue
+            n = valid[window].sum()
+            ea, eb = energy_a[window].sum() / n, energy_b[window].sum() / n
+            if max(ea, eb) < 0.05:
+                continue  # flat in both: says nothing
+            textured += 1
+            if dot[window].sum() / np.sqrt(energy_a[window].sum() * energy_b[window].sum() + 1e-9) >= CELL_AGREES:
+                agree += 1
+    agreement = agree / textured if textured else (1.0 if correlation > 0.5 else 0.0)
+    difference = float(np.abs(warped - b_view.astype(np.float32))[valid].mean() / 255.0)
+    return agreement, correlation, difference
+
+
+def _colour_difference(first: np.ndarray, second: np.ndarray) -> float:
+    """How differently coloured two images are overall (hue, tint, saturation), 0 = same."""
+
+    def chroma(colour: np.ndarray) -> np.ndarray:
+        rgb = colour.reshape(-1, 3).astype(np.float32) / 255.0
+        red, green, blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+        return np.stack([red - green, (red + green) / 2 - blue], axis=1)
+
+    a, b = chroma(first), chroma(second)
+    mean_shift = float(np.linalg.norm(a.mean(axis=0) - b.mean(axis=0)))
+    saturation_shift = abs(float(np.linalg.norm(a, axis=1).mean() - np.linalg.norm(b, axis=1).mean()))
+    return 1.5 * mean_shift + 1.0 * saturation_shift

@@ -1,0 +1,176 @@
+"""The one-shot command line end to end: index a folder, scan it, read the reports."""
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli import run_cli, write_settings
+from tests.photos import copies_of, make_photo, save
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """Three photographs with their copies, two unrelated photographs, and a broken file."""
+    root = tmp_path_factory.mktemp("library")
+    photos = root / "photos"
+    expected = []
+    for seed in (1, 2, 3):
+        original = save(make_photo(seed, (800, 600)), photos / f"original-{seed}.jpg", quality=92)
+        copies = copies_of(original, photos / "copies", f"photo-{seed}")
+        expected.append(sorted(str(p) for p in [original, *copies]))
+    save(make_photo(10, (800, 600)), photos / "unrelated-10.jpg", quality=92)
+    save(make_photo(11, (600, 800)), photos / "unrelated-11.png")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    (photos / "truncated.jpg").write_bytes((photos / "original-1.jpg").read_bytes()[:2000])
+    settings = write_settings(root)
+    return root, photos, settings, sorted(expected)
+
+
+@pytest.fixture(scope="module")
+def indexed(library):
+    root, photos, settings, expected = library
+    first = run_cli("index", "--dir", str(photos), config=settings)
+    scanned = run_cli("scan", config=settings)
+    return library, first, scanned
+
+
+def test_index_then_scan_groups_every_original_with_exactly_its_copies(indexed):
+    (root, photos, settings, expected), first, scanned = indexed
+    assert first.returncode == 0, first.stderr
+    assert scanned.returncode == 0, scanned.stderr
+    report = json.loads((root / "reports" / "duplicates.json").read_text())
+    assert sorted(sorted(paths) for paths in report.values()) == expected
+    assert list(report) == [f"group-{n}" for n in range(1, len(report) + 1)]
+
+
+def test_duplicates_json_is_biggest_group_first_with_sorted_paths(indexed):
+    (root, *_), _, _ = indexed
+    report = json.loads((root / "reports" / "duplicates.json").read_text())
+    sizes = [len(paths) for paths in report.values()]
+    assert sizes == sorted(sizes, reverse=True)
+    assert all(paths == sorted(paths) for paths in report.values())
+
+
+def test_unreadable_images_fail_with_a_reason_and_the_run_goes_on(indexed):
+    (root, photos, settings, _), first, _ = indexed
+    assert "2 failed" in first.stdout
+    status = run_cli("status", config=settings)
+    assert status.returncode == 0, status.stderr
+    assert f"{photos / 'broken.jpg'}: " in status.stdout
+    assert f"{photos / 'truncated.jpg'}: " in status.stdout
+    assert "indexed" in status.stdout and "last scan" in status.stdout
+
+
+def test_indexing_an_unchanged_folder_again_decodes_nothing(indexed):
+    (root, photos, settings, _), _, _ = indexed
+    again = run_cli("index", "--dir", str(photos), config=settings)
+    assert again.returncode == 0, again.stderr
+    assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout
+
+
+def test_a_second_scan_writes_the_same_reports(indexed):
+    (root, photos, settings, _), _, _ = indexed
+    before = (root / "reports" / "duplicates.json").read_bytes()
+    assert run_cli("scan", config=settings).returncode == 0
+    assert (root / "reports" / "duplicates.json").read_bytes() == before
+
+
+def test_details_name_a_file_to_keep_and_score_each_pair(indexed):
+    (root, *_), _, _ = indexed
+    details = json.loads((root / "reports" / "duplicates.details.json").read_text())
+    text = json.dumps(details)
+    assert "original-1.jpg" in text and "exact" in text
+
+
+def test_the_state_is_a_real_sqlite_file_in_wal_mode(indexed):
+    (root, *_), _, _ = indexed
+    with sqlite3.connect(root / "state" / "state.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        states = dict(connection.execute("SELECT state, count(*) FROM files GROUP BY state").fetchall())
+    assert states["failed"] == 2
+
+
+def test_a_scan_at_a_stricter_threshold_leaves_out_near_duplicates(library, tmp_path):
+    root, photos, _, _ = library
+    settings = write_settings(tmp_path)
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    assert run_cli("scan", "--threshold", "0.99", config=settings).returncode == 0
+    strict = json.loads((tmp_path / "reports" / "duplicates.json").read_text())
+    for paths in strict.values():
+        assert all("bright" not in path for path in paths)
+
+
+def test_moved_and_byte_identical_files_are_not_analysed_again(tmp_path):
+    photos = tmp_path / "photos"
+    original = save(make_photo(5), photos / "a.jpg", quality=90)
+    settings = write_settings(tmp_path)
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    shutil.copyfile(original, photos / "b.jpg")
+    (photos / "sub").mkdir()
+    original.rename(photos / "sub" / "moved.jpg")
+    again = run_cli("index", "--dir", str(photos), config=settings)
+    assert again.returncode == 0, again.stderr
+    assert "2 reused" in again.stdout and "analysed" not in again.stdout
+
+
+def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):
+    photos = tmp_path / "photos"
+    save(make_photo(6), photos / "a.jpg")
+    settings = write_settings(tmp_path)
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    refused = run_cli("clear", config=settings)
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    assert run_cli("clear", "--yes", config=settings).returncode == 0
+    again = run_cli("index", "--dir", str(photos), config=settings)
+    assert "1 new" in again.stdout
+
+
+def test_an_invalid_settings_file_lists_every_problem_and_exits_2(tmp_path):
+    settings = write_settings(tmp_path, '[scan]\nthreshold = 7\n[backend]\nkind = "other"\n')
+    result = run_cli("check-config", config=settings)
+    assert result.returncode == 2
+    assert "scan.threshold" in result.stderr and "backend.kind" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_folder_is_a_usage_error(tmp_path):
+    result = run_cli("index", "--dir", str(tmp_path / "nowhere"), config=write_settings(tmp_path))
+    assert result.returncode == 2
+    assert "not a folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unwritable_state_is_one_clear_line(tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[paths]\nstate = "blocker/state.db"\n')
+    result = run_cli("status", config=settings)
+    assert result.returncode == 1
+    assert "cannot create the state folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_command_and_option_has_help_text():
+    from daemon.cli import build_parser
+
+    parser = build_parser()
+    verbs = next(a for a in parser._actions if a.dest == "verb")
+    assert set(verbs.choices) == {"status", "index", "scan", "clear", "check-config", "run"}
+    for choice in verbs._choices_actions:
+        assert choice.help, choice.dest
+    for name, sub in verbs.choices.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings}"
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_program():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "dupe-scanner" in result.stdout
+    console = Path(sys.executable).parent / "dupe-scanner"
+    installed = subprocess.run([str(console), "--help"], capture_output=True, text=True, timeout=60)
+    assert installed.returncode == 0
+    assert installed.stdout == result.stdout.replace("__main__.py", "dupe-scanner")

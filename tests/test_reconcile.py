@@ -1,0 +1,80 @@
+"""Reconcile compares the disk with the state by stat alone and repairs what events missed."""
+
+import os
+
+from daemon.pathfilter import PathFilter
+from daemon.reconcile import diff, reconcile, walk
+from daemon.settings import DEFAULT_EXCLUDES
+from daemon.store import files as file_store
+from daemon.store.database import open_state, read_transaction
+from daemon.store.files import FileStat
+
+
+def stat(size, mtime=1):
+    return FileStat(size, mtime, 1, 1)
+
+
+def test_diff_is_new_changed_and_vanished():
+    disk = {"a": stat(1), "b": stat(2), "c": stat(3, mtime=9)}
+    state = {"b": stat(2), "c": stat(3), "d": stat(4)}
+    changes = diff(disk, state)
+    assert changes.new == ("a",)
+    assert changes.changed == ("c",)
+    assert changes.vanished == ("d",)
+
+
+def test_walk_finds_images_and_skips_clutter_and_symlinks(tmp_path):
+    (tmp_path / "sub" / ".thumbnails").mkdir(parents=True)
+    (tmp_path / "@eaDir").mkdir()
+    for name in ["a.jpg", "sub/b.PNG", "sub/.thumbnails/t.jpg", "@eaDir/x.jpg", "notes.txt", "c.jpg.part", "._d.jpg"]:
+        (tmp_path / name).write_bytes(b"x")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "link.jpg")
+    found = walk(PathFilter(tmp_path, exclude=DEFAULT_EXCLUDES)).listing
+    assert sorted(os.path.relpath(p, tmp_path) for p in found) == ["a.jpg", "sub/b.PNG"]
+
+
+def test_not_recursive_stays_in_the_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    (tmp_path / "sub" / "b.jpg").write_bytes(b"x")
+    found = walk(PathFilter(tmp_path, recursive=False)).listing
+    assert list(found) == [str(tmp_path / "a.jpg")]
+
+
+def test_reconcile_queues_new_files_and_marks_deleted_ones_gone(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"1")
+    (photos / "b.jpg").write_bytes(b"2")
+    engine = open_state(tmp_path / "state.db")
+    first = reconcile(engine, PathFilter(photos))
+    assert len(first.new) == 2
+    (photos / "b.jpg").unlink()
+    (photos / "c.jpg").write_bytes(b"3")
+    second = reconcile(engine, PathFilter(photos))
+    assert second.new == (str(photos / "c.jpg"),)
+    assert second.vanished == (str(photos / "b.jpg"),)
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "b.jpg")).state == "gone"
+    assert not reconcile(engine, PathFilter(photos))
+
+
+def test_an_unreadable_folder_does_not_make_its_files_vanish(tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    (photos / "locked").mkdir(parents=True)
+    (photos / "locked" / "a.jpg").write_bytes(b"1")
+    engine = open_state(tmp_path / "state.db")
+    reconcile(engine, PathFilter(photos))
+    real_scandir = os.scandir
+
+    def scandir_refusing_locked(folder):
+        # Tests run as root, which chmod cannot lock out; refuse the way the kernel would.
+        if str(folder).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real_scandir(folder)
+
+    monkeypatch.setattr(os, "scandir", scandir_refusing_locked)
+    changes = reconcile(engine, PathFilter(photos))
+    assert changes.vanished == ()
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "locked" / "a.jpg")).state == "pending"

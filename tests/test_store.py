@@ -1,0 +1,111 @@
+"""The state database: created and upgraded by the program itself, WAL, a durable queue."""
+
+import sqlite3
+
+from sqlalchemy import inspect
+
+from daemon.backends.base import ImageInfo, ScoredPair
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import current_revision, head_revision, open_state, read_transaction, upgrade, write_transaction
+from daemon.store.files import FileStat
+from daemon.store.schema import metadata
+
+STAT = FileStat(size=10, mtime_ns=1_000, inode=1, device=1)
+
+
+def test_a_new_state_is_created_at_the_newest_revision_in_wal_mode(tmp_path):
+    engine = open_state(tmp_path / "deep" / "state.db")
+    assert current_revision(engine) == head_revision()
+    with sqlite3.connect(tmp_path / "deep" / "state.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_migrations_build_exactly_the_schema_the_code_describes(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    tables = set(inspect(engine).get_table_names()) - {"alembic_version"}
+    assert tables == set(metadata.tables)
+    for name, table in metadata.tables.items():
+        assert {c["name"] for c in inspect(engine).get_columns(name)} == {c.name for c in table.columns}
+
+
+def test_downgrade_to_empty_and_upgrade_again_keeps_working(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    from alembic import command
+
+    from daemon.store.database import alembic_config
+
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "base")
+        connection.commit()
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+
+
+def test_reopening_an_existing_state_keeps_its_rows(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
+    engine.dispose()
+    engine = open_state(tmp_path / "state.db")
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, "/p/a.jpg").state == "pending"
+
+
+def test_seen_files_queue_once_and_again_only_when_they_change(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        assert file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
+        job = file_store.due(connection, now=2.0, limit=10)[0]
+        content_store.record_content(connection, "h1", ImageInfo(4, 3, "JPEG"), now=2.0)
+        file_store.mark_indexed(connection, job.id, "h1", STAT, now=2.0)
+        assert not file_store.mark_seen(connection, "/p/a.jpg", STAT, now=3.0)
+        assert file_store.due(connection, now=3.0, limit=10) == []
+        assert file_store.mark_seen(connection, "/p/a.jpg", FileStat(11, 2_000, 1, 1), now=4.0)
+        assert [j.path for j in file_store.due(connection, now=4.0, limit=10)] == ["/p/a.jpg"]
+
+
+def test_a_retry_waits_until_it_is_due(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
+        job = file_store.due(connection, now=1.0, limit=1)[0]
+        file_store.retry_later(connection, job.id, "backend down", at=100.0)
+        assert file_store.due(connection, now=50.0, limit=1) == []
+        assert file_store.due(connection, now=100.0, limit=1)[0].attempts == 1
+
+
+def test_known_under_a_folder_does_not_include_its_siblings(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for path in ["/p/a.jpg", "/p/sub/b.jpg", "/p2/c.jpg", "/p-other/d.jpg"]:
+            file_store.mark_seen(connection, path, STAT, now=1.0)
+        assert sorted(file_store.known_under(connection, "/p")) == ["/p/a.jpg", "/p/sub/b.jpg"]
+
+
+def test_a_move_keeps_the_analysis(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
+        job = file_store.due(connection, now=1.0, limit=1)[0]
+        content_store.record_content(connection, "h1", ImageInfo(4, 3, "JPEG"), now=1.0)
+        file_store.mark_indexed(connection, job.id, "h1", STAT, now=1.0)
+        assert file_store.move(connection, "/p/a.jpg", "/q/b.jpg", STAT, now=2.0)
+        moved = file_store.get_by_path(connection, "/q/b.jpg")
+    assert moved.state == "indexed" and moved.content_hash == "h1"
+
+
+def test_contents_no_file_holds_are_orphans_and_take_their_pairs_along(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for path, digest in [("/p/a.jpg", "h1"), ("/p/b.jpg", "h2")]:
+            file_store.mark_seen(connection, path, STAT, now=1.0)
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+            file_store.mark_indexed(connection, file_store.get_by_path(connection, path).id, digest, STAT, now=1.0)
+        content_store.replace_pairs(connection, [ScoredPair.of("h2", "h1", 0.8)], changed=None)
+        file_store.mark_gone(connection, ["/p/b.jpg"], now=2.0)
+        orphans = content_store.orphaned_contents(connection)
+        assert orphans == ["h2"]
+        content_store.delete_contents(connection, orphans)
+        assert list(content_store.stored_pairs(connection, 0.0)) == []
