@@ -33,6 +33,7 @@ class Features:
       larger working image (normalised to 0..1 of width and height).
     - ``descriptors``: uint8[K, 32] ORB descriptors of the image; ``mirror_descriptors``
       likewise of the mirrored image (keypoints mirrored), so mirrored copies match too.
+    - ``size``: the full upright width and height, for telling pixel-identical copies apart.
     """
 
     hashes: np.ndarray
@@ -42,9 +43,10 @@ class Features:
     descriptors: np.ndarray
     mirror_keypoints: np.ndarray
     mirror_descriptors: np.ndarray
+    size: np.ndarray  # uint32[2]: full width and height as displayed
 
 
-_ARRAYS = ("thumb", "colour", "keypoints", "descriptors", "mirror_keypoints", "mirror_descriptors")
+_ARRAYS = ("size", "thumb", "colour", "keypoints", "descriptors", "mirror_keypoints", "mirror_descriptors")
 
 
 def encode(features: Features) -> bytes:

@@ -43,10 +43,10 @@ class Analysis:
 def analyse_file(path: str, max_pixels: int) -> Analysis:
     """Decode ``path`` upright and compute its features. Raises UnreadableImage, FileVanished."""
     image, image_format, (width, height) = open_upright(Path(path), draft_size=(WORK_SIDE, WORK_SIDE), max_pixels=max_pixels)
-    return Analysis(width, height, image_format, encode(features_of(image)))
+    return Analysis(width, height, image_format, encode(features_of(image, (width, height))))
 
 
-def features_of(image: Image.Image) -> Features:
+def features_of(image: Image.Image, full_size: tuple[int, int]) -> Features:
     rgb = image.convert("RGB")
     rgb = _fit(rgb, WORK_SIDE)
     grey = np.asarray(rgb.convert("L"))
@@ -64,6 +64,7 @@ def features_of(image: Image.Image) -> Features:
         descriptors=descriptors,
         mirror_keypoints=mirror_keypoints,
         mirror_descriptors=mirror_descriptors,
+        size=np.array(full_size, dtype=np.uint32),
     )
 
 

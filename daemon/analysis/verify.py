@@ -130,7 +130,7 @@ def verify(a: Features, b: Features, relation: Relation) -> Verdict:
     light_loss = 2.0 * max(0.0, difference - 0.005)
     colour_loss = _colour_difference(a.colour, b.colour)
     visible = crop_loss + overlay_loss + light_loss + colour_loss
-    if visible < 0.004 and a.thumb.shape == b.thumb.shape and relation.orientation == 0 and not relation.mirror:
+    if visible < 0.004 and tuple(a.size) == tuple(b.size) and relation.orientation == 0 and not relation.mirror:
         return Verdict(1.0, True, "pixel-identical")
     score = max(NEAR_FLOOR, min(0.995, 1.0 - 0.8 * visible))
     return Verdict(round(score, 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}")

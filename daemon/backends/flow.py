@@ -110,7 +110,7 @@ class FlowBackend:
         self._backoff = backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._max_pixels = max_image_pixels
-        self._session = session or _new_session(pool_size)
+        self._session = session or new_session(pool_size)
         self._lock = threading.Lock()
         self._uncommitted = 0
 
@@ -387,7 +387,8 @@ class FlowBackend:
         return random.uniform(ceiling / 2, ceiling)
 
 
-def _new_session(pool_size: int) -> requests.Session:
+def new_session(pool_size: int) -> requests.Session:
+    """The session FlowBackend uses: ``pool_size`` keep-alive connections, no retries of its own."""
     session = requests.Session()
     # max_retries=0: retrying is ours (it must see the answer's body to spot the document limit).
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
@@ -401,7 +402,8 @@ def _png_data_uri(image, long_side: int) -> str:
     """The image shrunk to ``long_side`` (never enlarged) as a PNG ``data:`` URI, as the original uploaded."""
     image.thumbnail((long_side, long_side))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    # zlib level 1: a 350 px photo encodes in ~8 ms instead of ~37 ms at the default 6, ~15 % larger.
+    image.save(buffer, format="PNG", compress_level=1)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

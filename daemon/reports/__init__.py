@@ -1,0 +1,149 @@
+"""The reports: what a scan leaves for people and scripts in the reports folder.
+
+- ``duplicates.json``: the original tool's exact shape (see ``json_report``).
+- ``duplicates.details.json``: scores, sizes, dimensions, a suggested file to keep
+  (see ``details_report``).
+- ``duplicates.html`` (+ ``duplicates-2.html``, ... for large results): the graph
+  (see ``html_report``).
+
+Every file is written atomically (temporary file, fsync, rename), so a reader sees the
+old report or the new one, never half of one; a file whose content has not changed
+(ignoring its generation time) is left alone, so its mtime says when the result last
+changed. Nothing here deletes anything but its own stale report pages and temporary
+files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Sequence
+
+from daemon.errors import FileWriteError
+from daemon.fileio import atomic_write_bytes, remove_stale_temp_files
+from daemon.groups import DuplicateGroup
+from daemon.reports import details_report, html_report, json_report
+from daemon.settings import ReportSettings
+
+__all__ = ["ReportOutcome", "write_reports"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """What ``write_reports`` did. Paths are absolute, in the order they were handled."""
+
+    written: tuple[Path, ...]  # created or replaced because their content changed
+    unchanged: tuple[Path, ...]  # already current, left as they were
+    removed: tuple[Path, ...]  # stale pages of an earlier, larger result
+    html_pages: int = 1
+    html_omitted_groups: int = 0  # groups too many for the HTML pages (all are in the JSON)
+
+    @property
+    def changed(self) -> bool:
+        """Whether any report file differs from before."""
+        return bool(self.written or self.removed)
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """Every current report file."""
+        return self.written + self.unchanged
+
+
+def write_reports(
+    groups: Sequence[DuplicateGroup],
+    reports_dir: Path,
+    settings: ReportSettings,
+    threshold: float,
+    generated_at: datetime | None = None,
+) -> ReportOutcome:
+    """Write (or leave, if current) every report for ``groups`` into ``reports_dir``.
+
+    ``groups`` arrive in report order (biggest first). ``generated_at`` defaults to now
+    (UTC). Raises ``FileWriteError`` if a report cannot be written (full disk, no
+    permission); files already written stay, the failing one keeps its old version.
+    """
+    reports_dir = Path(reports_dir).absolute()
+    generated_at = generated_at or datetime.now(timezone.utc)
+    try:
+        reports_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise FileWriteError(f"{reports_dir}: the reports folder cannot be created: {error.strerror or error}") from error
+
+    written: list[Path] = []
+    unchanged: list[Path] = []
+
+    def handle(path: Path, changed: bool) -> None:
+        (written if changed else unchanged).append(path)
+
+    handle(*_write_if_changed(reports_dir / json_report.FILE_NAME, lambda: json_report.render_duplicates(groups)))
+    handle(
+        *_write_if_changed(
+            reports_dir / details_report.FILE_NAME,
+            lambda: details_report.render_details(groups, threshold, generated_at),
+            same=details_report.same_content,
+        )
+    )
+
+    plan, pages = html_report.prepare_pages(
+        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at
+    )
+    for page in pages:
+        path = reports_dir / page.file_name
+        if html_report.existing_fingerprint(path) == page.fingerprint:
+            unchanged.append(path)
+            continue
+        atomic_write_bytes(path, page.render())
+        written.append(path)
+    removed = _remove_stale_pages(reports_dir, len(pages))
+    for path in written + unchanged:
+        remove_stale_temp_files(reports_dir, path.name)
+
+    outcome = ReportOutcome(
+        written=tuple(written),
+        unchanged=tuple(unchanged),
+        removed=tuple(removed),
+        html_pages=len(pages),
+        html_omitted_groups=plan.omitted_groups,
+    )
+    if outcome.changed:
+        log.info(
+            "reports: wrote %s%s",
+            ", ".join(path.name for path in written) or "nothing",
+            f"; removed {', '.join(path.name for path in removed)}" if removed else "",
+        )
+    else:
+        log.debug("reports: unchanged")
+    return outcome
+
+
+def _write_if_changed(
+    path: Path, render: Callable[[], bytes], same: Callable[[bytes, bytes], bool] | None = None
+) -> tuple[Path, bool]:
+    data = render()
+    try:
+        old = path.read_bytes()
+    except OSError:
+        old = None
+    if old is not None and (old == data or (same is not None and same(old, data))):
+        return path, False
+    atomic_write_bytes(path, data)
+    return path, True
+
+
+def _remove_stale_pages(reports_dir: Path, page_count: int) -> list[Path]:
+    removed = []
+    for candidate in sorted(reports_dir.iterdir()):
+        match = html_report.PAGE_FILE.match(candidate.name)
+        if not match or match.group(1) is None or int(match.group(1)) <= page_count:
+            continue
+        try:
+            if candidate.is_file() and not candidate.is_symlink():
+                candidate.unlink()
+                removed.append(candidate)
+        except OSError as error:
+            log.warning("reports: cannot remove the stale page %s: %s", candidate, error)
+    return removed

@@ -40,7 +40,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -129,9 +129,10 @@ class HtmlPlan:
     totals: dict[str, int] = field(default_factory=dict)
 
 
-def plan_pages(groups: Sequence[DuplicateGroup], max_nodes: int, max_pages: int = MAX_PAGES) -> HtmlPlan:
+def plan_pages(groups: Sequence[DuplicateGroup], max_nodes: int, max_pages: int | None = None) -> HtmlPlan:
     """Pack whole groups onto pages of at most ``max_nodes`` pictures, in order."""
     max_nodes = max(2, max_nodes)
+    max_pages = MAX_PAGES if max_pages is None else max(1, max_pages)
     pages: list[list[PlacedGroup]] = []
     current: list[PlacedGroup] = []
     current_nodes = 0
@@ -352,7 +353,7 @@ def _node_tooltip(member: FileEntry, placed: PlacedGroup, is_keep: bool) -> list
     lines = [
         member.path,
         f"{placed.id} \u00b7 {member.width} \u00d7 {member.height} \u00b7 {member.format} \u00b7 {_human_size(member.size)}",
-        f"modified {_display_time(iso_time(datetime.fromtimestamp(member.mtime).astimezone()))}",
+        f"modified {_display_time(iso_time(datetime.fromtimestamp(member.mtime, tz=timezone.utc)))}",
     ]
     if is_keep:
         lines.append("suggested to keep (most pixels, then largest file, then oldest)")
@@ -392,9 +393,9 @@ def prepare_pages(
     max_nodes: int,
     thumbnail_size: int,
     generated_at: datetime,
-    max_pages: int = MAX_PAGES,
-) -> list[RenderedPage]:
-    """Every page of the HTML report, each with its fingerprint and a way to render it."""
+    max_pages: int | None = None,
+) -> tuple[HtmlPlan, list[RenderedPage]]:
+    """The plan, and every page of the HTML report with its fingerprint and a way to render it."""
     plan = plan_pages(groups, max_nodes, max_pages)
     pages = []
     for page in plan.pages:
@@ -421,7 +422,7 @@ def prepare_pages(
                 render=_renderer(page, header, fingerprint, thumbnail_size, generated_at),
             )
         )
-    return pages
+    return plan, pages
 
 
 def existing_fingerprint(path: Path) -> str | None:

@@ -114,6 +114,7 @@ SCRIPT = """
     { nodes: new vis.DataSet(withTooltips(data.nodes)), edges: new vis.DataSet(withTooltips(data.edges)) },
     data.options
   );
+  window.duplicateGraph = network; // for the browser console (and the browser tests)
   network.once("afterDrawing", function () {
     document.body.setAttribute("data-graph", "drawn");
   });

@@ -466,6 +466,8 @@ class _Server(ThreadingHTTPServer):
         with self.standin._lock:
             self.standin.connections_accepted += 1
             self.standin._open_sockets.add(request)
+        # As Jetty does: no Nagle delay between a response's headers and its body.
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().process_request(request, client_address)
 
     def shutdown_request(self, request):  # type: ignore[override]

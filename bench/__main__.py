@@ -1,0 +1,230 @@
+"""The detection benchmark: ``.venv/bin/python -m bench`` (``bench/run`` also installs what it needs).
+
+1. Builds (or reuses) the labelled set under ``--root`` (see bench/dataset.py).
+2. Runs dupe-scanner's embedded backend through its real CLI at its default settings:
+   ``dupe-scanner --config X index --dir IMAGES`` then ``scan``, and reads duplicates.details.json.
+3. Runs imagededup's PHash, DHash, WHash and AHash in the bench's own environment; each
+   method's threshold is chosen for the best F1 on the *tuning* split.
+4. Prints pair precision, recall, F1 and recall per kind and strength on the *report* split
+   (seeds never used to tune anything), then images per second and peak memory on 12 MP photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+
+from bench.dataset import add_real_stereo, build, build_speed_set, find_seeds
+from bench.metrics import Result, best_threshold, evaluate, key
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path("/root/.cache/dupe-scanner-bench")
+PEER_PYTHON = CACHE / "venv" / "bin" / "python"
+PEER_METHODS = ("PHash", "DHash", "WHash", "AHash")
+PEER_MAX_DISTANCE = 24
+DEFAULT_THRESHOLD = 0.6
+EXACT_THRESHOLD = 0.9
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=CACHE, help=f"where the sets, runs and peer environment live (default {CACHE})")
+    parser.add_argument("--skip-peer", action="store_true", help="run dupe-scanner only")
+    parser.add_argument("--skip-speed", action="store_true", help="leave out the 12 MP speed runs")
+    parser.add_argument("--details", action="store_true", help="also list every miss and false positive of dupe-scanner")
+    args = parser.parse_args()
+
+    skimage_dir = _skimage_data()
+    seeds = find_seeds(skimage_dir)
+    if len(seeds) < 20:
+        print("too few source photographs: run bench/run (it installs the Debian wallpaper packages and the bench environment)", file=sys.stderr)
+        return 2
+    set_root = args.root / "set-v3"
+    print(f"labelled set: {set_root} ({len(seeds)} seed photographs)", flush=True)
+    labels = build(set_root, seeds, log=lambda line: print(line, flush=True))
+    add_real_stereo(set_root, skimage_dir, labels)
+    images = set_root / "images"
+    split_sizes = defaultdict(int)
+    for info in labels["images"].values():
+        split_sizes[info["split"]] += 1
+
+    report: list[str] = []
+    say = lambda line="": (print(line, flush=True), report.append(line))  # noqa: E731
+    say(f"set: {len(labels['images'])} images from {len(seeds)} photographs; tune split {split_sizes['tune']} images, report split {split_sizes['report']} images")
+    say(f"labelled pairs: {len(labels['positives'])} positives, {len(labels['negatives'])} hard negatives (+ every cross-family pair)")
+
+    ours, ours_run = run_dupe_scanner(images, args.root / "runs" / "labelled")
+    results: dict[str, tuple[Result, str, dict]] = {}
+    results["dupe-scanner (embedded, default 0.6)"] = (evaluate(labels, ours, DEFAULT_THRESHOLD, "report"), "0.6", ours_run)
+    tune = evaluate(labels, ours, DEFAULT_THRESHOLD, "tune")
+
+    peer_runs = {}
+    if not args.skip_peer:
+        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE)
+        for method, (scored, run) in peer_runs.items():
+            # Distances become scores (64 - distance) so "higher is more alike" for every tool.
+            thresholds = [64 - d for d in range(0, PEER_MAX_DISTANCE + 1)]
+            best = best_threshold(labels, scored, thresholds, "tune")
+            results[f"imagededup {method}"] = (evaluate(labels, scored, best, "report"), f"dist<={64 - best}", run)
+
+    speed = {}
+    if not args.skip_speed:
+        speed_images = build_speed_set(args.root, seeds)
+        _, speed["dupe-scanner"] = run_dupe_scanner(speed_images[0].parent, args.root / "runs" / "speed", scan=False)
+        if not args.skip_peer:
+            for method, (_, run) in run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0).items():
+                speed[f"imagededup {method}"] = run
+
+    print_tables(say, results, tune, speed, labels)
+    if args.details:
+        result = results["dupe-scanner (embedded, default 0.6)"][0]
+        for miss in result.misses:
+            say(f"MISS {miss}")
+        for fp in result.false_positives:
+            say(f"FALSE {fp}")
+    (args.root / "last-results.txt").write_text("\n".join(report) + "\n")
+    return 0
+
+
+def _skimage_data() -> Path | None:
+    if not PEER_PYTHON.exists():
+        return None
+    found = subprocess.run([str(PEER_PYTHON), "-c", "import skimage.data, os; print(os.path.dirname(skimage.data.__file__))"], capture_output=True, text=True)
+    return Path(found.stdout.strip()) if found.returncode == 0 else None
+
+
+# -- running the tools ----------------------------------------------------------------------------
+
+
+def measured(command: list[str], **options) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run ``command``; its wall time and the peak resident memory of it and all its children."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            peak = max(peak, sum(_rss(p) for p in tree))
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    seconds = time.perf_counter() - start
+    stdout, stderr = process.communicate()
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{stderr[-3000:]}")
+    return seconds, peak, done
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True) -> tuple[dict[tuple[str, str], float], dict]:
+    """Index and scan ``images`` with the real CLI at default settings; pairs by image name."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    workdir.mkdir(parents=True)
+    config = workdir / "settings.toml"
+    config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
+    cli = [sys.executable, "-m", "daemon", "--config", str(config)]
+    count = sum(1 for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
+    print(f"dupe-scanner: indexing {count} images in {images}", flush=True)
+    index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(images)], cwd=workdir)
+    run = {"images": count, "index_seconds": index_seconds, "peak_bytes": index_peak}
+    if not scan:
+        return {}, run
+    scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)
+    run.update(scan_seconds=scan_seconds, peak_bytes=max(index_peak, scan_peak))
+    details = json.loads((workdir / "reports" / "duplicates.details.json").read_text())
+    scored: dict[tuple[str, str], float] = {}
+    root = images.resolve()
+    name = lambda path: Path(path).resolve().relative_to(root).as_posix()  # noqa: E731
+    for group in details["groups"]:
+        members = [name(m["path"]) for m in group["members"]]
+        # Every two members of a group are reported as duplicates of each other; the
+        # scores of the pairs the report lists are kept, the rest count at the threshold.
+        for i, first in enumerate(members):
+            for second in members[i + 1 :]:
+                scored[key(first, second)] = details["threshold"]
+        for pair in group["pairs"]:
+            scored[key(name(pair["first"]), name(pair["second"]))] = pair["score"]
+    print(f"dupe-scanner: index {index_seconds:.1f}s, scan {scan_seconds:.1f}s, {len(scored)} pairs reported", flush=True)
+    return scored, run
+
+
+def run_peer(images: Path, output: Path, max_distance: int) -> dict[str, tuple[dict[tuple[str, str], float], dict]]:
+    if not PEER_PYTHON.exists():
+        raise SystemExit(f"the imagededup environment is missing ({PEER_PYTHON}): run bench/run")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for method in PEER_METHODS:
+        print(f"imagededup {method}: {images}", flush=True)
+        part = output.with_suffix(f".{method}.json")
+        seconds, peak, _ = measured([str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(images), str(part), str(max_distance), method])
+        found = json.loads(part.read_text())[method]
+        scored = {key(a, b): float(64 - d) for a, b, d in found["pairs"]}
+        runs[method] = (scored, {"images": found["images"], "index_seconds": found["seconds"], "peak_bytes": peak, "wall_seconds": seconds})
+    return runs
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+
+def print_tables(say, results, tune: Result, speed: dict, labels: dict) -> None:
+    say()
+    say("Detection on the report split (thresholds: dupe-scanner its default; imagededup its best F1 on the tune split)")
+    say(f"{'tool':38s} {'threshold':>10s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'FP':>5s} {'hard-neg>=0.6':>13s} {'hard-neg>=0.9':>13s}")
+    for name, (result, threshold, _) in results.items():
+        hard_exact = str(result.hard_negative_fp_exact) if name.startswith("dupe") else "-"
+        say(f"{name:38s} {threshold:>10s} {result.precision:9.4f} {result.recall:7.4f} {result.f1:6.4f} {result.fp:5d} {result.hard_negative_fp_near:>8d}/{result.hard_negatives:<4d} {hard_exact:>13s}")
+    say(f"(dupe-scanner on the tune split: precision {tune.precision:.4f}, recall {tune.recall:.4f}, F1 {tune.f1:.4f})")
+    say()
+    names = list(results)
+    short = ["ours"] + [n.split()[-1] for n in names[1:]]
+    say("Recall per variation kind (report split)")
+    say(f"{'kind':14s} {'pairs':>6s} " + " ".join(f"{s:>7s}" for s in short))
+    kinds = list(results[names[0]][0].recall_by_kind)
+    for kind in kinds:
+        cells = []
+        for name in names:
+            found, total = results[name][0].recall_by_kind.get(kind, (0, 0))
+            cells.append(f"{found / total:7.3f}" if total else "      -")
+        say(f"{kind:14s} {results[names[0]][0].recall_by_kind[kind][1]:6d} " + " ".join(cells))
+    say()
+    say("Recall per variation kind and strength (report split)")
+    say(f"{'kind/strength':30s} {'pairs':>6s} " + " ".join(f"{s:>7s}" for s in short))
+    for strength in results[names[0]][0].recall_by_strength:
+        cells = []
+        for name in names:
+            found, total = results[name][0].recall_by_strength.get(strength, (0, 0))
+            cells.append(f"{found / total:7.3f}" if total else "      -")
+        label = "/".join(strength)
+        say(f"{label:30s} {results[names[0]][0].recall_by_strength[strength][1]:6d} " + " ".join(cells))
+    say()
+    say("Speed on the labelled set (images of at most 1600 px) and on 12 MP photographs (4000 x 3000 JPEG)")
+    say(f"{'tool':26s} {'labelled img/s':>15s} {'12MP img/s':>11s} {'peak memory 12MP':>17s} {'peak memory labelled':>21s}")
+    for name, (_, _, run) in results.items():
+        label = name.split(" (")[0]
+        fast = speed.get(label)
+        fast_rate = f"{fast['images'] / fast['index_seconds']:11.2f}" if fast else "          -"
+        fast_peak = f"{fast['peak_bytes'] / 2**20:14.0f} MB" if fast else "                -"
+        say(f"{label:26s} {run['images'] / run['index_seconds']:15.2f} {fast_rate} {fast_peak} {run['peak_bytes'] / 2**20:18.0f} MB")
+    say("(dupe-scanner: `index` wall time, decoding and analysis included, all cores; imagededup: encode_images with one worker per core)")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Pair precision and recall against the labels, per variation kind and strength."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Result:
+    tp: int = 0
+    fp: int = 0
+    positives: int = 0
+    hard_negative_fp_near: int = 0
+    hard_negative_fp_exact: int = 0
+    hard_negatives: int = 0
+    recall_by_kind: dict[str, tuple[int, int]] = field(default_factory=dict)
+    recall_by_strength: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    false_positives: list[tuple[str, str, float]] = field(default_factory=list)
+    misses: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / self.positives if self.positives else 1.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def key(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+def evaluate(labels: dict, scored: dict[tuple[str, str], float], threshold: float, split: str | None, exact: float = 0.9) -> Result:
+    """``scored``: pair of image names (relative to the set's images/) -> score (higher = more alike)."""
+    images = {name: info for name, info in labels["images"].items() if split is None or info["split"] == split}
+    positives = {key(p["first"], p["second"]): p for p in labels["positives"] if p["first"] in images and p["second"] in images}
+    hard = {key(n["first"], n["second"]): n for n in labels["negatives"] if n["first"] in images and n["second"] in images}
+    result = Result(positives=len(positives), hard_negatives=len(hard))
+    kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    strengths: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for pair, label in positives.items():
+        found = scored.get(pair, -1.0) >= threshold
+        for bucket in (kinds[label["kind"]], strengths[(label["kind"], label["strength"])]):
+            bucket[0] += found
+            bucket[1] += 1
+        if not found:
+            result.misses.append((pair[0], pair[1], f"{label['kind']}/{label['strength']} score {scored.get(pair, 'none')}"))
+    for pair, score in scored.items():
+        if score < threshold or pair[0] not in images or pair[1] not in images:
+            continue
+        if pair in positives:
+            result.tp += 1
+            continue
+        first, second = images[pair[0]], images[pair[1]]
+        if first["family"] == second["family"] and pair not in hard:
+            continue  # two variants of one original: not scored (see dataset.py)
+        result.fp += 1
+        result.false_positives.append((pair[0], pair[1], score))
+        if pair in hard:
+            result.hard_negative_fp_near += 1
+            result.hard_negative_fp_exact += score >= exact
+    result.recall_by_kind = {k: (v[0], v[1]) for k, v in sorted(kinds.items())}
+    result.recall_by_strength = {k: (v[0], v[1]) for k, v in sorted(strengths.items())}
+    return result
+
+
+def best_threshold(labels: dict, scored: dict[tuple[str, str], float], candidates: list[float], split: str) -> float:
+    """The threshold with the best F1 on ``split`` (the tuning split: never the reported one)."""
+    return max(candidates, key=lambda t: evaluate(labels, scored, t, split).f1)

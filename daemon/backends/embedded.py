@@ -1,0 +1,229 @@
+"""The embedded backend: local fingerprints in the state database, no server needed.
+
+Indexing decodes and analyses each image in a process pool (a ``forkserver`` context, so
+the workers never inherit the caller's threads, locks or database connections) and
+stores the features in the ``features`` table under the content hash. Finding pairs
+builds neighbour indexes over the stored fingerprints (multi-index hashing over the DCT
+hashes of all eight orientations; an inverted-file index over ORB descriptors for crops
+and overlays), and verifies every candidate pair geometrically (see daemon.analysis.verify).
+
+Features written by another analyser version are ignored, as if missing: ``missing()``
+and ``stale_hashes()`` tell the indexer which contents to analyse again.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Collection, Iterable, Iterator
+
+import numpy as np
+from sqlalchemy import Engine, bindparam, delete, func, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from daemon.analysis.candidates import propose
+from daemon.analysis.features import ANALYSER, PREFIX_BYTES, decode, decode_hashes
+from daemon.analysis.fingerprints import Analysis, analyse_file
+from daemon.analysis.pairing import score_batch
+from daemon.backends.base import Health, ImageInfo, ScoredPair
+from daemon.errors import BackendUnavailable
+from daemon.store.schema import features
+
+log = logging.getLogger(__name__)
+
+BATCH_PAIRS = 200  # candidate pairs verified per task sent to a worker
+SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
+
+
+class EmbeddedBackend:
+    kind = "embedded"
+
+    def __init__(self, engine: Engine, workers: int, max_image_pixels: int):
+        self.engine = engine
+        self.workers = max(1, workers)
+        self.max_image_pixels = max_image_pixels
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- process pool -------------------------------------------------------------------
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise BackendUnavailable("the embedded backend is closed")
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            return self._pool
+
+    def _submit(self, fn, *args) -> Future:
+        pool = self._executor()
+        try:
+            return pool.submit(fn, *args)
+        except BrokenProcessPool:
+            self._reset(pool)
+            return self._executor().submit(fn, *args)
+
+    def _reset(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = None
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    # -- Backend protocol ---------------------------------------------------------------
+
+    def health(self) -> Health:
+        try:
+            with self.engine.connect() as connection:
+                current = connection.scalar(select(func.count()).select_from(features).where(features.c.analyser == ANALYSER))
+                stale = connection.scalar(select(func.count()).select_from(features).where(features.c.analyser != ANALYSER))
+        except Exception as error:  # health never raises
+            return Health(False, f"embedded analyser {ANALYSER}: state database unusable ({error})")
+        detail = f"embedded analyser {ANALYSER}, {current} contents analysed"
+        if stale:
+            detail += f", {stale} from an older analyser to analyse again"
+        return Health(True, detail, documents=current)
+
+    def index(self, content_hash: str, path: Path) -> ImageInfo:
+        future = self._submit(analyse_file, str(path), self.max_image_pixels)
+        try:
+            analysis: Analysis = future.result()
+        except BrokenProcessPool:
+            pool = self._pool
+            if pool is not None:
+                self._reset(pool)
+            raise BackendUnavailable(f"{path}: the analysis worker died (out of memory?); will retry") from None
+        self._store(content_hash, analysis.blob)
+        return ImageInfo(analysis.width, analysis.height, analysis.format)
+
+    def _store(self, content_hash: str, blob: bytes) -> None:
+        statement = sqlite_insert(features).values(hash=content_hash, analyser=ANALYSER, data=blob)
+        statement = statement.on_conflict_do_update(index_elements=[features.c.hash], set_={"analyser": ANALYSER, "data": blob})
+        with self.engine.connect().execution_options(write=True) as connection:
+            with connection.begin():
+                connection.execute(statement)
+
+    def forget(self, content_hashes: Collection[str]) -> None:
+        keys = list(content_hashes)
+        with self.engine.connect().execution_options(write=True) as connection:
+            with connection.begin():
+                for start in range(0, len(keys), SQL_CHUNK):
+                    connection.execute(delete(features).where(features.c.hash.in_(keys[start : start + SQL_CHUNK])))
+
+    def commit(self) -> None:
+        """Every ``index`` call is committed as it finishes; nothing is buffered."""
+
+    def clear(self) -> None:
+        with self.engine.connect().execution_options(write=True) as connection:
+            with connection.begin():
+                connection.execute(delete(features))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- versioning ------------------------------------------------------------------------
+
+    def stale_hashes(self) -> set[str]:
+        """Contents whose stored features come from another analyser version: index them again."""
+        with self.engine.connect() as connection:
+            return set(connection.scalars(select(features.c.hash).where(features.c.analyser != ANALYSER)))
+
+    def missing(self, content_hashes: Iterable[str]) -> set[str]:
+        """Those of ``content_hashes`` with no features of the current analyser (never analysed, or stale)."""
+        keys = list(dict.fromkeys(content_hashes))
+        present: set[str] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(keys), SQL_CHUNK):
+                query = select(features.c.hash).where(features.c.hash.in_(keys[start : start + SQL_CHUNK]), features.c.analyser == ANALYSER)
+                present.update(connection.scalars(query))
+        return set(keys) - present
+
+    # -- finding pairs ----------------------------------------------------------------------
+
+    def find_pairs(self, changed: Collection[str] | None, min_score: float) -> Iterator[ScoredPair]:
+        keys, hashes = self._load_hashes()
+        if not keys:
+            return
+        if changed is None:
+            query_rows = np.arange(len(keys))
+        else:
+            wanted = set(changed)
+            query_rows = np.array([row for row, key in enumerate(keys) if key in wanted], dtype=np.int64)
+            if not len(query_rows):
+                return
+        descriptors, mirrored = self._load_descriptors(keys)
+        candidates = propose(keys, hashes, query_rows, descriptors, mirrored)
+        log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
+        yield from self._verify(candidates, min_score)
+
+    def _load_hashes(self) -> tuple[list[str], np.ndarray]:
+        query = select(features.c.hash, func.substr(features.c.data, 1, PREFIX_BYTES)).where(features.c.analyser == ANALYSER).order_by(features.c.hash)
+        keys: list[str] = []
+        rows: list[np.ndarray] = []
+        with self.engine.connect() as connection:
+            for key, prefix in connection.execute(query):
+                try:
+                    rows.append(decode_hashes(bytes(prefix)))
+                except ValueError:
+                    continue  # a damaged row: treated as missing
+                keys.append(key)
+        return keys, (np.stack(rows) if rows else np.zeros((0, 8), np.uint64))
+
+    def _load_descriptors(self, keys: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """ORB descriptors of every content (and of its mirror), in the order of ``keys``."""
+        descriptors: list[np.ndarray] = []
+        mirrored: list[np.ndarray] = []
+        empty = np.zeros((0, 32), np.uint8)
+        for start in range(0, len(keys), SQL_CHUNK):
+            chunk = keys[start : start + SQL_CHUNK]
+            blobs = self._load_blobs(set(chunk))
+            for key in chunk:
+                try:
+                    decoded = decode(blobs[key])
+                except (KeyError, ValueError):
+                    descriptors.append(empty)
+                    mirrored.append(empty)
+                    continue
+                descriptors.append(decoded.descriptors)
+                mirrored.append(decoded.mirror_descriptors)
+        return descriptors, mirrored
+
+    def _verify(self, candidates: list[tuple[str, str, int | None]], min_score: float) -> Iterator[ScoredPair]:
+        pending: list[Future] = []
+        for start in range(0, len(candidates), BATCH_PAIRS):
+            batch = candidates[start : start + BATCH_PAIRS]
+            blobs = self._load_blobs({key for pair in batch for key in pair[:2]})
+            batch = [pair for pair in batch if pair[0] in blobs and pair[1] in blobs]
+            pending.append(self._submit(score_batch, blobs, batch, min_score))
+            if len(pending) >= 2 * self.workers:
+                yield from self._collect(pending.pop(0))
+        for future in pending:
+            yield from self._collect(future)
+
+    @staticmethod
+    def _collect(future: Future) -> Iterator[ScoredPair]:
+        try:
+            results = future.result()
+        except BrokenProcessPool:
+            raise BackendUnavailable("a verification worker died (out of memory?); scan again") from None
+        for first, second, score in results:
+            yield ScoredPair.of(first, second, score)
+
+    def _load_blobs(self, keys: set[str]) -> dict[str, bytes]:
+        wanted = sorted(keys)
+        blobs: dict[str, bytes] = {}
+        query = select(features.c.hash, features.c.data).where(features.c.hash.in_(bindparam("keys", expanding=True)), features.c.analyser == ANALYSER)
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), SQL_CHUNK):
+                for key, data in connection.execute(query, {"keys": wanted[start : start + SQL_CHUNK]}):
+                    blobs[key] = bytes(data)
+        return blobs

@@ -1,0 +1,801 @@
+"""``dupe-scanner run``: the long-running service that keeps the state and reports current.
+
+The service's composition root. It builds the parts from the settings and wires them;
+each part keeps to one job:
+
+- the watcher turns filesystem events into hints (``watching``);
+- the main loop, the only owner of the stability tracker, turns hints into rows: a
+  changed file is marked pending once it has settled (``stability``), a deleted one
+  gone, a moved one renamed (keeping its analysis);
+- the queue worker drains pending rows through the lead's ``Indexer`` on a thread pool;
+- APScheduler runs the recurring jobs: the scan schedule, the debounced scan after a
+  burst of changes settles, the reconcile walk, and the heartbeat (health checks,
+  WATCHDOG=1, STATUS=, the status file);
+- the config reloader applies settings edits and SIGHUP.
+
+Events are hints, the files table is the truth: if the process dies at any instant,
+the reconcile walk at the next start repairs what the lost hints would have done, and
+pending rows are simply indexed then.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers import SchedulerNotRunningError
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from daemon.backends.base import Backend
+from daemon.errors import BackendLimitReached, DupeScannerError
+from daemon.indexer import Indexer, Outcome
+from daemon.reconcile import reconcile
+from daemon.scanning import run_scan
+from daemon.service import queue_ops
+from daemon.service.config_reload import ConfigReloader
+from daemon.service.notify import Notifier, drop_environment
+from daemon.service.stability import Settled, StabilityTracker
+from daemon.service.status import ServiceStatus, status_path, write_status
+from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
+from daemon.settings import Schedule, Settings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import open_state, read_transaction, write_transaction
+from daemon.store.files import FileStat, KnownFile
+
+log = logging.getLogger("dupe-scanner.service")
+
+HEARTBEAT_SECONDS = 10.0  # status, health checks; WATCHDOG=1 at least this often
+PROGRESS_SECONDS = 30.0  # a summary line during large imports, not a line per file
+STOP_GRACE_SECONDS = 5.0  # SIGTERM: in-flight work may finish within this, the rest stays pending
+LOOP_STALL_SECONDS = 60.0  # the main loop must come round at least this often to count as alive
+HINT_BATCH = 5000
+MAX_SCAN_DELAY_FACTOR = 6  # a burst that never settles still gets a scan every debounce × this (≥ 60 s)
+LIMIT_PAUSE_SECONDS = 600.0  # the backend refused more documents: try again after this
+IDLE_QUEUE_CHECK_SECONDS = 30.0
+SETTLE_GRACE_SECONDS = 1.0
+
+# Settings that need a restart: the state file and the backend are opened once.
+RESTART_NEEDED = ("paths.state", "backend")
+
+
+def run_service(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+    """Run until SIGTERM/SIGINT. Reads the notify variables from ``environ`` (the process
+    environment when not given) and removes them, so child processes cannot speak for us."""
+    environ = dict(os.environ) if environ is None else environ
+    notifier = Notifier.from_environ(environ, os.getpid())
+    drop_environment(os.environ)
+    service = Service(settings, notifier)
+    return service.run()
+
+
+def trigger_for(schedule: Schedule):
+    if schedule.interval_seconds is not None:
+        return IntervalTrigger(seconds=schedule.interval_seconds)
+    return CronTrigger.from_crontab(schedule.cron)
+
+
+class Coalesced:
+    """A job run on the scheduler's threads; requests made while it runs are merged into
+    one more run, never lost and never run twice at once."""
+
+    def __init__(self, name: str, scheduler: BackgroundScheduler, work: Callable[[set], None]):
+        self.name = name
+        self._scheduler = scheduler
+        self._work = work
+        self._mutex = threading.Lock()
+        self._items: set = set()
+        self._wanted = False
+        self._running = False
+        self.idle = threading.Event()
+        self.idle.set()
+
+    def request(self, items: Iterable = ()) -> None:
+        with self._mutex:
+            self._items.update(items)
+            self._wanted = True
+            if self._running:
+                return
+            self._running = True
+            self.idle.clear()
+        try:
+            self._scheduler.add_job(self._run, id=f"{self.name}-run", name=self.name, replace_existing=True)
+        except SchedulerNotRunningError:
+            with self._mutex:
+                self._running = False
+                self.idle.set()
+
+    def _run(self) -> None:
+        while True:
+            with self._mutex:
+                if not self._wanted:
+                    self._running = False
+                    self.idle.set()
+                    return
+                items, self._items, self._wanted = self._items, set(), False
+            try:
+                self._work(items)
+            except DupeScannerError as error:
+                log.error("%s: %s", self.name, error)
+            except Exception:
+                log.exception("%s failed", self.name)
+
+
+@dataclass
+class Progress:
+    """Indexing outcomes since the last summary line."""
+
+    counts: dict
+
+    @staticmethod
+    def empty() -> "Progress":
+        return Progress({outcome: 0 for outcome in Outcome})
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def line(self) -> str:
+        return ", ".join(f"{count} {outcome.value}" for outcome, count in self.counts.items() if count)
+
+
+class QueueWorker:
+    """Drains the pending rows: at most ``capacity`` files in the indexer at once.
+
+    A file is in flight on one thread only; SIGTERM lets in-flight files finish (within
+    the grace time) and leaves the others pending, as they are in the state.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        indexer: Indexer,
+        capacity: int,
+        on_outcome: Callable[[KnownFile, Outcome], None],
+        clock: Callable[[], float] = time.time,
+    ):
+        self.engine = engine
+        self.indexer = indexer
+        self.capacity = max(1, capacity)
+        self._on_outcome = on_outcome
+        self._clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="index")
+        self._pool_size = self.capacity
+        self._in_flight: dict[int, Future] = {}
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._paused_until = 0.0
+        self._thread: threading.Thread | None = None
+        self.last_beat = time.monotonic()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="queue", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def set_capacity(self, capacity: int) -> None:
+        capacity = max(1, capacity)
+        if capacity > self._pool_size:
+            old, self._pool = self._pool, ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="index")
+            self._pool_size = capacity
+            old.shutdown(wait=False)
+        self.capacity = capacity
+        self.wake()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.last_beat = time.monotonic()
+            try:
+                timeout = self._fill()
+            except Exception:
+                log.exception("the queue worker could not read the queue; trying again shortly")
+                timeout = 5.0
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def _fill(self) -> float:
+        """Start due files while there is room; returns how long to sleep."""
+        for file_id, future in list(self._in_flight.items()):
+            if future.done():
+                del self._in_flight[file_id]
+        now = self._clock()
+        if now < self._paused_until:
+            return min(self._paused_until - now, IDLE_QUEUE_CHECK_SECONDS)
+        room = self.capacity - len(self._in_flight)
+        if room > 0:
+            with read_transaction(self.engine) as connection:
+                jobs = file_store.due(connection, now, room, exclude_ids=self._in_flight)
+            for job in jobs:
+                future = self._pool.submit(self._process, job)
+                self._in_flight[job.id] = future
+                future.add_done_callback(lambda _future: self._wake.set())
+        if self._in_flight:
+            return 1.0
+        with read_transaction(self.engine) as connection:
+            next_at = queue_ops.next_attempt_at(connection)
+        if next_at is None:
+            return IDLE_QUEUE_CHECK_SECONDS
+        return min(max(next_at - self._clock(), 0.05), IDLE_QUEUE_CHECK_SECONDS)
+
+    def _process(self, job: KnownFile) -> None:
+        if self._stopping.is_set():
+            return
+        try:
+            outcome = self.indexer.process(job)
+        except BackendLimitReached as error:
+            self._paused_until = self._clock() + LIMIT_PAUSE_SECONDS
+            log.error("%s; indexing paused for %d minutes", error, LIMIT_PAUSE_SECONDS // 60)
+            with write_transaction(self.engine) as connection:
+                file_store.note_waiting(connection, [job.id], f"not indexed: {error}")
+            return
+        except Exception as error:  # a bug: keep the file, try again later, never spin
+            log.exception("indexing %s failed unexpectedly", job.path)
+            self._defer_after_bug(job, error)
+            return
+        try:
+            self._on_outcome(job, outcome)
+        except Exception:
+            log.exception("recording the outcome for %s failed", job.path)
+
+    def _defer_after_bug(self, job: KnownFile, error: Exception) -> None:
+        settings = self.indexer.settings
+        reason = f"internal error: {type(error).__name__}: {error}"
+        try:
+            with write_transaction(self.engine) as connection:
+                if job.attempts + 1 >= settings.max_attempts:
+                    file_store.mark_failed(connection, job.id, reason, self._clock())
+                else:
+                    delay = settings.retry_base_seconds * 2**job.attempts
+                    file_store.retry_later(connection, job.id, reason, self._clock() + delay)
+        except Exception:
+            log.exception("cannot record the failure of %s", job.path)
+            self._paused_until = self._clock() + 30.0
+
+    def stop(self, deadline: float) -> bool:
+        """Stop taking files; wait until ``deadline`` (monotonic) for those in flight.
+        Returns True when nothing is left running."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        running = [future for future in list(self._in_flight.values()) if not future.done()]
+        if running:
+            wait(running, timeout=max(0.0, deadline - time.monotonic()))
+        return all(future.done() for future in running)
+
+
+class Service:
+    def __init__(self, settings: Settings, notifier: Notifier, *, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.notifier = notifier
+        self.clock = clock
+        self.started_at = clock()
+        self._messages: queue.SimpleQueue = queue.SimpleQueue()  # hints, commands, None (wake)
+        self._stop = threading.Event()
+        self._sighup = False
+        self._phase = "starting"
+        self._lock = threading.Lock()
+        self._burst_started: float | None = None
+        self._debounce_at: float | None = None
+        self._last_scan_inputs: tuple | None = None
+        self._last_reports_at: float | None = None
+        self._progress = Progress.empty()
+        self._progress_at = time.monotonic()
+        self._loop_beat = time.monotonic()
+        self._problems: list[str] = []
+        self.tracker = StabilityTracker(settings.index.stable_seconds)
+        self.watcher = Watcher(self._messages.put)
+        interval = notifier.watchdog_interval
+        self.heartbeat_seconds = min(HEARTBEAT_SECONDS, interval) if interval else HEARTBEAT_SECONDS
+        self.scheduler = BackgroundScheduler(
+            executors={"default": SchedulerPool(4)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        )
+        self.engine: Engine | None = None
+        self.backend: Backend | None = None
+        self.indexer: Indexer | None = None
+        self.queue: QueueWorker | None = None
+        self.reloader: ConfigReloader | None = None
+        self.scans = Coalesced("scan", self.scheduler, self._scan)
+        self.reconciles = Coalesced("reconcile", self.scheduler, self._reconcile)
+
+    # Life cycle ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        from daemon.composition import adopt_backend, build_backend
+
+        self.engine = open_state(self.settings.paths.state)
+        try:
+            adopt_backend(self.engine, self.settings)
+            self.backend = build_backend(self.settings, self.engine)
+            self.indexer = Indexer(self.engine, self.backend, self.settings.index, clock=self.clock)
+            self._start()
+            self._main_loop()
+        finally:
+            clean = self._shutdown()
+        if not clean:
+            log.warning("some work was still running after %gs; it stays pending and resumes at the next start",
+                        STOP_GRACE_SECONDS)
+            logging.shutdown()
+            os._exit(0)
+        return 0
+
+    def _start(self) -> None:
+        self.watcher.apply(self.settings.watch)
+        self.queue = QueueWorker(
+            self.engine, self.indexer, self.settings.index.worker_count, self._indexed, clock=self.clock
+        )
+        self.queue.start()
+        self.scheduler.start()
+        self._schedule_jobs()
+        if self.settings.source is not None:
+            self.reloader = ConfigReloader(self.settings.source, self.settings, self._settings_changed, notifier=self.notifier)
+            self.reloader.start()
+        self.reconciles.request(w.path for w in self.settings.watch)  # the start-up walk
+        self.scans.request({"start"})  # reports reflect the state now, if they do not yet
+        self._phase = "running"
+        self._write_status([])
+        self.notifier.ready(self._status_line(self._counts()))
+        log.info(
+            "running: %d folder%s watched, state %s, reports in %s",
+            len(self.settings.watch), "" if len(self.settings.watch) == 1 else "s",
+            self.settings.paths.state, self.settings.paths.reports,
+        )
+
+    def _schedule_jobs(self) -> None:
+        self.scheduler.add_job(
+            self.scans.request, trigger_for(self.settings.scan.schedule), args=[{"schedule"}],
+            id="scan-schedule", name="scheduled scan", replace_existing=True,
+        )
+        self.scheduler.add_job(
+            self._reconcile_all, trigger_for(self.settings.index.reconcile),
+            id="reconcile-schedule", name="scheduled reconcile", replace_existing=True,
+        )
+        self.scheduler.add_job(
+            self._heartbeat, IntervalTrigger(seconds=self.heartbeat_seconds),
+            id="heartbeat", name="heartbeat", replace_existing=True,
+        )
+
+    def _install_signals(self) -> None:
+        def stop(signum, _frame):
+            self._stop.set()
+            self._messages.put(None)
+
+        def reload(_signum, _frame):
+            self._sighup = True
+            self._messages.put(None)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def stop(self) -> None:
+        """Ask the service to stop (what SIGTERM does)."""
+        self._stop.set()
+        self._messages.put(None)
+
+    def _shutdown(self) -> bool:
+        self._phase = "stopping"
+        self.notifier.stopping("stopping: unfinished files stay pending")
+        log.info("stopping")
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        if self.reloader is not None:
+            self.reloader.stop()
+        self.watcher.stop()
+        try:
+            self.scheduler.shutdown(wait=False)
+        except SchedulerNotRunningError:
+            pass
+        clean = True
+        if self.queue is not None:
+            clean = self.queue.stop(deadline)
+        for job in (self.scans, self.reconciles):
+            clean = job.idle.wait(max(0.0, deadline - time.monotonic())) and clean
+        if clean and self.backend is not None:
+            closer = threading.Thread(target=self.backend.close, name="backend-close", daemon=True)
+            closer.start()
+            closer.join(max(0.5, deadline - time.monotonic()))
+            clean = not closer.is_alive()
+        self._phase = "stopped"
+        try:
+            self._write_status([])
+        except Exception:
+            pass
+        if clean and self.engine is not None:
+            self.engine.dispose()
+        self.notifier.close()
+        log.info("stopped")
+        return clean
+
+    # The main loop: hints in, rows out ---------------------------------------------------------
+
+    def _main_loop(self) -> None:
+        while not self._stop.is_set():
+            self._loop_beat = time.monotonic()
+            due = self.tracker.next_due()
+            timeout = 1.0 if due is None else min(max(due - time.monotonic(), 0.02), 1.0)
+            batch = []
+            try:
+                batch.append(self._messages.get(timeout=timeout))
+                while len(batch) < HINT_BATCH:
+                    batch.append(self._messages.get_nowait())
+            except queue.Empty:
+                pass
+            if self._stop.is_set():
+                return
+            if self._sighup:
+                self._sighup = False
+                if self.reloader is not None:
+                    self.reloader.request("SIGHUP")
+                else:
+                    log.info("SIGHUP: no settings file to reload (running on the built-in defaults)")
+            try:
+                self._handle(batch)
+                settled = self.tracker.poll()
+                if settled:
+                    self._settled(settled)
+            except Exception:
+                log.exception("handling file changes failed; the next reconcile walk repairs what was missed")
+                self.reconciles.request(w.path for w in self.settings.watch)
+
+    def _handle(self, batch: list) -> None:
+        hints: list[Hint] = []
+        for item in batch:
+            if item is None:
+                continue
+            if callable(item):
+                self._apply_hints(hints)
+                hints = []
+                item()
+            else:
+                hints.append(item)
+        self._apply_hints(hints)
+
+    def _apply_hints(self, hints: list[Hint]) -> None:
+        if not hints:
+            return
+        operations: list[Hint] = []
+        rescan: set[Path] = set()
+        for hint in hints:
+            if hint.kind == CHANGED:
+                self.tracker.touch(hint.path)
+            elif hint.kind == DELETED:
+                if hint.is_directory:
+                    self.tracker.forget_under(hint.path)
+                else:
+                    self.tracker.forget(hint.path)
+                operations.append(hint)
+            elif hint.kind == MOVED and not hint.is_directory:
+                if hint.path in self.tracker:
+                    self.tracker.rename(hint.path, hint.destination)
+                else:
+                    operations.append(hint)
+            elif hint.kind == RESCAN:
+                rescan.add(hint.root)
+            # A folder's move arrives as the moves of its files as well: nothing more to do.
+        if operations:
+            self._record(operations)
+        if rescan:
+            self.reconciles.request(rescan)
+
+    def _record(self, operations: list[Hint]) -> None:
+        now = self.clock()
+        changed = False
+        unknown: list[Path] = []
+        with write_transaction(self.engine) as connection:
+            for hint in operations:
+                if hint.kind == DELETED:
+                    if hint.is_directory:
+                        changed |= file_store.mark_gone_under(connection, str(hint.path), now) > 0
+                    else:
+                        changed |= file_store.mark_gone(connection, [str(hint.path)], now) > 0
+                    continue
+                try:
+                    stat = FileStat.of(os.stat(hint.destination))
+                except OSError:  # moved and gone again
+                    changed |= file_store.mark_gone(connection, [str(hint.path)], now) > 0
+                    continue
+                if file_store.move(connection, str(hint.path), str(hint.destination), stat, now):
+                    changed = True
+                else:
+                    unknown.append(hint.destination)  # never seen under the old name: a new file
+        self.tracker.touch_all(unknown)
+        if changed:
+            self._note_change()
+            self.queue.wake()
+
+    def _settled(self, settled: Settled) -> None:
+        now = self.clock()
+        news = 0
+        with write_transaction(self.engine) as connection:
+            ready = []
+            for path in settled.stable:
+                try:
+                    stat = FileStat.of(os.stat(path))
+                except OSError:
+                    settled.vanished.append(path)
+                    continue
+                news += file_store.mark_seen(connection, str(path), stat, now)
+                ready.append(str(path))
+            queue_ops.defer(connection, ready, 0.0)  # settled: due now (reconcile may have held it back)
+            if settled.vanished:
+                if file_store.mark_gone(connection, [str(p) for p in settled.vanished], now):
+                    self._note_change()
+        if settled.stable:
+            log.debug("%d files settled, %d of them new or changed", len(settled.stable), news)
+            self.queue.wake()
+
+    # Indexing outcomes, the debounced scan ------------------------------------------------------
+
+    def _indexed(self, job: KnownFile, outcome: Outcome) -> None:
+        with self._lock:
+            self._progress.counts[outcome] += 1
+            report = time.monotonic() - self._progress_at >= PROGRESS_SECONDS
+            if report:
+                progress, self._progress = self._progress, Progress.empty()
+                self._progress_at = time.monotonic()
+        if outcome in (Outcome.ANALYSED, Outcome.REUSED, Outcome.FAILED, Outcome.VANISHED):
+            self._note_change()
+        if report:
+            log.info("indexing: %s in the last %ds; %s", progress.line(), PROGRESS_SECONDS, self._queue_line())
+
+    def _queue_line(self) -> str:
+        counts = self._counts()
+        return f"{counts.get('pending', 0)} pending, {len(self.tracker)} settling, {counts.get('indexed', 0)} indexed"
+
+    def _note_change(self) -> None:
+        """Something the reports show changed: scan once things have been quiet for
+        ``scan.debounce_seconds`` (or, in a burst that does not end, every few debounces)."""
+        debounce = self.settings.scan.debounce_seconds
+        now = self.clock()
+        with self._lock:
+            if self._burst_started is None:
+                self._burst_started = now
+            latest = self._burst_started + max(60.0, debounce * MAX_SCAN_DELAY_FACTOR)
+            run_at = min(now + debounce, latest)
+            if self._debounce_at is not None and abs(run_at - self._debounce_at) < 0.5:
+                return
+            self._debounce_at = run_at
+        try:
+            self.scheduler.add_job(
+                self._debounced_scan, DateTrigger(run_date=datetime.fromtimestamp(run_at, timezone.utc)),
+                id="scan-debounced", name="scan after changes", replace_existing=True,
+            )
+        except SchedulerNotRunningError:
+            pass
+
+    def _debounced_scan(self) -> None:
+        with self._lock:
+            self._debounce_at = None
+        self.scans.request({"changes"})
+
+    # Jobs on the scheduler's threads ---------------------------------------------------------------
+
+    def _scan_inputs(self) -> tuple:
+        return (self.settings.scan.threshold, self.settings.report, self.settings.paths.reports)
+
+    def _scan(self, reasons: set) -> None:
+        with self._lock:
+            self._burst_started = None
+        inputs = self._scan_inputs()
+        reports = self.settings.paths.reports / "duplicates.json"
+        with read_transaction(self.engine) as connection:
+            last = content_store.last_scan(connection)
+            changed = last is None or queue_ops.changed_since(connection, last.started_at)
+        if not changed and inputs == self._last_scan_inputs and reports.exists():
+            log.debug("scan (%s): nothing changed since the last one", ", ".join(sorted(reasons)))
+            return
+        if not changed and self._last_scan_inputs is None and reports.exists() and last is not None:
+            # First scan request after a start with an unchanged state: the reports on disk are current
+            # unless the settings that shape them changed while we were down; writing them costs little
+            # when they have not (write_reports leaves identical files alone).
+            pass
+        outcome = run_scan(
+            self.engine, self.backend, self.settings.scan.threshold, self.settings.paths.reports, self.settings.report,
+            clock=self.clock,
+        )
+        self._last_scan_inputs = inputs
+        if getattr(outcome.reports, "changed", True):
+            self._last_reports_at = self.clock()
+
+    def _reconcile_all(self) -> None:
+        self.reconciles.request(w.path for w in self.settings.watch)
+
+    def _reconcile(self, roots: set) -> None:
+        watches = {watch.path: watch for watch in self.settings.watch}
+        for root in sorted(roots):
+            watch = watches.get(root)
+            if watch is None:
+                continue  # no longer watched
+            started = self.clock()
+            changes = reconcile(self.engine, path_filter_for(watch), now=started)
+            if not changes:
+                continue
+            self._hold_fresh([*changes.new, *changes.changed], started)
+            self._note_change()
+            self.queue.wake()
+
+    def _hold_fresh(self, paths: list[str], now: float) -> None:
+        """Files the walk found that changed moments ago may still be being written: hold
+        them back and let the stability tracker release them."""
+        stable_seconds = self.settings.index.stable_seconds
+        if stable_seconds <= 0:
+            return
+        fresh = []
+        for path in paths:
+            try:
+                if now - os.stat(path).st_mtime < stable_seconds + SETTLE_GRACE_SECONDS:
+                    fresh.append(path)
+            except OSError:
+                continue
+        if not fresh:
+            return
+        with write_transaction(self.engine) as connection:
+            queue_ops.defer(connection, fresh, now + stable_seconds + 60.0)
+        root = Path("/")
+        for path in fresh:
+            self._messages.put(Hint(CHANGED, root, Path(path)))
+
+    def _heartbeat(self) -> None:
+        problems = []
+        health = self.watcher.check()
+        problems.extend(health.problems)
+        if time.monotonic() - self._loop_beat > LOOP_STALL_SECONDS:
+            problems.append(f"the event loop has not come round for {time.monotonic() - self._loop_beat:.0f}s")
+        if self.queue is not None and not self.queue.alive():
+            problems.append("the queue worker thread died; restarting it")
+            self.queue.start()
+        if self.reloader is not None and not self.reloader.alive():
+            problems.append("the settings reloader thread died; restarting it")
+            self.reloader.start()
+        counts: dict[str, int] = {}
+        try:
+            counts = self._counts(raise_errors=True)
+        except Exception as error:
+            problems.append(f"the state database does not answer: {error}")
+        if problems != self._problems:
+            for problem in problems:
+                log.error("health: %s", problem)
+            if not problems and self._problems:
+                log.info("health: all parts are working again")
+            self._problems = problems
+        self._write_status(problems, counts)
+        self.notifier.status(self._status_line(counts))
+        if not problems:
+            self.notifier.watchdog()
+        elif self.tracker and len(self.tracker) > 0:
+            pass
+
+    # Status ------------------------------------------------------------------------------------------
+
+    def _counts(self, raise_errors: bool = False) -> dict[str, int]:
+        try:
+            with read_transaction(self.engine) as connection:
+                counts = file_store.counts_by_state(connection)
+                last = content_store.last_scan(connection)
+        except Exception:
+            if raise_errors:
+                raise
+            return {}
+        counts["_last_scan_at"] = last.finished_at if last else None
+        counts["_last_scan_groups"] = last.groups if last else None
+        counts["_last_scan_error"] = last.error if last else None
+        return counts
+
+    def _status_line(self, counts: dict) -> str:
+        last = counts.get("_last_scan_at")
+        when = datetime.fromtimestamp(last).strftime("%H:%M:%S") if last else "never"
+        return (
+            f"{len(self.settings.watch)} folders watched; queue {counts.get('pending', 0)} pending, "
+            f"{len(self.tracker)} settling; {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed; "
+            f"last scan {when}"
+        )
+
+    def _write_status(self, problems: list[str], counts: dict | None = None) -> None:
+        counts = self._counts() if counts is None else counts
+        status = ServiceStatus(
+            pid=os.getpid(),
+            started_at=self.started_at,
+            heartbeat_at=self.clock(),
+            heartbeat_seconds=self.heartbeat_seconds,
+            phase=self._phase,
+            settings=str(self.settings.source or "built-in defaults"),
+            folders=[{"path": s.path, "mode": s.mode, "reason": s.reason} for s in self.watcher.status()],
+            pending=counts.get("pending", 0),
+            settling=len(self.tracker),
+            indexing=self.queue.in_flight if self.queue is not None else 0,
+            indexed=counts.get("indexed", 0),
+            failed=counts.get("failed", 0),
+            last_scan_at=counts.get("_last_scan_at"),
+            last_scan_groups=counts.get("_last_scan_groups"),
+            last_scan_error=counts.get("_last_scan_error"),
+            last_reports_at=self._last_reports_at or _mtime(self.settings.paths.reports / "duplicates.json"),
+            problems=problems,
+        )
+        try:
+            write_status(status_path(self.settings), status)
+        except OSError as error:
+            log.debug("cannot write the status file: %s", error)
+
+    # Live settings -------------------------------------------------------------------------------------
+
+    def _settings_changed(self, old: Settings, new: Settings) -> None:
+        """Called on the reloader's thread: the main loop applies it, and we wait for that."""
+        done = threading.Event()
+
+        def apply() -> None:
+            try:
+                self._apply_settings(old, new)
+            finally:
+                done.set()
+
+        self._messages.put(apply)
+        if not done.wait(60):
+            log.warning("the new settings are taking long to apply")
+
+    def _apply_settings(self, old: Settings, new: Settings) -> None:
+        for key in RESTART_NEEDED:
+            section, _, name = key.partition(".")
+            before = getattr(getattr(old, section), name) if name else getattr(old, section)
+            after = getattr(getattr(new, section), name) if name else getattr(new, section)
+            if before != after:
+                log.warning("%s changed: this takes effect at the next restart (systemctl restart dupe-scanner)", key)
+        # Keep what cannot change while running, take the rest.
+        from dataclasses import replace
+
+        new = replace(new, paths=replace(new.paths, state=old.paths.state), backend=old.backend)
+        self.settings = new
+        if new.log_level != old.log_level:
+            logging.getLogger().setLevel(new.log_level.upper())
+        self.tracker.set_stable_seconds(new.index.stable_seconds)
+        self.indexer.settings = new.index
+        self.queue.set_capacity(new.index.worker_count)
+        if new.scan.schedule != old.scan.schedule or new.index.reconcile != old.index.reconcile:
+            self._schedule_jobs()
+        changes = self.watcher.apply(new.watch)
+        if changes.removed:
+            now = self.clock()
+            with write_transaction(self.engine) as connection:
+                for watch in changes.removed:
+                    self.tracker.forget_under(watch.path)
+                    gone = file_store.mark_gone_under(connection, str(watch.path), now)
+                    log.info("%s is no longer watched: %d files leave the reports", watch.path, gone)
+            self._note_change()
+        walk = [watch.path for watch in (*changes.added, *changes.changed)]
+        if walk:
+            self.reconciles.request(walk)
+        if self._scan_inputs() != self._last_scan_inputs:
+            self.scans.request({"settings"})
+        self._write_status(self._problems)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None

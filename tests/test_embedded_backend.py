@@ -1,0 +1,167 @@
+"""The embedded backend end to end on real files and a real SQLite state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+from sqlalchemy import create_engine, select, update
+
+from daemon.analysis.features import ANALYSER
+from daemon.backends.embedded import EmbeddedBackend
+from daemon.errors import FileVanished, UnreadableImage
+from daemon.store.schema import features
+
+
+def photo(seed: int, size: tuple[int, int] = (640, 440)) -> Image.Image:
+    """A photo-like picture: smooth light, many overlapping shapes, slight blur and sensor noise."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    light = np.stack([np.sin(x * rng.uniform(2, 6) + rng.uniform(0, 6)) * 60 + 120 + y * rng.uniform(-80, 80) for _ in range(3)], -1)
+    image = Image.fromarray(np.clip(light, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(image)
+    for _ in range(45):
+        cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(8, width // 6)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        box = [cx - r, cy - r * rng.uniform(0.3, 1.5), cx + r, cy + r]
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
+    image = image.filter(ImageFilter.GaussianBlur(1.2))
+    noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 5, (height, width, 3))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def open_engine(path: Path):
+    try:
+        from daemon.store.database import open_state
+    except ImportError:  # pragma: no cover - before the store module existed
+        from daemon.store.schema import metadata
+
+        engine = create_engine(f"sqlite:///{path}")
+        metadata.create_all(engine)
+        return engine
+    return open_state(path)
+
+
+@pytest.fixture
+def backend(tmp_path):
+    engine = open_engine(tmp_path / "state.db")
+    backend = EmbeddedBackend(engine, workers=2, max_image_pixels=50_000_000)
+    yield backend
+    backend.close()
+    engine.dispose()
+
+
+def exif_rotated(image: Image.Image, path: Path) -> None:
+    """Store the pixels turned a quarter, with an EXIF Orientation tag that shows them upright."""
+    stored = image.transpose(Image.Transpose.ROTATE_90)  # displayed upright by orientation 6
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(path, quality=92, exif=exif)
+
+
+def variants(original: Image.Image, folder: Path, name: str) -> list[Path]:
+    copies = {
+        f"{name}.jpg": lambda p: original.save(p, quality=92),
+        f"{name}-small.png": lambda p: original.resize((original.width // 2, original.height // 2), Image.Resampling.LANCZOS).save(p),
+        f"{name}-q40.jpg": lambda p: original.save(p, quality=40),
+        f"{name}-bright.webp": lambda p: ImageEnhance.Brightness(original).enhance(1.3).save(p, quality=90),
+        f"{name}-grey.jpg": lambda p: original.convert("L").save(p, quality=90),
+        f"{name}-rot90.jpg": lambda p: original.transpose(Image.Transpose.ROTATE_90).save(p, quality=90),
+        f"{name}-mirror.tiff": lambda p: ImageOps.mirror(original).save(p),
+        f"{name}-exif.jpg": lambda p: exif_rotated(original, p),
+        f"{name}-crop.jpg": lambda p: original.crop((int(original.width * 0.2), int(original.height * 0.1), original.width, original.height)).save(p, quality=90),
+    }
+    paths = []
+    for file_name, write in copies.items():
+        path = folder / file_name
+        write(path)
+        paths.append(path)
+    return paths
+
+
+def index_all(backend: EmbeddedBackend, paths: list[Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as threads:  # the indexer calls from several threads
+        infos = list(threads.map(lambda p: backend.index(p.name, p), paths))
+    assert all(info.width > 0 and info.height > 0 for info in infos)
+    backend.commit()
+
+
+def test_every_copy_pairs_with_its_original_and_nothing_else(backend, tmp_path):
+    paths = variants(photo(1), tmp_path, "alpha") + variants(photo(2), tmp_path, "beta") + variants(photo(3), tmp_path, "gamma")
+    index_all(backend, paths)
+    found = {(pair.first, pair.second): pair.score for pair in backend.find_pairs(None, 0.6)}
+    for pair in found:
+        assert pair[0].split("-")[0].split(".")[0] == pair[1].split("-")[0].split(".")[0], f"false pair {pair}"
+    for name in ("alpha", "beta", "gamma"):
+        for path in paths:
+            if path.name.startswith(name) and path.name != f"{name}.jpg":
+                key = tuple(sorted((f"{name}.jpg", path.name)))
+                assert key in found, f"missed {key}"
+                assert 0.6 <= found[key] <= 1.0
+
+
+def test_scores_keep_flows_meaning(backend, tmp_path):
+    original = photo(7)
+    original.save(tmp_path / "a.png")
+    original.save(tmp_path / "b.bmp")  # pixel-identical, other format
+    original.resize((320, 220), Image.Resampling.LANCZOS).save(tmp_path / "c.jpg", quality=90)  # no visible change
+    ImageEnhance.Color(original).enhance(0.3).save(tmp_path / "d.jpg", quality=90)  # visibly desaturated
+    index_all(backend, [tmp_path / n for n in ("a.png", "b.bmp", "c.jpg", "d.jpg")])
+    found = {(pair.first, pair.second): pair.score for pair in backend.find_pairs(None, 0.6)}
+    assert found[("a.png", "b.bmp")] == 1.0
+    assert 0.9 <= found[("a.png", "c.jpg")] < 1.0
+    assert 0.6 <= found[("a.png", "d.jpg")] < 0.9
+
+
+def test_other_shots_of_the_same_scene_are_not_exact_duplicates(backend, tmp_path):
+    scene = photo(11, (900, 440))
+    scene.crop((0, 0, 640, 440)).save(tmp_path / "frame1.jpg", quality=92)
+    scene.crop((200, 0, 840, 440)).save(tmp_path / "frame2.jpg", quality=92)  # camera panned
+    index_all(backend, [tmp_path / "frame1.jpg", tmp_path / "frame2.jpg"])
+    assert [pair for pair in backend.find_pairs(None, 0.6)] == []
+
+
+def test_incremental_scan_only_reports_pairs_touching_changed(backend, tmp_path):
+    paths = variants(photo(4), tmp_path, "delta")[:3] + variants(photo(5), tmp_path, "eps")[:3]
+    index_all(backend, paths)
+    pairs = list(backend.find_pairs({"eps.jpg"}, 0.6))
+    assert pairs and all("eps.jpg" in (pair.first, pair.second) for pair in pairs)
+    assert list(backend.find_pairs(set(), 0.6)) == []
+
+
+def test_forget_clear_and_stale_versions(backend, tmp_path):
+    paths = variants(photo(6), tmp_path, "zeta")[:3]
+    index_all(backend, paths)
+    assert backend.health().documents == 3
+    assert backend.missing([p.name for p in paths] + ["never"]) == {"never"}
+    with backend.engine.begin() as connection:
+        connection.execute(update(features).where(features.c.hash == "zeta.jpg").values(analyser="embedded-old-0"))
+    assert backend.stale_hashes() == {"zeta.jpg"}
+    assert "zeta.jpg" in backend.missing(["zeta.jpg"])
+    assert all("zeta.jpg" not in (p.first, p.second) for p in backend.find_pairs(None, 0.6))
+    backend.index("zeta.jpg", paths[0])  # re-analysis replaces the stale row
+    assert backend.stale_hashes() == set()
+    backend.forget(["zeta.jpg"])
+    with backend.engine.connect() as connection:
+        assert set(connection.scalars(select(features.c.hash))) == {p.name for p in paths[1:]}
+        assert set(connection.scalars(select(features.c.analyser))) == {ANALYSER}
+    backend.clear()
+    assert backend.health().documents == 0
+    assert list(backend.find_pairs(None, 0.6)) == []
+
+
+def test_unreadable_and_vanished_files(backend, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(UnreadableImage):
+        backend.index("broken", broken)
+    with pytest.raises(FileVanished):
+        backend.index("gone", tmp_path / "gone.jpg")
+    photo(8).save(tmp_path / "fine.jpg")
+    assert backend.index("fine", tmp_path / "fine.jpg").format == "JPEG"  # the pool survives failures
+    assert backend.health().reachable

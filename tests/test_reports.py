@@ -1,0 +1,548 @@
+"""The reports: JSON shapes and order, the HTML's safety and size limits, atomic rewrites.
+
+Images are real files made with Pillow; file names include the hostile ones a shared
+photo folder can hold. Groups are built directly (the grouping rule has its own tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import re
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from daemon import fileio
+from daemon.errors import FileWriteError
+from daemon.groups import DuplicateGroup, FileEntry, FilePair
+from daemon.reports import ReportOutcome, html_report, write_reports
+from daemon.reports.details_report import render_details
+from daemon.reports.json_report import render_duplicates
+from daemon.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
+from daemon.settings import ReportSettings
+
+# A name that runs script if it ever reaches HTML: the canary marks the page when it does.
+CANARY = "href<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">.jpg"
+ALERT = "href<img src=x onerror=alert(1)>.jpg"
+# No file name can hold "/", so "</script>" is spread over folders.
+SCRIPT_BREAKER = ("<", "script><script>document.body.setAttribute('data-pwned','2')<", "script> <!--.jpg")
+OTHER_NAMES = ("q\"uote's & ampersand.png", "ünïcödé 写真.jpg", "new\nline.jpg", "plain.jpg", "big.jpg")
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T1 = datetime(2024, 5, 2, 8, 30, 0, tzinfo=timezone.utc)
+SETTINGS = ReportSettings(html_max_nodes=2000, thumbnail_size=64)
+
+ALLOWED_TAGS = {
+    "html", "head", "meta", "title", "style", "body", "header", "h1", "p", "ul", "li",
+    "span", "nav", "a", "main", "noscript", "script",
+}  # fmt: skip
+
+
+# --- building blocks ------------------------------------------------------------------
+
+
+def make_image(path: Path, size=(400, 300), color=(200, 80, 40), fmt=None, orientation=None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", size, color)
+    for x in range(0, size[0], 20):  # some structure, so thumbnails are real pictures
+        for y in range(0, size[1] // 2):
+            image.putpixel((x, y), (255, 255, 255))
+    options = {}
+    if orientation is not None:
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        options["exif"] = exif.tobytes()
+    fmt = fmt or ("PNG" if path.suffix.lower() == ".png" else "JPEG")
+    image.save(path, format=fmt, **options)
+    return path
+
+
+def entry(path: Path, width: int = 400, height: int = 300, fmt: str = "JPEG", content_hash: str | None = None) -> FileEntry:
+    stat = path.stat()
+    return FileEntry(
+        path=str(path),
+        size=stat.st_size,
+        mtime=stat.st_mtime,
+        width=width,
+        height=height,
+        format=fmt,
+        content_hash=content_hash or f"hash-{path.name}",
+    )
+
+
+def group(anchor: FileEntry, others: list[FileEntry], scores: list[float], extra: dict | None = None) -> DuplicateGroup:
+    """A group whose members match the anchor with ``scores``; ``extra`` adds pairs between others."""
+    pairs = [FilePair(min(anchor.path, o.path), max(anchor.path, o.path), s) for o, s in zip(others, scores)]
+    for (a, b), score in (extra or {}).items():
+        pairs.append(FilePair(min(a.path, b.path), max(a.path, b.path), score))
+    members = tuple(sorted([anchor, *others], key=lambda m: m.path))
+    return DuplicateGroup(anchor=anchor.path, members=members, pairs=tuple(sorted(pairs)))
+
+
+@pytest.fixture
+def photos(tmp_path) -> dict[str, FileEntry]:
+    folder = tmp_path / "photos"
+    entries = {}
+    for index, name in enumerate((CANARY, ALERT, *OTHER_NAMES)):
+        size = (800, 600) if name == "big.jpg" else (400, 300)
+        path = make_image(folder / name, size=size, color=(40 * index % 256, 90, 160))
+        entries[name] = entry(path, *size, fmt="PNG" if name.endswith(".png") else "JPEG")
+    breaker = make_image(folder.joinpath(*SCRIPT_BREAKER))
+    entries["breaker"] = entry(breaker)
+    broken = folder / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    entries["broken"] = FileEntry(str(broken), broken.stat().st_size, broken.stat().st_mtime, 10, 10, "JPEG", "hash-broken")
+    return entries
+
+
+@pytest.fixture
+def groups(photos) -> list[DuplicateGroup]:
+    p = photos
+    return [
+        group(p["big.jpg"], [p[CANARY], p[ALERT], p["breaker"]], [1.0, 0.85, 0.7], extra={(p[CANARY], p[ALERT]): 0.93}),
+        group(p["plain.jpg"], [p["new\nline.jpg"]], [0.62]),
+        group(p["ünïcödé 写真.jpg"], [p["q\"uote's & ampersand.png"], p["broken"]], [0.95, 0.61]),
+    ]
+
+
+class PageParser(HTMLParser):
+    """Every start tag with its attributes, and the text of every script element."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self._script: dict | None = None
+        self._text: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if tag == "script":
+            self._script, self._text = attributes, []
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._script is not None:
+            self.scripts.append((self._script, "".join(self._text)))
+            self._script = None
+
+    def handle_data(self, data):
+        if self._script is not None:
+            self._text.append(data)
+        else:
+            self.text.append(data)
+
+
+def parse_page(path: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    return parser
+
+
+def page_data(path: Path) -> dict:
+    parser = parse_page(path)
+    [payload] = [text for attrs, text in parser.scripts if attrs.get("type") == "application/json"]
+    return json.loads(payload)
+
+
+# --- duplicates.json -----------------------------------------------------------------
+
+
+def test_duplicates_json_has_the_original_shape_and_order(tmp_path, groups):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    raw = (tmp_path / "reports" / "duplicates.json").read_bytes()
+    document = json.loads(raw.decode("utf-8"))
+    assert list(document) == ["group-1", "group-2", "group-3"]
+    assert all(isinstance(paths, list) and all(isinstance(p, str) for p in paths) for paths in document.values())
+    assert document["group-1"] == sorted(groups[0].paths) and len(document["group-1"]) == 4
+    assert document["group-2"] == sorted(groups[1].paths)
+    assert document["group-3"] == sorted(groups[2].paths)
+    assert raw.startswith(b'{\n    "group-1": [\n        "') and raw.endswith(b"]\n}\n")
+    assert "ünïcödé 写真.jpg".encode("utf-8") in raw  # readable UTF-8, not \u escapes
+
+
+def test_duplicates_json_sorts_paths_and_keeps_the_group_order_given(tmp_path):
+    a, b, c, d, e = (make_image(tmp_path / f"{n}.jpg") for n in "edcba")
+    small = group(entry(a), [entry(b)], [0.9])
+    big = group(entry(e), [entry(d), entry(c)], [0.9, 0.8])
+    document = json.loads(render_duplicates([big, small]))
+    assert document == {"group-1": sorted([str(c), str(d), str(e)]), "group-2": sorted([str(a), str(b)])}
+    assert json.loads(render_duplicates([])) == {}
+
+
+def test_a_path_that_is_not_utf8_survives_the_json(tmp_path):
+    raw_name = b"caf\xe9.jpg"  # Latin-1 bytes: not valid UTF-8
+    path = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), raw_name)))
+    try:
+        make_image(path)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system refuses names that are not UTF-8")
+    other = make_image(tmp_path / "cafe.jpg")
+    data = render_duplicates([group(entry(other), [entry(path)], [0.95])])
+    data.decode("utf-8")  # the file itself stays valid UTF-8
+    [paths] = json.loads(data).values()
+    assert os.fsencode(paths[1]).endswith(raw_name)
+
+
+# --- duplicates.details.json ---------------------------------------------------------
+
+
+def test_details_report_shape(tmp_path, groups, photos):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    details = json.loads((tmp_path / "reports" / "duplicates.details.json").read_text(encoding="utf-8"))
+    assert list(details) == ["schema", "generated_at", "threshold", "exact_score", "counts", "note", "groups"]
+    assert details["schema"] == 1
+    assert details["generated_at"] == "2024-05-01T12:00:00+00:00"
+    assert details["threshold"] == 0.6
+    assert details["counts"] == {"groups": 3, "files": 9, "pairs": 7, "exact_pairs": 3, "near_pairs": 4}
+    assert "never deletes" in details["note"]
+
+    first = details["groups"][0]
+    assert [g["id"] for g in details["groups"]] == ["group-1", "group-2", "group-3"]
+    assert first["anchor"] == photos["big.jpg"].path
+    assert first["suggested_keep"] == photos["big.jpg"].path  # most pixels
+    assert [m["path"] for m in first["members"]] == sorted(groups[0].paths)
+    member = next(m for m in first["members"] if m["path"] == photos[CANARY].path)
+    assert member == {
+        "path": photos[CANARY].path,
+        "size": photos[CANARY].size,
+        "width": 400,
+        "height": 300,
+        "format": "JPEG",
+        "mtime": datetime.fromtimestamp(photos[CANARY].mtime, tz=timezone.utc).isoformat(timespec="seconds"),
+        "content_hash": f"hash-{CANARY}",
+        "suggested_keep": False,
+    }
+    assert sum(m["suggested_keep"] for m in first["members"]) == 1
+    pairs = {(p["first"], p["second"]): (p["score"], p["kind"]) for p in first["pairs"]}
+    assert pairs[tuple(sorted([photos["big.jpg"].path, photos[CANARY].path]))] == (1.0, "exact")
+    assert pairs[tuple(sorted([photos["big.jpg"].path, photos["breaker"].path]))] == (0.7, "near")
+    assert pairs[tuple(sorted([photos[CANARY].path, photos[ALERT].path]))] == (0.93, "exact")
+    assert [(p["first"], p["second"]) for p in first["pairs"]] == sorted(pairs)
+
+
+def test_suggested_keep_prefers_pixels_then_size_then_age(tmp_path):
+    older = make_image(tmp_path / "older.jpg")
+    newer = make_image(tmp_path / "newer.jpg")
+    os.utime(older, (1_000_000, 1_000_000))
+    same = group(entry(newer), [entry(older)], [1.0])
+    details = json.loads(render_details([same], 0.6, T0))
+    assert details["groups"][0]["suggested_keep"] == str(older)
+
+
+def test_details_differ_only_in_generated_at(groups):
+    first = json.loads(render_details(groups, 0.6, T0))
+    second = json.loads(render_details(groups, 0.6, T1))
+    assert first.pop("generated_at") != second.pop("generated_at")
+    assert first == second
+    assert render_details(groups, 0.6, T0) == render_details(groups, 0.6, T0)
+
+
+# --- writing, rewriting, not rewriting ----------------------------------------------------
+
+
+def test_write_reports_creates_every_report_and_reports_it(tmp_path, groups):
+    reports = tmp_path / "reports"
+    outcome = write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+    assert isinstance(outcome, ReportOutcome)
+    names = {path.name for path in outcome.written}
+    assert names == {"duplicates.json", "duplicates.details.json", "duplicates.html"}
+    assert outcome.changed and outcome.unchanged == () and outcome.removed == ()
+    assert outcome.html_pages == 1 and outcome.html_omitted_groups == 0
+    assert sorted(p.name for p in reports.iterdir()) == sorted(names)
+
+
+def test_unchanged_content_is_not_rewritten_even_at_a_later_time(tmp_path, groups):
+    reports = tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+    before = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino, path.read_bytes()) for path in reports.iterdir()}
+    outcome = write_reports(groups, reports, SETTINGS, 0.6, generated_at=T1)
+    assert not outcome.changed and outcome.written == ()
+    assert {path.name for path in outcome.unchanged} == set(before)
+    after = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino, path.read_bytes()) for path in reports.iterdir()}
+    assert after == before
+
+
+def test_changed_content_is_rewritten_and_only_that(tmp_path, groups):
+    reports = tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+    outcome = write_reports(groups, reports, SETTINGS, 0.7, generated_at=T1)  # threshold shows in details and html
+    assert {p.name for p in outcome.written} == {"duplicates.details.json", "duplicates.html"}
+    assert {p.name for p in outcome.unchanged} == {"duplicates.json"}
+    assert json.loads((reports / "duplicates.details.json").read_text())["generated_at"] == "2024-05-02T08:30:00+00:00"
+    outcome = write_reports(groups[:2], reports, SETTINGS, 0.7, generated_at=T1)
+    assert {p.name for p in outcome.written} == {"duplicates.json", "duplicates.details.json", "duplicates.html"}
+
+
+def test_same_input_gives_the_same_bytes(tmp_path, groups):
+    write_reports(groups, tmp_path / "one", SETTINGS, 0.6, generated_at=T0)
+    write_reports(groups, tmp_path / "two", SETTINGS, 0.6, generated_at=T0)
+    for name in ("duplicates.json", "duplicates.details.json", "duplicates.html"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+
+
+def test_a_failed_write_keeps_the_previous_report(tmp_path, groups, monkeypatch):
+    reports = tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+    before = {path.name: path.read_bytes() for path in reports.iterdir()}
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fileio.os, "replace", disk_full)
+    with pytest.raises(FileWriteError, match="no space left"):
+        write_reports(groups[:1], reports, SETTINGS, 0.6, generated_at=T1)
+    assert {path.name: path.read_bytes() for path in reports.iterdir()} == before  # no temp files either
+
+
+def test_reports_folder_is_created(tmp_path, groups):
+    write_reports(groups, tmp_path / "a" / "b" / "reports", SETTINGS, 0.6, generated_at=T0)
+    assert (tmp_path / "a" / "b" / "reports" / "duplicates.json").is_file()
+
+
+def test_no_duplicates_still_writes_every_report(tmp_path):
+    reports = tmp_path / "reports"
+    outcome = write_reports([], reports, SETTINGS, 0.6, generated_at=T0)
+    assert json.loads((reports / "duplicates.json").read_text()) == {}
+    assert json.loads((reports / "duplicates.details.json").read_text())["groups"] == []
+    assert outcome.html_pages == 1
+    parser = parse_page(reports / "duplicates.html")
+    assert "No duplicates found." in "".join(parser.text)
+    assert page_data(reports / "duplicates.html")["nodes"] == []
+
+
+# --- duplicates.html: safe, standalone ----------------------------------------------------
+
+
+def test_html_is_standalone_and_only_the_templates_own_markup(tmp_path, groups):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    page = tmp_path / "reports" / "duplicates.html"
+    parser = parse_page(page)
+    tags = [tag for tag, _ in parser.tags]
+    assert set(tags) <= ALLOWED_TAGS, set(tags) - ALLOWED_TAGS
+    for tag, attributes in parser.tags:
+        assert not [name for name in attributes if name.lower().startswith("on")], (tag, attributes)
+        assert "src" not in attributes, (tag, attributes)  # every script is inline
+        assert tag != "link"
+        if tag == "a":
+            assert re.fullmatch(r"duplicates(-\d+)?\.html", attributes["href"])
+        if "style" in attributes:
+            assert re.fullmatch(r"background: #[0-9A-F]{6}", attributes["style"]), attributes
+    scripts = [attrs for attrs, _ in parser.scripts]
+    assert scripts == [{"type": "application/json", "id": "report-data"}, {}, {}]
+    assert tags.count("script") == 3
+    csp = next(a["content"] for t, a in parser.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    shipped = (resources.files("pyvis") / "templates/lib/vis-9.1.2/vis-network.min.js").read_text(encoding="utf-8")
+    assert parser.scripts[1][1] == shipped  # vis-network 9.1.2 from pyvis, inline
+    assert "new vis.Network" in parser.scripts[2][1]
+    markup = page.read_text(encoding="utf-8").split("<script")[0]  # head, styles and header
+    assert "http://" not in markup and "https://" not in markup
+
+
+def test_hostile_names_never_appear_as_markup(tmp_path, groups, photos):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    html = (tmp_path / "reports" / "duplicates.html").read_text(encoding="utf-8")
+    for raw in (CANARY, ALERT, "<img", "</script><script>", "<!--", "q\"uote's"):
+        assert raw not in html, raw
+    data = page_data(tmp_path / "reports" / "duplicates.html")
+    titles = [node["title"][0] for node in data["nodes"]]
+    assert photos[CANARY].path in titles and photos[ALERT].path in titles  # shown, as text
+    assert photos["breaker"].path in titles and "</script><script>" in photos["breaker"].path
+    assert photos["new\nline.jpg"].path in titles
+    assert all(isinstance(node["id"], int) for node in data["nodes"])
+    assert sorted(node["id"] for node in data["nodes"]) == list(range(len(data["nodes"])))
+    for edge in data["edges"]:
+        assert isinstance(edge["from"], int) and isinstance(edge["to"], int)
+
+
+def test_nodes_have_inline_thumbnails_and_hover_text(tmp_path, groups, photos):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    data = page_data(tmp_path / "reports" / "duplicates.html")
+    by_path = {node["title"][0]: node for node in data["nodes"]}
+    assert set(by_path) == {member.path for g in groups for member in g.members}
+    for path, node in by_path.items():
+        assert node["shape"] == "image"
+        assert node["image"].startswith("data:image/")
+        if path == photos["broken"].path:
+            assert node["image"] == placeholder_data_uri(SETTINGS.thumbnail_size)
+            continue
+        assert node["image"].startswith("data:image/jpeg;base64,")
+        thumbnail = Image.open(io.BytesIO(base64.b64decode(node["image"].split(",", 1)[1])))
+        assert thumbnail.format == "JPEG" and max(thumbnail.size) == SETTINGS.thumbnail_size
+    big = by_path[photos["big.jpg"].path]
+    assert big["label"] == "big.jpg"
+    assert big["borderWidth"] == 4  # the suggested file to keep stands out
+    assert any("suggested to keep" in line for line in big["title"])
+    assert any("800 \u00d7 600" in line and "group-1" in line for line in big["title"])
+
+
+def test_edges_carry_the_originals_colours_and_the_score(tmp_path, groups, photos):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    data = page_data(tmp_path / "reports" / "duplicates.html")
+    ids = {node["title"][0]: node["id"] for node in data["nodes"]}
+    edges = {frozenset((edge["from"], edge["to"])): edge for edge in data["edges"]}
+    assert len(edges) == 7
+    exact = edges[frozenset((ids[photos["big.jpg"].path], ids[photos[CANARY].path]))]
+    assert exact["color"]["color"] == "#00FF00" and exact["title"] == ["1.00", "exact duplicate"]
+    near = edges[frozenset((ids[photos["big.jpg"].path], ids[photos["breaker"].path]))]
+    assert near["color"]["color"] == "#FF7F00" and near["title"][0] == "0.70"
+    assert edges[frozenset((ids[photos["plain.jpg"].path], ids[photos["new\nline.jpg"].path]))]["title"][0] == "0.62"
+
+
+@pytest.mark.parametrize(
+    "score, color",
+    [(1.0, "#00FF00"), (0.9, "#7FFF00"), (0.8, "#FFFF00"), (0.7, "#FF7F00"), (0.6, "#FF0000"),
+     (0.55, "#FF0000"), (0.0, "#FF0000"), (1.2, "#00FF00"), (0.95, "#3FFF00")],
+)  # fmt: skip
+def test_edge_colour_matches_the_original(score, color):
+    assert html_report.edge_color(score) == color
+
+
+def test_thumbnails_are_upright_and_unreadable_files_get_a_placeholder(tmp_path):
+    rotated = make_image(tmp_path / "rotated.jpg", size=(400, 200), orientation=6)  # shown as portrait
+    uri = thumbnail_data_uri(rotated, 100)
+    image = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert image.size == (50, 100)
+    small = make_image(tmp_path / "small.png", size=(30, 20))
+    assert Image.open(io.BytesIO(base64.b64decode(thumbnail_data_uri(small, 100).split(",", 1)[1]))).size == (30, 20)
+    assert thumbnail_data_uri(tmp_path / "missing.jpg", 100) == placeholder_data_uri(100)
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert thumbnail_data_uri(tmp_path / "text.jpg", 100) == placeholder_data_uri(100)
+    assert thumbnail_data_uri(tmp_path, 100) == placeholder_data_uri(100)  # a folder
+
+
+# --- large results: pages, caps, physics ----------------------------------------------------
+
+
+def many_groups(tmp_path, sizes: list[int]) -> list[DuplicateGroup]:
+    source = make_image(tmp_path / "source.jpg", size=(64, 48))
+    result = []
+    for g, size in enumerate(sizes):
+        members = []
+        for m in range(size):
+            path = tmp_path / "many" / f"g{g:03d}" / f"m{m:03d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, path)
+            members.append(entry(path, 64, 48, content_hash="same"))
+        result.append(group(members[0], members[1:], [1.0] * (size - 1)))
+    return result
+
+
+def test_large_results_are_split_into_linked_pages(tmp_path):
+    groups = many_groups(tmp_path, [5, 4, 3, 3, 2, 2, 2])
+    settings = ReportSettings(html_max_nodes=6, thumbnail_size=32)
+    reports = tmp_path / "reports"
+    outcome = write_reports(groups, reports, settings, 0.6, generated_at=T0)
+    files = ["duplicates.html", "duplicates-2.html", "duplicates-3.html", "duplicates-4.html"]
+    assert outcome.html_pages == 4 and [p.name for p in outcome.written][2:] == files
+    seen = []
+    for number, name in enumerate(files, start=1):
+        data = page_data(reports / name)
+        assert 0 < len(data["nodes"]) <= 6
+        seen.extend(node["title"][0] for node in data["nodes"])
+        parser = parse_page(reports / name)
+        links = [a["href"] for t, a in parser.tags if t == "a"]
+        assert links == [f for f in files if f != name]
+        text = "".join(parser.text)
+        assert f"Page {number} of 4" in text
+    assert sorted(seen) == sorted(p for g in groups for p in g.paths)  # every picture, once
+    assert "group-1 to group-1" not in "".join(parse_page(reports / files[0]).text)
+
+    outcome = write_reports(groups[:2], reports, settings, 0.6, generated_at=T0)
+    assert outcome.html_pages == 2
+    assert sorted(p.name for p in outcome.removed) == ["duplicates-3.html", "duplicates-4.html"]
+    assert not (reports / "duplicates-3.html").exists()
+    assert [a["href"] for t, a in parse_page(reports / "duplicates.html").tags if t == "a"] == ["duplicates-2.html"]
+
+    outcome = write_reports(groups[:1], reports, settings, 0.6, generated_at=T0)
+    assert outcome.html_pages == 1 and [p.name for p in outcome.removed] == ["duplicates-2.html"]
+    parser = parse_page(reports / "duplicates.html")
+    assert "nav" not in [t for t, _ in parser.tags] and "Page 1" not in "".join(parser.text)
+
+
+def test_past_the_page_cap_groups_are_left_out_with_a_notice(tmp_path, monkeypatch):
+    monkeypatch.setattr(html_report, "MAX_PAGES", 2)
+    groups = many_groups(tmp_path, [3, 3, 2, 2, 2])
+    settings = ReportSettings(html_max_nodes=3, thumbnail_size=32)
+    outcome = write_reports(groups, tmp_path / "reports", settings, 0.6, generated_at=T0)
+    assert outcome.html_pages == 2 and outcome.html_omitted_groups == 3
+    text = " ".join(parse_page(tmp_path / "reports" / "duplicates.html").text)
+    assert "3 more groups with 6 pictures are not shown" in text and "duplicates.json" in text
+    assert len(json.loads((tmp_path / "reports" / "duplicates.json").read_text())) == 5
+
+
+def test_a_group_larger_than_a_page_is_shown_in_part_with_a_notice(tmp_path):
+    groups = many_groups(tmp_path, [7, 2])
+    settings = ReportSettings(html_max_nodes=4, thumbnail_size=32)
+    write_reports(groups, tmp_path / "reports", settings, 0.6, generated_at=T0)
+    data = page_data(tmp_path / "reports" / "duplicates.html")
+    assert len(data["nodes"]) == 4
+    assert data["nodes"][0]["title"][0] == groups[0].anchor  # the anchor always shows
+    assert "group-1 has 7 pictures; 4 are shown" in " ".join(parse_page(tmp_path / "reports" / "duplicates.html").text)
+    assert len(page_data(tmp_path / "reports" / "duplicates-2.html")["nodes"]) == 2
+
+
+def test_a_dense_group_draws_a_bounded_number_of_edges(tmp_path):
+    [big] = many_groups(tmp_path, [30])
+    everything = [FilePair(a, b, 0.95) for i, a in enumerate(big.paths) for b in big.paths[i + 1 :]]
+    dense = DuplicateGroup(big.anchor, big.members, tuple(sorted(everything)))
+    write_reports([dense], tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    data = page_data(tmp_path / "reports" / "duplicates.html")
+    assert len(everything) == 435
+    assert len(data["edges"]) == html_report.EDGES_PER_NODE * 30
+    ids = {node["title"][0]: node["id"] for node in data["nodes"]}
+    anchor_edges = [e for e in data["edges"] if ids[big.anchor] in (e["from"], e["to"])]
+    assert len(anchor_edges) == 29  # every member stays linked to its anchor
+    assert "120 of its 435 matching pairs are drawn" in " ".join(parse_page(tmp_path / "reports" / "duplicates.html").text)
+
+
+def test_physics_only_for_small_pages_and_positions_are_fixed(tmp_path, monkeypatch):
+    groups = many_groups(tmp_path, [4, 3, 2])
+    write_reports(groups, tmp_path / "small", SETTINGS, 0.6, generated_at=T0)
+    small = page_data(tmp_path / "small" / "duplicates.html")
+    assert small["options"]["physics"]["enabled"] is True
+    monkeypatch.setattr(html_report, "PHYSICS_MAX_NODES", 5)
+    write_reports(groups, tmp_path / "large", SETTINGS, 0.6, generated_at=T0)
+    large = page_data(tmp_path / "large" / "duplicates.html")
+    assert large["options"]["physics"]["enabled"] is False
+    assert large["options"]["layout"]["randomSeed"] == small["options"]["layout"]["randomSeed"]
+    positions = [(node["x"], node["y"]) for node in large["nodes"]]
+    assert all(isinstance(v, int) for xy in positions for v in xy)
+    assert len(set(positions)) == len(positions)  # no two pictures on top of each other
+
+
+def test_group_layout_keeps_pictures_apart():
+    for count in (2, 3, 7, 8, 20, 100):
+        offsets, radius = html_report.group_offsets(count)
+        assert len(offsets) == count
+        closest = min(
+            ((ax - bx) ** 2 + (ay - by) ** 2) ** 0.5
+            for i, (ax, ay) in enumerate(offsets)
+            for bx, by in offsets[i + 1 :]
+        )
+        assert closest >= html_report.SPACING * 0.85, count
+        assert all((x * x + y * y) ** 0.5 <= radius + 1e-6 for x, y in offsets)
+
+
+def test_an_unchanged_page_is_not_rendered_again(tmp_path, groups, monkeypatch):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    calls = []
+    real = html_report.thumbnail_data_uris
+    monkeypatch.setattr(html_report, "thumbnail_data_uris", lambda *a, **k: calls.append(a) or real(*a, **k))
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T1)
+    assert calls == []  # nothing decoded when nothing changed
+    write_reports(groups, tmp_path / "reports", ReportSettings(html_max_nodes=2000, thumbnail_size=48), 0.6, generated_at=T1)
+    assert len(calls) == 1  # a new thumbnail size is a change
