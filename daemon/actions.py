@@ -147,7 +147,7 @@ def scan(settings: Settings, threshold: float, full: bool) -> int:
         )
     _say(f"Scanned {outcome.files} images at threshold {threshold}.")
     _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")
-    for path in getattr(outcome.reports, "paths", []):
+    for path in outcome.reports.files:
         _say(f"Report: {path}")
     return 0
 

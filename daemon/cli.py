@@ -121,7 +121,7 @@ def configure_logging(level: str, verb: str) -> None:
     # Under systemd the journal stamps each line itself; on a terminal the time helps.
     form = "%(levelname)s %(name)s: %(message)s" if verb == "run" else "%(asctime)s %(levelname)s %(message)s"
     logging.basicConfig(level=level.upper(), format=form, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
-    for noisy in ("apscheduler", "urllib3", "watchdog", "PIL", "alembic"):
+    for noisy in ("apscheduler", "urllib3", "watchdog", "PIL", "alembic", "faiss", "faiss.loader"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

@@ -65,6 +65,17 @@ def adopt_backend(engine: Engine, settings: Settings) -> None:
         content_store.set_meta(connection, BACKEND_KEY, identity)
 
 
+def refresh_outdated(engine: Engine, backend: Backend) -> None:
+    """Contents analysed by an older analyser version go back to the queue."""
+    outdated = backend.outdated()
+    if not outdated:
+        return
+    with write_transaction(engine) as connection:
+        requeued = file_store.requeue_contents(connection, outdated, time.time())
+        content_store.delete_contents(connection, outdated)
+    log.warning("the analysis changed since %d images were indexed: they will be indexed again", requeued)
+
+
 @contextmanager
 def components(settings: Settings) -> Iterator[Components]:
     """Open the state, the backend and the indexer; close them all on the way out."""
@@ -73,6 +84,7 @@ def components(settings: Settings) -> Iterator[Components]:
     try:
         adopt_backend(engine, settings)
         backend = build_backend(settings, engine)
+        refresh_outdated(engine, backend)
         yield Components(settings, engine, backend, Indexer(engine, backend, settings.index))
     finally:
         if backend is not None:

@@ -156,7 +156,9 @@ class Indexer:
                 stop.set()
                 return Outcome.STOPPED
 
-        with ThreadPoolExecutor(self.settings.worker_count, thread_name_prefix="indexer") as pool:
+        # Twice the analysis workers: while one thread waits for its image to be analysed,
+        # another hashes the next file, so the backend's processes never sit idle.
+        with ThreadPoolExecutor(2 * self.settings.worker_count, thread_name_prefix="indexer") as pool:
             futures = {pool.submit(work, job): job for job in jobs}
             for future in as_completed(futures):
                 outcome = future.result()

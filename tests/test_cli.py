@@ -118,6 +118,28 @@ def test_moved_and_byte_identical_files_are_not_analysed_again(tmp_path):
     assert "2 reused" in again.stdout and "analysed" not in again.stdout
 
 
+def test_a_later_scan_compares_only_new_images_and_still_finds_their_duplicates(tmp_path):
+    photos = tmp_path / "photos"
+    original = save(make_photo(7), photos / "a.jpg", quality=90)
+    save(make_photo(8), photos / "b.jpg", quality=90)
+    settings = write_settings(tmp_path)
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    first = run_cli("scan", config=settings)
+    assert "Found 0 duplicate groups" in first.stdout
+    from PIL import Image
+
+    save(Image.open(original).resize((320, 240)), photos / "later" / "a-small.png")
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    second = run_cli("scan", config=settings)
+    assert second.returncode == 0, second.stderr
+    report = json.loads((tmp_path / "reports" / "duplicates.json").read_text())
+    assert report == {"group-1": [str(photos / "a.jpg"), str(photos / "later" / "a-small.png")]}
+    (photos / "later" / "a-small.png").unlink()
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    assert run_cli("scan", config=settings).returncode == 0
+    assert json.loads((tmp_path / "reports" / "duplicates.json").read_text()) == {}
+
+
 def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):
     photos = tmp_path / "photos"
     save(make_photo(6), photos / "a.jpg")

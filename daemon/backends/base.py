@@ -71,6 +71,9 @@ class Backend(Protocol):
         side is in ``changed`` are needed (an incremental scan).
         """
 
+    def outdated(self) -> set[str]:
+        """Contents analysed by an older version of this backend's analysis: to index again."""
+
     def clear(self) -> None:
         """Forget every content."""
 

@@ -132,6 +132,10 @@ class EmbeddedBackend:
 
     # -- versioning ------------------------------------------------------------------------
 
+    def outdated(self) -> set[str]:
+        """The Backend protocol's name for ``stale_hashes``."""
+        return self.stale_hashes()
+
     def stale_hashes(self) -> set[str]:
         """Contents whose stored features come from another analyser version: index them again."""
         with self.engine.connect() as connection:

@@ -169,6 +169,10 @@ class FlowBackend:
         for content_hash in content_hashes:
             self._delete({"delete": {"id": content_hash}})
 
+    def outdated(self) -> set[str]:
+        """Flow analyses on the server; nothing indexed here goes out of date."""
+        return set()
+
     def clear(self) -> None:
         self._delete({"delete": {"query": "*:*"}})
         with self._lock:

@@ -607,14 +607,11 @@ class Service:
         with read_transaction(self.engine) as connection:
             last = content_store.last_scan(connection)
             changed = last is None or queue_ops.changed_since(connection, last.started_at)
+        # The first scan after a start always runs: the settings that shape the reports may have
+        # changed while the service was down (write_reports leaves identical files alone).
         if not changed and inputs == self._last_scan_inputs and reports.exists():
             log.debug("scan (%s): nothing changed since the last one", ", ".join(sorted(reasons)))
             return
-        if not changed and self._last_scan_inputs is None and reports.exists() and last is not None:
-            # First scan request after a start with an unchanged state: the reports on disk are current
-            # unless the settings that shape them changed while we were down; writing them costs little
-            # when they have not (write_reports leaves identical files alone).
-            pass
         outcome = run_scan(
             self.engine, self.backend, self.settings.scan.threshold, self.settings.paths.reports, self.settings.report,
             clock=self.clock,
@@ -636,11 +633,11 @@ class Service:
             changes = reconcile(self.engine, path_filter_for(watch), now=started)
             if not changes:
                 continue
-            self._hold_fresh([*changes.new, *changes.changed], started)
+            self._hold_fresh(root, [*changes.new, *changes.changed], started)
             self._note_change()
             self.queue.wake()
 
-    def _hold_fresh(self, paths: list[str], now: float) -> None:
+    def _hold_fresh(self, root: Path, paths: list[str], now: float) -> None:
         """Files the walk found that changed moments ago may still be being written: hold
         them back and let the stability tracker release them."""
         stable_seconds = self.settings.index.stable_seconds
@@ -657,7 +654,6 @@ class Service:
             return
         with write_transaction(self.engine) as connection:
             queue_ops.defer(connection, fresh, now + stable_seconds + 60.0)
-        root = Path("/")
         for path in fresh:
             self._messages.put(Hint(CHANGED, root, Path(path)))
 
@@ -688,8 +684,6 @@ class Service:
         self.notifier.status(self._status_line(counts))
         if not problems:
             self.notifier.watchdog()
-        elif self.tracker and len(self.tracker) > 0:
-            pass
 
     # Status ------------------------------------------------------------------------------------------
 

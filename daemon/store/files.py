@@ -215,6 +215,19 @@ def requeue_all(connection: Connection, now: float) -> int:
     return result.rowcount
 
 
+def requeue_contents(connection: Connection, content_hashes: Iterable[str], now: float) -> int:
+    """Files holding these contents are to be indexed again (their analysis is outdated)."""
+    requeued = 0
+    for batch in _batches(list(content_hashes), 500):
+        result = connection.execute(
+            update(files)
+            .where(files.c.content_hash.in_(batch), files.c.state != GONE)
+            .values(state=PENDING, attempts=0, next_attempt_at=0.0, error=None, changed_at=now)
+        )
+        requeued += result.rowcount
+    return requeued
+
+
 def requeue_failed(connection: Connection, now: float) -> int:
     result = connection.execute(
         update(files).where(files.c.state == FAILED).values(state=PENDING, attempts=0, next_attempt_at=0.0, changed_at=now)
