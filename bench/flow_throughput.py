@@ -29,6 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import psutil  # noqa: E402
+
 from daemon.backends.flow import FlowBackend, new_session  # noqa: E402
 from daemon.settings import FlowSettings  # noqa: E402
 from tests.photos import make_photo  # noqa: E402
@@ -89,18 +91,23 @@ class CountingSession:
         return response
 
 
-def run(url: str, paths: list[Path], ids: list[str], workers: int, commit_every: int) -> dict:
+def run(url: str, standin_pid: int, paths: list[Path], ids: list[str], workers: int, commit_every: int) -> dict:
     counting = CountingSession(workers)
     settings = FlowSettings(url=url, commit_every=commit_every, connect_timeout=5, read_timeout=60, retries=3)
     backend = FlowBackend(settings, "balanced", pool_size=workers, session=counting.session)
     backend.clear()
     counting.counts.clear()
     counting.sent = 0
+    standin = psutil.Process(standin_pid)
+    standin_cpu = sum(standin.cpu_times()[:2])
+    client_cpu = time.process_time()
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(backend.index, ids, paths))
     backend.commit()
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    standin_cpu = sum(standin.cpu_times()[:2]) - standin_cpu
     index_counts = Counter(counting.counts)
     sent = counting.sent
     assert backend.document_count() == len(paths), "not every image arrived"
@@ -113,6 +120,8 @@ def run(url: str, paths: list[Path], ids: list[str], workers: int, commit_every:
     return {
         "workers": workers,
         "seconds": elapsed,
+        "client_cpu": client_cpu,
+        "standin_cpu": standin_cpu,
         "counts": index_counts,
         "sent": sent,
         "scan_seconds": scan_elapsed,
@@ -134,7 +143,7 @@ def main() -> int:
     megabytes = sum(path.stat().st_size for path in paths) / 1e6
     process, url = start_standin()
     try:
-        results = [run(url, paths, ids, workers, arguments.commit_every) for workers in arguments.workers]
+        results = [run(url, process.pid, paths, ids, workers, arguments.commit_every) for workers in arguments.workers]
     finally:
         process.stdin.close()
         process.wait(timeout=10)
@@ -144,15 +153,21 @@ def main() -> int:
         f"stand-in in its own process, {os.cpu_count()} CPUs"
     )
     print()
-    header = "| workers | images/s | seconds | requests/image | analyze | update | commit | KB sent/image | full scan s (requests, pairs) |"
+    print(f"load average at the end: {' '.join(f'{load:.1f}' for load in os.getloadavg())} (other work on the machine slows every row)")
+    print()
+    header = (
+        "| workers | images/s | seconds | requests/image | analyze | update | commit | KB sent/image "
+        "| client CPU ms/image | stand-in CPU ms/image | full scan s (requests, pairs) |"
+    )
     print(header)
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for result in results:
         counts = result["counts"]
         total = sum(counts.values())
         print(
             f"| {result['workers']} | {n / result['seconds']:.1f} | {result['seconds']:.1f} | {total / n:.2f} | "
             f"{counts['analyze']} | {counts['update']} | {counts['commit']} | {result['sent'] / n / 1000:.0f} | "
+            f"{result['client_cpu'] / n * 1000:.0f} | {result['standin_cpu'] / n * 1000:.0f} | "
             f"{result['scan_seconds']:.1f} ({result['scan_requests']}, {result['pairs']}) |"
         )
     return 0

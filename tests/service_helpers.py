@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -79,3 +84,126 @@ class NotifySocket:
         self._stop.set()
         self.sock.close()
         self._thread.join(2)
+
+
+# Images ------------------------------------------------------------------------------------
+
+
+def smooth_image(seed: int, size: tuple[int, int] = (96, 72)):
+    """A small, distinct picture that survives resizing and recompression (a blown-up
+    random 8x6 colour grid). Quick to make and to analyse."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    grid = (rng.random((6, 8, 3)) * 255).astype("uint8")
+    return Image.fromarray(grid).resize(size, Image.BICUBIC)
+
+
+def save_image(image, path: Path, atomic: bool = False, **options) -> Path:
+    """Save ``image``; ``atomic`` writes a ``.part`` file and renames it, as careful copiers do."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    target = path.with_name(f"{path.name}.part") if atomic else path
+    image.save(target, format=options.pop("format", None) or _format_of(path), **options)
+    if atomic:
+        os.replace(target, path)
+    return path
+
+
+def _format_of(path: Path) -> str:
+    return {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}[path.suffix.lower()]
+
+
+# The real service as a subprocess ------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ServiceProcess:
+    """``python -m daemon run --config X`` with a real NOTIFY_SOCKET, its stderr in a file."""
+
+    def __init__(self, folder: Path, config: Path, *, watchdog_usec: int | None = None):
+        self.folder = folder
+        self.config = config
+        self.watchdog_usec = watchdog_usec
+        self.notify = NotifySocket(folder)
+        self.log_path = folder / "service.log"
+        self.process: subprocess.Popen | None = None
+        self.runs = 0
+
+    def start(self, wait_ready: bool = True, timeout: float = 60) -> "ServiceProcess":
+        env = {**os.environ, "NOTIFY_SOCKET": self.notify.address, "PYTHONUNBUFFERED": "1"}
+        if self.watchdog_usec:
+            env["WATCHDOG_USEC"] = str(self.watchdog_usec)
+        env.pop("WATCHDOG_PID", None)
+        log = open(self.log_path, "a")
+        log.write(f"----- start {self.runs + 1}\n")
+        log.flush()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "--config", str(self.config)],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self.runs += 1
+        if wait_ready:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.notify.with_key("READY", "1")) < self.runs_ready_expected():
+            if self.process.poll() is not None:
+                raise AssertionError(f"the service exited with {self.process.returncode}:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no READY=1 within {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def runs_ready_expected(self) -> int:
+        # One READY per start, plus one per reload (RELOADING=1 is followed by READY=1).
+        return self.runs + len(self.notify.with_key("RELOADING", "1"))
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def terminate(self, timeout: float = 30) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        return code, time.monotonic() - started
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def close(self) -> None:
+        if self.alive():
+            self.process.kill()
+            self.process.wait(30)
+        self.notify.close()
+
+
+def query(state: Path, sql: str, *parameters) -> list[tuple]:
+    """Read the service's state the way an outsider would (read-only, WAL-aware)."""
+    connection = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=30)
+    try:
+        return connection.execute(sql, parameters).fetchall()
+    finally:
+        connection.close()
+
+
+def read_groups(reports: Path) -> list[list[str]]:
+    """duplicates.json as a list of sorted groups (empty when there is no report yet)."""
+    try:
+        data = json.loads((reports / "duplicates.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return sorted(sorted(paths) for paths in data.values())

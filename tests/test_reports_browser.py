@@ -43,6 +43,7 @@ HOVER_HARNESS = """
     var net = window.duplicateGraph || window.network;
     if (!net) { finish("no network"); return; }
     net.setOptions({physics: false});
+    net.redraw();  // hover hit-testing needs one drawing; headless may not have had a frame yet
     var canvas = document.querySelector("div.vis-network canvas");
     var positions = net.getPositions();
     var targets = Object.keys(positions).map(function (id) { return positions[id]; });
@@ -142,7 +143,9 @@ def test_the_csp_alone_also_blocks_injected_handlers(tmp_path, groups):
     """Defence in depth: with the policy in place, even a handler put into the page does not run."""
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
     text = (tmp_path / "reports" / "duplicates.html").read_text(encoding="utf-8")
-    text = text.replace("<main id=\"graph\"></main>", f"<main id=\"graph\"></main><img src=x onerror=\"document.body.setAttribute('data-pwned','3')\">")
+    injected = "<img src=\"data:,broken\" onerror=\"document.body.setAttribute('data-pwned','3')\">"
+    text = text.replace('<main id="graph"></main>', '<main id="graph"></main>' + injected)
+    assert injected in text
     page = tmp_path / "injected.html"
     page.write_text(text, encoding="utf-8")
     attributes = body_attributes(dump_dom(page, tmp_path / "profile"))

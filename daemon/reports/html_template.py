@@ -121,5 +121,11 @@ SCRIPT = """
   if (!data.options.physics || !data.options.physics.enabled) {
     network.fit();
   }
+  // Draw at once (and again when the physics has settled), not only on the next
+  // animation frame: hidden and headless windows may not get one for a while.
+  network.once("stabilizationIterationsDone", function () {
+    network.redraw();
+  });
+  network.redraw();
 })();
 """
