@@ -23,7 +23,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.dataset import add_real_stereo, build, build_speed_set, find_seeds
+from bench.dataset import SET_VERSION, add_real_stereo, build, build_speed_set, find_seeds
 from bench.metrics import Result, best_threshold, evaluate, key
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def main() -> int:
     if len(seeds) < 20:
         print("too few source photographs: run bench/run (it installs the Debian wallpaper packages and the bench environment)", file=sys.stderr)
         return 2
-    set_root = args.root / "set-v3"
+    set_root = args.root / SET_VERSION
     print(f"labelled set: {set_root} ({len(seeds)} seed photographs)", flush=True)
     labels = build(set_root, seeds, log=lambda line: print(line, flush=True))
     add_real_stereo(set_root, skimage_dir, labels)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from daemon.composition import components, state_only
+from daemon.backends.flow_drift import compare
+from daemon.composition import components
 from daemon.indexer import Outcome
 from daemon.pathfilter import PathFilter
 from daemon.reconcile import reconcile
@@ -97,12 +98,27 @@ def _say_service(settings: Settings) -> None:
 
 
 def _say_drift(parts, repair: bool) -> None:
-    drift_of = getattr(parts.backend, "drift", None)
-    if drift_of is None:
-        return
+    """Flow keeps its own documents; say (and with ``repair`` mend) where they and the state differ."""
+    document_ids = getattr(parts.backend, "document_ids", None)
+    if document_ids is None:
+        return  # the embedded backend keeps its features in the state: nothing can drift
     try:
-        for line in drift_of(parts.engine, repair=repair):
-            _say(line)
+        parts.backend.commit()
+        with read_transaction(parts.engine) as connection:
+            known = content_store.content_hashes(connection)
+        drift = compare(document_ids(), known)
+        _say(f"drift: {drift.summary()}")
+        if repair and not drift.in_step:
+            # Repair while indexing is idle: a document stored a moment before the state
+            # records its content would look unknown and be deleted (and indexed again).
+            parts.backend.forget(drift.unknown_to_state)
+            with write_transaction(parts.engine) as connection:
+                requeued = file_store.requeue_contents(connection, drift.missing_in_flow, time.time())
+                content_store.delete_contents(connection, drift.missing_in_flow)
+            _say(
+                f"repaired: {len(drift.unknown_to_state)} unknown documents deleted from Flow, "
+                f"{requeued} files queued to be indexed again"
+            )
     except BackendUnavailable as error:
         _say(f"drift: cannot be checked: {error}")
 

@@ -45,7 +45,13 @@ def build_backend(settings: Settings, engine: Engine) -> Backend:
     if settings.backend.kind == "flow":
         from daemon.backends.flow import FlowBackend
 
-        return FlowBackend(settings.backend.flow, settings.scan.mode)
+        # The indexer runs two threads per worker; each may hold a pooled connection.
+        return FlowBackend(
+            settings.backend.flow,
+            settings.scan.mode,
+            pool_size=2 * settings.index.worker_count + 4,
+            max_image_pixels=settings.index.max_image_pixels,
+        )
     from daemon.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(engine, workers=settings.index.worker_count, max_image_pixels=settings.index.max_image_pixels)
@@ -90,17 +96,3 @@ def components(settings: Settings) -> Iterator[Components]:
         if backend is not None:
             backend.close()
         engine.dispose()
-
-
-@contextmanager
-def state_only(settings: Settings) -> Iterator[Engine]:
-    engine = open_state(settings.paths.state)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-
-
-def read_counts(engine: Engine) -> dict[str, int]:
-    with read_transaction(engine) as connection:
-        return file_store.counts_by_state(connection)

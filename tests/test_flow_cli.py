@@ -117,10 +117,6 @@ def test_the_document_limit_stops_indexing_and_reports_still_work(standin, photo
     assert "pending" in status.stdout and "document limit" in status.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drift wiring: status has no drift report for Flow yet (FlowBackend has no drift(); see the Flow report)",
-)
 def test_status_reports_drift_and_repair_fixes_it(standin, photos, tmp_path):
     folder, _, _ = photos
     settings = flow_settings(tmp_path, standin)

@@ -15,9 +15,9 @@ import numpy as np
 
 # Bump the version whenever the analysis changes in a way that makes old features
 # incomparable with new ones: rows with another analyser are treated as missing.
-ANALYSER = "embedded-dhv-2"
+ANALYSER = "embedded-dhv-3"
 
-MAGIC = b"DSF2"
+MAGIC = b"DSF3"
 PREFIX_BYTES = len(MAGIC) + 8 * 8  # magic + eight uint64 hashes
 
 
@@ -27,7 +27,8 @@ class Features:
 
     - ``hashes``: uint64[8], a 64-bit DCT hash of each of the eight orientations
       (see ``orient``); ``hashes[0]`` is the image as displayed.
-    - ``thumb``: uint8 grey thumbnail, aspect kept, long side ``THUMB_SIDE``: for verification.
+    - ``thumb``: uint8 grey thumbnail, aspect kept, long side ``THUMB_SIDE``, its contrast
+      stretched to the full range (``levels`` says from what) so dim pictures keep detail.
     - ``colour``: uint8 16x16x3 colour thumbnail (aspect ignored): for the colour fidelity part of the score.
     - ``keypoints``: float32[K, 2] ORB keypoint positions in ``thumb`` pixel units of a
       larger working image (normalised to 0..1 of width and height).
@@ -44,9 +45,10 @@ class Features:
     mirror_keypoints: np.ndarray
     mirror_descriptors: np.ndarray
     size: np.ndarray  # uint32[2]: full width and height as displayed
+    levels: np.ndarray  # float32[2]: the grey levels that ``thumb``'s 0 and 255 stand for
 
 
-_ARRAYS = ("size", "thumb", "colour", "keypoints", "descriptors", "mirror_keypoints", "mirror_descriptors")
+_ARRAYS = ("size", "levels", "thumb", "colour", "keypoints", "descriptors", "mirror_keypoints", "mirror_descriptors")
 
 
 def encode(features: Features) -> bytes:

@@ -52,7 +52,7 @@ def features_of(image: Image.Image, full_size: tuple[int, int]) -> Features:
     grey = np.asarray(rgb.convert("L"))
     small = np.asarray(rgb.convert("L").resize((HASH_SIDE, HASH_SIDE), Image.Resampling.BOX), dtype=np.float64)
     hashes = np.array([dct_hash(orient(small, k)) for k in range(8)], dtype=np.uint64)
-    thumb = np.asarray(_fit(rgb, THUMB_SIDE).convert("L"))
+    thumb, levels = _stretched(np.asarray(_fit(rgb, THUMB_SIDE).convert("L"), dtype=np.float32))
     colour = np.asarray(rgb.resize((COLOUR_SIDE, COLOUR_SIDE), Image.Resampling.BOX))
     keypoints, descriptors = orb(grey)
     mirror_keypoints, mirror_descriptors = orb(np.ascontiguousarray(grey[:, ::-1]))
@@ -65,7 +65,16 @@ def features_of(image: Image.Image, full_size: tuple[int, int]) -> Features:
         mirror_keypoints=mirror_keypoints,
         mirror_descriptors=mirror_descriptors,
         size=np.array(full_size, dtype=np.uint32),
+        levels=levels,
     )
+
+
+def _stretched(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``grey`` with its 0.5 and 99.5 percentiles stretched to 0 and 255, and those two levels."""
+    low, high = np.percentile(grey, (0.5, 99.5))
+    high = max(high, low + 1.0)
+    stretched = np.clip((grey - low) * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(stretched), np.array([low, high], dtype=np.float32)
 
 
 def _fit(image: Image.Image, side: int) -> Image.Image:
@@ -101,17 +110,28 @@ def dct_hash(grey32: np.ndarray) -> np.uint64:
 
 
 _ORB = None
+GRID = 6  # keypoints are spread over a GRID x GRID grid so one busy corner cannot take them all
 
 
 def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ORB keypoints (normalised 0..1 positions) and descriptors, strongest first."""
+    """ORB keypoints (normalised 0..1 positions) and descriptors, spread over the picture."""
     global _ORB
     if _ORB is None:
-        _ORB = cv2.ORB_create(nfeatures=ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=10)
+        _ORB = cv2.ORB_create(nfeatures=8 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=4)
     height, width = grey.shape
-    found, descriptors = _ORB.detectAndCompute(grey, None)
-    if descriptors is None or not found:
+    found = _ORB.detect(grey, None)
+    if not found:
         return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
-    order = sorted(range(len(found)), key=lambda i: -found[i].response)
-    points = np.array([found[i].pt for i in order], dtype=np.float32) / np.array([width, height], dtype=np.float32)
-    return points, np.ascontiguousarray(descriptors[order])
+    per_cell = max(1, ORB_FEATURES // (GRID * GRID)) + 1
+    cells: dict[tuple[int, int], list] = {}
+    for point in sorted(found, key=lambda p: -p.response):
+        cell = (min(GRID - 1, int(point.pt[0] * GRID / width)), min(GRID - 1, int(point.pt[1] * GRID / height)))
+        bucket = cells.setdefault(cell, [])
+        if len(bucket) < per_cell:
+            bucket.append(point)
+    chosen = sorted((p for bucket in cells.values() for p in bucket), key=lambda p: -p.response)[:ORB_FEATURES]
+    chosen, descriptors = _ORB.compute(grey, chosen)
+    if descriptors is None or not chosen:
+        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    points = np.array([p.pt for p in chosen], dtype=np.float32) / np.array([width, height], dtype=np.float32)
+    return points, np.ascontiguousarray(descriptors)

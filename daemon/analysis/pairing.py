@@ -8,21 +8,25 @@ with the best score wins.
 from __future__ import annotations
 
 from daemon.analysis.features import Features, decode
-from daemon.analysis.verify import Verdict, from_keypoints, full_frame, verify
+from daemon.analysis.verify import Verdict, closest_orientation, from_keypoints, from_template, full_frame, verify
 
 
 def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
-    """The best verdict over the relations worth trying for this pair."""
-    best = Verdict(0.0, False, "no relation found")
-    if orientation is not None:
-        best = verify(a, b, full_frame(a, b, orientation))
-        if best.verified and best.score >= 0.9:
-            return best
-    relation = from_keypoints(a, b)
-    if relation is not None:
+    """The best verdict over the relations worth trying for this pair, cheapest first."""
+    if orientation is None:
+        orientation = closest_orientation(a, b)
+    best = verify(a, b, full_frame(a, b, orientation))
+    if best.verified and best.score >= 0.9:
+        return best
+    for propose in (lambda: from_keypoints(a, b), lambda: from_template(a, b, orientation)):
+        relation = propose()
+        if relation is None:
+            continue
         verdict = verify(a, b, relation)
         if verdict.score > best.score:
             best = verdict
+        if best.verified:
+            return best
     return best
 
 

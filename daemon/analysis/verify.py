@@ -94,8 +94,58 @@ _MATCHER = None
 def _matcher():
     global _MATCHER
     if _MATCHER is None:
-        _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING, crossCheck=True)
+        _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
     return _MATCHER
+
+
+def closest_orientation(a: Features, b: Features) -> int:
+    """The orientation of A whose hash is nearest B's: the likeliest relation when nothing else tells."""
+    distances = [int(np.bitwise_count(np.uint64(a.hashes[k]) ^ np.uint64(b.hashes[0]))) for k in range(8)]
+    return int(np.argmin(distances))
+
+
+def from_template(a: Features, b: Features, orientation: int) -> Relation | None:
+    """The crop relation (one frame inside the other) that best matches gradient magnitudes.
+
+    For pictures with few keypoints (smooth skies, illustrations): B is searched for inside
+    A in the given orientation at every scale that keeps at least half the area, and A
+    inside B likewise.
+    """
+    a_view = np.ascontiguousarray(orient(a.thumb, orientation))
+    b_view = b.thumb
+    a_grad, b_grad = _magnitude(a_view), _magnitude(b_view)
+    best: tuple[float, np.ndarray] | None = None
+    for inside_a in (True, False):
+        big, small = (a_grad, b_grad) if inside_a else (b_grad, a_grad)
+        big_h, big_w = big.shape
+        small_h, small_w = small.shape
+        top = min(big_w / small_w, big_h / small_h)
+        bottom = np.sqrt(0.5 * big_w * big_h / (small_w * small_h))
+        if bottom > top or small_w < 8 or small_h < 8:
+            continue
+        scale = top
+        while scale >= bottom:
+            width, height = round(small_w * scale), round(small_h * scale)
+            if 8 <= width <= big_w and 8 <= height <= big_h:
+                template = cv2.resize(small, (width, height), interpolation=cv2.INTER_AREA)
+                result = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
+                _, value, _, (x, y) = cv2.minMaxLoc(result)
+                sx, sy = width / small_w, height / small_h
+                # small pixel -> big pixel
+                matrix = np.array([[sx, 0, x + 0.5 * sx - 0.5], [0, sy, y + 0.5 * sy - 0.5]], np.float64)
+                if not inside_a:
+                    matrix = cv2.invertAffineTransform(matrix)
+                if np.isfinite(value) and (best is None or value > best[0]):
+                    best = (float(value), matrix)
+            scale *= 0.97
+    if best is None or best[0] < 0.3:
+        return None
+    return Relation(orientation, False, best[1].astype(np.float32))
+
+
+def _magnitude(image: np.ndarray) -> np.ndarray:
+    smooth = cv2.GaussianBlur(image.astype(np.float32), (0, 0), 1.0)
+    return cv2.magnitude(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
 
 
 def views(a: Features, b: Features, relation: Relation) -> tuple[np.ndarray, np.ndarray]:
@@ -105,18 +155,23 @@ def views(a: Features, b: Features, relation: Relation) -> tuple[np.ndarray, np.
 
 
 def verify(a: Features, b: Features, relation: Relation) -> Verdict:
+    """Judge one relation, after refining it on the thumbnails."""
     a_view, b_view = views(a, b, relation)
-    matrix = _refine(a_view, b_view, relation.matrix)
-    if matrix is None:
-        return Verdict(0.0, False, "alignment failed")
-    shape_error, scale = _shape_error(matrix[:, :2])
+    if _flat(a) and _flat(b):  # nothing to align: plain pictures match on colour alone
+        same = _colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
+        return Verdict(0.95 if same else 0.0, same, "flat pictures")
+    return _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix))
+
+
+def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> Verdict:
+    shape_error, _ = _shape_error(matrix[:, :2].astype(np.float64))
     cover_a, cover_b = _coverage(matrix, a_view.shape, b_view.shape)
     if cover_a <= 0.05 or cover_b <= 0.05:
         return Verdict(0.0, False, "no overlap")
-    structure = _structure(a_view, b_view, matrix)
+    structure = _structure(a_view, b_view, matrix, a.levels, b.levels, relation)
     if structure is None:
         return Verdict(0.0, False, "no overlap")
-    agreement, correlation, difference = structure
+    agreement, overall, correlation, difference = structure
     similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
     if shape_error > MAX_SHAPE_ERROR:
         return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
@@ -126,28 +181,53 @@ def verify(a: Features, b: Features, relation: Relation) -> Verdict:
         return Verdict(min(similar, 0.59), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
     # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
     crop_loss = 1.0 - min(cover_a, cover_b)
-    overlay_loss = max(0.0, (1.0 - agreement) - 0.05)
+    overlay_loss = max(0.0, (1.0 - overall) - 0.05)
     light_loss = 2.0 * max(0.0, difference - 0.005)
     colour_loss = _colour_difference(a.colour, b.colour)
     visible = crop_loss + overlay_loss + light_loss + colour_loss
     if visible < 0.004 and tuple(a.size) == tuple(b.size) and relation.orientation == 0 and not relation.mirror:
         return Verdict(1.0, True, "pixel-identical")
     score = max(NEAR_FLOOR, min(0.995, 1.0 - 0.8 * visible))
-    return Verdict(round(score, 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}")
+    return Verdict(round(float(score), 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}")
 
 
-def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
-    """ECC refinement of the affine map B_view -> A_view (zero-mean normalised, so light-invariant)."""
+def _flat(features: Features) -> bool:
+    low, high = features.levels
+    return float(high - low) < 4.0
+
+
+def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """ECC refinement of the map B_view -> A_view (zero-mean normalised, so light-invariant).
+
+    First as a free affine map: when that comes out a similarity, it is the answer (a panned
+    or sheared other shot shows itself here). When it does not (an overlay can pull an affine
+    fit askew), the estimate is refined again with rotation and translation only, the scale
+    kept; when ECC fails or wanders off, the estimate stands as it was.
+    """
     template = b_view.astype(np.float32)
-    source = a_view.astype(np.float32)
-    warp = matrix.astype(np.float32).copy()
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60, 1e-5)
+    height, width = b_view.shape
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float32)
+    limit = 0.12 * max(a_view.shape)
+
+    def near(candidate: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(candidate)) and np.abs(corners @ candidate.T - corners @ matrix.T).max() <= limit)
+
     try:
-        _, warp = cv2.findTransformECC(template, source, warp, cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60, 1e-5), None, 3)
+        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), matrix.astype(np.float32).copy(), cv2.MOTION_AFFINE, criteria, None, 3)
+        if near(affine) and _shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
+            return affine
     except cv2.error:
-        return matrix  # ECC did not converge: judge the initial estimate
-    if not np.all(np.isfinite(warp)):
+        pass
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    resampled = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    mask = cv2.warpAffine(np.full(a_view.shape, 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    try:
+        _, euclidean = cv2.findTransformECC(template, resampled, np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN, criteria, mask, 3)
+    except cv2.error:
         return matrix
-    return warp
+    combined = (np.vstack([matrix, [0, 0, 1]]).astype(np.float64) @ np.vstack([euclidean, [0, 0, 1]]).astype(np.float64))[:2].astype(np.float32)
+    return combined if near(combined) else matrix
 
 
 def _shape_error(linear: np.ndarray) -> tuple[float, float]:
@@ -180,8 +260,13 @@ def _coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, 
     return float(area) / (a_width * a_height), float(area) / b_area
 
 
-def _structure(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> tuple[float, float, float] | None:
-    """Cell agreement of gradients, overall gradient correlation, and mean grey difference (0..1)."""
+def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -> tuple[float, float, float, float] | None:
+    """Gradient agreement after alignment.
+
+    Returns the share of cells textured in both pictures whose gradients agree, the share
+    of cells textured in either that agree (overlays lower it), the overall gradient
+    correlation, and the mean difference of the raw grey levels (0..1).
+    """
     height, width = b_view.shape
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
@@ -205,23 +290,33 @@ def _structure(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> tu
 
     cell = max(8, min(height, width) // 8)
     rows, cols = height // cell, width // cell
-    agree = textured = 0
+    both = agree_both = either = agree_either = 0
     for r in range(rows):
         for c in range(cols):
             window = (slice(r * cell, (r + 1) * cell), slice(c * cell, (c + 1) * cell))
-            inside = valid[window].mean()
-            if inside < 0.7:
+            if valid[window].mean() < 0.7:
                 continue
             n = valid[window].sum()
             ea, eb = energy_a[window].sum() / n, energy_b[window].sum() / n
-            if max(ea, eb) < 0.05:
+            textured_a, textured_b = ea >= 0.05, eb >= 0.05
+            if not (textured_a or textured_b):
                 continue  # flat in both: says nothing
-            textured += 1
-            if dot[window].sum() / np.sqrt(energy_a[window].sum() * energy_b[window].sum() + 1e-9) >= CELL_AGREES:
-                agree += 1
-    agreement = agree / textured if textured else (1.0 if correlation > 0.5 else 0.0)
-    difference = float(np.abs(warped - b_view.astype(np.float32))[valid].mean() / 255.0)
-    return agreement, correlation, difference
+            agrees = dot[window].sum() / np.sqrt(energy_a[window].sum() * energy_b[window].sum() + 1e-9) >= CELL_AGREES
+            either += 1
+            agree_either += agrees
+            if textured_a and textured_b:
+                both += 1
+                agree_both += agrees
+    if both >= 4:
+        agreement = agree_both / both
+    else:
+        agreement = 1.0 if correlation > 0.5 else 0.0
+    overall = agree_either / either if either else agreement
+    raw_a = a_view.astype(np.float32) / 255.0 * float(a_levels[1] - a_levels[0]) + float(a_levels[0])
+    raw_b = b_view.astype(np.float32) / 255.0 * float(b_levels[1] - b_levels[0]) + float(b_levels[0])
+    raw_warped = cv2.warpAffine(raw_a, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
+    return agreement, overall, correlation, difference
 
 
 def _colour_difference(first: np.ndarray, second: np.ndarray) -> float:

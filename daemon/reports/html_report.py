@@ -499,6 +499,7 @@ def _header(plan: HtmlPlan, page: PagePlan, threshold: float) -> dict[str, Any]:
             f"{len(plan.pages)} pages, to keep the report usable. duplicates.json and "
             f"duplicates.details.json list every group."
         )
+    thinned = []
     for placed in page.groups:
         total = len(placed.group.members)
         if len(placed.members) < total:
@@ -506,12 +507,22 @@ def _header(plan: HtmlPlan, page: PagePlan, threshold: float) -> dict[str, Any]:
                 f"{placed.id} has {total} pictures; {len(placed.members)} are shown (more than one page holds). "
                 f"duplicates.json lists all of them."
             )
-        scored = len(placed.group.pairs)
-        if len(placed.pairs) < scored and len(placed.members) == total:
-            notices.append(
-                f"{placed.id}: {len(placed.pairs)} of its {scored} matching pairs are drawn (the anchor's and the "
-                f"strongest); duplicates.details.json lists every pair."
-            )
+        elif len(placed.pairs) < len(placed.group.pairs):
+            thinned.append(placed)
+    if len(thinned) == 1:
+        placed = thinned[0]
+        notices.append(
+            f"{placed.id}: {len(placed.pairs)} of its {len(placed.group.pairs)} matching pairs are drawn (the "
+            f"anchor's and the strongest); duplicates.details.json lists every pair."
+        )
+    elif thinned:
+        names = ", ".join(placed.id for placed in thinned[:5]) + (f" and {len(thinned) - 5} more" if len(thinned) > 5 else "")
+        drawn = sum(len(placed.pairs) for placed in thinned)
+        scored = sum(len(placed.group.pairs) for placed in thinned)
+        notices.append(
+            f"In {len(thinned)} big groups ({names}) {drawn} of their {scored} matching pairs are drawn (each "
+            f"anchor's and the strongest); duplicates.details.json lists every pair."
+        )
     if not totals["groups"]:
         notices.append("No duplicates found.")
     return {

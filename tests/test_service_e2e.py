@@ -1,0 +1,330 @@
+"""The real service (``python -m daemon run``) as a subprocess on real folders.
+
+A short stability delay and debounce keep these quick; the sd_notify messages are read
+from a real NOTIFY_SOCKET datagram socket. The first test class shares one running
+service across its steps (starting one costs a second or two), in file order.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.service_helpers import (
+    REPO,
+    ServiceProcess,
+    query,
+    read_groups,
+    save_image,
+    smooth_image,
+    wait_for,
+)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the service targets Linux")
+
+FAST = """
+[index]
+stable_seconds = 0.5
+workers = 2
+retry_base_seconds = 1
+[scan]
+debounce_seconds = 0.5
+schedule = "interval:1h"
+"""
+
+
+def settings_text(folders: list[str], extra: str = FAST) -> str:
+    watches = "".join(f'[[watch]]\npath = "{folder}"\n' for folder in folders)
+    return f'[paths]\nstate = "state/state.db"\nreports = "reports"\n{watches}{extra}'
+
+
+def groups_containing(reports: Path, *paths: Path) -> list[str] | None:
+    wanted = {str(p) for p in paths}
+    for group in read_groups(reports):
+        if wanted <= set(group):
+            return group
+    return None
+
+
+def wait_group(reports: Path, *paths: Path, timeout: float = 30) -> list[str]:
+    return wait_for(lambda: groups_containing(reports, *paths), timeout, what=f"a group with {[p.name for p in paths]}")
+
+
+def wait_not_reported(reports: Path, path: Path, timeout: float = 30) -> None:
+    wait_for(lambda: all(str(path) not in group for group in read_groups(reports)), timeout, what=f"{path.name} to leave")
+
+
+def state_of(state: Path, path: Path) -> tuple | None:
+    rows = query(state, "select id, state, content_hash, error, attempts from files where path = ?", str(path))
+    return rows[0] if rows else None
+
+
+# One service through a day in its life ---------------------------------------------------------
+
+
+@pytest.fixture(scope="class")
+def life(tmp_path_factory):
+    root = tmp_path_factory.mktemp("life")
+    for name in ("one", "two", "three"):
+        (root / name).mkdir()
+    config = root / "settings.toml"
+    config.write_text(settings_text(["one", "two"]))
+    service = ServiceProcess(root, config, watchdog_usec=2_000_000)
+    service.root = root
+    service.state = root / "state" / "state.db"
+    service.reports = root / "reports"
+    yield service
+    service.close()
+
+
+@pytest.mark.timeout(240)
+class TestLife:
+    def test_ready_status_and_watchdog(self, life):
+        started = time.monotonic()
+        life.start()
+        ready = life.notify.wait_for("READY", "1")
+        assert "2 folders watched" in ready.get("STATUS", "")
+        assert time.monotonic() - started < 30
+        life.notify.wait_for("WATCHDOG", "1", count=2, timeout=10)  # WATCHDOG_USEC=2s: a ping at least every 1s
+        life.notify.wait_for("STATUS", timeout=10)
+
+    def test_add(self, life):
+        original = save_image(smooth_image(1), life.root / "one" / "a.png")
+        copy = save_image(smooth_image(1, (160, 120)), life.root / "two" / "a-bigger.jpg", atomic=True, quality=85)
+        wait_group(life.reports, original, copy)
+        assert state_of(life.state, original)[1] == "indexed"
+
+    def test_rename_keeps_the_analysis(self, life):
+        old = life.root / "one" / "a.png"
+        before = state_of(life.state, old)
+        contents = query(life.state, "select count(*) from contents")[0][0]
+        new = life.root / "one" / "renamed.png"
+        old.rename(new)
+        wait_group(life.reports, new, life.root / "two" / "a-bigger.jpg")
+        after = state_of(life.state, new)
+        assert after[0] == before[0] and after[2] == before[2] and after[1] == "indexed"  # same row, same content
+        assert state_of(life.state, old) is None
+        assert query(life.state, "select count(*) from contents")[0][0] == contents
+
+    def test_move_between_watched_folders(self, life):
+        source = life.root / "two" / "a-bigger.jpg"
+        content = state_of(life.state, source)[2]
+        destination = life.root / "one" / "sub" / "moved.jpg"
+        destination.parent.mkdir()
+        source.rename(destination)
+        group = wait_group(life.reports, life.root / "one" / "renamed.png", destination)
+        assert str(source) not in group
+        wait_for(lambda: state_of(life.state, destination)[1] == "indexed", what="the moved file indexed")
+        assert state_of(life.state, destination)[2] == content
+
+    def test_modify(self, life):
+        renamed = life.root / "one" / "renamed.png"
+        save_image(smooth_image(99), renamed)  # now another picture: no longer a duplicate
+        wait_not_reported(life.reports, renamed)
+        wait_for(lambda: state_of(life.state, renamed)[1] == "indexed", what="the new content indexed")
+
+    def test_delete(self, life):
+        first = save_image(smooth_image(2), life.root / "one" / "b.png")
+        second = save_image(smooth_image(2), life.root / "two" / "b.jpg", quality=90)
+        wait_group(life.reports, first, second)
+        second.unlink()
+        wait_not_reported(life.reports, first)
+        wait_for(lambda: state_of(life.state, second)[1] == "gone", what="the row gone")
+
+    def test_folder_deleted_inside_a_watched_folder(self, life):
+        folder = life.root / "one" / "album"
+        first = save_image(smooth_image(3), folder / "c.png")
+        second = save_image(smooth_image(3), life.root / "two" / "c.png")
+        wait_group(life.reports, first, second)
+        shutil.rmtree(folder)
+        wait_not_reported(life.reports, second)
+
+    def test_a_file_written_slowly_in_chunks(self, life):
+        """Written over ~1.5 s in small chunks with pauses shorter than the stability delay:
+        it is analysed once, whole, and never recorded as a broken image."""
+        model = save_image(smooth_image(4, (400, 300)), life.root / "model.jpg", quality=90)
+        data = model.read_bytes()
+        twin = life.root / "two" / "d-twin.jpg"
+        slow = life.root / "one" / "d-slow.jpg"
+        with open(slow, "wb") as handle:
+            for start in range(0, len(data), max(1, len(data) // 8)):
+                handle.write(data[start : start + max(1, len(data) // 8)])
+                handle.flush()
+                time.sleep(0.15)
+        shutil.copyfile(model, twin)
+        group = wait_group(life.reports, slow, twin)
+        assert len(group) == 2
+        row = state_of(life.state, slow)
+        assert row[1] == "indexed" and row[3] is None and row[4] == 0, row
+        assert f"cannot index {slow}" not in life.log()
+
+    def test_sighup_reloads(self, life):
+        reloads = len(life.notify.with_key("RELOADING", "1"))
+        life.signal(signal.SIGHUP)
+        life.notify.wait_for("RELOADING", "1", count=reloads + 1, timeout=15)
+        life.wait_ready(15)  # READY=1 follows the reload
+        wait_for(lambda: "settings reloaded (SIGHUP)" in life.log(), what="the reload line")
+
+    def test_an_invalid_edit_is_reported_and_ignored(self, life):
+        good = life.config.read_text()
+        life.config.write_text(good.replace("debounce_seconds = 0.5", "debounce_seconds = -1\nspeed = 11"))
+        wait_for(lambda: "still running on the last good settings" in life.log(), what="the complaint")
+        log = life.log()
+        assert f"{life.config}: scan.debounce_seconds: must be at least 0" in log
+        assert f"{life.config}: scan.speed: unknown key" in log
+        assert life.alive()
+        # Still working on the last good settings.
+        first = save_image(smooth_image(5), life.root / "one" / "e.png")
+        second = save_image(smooth_image(5), life.root / "two" / "e.png")
+        wait_group(life.reports, first, second)
+        life.config.write_text(good)
+
+    def test_an_edit_adding_and_removing_folders(self, life):
+        three = life.root / "three"
+        first = save_image(smooth_image(6), three / "f.png")
+        second = save_image(smooth_image(6, (120, 90)), three / "deeper" / "f.jpg", quality=90)
+        still = life.root / "one" / "d-slow.jpg"
+        assert groups_containing(life.reports, still)
+        life.config.write_text(settings_text(["one", "three"]))
+        wait_group(life.reports, first, second)  # walked when added
+        wait_not_reported(life.reports, life.root / "two" / "d-twin.jpg")  # two is no longer watched
+        wait_for(lambda: "three" in " ".join(f["path"] for f in _folders(life)), what="the status file to list three")
+        # And the new folder is watched, not just walked.
+        third = save_image(smooth_image(6), three / "f-again.png", atomic=True)
+        wait_group(life.reports, first, second, third)
+
+    def test_status_command_talks_about_the_service(self, life):
+        result = subprocess.run(
+            [sys.executable, "-m", "daemon", "status", "--config", str(life.config)],
+            capture_output=True, text=True, timeout=120, cwd=REPO,
+        )
+        assert "service: running" in result.stdout, result.stdout + result.stderr
+        assert "watching" in result.stdout and "inotify" in result.stdout
+
+    def test_sigterm_stops_cleanly_and_quickly(self, life):
+        code, seconds = life.terminate()
+        assert code == 0, life.log()
+        assert seconds < 10
+        life.notify.wait_for("STOPPING", "1", timeout=5)
+        assert "Traceback" not in life.log()
+
+
+def _folders(life) -> list[dict]:
+    import json
+
+    try:
+        return json.loads((life.root / "state" / "service-status.json").read_text())["folders"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+# A burst ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(240)
+def test_a_burst_of_1000_files(tmp_path):
+    """50 pictures, each in 20 copies (byte-identical or recompressed) spread over folders,
+    all arriving at once: every file ends indexed, and the report has the 50 groups."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    config = tmp_path / "settings.toml"
+    config.write_text(settings_text(["photos"]))
+    service = ServiceProcess(tmp_path, config)
+    try:
+        service.start()
+        masters = tmp_path / "masters"
+        for seed in range(50):
+            save_image(smooth_image(1000 + seed), masters / f"{seed}.png")
+            save_image(smooth_image(1000 + seed), masters / f"{seed}.jpg", quality=88)
+        started = time.monotonic()
+        for seed in range(50):
+            for copy in range(20):
+                source = masters / (f"{seed}.png" if copy % 2 == 0 else f"{seed}.jpg")
+                folder = photos / f"folder{copy % 10}"
+                folder.mkdir(exist_ok=True)
+                shutil.copyfile(source, folder / f"p{seed}-{copy}{source.suffix}")
+        written = time.monotonic() - started
+        state = tmp_path / "state" / "state.db"
+        wait_for(
+            lambda: query(state, "select count(*) from files where state = 'indexed'")[0][0] == 1000,
+            timeout=180, interval=0.5, what="1000 files indexed",
+        )
+        groups = wait_for(lambda: (g := read_groups(tmp_path / "reports")) and len(g) == 50 and g, timeout=120,
+                          what="50 groups")
+        assert all(len(group) == 20 for group in groups)
+        assert query(state, "select count(*) from files where state != 'indexed'")[0][0] == 0
+        settled = time.monotonic() - started
+        code, _ = service.terminate()
+        assert code == 0
+        log = service.log()
+        # Progress summaries, not a line per file.
+        assert log.count("\n") < 200, log[-3000:]
+        print(f"burst: 1000 files written in {written:.1f}s, all indexed and reported after {settled:.1f}s")
+    finally:
+        service.close()
+
+
+# SIGKILL at any instant -----------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_during_indexing_then_restart(tmp_path):
+    """Killed while indexing: after a restart every image ends indexed (or failed, with a
+    reason), each exactly once; a SIGTERM during the second run leaves the rest pending."""
+    photos = tmp_path / "photos"
+    config = tmp_path / "settings.toml"
+    config.write_text(
+        settings_text(
+            ["photos"],
+            extra='[index]\nstable_seconds = 0.3\nworkers = 2\n[scan]\ndebounce_seconds = 600\nschedule = "interval:1h"\n',
+        )
+    )
+    images = []
+    for seed in range(60):
+        images.append(save_image(smooth_image(2000 + seed, (1600, 1200)), photos / f"big-{seed}.jpg", quality=90))
+    for seed in range(0, 60, 10):  # a few byte-identical copies: their content must be analysed once
+        images.append(Path(shutil.copyfile(images[seed], photos / f"copy-of-{seed}.jpg")))
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    state = tmp_path / "state" / "state.db"
+    service = ServiceProcess(tmp_path, config)
+    try:
+        service.start()
+        indexed = lambda: query(state, "select count(*) from files where state = 'indexed'")[0][0]  # noqa: E731
+        wait_for(lambda: indexed() >= 5, timeout=120, interval=0.05, what="indexing to start")
+        service.kill()
+        assert indexed() < len(images), "indexing finished before the kill: make the images bigger"
+
+        service.start()
+        wait_for(lambda: indexed() >= 20, timeout=120, interval=0.05, what="indexing to resume")
+        code, seconds = service.terminate()
+        assert code == 0 and seconds < 10, (code, seconds)
+        pending = query(state, "select count(*) from files where state = 'pending'")[0][0]
+        assert pending >= 0
+
+        service.start()
+        wait_for(
+            lambda: query(state, "select count(*) from files where state = 'pending'")[0][0] == 0,
+            timeout=180, interval=0.2, what="the queue to drain",
+        )
+        rows = query(state, "select path, state, error from files")
+        paths = [row[0] for row in rows]
+        assert len(paths) == len(set(paths)) == len(images) + 1
+        by_path = {row[0]: row for row in rows}
+        assert all(by_path[str(image)][1] == "indexed" for image in images)
+        broken = by_path[str(photos / "broken.jpg")]
+        assert broken[1] == "failed" and broken[2]
+        # Each content analysed once: one contents row and one features row per distinct picture.
+        assert query(state, "select count(*) from contents")[0][0] == 60
+        assert query(state, "select count(*) from features")[0][0] == 60
+        code, _ = service.terminate()
+        assert code == 0
+    finally:
+        service.close()
