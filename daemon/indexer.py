@@ -116,7 +116,7 @@ class Indexer:
     def _still_changing(self, job: KnownFile, stat: FileStat) -> Outcome:
         with write_transaction(self.engine) as connection:
             file_store.mark_seen(connection, job.path, stat, self.clock())
-            file_store.retry_later(connection, job.id, "still being written", self.clock() + CHANGING_RETRY_DELAY)
+            file_store.retry_later(connection, job.id, "still being written", self.clock() + CHANGING_RETRY_DELAY, count=False)
         return Outcome.RETRY
 
     def _vanished(self, job: KnownFile) -> Outcome:
@@ -131,6 +131,12 @@ class Indexer:
         return Outcome.FAILED
 
     def _retry(self, job: KnownFile, reason: str) -> Outcome:
+        if not self.backend.health().reachable:
+            # The backend is down, which is not this file's fault: it waits without
+            # using up its attempts, and is done once the backend is back.
+            with write_transaction(self.engine) as connection:
+                file_store.retry_later(connection, job.id, reason, self.clock() + self.settings.retry_base_seconds, count=False)
+            return Outcome.RETRY
         attempts = job.attempts + 1
         if attempts >= self.settings.max_attempts:
             return self._failed(job, f"{reason} (gave up after {attempts} attempts)")
@@ -167,7 +173,11 @@ class Indexer:
                     on_done(futures[future], outcome)
         if summary.stopped_because:
             self._note_stopped(jobs, summary.stopped_because)
-        self.backend.commit()
+        try:
+            self.backend.commit()
+        except BackendUnavailable as error:
+            # What was indexed stays indexed; the next commit (or scan) makes it visible.
+            log.warning("could not commit the backend's new documents yet: %s", error)
         return summary
 
     def _note_stopped(self, jobs: list[KnownFile], reason: str) -> None:

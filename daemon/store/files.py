@@ -190,12 +190,11 @@ def mark_failed(connection: Connection, file_id: int, reason: str, now: float) -
     )
 
 
-def retry_later(connection: Connection, file_id: int, reason: str, at: float) -> None:
-    """Keep the file pending, with the reason, until ``at``."""
+def retry_later(connection: Connection, file_id: int, reason: str, at: float, count: bool = True) -> None:
+    """Keep the file pending, with the reason, until ``at``; ``count`` uses up one attempt."""
+    attempts = files.c.attempts + 1 if count else files.c.attempts
     connection.execute(
-        update(files)
-        .where(files.c.id == file_id)
-        .values(error=reason, attempts=files.c.attempts + 1, next_attempt_at=at)
+        update(files).where(files.c.id == file_id).values(error=reason, attempts=attempts, next_attempt_at=at)
     )
 
 
