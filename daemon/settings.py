@@ -41,6 +41,20 @@ DEFAULT_EXCLUDES = (
 )
 
 
+# Every key a settings file may hold, by table: the reader refuses any other, and a test
+# checks that settings.toml and the README document each one.
+KNOWN_KEYS: dict[str, tuple[str, ...]] = {
+    "watch": ("path", "recursive", "include", "exclude", "default_excludes", "polling", "poll_interval"),
+    "paths": ("state", "reports"),
+    "backend": ("kind", "flow"),
+    "backend.flow": ("url", "collection", "connect_timeout", "read_timeout", "retries", "commit_every", "thumbnail_size"),
+    "scan": ("threshold", "schedule", "mode", "debounce_seconds"),
+    "index": ("workers", "stable_seconds", "max_attempts", "retry_base_seconds", "max_image_pixels", "reconcile"),
+    "report": ("html_max_nodes", "thumbnail_size"),
+    "log": ("level",),
+}
+
+
 @dataclass(frozen=True)
 class WatchSettings:
     path: Path
@@ -194,7 +208,8 @@ class _Reader:
     def problem(self, key: str, why: str) -> None:
         self.problems.append(f"{key}: {why}")
 
-    def table(self, raw: dict, key: str, allowed: set[str]) -> dict:
+    def table(self, raw: dict, key: str) -> dict:
+        allowed = set(KNOWN_KEYS[key])
         value = raw.get(key.rsplit(".", 1)[-1], {})
         if not isinstance(value, dict):
             self.problem(key, "must be a table")
@@ -240,7 +255,7 @@ class _Reader:
         return tuple(value)
 
     def settings(self, raw: dict) -> dict:
-        known = {"watch", "backend", "scan", "index", "report", "paths", "log"}
+        known = {section for section in KNOWN_KEYS if "." not in section}
         for unknown in sorted(set(raw) - known):
             self.problem(unknown, f"unknown section (known: {', '.join(sorted(known))})")
         return {
@@ -254,7 +269,7 @@ class _Reader:
         }
 
     def paths(self, raw: dict) -> PathSettings:
-        table = self.table(raw, "paths", {"state", "reports"})
+        table = self.table(raw, "paths")
         return PathSettings(
             state=self.path(table, "paths.state", "state/state.db"),
             reports=self.path(table, "paths.reports", "reports"),
@@ -266,7 +281,7 @@ class _Reader:
             self.problem("watch", "must be an array of tables: write [[watch]] for each folder")
             return ()
         watches = []
-        allowed = {"path", "recursive", "include", "exclude", "default_excludes", "polling", "poll_interval"}
+        allowed = set(KNOWN_KEYS["watch"])
         for index, entry in enumerate(entries):
             key = f"watch[{index}]"
             if not isinstance(entry, dict):
@@ -311,13 +326,9 @@ class _Reader:
             seen.setdefault(resolved, index)
 
     def backend(self, raw: dict) -> BackendSettings:
-        table = self.table(raw, "backend", {"kind", "flow"})
+        table = self.table(raw, "backend")
         kind = self.value(table, "backend.kind", str, "embedded", _one_of(BACKEND_KINDS))
-        flow = self.table(
-            table,
-            "backend.flow",
-            {"url", "collection", "connect_timeout", "read_timeout", "retries", "commit_every", "thumbnail_size"},
-        )
+        flow = self.table(table, "backend.flow")
         defaults = FlowSettings()
         return BackendSettings(
             kind=kind,
@@ -333,7 +344,7 @@ class _Reader:
         )
 
     def scan(self, raw: dict) -> ScanSettings:
-        table = self.table(raw, "scan", {"threshold", "schedule", "mode", "debounce_seconds"})
+        table = self.table(raw, "scan")
         return ScanSettings(
             threshold=float(self.value(table, "scan.threshold", (int, float), 0.6, _score)),
             schedule=self.schedule(table, "scan.schedule", "interval:15m"),
@@ -342,8 +353,7 @@ class _Reader:
         )
 
     def index(self, raw: dict) -> IndexSettings:
-        allowed = {"workers", "stable_seconds", "max_attempts", "retry_base_seconds", "max_image_pixels", "reconcile"}
-        table = self.table(raw, "index", allowed)
+        table = self.table(raw, "index")
         return IndexSettings(
             workers=self.value(table, "index.workers", int, 0, _at_least(0)),
             stable_seconds=float(self.value(table, "index.stable_seconds", (int, float), 5.0, _at_least(0))),
@@ -354,14 +364,14 @@ class _Reader:
         )
 
     def report(self, raw: dict) -> ReportSettings:
-        table = self.table(raw, "report", {"html_max_nodes", "thumbnail_size"})
+        table = self.table(raw, "report")
         return ReportSettings(
             html_max_nodes=self.value(table, "report.html_max_nodes", int, 2000, _at_least(2)),
             thumbnail_size=self.value(table, "report.thumbnail_size", int, 160, _at_least(16)),
         )
 
     def log(self, raw: dict) -> str:
-        table = self.table(raw, "log", {"level"})
+        table = self.table(raw, "log")
         return self.value(table, "log.level", str, "info", _one_of(LOG_LEVELS))
 
 

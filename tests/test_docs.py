@@ -1,0 +1,25 @@
+"""Every settings key is documented, in settings.toml and in the README."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from daemon.settings import KNOWN_KEYS
+
+REPO = Path(__file__).resolve().parent.parent
+KEYS = [(table, key) for table, keys in KNOWN_KEYS.items() for key in keys if f"{table}.{key}" not in KNOWN_KEYS]
+
+
+@pytest.mark.parametrize("table, key", KEYS, ids=[f"{t}.{k}" for t, k in KEYS])
+def test_settings_toml_documents_the_key_with_a_comment(table, key):
+    text = (REPO / "settings.toml").read_text()
+    header = "[[watch]]" if table == "watch" else f"[{table}]"
+    section = text[text.index(header):]
+    line = re.search(rf"^#?\s*{key}\s*=.*#\s*\S+", section, re.MULTILINE)
+    assert line, f"settings.toml has no commented line for {table}.{key}"
+
+
+@pytest.mark.parametrize("table, key", KEYS, ids=[f"{t}.{k}" for t, k in KEYS])
+def test_the_readme_documents_the_key(table, key):
+    assert f"`{table}.{key}`" in (REPO / "README.md").read_text(), f"README.md does not mention `{table}.{key}`"
