@@ -546,3 +546,16 @@ def test_an_unchanged_page_is_not_rendered_again(tmp_path, groups, monkeypatch):
     assert calls == []  # nothing decoded when nothing changed
     write_reports(groups, tmp_path / "reports", ReportSettings(html_max_nodes=2000, thumbnail_size=48), 0.6, generated_at=T1)
     assert len(calls) == 1  # a new thumbnail size is a change
+
+
+def test_many_thinned_groups_share_one_notice(tmp_path):
+    dense = []
+    for big in many_groups(tmp_path, [12, 12, 12]):
+        everything = [FilePair(a, b, 0.95) for i, a in enumerate(big.paths) for b in big.paths[i + 1 :]]
+        dense.append(DuplicateGroup(big.anchor, big.members, tuple(sorted(everything))))
+    write_reports(dense, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    notices = [line for line in parse_page(tmp_path / "reports" / "duplicates.html").text if "matching pairs are drawn" in line]
+    assert notices == [
+        "In 3 big groups (group-1, group-2, group-3) 144 of their 198 matching pairs are drawn (each anchor's and "
+        "the strongest); duplicates.details.json lists every pair."
+    ]

@@ -382,6 +382,9 @@ class Service:
         )
 
     def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # embedded (tests): the owner calls stop() and reload_settings() itself
+
         def stop(signum, _frame):
             self._stop.set()
             self._messages.put(None)
@@ -397,6 +400,11 @@ class Service:
     def stop(self) -> None:
         """Ask the service to stop (what SIGTERM does)."""
         self._stop.set()
+        self._messages.put(None)
+
+    def reload_settings(self) -> None:
+        """Ask for the settings to be read again (what SIGHUP does)."""
+        self._sighup = True
         self._messages.put(None)
 
     def _shutdown(self) -> bool:

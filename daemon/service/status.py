@@ -89,7 +89,7 @@ def _ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 90:
         return f"{seconds}s"
-    if seconds < 5400:
+    if seconds < 3600:
         return f"{seconds // 60}m"
     if seconds < 172800:
         return f"{seconds // 3600}h {seconds % 3600 // 60}m"

@@ -1,0 +1,80 @@
+"""The status file the service writes and ``dupe-scanner status`` reads."""
+
+from pathlib import Path
+
+from daemon.service.status import ServiceStatus, describe_service, read_status, status_path, write_status
+from daemon.settings import parse_settings
+
+
+def settings_in(folder: Path):
+    return parse_settings({"paths": {"state": "state/state.db"}}, base_dir=folder, source=None)
+
+
+def status(**changes) -> ServiceStatus:
+    values = dict(
+        pid=4242, started_at=1000.0, heartbeat_at=5000.0, heartbeat_seconds=10.0, phase="running",
+        settings="/etc/dupe-scanner/settings.toml",
+        folders=[{"path": "/srv/photos", "mode": "inotify", "reason": ""},
+                 {"path": "/mnt/nas", "mode": "polling", "reason": "on nfs4 (nas:/photos)"}],
+        pending=12, settling=3, indexing=2, indexed=900, failed=1,
+        last_scan_at=4990.0, last_scan_groups=7, last_reports_at=4990.0,
+    )
+    values.update(changes)
+    return ServiceStatus(**values)
+
+
+def test_round_trip(tmp_path):
+    path = tmp_path / "service-status.json"
+    write_status(path, status())
+    assert read_status(path) == status()
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
+
+
+def test_unknown_keys_from_a_newer_service_are_ignored(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_bytes(status().to_json().replace(b'"pid"', b'"future": 1, "pid"'))
+    assert read_status(path).pid == 4242
+
+
+def test_garbage_reads_as_no_status(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{half a file")
+    assert read_status(path) is None
+    assert read_status(tmp_path / "missing.json") is None
+
+
+def test_a_running_service(tmp_path):
+    settings = settings_in(tmp_path)
+    status_path(settings).parent.mkdir(parents=True)
+    write_status(status_path(settings), status())
+    lines = describe_service(settings, now=5004.0)
+    assert lines[0].startswith("service: running (pid 4242, up 1h 6m, heartbeat 4s ago)")
+    assert "  watching /srv/photos: inotify" in lines
+    assert "  watching /mnt/nas: polling (on nfs4 (nas:/photos))" in lines
+    assert any("12 pending, 3 settling, 2 being indexed; 900 indexed, 1 failed" in line for line in lines)
+    assert any(line.startswith("  last scan: ") and "7 groups" in line for line in lines)
+
+
+def test_a_silent_service_is_not_responding(tmp_path):
+    settings = settings_in(tmp_path)
+    status_path(settings).parent.mkdir(parents=True)
+    write_status(status_path(settings), status())
+    assert describe_service(settings, now=5000.0 + 31)[0].startswith("service: not responding (pid 4242")
+
+
+def test_a_stopped_service(tmp_path):
+    settings = settings_in(tmp_path)
+    status_path(settings).parent.mkdir(parents=True)
+    write_status(status_path(settings), status(phase="stopped"))
+    assert describe_service(settings, now=9999.0)[0].startswith("service: not running (stopped ")
+
+
+def test_no_service_ever(tmp_path):
+    assert describe_service(settings_in(tmp_path))[0].startswith("service: not running (no status file")
+
+
+def test_problems_are_listed(tmp_path):
+    settings = settings_in(tmp_path)
+    status_path(settings).parent.mkdir(parents=True)
+    write_status(status_path(settings), status(problems=["/srv/photos: watch threads are not running"]))
+    assert "  problem: /srv/photos: watch threads are not running" in describe_service(settings, now=5001.0)
