@@ -29,6 +29,11 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
+def _one_line(text: str) -> str:
+    """Untrusted text (file names) as one harmless terminal line: control characters escaped."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
 def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "never"
 
@@ -76,7 +81,8 @@ def status(settings: Settings, failures: int, repair: bool) -> int:
         if failed:
             _say("problems:")
             for failure in failed:
-                _say(f"  {failure.path}: {failure.error}")
+                reason = failure.error.removeprefix(f"{failure.path}: ")  # most reasons start with the path
+                _say(f"  {_one_line(failure.path)}: {_one_line(reason)}")
         return 0 if health.reachable else 1
 
 

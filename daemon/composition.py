@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from daemon.backends.base import Backend
+from daemon.errors import StateError
 from daemon.indexer import Indexer
 from daemon.settings import Settings
 from daemon.store import contents as content_store
 from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction, write_transaction
+from daemon.store.database import describe_state_error, open_state, read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ def build_backend(settings: Settings, engine: Engine) -> Backend:
 def adopt_backend(engine: Engine, settings: Settings) -> None:
     """When the configured backend differs from the one that filled the state, index again."""
     identity = backend_identity(settings)
+    with read_transaction(engine) as connection:
+        if content_store.get_meta(connection, BACKEND_KEY) == identity:
+            return  # the usual case needs no write lock, so `status` works while another process writes
     with write_transaction(engine) as connection:
         previous = content_store.get_meta(connection, BACKEND_KEY)
         if previous == identity:
@@ -92,6 +97,10 @@ def components(settings: Settings) -> Iterator[Components]:
         backend = build_backend(settings, engine)
         refresh_outdated(engine, backend)
         yield Components(settings, engine, backend, Indexer(engine, backend, settings.index))
+    except DBAPIError as error:
+        # A full disk or a lock held too long, mid-way: every unit of work is its own
+        # transaction, so what was done is kept and the rest is done by the next run.
+        raise StateError(describe_state_error(settings.paths.state, error)) from None
     finally:
         if backend is not None:
             backend.close()

@@ -8,8 +8,11 @@ turns every way a file can be broken into one ``UnreadableImage`` with a reason.
 from __future__ import annotations
 
 import errno
+import os
+import stat
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -32,12 +35,13 @@ def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixe
     1/4 or 1/8 scale, several times faster) as long as the result stays at least that
     large. Returns the image, Pillow's format name, and the full upright size.
     """
+    _let_pillow_allow(max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with _open_regular_file(path) as handle, Image.open(handle) as image:
                 image_format = image.format or "UNKNOWN"
-                _refuse_bombs(image, max_pixels)
+                _refuse_bombs(path, image, max_pixels)
                 full_size = _upright_size(image)
                 if draft_size is not None and image_format == "JPEG":
                     image.draft("RGB", _draft_request(image, draft_size))
@@ -53,9 +57,11 @@ def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixe
     except UnidentifiedImageError:
         raise UnreadableImage(f"{path}: not an image format Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UnreadableImage(f"{path}: too large to decode safely ({error})") from None
+        raise UnreadableImage(
+            f"{path}: too large to decode safely, more than index.max_image_pixels ({max_pixels:,}) allows ({error})"
+        ) from None
     except OSError as error:
-        if error.errno == errno.ENOENT:
+        if error.errno in (errno.ENOENT, errno.ENOTDIR):
             raise FileVanished(f"{path}: the file disappeared while being read") from None
         raise UnreadableImage(f"{path}: corrupt or truncated image ({error})") from None
     except (ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, KeyError) as error:
@@ -63,13 +69,43 @@ def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixe
         raise UnreadableImage(f"{path}: malformed image ({type(error).__name__}: {error})") from None
 
 
-def _refuse_bombs(image: Image.Image, max_pixels: int) -> None:
+def _let_pillow_allow(max_pixels: int) -> None:
+    """Raise Pillow's own (process-wide) bomb limit to at least ``max_pixels``.
+
+    Below it, Pillow's warning (an error here) would refuse images the setting allows
+    (its default is 89 megapixels). It stays as the backstop for sizes that only show
+    while decoding, such as an icon's embedded PNG; ``_refuse_bombs`` applies the setting.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and limit < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for reading without blocking on a FIFO; refuse anything not a regular file."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    handle = open(fd, "rb")
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            mode = status.st_mode
+            kind = "a folder" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise UnreadableImage(f"{path}: not a regular file ({kind})")
+        if status.st_size == 0:
+            raise UnreadableImage(f"{path}: empty file (0 bytes)")
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
+def _refuse_bombs(path: Path, image: Image.Image, max_pixels: int) -> None:
     width, height = image.size
     if width <= 0 or height <= 0:
-        raise UnreadableImage(f"{image.filename}: image has no pixels ({width}x{height})")
+        raise UnreadableImage(f"{path}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
         raise UnreadableImage(
-            f"{image.filename}: {width}x{height} is more than index.max_image_pixels ({max_pixels:,}) allows"
+            f"{path}: {width}x{height} is more than index.max_image_pixels ({max_pixels:,}) allows"
         )
 
 

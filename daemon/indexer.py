@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -58,8 +59,20 @@ class IndexSummary:
 
 
 def content_hash(path: Path) -> str:
-    with open(path, "rb") as handle:
+    """The SHA-256 of the file's bytes. Never blocks on a FIFO or reads a device."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as handle:
+        kind = os.fstat(fd).st_mode
+        if not stat.S_ISREG(kind):
+            raise UnreadableImage(f"{path}: not a regular file ({_file_kind(kind)})")
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a device"
 
 
 class Indexer:
@@ -161,6 +174,9 @@ class Indexer:
                     summary.stopped_because = str(error)
                 stop.set()
                 return Outcome.STOPPED
+            except BaseException:
+                stop.set()  # the state is unusable (full disk, held lock): the other jobs would fail alike
+                raise
 
         # Twice the analysis workers: while one thread waits for its image to be analysed,
         # another hashes the next file, so the backend's processes never sit idle.

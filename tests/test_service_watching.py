@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,7 @@ def test_polling_when_asked(tmp_path, watcher, hints, caplog):
     photos.mkdir()
     with caplog.at_level(logging.INFO, logger="daemon.service.watching"):
         watcher.apply([WatchSettings(path=photos, polling="always", poll_interval=0.2)])
+    assert watcher.wait_started(5)
     status = watcher.status()[0]
     assert status.mode == POLLING and "polling = true" in status.reason
     assert "by polling every 0.2s" in caplog.text
@@ -241,6 +243,7 @@ def test_network_filesystems_are_polled(tmp_path, hints, caplog):
     try:
         with caplog.at_level(logging.INFO, logger="daemon.service.watching"):
             watcher.apply([WatchSettings(path=photos, poll_interval=0.2)])
+        assert watcher.wait_started(5)
         status = watcher.status()[0]
         assert status.mode == POLLING and "nfs4 (nas:/photos)" in status.reason
         assert len([r for r in caplog.records if "polling" in r.message]) == 1
@@ -279,6 +282,7 @@ def test_watch_limit_at_start_falls_back_to_polling_with_one_line(tmp_path, hint
     try:
         with caplog.at_level(logging.INFO, logger="daemon.service.watching"):
             watcher.apply([WatchSettings(path=photos, poll_interval=0.2)])
+        assert watcher.wait_started(5)
         status = watcher.status()[0]
         assert status.mode == POLLING and "inotify watch limit reached" in status.reason
         assert len([r for r in caplog.records if "limit" in r.message]) == 1
@@ -310,6 +314,7 @@ def test_watch_limit_for_a_new_subfolder_switches_to_polling_and_rescans(tmp_pat
         health = watcher.check()
         assert health.healthy
         assert watcher.status()[0].mode == POLLING
+        assert watcher.wait_started(5)
         hints.wait(RESCAN, photos)
         hints.wait(CHANGED, _write(photos / "deep2" / "z.jpg"))
     finally:
@@ -440,6 +445,7 @@ def test_stop_ends_every_thread(tmp_path, hints):
         folders.append(WatchSettings(path=tmp_path / name, polling="always" if name == "c" else "auto"))
     watcher = Watcher(hints, mountinfo=lambda: "")
     watcher.apply(folders)
+    assert watcher.wait_started(5)
     assert watcher.check().healthy
     watcher.stop()
     wait_for(lambda: not (set(threading.enumerate()) - before), timeout=10, what="watch threads to end")
@@ -468,6 +474,7 @@ def test_the_real_inotify_watch_limit(tmp_path):
             hints = []
             watcher = Watcher(hints.append, mountinfo=lambda: "")
             watcher.apply([WatchSettings(path=root, poll_interval=0.2)])
+            watcher.wait_started(10)
             print("MODE", watcher.status()[0].mode)
             (root / "folder19" / "x.jpg").write_bytes(b"x")
             deadline = time.time() + 10
@@ -490,3 +497,51 @@ def test_the_real_inotify_watch_limit(tmp_path):
     assert "MODE polling" in result.stdout
     assert "inotify watch limit reached" in result.stdout
     assert "SEEN True" in result.stdout
+
+
+def test_a_slow_first_snapshot_holds_nothing_up(tmp_path, hints, monkeypatch):
+    """Polling a big share starts with a walk of the whole tree: apply() and check() must not
+    wait for it, and a rescan follows, for changes made while it ran."""
+    from watchdog.observers.polling import PollingObserver
+
+    class SlowStart(PollingObserver):
+        def on_thread_start(self):
+            time.sleep(1.5)
+            super().on_thread_start()
+
+    monkeypatch.setattr(watching, "PollingObserver", SlowStart)
+    monkeypatch.setattr(watching, "SLOW_SNAPSHOT_SECONDS", 0.5)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    watcher = Watcher(hints, mountinfo=lambda: "")
+    try:
+        began = time.monotonic()
+        watcher.apply([WatchSettings(path=photos, polling="always", poll_interval=0.2)])
+        assert time.monotonic() - began < 1.0
+        health = watcher.check()
+        assert health.healthy and not health.restarted
+        assert watcher.status()[0].mode == POLLING
+        assert watcher.wait_started(10)
+        hints.wait(RESCAN, photos)
+        hints.wait(CHANGED, _write(photos / "after.jpg"))
+        assert not watcher.check().restarted
+    finally:
+        watcher.stop()
+
+
+def test_stopping_a_folder_while_its_snapshot_is_taken(tmp_path, hints, monkeypatch):
+    from watchdog.observers.polling import PollingObserver
+
+    class SlowStart(PollingObserver):
+        def on_thread_start(self):
+            time.sleep(0.5)
+            super().on_thread_start()
+
+    monkeypatch.setattr(watching, "PollingObserver", SlowStart)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    before = set(threading.enumerate())
+    watcher = Watcher(hints, mountinfo=lambda: "")
+    watcher.apply([WatchSettings(path=photos, polling="always", poll_interval=0.2)])
+    watcher.apply([])
+    wait_for(lambda: not (set(threading.enumerate()) - before), timeout=10, what="the late observer to be stopped")

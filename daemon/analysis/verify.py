@@ -205,7 +205,7 @@ def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.nd
     kept; when ECC fails or wanders off, the estimate stands as it was.
     """
     template = b_view.astype(np.float32)
-    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 60, 1e-5)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4)
     height, width = b_view.shape
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float32)
     limit = 0.12 * max(a_view.shape)
@@ -214,7 +214,10 @@ def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.nd
         return bool(np.all(np.isfinite(candidate)) and np.abs(corners @ candidate.T - corners @ matrix.T).max() <= limit)
 
     try:
-        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), matrix.astype(np.float32).copy(), cv2.MOTION_AFFINE, criteria, None, 3)
+        # Coarse (half size) first, then one short pass at full size.
+        half = _halve(matrix)
+        _, coarse = cv2.findTransformECC(_shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, None, 3)
+        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 8, 1e-4), None, 3)
         if near(affine) and _shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
             return affine
     except cv2.error:
@@ -228,6 +231,23 @@ def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.nd
         return matrix
     combined = (np.vstack([matrix, [0, 0, 1]]).astype(np.float64) @ np.vstack([euclidean, [0, 0, 1]]).astype(np.float64))[:2].astype(np.float32)
     return combined if near(combined) else matrix
+
+
+def _shrink(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (max(8, image.shape[1] // 2), max(8, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+
+
+def _halve(matrix: np.ndarray) -> np.ndarray:
+    """A pixel map between full-size images as the same map between half-size ones."""
+    linear = matrix[:, :2].astype(np.float64)
+    shift = (matrix[:, 2] + 0.5 * linear.sum(axis=1) - 0.5) / 2
+    return np.hstack([linear, shift[:, None]]).astype(np.float32)
+
+
+def _double(matrix: np.ndarray) -> np.ndarray:
+    linear = matrix[:, :2].astype(np.float64)
+    shift = 2 * matrix[:, 2] - 0.5 * linear.sum(axis=1) + 0.5
+    return np.hstack([linear, shift[:, None]]).astype(np.float32)
 
 
 def _shape_error(linear: np.ndarray) -> tuple[float, float]:
@@ -290,23 +310,19 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -
 
     cell = max(8, min(height, width) // 8)
     rows, cols = height // cell, width // cell
-    both = agree_both = either = agree_either = 0
-    for r in range(rows):
-        for c in range(cols):
-            window = (slice(r * cell, (r + 1) * cell), slice(c * cell, (c + 1) * cell))
-            if valid[window].mean() < 0.7:
-                continue
-            n = valid[window].sum()
-            ea, eb = energy_a[window].sum() / n, energy_b[window].sum() / n
-            textured_a, textured_b = ea >= 0.05, eb >= 0.05
-            if not (textured_a or textured_b):
-                continue  # flat in both: says nothing
-            agrees = dot[window].sum() / np.sqrt(energy_a[window].sum() * energy_b[window].sum() + 1e-9) >= CELL_AGREES
-            either += 1
-            agree_either += agrees
-            if textured_a and textured_b:
-                both += 1
-                agree_both += agrees
+
+    def cells(values: np.ndarray) -> np.ndarray:
+        return values[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).sum(axis=(1, 3))
+
+    count = cells(valid.astype(np.float32))
+    dots, sum_a, sum_b = cells(dot), cells(energy_a), cells(energy_b)
+    inside = count >= 0.7 * cell * cell
+    safe = np.maximum(count, 1)
+    textured_a, textured_b = (sum_a / safe >= 0.05) & inside, (sum_b / safe >= 0.05) & inside
+    agrees = dots / np.sqrt(sum_a * sum_b + 1e-9) >= CELL_AGREES
+    either_mask, both_mask = textured_a | textured_b, textured_a & textured_b
+    both, agree_both = int(both_mask.sum()), int((agrees & both_mask).sum())
+    either, agree_either = int(either_mask.sum()), int((agrees & either_mask).sum())
     if both >= 4:
         agreement = agree_both / both
     else:

@@ -27,6 +27,7 @@ import errno
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -70,6 +71,8 @@ UNWATCHED = "unwatched"  # polling = "never" and inotify failed: the reconcile w
 
 # How long stop() waits for one observer's threads.
 JOIN_SECONDS = 5.0
+# A first polling snapshot slower than this may have missed changes: a rescan follows.
+SLOW_SNAPSHOT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ class _Folder:
     observer: BaseObserver | None = None
     overflowed: bool = False
     restarts: int = 0
+    starting: threading.Event | None = None  # set while a polling observer takes its first snapshot
 
 
 @dataclass(frozen=True)
@@ -302,6 +306,8 @@ class Watcher:
                 if folder.overflowed:  # the rescan was asked for when it happened
                     folder.overflowed = False
                     log.warning("%s: the kernel's event queue overflowed, events were lost; rescanning", path)
+                if folder.starting is not None:
+                    continue  # still taking its first snapshot
                 if folder.mode in (NATIVE, POLLING):
                     self._check_running(folder, health)
                 elif folder.mode == MISSING and path.is_dir():
@@ -309,7 +315,7 @@ class Watcher:
                     self._start_folder(folder)
                     if folder.mode in (NATIVE, POLLING):
                         self._rescan(folder)
-                if folder.mode in (NATIVE, POLLING) and not _alive(folder.observer):
+                if folder.mode in (NATIVE, POLLING) and folder.starting is None and not _alive(folder.observer):
                     health.healthy = False
                     health.problems.append(f"{path}: watch threads are not running")
         return health
@@ -392,19 +398,41 @@ class Watcher:
         log.info("watching %s (inotify%s)", watch.path, ", recursive" if watch.recursive else "")
 
     def _start_polling(self, folder: _Folder, reason: str) -> None:
+        """Start polling in the background: the first snapshot walks the whole tree, which on
+        a large share takes minutes, and must hold up neither READY nor the heartbeat."""
         watch = folder.settings
         handler = HintHandler(path_filter_for(watch), self._sink)
         observer = PollingObserver(timeout=watch.poll_interval)
-        try:
-            observer.schedule(handler, str(watch.path), recursive=watch.recursive)
-            observer.start()
-        except OSError as error:
-            _stop_observer(observer)
-            folder.mode, folder.reason = MISSING, f"cannot poll: {error.strerror or error}"
-            log.warning("%s: cannot poll (%s); trying again later", watch.path, error.strerror or error)
-            return
-        folder.observer, folder.mode, folder.reason = observer, POLLING, reason
+        observer.schedule(handler, str(watch.path), recursive=watch.recursive)
+        starting = threading.Event()
+        folder.observer, folder.mode, folder.reason, folder.starting = observer, POLLING, reason, starting
         log.info("watching %s by polling every %gs: %s", watch.path, watch.poll_interval, reason)
+
+        def start() -> None:
+            began = time.monotonic()
+            try:
+                observer.start()  # takes the first snapshot
+            except OSError as error:
+                log.warning("%s: cannot poll (%s); trying again later", watch.path, error.strerror or error)
+            finally:
+                with self._lock:
+                    if folder.observer is not observer:  # stopped or replaced meanwhile
+                        _stop_observer(observer)
+                    elif folder.starting is starting:
+                        folder.starting = None
+                starting.set()
+            if observer.is_alive() and time.monotonic() - began > SLOW_SNAPSHOT_SECONDS:
+                # Changes made while the first snapshot was taken may be in neither it nor
+                # the start-up walk: walk once more.
+                self._deliver(Hint(RESCAN, watch.path, watch.path))
+
+        threading.Thread(target=start, name=f"poll-start {watch.path.name}", daemon=True).start()
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until every polling observer has taken its first snapshot (tests, benchmarks)."""
+        with self._lock:
+            pending = [folder.starting for folder in self._folders.values() if folder.starting is not None]
+        return all(event.wait(timeout) for event in pending)
 
     def _fall_back(self, folder: _Folder, error: OSError) -> None:
         watch = folder.settings
@@ -423,8 +451,11 @@ class Watcher:
 
     def _stop_folder(self, folder: _Folder) -> None:
         if folder.observer is not None:
-            _stop_observer(folder.observer)
+            if folder.starting is None:
+                _stop_observer(folder.observer)
+            # else: the starting thread sees it was dropped and stops it when its snapshot ends
             folder.observer = None
+            folder.starting = None
 
     def _overflowed(self, folder: _Folder) -> None:
         # Runs on the inotify thread: only flag it, and ask for a walk at once.

@@ -8,6 +8,7 @@ IMMEDIATE so a writer waits (busy_timeout) for the lock instead of failing half-
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,8 +45,36 @@ def open_state(path: Path) -> Engine:
         upgrade(engine)
     except (OperationalError, DBAPIError, sqlite3.Error) as error:
         engine.dispose()
-        raise StateError(f"cannot open the state database {path}: {error.args[0] if error.args else error}") from None
+        raise StateError(f"cannot open {describe_state_error(path, error)}") from None
     return engine
+
+
+def describe_state_error(path: Path, error: Exception) -> str:
+    """One line on what went wrong with the state database at ``path`` and what to do about it."""
+    original = getattr(error, "orig", None) or error
+    name = getattr(original, "sqlite_errorname", "")
+    text = str(original.args[0] if original.args else original)
+    if name.startswith("SQLITE_FULL") or (name.startswith("SQLITE_IOERR") and _disk_full(path.parent)):
+        why = "the disk is full; free some space and run again (what was done so far is kept)"
+    elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        why = (
+            f"it stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s "
+            "(the service, or another dupe-scanner command?); run again when that is done"
+        )
+    elif name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        why = f"{text}; it is left as it is: move it aside (or set [paths] state) to start a new state"
+    elif name.startswith("SQLITE_READONLY"):
+        why = f"{text}; the user running dupe-scanner needs write access to it and its folder"
+    else:
+        why = text
+    return f"the state database {path}: {why}"
+
+
+def _disk_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _install_hooks(engine: Engine) -> None:

@@ -1,0 +1,416 @@
+"""Bad input through the real one-shot command line: a clear line, nothing lost, the next run works.
+
+Broken images, things that only look like images (a FIFO, a folder, a dangling symlink),
+file names that are hostile or not UTF-8, a full disk under the reports or the state, a
+state that is garbage or held locked, and bad arguments. Every command runs as a
+subprocess on real files; a failure must be one ``dupe-scanner:`` line on stderr, never a
+traceback, and a follow-up command must work. Races (a file vanishing or turning into a
+FIFO between the walk and the analysis) cannot be timed across a process boundary and are
+driven in-process through the real ``Indexer``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import threading
+import unicodedata
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.cli import run_cli, write_settings
+from tests.photos import make_photo, save
+
+ODD_NAMES = [
+    "with space.jpg",
+    "quote's \"double\".jpg",
+    "new\nline.jpg",
+    "-leading-dash.jpg",
+    unicodedata.normalize("NFC", "café.jpg"),
+    unicodedata.normalize("NFD", "café.jpg"),
+    "é" * 125 + ".jpg",  # 254 bytes: as long as a name may be
+    "href<img src=x onerror=alert(1)>.jpg",
+]
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def png_header(width: int, height: int, colour_type: int = 0) -> bytes:
+    """A PNG that declares ``width`` x ``height`` but holds almost no pixel data: a bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def bad_crc_png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[29] ^= 0xFF  # the IHDR chunk's CRC
+    return bytes(data)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a failed command prints about why; no traceback anywhere."""
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("dupe-scanner:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def clean(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def file_rows(state: Path) -> dict[str, tuple[str, str | None]]:
+    with sqlite3.connect(state) as connection:
+        return {path: (state_, error) for path, state_, error in connection.execute("SELECT path, state, error FROM files")}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """One folder with every kind of bad file and odd name, indexed and scanned once."""
+    root = tmp_path_factory.mktemp("bad-input")
+    photos = root / "photos"
+    picture = make_photo(1, (400, 300))
+    good = save(picture, photos / "good.jpg", quality=90)
+    data = good.read_bytes()
+    for name in ODD_NAMES:
+        (photos / name).write_bytes(data)
+    (photos / "half.jpg").write_bytes(data[: len(data) // 2])
+    (photos / "bad-crc.png").write_bytes(bad_crc_png(picture))
+    (photos / "zero.jpg").write_bytes(b"")
+    (photos / "text.jpg").write_text("I am a shopping list, not a picture\n")
+    (photos / "bomb.png").write_bytes(png_header(100_000, 100_000, colour_type=2))
+    (photos / "huge.png").write_bytes(png_header(10_000, 10_000))  # 100 MP: big, but allowed
+    (photos / "broken\nname.jpg").write_bytes(data[:500])
+    os.mkfifo(photos / "fifo.jpg")
+    save(picture, photos / "folder.jpg" / "inside.jpg", quality=90)
+    (photos / "dangling.jpg").symlink_to(photos / "nowhere.jpg")
+    raw = os.fsencode(photos)
+    with open(raw + b"/latin1-\xe9t\xe9.jpg", "wb") as handle:
+        handle.write(data)
+    os.mkdir(raw + b"/dossier-\xe9")
+    with open(raw + b"/dossier-\xe9/inside.jpg", "wb") as handle:
+        handle.write(data)
+    settings = write_settings(root)
+    indexed = run_cli("index", "--dir", str(photos), config=settings, timeout=120)
+    status = run_cli("status", config=settings, timeout=60)
+    scanned = run_cli("scan", config=settings, timeout=120)
+    return root, photos, settings, indexed, status, scanned
+
+
+def test_indexing_goes_through_every_bad_file_and_exits_0(library):
+    root, photos, _, indexed, _, scanned = library
+    clean(indexed)
+    clean(scanned)
+    assert "7 failed" in indexed.stdout
+    rows = file_rows(root / "state" / "state.db")
+    reasons = {Path(path).name: error for path, (state, error) in rows.items() if state == "failed"}
+    assert "truncated" in reasons["half.jpg"]
+    assert "Pillow" in reasons["bad-crc.png"]
+    assert "empty file" in reasons["zero.jpg"]
+    assert "not an image" in reasons["text.jpg"]
+    assert "index.max_image_pixels" in reasons["bomb.png"]
+    assert "truncated" in reasons["broken\nname.jpg"]
+
+
+def test_a_huge_image_the_settings_allow_is_not_refused_as_a_bomb(library):
+    # Pillow's own limit (89 MP) used to refuse it although index.max_image_pixels is 250 MP.
+    root, photos, *_ = library
+    state, error = file_rows(root / "state" / "state.db")[str(photos / "huge.png")]
+    assert state == "failed" and "max_image_pixels" not in error and "too large" not in error
+
+
+def test_a_fifo_a_folder_and_a_dangling_symlink_named_jpg_neither_hang_nor_fail(library):
+    root, photos, _, indexed, *_ = library
+    rows = file_rows(root / "state" / "state.db")
+    assert str(photos / "fifo.jpg") not in rows
+    assert str(photos / "dangling.jpg") not in rows
+    assert rows[str(photos / "folder.jpg" / "inside.jpg")][0] == "indexed"
+
+
+def test_odd_names_are_indexed_and_reported_exactly(library):
+    root, photos, *_ = library
+    report = json.loads((root / "reports" / "duplicates.json").read_text(encoding="utf-8"))
+    assert len(report) == 1
+    (members,) = report.values()
+    expected = {str(photos / name) for name in ["good.jpg", *ODD_NAMES]} | {str(photos / "folder.jpg" / "inside.jpg")}
+    assert set(members) == expected
+    nfc, nfd = (str(photos / unicodedata.normalize(form, "café.jpg")) for form in ("NFC", "NFD"))
+    assert nfc != nfd and nfc in members and nfd in members
+
+
+def test_a_hostile_file_name_is_inert_in_the_html_report(library):
+    root, *_ = library
+    html = (root / "reports" / "duplicates.html").read_text(encoding="utf-8")
+    assert "onerror=alert(1)" in html  # the name is there...
+    assert XSS not in html  # ...but never as markup
+
+
+def test_names_that_are_not_utf8_are_skipped_with_a_warning_naming_the_folder_and_the_fix(library):
+    root, photos, _, indexed, *_ = library
+    warning = next(line for line in indexed.stderr.splitlines() if "not valid UTF-8" in line)
+    assert str(photos) in warning and "rename" in warning
+    assert "latin1-\\xe9t\\xe9.jpg" in warning and "dossier-\\xe9" in warning
+    assert not any("latin1" in path or "dossier" in path for path in file_rows(root / "state" / "state.db"))
+
+    from daemon.pathfilter import PathFilter  # the service's watcher events go through this filter
+
+    assert not PathFilter(photos).wants(Path(os.fsdecode(os.fsencode(photos) + b"/x-\xff.jpg")))
+
+
+def test_status_lists_each_problem_on_one_line(library):
+    _, photos, _, _, status, _ = library
+    clean(status)
+    problems = status.stdout.split("problems:\n", 1)[1].splitlines()
+    assert len(problems) == 7
+    assert any(line.startswith(f"  {photos}/broken\\nname.jpg: corrupt or truncated image") for line in problems)
+    assert all(line.count(str(photos)) == 1 for line in problems)  # the path is not said twice
+
+
+def test_the_state_stays_usable_after_bad_input(library):
+    _, photos, settings, *_ = library
+    again = clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout
+    retried = clean(run_cli("index", "--dir", str(photos), "--retry-failed", config=settings, timeout=120))
+    assert "7 to index" in retried.stdout and "7 failed" in retried.stdout
+
+
+@pytest.mark.parametrize("threshold", ["0", "1.5", "-1", "nan", "high"])
+def test_a_threshold_out_of_range_is_a_usage_error(tmp_path, threshold):
+    result = run_cli("scan", "--threshold", threshold, config=write_settings(tmp_path), timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # argparse prints the usage, then one line: "dupe-scanner scan: error: argument --threshold: ..."
+    assert result.stderr.strip().splitlines()[-1].startswith("dupe-scanner scan: error: argument --threshold")
+    assert not (tmp_path / "state").exists()  # refused before anything was opened
+
+
+def test_dir_that_is_a_file_or_not_utf8_is_a_usage_error(tmp_path):
+    settings = write_settings(tmp_path)
+    (tmp_path / "a-file.jpg").write_bytes(b"x")
+    result = run_cli("index", "--dir", str(tmp_path / "a-file.jpg"), config=settings, timeout=60)
+    assert result.returncode == 2 and "not a folder" in one_error_line(result)
+    folder = os.fsencode(tmp_path) + b"/fotos-\xe9"
+    os.mkdir(folder)
+    command = [sys.executable, "-m", "daemon", "index", "--dir", folder, "--config", str(settings)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and "not valid UTF-8" in one_error_line(result)
+
+
+def test_a_folder_with_a_leading_dash_can_be_indexed(tmp_path):
+    save(make_photo(3, (200, 150)), tmp_path / "-photos" / "a.jpg")
+    result = clean(run_cli("index", "--dir=-photos", config=write_settings(tmp_path), timeout=60))
+    assert "1 new" in result.stdout
+
+
+def test_a_state_that_is_not_a_database_is_one_clear_line_and_left_alone(tmp_path):
+    photos = tmp_path / "photos"
+    save(make_photo(4, (200, 150)), photos / "a.jpg")
+    settings = write_settings(tmp_path)
+    state = tmp_path / "state" / "state.db"
+    state.parent.mkdir()
+    garbage = os.urandom(8192)
+    state.write_bytes(garbage)
+    for command in (["status"], ["index", "--dir", str(photos)], ["clear", "--yes"]):
+        result = run_cli(*command, config=settings, timeout=60)
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert str(state) in line and "not a database" in line and "move it aside" in line
+    assert state.read_bytes() == garbage
+    state.rename(state.with_name("state.db.garbage"))
+    assert "1 new" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60)).stdout
+
+
+def test_a_state_locked_by_another_process_is_one_clear_line(tmp_path):
+    photos = tmp_path / "photos"
+    save(make_photo(5, (200, 150)), photos / "a.jpg")
+    settings = write_settings(tmp_path)
+    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    save(make_photo(6, (200, 150)), photos / "b.jpg")
+    locker = sqlite3.connect(tmp_path / "state" / "state.db", isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        locker.execute("UPDATE meta SET value = value")
+        clean(run_cli("status", config=settings, timeout=60))  # reading needs no lock
+        result = run_cli("index", "--dir", str(photos), config=settings, timeout=90)
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert "locked by another process" in line and str(tmp_path / "state" / "state.db") in line
+    finally:
+        locker.rollback()
+        locker.close()
+    assert "1 new" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60)).stdout
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """Mount a small tmpfs at a folder; skipped where mounting is not permitted."""
+    mounted = []
+
+    def mount(folder: Path, size: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in reversed(mounted):
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path, leave_bytes: int) -> Path:
+    """Fill the file system of ``folder`` until ``leave_bytes`` are free."""
+    stat = os.statvfs(folder)
+    filler = folder / "filler"
+    size = max(0, stat.f_bavail * stat.f_frsize - leave_bytes)
+    with open(filler, "wb") as handle:
+        try:
+            handle.write(b"\0" * size)
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_reports_disk_is_one_line_keeps_complete_reports_and_the_next_scan_works(tmp_path, tiny_disk):
+    photos = tmp_path / "photos"
+    first = save(make_photo(7, (300, 200)), photos / "a.jpg")
+    shutil.copyfile(first, photos / "a-copy.jpg")
+    settings = write_settings(tmp_path)
+    reports = tiny_disk(tmp_path / "reports", "2m")
+    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    clean(run_cli("scan", config=settings, timeout=60))
+    before = {path.name: path.read_bytes() for path in reports.iterdir()}
+
+    shutil.copyfile(first, photos / "a-third.jpg")
+    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    filler = fill(reports, 16 * 1024)
+    result = run_cli("scan", config=settings, timeout=60)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "no space left" in line and "previous version is left unchanged" in line
+    names = sorted(path.name for path in reports.iterdir() if path != filler)
+    assert names == sorted(before)  # no temporary file left behind
+    json.loads((reports / "duplicates.json").read_text())  # each report is whole, old or new
+    json.loads((reports / "duplicates.details.json").read_text())
+    assert (reports / "duplicates.html").read_bytes() == before["duplicates.html"]
+    status = clean(run_cli("status", config=settings, timeout=60))
+    assert "no space left" in status.stdout  # the failed scan is on record
+
+    filler.unlink()
+    clean(run_cli("scan", config=settings, timeout=60))
+    report = json.loads((reports / "duplicates.json").read_text())
+    assert [len(paths) for paths in report.values()] == [3]
+
+
+def test_a_full_state_disk_is_one_line_loses_nothing_and_the_next_run_finishes(tmp_path, tiny_disk):
+    photos = tmp_path / "photos"
+    for seed in range(3):
+        save(make_photo(20 + seed, (300, 200)), photos / f"old-{seed}.jpg")
+    settings = write_settings(tmp_path)
+    state_folder = tiny_disk(tmp_path / "state", "4m")
+    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    for seed in range(20):
+        save(make_photo(40 + seed, (300, 200)), photos / f"new-{seed}.jpg")
+    filler = fill(state_folder, 160 * 1024)
+    result = run_cli("index", "--dir", str(photos), config=settings, timeout=120)
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "the disk is full" in line and str(state_folder / "state.db") in line
+
+    filler.unlink()
+    counts = dict(sqlite3.connect(state_folder / "state.db").execute("SELECT state, count(*) FROM files GROUP BY state"))
+    assert sum(counts.values()) == 23 and counts.get("pending", 0) > 0  # every file known, the rest queued
+    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120))
+    clean(run_cli("scan", config=settings, timeout=120))
+    counts = dict(sqlite3.connect(state_folder / "state.db").execute("SELECT state, count(*) FROM files GROUP BY state"))
+    assert counts == {"indexed": 23}
+
+
+# -- races, in-process: the real Indexer and embedded backend on real files ---------------------
+
+
+@pytest.fixture
+def parts(tmp_path):
+    from daemon.composition import components
+    from daemon.settings import load_settings
+
+    settings = load_settings(write_settings(tmp_path, "[index]\nworkers = 1\n"))
+    with components(settings) as built:
+        yield built
+
+
+def _queue(parts, folder: Path):
+    from daemon.pathfilter import PathFilter
+    from daemon.reconcile import reconcile
+    from daemon.store import files as file_store
+    from daemon.store.database import read_transaction
+
+    reconcile(parts.engine, PathFilter(folder))
+    with read_transaction(parts.engine) as connection:
+        return file_store.pending_under(connection, str(folder))
+
+
+def _run(indexer, jobs, seconds: float = 60):
+    """``indexer.run(jobs)`` in a thread, so a hang fails the test instead of stopping it."""
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(summary=indexer.run(jobs)), daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), "the indexer hung"
+    return outcome["summary"]
+
+
+def test_a_file_deleted_after_the_walk_is_gone_not_failed(tmp_path, parts):
+    from daemon.indexer import Outcome
+
+    photos = tmp_path / "photos"
+    save(make_photo(9, (200, 150)), photos / "a.jpg")
+    save(make_photo(10, (200, 150)), photos / "b.jpg")
+    jobs = _queue(parts, photos)
+    (photos / "a.jpg").unlink()
+
+    class DeletingBackend:  # b.jpg vanishes after it was hashed, before it is decoded
+        def __getattr__(self, name):
+            return getattr(parts.backend, name)
+
+        def index(self, content_hash, path):
+            path.unlink()
+            return parts.backend.index(content_hash, path)
+
+    parts.indexer.backend = DeletingBackend()
+    summary = _run(parts.indexer, jobs)
+    assert summary.counts[Outcome.VANISHED] == 2 and summary.counts[Outcome.FAILED] == 0
+    assert {state for state, _ in file_rows(tmp_path / "state" / "state.db").values()} == {"gone"}
+
+
+def test_a_file_replaced_by_a_fifo_after_the_walk_fails_without_hanging(tmp_path, parts):
+    from daemon.indexer import Outcome
+    from daemon.imaging import open_upright
+    from daemon.errors import UnreadableImage
+
+    photos = tmp_path / "photos"
+    save(make_photo(11, (200, 150)), photos / "a.jpg")
+    jobs = _queue(parts, photos)
+    (photos / "a.jpg").unlink()
+    os.mkfifo(photos / "a.jpg")
+    summary = _run(parts.indexer, jobs)
+    assert summary.counts[Outcome.FAILED] == 1
+    assert "named pipe" in file_rows(tmp_path / "state" / "state.db")[str(photos / "a.jpg")][1]
+    with pytest.raises(UnreadableImage, match="named pipe"):  # the decoder refuses it too, at once
+        open_upright(photos / "a.jpg")
