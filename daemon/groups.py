@@ -105,6 +105,51 @@ def _gather(anchor: str, remaining: nx.Graph, kin: nx.Graph) -> list[str]:
     return members
 
 
+def group_with_copies(
+    entries: Iterable[FileEntry], content_pairs: Iterable[tuple[str, str, float]], threshold: float, kinship: float = KINSHIP
+) -> list[DuplicateGroup]:
+    """Groups of files, where ``content_pairs`` score contents (hashes of the bytes).
+
+    Byte-identical files are one picture: each content is grouped once, through its first
+    path, and its other files join whatever group it is in (scored 1.0 with that first
+    path), or form a group of their own. So n identical files cost n - 1 pairs, not
+    n(n - 1) / 2, and every file of a content lands in the same group.
+    """
+    files_by_content: dict[str, list[FileEntry]] = {}
+    for entry in entries:
+        files_by_content.setdefault(entry.content_hash, []).append(entry)
+    for same in files_by_content.values():
+        same.sort(key=lambda entry: entry.path)
+    first_path = {digest: same[0].path for digest, same in files_by_content.items()}
+    picture_pairs = [
+        FilePair(min(first_path[a], first_path[b]), max(first_path[a], first_path[b]), score)
+        for a, b, score in content_pairs
+        if a in first_path and b in first_path and a != b
+    ]
+    pictures = [same[0] for same in files_by_content.values()]
+    grouped = group_duplicates(pictures, picture_pairs, threshold, kinship)
+    in_groups = {path for group in grouped for path in group.paths}
+    by_path = {same[0].path: same for same in files_by_content.values()}
+    groups = [_with_copies(group, by_path) for group in grouped]
+    groups += [_copies_only(same) for same in files_by_content.values() if len(same) > 1 and same[0].path not in in_groups]
+    groups.sort(key=lambda group: (-len(group.members), group.members[0].path))
+    return groups
+
+
+def _with_copies(group: DuplicateGroup, by_path: dict[str, list[FileEntry]]) -> DuplicateGroup:
+    members = sorted((entry for picture in group.members for entry in by_path[picture.path]), key=lambda e: e.path)
+    copies = [_copy_pair(same[0], copy) for picture in group.members for same in [by_path[picture.path]] for copy in same[1:]]
+    return DuplicateGroup(anchor=group.anchor, members=tuple(members), pairs=tuple(sorted([*group.pairs, *copies])))
+
+
+def _copies_only(same: list[FileEntry]) -> DuplicateGroup:
+    return DuplicateGroup(anchor=same[0].path, members=tuple(same), pairs=tuple(sorted(_copy_pair(same[0], c) for c in same[1:])))
+
+
+def _copy_pair(first: FileEntry, copy: FileEntry) -> FilePair:
+    return FilePair(min(first.path, copy.path), max(first.path, copy.path), 1.0)
+
+
 def _anchor_rank(graph: nx.Graph, node: str) -> tuple:
     degree = graph.degree(node)
     total = sum(data["score"] for _, _, data in graph.edges(node, data=True))

@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import Engine
 
@@ -83,6 +84,19 @@ class Indexer:
         self.backend = backend
         self.settings = settings
         self.clock = clock
+        self._analysing: dict[str, threading.Lock] = {}
+        self._analysing_guard = threading.Lock()
+
+    @contextmanager
+    def _one_analysis_per_content(self, digest: str) -> Iterator[None]:
+        """Copies hashed at once wait for the first one's analysis, then reuse it."""
+        with self._analysing_guard:
+            lock = self._analysing.setdefault(digest, threading.Lock())
+        with lock:
+            yield
+        with self._analysing_guard:
+            if self._analysing.get(digest) is lock and not lock.locked():
+                del self._analysing[digest]
 
     def process(self, job: KnownFile) -> Outcome:
         """Index one pending file. Raises BackendLimitReached; everything else is recorded."""
@@ -108,6 +122,10 @@ class Indexer:
         after = FileStat.of(os.stat(path))
         if not before.same_content_as(after):
             return self._still_changing(job, after)
+        with self._one_analysis_per_content(digest):
+            return self._record(job, path, digest, after)
+
+    def _record(self, job: KnownFile, path: Path, digest: str, after: FileStat) -> Outcome:
         with read_transaction(self.engine) as connection:
             known = content_store.has_content(connection, digest)
         outcome = Outcome.REUSED

@@ -17,7 +17,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
-from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, FilePair, group_duplicates
+from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from daemon.reports import write_reports
 from daemon.settings import ReportSettings
 from daemon.store import contents as content_store
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 PAIR_FLOOR = KINSHIP
 GONE_RETENTION_SECONDS = 7 * 86400
+# How long the analysis of a content whose last file went away is kept, in case the file
+# reappears elsewhere (a move between watched folders is a delete and a create).
+ORPHAN_GRACE_SECONDS = 120.0
 FLOOR_KEY = "pairs_floor"
 
 
@@ -46,7 +49,7 @@ class ScanOutcome:
 def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
     """Forget contents that no file holds any more, in the backend first, then in the state."""
     with read_transaction(engine) as connection:
-        orphans = content_store.orphaned_contents(connection)
+        orphans = content_store.orphaned_contents(connection, gone_before=now - ORPHAN_GRACE_SECONDS)
     if orphans:
         backend.forget(orphans)
     with write_transaction(engine) as connection:
@@ -80,26 +83,12 @@ def current_groups(engine: Engine, threshold: float) -> tuple[list[DuplicateGrou
     """Groups of indexed files, from the stored content pairs and byte-identical files."""
     with read_transaction(engine) as connection:
         indexed = list(file_store.indexed_files(connection))
-        content_pairs = list(content_store.stored_pairs(connection, min(KINSHIP, threshold)))
-    entries = [
-        FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash) for f in indexed
-    ]
-    paths_by_content: dict[str, list[str]] = {}
-    for entry in entries:
-        paths_by_content.setdefault(entry.content_hash, []).append(entry.path)
-    file_pairs = list(_identical_pairs(paths_by_content))
-    for pair in content_pairs:
-        for first in paths_by_content.get(pair.first, ()):
-            for second in paths_by_content.get(pair.second, ()):
-                file_pairs.append(FilePair(min(first, second), max(first, second), pair.score))
-    return group_duplicates(entries, file_pairs, threshold), len(entries)
-
-
-def _identical_pairs(paths_by_content: dict[str, list[str]]):
-    for paths in paths_by_content.values():
-        for i, first in enumerate(paths):
-            for second in paths[i + 1 :]:
-                yield FilePair(min(first, second), max(first, second), 1.0)
+        content_pairs = [
+            (pair.first, pair.second, pair.score)
+            for pair in content_store.stored_pairs(connection, min(KINSHIP, threshold))
+        ]
+    entries = [FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash) for f in indexed]
+    return group_with_copies(entries, content_pairs, threshold), len(entries)
 
 
 def run_scan(

@@ -1,6 +1,6 @@
 """Groups form around an anchor: every member matches the anchor, chains do not merge."""
 
-from daemon.groups import FileEntry, FilePair, group_duplicates
+from daemon.groups import FileEntry, FilePair, group_duplicates, group_with_copies
 
 
 def entry(path: str, width: int = 100, size: int = 1000, mtime: float = 0.0) -> FileEntry:
@@ -59,3 +59,21 @@ def test_suggested_keep_prefers_pixels_then_size_then_age():
 def test_pairs_naming_unknown_files_are_ignored():
     groups = group_duplicates([entry("a")], [pair("a", "ghost", 1.0)], 0.6)
     assert groups == []
+
+
+def copy(path: str, content: str) -> FileEntry:
+    return FileEntry(path, 1000, 0.0, 100, 100, "JPEG", content)
+
+
+def test_byte_identical_files_join_their_picture_s_group():
+    entries = [copy("a", "A"), copy("a-copy", "A"), copy("a-copy2", "A"), copy("b", "B"), copy("c", "C")]
+    groups = group_with_copies(entries, [("A", "B", 0.8)], 0.6)
+    assert [g.paths for g in groups] == [["a", "a-copy", "a-copy2", "b"]]
+    assert ("a", "a-copy", 1.0) in [(p.first, p.second, p.score) for p in groups[0].pairs]
+
+
+def test_byte_identical_files_alone_are_a_group_and_cost_linear_pairs():
+    entries = [copy(f"x{n:04d}", "X") for n in range(1000)] + [copy("y", "Y")]
+    (group,) = group_with_copies(entries, [], 0.6)
+    assert len(group.members) == 1000
+    assert len(group.pairs) == 999

@@ -95,3 +95,18 @@ def test_the_document_limit_stops_the_run_and_says_why_on_the_rest(tmp_path, flo
     assert states(engine)["pending"] == 3
     assert all("document limit" in job_error(engine, job.path) for job in pending_jobs(engine, folder))
     backend.close()
+
+
+def test_byte_identical_files_indexed_at_once_are_analysed_once(tmp_path, flow_standin, flow_settings):
+    folder = tmp_path / "photos"
+    original = save(make_photo(3, (320, 240)), folder / "original.jpg")
+    for n in range(15):
+        (folder / f"copy-{n}.jpg").write_bytes(original.read_bytes())
+    engine = open_state(tmp_path / "state.db")
+    reconcile(engine, PathFilter(folder))
+    backend = FlowBackend(flow_settings, "balanced", backoff_seconds=0.01)
+    summary = Indexer(engine, backend, replace(SETTINGS, workers=4)).run(pending_jobs(engine, folder))
+    assert summary.counts[Outcome.ANALYSED] == 1
+    assert summary.counts[Outcome.REUSED] == 15
+    assert flow_standin.counts["analyze"] == 1
+    backend.close()

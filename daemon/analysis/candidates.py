@@ -17,8 +17,10 @@ import numpy as np
 from daemon.analysis.neighbours import MultiIndexHash, best_pairs
 
 HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be proposed
-DESCRIPTOR_RADIUS = 48  # bits of 256 for two ORB descriptors to count as the same point
-MIN_VOTES = 5  # close descriptors two images must share to be proposed
+DESCRIPTOR_RADIUS = 32  # bits of 256 for two ORB descriptors to count as the same point
+MIN_VOTES = 10  # close descriptors two images must share to be proposed
+COMMON = 100  # a descriptor close to points in more images than this is a commonplace (flat patch, edge): ignored
+MOST_PER_IMAGE = 24  # keypoint candidates kept per image, most votes first
 IVF_ABOVE = 50_000  # descriptors; fewer are searched exhaustively
 
 
@@ -53,9 +55,14 @@ def keypoint_candidates(stored: list[np.ndarray], queries: dict[int, list[np.nda
             # One vote per query descriptor per image, however many of its points are close.
             query_of = np.repeat(np.arange(len(descriptors)), np.diff(limits).astype(np.int64))
             images = owners[found]
-            votes = np.unique(query_of * len(stored) + images) % len(stored)
+            hits = np.unique(query_of * len(stored) + images)
+            hit_query, hit_image = hits // len(stored), hits % len(stored)
+            spread = np.bincount(hit_query, minlength=len(descriptors))
+            votes = hit_image[spread[hit_query] <= COMMON]
             other, count = np.unique(votes, return_counts=True)
-            for image in other[(count >= MIN_VOTES) & (other != row)].tolist():
+            keep = (count >= MIN_VOTES) & (other != row)
+            other, count = other[keep], count[keep]
+            for image in other[np.argsort(-count, kind="stable")][:MOST_PER_IMAGE].tolist():
                 pairs.add((row, image))
     return sorted(pairs)
 

@@ -438,16 +438,17 @@ class Watcher:
         watch = folder.settings
         what = "watch" if error.errno == errno.ENOSPC else "instance"
         limits = inotify_limits()
+        limits = f" ({limits})" if limits else ""
         if watch.polling == "never":
             folder.mode = UNWATCHED
             folder.reason = f"inotify {what} limit reached and polling = false"
             log.error(
-                "%s: inotify %s limit reached (%s) and polling = false: changes are seen only by the "
+                "%s: inotify %s limit reached%s and polling = false: changes are seen only by the "
                 "reconcile walk (index.reconcile); raise the limit or allow polling",
                 watch.path, what, limits,
             )
             return
-        self._start_polling(folder, f"inotify {what} limit reached ({limits}); raise it for instant events")
+        self._start_polling(folder, f"inotify {what} limit reached{limits}; raise it for instant events")
 
     def _stop_folder(self, folder: _Folder) -> None:
         if folder.observer is not None:

@@ -28,10 +28,17 @@ def record_content(connection: Connection, content_hash: str, info: ImageInfo, n
     )
 
 
-def orphaned_contents(connection: Connection) -> list[str]:
-    """Contents no remaining file holds: to be forgotten by the backend and the state."""
-    live = select(files.c.id).where(files.c.content_hash == contents.c.hash, files.c.state != GONE)
-    return list(connection.execute(select(contents.c.hash).where(~exists(live))).scalars())
+def orphaned_contents(connection: Connection, gone_before: float) -> list[str]:
+    """Contents no file holds any more: to be forgotten by the backend and the state.
+
+    A content whose file went only after ``gone_before`` is kept a while: a move between
+    two watched folders arrives as a delete and a create, and its analysis is still good.
+    """
+    held = select(files.c.id).where(
+        files.c.content_hash == contents.c.hash,
+        or_(files.c.state != GONE, files.c.changed_at >= gone_before),
+    )
+    return list(connection.execute(select(contents.c.hash).where(~exists(held))).scalars())
 
 
 def delete_contents(connection: Connection, hashes: Iterable[str]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
 
 from daemon.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
 
@@ -172,6 +172,33 @@ def pending_under(connection: Connection, root: str) -> list[KnownFile]:
         select(files).where(_under(root), files.c.state == PENDING).order_by(files.c.path)
     )
     return [_known(row) for row in rows]
+
+
+def next_attempt_at(connection: Connection) -> float | None:
+    """When the earliest pending file is due (0.0: now), or None when the queue is empty."""
+    return connection.execute(select(func.min(files.c.next_attempt_at)).where(files.c.state == PENDING)).scalar()
+
+
+def defer(connection: Connection, paths: Iterable[str], until: float) -> int:
+    """Hold pending files back until ``until`` without counting an attempt (still settling)."""
+    deferred = 0
+    for batch in _batches(list(paths), 500):
+        result = connection.execute(
+            update(files).where(files.c.path.in_(batch), files.c.state == PENDING).values(next_attempt_at=until)
+        )
+        deferred += result.rowcount
+    return deferred
+
+
+def changed_since(connection: Connection, since: float) -> bool:
+    """Has anything a report shows changed at or after ``since``?
+
+    A file seen, changed, gone or failed (``changed_at``), or indexed (``indexed_at``), or a
+    content not yet compared with the others.
+    """
+    touched = exists().where(or_(files.c.changed_at >= since, files.c.indexed_at >= since))
+    unscanned = exists().where(contents.c.needs_scan)
+    return bool(connection.execute(select(or_(touched, unscanned))).scalar())
 
 
 def mark_indexed(connection: Connection, file_id: int, content_hash: str, stat: FileStat, now: float) -> None:
