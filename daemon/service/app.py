@@ -25,7 +25,6 @@ import logging
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -47,7 +46,6 @@ from daemon.errors import BackendLimitReached, DupeScannerError
 from daemon.indexer import Indexer, Outcome
 from daemon.reconcile import reconcile
 from daemon.scanning import run_scan
-from daemon.service import queue_ops
 from daemon.service.config_reload import ConfigReloader
 from daemon.service.notify import Notifier, drop_environment
 from daemon.service.stability import Settled, StabilityTracker
@@ -238,7 +236,7 @@ class QueueWorker:
         if self._in_flight:
             return 1.0
         with read_transaction(self.engine) as connection:
-            next_at = queue_ops.next_attempt_at(connection)
+            next_at = file_store.next_attempt_at(connection)
         if next_at is None:
             return IDLE_QUEUE_CHECK_SECONDS
         return min(max(next_at - self._clock(), 0.05), IDLE_QUEUE_CHECK_SECONDS)
@@ -556,7 +554,7 @@ class Service:
                     continue
                 news += file_store.mark_seen(connection, str(path), stat, now)
                 ready.append(str(path))
-            queue_ops.defer(connection, ready, 0.0)  # settled: due now (reconcile may have held it back)
+            file_store.defer(connection, ready, 0.0)  # settled: due now (reconcile may have held it back)
             if settled.vanished:
                 if file_store.mark_gone(connection, [str(p) for p in settled.vanished], now):
                     self._note_change()
@@ -624,7 +622,7 @@ class Service:
         reports = self.settings.paths.reports / "duplicates.json"
         with read_transaction(self.engine) as connection:
             last = content_store.last_scan(connection)
-            changed = last is None or queue_ops.changed_since(connection, last.started_at)
+            changed = last is None or file_store.changed_since(connection, last.started_at)
             if self._last_scan_inputs is None:
                 self._last_scan_inputs = content_store.get_meta(connection, SCAN_INPUTS_KEY)
         if not changed and inputs == self._last_scan_inputs and reports.exists():
@@ -677,7 +675,7 @@ class Service:
         if not fresh:
             return
         with write_transaction(self.engine) as connection:
-            queue_ops.defer(connection, fresh, now + stable_seconds + 60.0)
+            file_store.defer(connection, fresh, now + stable_seconds + 60.0)
         for path in fresh:
             self._messages.put(Hint(CHANGED, root, Path(path)))
 

@@ -103,6 +103,13 @@ class ConfigReloader:
         return self._settings
 
     def start(self) -> None:
+        """Start watching (again, if the worker thread died: the folder watch is kept)."""
+        if self._observer is None or not self._observer.is_alive():
+            self._watch_folder()
+        self._thread = threading.Thread(target=self._run, name="config-reload", daemon=True)
+        self._thread.start()
+
+    def _watch_folder(self) -> None:
         folder = self.path.resolve().parent if self.path.exists() else self.path.absolute().parent
         names = {self.path.name, self.path.resolve().name}
         try:
@@ -111,12 +118,11 @@ class ConfigReloader:
             observer.start()
             self._observer = observer
         except OSError as error:
+            self._observer = None
             log.warning(
                 "cannot watch %s for edits (%s); checking it every %gs instead",
                 folder, error.strerror or error, self._poll_seconds,
             )
-        self._thread = threading.Thread(target=self._run, name="config-reload", daemon=True)
-        self._thread.start()
 
     def request(self, reason: str = "SIGHUP") -> None:
         """Ask for a reload soon, even if the file looks unchanged. Async-signal friendly:
