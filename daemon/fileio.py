@@ -29,30 +29,48 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None
     ``FileWriteError`` with the reason (a full disk, no permission, ...) and the
     previous content of ``path`` untouched.
     """
-    path = Path(path)
-    folder = path.parent
-    if mode is None:
-        mode = _existing_mode(path)
-    temp_name: str | None = None
+    atomic_write_all([(Path(path), data)], mode)
+
+
+def atomic_write_all(files: list[tuple[Path, bytes]], mode: int | None = None) -> None:
+    """Replace several files, all or none: every new version is written and flushed to a
+    temporary file first, and only then are they renamed over the old ones.
+
+    A full disk therefore never leaves a mix of new and old reports: it fails while
+    writing the temporary files, before anything was replaced.
+    """
+    staged: list[tuple[str, Path]] = []
+    current: Path | None = None
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=folder)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp_name, path)
-        temp_name = None
-        _fsync_folder(folder)
+        for current, data in files:
+            staged.append((_write_temporary(current, data, _existing_mode(current) if mode is None else mode), current))
+        for temp_name, current in staged:
+            os.replace(temp_name, current)
+        staged = []
+        for folder in sorted({path.parent for path, _ in files}):
+            _fsync_folder(folder)
     except OSError as error:
-        raise FileWriteError(_describe(path, error)) from error
+        raise FileWriteError(_describe(current, error)) from error
     finally:
-        if temp_name is not None:
+        for temp_name, _ in staged:
             _remove_quietly(Path(temp_name))
+
+
+def _write_temporary(path: Path, data: bytes, mode: int) -> str:
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fchmod(fd, mode)
+        os.fsync(fd)
+    except OSError:
+        os.close(fd)
+        _remove_quietly(Path(temp_name))
+        raise
+    os.close(fd)
+    return temp_name
 
 
 def remove_stale_temp_files(folder: Path, name: str, older_than_seconds: float = 3600.0, now: float | None = None) -> list[Path]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from daemon.errors import FileWriteError
-from daemon.fileio import atomic_write_bytes, remove_stale_temp_files
+from daemon.fileio import atomic_write_all, remove_stale_temp_files
 from daemon.groups import DuplicateGroup
 from daemon.reports import details_report, html_report, json_report
 from daemon.settings import ReportSettings
@@ -64,7 +64,7 @@ def write_reports(
 
     ``groups`` arrive in report order (biggest first). ``generated_at`` defaults to now
     (UTC). Raises ``FileWriteError`` if a report cannot be written (full disk, no
-    permission); files already written stay, the failing one keeps its old version.
+    permission); then no report was replaced: all keep their previous version.
     """
     reports_dir = Path(reports_dir).absolute()
     generated_at = generated_at or datetime.now(timezone.utc)
@@ -73,21 +73,20 @@ def write_reports(
     except OSError as error:
         raise FileWriteError(f"{reports_dir}: the reports folder cannot be created: {error.strerror or error}") from error
 
-    written: list[Path] = []
+    # Everything is rendered first and replaced together, so a reader (or a full disk)
+    # never sees new JSON beside an old HTML page.
+    to_write: list[tuple[Path, bytes]] = []
     unchanged: list[Path] = []
 
-    def handle(path: Path, changed: bool) -> None:
-        (written if changed else unchanged).append(path)
+    def consider(path: Path, data: bytes, same: Callable[[bytes, bytes], bool] | None = None) -> None:
+        (unchanged.append(path) if _is_current(path, data, same) else to_write.append((path, data)))
 
-    handle(*_write_if_changed(reports_dir / json_report.FILE_NAME, lambda: json_report.render_duplicates(groups)))
-    handle(
-        *_write_if_changed(
-            reports_dir / details_report.FILE_NAME,
-            lambda: details_report.render_details(groups, threshold, generated_at),
-            same=details_report.same_content,
-        )
+    consider(reports_dir / json_report.FILE_NAME, json_report.render_duplicates(groups))
+    consider(
+        reports_dir / details_report.FILE_NAME,
+        details_report.render_details(groups, threshold, generated_at),
+        same=details_report.same_content,
     )
-
     plan, pages = html_report.prepare_pages(
         groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at
     )
@@ -95,9 +94,10 @@ def write_reports(
         path = reports_dir / page.file_name
         if html_report.existing_fingerprint(path) == page.fingerprint:
             unchanged.append(path)
-            continue
-        atomic_write_bytes(path, page.render())
-        written.append(path)
+        else:
+            to_write.append((path, page.render()))
+    atomic_write_all(to_write)
+    written = [path for path, _ in to_write]
     removed = _remove_stale_pages(reports_dir, len(pages))
     for path in written + unchanged:
         remove_stale_temp_files(reports_dir, path.name)
@@ -120,18 +120,12 @@ def write_reports(
     return outcome
 
 
-def _write_if_changed(
-    path: Path, render: Callable[[], bytes], same: Callable[[bytes, bytes], bool] | None = None
-) -> tuple[Path, bool]:
-    data = render()
+def _is_current(path: Path, data: bytes, same: Callable[[bytes, bytes], bool] | None) -> bool:
     try:
         old = path.read_bytes()
     except OSError:
-        old = None
-    if old is not None and (old == data or (same is not None and same(old, data))):
-        return path, False
-    atomic_write_bytes(path, data)
-    return path, True
+        return False
+    return old == data or (same is not None and same(old, data))
 
 
 def _remove_stale_pages(reports_dir: Path, page_count: int) -> list[Path]:
