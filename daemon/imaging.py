@@ -27,6 +27,11 @@ except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
 
 DEFAULT_MAX_PIXELS = 250_000_000
 
+# Pillow only warns about a possible decompression bomb below twice its limit; here it is
+# an error. Set once for the process: warnings.catch_warnings() is not thread-safe, and
+# images are decoded on several threads.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
 
 def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str, tuple[int, int]]:
     """Decode ``path`` as displayed: EXIF orientation applied, in RGB or L.
@@ -37,17 +42,15 @@ def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixe
     """
     _let_pillow_allow(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open_regular_file(path) as handle, Image.open(handle) as image:
-                image_format = image.format or "UNKNOWN"
-                _refuse_bombs(path, image, max_pixels)
-                full_size = _upright_size(image)
-                if draft_size is not None and image_format == "JPEG":
-                    image.draft("RGB", _draft_request(image, draft_size))
-                image.load()
-                upright = ImageOps.exif_transpose(image)
-                return _normalise_mode(upright), image_format, full_size
+        with _open_regular_file(path) as handle, Image.open(handle) as image:
+            image_format = image.format or "UNKNOWN"
+            _refuse_bombs(path, image, max_pixels)
+            full_size = _upright_size(image)
+            if draft_size is not None and image_format == "JPEG":
+                image.draft("RGB", _draft_request(image, draft_size))
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return _normalise_mode(upright), image_format, full_size
     except FileNotFoundError:
         raise FileVanished(f"{path}: the file disappeared while being read") from None
     except IsADirectoryError:
