@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("--skip-peer", action="store_true", help="run dupe-scanner only")
     parser.add_argument("--skip-speed", action="store_true", help="leave out the 12 MP speed runs")
     parser.add_argument("--details", action="store_true", help="also list every miss and false positive of dupe-scanner")
+    parser.add_argument("--reuse", action="store_true", help="score the last runs again instead of running the tools (after a change of labels)")
     args = parser.parse_args()
 
     skimage_dir = _skimage_data()
@@ -52,6 +53,7 @@ def main() -> int:
     print(f"labelled set: {set_root} ({len(seeds)} seed photographs)", flush=True)
     labels = build(set_root, seeds, log=lambda line: print(line, flush=True))
     add_real_stereo(set_root, skimage_dir, labels)
+    labels["excluded"] = blank_families(set_root, labels)
     images = set_root / "images"
     split_sizes = defaultdict(int)
     for info in labels["images"].values():
@@ -61,15 +63,16 @@ def main() -> int:
     say = lambda line="": (print(line, flush=True), report.append(line))  # noqa: E731
     say(f"set: {len(labels['images'])} images from {len(seeds)} photographs; tune split {split_sizes['tune']} images, report split {split_sizes['report']} images")
     say(f"labelled pairs: {len(labels['positives'])} positives, {len(labels['negatives'])} hard negatives (+ every cross-family pair)")
+    say(f"left out of the scoring (blank pictures, no detail at all): {', '.join(labels['excluded']) or 'none'}")
 
-    ours, ours_run = run_dupe_scanner(images, args.root / "runs" / "labelled")
+    ours, ours_run = run_dupe_scanner(images, args.root / "runs" / "labelled", reuse=args.reuse)
     results: dict[str, tuple[Result, str, dict]] = {}
     results["dupe-scanner (embedded, default 0.6)"] = (evaluate(labels, ours, DEFAULT_THRESHOLD, "report"), "0.6", ours_run)
     tune = evaluate(labels, ours, DEFAULT_THRESHOLD, "tune")
 
     peer_runs = {}
     if not args.skip_peer:
-        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE)
+        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE, reuse=args.reuse)
         for method, (scored, run) in peer_runs.items():
             # Distances become scores (64 - distance) so "higher is more alike" for every tool.
             thresholds = [64 - d for d in range(0, PEER_MAX_DISTANCE + 1)]
@@ -79,9 +82,9 @@ def main() -> int:
     speed = {}
     if not args.skip_speed:
         speed_images = build_speed_set(args.root, seeds)
-        _, speed["dupe-scanner"] = run_dupe_scanner(speed_images[0].parent, args.root / "runs" / "speed", scan=False)
+        _, speed["dupe-scanner"] = run_dupe_scanner(speed_images[0].parent, args.root / "runs" / "speed", scan=False, reuse=args.reuse)
         if not args.skip_peer:
-            for method, (_, run) in run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0).items():
+            for method, (_, run) in run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0, reuse=args.reuse).items():
                 speed[f"imagededup {method}"] = run
 
     print_tables(say, results, tune, speed, labels)
@@ -93,6 +96,24 @@ def main() -> int:
             say(f"FALSE {fp}")
     (args.root / "last-results.txt").write_text("\n".join(report) + "\n")
     return 0
+
+
+def blank_families(set_root: Path, labels: dict) -> list[str]:
+    """Seeds whose original has no detail at all (transparent wallpapers shown on white).
+
+    Every blank picture is a duplicate of every other one, so their pairs say nothing about
+    detection; they stay in the folder as distractors but no pair involving them is scored.
+    """
+    import numpy as np
+    from PIL import Image
+
+    blank = []
+    for name, info in labels["images"].items():
+        if info["role"] == "original":
+            with Image.open(set_root / "images" / name) as image:
+                if float(np.asarray(image.convert("L").resize((128, 128)), dtype=np.float32).std()) < 1.0:
+                    blank.append(info["family"])
+    return sorted(blank)
 
 
 def _skimage_data() -> Path | None:
@@ -133,8 +154,10 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
-def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True) -> tuple[dict[tuple[str, str], float], dict]:
+def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True, reuse: bool = False) -> tuple[dict[tuple[str, str], float], dict]:
     """Index and scan ``images`` with the real CLI at default settings; pairs by image name."""
+    if reuse and (workdir / "run.json").exists():
+        return (_read_details(images, workdir) if scan else {}), json.loads((workdir / "run.json").read_text())
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -146,9 +169,17 @@ def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True) -> tuple[di
     index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(images)], cwd=workdir)
     run = {"images": count, "index_seconds": index_seconds, "peak_bytes": index_peak}
     if not scan:
+        (workdir / "run.json").write_text(json.dumps(run))
         return {}, run
     scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)
     run.update(scan_seconds=scan_seconds, peak_bytes=max(index_peak, scan_peak))
+    (workdir / "run.json").write_text(json.dumps(run))
+    scored = _read_details(images, workdir)
+    print(f"dupe-scanner: index {index_seconds:.1f}s, scan {scan_seconds:.1f}s, {len(scored)} pairs reported", flush=True)
+    return scored, run
+
+
+def _read_details(images: Path, workdir: Path) -> dict[tuple[str, str], float]:
     details = json.loads((workdir / "reports" / "duplicates.details.json").read_text())
     scored: dict[tuple[str, str], float] = {}
     root = images.resolve()
@@ -162,22 +193,24 @@ def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True) -> tuple[di
                 scored[key(first, second)] = details["threshold"]
         for pair in group["pairs"]:
             scored[key(name(pair["first"]), name(pair["second"]))] = pair["score"]
-    print(f"dupe-scanner: index {index_seconds:.1f}s, scan {scan_seconds:.1f}s, {len(scored)} pairs reported", flush=True)
-    return scored, run
+    return scored
 
 
-def run_peer(images: Path, output: Path, max_distance: int) -> dict[str, tuple[dict[tuple[str, str], float], dict]]:
-    if not PEER_PYTHON.exists():
+def run_peer(images: Path, output: Path, max_distance: int, reuse: bool = False) -> dict[str, tuple[dict[tuple[str, str], float], dict]]:
+    if not PEER_PYTHON.exists() and not reuse:
         raise SystemExit(f"the imagededup environment is missing ({PEER_PYTHON}): run bench/run")
     output.parent.mkdir(parents=True, exist_ok=True)
     runs = {}
     for method in PEER_METHODS:
         print(f"imagededup {method}: {images}", flush=True)
         part = output.with_suffix(f".{method}.json")
-        seconds, peak, _ = measured([str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(images), str(part), str(max_distance), method])
+        meta = output.with_suffix(f".{method}.run.json")
+        if not (reuse and meta.exists()):
+            seconds, peak, _ = measured([str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(images), str(part), str(max_distance), method])
+            meta.write_text(json.dumps({"peak_bytes": peak, "wall_seconds": seconds}))
         found = json.loads(part.read_text())[method]
         scored = {key(a, b): float(64 - d) for a, b, d in found["pairs"]}
-        runs[method] = (scored, {"images": found["images"], "index_seconds": found["seconds"], "peak_bytes": peak, "wall_seconds": seconds})
+        runs[method] = (scored, {"images": found["images"], "index_seconds": found["seconds"], **json.loads(meta.read_text())})
     return runs
 
 

@@ -37,11 +37,35 @@ def key(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a < b else (b, a)
 
 
+CROP_KINDS = ("crop", "crop>25%")
+
+
+def scored_negative(labels: dict, negative: dict) -> bool:
+    """Whether a labelled hard negative is scored.
+
+    Not scored: two other shots of one scene (two of them may show nearly the same frame),
+    and an other shot against a *crop* of the original (the crop may lie wholly inside the
+    other shot's frame too, and then it is, by the rule in dataset.py, a crop of that shot).
+    """
+    if negative["kind"] == "shot-vs-shot":
+        return False
+    for name in (negative["first"], negative["second"]):
+        if labels["images"][name].get("kind") in CROP_KINDS:
+            return False
+    return True
+
+
 def evaluate(labels: dict, scored: dict[tuple[str, str], float], threshold: float, split: str | None, exact: float = 0.9) -> Result:
-    """``scored``: pair of image names (relative to the set's images/) -> score (higher = more alike)."""
-    images = {name: info for name, info in labels["images"].items() if split is None or info["split"] == split}
+    """``scored``: pair of image names (relative to the set's images/) -> score (higher = more alike).
+
+    Images in ``labels["excluded"]`` (seeds with no detail at all) are left out of every pair.
+    """
+    excluded = set(labels.get("excluded", ()))
+    images = {name: info for name, info in labels["images"].items() if (split is None or info["split"] == split) and info["family"].split("#")[0] not in excluded}
     positives = {key(p["first"], p["second"]): p for p in labels["positives"] if p["first"] in images and p["second"] in images}
     hard = {key(n["first"], n["second"]): n for n in labels["negatives"] if n["first"] in images and n["second"] in images}
+    neutral = {pair for pair, n in hard.items() if not scored_negative(labels, n)}
+    hard = {pair: n for pair, n in hard.items() if pair not in neutral}
     result = Result(positives=len(positives), hard_negatives=len(hard))
     kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     strengths: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -59,7 +83,7 @@ def evaluate(labels: dict, scored: dict[tuple[str, str], float], threshold: floa
             result.tp += 1
             continue
         first, second = images[pair[0]], images[pair[1]]
-        if first["family"] == second["family"] and pair not in hard:
+        if pair in neutral or (first["family"] == second["family"] and pair not in hard):
             continue  # two variants of one original: not scored (see dataset.py)
         result.fp += 1
         result.false_positives.append((pair[0], pair[1], score))

@@ -7,6 +7,7 @@ decode). A failure on one file is recorded with its reason and the others go on.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -112,7 +113,7 @@ class Indexer:
         except BackendLimitReached:
             raise
         except OSError as error:
-            if error.errno in (2, 20):  # ENOENT, ENOTDIR: gone between listing and reading
+            if error.errno in (errno.ENOENT, errno.ENOTDIR):  # gone between listing and reading
                 return self._vanished(job)
             return self._failed(job, f"{path}: cannot be read: {error.strerror or error}")
 
@@ -134,20 +135,20 @@ class Indexer:
             outcome = Outcome.ANALYSED
         now = self.clock()
         with write_transaction(self.engine) as connection:
-            current = file_store.get_by_id(connection, job.id)
-            if current is None or current.path != job.path:
-                return Outcome.VANISHED  # moved or forgotten meanwhile; its new row is queued
             if not known:
                 content_store.record_content(connection, digest, info, now)
             elif not content_store.has_content(connection, digest):
                 return Outcome.RETRY  # the content was forgotten meanwhile; index it again next round
-            file_store.mark_indexed(connection, job.id, digest, after, now)
+            if not file_store.mark_indexed(connection, job, digest, after, now):
+                # Deleted, moved or rewritten while it was analysed: the row says what
+                # happened since (gone, or pending again with the new size and time).
+                return Outcome.VANISHED
         return outcome
 
     def _still_changing(self, job: KnownFile, stat: FileStat) -> Outcome:
         with write_transaction(self.engine) as connection:
             file_store.mark_seen(connection, job.path, stat, self.clock())
-            file_store.retry_later(connection, job.id, "still being written", self.clock() + CHANGING_RETRY_DELAY, count=False)
+            file_store.defer(connection, [job.path], self.clock() + CHANGING_RETRY_DELAY)
         return Outcome.RETRY
 
     def _vanished(self, job: KnownFile) -> Outcome:
@@ -158,7 +159,7 @@ class Indexer:
     def _failed(self, job: KnownFile, reason: str) -> Outcome:
         log.warning("cannot index %s", reason)
         with write_transaction(self.engine) as connection:
-            file_store.mark_failed(connection, job.id, reason, self.clock())
+            file_store.mark_failed(connection, job, reason, self.clock())
         return Outcome.FAILED
 
     def _retry(self, job: KnownFile, reason: str) -> Outcome:
@@ -166,14 +167,14 @@ class Indexer:
             # The backend is down, which is not this file's fault: it waits without
             # using up its attempts, and is done once the backend is back.
             with write_transaction(self.engine) as connection:
-                file_store.retry_later(connection, job.id, reason, self.clock() + self.settings.retry_base_seconds, count=False)
+                file_store.retry_later(connection, job, reason, self.clock() + self.settings.retry_base_seconds, count=False)
             return Outcome.RETRY
         attempts = job.attempts + 1
         if attempts >= self.settings.max_attempts:
             return self._failed(job, f"{reason} (gave up after {attempts} attempts)")
         delay = min(self.settings.retry_base_seconds * 2 ** (attempts - 1), MAX_RETRY_DELAY)
         with write_transaction(self.engine) as connection:
-            file_store.retry_later(connection, job.id, reason, self.clock() + delay)
+            file_store.retry_later(connection, job, reason, self.clock() + delay)
         return Outcome.RETRY
 
     def run(self, jobs: Iterable[KnownFile], on_done: Callable[[KnownFile, Outcome], None] | None = None) -> IndexSummary:

@@ -92,20 +92,27 @@ def _visit(entry: os.DirEntry, path_filter: PathFilter, stack: list[str], result
         pass  # vanished between listing and stat: it is simply not there
 
 
-def reconcile(engine: Engine, path_filter: PathFilter, now: float | None = None) -> Changes:
-    """Walk ``path_filter.root`` and record what differs. Returns what changed."""
-    now = time.time() if now is None else now
+def reconcile(engine: Engine, path_filter: PathFilter, now: float | None = None, drop_unwanted: bool = False) -> Changes:
+    """Walk ``path_filter.root`` and record what differs. Returns what changed.
+
+    Only files within the filter's reach are compared (a walk that is not recursive says
+    nothing of subfolders). ``drop_unwanted``: known files the filter now excludes leave
+    the state too; for the service, whose watches own their folders, not for a one-off
+    ``index --dir``.
+    """
+    started = time.time()
+    now = started if now is None else now
     walked = walk(path_filter)
     root = str(path_filter.root)
     with read_transaction(engine) as connection:
         known = file_store.known_under(connection, root)
-    # Known files the filter no longer wants (an exclude was added) leave the state too.
-    state = {path: entry.stat for path, entry in known.items() if path_filter.wants(Path(path))}
-    unwanted = [path for path in known if path not in state]
+    in_reach = [path for path in known if path_filter.recursive or os.path.dirname(path) == root.rstrip("/")]
+    state = {path: known[path].stat for path in in_reach if path_filter.wants(Path(path))}
+    unwanted = [path for path in in_reach if path not in state] if drop_unwanted else []
     changes = diff(walked.listing, state)
     vanished = [path for path in changes.vanished if not _inside_any(path, walked.unreadable_folders)]
     changes = Changes(changes.new, changes.changed, tuple(vanished))
-    apply(engine, walked.listing, changes, unwanted, now)
+    apply(engine, walked.listing, changes, unwanted, now, untouched_since=min(started, now))
     if changes or unwanted:
         log.info(
             "reconciled %s: %d new, %d changed, %d vanished",
@@ -114,8 +121,14 @@ def reconcile(engine: Engine, path_filter: PathFilter, now: float | None = None)
     return changes
 
 
-def apply(engine: Engine, listing: Mapping[str, FileStat], changes: Changes, unwanted: list[str], now: float) -> None:
-    """Write the changes in batches, so a huge first walk does not hold the lock for long."""
+def apply(
+    engine: Engine, listing: Mapping[str, FileStat], changes: Changes, unwanted: list[str], now: float, untouched_since: float
+) -> None:
+    """Write the changes in batches, so a huge first walk does not hold the lock for long.
+
+    Files seen or changed since ``untouched_since`` (the walk's start) are not marked gone:
+    events recorded them while the walk ran, and they are newer than what it saw.
+    """
     seen = [*changes.new, *changes.changed]
     for start in range(0, len(seen), APPLY_BATCH):
         with write_transaction(engine) as connection:
@@ -123,7 +136,7 @@ def apply(engine: Engine, listing: Mapping[str, FileStat], changes: Changes, unw
                 file_store.mark_seen(connection, path, listing[path], now)
     if changes.vanished or unwanted:
         with write_transaction(engine) as connection:
-            file_store.mark_gone(connection, [*changes.vanished, *unwanted], now)
+            file_store.mark_gone(connection, [*changes.vanished, *unwanted], now, untouched_since=untouched_since)
 
 
 def _printable(name: str) -> str:

@@ -47,14 +47,18 @@ class ScanOutcome:
 
 
 def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
-    """Forget contents that no file holds any more, in the backend first, then in the state."""
-    with read_transaction(engine) as connection:
-        orphans = content_store.orphaned_contents(connection, gone_before=now - ORPHAN_GRACE_SECONDS)
-    if orphans:
-        backend.forget(orphans)
+    """Forget contents that no file holds any more: in the state, then in the backend.
+
+    Orphans are chosen and deleted under the write lock, so a file indexed meanwhile
+    keeps its content. A crash before the backend forgets them leaves documents the
+    state does not know, which ``status --repair`` removes.
+    """
     with write_transaction(engine) as connection:
+        orphans = content_store.orphaned_contents(connection, gone_before=now - ORPHAN_GRACE_SECONDS)
         content_store.delete_contents(connection, orphans)
         file_store.forget_gone(connection, now - GONE_RETENTION_SECONDS)
+    if orphans:
+        backend.forget(orphans)
     return len(orphans)
 
 

@@ -294,7 +294,9 @@ class _Reader:
                 continue
             watches.append(
                 WatchSettings(
-                    path=self.path(entry, f"{key}.path", "."),
+                    # Resolved once here, so the service, the CLI and the state all spell a
+                    # file the same way even when the folder is reached through a symlink.
+                    path=self.path(entry, f"{key}.path", ".").resolve(),
                     recursive=self.value(entry, f"{key}.recursive", bool, True),
                     include=self.globs(entry, f"{key}.include"),
                     exclude=self.globs(entry, f"{key}.exclude"),
@@ -318,12 +320,15 @@ class _Reader:
         return value
 
     def check_distinct_watches(self, watches: list[WatchSettings]) -> None:
-        seen: dict[Path, int] = {}
+        """Two watches must not cover the same files: each would undo the other's excludes."""
         for index, watch in enumerate(watches):
-            resolved = watch.path.resolve()
-            if resolved in seen:
-                self.problem(f"watch[{index}].path", f"same folder as watch[{seen[resolved]}].path")
-            seen.setdefault(resolved, index)
+            for other_index, other in enumerate(watches[:index]):
+                if watch.path == other.path:
+                    self.problem(f"watch[{index}].path", f"same folder as watch[{other_index}].path")
+                elif other.recursive and other.path in watch.path.parents:
+                    self.problem(f"watch[{index}].path", f"inside watch[{other_index}].path, which already watches it")
+                elif watch.recursive and watch.path in other.path.parents:
+                    self.problem(f"watch[{other_index}].path", f"inside watch[{index}].path, which already watches it")
 
     def backend(self, raw: dict) -> BackendSettings:
         table = self.table(raw, "backend")

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from daemon.service.processes import descendants, kill_all
+
 T = TypeVar("T")
 
 
@@ -178,16 +180,19 @@ class ServiceProcess:
         return code, time.monotonic() - started
 
     def kill(self) -> None:
+        """SIGKILL the service and then what it started (its analysis workers), as systemd
+        does to the whole unit when the main process dies; otherwise they would linger."""
+        children = descendants(self.process.pid)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
+        kill_all(children)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def close(self) -> None:
         if self.alive():
-            self.process.kill()
-            self.process.wait(30)
+            self.kill()
         self.notify.close()
 
 

@@ -84,7 +84,7 @@ def test_details_name_a_file_to_keep_and_score_each_pair(indexed):
     (root, *_), _, _ = indexed
     details = json.loads((root / "reports" / "duplicates.details.json").read_text())
     text = json.dumps(details)
-    assert "original-1.jpg" in text and "exact" in text
+    assert "original-1.jpg" in text and "exact" in text and "near" in text
 
 
 def test_the_state_is_a_real_sqlite_file_in_wal_mode(indexed):
@@ -101,8 +101,11 @@ def test_a_scan_at_a_stricter_threshold_leaves_out_near_duplicates(library, tmp_
     assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
     assert run_cli("scan", "--threshold", "0.99", config=settings).returncode == 0
     strict = json.loads((tmp_path / "reports" / "duplicates.json").read_text())
+    assert strict, "identical copies score 1.0 and stay grouped at any threshold"
     for paths in strict.values():
         assert all("bright" not in path for path in paths)
+    normal = json.loads((root / "reports" / "duplicates.json").read_text())
+    assert any("bright" in path for paths in normal.values() for path in paths)
 
 
 def test_moved_and_byte_identical_files_are_not_analysed_again(tmp_path):

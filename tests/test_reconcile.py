@@ -78,3 +78,48 @@ def test_an_unreadable_folder_does_not_make_its_files_vanish(tmp_path, monkeypat
     assert changes.vanished == ()
     with read_transaction(engine) as connection:
         assert file_store.get_by_path(connection, str(photos / "locked" / "a.jpg")).state == "pending"
+
+
+def test_a_walk_that_is_not_recursive_leaves_subfolders_alone(tmp_path):
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(b"1")
+    (photos / "sub" / "b.jpg").write_bytes(b"2")
+    engine = open_state(tmp_path / "state.db")
+    reconcile(engine, PathFilter(photos))
+    changes = reconcile(engine, PathFilter(photos, recursive=False))
+    assert not changes
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "sub" / "b.jpg")).state == "pending"
+
+
+def test_files_recorded_while_a_walk_runs_are_not_marked_gone(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    engine = open_state(tmp_path / "state.db")
+    from daemon.store.database import write_transaction
+
+    # The walk began at t=100; an event recorded a new file at t=150, after the walk had
+    # passed its folder. The walk's listing does not have it, and must not drop it.
+    with write_transaction(engine) as connection:
+        file_store.mark_seen(connection, str(photos / "new.jpg"), FileStat(1, 1, 1, 1), now=150.0)
+    from daemon.reconcile import Changes, apply
+
+    apply(engine, {}, Changes(vanished=(str(photos / "new.jpg"),)), [], now=200.0, untouched_since=100.0)
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "new.jpg")).state == "pending"
+
+
+def test_an_excluded_file_leaves_the_state_only_when_asked(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"1")
+    (photos / "raw.jpg").write_bytes(b"2")
+    engine = open_state(tmp_path / "state.db")
+    reconcile(engine, PathFilter(photos))
+    reconcile(engine, PathFilter(photos, exclude=("raw.jpg",)))
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "raw.jpg")).state == "pending"
+    reconcile(engine, PathFilter(photos, exclude=("raw.jpg",)), drop_unwanted=True)
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "raw.jpg")).state == "gone"

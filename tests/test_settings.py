@@ -93,3 +93,18 @@ def test_the_same_folder_twice_is_refused(tmp_path):
     (tmp_path / "p").mkdir()
     with pytest.raises(SettingsError, match=r"watch\[1\].path: same folder as watch\[0\].path"):
         load_settings(write(tmp_path, '[[watch]]\npath = "p"\n[[watch]]\npath = "p/"\n'))
+
+
+def test_a_watch_inside_another_recursive_watch_is_refused(tmp_path):
+    (tmp_path / "p" / "raw").mkdir(parents=True)
+    with pytest.raises(SettingsError, match=r"watch\[1\].path: inside watch\[0\].path"):
+        load_settings(write(tmp_path, '[[watch]]\npath = "p"\n[[watch]]\npath = "p/raw"\n'))
+    settings = load_settings(write(tmp_path, '[[watch]]\npath = "p"\nrecursive = false\n[[watch]]\npath = "p/raw"\n'))
+    assert len(settings.watch) == 2
+
+
+def test_watch_paths_are_resolved_through_symlinks(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    settings = load_settings(write(tmp_path, '[[watch]]\npath = "link"\n'))
+    assert settings.watch[0].path == (tmp_path / "real").resolve()

@@ -59,7 +59,7 @@ def test_seen_files_queue_once_and_again_only_when_they_change(tmp_path):
         assert file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
         job = file_store.due(connection, now=2.0, limit=10)[0]
         content_store.record_content(connection, "h1", ImageInfo(4, 3, "JPEG"), now=2.0)
-        file_store.mark_indexed(connection, job.id, "h1", STAT, now=2.0)
+        file_store.mark_indexed(connection, job, "h1", STAT, now=2.0)
         assert not file_store.mark_seen(connection, "/p/a.jpg", STAT, now=3.0)
         assert file_store.due(connection, now=3.0, limit=10) == []
         assert file_store.mark_seen(connection, "/p/a.jpg", FileStat(11, 2_000, 1, 1), now=4.0)
@@ -71,7 +71,7 @@ def test_a_retry_waits_until_it_is_due(tmp_path):
     with write_transaction(engine) as connection:
         file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
         job = file_store.due(connection, now=1.0, limit=1)[0]
-        file_store.retry_later(connection, job.id, "backend down", at=100.0)
+        file_store.retry_later(connection, job, "backend down", at=100.0)
         assert file_store.due(connection, now=50.0, limit=1) == []
         assert file_store.due(connection, now=100.0, limit=1)[0].attempts == 1
 
@@ -90,7 +90,7 @@ def test_a_move_keeps_the_analysis(tmp_path):
         file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
         job = file_store.due(connection, now=1.0, limit=1)[0]
         content_store.record_content(connection, "h1", ImageInfo(4, 3, "JPEG"), now=1.0)
-        file_store.mark_indexed(connection, job.id, "h1", STAT, now=1.0)
+        file_store.mark_indexed(connection, job, "h1", STAT, now=1.0)
         assert file_store.move(connection, "/p/a.jpg", "/q/b.jpg", STAT, now=2.0)
         moved = file_store.get_by_path(connection, "/q/b.jpg")
     assert moved.state == "indexed" and moved.content_hash == "h1"
@@ -102,7 +102,7 @@ def test_contents_no_file_holds_are_orphans_and_take_their_pairs_along(tmp_path)
         for path, digest in [("/p/a.jpg", "h1"), ("/p/b.jpg", "h2")]:
             file_store.mark_seen(connection, path, STAT, now=1.0)
             content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-            file_store.mark_indexed(connection, file_store.get_by_path(connection, path).id, digest, STAT, now=1.0)
+            file_store.mark_indexed(connection, file_store.get_by_path(connection, path), digest, STAT, now=1.0)
         content_store.replace_pairs(connection, [ScoredPair.of("h2", "h1", 0.8)], changed=None)
         file_store.mark_gone(connection, ["/p/b.jpg"], now=2.0)
         assert content_store.orphaned_contents(connection, gone_before=1.0) == []  # it may come back
@@ -110,3 +110,20 @@ def test_contents_no_file_holds_are_orphans_and_take_their_pairs_along(tmp_path)
         assert orphans == ["h2"]
         content_store.delete_contents(connection, orphans)
         assert list(content_store.stored_pairs(connection, 0.0)) == []
+
+
+def test_an_analysis_is_not_recorded_over_a_file_that_changed_meanwhile(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
+        file_store.mark_seen(connection, "/p/b.jpg", STAT, now=1.0)
+        job_a, job_b = file_store.due(connection, now=1.0, limit=2)
+        content_store.record_content(connection, "h1", ImageInfo(4, 3, "JPEG"), now=1.0)
+        # While they were analysed, a.jpg was rewritten and b.jpg deleted.
+        file_store.mark_seen(connection, "/p/a.jpg", FileStat(99, 5_000, 1, 1), now=2.0)
+        file_store.mark_gone(connection, ["/p/b.jpg"], now=2.0)
+        assert not file_store.mark_indexed(connection, job_a, "h1", STAT, now=3.0)
+        assert not file_store.mark_indexed(connection, job_b, "h1", STAT, now=3.0)
+        assert file_store.get_by_path(connection, "/p/a.jpg").state == "pending"
+        assert file_store.get_by_path(connection, "/p/a.jpg").stat.size == 99
+        assert file_store.get_by_path(connection, "/p/b.jpg").state == "gone"

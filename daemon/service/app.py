@@ -48,6 +48,7 @@ from daemon.reconcile import reconcile
 from daemon.scanning import run_scan
 from daemon.service.config_reload import ConfigReloader
 from daemon.service.notify import Notifier, drop_environment
+from daemon.service.processes import descendants, kill_all
 from daemon.service.stability import Settled, StabilityTracker
 from daemon.service.status import ServiceStatus, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
@@ -267,10 +268,10 @@ class QueueWorker:
         try:
             with write_transaction(self.engine) as connection:
                 if job.attempts + 1 >= settings.max_attempts:
-                    file_store.mark_failed(connection, job.id, reason, self._clock())
+                    file_store.mark_failed(connection, job, reason, self._clock())
                 else:
                     delay = settings.retry_base_seconds * 2**job.attempts
-                    file_store.retry_later(connection, job.id, reason, self._clock() + delay)
+                    file_store.retry_later(connection, job, reason, self._clock() + delay)
         except Exception:
             log.exception("cannot record the failure of %s", job.path)
             self._paused_until = self._clock() + 30.0
@@ -343,6 +344,7 @@ class Service:
             log.warning("some work was still running after %gs; it stays pending and resumes at the next start",
                         STOP_GRACE_SECONDS)
             logging.shutdown()
+            kill_all(descendants(os.getpid()))  # the analysis workers would outlive us otherwise
             os._exit(0)
         return 0
 
@@ -651,7 +653,7 @@ class Service:
             if watch is None:
                 continue  # no longer watched
             started = self.clock()
-            changes = reconcile(self.engine, path_filter_for(watch), now=started)
+            changes = reconcile(self.engine, path_filter_for(watch), now=started, drop_unwanted=True)
             if not changes:
                 continue
             self._hold_fresh(root, [*changes.new, *changes.changed], started)

@@ -118,15 +118,18 @@ def _stat_values(stat: FileStat) -> dict:
     return {"size": stat.size, "mtime_ns": stat.mtime_ns, "inode": stat.inode, "device": stat.device}
 
 
-def mark_gone(connection: Connection, paths: Iterable[str], now: float) -> int:
-    """The files at ``paths`` no longer exist (or no longer matter). Returns how many changed."""
+def mark_gone(connection: Connection, paths: Iterable[str], now: float, untouched_since: float | None = None) -> int:
+    """The files at ``paths`` no longer exist (or no longer matter). Returns how many changed.
+
+    ``untouched_since`` spares rows seen or changed since then: a walk that began then
+    did not see files that events recorded while it ran.
+    """
     changed = 0
     for batch in _batches(list(paths), 500):
-        result = connection.execute(
-            update(files)
-            .where(files.c.path.in_(batch), files.c.state != GONE)
-            .values(state=GONE, changed_at=now, error=None)
-        )
+        query = update(files).where(files.c.path.in_(batch), files.c.state != GONE)
+        if untouched_since is not None:
+            query = query.where(files.c.seen_at < untouched_since, files.c.changed_at < untouched_since)
+        result = connection.execute(query.values(state=GONE, changed_at=now, error=None))
         changed += result.rowcount
     return changed
 
@@ -201,27 +204,43 @@ def changed_since(connection: Connection, since: float) -> bool:
     return bool(connection.execute(select(or_(touched, unscanned))).scalar())
 
 
-def mark_indexed(connection: Connection, file_id: int, content_hash: str, stat: FileStat, now: float) -> None:
-    connection.execute(
+def mark_indexed(connection: Connection, job: KnownFile, content_hash: str, stat: FileStat, now: float) -> bool:
+    """Record the analysis of ``job``, unless its row changed since the job was taken.
+
+    False when the file was deleted, moved or rewritten meanwhile (the watcher or a walk
+    updated the row): what was analysed is then no longer what is on disk.
+    """
+    result = connection.execute(
         update(files)
-        .where(files.c.id == file_id)
+        .where(_untouched(job))
         .values(**_stat_values(stat), content_hash=content_hash, state=INDEXED, error=None, indexed_at=now)
     )
+    return result.rowcount == 1
 
 
-def mark_failed(connection: Connection, file_id: int, reason: str, now: float) -> None:
-    connection.execute(
+def mark_failed(connection: Connection, job: KnownFile, reason: str, now: float) -> bool:
+    result = connection.execute(
         update(files)
-        .where(files.c.id == file_id)
+        .where(_untouched(job))
         .values(state=FAILED, error=reason, attempts=files.c.attempts + 1, changed_at=now, content_hash=None)
     )
+    return result.rowcount == 1
 
 
-def retry_later(connection: Connection, file_id: int, reason: str, at: float, count: bool = True) -> None:
+def retry_later(connection: Connection, job: KnownFile, reason: str, at: float, count: bool = True) -> bool:
     """Keep the file pending, with the reason, until ``at``; ``count`` uses up one attempt."""
     attempts = files.c.attempts + 1 if count else files.c.attempts
-    connection.execute(
-        update(files).where(files.c.id == file_id).values(error=reason, attempts=attempts, next_attempt_at=at)
+    result = connection.execute(update(files).where(_untouched(job)).values(error=reason, attempts=attempts, next_attempt_at=at))
+    return result.rowcount == 1
+
+
+def _untouched(job: KnownFile):
+    """The job's row, still pending and with the stat it had when the job was taken."""
+    return and_(
+        files.c.id == job.id,
+        files.c.state == PENDING,
+        files.c.size == job.stat.size,
+        files.c.mtime_ns == job.stat.mtime_ns,
     )
 
 
