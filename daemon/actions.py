@@ -183,9 +183,11 @@ def clear(settings: Settings, confirmed: bool) -> int:
             _say("nothing cleared")
             return 0
     with components(settings) as parts:
-        parts.backend.clear()
+        # The state first: were the backend's clear to fail half-way, what it still holds
+        # is unknown to the state, which `status --repair` mends; the reverse is not seen.
         with write_transaction(parts.engine) as connection:
             content_store.delete_all_contents(connection)
             file_store.delete_all(connection)
+        parts.backend.clear()
     _say("index and state cleared; reports were left as they are until the next scan")
     return 0

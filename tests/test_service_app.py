@@ -106,7 +106,7 @@ class FakeIndexer:
             digest = f"{job.id:064x}"
             with write_transaction(self.engine) as connection:
                 content_store.record_content(connection, digest, ImageInfo(1, 1, "PNG"), time.time())
-                file_store.mark_indexed(connection, job.id, digest, job.stat, time.time())
+                file_store.mark_indexed(connection, job, digest, job.stat, time.time())
             return Outcome.ANALYSED
         finally:
             with self.lock:
