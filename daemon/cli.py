@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings_path = find_settings_file(getattr(arguments, "config", None))
         settings = load_settings(settings_path)
-        configure_logging(getattr(arguments, "log_level", None) or settings.log_level, arguments.verb)
+        configure_logging(_log_level(arguments, settings), arguments.verb)
         return dispatch(arguments, settings)
     except SettingsError as error:
         print(f"dupe-scanner: {error}", file=sys.stderr)
@@ -119,6 +119,17 @@ def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
 
         return run_service(settings)
     raise UsageError(f"unknown command {verb}")
+
+
+def _log_level(arguments: argparse.Namespace, settings: Settings) -> str:
+    """The service logs at ``[log] level``; one-shot commands print their own summary, so
+    their log shows only warnings and errors unless ``--log-level`` asks for more."""
+    explicit = getattr(arguments, "log_level", None)
+    if explicit:
+        return explicit
+    if arguments.verb == "run":
+        return settings.log_level
+    return settings.log_level if settings.log_level in ("warning", "error") else "warning"
 
 
 def configure_logging(level: str, verb: str) -> None:
