@@ -165,3 +165,28 @@ def test_unreadable_and_vanished_files(backend, tmp_path):
     photo(8).save(tmp_path / "fine.jpg")
     assert backend.index("fine", tmp_path / "fine.jpg").format == "JPEG"  # the pool survives failures
     assert backend.health().reachable
+
+
+def test_contents_whose_features_were_lost_are_reported_outdated(tmp_path):
+    from sqlalchemy import delete
+
+    from daemon.backends.base import ImageInfo
+    from daemon.store import contents as content_store
+    from daemon.store.database import open_state, write_transaction
+    from daemon.store.schema import features
+
+    engine = open_state(tmp_path / "state.db")
+    backend = EmbeddedBackend(engine, workers=1, max_image_pixels=10**8)
+    try:
+        path = tmp_path / "a.png"
+        photo(1, (160, 120)).save(path)
+        info = backend.index("a" * 64, path)
+        with write_transaction(engine) as connection:
+            content_store.record_content(connection, "a" * 64, info, 1.0)
+            content_store.record_content(connection, "b" * 64, ImageInfo(1, 1, "PNG"), 1.0)  # never analysed here
+        assert backend.outdated() == {"b" * 64}
+        with write_transaction(engine) as connection:
+            connection.execute(delete(features))
+        assert backend.outdated() == {"a" * 64, "b" * 64}
+    finally:
+        backend.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Collection, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, func, select
+from sqlalchemy import Engine, bindparam, delete, exists, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.analysis.candidates import propose
@@ -31,7 +31,7 @@ from daemon.analysis.fingerprints import Analysis, analyse_file
 from daemon.analysis.pairing import score_batch
 from daemon.backends.base import Health, ImageInfo, ScoredPair
 from daemon.errors import BackendUnavailable
-from daemon.store.schema import features
+from daemon.store.schema import contents, features
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,12 @@ class EmbeddedBackend:
     # -- versioning ------------------------------------------------------------------------
 
     def outdated(self) -> set[str]:
-        """The Backend protocol's name for ``stale_hashes``."""
-        return self.stale_hashes()
+        """Contents the state knows that have no features of the current analyser: analysed
+        by an older version, or whose features were lost (a crash between the state and
+        the features, a damaged row). ``find_pairs`` cannot see them until indexed again."""
+        current = select(features.c.hash).where(features.c.hash == contents.c.hash, features.c.analyser == ANALYSER)
+        with self.engine.connect() as connection:
+            return set(connection.scalars(select(contents.c.hash).where(~exists(current))))
 
     def stale_hashes(self) -> set[str]:
         """Contents whose stored features come from another analyser version: index them again."""
