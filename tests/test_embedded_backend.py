@@ -190,3 +190,29 @@ def test_contents_whose_features_were_lost_are_reported_outdated(tmp_path):
         assert backend.outdated() == {"a" * 64, "b" * 64}
     finally:
         backend.close()
+
+
+def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, monkeypatch):
+    import time
+
+    import daemon.backends.embedded as embedded
+    from daemon.store.database import open_state
+
+    monkeypatch.setattr(embedded, "IDLE_RELEASE_SECONDS", 0.5)
+    backend = EmbeddedBackend(open_state(tmp_path / "state.db"), workers=1, max_image_pixels=10**8)
+    try:
+        path = tmp_path / "a.png"
+        photo(2, (160, 120)).save(path)
+        backend.index("a" * 64, path)
+        workers = list(backend._pool._processes.values())
+        assert workers and all(process.is_alive() for process in workers)
+        deadline = time.monotonic() + 10
+        while backend._pool is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert backend._pool is None
+        for process in workers:
+            process.join(timeout=10)
+            assert not process.is_alive()
+        assert backend.index("a" * 64, path).width == 160
+    finally:
+        backend.close()

@@ -35,6 +35,7 @@ from daemon.store.schema import contents, features
 
 log = logging.getLogger(__name__)
 
+IDLE_RELEASE_SECONDS = 120.0  # worker processes stop after this long without work
 BATCH_PAIRS = 200  # candidate pairs verified per task sent to a worker
 SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
 
@@ -49,6 +50,8 @@ class EmbeddedBackend:
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._busy = 0  # submitted tasks not yet done
+        self._submissions = 0  # ever submitted: tells an idle timer whether work came since
 
     # -- process pool -------------------------------------------------------------------
 
@@ -62,12 +65,43 @@ class EmbeddedBackend:
             return self._pool
 
     def _submit(self, fn, *args) -> Future:
-        pool = self._executor()
+        with self._lock:
+            self._busy += 1
+            self._submissions += 1
         try:
-            return pool.submit(fn, *args)
-        except BrokenProcessPool:
-            self._reset(pool)
-            return self._executor().submit(fn, *args)
+            pool = self._executor()
+            try:
+                future = pool.submit(fn, *args)
+            except BrokenProcessPool:
+                self._reset(pool)
+                future = self._executor().submit(fn, *args)
+        except BaseException:
+            self._task_done()
+            raise
+        future.add_done_callback(lambda _future: self._task_done())
+        return future
+
+    def _task_done(self) -> None:
+        """After the last task, let the worker processes go once they have idled a while.
+
+        A long-running service spends most of its life idle; each worker holds about 80 MB
+        (numpy, OpenCV, faiss). The pool is started again, lazily, by the next task.
+        """
+        with self._lock:
+            self._busy -= 1
+            if self._busy or self._closed or self._pool is None:
+                return
+            timer = threading.Timer(IDLE_RELEASE_SECONDS, self._release_if_idle, args=(self._submissions,))
+        timer.daemon = True
+        timer.start()
+
+    def _release_if_idle(self, submissions_then: int) -> None:
+        with self._lock:
+            if self._busy or self._submissions != submissions_then or self._pool is None:
+                return
+            pool, self._pool = self._pool, None
+        log.debug("embedded backend idle for %.0f s: analysis workers stopped", IDLE_RELEASE_SECONDS)
+        pool.shutdown(wait=False)
 
     def _reset(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
