@@ -9,6 +9,7 @@ from sqlalchemy import Connection, delete, exists, func, insert, or_, select, up
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.backends.base import ImageInfo, ScoredPair
+from daemon.store.batching import batches
 from daemon.store.schema import GONE, contents, features, files, meta, pairs, scans
 
 
@@ -42,9 +43,7 @@ def orphaned_contents(connection: Connection, gone_before: float) -> list[str]:
 
 
 def delete_contents(connection: Connection, hashes: Iterable[str]) -> None:
-    hashes = list(hashes)
-    for start in range(0, len(hashes), 500):
-        batch = hashes[start : start + 500]
+    for batch in batches(hashes):
         connection.execute(delete(contents).where(contents.c.hash.in_(batch)))
         connection.execute(delete(features).where(features.c.hash.in_(batch)))
 
@@ -69,9 +68,8 @@ def needing_scan(connection: Connection) -> list[str]:
 
 
 def mark_scanned(connection: Connection, hashes: Iterable[str]) -> None:
-    hashes = list(hashes)
-    for start in range(0, len(hashes), 500):
-        connection.execute(update(contents).where(contents.c.hash.in_(hashes[start : start + 500])).values(needs_scan=False))
+    for batch in batches(hashes):
+        connection.execute(update(contents).where(contents.c.hash.in_(batch)).values(needs_scan=False))
 
 
 def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: list[str] | None) -> int:
@@ -79,8 +77,7 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
     if changed is None:
         connection.execute(delete(pairs))
     else:
-        for start in range(0, len(changed), 500):
-            batch = changed[start : start + 500]
+        for batch in batches(changed):
             connection.execute(delete(pairs).where(or_(pairs.c.first.in_(batch), pairs.c.second.in_(batch))))
     known = set(connection.execute(select(contents.c.hash)).scalars())
     rows = {

@@ -8,10 +8,11 @@ so a process killed at any instant loses nothing: the row is simply done again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
 
+from daemon.store.batching import batches
 from daemon.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
 
 
@@ -125,7 +126,7 @@ def mark_gone(connection: Connection, paths: Iterable[str], now: float, untouche
     did not see files that events recorded while it ran.
     """
     changed = 0
-    for batch in _batches(list(paths), 500):
+    for batch in batches(paths):
         query = update(files).where(files.c.path.in_(batch), files.c.state != GONE)
         if untouched_since is not None:
             query = query.where(files.c.seen_at < untouched_since, files.c.changed_at < untouched_since)
@@ -185,7 +186,7 @@ def next_attempt_at(connection: Connection) -> float | None:
 def defer(connection: Connection, paths: Iterable[str], until: float) -> int:
     """Hold pending files back until ``until`` without counting an attempt (still settling)."""
     deferred = 0
-    for batch in _batches(list(paths), 500):
+    for batch in batches(paths):
         result = connection.execute(
             update(files).where(files.c.path.in_(batch), files.c.state == PENDING).values(next_attempt_at=until)
         )
@@ -246,7 +247,7 @@ def _untouched(job: KnownFile):
 
 def note_waiting(connection: Connection, file_ids: Iterable[int], reason: str) -> None:
     """Say why pending files were not done (e.g. the backend refused more documents)."""
-    for batch in _batches(list(file_ids), 500):
+    for batch in batches(file_ids):
         connection.execute(update(files).where(files.c.id.in_(batch), files.c.state == PENDING).values(error=reason))
 
 
@@ -263,7 +264,7 @@ def requeue_all(connection: Connection, now: float) -> int:
 def requeue_contents(connection: Connection, content_hashes: Iterable[str], now: float) -> int:
     """Files holding these contents are to be indexed again (their analysis is outdated)."""
     requeued = 0
-    for batch in _batches(list(content_hashes), 500):
+    for batch in batches(content_hashes):
         result = connection.execute(
             update(files)
             .where(files.c.content_hash.in_(batch), files.c.state != GONE)
@@ -327,12 +328,3 @@ def forget_gone(connection: Connection, older_than: float) -> int:
 
 def delete_all(connection: Connection) -> None:
     connection.execute(delete(files))
-
-
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def stats_by_path(known: Mapping[str, KnownFile]) -> dict[str, FileStat]:
-    return {path: entry.stat for path, entry in known.items()}
