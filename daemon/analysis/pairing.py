@@ -2,7 +2,9 @@
 
 The candidate proposals say which geometric relations to try first (a hash match in some
 orientation suggests the whole frame; keypoint matches suggest a crop); whichever verifies
-with the best score wins.
+with the best score wins. A whole-frame verdict that settles the pair (the frames coincide,
+or they align but each shows what the other lacks) ends the search; a template search is
+made only when the keypoints give no estimate.
 """
 
 from __future__ import annotations
@@ -16,17 +18,19 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
     if orientation is None:
         orientation = closest_orientation(a, b)
     best = verify(a, b, full_frame(a, b, orientation))
-    if best.verified and best.score >= 0.9:
+    if (best.verified and best.score >= 0.9) or best.decided:
         return best
-    for propose in (lambda: from_keypoints(a, b), lambda: from_template(a, b, orientation)):
-        relation = propose()
-        if relation is None:
-            continue
-        verdict = verify(a, b, relation)
+    relation, guessed = from_keypoints(a, b), False
+    if relation is None:
+        # No keypoint estimate (too few matches: smooth skies, illustrations): search one
+        # frame inside the other by gradient magnitudes. Not when keypoints did agree on a
+        # relation: that is the relation, and a template search would only find some other
+        # frame that happens to look alike (another shot's overlap, rescaled).
+        relation, guessed = from_template(a, b, orientation), True
+    if relation is not None:
+        verdict = verify(a, b, relation, guessed)
         if verdict.score > best.score:
             best = verdict
-        if best.verified:
-            return best
     return best
 
 

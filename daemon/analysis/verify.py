@@ -14,6 +14,12 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   other lacks (consecutive frames, a panned or shaken camera, stereo pairs), frames related
   by a small rotation, a shear or a perspective change (another viewpoint), or aligned
   content that disagrees over much of the picture (parallax, moving subjects).
+- Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
+  contains the other, that settles it (no other relation is searched for, which would only
+  find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
+  more must agree nearly everywhere (``MAX_CROPPED_OVERLAY``: parallax and perspective
+  leave the overlap of two shots disagreeing in places); and a relation found by template
+  search alone, with no hash or keypoint support, must not need the score floor.
 
 The score is on Flow's scale: 1.0 pixel-identical; 0.9 and up no visible change (size,
 format, recompression); down to 0.6 as crops, overlays and photometric edits grow; a pair
@@ -37,6 +43,11 @@ MIN_GRADIENT_CORRELATION = 0.25
 CELL_AGREES = 0.5
 MIN_INLIERS = 8
 NEAR_FLOOR = 0.61  # a verified pair never scores below this (the near-duplicate default is 0.6)
+OTHER_SHOT_AGREEMENT = 0.75  # aligned this well yet neither frame inside the other: another shot, decided
+OTHER_SHOT_CORRELATION = 0.6
+CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
+MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
+MAX_KEYPOINT_SCALE = 3.0  # a keypoint fit scaling the thumbnails more than this (or less than its inverse) is degenerate
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,9 @@ class Verdict:
     score: float
     verified: bool
     reason: str
+    # No other relation needs trying: the frames coincide (verified, nothing cropped), or they
+    # align well but each shows a part of the scene the other lacks (another shot).
+    decided: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,9 @@ def from_keypoints(a: Features, b: Features) -> Relation | None:
         matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995)
         if matrix is None:
             continue
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        if not 1 / MAX_KEYPOINT_SCALE <= scale <= MAX_KEYPOINT_SCALE:
+            continue  # matches collapsed onto a few points: no estimate
         count = int(inliers.sum())
         if count >= MIN_INLIERS and (best is None or count > best[0]):
             best = (count, Relation(0, bool(mirror), matrix.astype(np.float32)))
@@ -154,16 +171,21 @@ def views(a: Features, b: Features, relation: Relation) -> tuple[np.ndarray, np.
     return a_view, b_view
 
 
-def verify(a: Features, b: Features, relation: Relation) -> Verdict:
-    """Judge one relation, after refining it on the thumbnails."""
+def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) -> Verdict:
+    """Judge one relation, after refining it on the thumbnails.
+
+    ``guessed``: the relation comes from a template search, not from the hash or from
+    keypoint matches; with nothing else behind it, the aligned pictures must also look
+    alike (the visible difference within what a verified pair may show above the floor).
+    """
     a_view, b_view = views(a, b, relation)
     if _flat(a) and _flat(b):  # nothing to align: plain pictures match on colour alone
         same = _colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
         return Verdict(0.95 if same else 0.0, same, "flat pictures")
-    return _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix))
+    return _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix), guessed)
 
 
-def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> Verdict:
+def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, guessed: bool = False) -> Verdict:
     shape_error, _ = _shape_error(matrix[:, :2].astype(np.float64))
     cover_a, cover_b = _coverage(matrix, a_view.shape, b_view.shape)
     if cover_a <= 0.05 or cover_b <= 0.05:
@@ -176,7 +198,8 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     if shape_error > MAX_SHAPE_ERROR:
         return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
     if max(cover_a, cover_b) < CONTAINMENT:
-        return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})")
+        other_shot = agreement >= OTHER_SHOT_AGREEMENT and correlation >= OTHER_SHOT_CORRELATION
+        return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
     if agreement < MIN_AGREEMENT or correlation < MIN_GRADIENT_CORRELATION:
         return Verdict(min(similar, 0.59), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
     # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
@@ -187,8 +210,15 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     visible = crop_loss + overlay_loss + light_loss + colour_loss
     if visible < 0.004 and tuple(a.size) == tuple(b.size) and relation.orientation == 0 and not relation.mirror:
         return Verdict(1.0, True, "pixel-identical")
+    if crop_loss >= CROPPED and overlay_loss > MAX_CROPPED_OVERLAY:
+        # A large crop whose content disagrees in places is the signature of another shot
+        # (perspective, parallax): the overlapping part of two frames, aligned at best.
+        return Verdict(min(similar, 0.59), False, f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})")
+    if guessed and 1.0 - 0.8 * visible < NEAR_FLOOR:
+        return Verdict(min(similar, 0.59), False, f"a guessed frame that differs too much (visible {visible:.2f})")
     score = max(NEAR_FLOOR, min(0.995, 1.0 - 0.8 * visible))
-    return Verdict(round(float(score), 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}")
+    coincide = min(cover_a, cover_b) >= CONTAINMENT
+    return Verdict(round(float(score), 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}", decided=coincide)
 
 
 def _flat(features: Features) -> bool:
