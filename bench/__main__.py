@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("--skip-speed", action="store_true", help="leave out the 12 MP speed runs")
     parser.add_argument("--details", action="store_true", help="also list every miss and false positive of dupe-scanner")
     parser.add_argument("--reuse", action="store_true", help="score the last runs again instead of running the tools (after a change of labels)")
+    parser.add_argument("--reuse-peer", action="store_true", help="run dupe-scanner afresh but score imagededup's last runs again (it did not change)")
     args = parser.parse_args()
 
     skimage_dir = _skimage_data()
@@ -71,7 +72,7 @@ def main() -> int:
 
     peer_runs = {}
     if not args.skip_peer:
-        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE, reuse=args.reuse)
+        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE, reuse=args.reuse or args.reuse_peer)
         for method, (scored, run) in peer_runs.items():
             # Distances become scores (64 - distance) so "higher is more alike" for every tool.
             thresholds = [64 - d for d in range(0, PEER_MAX_DISTANCE + 1)]
@@ -83,7 +84,7 @@ def main() -> int:
         speed_images = build_speed_set(args.root, seeds)
         _, speed["dupe-scanner"] = run_dupe_scanner(speed_images[0].parent, args.root / "runs" / "speed", scan=False, reuse=args.reuse)
         if not args.skip_peer:
-            for method, (_, run) in run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0, reuse=args.reuse).items():
+            for method, (_, run) in run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0, reuse=args.reuse or args.reuse_peer).items():
                 speed[f"imagededup {method}"] = run
 
     print_tables(say, results, tune, speed, labels)

@@ -1,26 +1,38 @@
 """Which files form which duplicate groups: a pure function of the scored pairs.
 
 The rule: a group has an *anchor*, every other member matches the anchor at or above the
-threshold, and no two members are far apart (their pair scores at least ``kinship``,
-0.5 by default: two edits of one photo still resemble each other that much). A chain
-A~B~C where A and C are far apart therefore never puts A and C in one group just
-because B sits between them.
+threshold and agrees with the members already in: of those it was compared with, it
+matches at least twice as many as it is far apart from (``DISSENT``). Far apart means the
+pair was compared and scored below ``kinship`` (0.5 by default: two edits of one photo
+still resemble each other that much). So a chain A~B~C where A and C are far apart never
+puts A and C in one group just because B sits between them, and a picture that matches the
+anchor by mistake (another shot of a repeating pattern) stays out, since the rest of the
+group disagrees; yet two crops of one photo at different offsets, which are far apart
+from each other, both join their original, whose other copies they match.
+
+Whether a pair that was never scored is far apart depends on the backend: one that
+compares every pair (Flow) leaves out only pairs scoring below its floor, so they are
+far apart; one that verifies only proposed candidates (embedded) never compared them,
+and two edits of one photo (a crop and a captioned copy) are often not even proposed, so
+they say nothing. Pairs it compared and rejected come with their low score.
 
 Within each connected component the anchor is the file with the most matches (then the
 highest summed score, then the smallest path, so the result is deterministic). Its
-unassigned neighbours join its group strongest match first, each only if it is not far
-from any member already in; the rest of the component is grouped again the same way.
+unassigned matches join its group strongest match first; then any member tied more
+strongly to pictures outside the group than inside leaves it (``_settle``), and the rest
+of the component is grouped again the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import networkx as nx
 
 EXACT_SCORE = 0.9  # Flow's scale: at or above, no visible change
-KINSHIP = 0.5  # below this, two images are far apart: never in one group
+KINSHIP = 0.5  # below this, two images are far apart
+DISSENT = 0.5  # a member may be far apart from at most this many members per member it matches
 
 
 @dataclass(frozen=True)
@@ -66,28 +78,42 @@ class DuplicateGroup:
 
 
 def group_duplicates(
-    entries: Iterable[FileEntry], pairs: Iterable[FilePair], threshold: float, kinship: float = KINSHIP
+    entries: Iterable[FileEntry],
+    pairs: Iterable[FilePair],
+    threshold: float,
+    kinship: float = KINSHIP,
+    unscored_are_far: bool = True,
 ) -> list[DuplicateGroup]:
     """Groups of files matching their group's anchor at ``threshold`` or above.
 
-    ``pairs`` may include weaker pairs (down to ``kinship``): they never make a match,
-    but they tell members that are merely different from members that are far apart.
+    ``pairs`` may include weaker pairs: they never make a match, but they tell members
+    that are merely different (at least ``kinship``) from members that are far apart.
+    ``unscored_are_far``: whether two files with no scored pair count as far apart (the
+    backend compared every pair) or say nothing (it did not).
     Biggest group first, then by first path; members sorted by path.
     """
     by_path = {entry.path: entry for entry in entries}
-    kin = nx.Graph()
+    scored = nx.Graph()
     for pair in pairs:
-        if pair.score >= min(kinship, threshold) and pair.first in by_path and pair.second in by_path and pair.first != pair.second:
-            kin.add_edge(pair.first, pair.second, score=pair.score)
+        if pair.first in by_path and pair.second in by_path and pair.first != pair.second:
+            scored.add_edge(pair.first, pair.second, score=pair.score)
     matches = nx.Graph()
-    matches.add_edges_from((a, b, data) for a, b, data in kin.edges(data=True) if data["score"] >= threshold)
+    matches.add_edges_from((a, b, data) for a, b, data in scored.edges(data=True) if data["score"] >= threshold)
+    floor = min(kinship, threshold)
+
+    def agreement(first: str, second: str) -> int:
+        """+1 a match, -1 far apart, 0 neither (merely different, or never compared)."""
+        if not scored.has_edge(first, second):
+            return -1 if unscored_are_far else 0
+        score = scored[first][second]["score"]
+        return 1 if score >= threshold else -1 if score < floor else 0
 
     groups: list[DuplicateGroup] = []
     for component in nx.connected_components(matches):
         remaining = matches.subgraph(component).copy()
         while remaining.number_of_edges():
             anchor = min(remaining.nodes, key=lambda node: _anchor_rank(remaining, node))
-            members = _gather(anchor, remaining, kin)
+            members = _settle(anchor, _gather(anchor, remaining, agreement), remaining)
             if len(members) > 1:
                 groups.append(_make_group(anchor, sorted(members), matches, by_path))
             remaining.remove_nodes_from(members)
@@ -95,18 +121,43 @@ def group_duplicates(
     return groups
 
 
-def _gather(anchor: str, remaining: nx.Graph, kin: nx.Graph) -> list[str]:
-    """The anchor and those of its matches that are not far from anyone already taken."""
+def _gather(anchor: str, remaining: nx.Graph, agreement: Callable[[str, str], int]) -> list[str]:
+    """The anchor and those of its matches that agree with the members already taken."""
     candidates = sorted(remaining.neighbors(anchor), key=lambda n: (-remaining[anchor][n]["score"], n))
     members = [anchor]
     for candidate in candidates:
-        if all(kin.has_edge(candidate, member) for member in members):
+        verdicts = [agreement(candidate, member) for member in members]
+        if verdicts.count(-1) <= DISSENT * verdicts.count(1):
             members.append(candidate)
     return members
 
 
+def _settle(anchor: str, members: list[str], remaining: nx.Graph) -> list[str]:
+    """``members`` without those tied more strongly to pictures outside the group than inside.
+
+    A picture that matches the anchor only weakly (an overlay the two share) while it
+    matches its own edits, still ungrouped, strongly belongs with them: it leaves, and
+    joins their group in a later round.
+    """
+    while True:
+        inside = set(members)
+        leaving = [member for member in members if member != anchor and _ties(member, remaining, inside, outside=True) > _ties(member, remaining, inside, outside=False)]
+        if not leaving:
+            return members
+        members = [member for member in members if member not in leaving]
+
+
+def _ties(node: str, graph: nx.Graph, group: set[str], outside: bool) -> float:
+    """The summed scores of ``node``'s matches outside ``group`` (or inside, itself excluded)."""
+    return sum(data["score"] for other, data in graph[node].items() if (other not in group) == outside)
+
+
 def group_with_copies(
-    entries: Iterable[FileEntry], content_pairs: Iterable[tuple[str, str, float]], threshold: float, kinship: float = KINSHIP
+    entries: Iterable[FileEntry],
+    content_pairs: Iterable[tuple[str, str, float]],
+    threshold: float,
+    kinship: float = KINSHIP,
+    unscored_are_far: bool = True,
 ) -> list[DuplicateGroup]:
     """Groups of files, where ``content_pairs`` score contents (hashes of the bytes).
 
@@ -127,7 +178,7 @@ def group_with_copies(
         if a in first_path and b in first_path and a != b
     ]
     pictures = [same[0] for same in files_by_content.values()]
-    grouped = group_duplicates(pictures, picture_pairs, threshold, kinship)
+    grouped = group_duplicates(pictures, picture_pairs, threshold, kinship, unscored_are_far)
     in_groups = {path for group in grouped for path in group.paths}
     by_path = {same[0].path: same for same in files_by_content.values()}
     groups = [_with_copies(group, by_path) for group in grouped]

@@ -8,6 +8,7 @@ turns every way a file can be broken into one ``UnreadableImage`` with a reason.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 import warnings
@@ -33,12 +34,12 @@ DEFAULT_MAX_PIXELS = 250_000_000
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
-def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str, tuple[int, int]]:
+def open_upright(path: Path, draft_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str, tuple[int, int]]:
     """Decode ``path`` as displayed: EXIF orientation applied, in RGB or L.
 
-    ``draft_size`` lets JPEG decoding skip detail (Pillow's draft mode decodes at 1/2,
-    1/4 or 1/8 scale, several times faster) as long as the result stays at least that
-    large. Returns the image, Pillow's format name, and the full upright size.
+    ``draft_side`` lets JPEG decoding skip detail (Pillow's draft mode decodes at 1/2,
+    1/4 or 1/8 scale, several times faster) as long as the long side stays at least that
+    long. Returns the image, Pillow's format name, and the full upright size.
     """
     _let_pillow_allow(max_pixels)
     try:
@@ -46,8 +47,8 @@ def open_upright(path: Path, draft_size: tuple[int, int] | None = None, max_pixe
             image_format = image.format or "UNKNOWN"
             _refuse_bombs(path, image, max_pixels)
             full_size = _upright_size(image)
-            if draft_size is not None and image_format == "JPEG":
-                image.draft("RGB", _draft_request(image, draft_size))
+            if draft_side is not None and image_format == "JPEG":
+                image.draft("RGB", _draft_request(image.size, draft_side))
             image.load()
             upright = ImageOps.exif_transpose(image)
             return _normalise_mode(upright), image_format, full_size
@@ -118,11 +119,13 @@ def _upright_size(image: Image.Image) -> tuple[int, int]:
     return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
 
-def _draft_request(image: Image.Image, wanted: tuple[int, int]) -> tuple[int, int]:
-    """The draft size in stored orientation, so a rotated photo is not decoded too small."""
-    orientation = image.getexif().get(0x0112, 1)
-    side = max(wanted)
-    return (side, side) if orientation in (5, 6, 7, 8) else wanted
+def _draft_request(stored_size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """The size to ask Pillow's draft for: the stored picture scaled to ``long_side`` on its
+    long side, so a wide picture may be reduced as much as a square one (Pillow keeps both
+    sides at least as large as asked) and a turned one is not decoded too small."""
+    width, height = stored_size
+    scale = min(1.0, long_side / max(width, height, 1))
+    return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
 def _normalise_mode(image: Image.Image) -> Image.Image:

@@ -32,6 +32,7 @@ GONE_RETENTION_SECONDS = 7 * 86400
 # reappears elsewhere (a move between watched folders is a delete and a create).
 ORPHAN_GRACE_SECONDS = 120.0
 FLOOR_KEY = "pairs_floor"
+COMPARISON_KEY = "pairs_comparison"
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool)
     floor = min(PAIR_FLOOR, threshold)
     with read_transaction(engine) as connection:
         stored_floor = content_store.get_meta(connection, FLOOR_KEY)
+        stored_comparison = content_store.get_meta(connection, COMPARISON_KEY)
         changed = content_store.needing_scan(connection)
-    if full or stored_floor is None or float(stored_floor) > floor:
+    if full or stored_floor is None or float(stored_floor) > floor or stored_comparison != backend.comparison:
         changed_or_all = None
     else:
         changed_or_all = changed
@@ -80,19 +82,21 @@ def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool)
         content_store.replace_pairs(connection, found, changed_or_all)
         content_store.mark_scanned(connection, changed)
         content_store.set_meta(connection, FLOOR_KEY, repr(floor))
+        content_store.set_meta(connection, COMPARISON_KEY, backend.comparison)
     return None if changed_or_all is None else len(changed_or_all)
 
 
-def current_groups(engine: Engine, threshold: float) -> tuple[list[DuplicateGroup], int]:
-    """Groups of indexed files, from the stored content pairs and byte-identical files."""
+def current_groups(engine: Engine, threshold: float, unscored_are_far: bool) -> tuple[list[DuplicateGroup], int]:
+    """Groups of indexed files, from the stored content pairs and byte-identical files.
+
+    ``unscored_are_far``: the backend compared every pair, so a pair it did not report is
+    far apart (see ``Backend.compares_every_pair``).
+    """
     with read_transaction(engine) as connection:
         indexed = list(file_store.indexed_files(connection))
-        content_pairs = [
-            (pair.first, pair.second, pair.score)
-            for pair in content_store.stored_pairs(connection, min(KINSHIP, threshold))
-        ]
+        content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.stored_pairs(connection, 0.0)]
     entries = [FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash) for f in indexed]
-    return group_with_copies(entries, content_pairs, threshold), len(entries)
+    return group_with_copies(entries, content_pairs, threshold, unscored_are_far=unscored_are_far), len(entries)
 
 
 def run_scan(
@@ -110,7 +114,7 @@ def run_scan(
     try:
         collect_garbage(engine, backend, started)
         compared = update_pairs(engine, backend, threshold, full)
-        groups, file_count = current_groups(engine, threshold)
+        groups, file_count = current_groups(engine, threshold, backend.compares_every_pair)
         reports = write_reports(groups, reports_dir, report_settings, threshold)
     except Exception as error:
         with write_transaction(engine) as connection:

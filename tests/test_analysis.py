@@ -72,3 +72,44 @@ def test_a_sheared_view_is_not_a_duplicate():
     original = photo(22)
     sheared = original.transform(original.size, Image.Transform.AFFINE, (1, 0.08, -20, 0, 1, 0), Image.Resampling.BICUBIC)
     assert score_pair(_features(original), _features(sheared), None).score < 0.6
+
+
+def _watermarked(picture: Image.Image) -> Image.Image:
+    from PIL import ImageDraw, ImageFont
+
+    marked = picture.copy()
+    draw = ImageDraw.Draw(marked)
+    font = ImageFont.load_default(size=44)
+    for row in range(4):
+        draw.text((30, 20 + row * 110), "(c) SAMPLE STUDIO", fill=(250, 250, 250), font=font, stroke_width=2, stroke_fill=(20, 20, 20))
+    return marked
+
+
+def _gradient(size: tuple[int, int], horizontal: bool, colours: tuple[tuple[int, int, int], tuple[int, int, int]]) -> Image.Image:
+    width, height = size
+    ramp = np.linspace(0.0, 1.0, width if horizontal else height)
+    ramp = ramp[None, :, None] if horizontal else ramp[:, None, None]
+    start, end = (np.array(c, dtype=np.float64) for c in colours)
+    pixels = np.broadcast_to(start + (end - start) * ramp, (height, width, 3))
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def test_two_different_plain_pictures_under_one_watermark_are_not_duplicates():
+    dawn = _gradient((640, 460), True, ((40, 60, 160), (240, 150, 60)))
+    dusk = _gradient((640, 460), False, ((230, 210, 90), (30, 40, 70)))
+    assert score_pair(_features(_watermarked(dawn)), _features(_watermarked(dusk)), None).score < 0.6
+
+
+def test_a_watermarked_copy_of_a_photograph_is_a_duplicate():
+    original = photo(23, (640, 460))
+    assert score_pair(_features(original), _features(_watermarked(original)), None).verified
+
+
+def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(tmp_path):
+    from daemon.imaging import open_upright
+
+    path = tmp_path / "wide.jpg"
+    Image.new("RGB", (4000, 2000), (90, 120, 150)).save(path, quality=80)
+    assert open_upright(path, draft_side=460)[0].size == (500, 250)  # 1/8: both sides may fall short of 460
+    assert open_upright(path, draft_side=600)[0].size == (1000, 500)
+    assert open_upright(path)[0].size == (4000, 2000)

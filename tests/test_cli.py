@@ -143,6 +143,18 @@ def test_a_later_scan_compares_only_new_images_and_still_finds_their_duplicates(
     assert json.loads((tmp_path / "reports" / "duplicates.json").read_text()) == {}
 
 
+def test_a_scan_after_the_scoring_changed_compares_everything_again(tmp_path):
+    photos = tmp_path / "photos"
+    save(make_photo(7), photos / "a.jpg", quality=90)
+    settings = write_settings(tmp_path)
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    assert "compared all" in run_cli("--log-level", "info", "scan", config=settings).stderr
+    assert "compared 0 new" in run_cli("--log-level", "info", "scan", config=settings).stderr
+    with sqlite3.connect(tmp_path / "state" / "state.db") as connection:  # as left by an older release
+        connection.execute("UPDATE meta SET value = 'embedded-older' WHERE key = 'pairs_comparison'")
+    assert "compared all" in run_cli("--log-level", "info", "scan", config=settings).stderr
+
+
 def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):
     photos = tmp_path / "photos"
     save(make_photo(6), photos / "a.jpg")

@@ -91,10 +91,15 @@ def index_all(backend: EmbeddedBackend, paths: list[Path]) -> None:
     backend.commit()
 
 
+def matches(backend: EmbeddedBackend, changed, threshold: float = 0.6) -> list:
+    """The pairs ``find_pairs`` reports at ``threshold`` or above (it also reports rejected candidates)."""
+    return [pair for pair in backend.find_pairs(changed, threshold) if pair.score >= threshold]
+
+
 def test_every_copy_pairs_with_its_original_and_nothing_else(backend, tmp_path):
     paths = variants(photo(1), tmp_path, "alpha") + variants(photo(2), tmp_path, "beta") + variants(photo(3), tmp_path, "gamma")
     index_all(backend, paths)
-    found = {(pair.first, pair.second): pair.score for pair in backend.find_pairs(None, 0.6)}
+    found = {(pair.first, pair.second): pair.score for pair in matches(backend, None)}
     for pair in found:
         assert pair[0].split("-")[0].split(".")[0] == pair[1].split("-")[0].split(".")[0], f"false pair {pair}"
     for name in ("alpha", "beta", "gamma"):
@@ -112,7 +117,7 @@ def test_scores_keep_flows_meaning(backend, tmp_path):
     original.resize((320, 220), Image.Resampling.LANCZOS).save(tmp_path / "c.jpg", quality=90)  # no visible change
     ImageEnhance.Color(original).enhance(0.3).save(tmp_path / "d.jpg", quality=90)  # visibly desaturated
     index_all(backend, [tmp_path / n for n in ("a.png", "b.bmp", "c.jpg", "d.jpg")])
-    found = {(pair.first, pair.second): pair.score for pair in backend.find_pairs(None, 0.6)}
+    found = {(pair.first, pair.second): pair.score for pair in matches(backend, None)}
     assert found[("a.png", "b.bmp")] == 1.0
     assert 0.9 <= found[("a.png", "c.jpg")] < 1.0
     assert 0.6 <= found[("a.png", "d.jpg")] < 0.9
@@ -123,15 +128,27 @@ def test_other_shots_of_the_same_scene_are_not_exact_duplicates(backend, tmp_pat
     scene.crop((0, 0, 640, 440)).save(tmp_path / "frame1.jpg", quality=92)
     scene.crop((200, 0, 840, 440)).save(tmp_path / "frame2.jpg", quality=92)  # camera panned
     index_all(backend, [tmp_path / "frame1.jpg", tmp_path / "frame2.jpg"])
-    assert [pair for pair in backend.find_pairs(None, 0.6)] == []
+    assert matches(backend, None) == []
+
+
+def test_rejected_candidates_are_reported_as_compared_and_different(backend, tmp_path):
+    """Grouping must tell "compared and different" from "never compared"."""
+    scene = photo(11, (900, 440))
+    scene.crop((0, 0, 640, 440)).save(tmp_path / "frame1.jpg", quality=92)
+    scene.crop((200, 0, 840, 440)).save(tmp_path / "frame2.jpg", quality=92)  # proposed: they share a strip
+    index_all(backend, [tmp_path / "frame1.jpg", tmp_path / "frame2.jpg"])
+    (pair,) = backend.find_pairs(None, 0.6)
+    assert (pair.first, pair.second) == ("frame1.jpg", "frame2.jpg")
+    assert pair.score < 0.5
+    assert backend.compares_every_pair is False
 
 
 def test_incremental_scan_only_reports_pairs_touching_changed(backend, tmp_path):
     paths = variants(photo(4), tmp_path, "delta")[:3] + variants(photo(5), tmp_path, "eps")[:3]
     index_all(backend, paths)
-    pairs = list(backend.find_pairs({"eps.jpg"}, 0.6))
+    pairs = list(matches(backend, {"eps.jpg"}))
     assert pairs and all("eps.jpg" in (pair.first, pair.second) for pair in pairs)
-    assert list(backend.find_pairs(set(), 0.6)) == []
+    assert list(matches(backend, set())) == []
 
 
 def test_forget_clear_and_stale_versions(backend, tmp_path):
@@ -143,7 +160,7 @@ def test_forget_clear_and_stale_versions(backend, tmp_path):
         connection.execute(update(features).where(features.c.hash == "zeta.jpg").values(analyser="embedded-old-0"))
     assert backend.stale_hashes() == {"zeta.jpg"}
     assert "zeta.jpg" in backend.missing(["zeta.jpg"])
-    assert all("zeta.jpg" not in (p.first, p.second) for p in backend.find_pairs(None, 0.6))
+    assert all("zeta.jpg" not in (p.first, p.second) for p in matches(backend, None))
     backend.index("zeta.jpg", paths[0])  # re-analysis replaces the stale row
     assert backend.stale_hashes() == set()
     backend.forget(["zeta.jpg"])
@@ -152,7 +169,7 @@ def test_forget_clear_and_stale_versions(backend, tmp_path):
         assert set(connection.scalars(select(features.c.analyser))) == {ANALYSER}
     backend.clear()
     assert backend.health().documents == 0
-    assert list(backend.find_pairs(None, 0.6)) == []
+    assert list(matches(backend, None)) == []
 
 
 def test_unreadable_and_vanished_files(backend, tmp_path):

@@ -40,6 +40,56 @@ def test_the_strongest_match_wins_when_two_matches_are_far_apart():
     assert [g.paths for g in groups] == [["anchor", "strong"]]
 
 
+def test_edits_never_compared_with_each_other_join_the_original_when_the_backend_only_compares_candidates():
+    entries = [entry(p) for p in ["original", "cropped", "captioned"]]
+    # The crop and the captioned copy were never proposed as a pair: unknown, not far apart.
+    pairs = [pair("original", "cropped", 0.7), pair("original", "captioned", 0.75)]
+    (group,) = group_duplicates(entries, pairs, 0.6, unscored_are_far=False)
+    assert group.paths == ["captioned", "cropped", "original"]
+    assert group.anchor == "original"
+
+
+def test_a_pair_compared_and_found_different_stays_apart_whatever_the_backend():
+    entries = [entry(p) for p in ["anchor", "strong", "weak"]]
+    # Both match the anchor through a shared watermark, but were compared: different pictures.
+    pairs = [pair("anchor", "strong", 0.95), pair("anchor", "weak", 0.7), pair("strong", "weak", 0.2)]
+    for unscored_are_far in (True, False):
+        groups = group_duplicates(entries, pairs, 0.6, unscored_are_far=unscored_are_far)
+        assert [g.paths for g in groups] == [["anchor", "strong"]]
+
+
+def test_two_crops_far_apart_from_each_other_both_join_their_original():
+    copies = ["copy1", "copy2", "copy3"]
+    entries = [entry(p) for p in ["original", *copies, "crop-left", "crop-right"]]
+    pairs = [pair("original", c, 0.95) for c in copies]
+    pairs += [pair(a, b, 0.95) for i, a in enumerate(copies) for b in copies[i + 1 :]]
+    pairs += [pair(crop, other, 0.8) for crop in ("crop-left", "crop-right") for other in ["original", *copies]]
+    pairs.append(pair("crop-left", "crop-right", 0.45))  # each shows what the other lacks
+    for unscored_are_far in (True, False):
+        (group,) = group_duplicates(entries, pairs, 0.6, unscored_are_far=unscored_are_far)
+        assert set(group.paths) == {"original", *copies, "crop-left", "crop-right"}
+
+
+def test_a_mistaken_match_with_the_anchor_stays_out_when_the_rest_of_the_group_disagrees():
+    copies = ["copy1", "copy2", "copy3"]
+    entries = [entry(p) for p in ["original", *copies, "other-shot"]]
+    pairs = [pair("original", c, 0.95) for c in copies] + [pair("original", "other-shot", 0.65)]
+    pairs += [pair(a, b, 0.95) for i, a in enumerate(copies) for b in copies[i + 1 :]]
+    pairs += [pair("other-shot", c, 0.3) for c in copies]  # compared with the copies: different
+    (group,) = group_duplicates(entries, pairs, 0.6, unscored_are_far=False)
+    assert set(group.paths) == {"original", *copies}
+
+
+def test_a_picture_tied_more_strongly_to_its_own_copies_leaves_a_group_it_joined_through_an_overlay():
+    ours = ["a", "a-copy1", "a-copy2", "a-copy3", "a-copy4"]
+    theirs = ["b", "b-copy1", "b-copy2"]
+    entries = [entry(p) for p in ours + theirs]
+    pairs = [pair(x, y, 0.95) for group in (ours, theirs) for i, x in enumerate(group) for y in group[i + 1 :]]
+    pairs.append(pair("a", "b", 0.61))  # the same watermark on two different pictures
+    groups = group_duplicates(entries, pairs, 0.6, unscored_are_far=False)
+    assert sorted(g.paths for g in groups) == [sorted(ours), sorted(theirs)]
+
+
 def test_biggest_group_first_then_by_path_and_deterministic():
     entries = [entry(p) for p in ["x1", "x2", "y1", "y2", "y3"]]
     pairs = [pair("x1", "x2", 0.9), pair("y1", "y2", 0.9), pair("y1", "y3", 0.9), pair("y2", "y3", 0.9)]

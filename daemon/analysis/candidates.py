@@ -18,10 +18,13 @@ from daemon.analysis.neighbours import MultiIndexHash, best_pairs
 
 HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be proposed
 DESCRIPTOR_RADIUS = 32  # bits of 256 for two ORB descriptors to count as the same point
-MIN_VOTES = 10  # close descriptors two images must share to be proposed
-COMMON = 100  # a descriptor close to points in more images than this is a commonplace (flat patch, edge): ignored
-MOST_PER_IMAGE = 24  # keypoint candidates kept per image, most votes first
+MIN_VOTES = 5  # close descriptors two images must share to be proposed
+# A descriptor close to this many stored points or more is a commonplace (flat patch, edge)
+# and ignored. Not fewer: the copies of one picture (dozens, for a popular one) all hold it.
+COMMON = 256
+MOST_PER_IMAGE = 32  # keypoint candidates kept per image, most votes first (hash neighbours not counted)
 IVF_ABOVE = 50_000  # descriptors; fewer are searched exhaustively
+QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON points)
 
 
 def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[int, int, int]]:
@@ -32,39 +35,59 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[in
     return list(zip(first.tolist(), second.tolist(), orientation.tolist()))
 
 
-def keypoint_candidates(stored: list[np.ndarray], queries: dict[int, list[np.ndarray]]) -> list[tuple[int, int]]:
+def keypoint_candidates(
+    stored: list[np.ndarray], queries: dict[int, list[np.ndarray]], proposed: dict[int, set[int]] | None = None
+) -> list[tuple[int, int]]:
     """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
 
     ``stored[row]``: uint8[K, 32] descriptors of each image; ``queries[row]``: the descriptor
-    sets to search with for that row (the image's own and its mirror's).
+    sets to search with for that row (the image's own and its mirror's). ``proposed[row]``:
+    rows already proposed with it (by the hash); they do not take up its ``MOST_PER_IMAGE``
+    places, which go to what only keypoints find: crops and overlays. A picture with many
+    whole-frame copies would otherwise fill its places with them.
     """
+    proposed = proposed or {}
     counts = np.array([len(d) for d in stored], dtype=np.int64)
     if counts.sum() == 0 or not queries:
         return []
     database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)]), dtype=np.uint8)
     owners = np.repeat(np.arange(len(stored)), counts)
     index = _descriptor_index(database)
+    searches = [(row, descriptors) for row, sets in queries.items() for descriptors in sets if len(descriptors) >= MIN_VOTES]
     pairs: set[tuple[int, int]] = set()
-    for row, sets in queries.items():
-        for descriptors in sets:
-            if len(descriptors) < MIN_VOTES:
-                continue
-            limits, _, found = index.range_search(np.ascontiguousarray(descriptors, dtype=np.uint8), DESCRIPTOR_RADIUS)
-            if not len(found):
-                continue
-            # One vote per query descriptor per image, however many of its points are close.
-            query_of = np.repeat(np.arange(len(descriptors)), np.diff(limits).astype(np.int64))
-            images = owners[found]
-            hits = np.unique(query_of * len(stored) + images)
-            hit_query, hit_image = hits // len(stored), hits % len(stored)
-            spread = np.bincount(hit_query, minlength=len(descriptors))
-            votes = hit_image[spread[hit_query] <= COMMON]
-            other, count = np.unique(votes, return_counts=True)
-            keep = (count >= MIN_VOTES) & (other != row)
-            other, count = other[keep], count[keep]
-            for image in other[np.argsort(-count, kind="stable")][:MOST_PER_IMAGE].tolist():
+    neighbours = min(COMMON, len(database))
+    for batch in _batches(searches, QUERY_BATCH):
+        # One search for many images: faiss spreads a batch over every core. The nearest
+        # ``COMMON`` points are enough: a descriptor with that many close ones is ignored.
+        sizes = np.array([len(descriptors) for _, descriptors in batch], dtype=np.int64)
+        distances, points = index.search(np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8), neighbours)
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        for (row, descriptors), start, end in zip(batch, starts[:-1], starts[1:]):
+            for image in _most_voted(row, distances[start:end], points[start:end], owners, len(stored), proposed.get(row, set())):
                 pairs.add((row, image))
     return sorted(pairs)
+
+
+def _most_voted(row: int, distances: np.ndarray, points: np.ndarray, owners: np.ndarray, image_count: int, already: set[int]) -> list[int]:
+    """The images most of ``row``'s descriptors are close to (``points``, ``distances``: the
+    nearest stored points of each descriptor, one row per descriptor)."""
+    close = (distances < DESCRIPTOR_RADIUS) & (points >= 0)
+    distinctive = ~close[:, -1] if close.shape[1] >= COMMON else np.ones(len(close), dtype=bool)
+    close &= distinctive[:, None]
+    query_of = np.nonzero(close)[0]
+    if not len(query_of):
+        return []
+    # One vote per query descriptor per image, however many of its points are close.
+    votes = np.unique(query_of * image_count + owners[points[close]]) % image_count
+    other, count = np.unique(votes, return_counts=True)
+    keep = (count >= MIN_VOTES) & (other != row) & np.array([o not in already for o in other.tolist()], dtype=bool)
+    other, count = other[keep], count[keep]
+    return other[np.argsort(-count, kind="stable")][:MOST_PER_IMAGE].tolist()
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _descriptor_index(database: np.ndarray):
@@ -88,12 +111,15 @@ def propose(
     ``descriptors[row]`` / ``mirrored[row]``: ORB descriptors of each image and of its mirror.
     """
     proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
+    by_hash: dict[int, set[int]] = {}
     for first, second, orientation in hash_candidates(hashes, query_rows):
         pair = (min(first, second), max(first, second))
         proposals.setdefault(pair, (keys[first], keys[second], orientation))
+        by_hash.setdefault(first, set()).add(second)
+        by_hash.setdefault(second, set()).add(first)
     if descriptors is not None and mirrored is not None:
         queries = {int(row): [descriptors[row], mirrored[row]] for row in query_rows}
-        for first, second in keypoint_candidates(descriptors, queries):
+        for first, second in keypoint_candidates(descriptors, queries, by_hash):
             pair = (min(first, second), max(first, second))
             proposals.setdefault(pair, (keys[first], keys[second], None))
     return [proposals[pair] for pair in sorted(proposals)]

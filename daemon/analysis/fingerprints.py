@@ -24,6 +24,9 @@ from daemon.analysis.features import Features, encode
 from daemon.imaging import open_upright
 
 WORK_SIDE = 512  # long side of the working image keypoints are found on
+# JPEGs may decode a little short of WORK_SIDE: a 4000 px photograph then decodes at 1/8
+# scale (500 px), twice as fast as at 1/4, and its working image is 500 px.
+DRAFT_SIDE = 460
 THUMB_SIDE = 160  # long side of the stored grey thumbnail
 COLOUR_SIDE = 16
 HASH_SIDE = 32
@@ -42,7 +45,7 @@ class Analysis:
 
 def analyse_file(path: str, max_pixels: int) -> Analysis:
     """Decode ``path`` upright and compute its features. Raises UnreadableImage, FileVanished."""
-    image, image_format, (width, height) = open_upright(Path(path), draft_size=(WORK_SIDE, WORK_SIDE), max_pixels=max_pixels)
+    image, image_format, (width, height) = open_upright(Path(path), draft_side=DRAFT_SIDE, max_pixels=max_pixels)
     return Analysis(width, height, image_format, encode(features_of(image, (width, height))))
 
 
@@ -117,7 +120,9 @@ def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """ORB keypoints (normalised 0..1 positions) and descriptors, spread over the picture."""
     global _ORB
     if _ORB is None:
-        _ORB = cv2.ORB_create(nfeatures=8 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=4)
+        # Many more points are detected than kept, so the grid below has some in every part of
+        # the picture: large, sharp text would otherwise take every one of the strongest.
+        _ORB = cv2.ORB_create(nfeatures=40 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=4)
     height, width = grey.shape
     found = _ORB.detect(grey, None)
     if not found:

@@ -14,6 +14,9 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   other lacks (consecutive frames, a panned or shaken camera, stereo pairs), frames related
   by a small rotation, a shear or a perspective change (another viewpoint), or aligned
   content that disagrees over much of the picture (parallax, moving subjects).
+- Two different pictures under one overlay (a photographer's watermark on every picture)
+  align on the overlay alone; an edit or an overlay leaves the broad layout of light and
+  dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``).
 - Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
   contains the other, that settles it (no other relation is searched for, which would only
   find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
@@ -36,6 +39,9 @@ import numpy as np
 from daemon.analysis.features import Features
 from daemon.analysis.fingerprints import orient
 
+# Bump when scores change (a new check, a moved limit): stored pairs are then scored again.
+VERIFIER = "verify-5"
+
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
 MIN_AGREEMENT = 0.45  # share of textured cells whose gradients agree after alignment
@@ -47,6 +53,8 @@ OTHER_SHOT_AGREEMENT = 0.75  # aligned this well yet neither frame inside the ot
 OTHER_SHOT_CORRELATION = 0.6
 CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
 MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
+LAYOUT_BLUR = 3.0  # pixels of the 160 px thumbnail
+MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pictures (see _layout_correlation)
 MAX_KEYPOINT_SCALE = 3.0  # a keypoint fit scaling the thumbnails more than this (or less than its inverse) is degenerate
 
 
@@ -193,7 +201,7 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     structure = _structure(a_view, b_view, matrix, a.levels, b.levels, relation)
     if structure is None:
         return Verdict(0.0, False, "no overlap")
-    agreement, overall, correlation, difference = structure
+    agreement, overall, correlation, difference, layout = structure
     similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
     if shape_error > MAX_SHAPE_ERROR:
         return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
@@ -202,6 +210,8 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
         return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
     if agreement < MIN_AGREEMENT or correlation < MIN_GRADIENT_CORRELATION:
         return Verdict(min(similar, 0.59), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
+    if layout < MIN_LAYOUT_CORRELATION:
+        return Verdict(min(similar, 0.59), False, f"light and dark laid out differently (layout {layout:.2f}): only an overlay agrees")
     # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
     crop_loss = 1.0 - min(cover_a, cover_b)
     overlay_loss = max(0.0, (1.0 - overall) - 0.05)
@@ -310,12 +320,13 @@ def _coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, 
     return float(area) / (a_width * a_height), float(area) / b_area
 
 
-def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -> tuple[float, float, float, float] | None:
+def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -> tuple[float, float, float, float, float] | None:
     """Gradient agreement after alignment.
 
     Returns the share of cells textured in both pictures whose gradients agree, the share
     of cells textured in either that agree (overlays lower it), the overall gradient
-    correlation, and the mean difference of the raw grey levels (0..1).
+    correlation, the mean difference of the raw grey levels (0..1), and the correlation of
+    the broad light-and-dark layout.
     """
     height, width = b_view.shape
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
@@ -362,7 +373,17 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -
     raw_b = b_view.astype(np.float32) / 255.0 * float(b_levels[1] - b_levels[0]) + float(b_levels[0])
     raw_warped = cv2.warpAffine(raw_a, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
-    return agreement, overall, correlation, difference
+    return agreement, overall, correlation, difference, _layout_correlation(warped, b_view.astype(np.float32), valid)
+
+
+def _layout_correlation(first: np.ndarray, second: np.ndarray, valid: np.ndarray) -> float:
+    """Correlation of the two aligned pictures blurred to their broad shapes (zero-mean, scaled:
+    light, contrast and most colour edits keep it high; a different picture does not)."""
+    broad_first = cv2.GaussianBlur(first, (0, 0), LAYOUT_BLUR)[valid]
+    broad_second = cv2.GaussianBlur(second, (0, 0), LAYOUT_BLUR)[valid]
+    if broad_first.std() < 1.0 or broad_second.std() < 1.0:
+        return 1.0  # no layout to compare (a plain picture): the other checks decide
+    return float(np.corrcoef(broad_first, broad_second)[0, 1])
 
 
 def _colour_difference(first: np.ndarray, second: np.ndarray) -> float:

@@ -46,6 +46,12 @@ class Health:
 
 class Backend(Protocol):
     kind: str
+    # True when every pair missing from ``find_pairs`` is known to score below its
+    # ``min_score`` (the backend compares every pair); False when it compares only the
+    # candidates it proposes, and so reports the ones it rejected too (see find_pairs).
+    compares_every_pair: bool
+    # Names how pairs are scored; when it changes, the stored pairs are scored again.
+    comparison: str
 
     def health(self) -> Health:
         """Is the backend usable now? Never raises."""
@@ -68,7 +74,9 @@ class Backend(Protocol):
         """Pairs scoring at least ``min_score``.
 
         ``changed=None`` compares everything; otherwise only pairs in which at least one
-        side is in ``changed`` are needed (an incremental scan).
+        side is in ``changed`` are needed (an incremental scan). A backend that does not
+        compare every pair also yields the pairs it compared and found different, with
+        their lower score: grouping must know "different" from "never compared".
         """
 
     def outdated(self) -> set[str]:

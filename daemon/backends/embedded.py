@@ -29,6 +29,7 @@ from daemon.analysis.candidates import propose
 from daemon.analysis.features import ANALYSER, PREFIX_BYTES, decode, decode_hashes
 from daemon.analysis.fingerprints import Analysis, analyse_file
 from daemon.analysis.pairing import score_batch
+from daemon.analysis.verify import VERIFIER
 from daemon.backends.base import Health, ImageInfo, ScoredPair
 from daemon.errors import BackendUnavailable
 from daemon.store.schema import contents, features
@@ -42,6 +43,8 @@ SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
 
 class EmbeddedBackend:
     kind = "embedded"
+    compares_every_pair = False  # only the proposed candidates are verified
+    comparison = f"{ANALYSER}+{VERIFIER}"
 
     def __init__(self, engine: Engine, workers: int, max_image_pixels: int):
         self.engine = engine
@@ -205,7 +208,8 @@ class EmbeddedBackend:
         descriptors, mirrored = self._load_descriptors(keys)
         candidates = propose(keys, hashes, query_rows, descriptors, mirrored)
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
-        yield from self._verify(candidates, min_score)
+        # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
+        yield from self._verify(candidates)
 
     def _load_hashes(self) -> tuple[list[str], np.ndarray]:
         query = select(features.c.hash, func.substr(features.c.data, 1, PREFIX_BYTES)).where(features.c.analyser == ANALYSER).order_by(features.c.hash)
@@ -239,13 +243,13 @@ class EmbeddedBackend:
                 mirrored.append(decoded.mirror_descriptors)
         return descriptors, mirrored
 
-    def _verify(self, candidates: list[tuple[str, str, int | None]], min_score: float) -> Iterator[ScoredPair]:
+    def _verify(self, candidates: list[tuple[str, str, int | None]]) -> Iterator[ScoredPair]:
         pending: list[Future] = []
         for start in range(0, len(candidates), BATCH_PAIRS):
             batch = candidates[start : start + BATCH_PAIRS]
             blobs = self._load_blobs({key for pair in batch for key in pair[:2]})
             batch = [pair for pair in batch if pair[0] in blobs and pair[1] in blobs]
-            pending.append(self._submit(score_batch, blobs, batch, min_score))
+            pending.append(self._submit(score_batch, blobs, batch))
             if len(pending) >= 2 * self.workers:
                 yield from self._collect(pending.pop(0))
         for future in pending:

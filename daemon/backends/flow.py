@@ -91,6 +91,8 @@ class FlowBackend:
     """The ``Backend`` protocol on a Flow 5 server (see the module docstring)."""
 
     kind = "flow"
+    compares_every_pair = True  # /duplicate ranks the whole collection
+    comparison = "flow-duplicate"
 
     def __init__(
         self,
@@ -122,7 +124,7 @@ class FlowBackend:
 
     def index(self, content_hash: str, path: Path) -> ImageInfo:
         size = self.settings.thumbnail_size
-        image, image_format, (width, height) = open_upright(path, draft_size=(size, size), max_pixels=self._max_pixels)
+        image, image_format, (width, height) = open_upright(path, draft_side=size, max_pixels=self._max_pixels)
         analysis = self._call(
             "analyze",
             "POST",

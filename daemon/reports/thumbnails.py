@@ -32,7 +32,7 @@ def thumbnail_data_uri(path: str | Path, size: int) -> str:
     Never raises for a bad image: returns ``placeholder_data_uri(size)`` instead.
     """
     try:
-        image, _format, _full_size = open_upright(Path(path), draft_size=(size, size))
+        image, _format, _full_size = open_upright(Path(path), draft_side=size)
         image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
         if image.mode not in ("RGB", "L"):
             image = image.convert("RGB")
