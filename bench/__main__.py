@@ -42,6 +42,7 @@ def main() -> int:
     parser.add_argument("--details", action="store_true", help="also list every miss and false positive of dupe-scanner")
     parser.add_argument("--reuse", action="store_true", help="score the last runs again instead of running the tools (after a change of labels)")
     parser.add_argument("--reuse-peer", action="store_true", help="run dupe-scanner afresh but score imagededup's last runs again (it did not change)")
+    parser.add_argument("--speed-only", action="store_true", help="score the last detection runs again (as --reuse) and run only the 12 MP speed runs afresh, every tool in the same run")
     args = parser.parse_args()
 
     skimage_dir = _skimage_data()
@@ -65,14 +66,15 @@ def main() -> int:
     say(f"labelled pairs: {len(labels['positives'])} positives, {len(labels['negatives'])} hard negatives (+ every cross-family pair)")
     say(f"left out of the scoring (blank pictures, no detail at all): {', '.join(labels['excluded']) or 'none'}")
 
-    ours, ours_run = run_dupe_scanner(images, args.root / "runs" / "labelled", reuse=args.reuse)
+    reuse_detection = args.reuse or args.speed_only
+    ours, ours_run = run_dupe_scanner(images, args.root / "runs" / "labelled", reuse=reuse_detection)
     results: dict[str, tuple[Result, str, dict]] = {}
     results["dupe-scanner (embedded, default 0.6)"] = (evaluate(labels, ours, DEFAULT_THRESHOLD, "report"), "0.6", ours_run)
     tune = evaluate(labels, ours, DEFAULT_THRESHOLD, "tune")
 
     peer_runs = {}
     if not args.skip_peer:
-        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE, reuse=args.reuse or args.reuse_peer)
+        peer_runs = run_peer(images, args.root / "runs" / "imagededup-labelled.json", PEER_MAX_DISTANCE, reuse=reuse_detection or args.reuse_peer)
         for method, (scored, run) in peer_runs.items():
             # Distances become scores (64 - distance) so "higher is more alike" for every tool.
             thresholds = [64 - d for d in range(0, PEER_MAX_DISTANCE + 1)]

@@ -386,9 +386,12 @@ def add_real_stereo(root: Path, skimage_dir: Path | None, labels: dict) -> None:
     (root / "labels.json").write_text(json.dumps(labels, indent=1))
 
 
-def build_speed_set(root: Path, seeds: list[Seed], count: int = 24) -> list[Path]:
-    """``count`` photographs of 12 megapixels (4000 x 3000), JPEG quality 90, for the speed columns."""
-    folder = root / "speed-12mp"
+def build_speed_set(root: Path, seeds: list[Seed], count: int = 96) -> list[Path]:
+    """``count`` photographs of 12 megapixels (4000 x 3000), JPEG quality 90, for the speed columns.
+
+    Enough of them that starting the program (imports, the worker pool) weighs little.
+    """
+    folder = root / f"speed-12mp-{count}"
     done = folder / ".complete"
     if done.exists():
         return sorted(folder.glob("*.jpg"))
