@@ -113,3 +113,25 @@ def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(t
     assert open_upright(path, draft_side=460)[0].size == (500, 250)  # 1/8: both sides may fall short of 460
     assert open_upright(path, draft_side=600)[0].size == (1000, 500)
     assert open_upright(path)[0].size == (4000, 2000)
+
+
+def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeypatch):
+    """A repeating pattern lines up one period off as a whole frame; the keypoints' own
+    correspondences show the shift, and their verdict (another shot) is the answer."""
+    import daemon.analysis.pairing as pairing
+    from daemon.analysis.verify import Relation, Verdict
+
+    whole_frame = Relation(0, False, np.eye(2, 3, dtype=np.float32))
+    shifted = Relation(0, False, np.array([[1, 0, 7.5], [0, 1, 7.5]], dtype=np.float32))
+    verdicts = {
+        id(whole_frame): Verdict(0.91, True, "crop 0.02 overlay 0.00 light 0.07 colour 0.02"),
+        id(shifted): Verdict(0.49, False, "neither frame contains the other (0.908, 0.909)", decided=True),
+    }
+    monkeypatch.setattr(pairing, "full_frame", lambda a, b, orientation: whole_frame)
+    monkeypatch.setattr(pairing, "from_keypoints", lambda a, b: shifted)
+    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False: verdicts[id(relation)])
+    verdict = score_pair(None, None, 0)
+    assert not verdict.verified and verdict.score < 0.6
+
+    verdicts[id(shifted)] = Verdict(0.85, True, "crop 0.10 overlay 0.00 light 0.00 colour 0.00")  # a crop: the better score wins
+    assert score_pair(None, None, 0).score == 0.91
