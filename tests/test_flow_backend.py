@@ -405,6 +405,10 @@ def test_malformed_json_names_the_endpoint(flow_standin, flow_backend, tmp_path)
         flow_backend.index("h", path)
 
     assert str(caught.value).startswith(f"Flow analyze at {flow_standin.url}/api/cores/my-collection/analyze: the answer is not JSON")
+    depth = 100_000  # too deeply nested for the JSON decoder
+    flow_standin.malformed_next(1, endpoint="analyze", body=b'{"outputs": ' + b"[" * depth + b"]" * depth + b"}")
+    with pytest.raises(BackendUnavailable, match="the answer is not JSON"):
+        flow_backend.index("h", path)
     flow_standin.malformed_next(1, endpoint="analyze", body=b'{"responseHeader": {"status": 0}}')
     with pytest.raises(BackendUnavailable, match="no 'outputs' object"):
         flow_backend.index("h", path)

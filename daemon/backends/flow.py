@@ -369,7 +369,7 @@ class FlowBackend:
     def _parse(self, where: str, response: requests.Response) -> dict:
         try:
             answer = response.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
             raise BackendUnavailable(
                 f"{where}: the answer is not JSON (HTTP {response.status_code}, "
                 f"{response.headers.get('Content-Type', 'no content type')}, starts {response.text[:60]!r})"
