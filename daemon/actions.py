@@ -77,12 +77,14 @@ def status(settings: Settings, failures: int, repair: bool) -> int:
             _say("last scan: never (run 'dupe-scanner scan')")
         _say_reports(settings.paths.reports)
         _say_service(settings)
-        _say_drift(parts, repair)
+        repaired = _say_drift(parts, repair, settings)
         if failed:
             _say("problems:")
             for failure in failed:
                 reason = failure.error.removeprefix(f"{failure.path}: ")  # most reasons start with the path
                 _say(f"  {_one_line(failure.path)}: {_one_line(reason)}")
+        if not repaired:
+            return 2
         return 0 if health.reachable else 1
 
 
@@ -103,11 +105,14 @@ def _say_service(settings: Settings) -> None:
         _say(line)
 
 
-def _say_drift(parts, repair: bool) -> None:
-    """Flow keeps its own documents; say (and with ``repair`` mend) where they and the state differ."""
+def _say_drift(parts, repair: bool, settings: Settings) -> bool:
+    """Flow keeps its own documents; say (and with ``repair`` mend) where they and the state differ.
+
+    False when a repair was asked for and refused.
+    """
     document_ids = getattr(parts.backend, "document_ids", None)
     if document_ids is None:
-        return  # the embedded backend keeps its features in the state: nothing can drift
+        return True  # the embedded backend keeps its features in the state: nothing can drift
     try:
         parts.backend.commit()
         with read_transaction(parts.engine) as connection:
@@ -115,8 +120,15 @@ def _say_drift(parts, repair: bool) -> None:
         drift = compare(document_ids(), known)
         _say(f"drift: {drift.summary()}")
         if repair and not drift.in_step:
-            # Repair while indexing is idle: a document stored a moment before the state
+            # Repair only while nothing indexes: a document stored a moment before the state
             # records its content would look unknown and be deleted (and indexed again).
+            running = _live_service(settings)
+            if running is not None:
+                _say(
+                    f"not repaired: the service is running on this state (pid {running.pid}); stop it "
+                    "(systemctl stop dupe-scanner), run 'dupe-scanner status --repair', then start it again"
+                )
+                return False
             parts.backend.forget(drift.unknown_to_state)
             with write_transaction(parts.engine) as connection:
                 requeued = file_store.requeue_contents(connection, drift.missing_in_flow, time.time())
@@ -127,6 +139,15 @@ def _say_drift(parts, repair: bool) -> None:
             )
     except BackendUnavailable as error:
         _say(f"drift: cannot be checked: {error}")
+    return True
+
+
+def _live_service(settings: Settings):
+    try:
+        from daemon.service.status import live_service
+    except ImportError:
+        return None
+    return live_service(settings)
 
 
 def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bool) -> int:

@@ -100,6 +100,15 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "never"
 
 
+def live_service(settings: Settings, now: float | None = None) -> ServiceStatus | None:
+    """The status of a service running on this state right now (heartbeat fresh), or None."""
+    now = time.time() if now is None else now
+    status = read_status(status_path(settings))
+    if status is None or status.phase == "stopped":
+        return None
+    return status if now - status.heartbeat_at <= STALE_AFTER * max(status.heartbeat_seconds, 1.0) else None
+
+
 def describe_service(settings: Settings, now: float | None = None) -> list[str]:
     """Lines for ``dupe-scanner status`` about the service using this state."""
     now = time.time() if now is None else now
