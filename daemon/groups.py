@@ -141,7 +141,11 @@ def _settle(anchor: str, members: list[str], remaining: nx.Graph) -> list[str]:
     """
     while True:
         inside = set(members)
-        leaving = [member for member in members if member != anchor and _ties(member, remaining, inside, outside=True) > _ties(member, remaining, inside, outside=False)]
+        leaving = [
+            member
+            for member in members
+            if member != anchor and _ties(member, remaining, inside, outside=True) > _ties(member, remaining, inside, outside=False)
+        ]
         if not leaving:
             return members
         members = [member for member in members if member not in leaving]

@@ -4,8 +4,9 @@
   (as displayed) hashes of all images, through multi-index hashing (daemon.analysis.neighbours).
   Catches copies changed in colour, light, size, format, clarity and orientation.
 - Keypoint neighbours: ORB descriptors (of each image and of its mirror) against the stored
-  descriptors of all images, through an inverted-file index (faiss, binary, range search);
-  two images sharing ``MIN_VOTES`` close descriptors are proposed. Catches crops and
+  descriptors of all images, through an inverted-file index (faiss, binary, the ``COMMON``
+  nearest points of each descriptor); two images sharing ``MIN_VOTES`` close descriptors are
+  proposed. Catches crops and
   overlaid text, which change the whole-frame hash too much.
 """
 
