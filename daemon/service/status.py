@@ -104,9 +104,14 @@ def live_service(settings: Settings, now: float | None = None) -> ServiceStatus 
     """The status of a service running on this state right now (heartbeat fresh), or None."""
     now = time.time() if now is None else now
     status = read_status(status_path(settings))
-    if status is None or status.phase == "stopped":
+    if status is None or status.phase == "stopped" or _silent(status, now):
         return None
-    return status if now - status.heartbeat_at <= STALE_AFTER * max(status.heartbeat_seconds, 1.0) else None
+    return status
+
+
+def _silent(status: ServiceStatus, now: float) -> bool:
+    """Whether the service missed its last ``STALE_AFTER`` heartbeats (killed, or hung)."""
+    return now - status.heartbeat_at > STALE_AFTER * max(status.heartbeat_seconds, 1.0)
 
 
 def describe_service(settings: Settings, now: float | None = None) -> list[str]:
@@ -119,7 +124,7 @@ def describe_service(settings: Settings, now: float | None = None) -> list[str]:
     age = now - status.heartbeat_at
     if status.phase == "stopped":
         return [f"service: not running (stopped {_when(status.heartbeat_at)})"]
-    if age > STALE_AFTER * max(status.heartbeat_seconds, 1.0):
+    if _silent(status, now):
         return [
             f"service: not responding (pid {status.pid}, last heartbeat {_ago(age)} ago at "
             f"{_when(status.heartbeat_at)}; it may have been killed)"
