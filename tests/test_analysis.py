@@ -135,3 +135,63 @@ def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeyp
 
     verdicts[id(shifted)] = Verdict(0.85, True, "crop 0.10 overlay 0.00 light 0.00 colour 0.00")  # a crop: the better score wins
     assert score_pair(None, None, 0).score == 0.91
+
+
+def _smooth_picture(size: tuple[int, int] = (640, 400)) -> Image.Image:
+    """A wallpaper-like picture: a colour ramp and a few large soft shapes, little fine detail."""
+    from PIL import ImageDraw, ImageFilter
+
+    picture = _gradient(size, True, ((30, 70, 140), (230, 170, 90)))
+    draw = ImageDraw.Draw(picture)
+    width, height = size
+    for left, top, right, bottom, colour in ((60, 40, 300, 260, (200, 90, 60)), (380, 120, 600, 380, (40, 150, 110)), (220, 250, 420, 390, (240, 230, 200))):
+        draw.ellipse((left * width // 640, top * height // 400, right * width // 640, bottom * height // 400), fill=colour)
+    return picture.filter(ImageFilter.GaussianBlur(6))
+
+
+def _text_block(picture: Image.Image) -> Image.Image:
+    """Meme-style lines of large text over the middle third of the picture."""
+    from PIL import ImageDraw, ImageFont
+
+    captioned = picture.copy()
+    draw = ImageDraw.Draw(captioned)
+    font = ImageFont.load_default(size=picture.height // 9)
+    for line, words in enumerate(("BEST DAY", "SUMMER 2024", "NOT FOR SALE")):
+        draw.text((20, picture.height // 3 + line * picture.height // 8), words, font=font, fill=(255, 255, 40), stroke_width=3, stroke_fill=(0, 0, 0))
+    return captioned
+
+
+def test_large_text_over_a_smooth_picture_is_a_duplicate():
+    """The text's sharp edges outweigh the picture's soft ones: they are an overlay, and
+    neither the alignment nor the content check may take them for the picture."""
+    original = _smooth_picture()
+    verdict = score_pair(_features(original), _features(_text_block(original)), None)
+    assert verdict.verified, verdict.reason
+
+
+def test_another_shot_tilted_by_less_than_a_degree_is_not_a_duplicate():
+    """An edit turns a picture by quarter turns; a hand-held second shot is turned a little."""
+    scene = photo(24, (760, 520))
+    original = scene.crop((60, 40, 700, 480))
+    tilted = scene.rotate(0.9, Image.Resampling.BICUBIC).crop((60, 40, 700, 480))
+    verdict = score_pair(_features(original), _features(tilted), None)
+    assert not verdict.verified and verdict.score < 0.6
+
+
+def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
+    """Every point of a picture copied more than COMMON times is 'commonplace' by count; the
+    copies hold it nearly exactly, so it still votes for them."""
+    from daemon.analysis.candidates import COMMON, MIN_VOTES, keypoint_candidates
+
+    rng = np.random.default_rng(5)
+    picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
+    copies = []
+    for _ in range(COMMON + 40):
+        copy = picture.copy()
+        flips = rng.integers(0, 160, 160), rng.integers(0, 32, 160), rng.integers(0, 8, 160)
+        copy[flips[0], flips[1]] ^= (1 << flips[2]).astype(np.uint8)  # about one bit per point
+        copies.append(copy)
+    crop = picture[: 3 * MIN_VOTES]  # the points of a part of the picture
+    stored = copies + [crop]
+    pairs = keypoint_candidates(stored, {len(copies): [crop]})
+    assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)

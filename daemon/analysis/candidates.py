@@ -23,6 +23,9 @@ MIN_VOTES = 5  # close descriptors two images must share to be proposed
 # A descriptor close to this many stored points or more is a commonplace (flat patch, edge)
 # and ignored. Not fewer: the copies of one picture (dozens, for a popular one) all hold it.
 COMMON = 256
+# ...except for the points it nearly equals: the copies of one picture hold the same point
+# almost exactly (a popular picture's copies outnumber COMMON), a flat patch merely resembles.
+NEAR = 6  # bits of 256
 MOST_PER_IMAGE = 32  # keypoint candidates kept per image, most votes first (hash neighbours not counted)
 IVF_ABOVE = 50_000  # descriptors; fewer are searched exhaustively
 QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON points)
@@ -74,7 +77,7 @@ def _most_voted(row: int, distances: np.ndarray, points: np.ndarray, owners: np.
     nearest stored points of each descriptor, one row per descriptor)."""
     close = (distances < DESCRIPTOR_RADIUS) & (points >= 0)
     distinctive = ~close[:, -1] if close.shape[1] >= COMMON else np.ones(len(close), dtype=bool)
-    close &= distinctive[:, None]
+    close &= distinctive[:, None] | (distances <= NEAR)
     query_of = np.nonzero(close)[0]
     if not len(query_of):
         return []

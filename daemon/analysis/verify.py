@@ -9,11 +9,16 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
 
 - A duplicate shows a subset of the other image's pixels: one frame lies inside the other
   (``CONTAINMENT``), related by a quarter-turn rotation, a mirror, a uniform scale and an
-  offset only (``MAX_SHAPE_ERROR``); edits of colour, light, clarity and overlaid text are allowed.
+  offset only (``MAX_SHAPE_ERROR``, and not turned by more than ``MAX_TILT``); edits of
+  colour, light, clarity and overlaid text are allowed.
 - Another shot of the same scene is not: two frames that each show a strip of the scene the
   other lacks (consecutive frames, a panned or shaken camera, stereo pairs), frames related
-  by a small rotation, a shear or a perspective change (another viewpoint), or aligned
-  content that disagrees over much of the picture (parallax, moving subjects).
+  by a small rotation (a hand-held bracket), a shear or a perspective change (another
+  viewpoint), or aligned content that disagrees over much of the picture (parallax, moving
+  subjects).
+- Overlaid text or a mark adds sharp edges the other picture lacks; those cells count as a
+  visible difference, not as content that disagrees (``OVERLAY_ENERGY``), and when they pull
+  the alignment askew it is made again without them.
 - Two different pictures under one overlay (a photographer's watermark on every picture)
   align on the overlay alone; an edit or an overlay leaves the broad layout of light and
   dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``).
@@ -40,10 +45,11 @@ from daemon.analysis.features import Features
 from daemon.analysis.fingerprints import orient
 
 # Bump when scores change (a new check, a moved limit): stored pairs are then scored again.
-VERIFIER = "verify-5"
+VERIFIER = "verify-6"
 
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
+MAX_TILT = 0.6  # degrees: an edit turns a picture by quarter turns only; another shot may be tilted a little
 MIN_AGREEMENT = 0.45  # share of textured cells whose gradients agree after alignment
 MIN_GRADIENT_CORRELATION = 0.25
 CELL_AGREES = 0.5
@@ -53,6 +59,7 @@ OTHER_SHOT_AGREEMENT = 0.75  # aligned this well yet neither frame inside the ot
 OTHER_SHOT_CORRELATION = 0.6
 CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
 MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
+OVERLAY_ENERGY = 4.0  # a cell where one picture's gradient energy is this many times the other's is overlaid
 LAYOUT_BLUR = 3.0  # pixels of the 160 px thumbnail
 MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pictures (see _layout_correlation)
 MAX_KEYPOINT_SCALE = 3.0  # a keypoint fit scaling the thumbnails more than this (or less than its inverse) is degenerate
@@ -190,7 +197,18 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
     if _flat(a) and _flat(b):  # nothing to align: plain pictures match on colour alone
         same = _colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
         return Verdict(0.95 if same else 0.0, same, "flat pictures")
-    return _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix), guessed)
+    verdict = _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix), guessed)
+    if verdict.verified:
+        return verdict
+    # Large text or a mark pulls the alignment its way: align once more on the picture alone,
+    # two cells around the overlay left out too (its outline, its shadow, the rows of a tiled mark).
+    before = _structure(a_view, b_view, relation.matrix, a.levels, b.levels)
+    if before is None or not before.overlay.any():
+        return verdict
+    margin = 4 * _cell_side(b_view.shape) + 1
+    overlay = cv2.dilate(before.overlay.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+    realigned = _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix, ignore=overlay), guessed)
+    return realigned if realigned.score > verdict.score else verdict
 
 
 def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, guessed: bool = False) -> Verdict:
@@ -198,13 +216,15 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     cover_a, cover_b = _coverage(matrix, a_view.shape, b_view.shape)
     if cover_a <= 0.05 or cover_b <= 0.05:
         return Verdict(0.0, False, "no overlap")
-    structure = _structure(a_view, b_view, matrix, a.levels, b.levels, relation)
+    structure = _structure(a_view, b_view, matrix, a.levels, b.levels)
     if structure is None:
         return Verdict(0.0, False, "no overlap")
-    agreement, overall, correlation, difference, layout = structure
+    agreement, overall, correlation, difference, layout = structure.agreement, structure.overall, structure.correlation, structure.difference, structure.layout
     similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
     if shape_error > MAX_SHAPE_ERROR:
         return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
+    if _tilt(matrix) > MAX_TILT:
+        return Verdict(min(similar, 0.59), False, f"tilted by {_tilt(matrix):.2f} degrees: another shot")
     if max(cover_a, cover_b) < CONTAINMENT:
         other_shot = agreement >= OTHER_SHOT_AGREEMENT and correlation >= OTHER_SHOT_CORRELATION
         return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
@@ -236,15 +256,17 @@ def _flat(features: Features) -> bool:
     return float(high - low) < 4.0
 
 
-def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
     """ECC refinement of the map B_view -> A_view (zero-mean normalised, so light-invariant).
 
     First as a free affine map: when that comes out a similarity, it is the answer (a panned
     or sheared other shot shows itself here). When it does not (an overlay can pull an affine
     fit askew), the estimate is refined again with rotation and translation only, the scale
-    kept; when ECC fails or wanders off, the estimate stands as it was.
+    kept; when ECC fails or wanders off, the estimate stands as it was. ``ignore``: pixels
+    of B left out of the fit (an overlay).
     """
     template = b_view.astype(np.float32)
+    keep = None if ignore is None else np.where(ignore, 0, 255).astype(np.uint8)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4)
     height, width = b_view.shape
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float32)
@@ -256,8 +278,9 @@ def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.nd
     try:
         # Coarse (half size) first, then one short pass at full size.
         half = _halve(matrix)
-        _, coarse = cv2.findTransformECC(_shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, None, 3)
-        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 8, 1e-4), None, 3)
+        coarse_keep = None if keep is None else cv2.resize(keep, _shrink(template).shape[::-1], interpolation=cv2.INTER_NEAREST)
+        _, coarse = cv2.findTransformECC(_shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, coarse_keep, 3)
+        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 8, 1e-4), keep, 3)
         if near(affine) and _shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
             return affine
     except cv2.error:
@@ -265,6 +288,8 @@ def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray) -> np.nd
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     resampled = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     mask = cv2.warpAffine(np.full(a_view.shape, 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    if keep is not None:
+        mask = cv2.bitwise_and(mask, keep)
     try:
         _, euclidean = cv2.findTransformECC(template, resampled, np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN, criteria, mask, 3)
     except cv2.error:
@@ -304,6 +329,13 @@ def _shape_error(linear: np.ndarray) -> tuple[float, float]:
     return best
 
 
+def _tilt(matrix: np.ndarray) -> float:
+    """Degrees by which the map turns B, apart from quarter turns."""
+    linear = matrix[:, :2].astype(np.float64)
+    degrees = np.degrees(np.arctan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+    return float(abs((degrees + 45) % 90 - 45))
+
+
 def _coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, int]) -> tuple[float, float]:
     """Share of A covered by B's frame, and share of B's frame that falls inside A."""
     b_height, b_width = b_shape
@@ -320,14 +352,20 @@ def _coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, 
     return float(area) / (a_width * a_height), float(area) / b_area
 
 
-def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -> tuple[float, float, float, float, float] | None:
-    """Gradient agreement after alignment.
+@dataclass(frozen=True)
+class Structure:
+    """How the aligned pictures compare (see ``_structure``)."""
 
-    Returns the share of cells textured in both pictures whose gradients agree, the share
-    of cells textured in either that agree (overlays lower it), the overall gradient
-    correlation, the mean difference of the raw grey levels (0..1), and the correlation of
-    the broad light-and-dark layout.
-    """
+    agreement: float  # share of the cells textured in both, overlay aside, whose gradients agree
+    overall: float  # share of the cells textured in either that agree (overlays lower it)
+    correlation: float  # gradient correlation, overlay aside
+    difference: float  # mean difference of the raw grey levels, 0..1
+    layout: float  # correlation of the broad light-and-dark layout
+    overlay: np.ndarray  # pixels of B's frame under an overlay (see ``_overlaid``)
+
+
+def _structure(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
+    """Gradient agreement after alignment, in B's frame."""
     height, width = b_view.shape
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
@@ -337,19 +375,19 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -
         return None
     first = cv2.GaussianBlur(warped, (0, 0), 1.2)
     second = cv2.GaussianBlur(b_view.astype(np.float32), (0, 0), 1.2)
-    gradients = []
+    gradients, strengths = [], []
     for image in (first, second):
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
         rms = np.sqrt(np.mean((gx**2 + gy**2)[valid])) + 1e-6
         gradients.append((gx / rms, gy / rms))
+        strengths.append(rms)
     (ax, ay), (bx, by) = gradients
     dot = (ax * bx + ay * by) * valid
     energy_a = (ax**2 + ay**2) * valid
     energy_b = (bx**2 + by**2) * valid
-    correlation = float(dot.sum() / np.sqrt(energy_a.sum() * energy_b.sum() + 1e-9))
 
-    cell = max(8, min(height, width) // 8)
+    cell = _cell_side(b_view.shape)
     rows, cols = height // cell, width // cell
 
     def cells(values: np.ndarray) -> np.ndarray:
@@ -362,8 +400,17 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -
     textured_a, textured_b = (sum_a / safe >= 0.05) & inside, (sum_b / safe >= 0.05) & inside
     agrees = dots / np.sqrt(sum_a * sum_b + 1e-9) >= CELL_AGREES
     either_mask, both_mask = textured_a | textured_b, textured_a & textured_b
-    both, agree_both = int(both_mask.sum()), int((agrees & both_mask).sum())
+    overlay = either_mask & _overlaid(sum_a * strengths[0] ** 2, sum_b * strengths[1] ** 2)
+    content = both_mask & ~overlay
+    both, agree_both = int(content.sum()), int((agrees & content).sum())
     either, agree_either = int(either_mask.sum()), int((agrees & either_mask).sum())
+    overlay_pixels = np.zeros_like(valid)
+    overlay_pixels[: rows * cell, : cols * cell] = np.repeat(np.repeat(overlay, cell, axis=0), cell, axis=1)
+    pixels = valid & ~overlay_pixels
+    if pixels.sum() < 64:
+        pixels = valid
+    dot_sum = float(dot[pixels].sum())
+    correlation = dot_sum / float(np.sqrt(energy_a[pixels].sum() * energy_b[pixels].sum() + 1e-9))
     if both >= 4:
         agreement = agree_both / both
     else:
@@ -373,7 +420,32 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels, relation: Relation) -
     raw_b = b_view.astype(np.float32) / 255.0 * float(b_levels[1] - b_levels[0]) + float(b_levels[0])
     raw_warped = cv2.warpAffine(raw_a, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
-    return agreement, overall, correlation, difference, _layout_correlation(warped, b_view.astype(np.float32), valid)
+    layout = _layout_correlation(warped, b_view.astype(np.float32), valid)
+    return Structure(agreement, overall, correlation, difference, layout, overlay_pixels)
+
+
+def _cell_side(shape: tuple[int, int]) -> int:
+    """Side of the cells the aligned pictures are compared in (an eighth of the shorter side)."""
+    return max(8, min(shape) // 8)
+
+
+def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
+    """Cells where one picture has edges the other lacks: text or a mark laid over it.
+
+    An overlay adds sharp edges to one picture: where it lies, that picture's gradient
+    energy far outweighs the other's (thumbnails are stretched to their full range, so a
+    contrast edit does not do this), in the cell and in the cells around it (an edge shifted
+    by a misalignment only moves energy to a neighbour). Such cells are a visible difference,
+    not content that disagrees. Only the picture with more such cells carries an overlay:
+    two different pictures have stronger edges each in their own places.
+    """
+    def lopsided(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        around = lambda cells: cv2.blur(cells.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+        limit = np.log(OVERLAY_ENERGY)
+        return (np.log((first + 1e-3) / (second + 1e-3)) > limit) & (np.log((around(first) + 1e-3) / (around(second) + 1e-3)) > limit)
+
+    on_a, on_b = lopsided(energy_a, energy_b), lopsided(energy_b, energy_a)
+    return on_a if on_a.sum() > on_b.sum() else on_b
 
 
 def _layout_correlation(first: np.ndarray, second: np.ndarray, valid: np.ndarray) -> float:
