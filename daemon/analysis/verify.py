@@ -223,8 +223,9 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
     if shape_error > MAX_SHAPE_ERROR:
         return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
-    if _tilt(matrix) > MAX_TILT:
-        return Verdict(min(similar, 0.59), False, f"tilted by {_tilt(matrix):.2f} degrees: another shot")
+    tilt = _tilt(matrix)
+    if tilt > MAX_TILT:
+        return Verdict(min(similar, 0.59), False, f"tilted by {tilt:.2f} degrees: another shot")
     if max(cover_a, cover_b) < CONTAINMENT:
         other_shot = agreement >= OTHER_SHOT_AGREEMENT and correlation >= OTHER_SHOT_CORRELATION
         return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
@@ -409,8 +410,7 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     pixels = valid & ~overlay_pixels
     if pixels.sum() < 64:
         pixels = valid
-    dot_sum = float(dot[pixels].sum())
-    correlation = dot_sum / float(np.sqrt(energy_a[pixels].sum() * energy_b[pixels].sum() + 1e-9))
+    correlation = float(dot[pixels].sum()) / float(np.sqrt(energy_a[pixels].sum() * energy_b[pixels].sum() + 1e-9))
     if both >= 4:
         agreement = agree_both / both
     else:
