@@ -188,8 +188,8 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     copies = []
     for _ in range(COMMON + 40):
         copy = picture.copy()
-        flips = rng.integers(0, 160, 160), rng.integers(0, 32, 160), rng.integers(0, 8, 160)
-        copy[flips[0], flips[1]] ^= (1 << flips[2]).astype(np.uint8)  # about one bit per point
+        points, columns, bits = rng.integers(0, 160, 160), rng.integers(0, 32, 160), rng.integers(0, 8, 160)
+        copy[points, columns] ^= (1 << bits).astype(np.uint8)  # about one flipped bit per point
         copies.append(copy)
     crop = picture[: 3 * MIN_VOTES]  # the points of a part of the picture
     stored = copies + [crop]
