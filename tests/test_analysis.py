@@ -169,6 +169,54 @@ def test_large_text_over_a_smooth_picture_is_a_duplicate():
     assert verdict.verified, verdict.reason
 
 
+def test_large_text_with_the_light_changed_too_is_a_duplicate():
+    """A caption and a filter: around the text the picture is the same, only darker."""
+    from PIL import ImageEnhance
+
+    original = _smooth_picture()
+    darkened = ImageEnhance.Brightness(_text_block(original)).enhance(0.8)
+    verdict = score_pair(_features(original), _features(darkened), None)
+    assert verdict.verified, verdict.reason
+
+
+def _wallpaper(ramp: tuple[tuple[int, int, int], tuple[int, int, int]], blob: tuple[tuple[int, int, int, int], tuple[int, int, int]]) -> Image.Image:
+    from PIL import ImageDraw, ImageFilter
+
+    picture = _gradient((640, 400), True, ramp)
+    box, colour = blob
+    ImageDraw.Draw(picture).ellipse(box, fill=colour)
+    return picture.filter(ImageFilter.GaussianBlur(6))
+
+
+def _login_screen(wallpaper: Image.Image, clock: str, logo: str | None) -> Image.Image:
+    """A login screen's furniture (clock, avatars, fields, buttons) over a wallpaper."""
+    from PIL import ImageDraw, ImageFont
+
+    screen = wallpaper.copy()
+    draw = ImageDraw.Draw(screen)
+    width, height = screen.size
+    draw.text((width // 2 - 60, height // 8), clock, font=ImageFont.load_default(size=height // 10), fill=(255, 255, 255))
+    for avatar in range(3):
+        left = width // 2 - 70 + avatar * 50
+        draw.ellipse((left, height // 3, left + 40, height // 3 + 40), outline=(255, 255, 255), width=3)
+    draw.rectangle((width // 2 - 80, height // 2, width // 2 + 80, height // 2 + 18), fill=(250, 250, 250))
+    draw.rectangle((width // 2 - 80, height // 2 + 26, width // 2 + 80, height // 2 + 44), fill=(200, 200, 200))
+    for place, word in enumerate(("Suspend", "Restart", "Shut down")):
+        draw.text((width // 2 - 90 + place * 70, 2 * height // 3), word, font=ImageFont.load_default(size=height // 30), fill=(255, 255, 255))
+    if logo:
+        draw.text((int(width * 0.62), int(height * 0.72)), logo, font=ImageFont.load_default(size=height // 8), fill=(220, 240, 240))
+    return screen
+
+
+def test_the_same_login_screen_over_two_wallpapers_is_not_a_duplicate():
+    """The logo one screen has over a smooth patch of the other's wallpaper looks like an
+    overlay, but outside it the two differ in light as well: two pictures, not one edited."""
+    night = _wallpaper(((10, 20, 60), (40, 90, 170)), ((380, 40, 700, 300), (60, 110, 200)))
+    teal = _wallpaper(((70, 150, 150), (20, 70, 80)), ((-100, 200, 200, 500), (40, 110, 110)))
+    verdict = score_pair(_features(_login_screen(night, "21:57", None)), _features(_login_screen(teal, "23:40", "debian")), None)
+    assert not verdict.verified and verdict.score < 0.6
+
+
 def test_another_shot_tilted_by_less_than_a_degree_is_not_a_duplicate():
     """An edit turns a picture by quarter turns; a hand-held second shot is turned a little."""
     scene = photo(24, (760, 520))

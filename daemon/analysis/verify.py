@@ -18,7 +18,9 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   subjects).
 - Overlaid text or a mark adds sharp edges the other picture lacks; those cells count as a
   visible difference, not as content that disagrees (``OVERLAY_ENERGY``), and when they pull
-  the alignment askew it is made again without them.
+  the alignment askew it is made again without them. That excuse holds only where the rest
+  of the two pictures is the same up to a change of light (``OVERLAY_REST_DIFFERENCE``):
+  the same login screen over two wallpapers has a logo over one's smooth sky, too.
 - Two different pictures under one overlay (a photographer's watermark on every picture)
   align on the overlay alone; an edit or an overlay leaves the broad layout of light and
   dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``).
@@ -45,7 +47,7 @@ from daemon.analysis.features import Features
 from daemon.analysis.fingerprints import orient
 
 # Bump when scores change (a new check, a moved limit): stored pairs are then scored again.
-VERIFIER = "verify-6"
+VERIFIER = "verify-7"
 
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
@@ -60,6 +62,7 @@ OTHER_SHOT_CORRELATION = 0.6
 CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
 MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
 OVERLAY_ENERGY = 4.0  # a cell where one picture's gradient energy is this many times the other's is overlaid
+OVERLAY_REST_DIFFERENCE = 0.03  # ...only if, outside it, grey levels differ by no more than this (0..1), light change aside
 LAYOUT_BLUR = 3.0  # pixels of the 160 px thumbnail
 MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pictures (see _layout_correlation)
 MAX_KEYPOINT_SCALE = 3.0  # a keypoint fit scaling the thumbnails more than this (or less than its inverse) is degenerate
@@ -401,12 +404,17 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     textured_a, textured_b = (sum_a / safe >= 0.05) & inside, (sum_b / safe >= 0.05) & inside
     agrees = dots / np.sqrt(sum_a * sum_b + 1e-9) >= CELL_AGREES
     either_mask, both_mask = textured_a | textured_b, textured_a & textured_b
+    raw_a = a_view.astype(np.float32) / 255.0 * float(a_levels[1] - a_levels[0]) + float(a_levels[0])
+    raw_b = b_view.astype(np.float32) / 255.0 * float(b_levels[1] - b_levels[0]) + float(b_levels[0])
+    raw_warped = cv2.warpAffine(raw_a, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     overlay = either_mask & _overlaid(sum_a * strengths[0] ** 2, sum_b * strengths[1] ** 2)
+    overlay_pixels = np.zeros_like(valid)
+    overlay_pixels[: rows * cell, : cols * cell] = np.repeat(np.repeat(overlay, cell, axis=0), cell, axis=1)
+    if overlay.any() and not _same_around(raw_warped, raw_b, valid, overlay_pixels, cell):
+        overlay, overlay_pixels = np.zeros_like(overlay), np.zeros_like(overlay_pixels)
     content = both_mask & ~overlay
     both, agree_both = int(content.sum()), int((agrees & content).sum())
     either, agree_either = int(either_mask.sum()), int((agrees & either_mask).sum())
-    overlay_pixels = np.zeros_like(valid)
-    overlay_pixels[: rows * cell, : cols * cell] = np.repeat(np.repeat(overlay, cell, axis=0), cell, axis=1)
     pixels = valid & ~overlay_pixels
     if pixels.sum() < 64:
         pixels = valid
@@ -416,9 +424,6 @@ def _structure(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     else:
         agreement = 1.0 if correlation > 0.5 else 0.0
     overall = agree_either / either if either else agreement
-    raw_a = a_view.astype(np.float32) / 255.0 * float(a_levels[1] - a_levels[0]) + float(a_levels[0])
-    raw_b = b_view.astype(np.float32) / 255.0 * float(b_levels[1] - b_levels[0]) + float(b_levels[0])
-    raw_warped = cv2.warpAffine(raw_a, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
     layout = _layout_correlation(warped, b_view.astype(np.float32), valid)
     return Structure(agreement, overall, correlation, difference, layout, overlay_pixels)
@@ -446,6 +451,28 @@ def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
 
     on_a, on_b = lopsided(energy_a, energy_b), lopsided(energy_b, energy_a)
     return on_a if on_a.sum() > on_b.sum() else on_b
+
+
+def _same_around(raw_a: np.ndarray, raw_b: np.ndarray, valid: np.ndarray, overlay_pixels: np.ndarray, cell: int) -> bool:
+    """Whether the pictures are one picture around an overlay: outside it, grey levels equal
+    up to a change of light.
+
+    An overlay explains edges one picture has and the other lacks only if it is all that
+    differs; two different pictures have edges each in their own places too, and also
+    differ in light where neither has edges. The overlay's outline and shadow (one cell
+    around it) are left out; the light may have been changed as well (a caption and a
+    filter), so B's levels are compared with A's both as they are and mapped by the straight
+    line that fits them best.
+    """
+    around = cv2.dilate(overlay_pixels.astype(np.uint8), np.ones((2 * cell + 1, 2 * cell + 1), np.uint8)) > 0
+    rest = valid & ~around
+    if rest.sum() < 64:
+        return False  # nothing left to show they are one picture
+    first, second = raw_a[rest].astype(np.float64), raw_b[rest].astype(np.float64)
+    as_they_are = float(np.abs(first - second).mean())
+    slope, offset = np.polyfit(first, second, 1) if first.std() > 1.0 else (1.0, float((second - first).mean()))
+    mapped = float(np.abs(slope * first + offset - second).mean()) if slope > 0 else as_they_are  # light changed, not inverted
+    return min(as_they_are, mapped) / 255.0 <= OVERLAY_REST_DIFFERENCE
 
 
 def _layout_correlation(first: np.ndarray, second: np.ndarray, valid: np.ndarray) -> float:
