@@ -204,7 +204,8 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
     if verdict.verified:
         return verdict
     # Large text or a mark pulls the alignment its way: align once more on the picture alone,
-    # two cells around the overlay left out too (its outline, its shadow, the rows of a tiled mark).
+    # two cells around the overlay left out too (its outline, its shadow, the rows of a tiled
+    # mark). The overlay is found at the first estimate: the refined one may lean towards it.
     before = _structure(a_view, b_view, relation.matrix, a.levels, b.levels)
     if before is None or not before.overlay.any():
         return verdict
@@ -470,7 +471,9 @@ def _same_around(raw_a: np.ndarray, raw_b: np.ndarray, valid: np.ndarray, overla
         return False  # nothing left to show they are one picture
     first, second = raw_a[rest].astype(np.float64), raw_b[rest].astype(np.float64)
     as_they_are = float(np.abs(first - second).mean())
-    slope, offset = np.polyfit(first, second, 1) if first.std() > 1.0 else (1.0, float((second - first).mean()))
+    spread = float(first.var())
+    slope = float(np.mean((first - first.mean()) * (second - second.mean()))) / spread if spread > 1.0 else 1.0  # least squares
+    offset = float(second.mean()) - slope * float(first.mean())
     mapped = float(np.abs(slope * first + offset - second).mean()) if slope > 0 else as_they_are  # light changed, not inverted
     return min(as_they_are, mapped) / 255.0 <= OVERLAY_REST_DIFFERENCE
 
