@@ -243,3 +243,40 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     stored = copies + [crop]
     pairs = keypoint_candidates(stored, {len(copies): [crop]})
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
+
+
+def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(monkeypatch):
+    import daemon.analysis.pairing as pairing
+
+    aligned = []
+    real_verify = pairing.verify
+    monkeypatch.setattr(pairing, "verify", lambda *args, **kwargs: aligned.append(args) or real_verify(*args, **kwargs))
+    first, stranger = _features(photo(11)), _features(photo(12))
+    verdict = score_pair(first, stranger, None)
+    assert verdict == pairing.NO_EVIDENCE and not aligned
+    original = photo(13)
+    width, height = original.size
+    crop = original.crop((width // 5, height // 6, width, height))
+    assert score_pair(_features(original), _features(crop), None).verified
+    assert aligned
+
+
+def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
+    import faiss
+
+    from daemon.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, _nearest
+
+    rng = np.random.default_rng(7)
+    base = rng.integers(0, 256, (400, 32), dtype=np.uint8)
+    crowd = base[:1].repeat(COMMON + 10, axis=0)  # one point with more close copies than COMMON
+    crowd[np.arange(len(crowd)), rng.integers(0, 32, len(crowd))] ^= 1
+    few = base[1:2].repeat(FIRST_LOOK // 2, axis=0)  # one with a few
+    stored = np.ascontiguousarray(np.concatenate([base, crowd, few]))
+    index = faiss.IndexBinaryFlat(256)
+    index.add(stored)
+    queries = np.ascontiguousarray(base[:50])
+
+    def close_sets(distances, points):
+        return [set(p[d < DESCRIPTOR_RADIUS].tolist()) for d, p in zip(distances, points)]
+
+    assert close_sets(*_nearest(index, queries, COMMON)) == close_sets(*index.search(queries, COMMON))

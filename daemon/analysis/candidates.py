@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import faiss
 import numpy as np
 
@@ -28,6 +30,7 @@ COMMON = 256
 NEAR = 6  # bits of 256
 MOST_PER_IMAGE = 32  # keypoint candidates kept per image, most votes first (hash neighbours not counted)
 IVF_ABOVE = 50_000  # descriptors; fewer are searched exhaustively
+FIRST_LOOK = 32  # nearest points looked up first; a descriptor with that many close ones is looked up COMMON deep
 QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON points)
 
 
@@ -40,7 +43,7 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[in
 
 
 def keypoint_candidates(
-    stored: list[np.ndarray], queries: dict[int, list[np.ndarray]], proposed: dict[int, set[int]] | None = None
+    stored: list[np.ndarray], queries: dict[int, list[np.ndarray]], proposed: dict[int, set[int]] | None = None, threads: int = 1
 ) -> list[tuple[int, int]]:
     """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
 
@@ -60,16 +63,44 @@ def keypoint_candidates(
     searches = [(row, descriptors) for row, sets in queries.items() for descriptors in sets if len(descriptors) >= MIN_VOTES]
     pairs: set[tuple[int, int]] = set()
     neighbours = min(COMMON, len(database))
-    for batch in _batches(searches, QUERY_BATCH):
-        # One search for many images: faiss spreads a batch over every core. The nearest
-        # ``COMMON`` points are enough: a descriptor with that many close ones is ignored.
+
+    def search(batch: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:
         sizes = np.array([len(descriptors) for _, descriptors in batch], dtype=np.int64)
-        distances, points = index.search(np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8), neighbours)
+        distances, points = _nearest(index, np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8), neighbours)
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        for (row, descriptors), start, end in zip(batch, starts[:-1], starts[1:]):
-            for image in _most_voted(row, distances[start:end], points[start:end], owners, len(stored), proposed.get(row, set())):
-                pairs.add((row, image))
+        found = []
+        for (row, _), start, end in zip(batch, starts[:-1], starts[1:]):
+            found.extend((row, image) for image in _most_voted(row, distances[start:end], points[start:end], owners, len(stored), proposed.get(row, set())))
+        return found
+
+    # Batches go to plain threads, each running faiss on one core: faiss releases the GIL,
+    # and its own OpenMP threads spin at every barrier, which on a busy two-core machine
+    # (the service indexing beside the scan) made searches several times slower.
+    with ThreadPoolExecutor(max_workers=max(1, threads), initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
+        for found in pool.map(search, _batches(searches, QUERY_BATCH)):
+            pairs.update(found)
     return sorted(pairs)
+
+
+def _nearest(index, descriptors: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``neighbours`` nearest stored points of each descriptor, as ``index.search`` gives them.
+
+    Most descriptors have only a few close points: they are looked up ``FIRST_LOOK`` deep,
+    several times cheaper than ``COMMON`` deep. Only those whose ``FIRST_LOOK``-th point is
+    still close (a crowded descriptor: a popular picture's copies, a flat patch) are looked
+    up again in full. The columns past ``FIRST_LOOK`` of the others are padding (no point,
+    far), so the result reads as the full search would: every close point is there.
+    """
+    if neighbours <= FIRST_LOOK:
+        return index.search(descriptors, neighbours)
+    near_distances, near_points = index.search(descriptors, FIRST_LOOK)
+    distances = np.full((len(descriptors), neighbours), np.iinfo(np.int32).max, dtype=near_distances.dtype)
+    points = np.full((len(descriptors), neighbours), -1, dtype=near_points.dtype)
+    distances[:, :FIRST_LOOK], points[:, :FIRST_LOOK] = near_distances, near_points
+    crowded = np.nonzero((near_distances[:, -1] < DESCRIPTOR_RADIUS) & (near_points[:, -1] >= 0))[0]
+    if len(crowded):
+        distances[crowded], points[crowded] = index.search(np.ascontiguousarray(descriptors[crowded]), neighbours)
+    return distances, points
 
 
 def _most_voted(row: int, distances: np.ndarray, points: np.ndarray, owners: np.ndarray, image_count: int, already: set[int]) -> list[int]:
@@ -108,11 +139,17 @@ def _descriptor_index(database: np.ndarray):
 
 
 def propose(
-    keys: list[str], hashes: np.ndarray, query_rows: np.ndarray, descriptors: list[np.ndarray] | None = None, mirrored: list[np.ndarray] | None = None
+    keys: list[str],
+    hashes: np.ndarray,
+    query_rows: np.ndarray,
+    descriptors: list[np.ndarray] | None = None,
+    mirrored: list[np.ndarray] | None = None,
+    threads: int = 1,
 ) -> list[tuple[str, str, int | None]]:
     """Candidate pairs (first key, second key, orientation hint or None) touching ``query_rows``.
 
-    ``descriptors[row]`` / ``mirrored[row]``: ORB descriptors of each image and of its mirror.
+    ``descriptors[row]`` / ``mirrored[row]``: ORB descriptors of each image and of its mirror;
+    ``threads``: how many cores the keypoint search may use.
     """
     proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
     by_hash: dict[int, set[int]] = {}
@@ -123,7 +160,7 @@ def propose(
         by_hash.setdefault(second, set()).add(first)
     if descriptors is not None and mirrored is not None:
         queries = {int(row): [descriptors[row], mirrored[row]] for row in query_rows}
-        for first, second in keypoint_candidates(descriptors, queries, by_hash):
+        for first, second in keypoint_candidates(descriptors, queries, by_hash, threads):
             pair = (min(first, second), max(first, second))
             proposals.setdefault(pair, (keys[first], keys[second], None))
     return [proposals[pair] for pair in sorted(proposals)]

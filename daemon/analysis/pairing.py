@@ -1,27 +1,49 @@
 """Scoring candidate pairs: a top-level function a worker process runs on a batch.
 
-The candidate proposals say which geometric relations to try first (a hash match in some
-orientation suggests the whole frame; keypoint matches suggest a crop); whichever verifies
-with the best score wins. A whole-frame verdict that settles the pair (the frames coincide,
-or they align but each shows what the other lacks) ends the search; so does a keypoint
-relation showing another shot, which outweighs a whole-frame alignment; a template search is
-made only when the keypoints give no estimate.
-"""
+Most candidates are strangers, and aligning costs far more than looking: so the keypoint fit
+(about a millisecond) and the hash distance come first, and a pair with neither a keypoint
+relation nor a hash within reach of a whole-frame edit is settled as far apart without any
+alignment (``worth_aligning``). The others are aligned as before: the candidate proposals say
+which geometric relations to try first (a hash match in some orientation suggests the whole
+frame; keypoint matches suggest a crop); whichever verifies with the best score wins. A
+whole-frame verdict that settles the pair (the frames coincide, or they align but each shows
+what the other lacks) ends the search; so does a keypoint relation showing another shot, which
+outweighs a whole-frame alignment; a template search is made only when the keypoints give no
+estimate."""
 
 from __future__ import annotations
 
 from daemon.analysis.features import Features, decode
-from daemon.analysis.verify import Verdict, closest_orientation, from_keypoints, from_template, full_frame, verify
+from daemon.analysis.verify import (
+    Relation,
+    Verdict,
+    closest_orientation,
+    from_keypoints,
+    from_template,
+    full_frame,
+    hash_distance,
+    is_flat,
+    verify,
+)
+
+# Bits of 64 between the nearest orientations' hashes beyond which, with no keypoint
+# relation either, a pair is not aligned at all. Chosen on the tune split: of 2,399
+# verified candidate pairs 5 fail it (2 of them across families), against 34 % of all
+# candidates (60 % of those across families) that it settles without an alignment.
+EVIDENCE_HASH_DISTANCE = 20
 
 
 def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
     """The best verdict over the relations worth trying for this pair, cheapest first."""
     if orientation is None:
         orientation = closest_orientation(a, b)
+    keypoints = from_keypoints(a, b)
+    if not worth_aligning(a, b, keypoints):
+        return NO_EVIDENCE
     best = verify(a, b, full_frame(a, b, orientation))
     if best.decided:
         return best
-    relation, guessed = from_keypoints(a, b), False
+    relation, guessed = keypoints, False
     if relation is None:
         if best.verified and best.score >= 0.9:
             return best
@@ -39,6 +61,22 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
         if verdict.score > best.score:
             best = verdict
     return best
+
+
+# Far apart: compared, and nothing relates the two pictures (see ``worth_aligning``).
+NO_EVIDENCE = Verdict(0.0, False, "no evidence of a relation: hashes far apart, no keypoint geometry", decided=True)
+
+
+def worth_aligning(a: Features, b: Features, keypoints: Relation | None) -> bool:
+    """Whether anything suggests the two are one picture, before any alignment is paid for.
+
+    Aligning and comparing costs ten to a hundred times the keypoint fit, and most candidates
+    in a library are strangers sharing a few commonplace descriptors. A copy shows itself by
+    a hash within ``EVIDENCE_HASH_DISTANCE`` bits in some orientation (whole-frame edits), by
+    keypoints agreeing on one geometric relation (crops, overlays), or is plain (nothing to
+    fingerprint: only the pixels can tell).
+    """
+    return keypoints is not None or hash_distance(a, b) <= EVIDENCE_HASH_DISTANCE or is_flat(a) or is_flat(b)
 
 
 def score_batch(blobs: dict[str, bytes], candidates: list[tuple[str, str, int | None]]) -> list[tuple[str, str, float]]:

@@ -47,7 +47,7 @@ from daemon.analysis.features import Features
 from daemon.analysis.fingerprints import orient
 
 # Bump when scores change (a new check, a moved limit): stored pairs are then scored again.
-VERIFIER = "verify-7"
+VERIFIER = "verify-8"
 
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
@@ -133,10 +133,19 @@ def _matcher():
     return _MATCHER
 
 
+def _hash_distances(a: Features, b: Features) -> np.ndarray:
+    """Bits between each orientation of A's hash and B's hash as displayed."""
+    return np.bitwise_count(np.asarray(a.hashes, dtype=np.uint64) ^ np.uint64(b.hashes[0]))
+
+
 def closest_orientation(a: Features, b: Features) -> int:
     """The orientation of A whose hash is nearest B's: the likeliest relation when nothing else tells."""
-    distances = [int(np.bitwise_count(np.uint64(a.hashes[k]) ^ np.uint64(b.hashes[0]))) for k in range(8)]
-    return int(np.argmin(distances))
+    return int(np.argmin(_hash_distances(a, b)))
+
+
+def hash_distance(a: Features, b: Features) -> int:
+    """Bits between B's hash and the nearest orientation of A's."""
+    return int(_hash_distances(a, b).min())
 
 
 def from_template(a: Features, b: Features, orientation: int) -> Relation | None:
@@ -197,7 +206,7 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
     alike (the visible difference within what a verified pair may show above the floor).
     """
     a_view, b_view = views(a, b, relation)
-    if _flat(a) and _flat(b):  # nothing to align: plain pictures match on colour alone
+    if is_flat(a) and is_flat(b):  # nothing to align: plain pictures match on colour alone
         same = _colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
         return Verdict(0.95 if same else 0.0, same, "flat pictures")
     verdict = _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix), guessed)
@@ -256,7 +265,8 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     return Verdict(round(float(score), 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}", decided=coincide)
 
 
-def _flat(features: Features) -> bool:
+def is_flat(features: Features) -> bool:
+    """Too plain to fingerprint: its grey levels span almost nothing."""
     low, high = features.levels
     return float(high - low) < 4.0
 

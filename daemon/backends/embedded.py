@@ -206,7 +206,7 @@ class EmbeddedBackend:
             if not len(query_rows):
                 return
         descriptors, mirrored = self._load_descriptors(keys)
-        candidates = propose(keys, hashes, query_rows, descriptors, mirrored)
+        candidates = propose(keys, hashes, query_rows, descriptors, mirrored, threads=self.workers)
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify(candidates)
