@@ -56,7 +56,12 @@ def build_backend(settings: Settings, engine: Engine) -> Backend:
         )
     from daemon.backends.embedded import EmbeddedBackend
 
-    return EmbeddedBackend(engine, workers=settings.index.worker_count, max_image_pixels=settings.index.max_image_pixels)
+    return EmbeddedBackend(
+        engine,
+        workers=settings.index.worker_count,
+        max_image_pixels=settings.index.max_image_pixels,
+        partition_file=settings.paths.state.with_name(settings.paths.state.name + ".keypoint-cells.npy"),
+    )
 
 
 def adopt_backend(engine: Engine, settings: Settings) -> None:

@@ -233,3 +233,28 @@ def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, mo
         assert backend.index("a" * 64, path).width == 160
     finally:
         backend.close()
+
+
+def test_the_keypoint_index_cells_are_trained_once_and_kept_across_processes(tmp_path, monkeypatch):
+    import daemon.analysis.candidates as candidates
+    import daemon.backends.embedded as embedded
+    from daemon.analysis.candidates import keypoint_candidates
+
+    monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)  # an inverted-file index from 2,000 points on
+    rng = np.random.default_rng(3)
+    stored = [rng.integers(0, 256, (160, 32), dtype=np.uint8) for _ in range(40)]
+    stored[1] = stored[0] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)  # a copy: a few bits off
+    queries = {0: [stored[0]]}
+    kept = tmp_path / "state.db.keypoint-cells.npy"
+    first = keypoint_candidates(stored, queries, partition=embedded.KeptPartition(kept))
+    assert (0, 1) in first and kept.exists()
+
+    def no_training(*_):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(embedded, "train_partition", no_training)
+    again = keypoint_candidates(stored + stored[:10], queries, partition=embedded.KeptPartition(kept))  # a new process
+    assert {pair for pair in again if pair[1] < len(stored)} == set(first)
+    monkeypatch.setattr(embedded, "train_partition", candidates.train_partition)
+    kept.write_bytes(b"damaged")
+    assert keypoint_candidates(stored, queries, partition=embedded.KeptPartition(kept)) == first

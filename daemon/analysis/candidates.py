@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import faiss
 import numpy as np
@@ -34,6 +35,10 @@ FIRST_LOOK = 32  # nearest points looked up first; a descriptor with that many c
 QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON points)
 
 
+# (database, lists wanted) -> the cell centres to use; ``train_partition`` unless a kept one fits.
+Partition = Callable[[np.ndarray, int], np.ndarray]
+
+
 def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[int, int, int]]:
     """(query row, stored row, orientation) with ``orient(query, orientation)`` close to ``stored``."""
     index = MultiIndexHash(hashes[:, 0])
@@ -43,7 +48,11 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[in
 
 
 def keypoint_candidates(
-    stored: list[np.ndarray], queries: dict[int, list[np.ndarray]], proposed: dict[int, set[int]] | None = None, threads: int = 1
+    stored: list[np.ndarray],
+    queries: dict[int, list[np.ndarray]],
+    proposed: dict[int, set[int]] | None = None,
+    threads: int = 1,
+    partition: Partition | None = None,
 ) -> list[tuple[int, int]]:
     """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
 
@@ -59,7 +68,7 @@ def keypoint_candidates(
         return []
     database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)]), dtype=np.uint8)
     owners = np.repeat(np.arange(len(stored)), counts)
-    index = _descriptor_index(database)
+    index = _descriptor_index(database, partition or train_partition)
     searches = [(row, descriptors) for row, sets in queries.items() for descriptors in sets if len(descriptors) >= MIN_VOTES]
     pairs: set[tuple[int, int]] = set()
     neighbours = min(COMMON, len(database))
@@ -125,14 +134,28 @@ def _batches(items: list, size: int):
         yield items[start : start + size]
 
 
-def _descriptor_index(database: np.ndarray):
+def list_count(descriptors: int) -> int:
+    """Inverted lists for an index of ``descriptors`` points: about 4 per square root."""
+    return int(min(65536, max(256, 4 * np.sqrt(descriptors))))
+
+
+def train_partition(database: np.ndarray, lists: int) -> np.ndarray:
+    """uint8[lists, 32]: the centres of ``lists`` cells of descriptor space, by k-means on a sample."""
+    index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
+    index.train(database[np.random.default_rng(0).choice(len(database), min(len(database), 64 * lists), replace=False)])
+    return index.quantizer.reconstruct_n(0, lists).reshape(lists, 32).astype(np.uint8)
+
+
+def _descriptor_index(database: np.ndarray, partition: Partition = train_partition):
     if len(database) <= IVF_ABOVE:
         index = faiss.IndexBinaryFlat(256)
     else:
-        lists = int(min(65536, max(256, 4 * np.sqrt(len(database)))))
-        index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
-        sample = database[np.random.default_rng(0).choice(len(database), min(len(database), 64 * lists), replace=False)]
-        index.train(sample)
+        centres = np.ascontiguousarray(partition(database, list_count(len(database))), dtype=np.uint8)
+        quantizer = faiss.IndexBinaryFlat(256)
+        quantizer.add(centres)
+        index = faiss.IndexBinaryIVF(quantizer, 256, len(centres))
+        index.is_trained = True
+        index.referenced_quantizer = quantizer  # faiss does not own it: keep it alive with the index
         index.nprobe = 16
     index.add(database)
     return index
@@ -145,11 +168,12 @@ def propose(
     descriptors: list[np.ndarray] | None = None,
     mirrored: list[np.ndarray] | None = None,
     threads: int = 1,
+    partition: Partition | None = None,
 ) -> list[tuple[str, str, int | None]]:
     """Candidate pairs (first key, second key, orientation hint or None) touching ``query_rows``.
 
     ``descriptors[row]`` / ``mirrored[row]``: ORB descriptors of each image and of its mirror;
-    ``threads``: how many cores the keypoint search may use.
+    ``threads``: how many cores the keypoint search may use; ``partition``: see ``Partition``.
     """
     proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
     by_hash: dict[int, set[int]] = {}
@@ -160,7 +184,7 @@ def propose(
         by_hash.setdefault(second, set()).add(first)
     if descriptors is not None and mirrored is not None:
         queries = {int(row): [descriptors[row], mirrored[row]] for row in query_rows}
-        for first, second in keypoint_candidates(descriptors, queries, by_hash, threads):
+        for first, second in keypoint_candidates(descriptors, queries, by_hash, threads, partition):
             pair = (min(first, second), max(first, second))
             proposals.setdefault(pair, (keys[first], keys[second], None))
     return [proposals[pair] for pair in sorted(proposals)]
