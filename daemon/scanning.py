@@ -92,11 +92,16 @@ def current_groups(engine: Engine, threshold: float, unscored_are_far: bool) -> 
     ``unscored_are_far``: the backend compared every pair, so a pair it did not report is
     far apart (see ``Backend.compares_every_pair``).
     """
+    # Only pictures that match something, and byte-identical copies, can be in a group: the
+    # rest of the library (most of it) is never read.
     with read_transaction(engine) as connection:
-        indexed = list(file_store.indexed_files(connection))
-        content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.stored_pairs(connection, 0.0)]
-    entries = [FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash) for f in indexed]
-    return group_with_copies(entries, content_pairs, threshold, unscored_are_far=unscored_are_far), len(entries)
+        content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.pairs_among_matched(connection, threshold)]
+        entries = [
+            FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash)
+            for f in file_store.indexed_files(connection, holding=content_store.matched_contents(threshold))
+        ]
+        file_count = file_store.indexed_count(connection)
+    return group_with_copies(entries, content_pairs, threshold, unscored_are_far=unscored_are_far), file_count
 
 
 def run_scan(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, delete, exists, func, insert, or_, select, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.backends.base import ImageInfo, ScoredPair
@@ -95,6 +95,20 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
 
 def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPair]:
     rows = connection.execute(select(pairs).where(pairs.c.score >= min_score))
+    for row in rows:
+        yield ScoredPair(row.first, row.second, row.score)
+
+
+def matched_contents(threshold: float) -> Select:
+    """A query selecting the contents with at least one pair scoring ``threshold`` or more."""
+    return union(select(pairs.c.first).where(pairs.c.score >= threshold), select(pairs.c.second).where(pairs.c.score >= threshold))
+
+
+def pairs_among_matched(connection: Connection, threshold: float) -> Iterator[ScoredPair]:
+    """Every stored pair (whatever its score) between two contents that match something at
+    ``threshold``: all that grouping needs, however many strangers the state holds."""
+    matched = matched_contents(threshold)
+    rows = connection.execute(select(pairs).where(pairs.c.first.in_(matched), pairs.c.second.in_(matched)))
     for row in rows:
         yield ScoredPair(row.first, row.second, row.score)
 

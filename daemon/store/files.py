@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Connection, Select, and_, delete, exists, func, insert, or_, select, update
 
 from daemon.store.batching import batches
 from daemon.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
@@ -309,16 +309,25 @@ class IndexedFile:
     format: str
 
 
-def indexed_files(connection: Connection) -> Iterator[IndexedFile]:
-    """Every indexed file with its content's description, in path order."""
-    rows = connection.execute(
+def indexed_files(connection: Connection, holding: Select | None = None) -> Iterator[IndexedFile]:
+    """Indexed files with their content's description, in path order: every one, or those
+    holding one of the contents the query ``holding`` selects, or a content another indexed
+    file holds too (a byte-identical copy)."""
+    query = (
         select(files.c.path, files.c.size, files.c.mtime_ns, files.c.content_hash, contents.c.width, contents.c.height, contents.c.format)
         .join(contents, contents.c.hash == files.c.content_hash)
         .where(files.c.state == INDEXED)
         .order_by(files.c.path)
     )
-    for row in rows:
+    if holding is not None:
+        copied = select(files.c.content_hash).where(files.c.state == INDEXED).group_by(files.c.content_hash).having(func.count() > 1)
+        query = query.where(or_(files.c.content_hash.in_(holding), files.c.content_hash.in_(copied)))
+    for row in connection.execute(query):
         yield IndexedFile(row.path, row.size, row.mtime_ns, row.content_hash, row.width, row.height, row.format)
+
+
+def indexed_count(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(files).where(files.c.state == INDEXED, files.c.content_hash.is_not(None))).scalar()
 
 
 def forget_gone(connection: Connection, older_than: float) -> int:
