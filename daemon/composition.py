@@ -60,7 +60,7 @@ def build_backend(settings: Settings, engine: Engine) -> Backend:
         engine,
         workers=settings.index.worker_count,
         max_image_pixels=settings.index.max_image_pixels,
-        partition_file=settings.paths.state.with_name(settings.paths.state.name + ".keypoint-cells.npy"),
+        keypoint_file=settings.paths.state.with_name(settings.paths.state.name + ".keypoints.npz"),
     )
 
 

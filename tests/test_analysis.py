@@ -229,7 +229,7 @@ def test_another_shot_tilted_by_less_than_a_degree_is_not_a_duplicate():
 def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     """Every point of a picture copied more than COMMON times is 'commonplace' by count; the
     copies hold it nearly exactly, so it still votes for them."""
-    from daemon.analysis.candidates import COMMON, MIN_VOTES, keypoint_candidates
+    from daemon.analysis.candidates import COMMON, MIN_VOTES, PointsInMemory, keypoint_candidates
 
     rng = np.random.default_rng(5)
     picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
@@ -241,7 +241,7 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
         copies.append(copy)
     crop = picture[: 3 * MIN_VOTES]  # the points of a part of the picture
     stored = copies + [crop]
-    pairs = keypoint_candidates(stored, {len(copies): [crop]})
+    pairs = keypoint_candidates(PointsInMemory.of(stored), len(stored), {len(copies): [crop]})
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
 
 
@@ -264,7 +264,7 @@ def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(
 def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
     import faiss
 
-    from daemon.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, _nearest
+    from daemon.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, PointsInMemory, _nearest
 
     rng = np.random.default_rng(7)
     base = rng.integers(0, 256, (400, 32), dtype=np.uint8)
@@ -279,4 +279,5 @@ def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
     def close_sets(distances, points):
         return [set(p[d < DESCRIPTOR_RADIUS].tolist()) for d, p in zip(distances, points)]
 
-    assert close_sets(*_nearest(index, queries, COMMON)) == close_sets(*index.search(queries, COMMON))
+    points = PointsInMemory(index, owners=np.arange(len(stored)))
+    assert close_sets(*_nearest(points, queries, COMMON)) == close_sets(*index.search(queries, COMMON))

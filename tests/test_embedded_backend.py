@@ -235,26 +235,38 @@ def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, mo
         backend.close()
 
 
-def test_the_keypoint_index_cells_are_trained_once_and_kept_across_processes(tmp_path, monkeypatch):
+def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pictures(tmp_path, monkeypatch):
     import daemon.analysis.candidates as candidates
-    import daemon.backends.embedded as embedded
     from daemon.analysis.candidates import keypoint_candidates
+    from daemon.backends.keypoint_store import KeypointStore
 
     monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)  # an inverted-file index from 2,000 points on
     rng = np.random.default_rng(3)
-    stored = [rng.integers(0, 256, (160, 32), dtype=np.uint8) for _ in range(40)]
-    stored[1] = stored[0] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)  # a copy: a few bits off
-    queries = {0: [stored[0]]}
-    kept = tmp_path / "state.db.keypoint-cells.npy"
-    first = keypoint_candidates(stored, queries, partition=embedded.KeptPartition(kept))
-    assert (0, 1) in first and kept.exists()
+    pictures = {f"{n:064x}": rng.integers(0, 256, (160, 32), dtype=np.uint8) for n in range(40)}
+    copy_of = lambda key: pictures[key] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)  # noqa: E731 (a few bits off)
+    loaded: list[str] = []
 
-    def no_training(*_):
-        raise AssertionError("trained again")
+    def load(keys):
+        loaded.extend(keys)
+        return [pictures[key] for key in keys]
 
-    monkeypatch.setattr(embedded, "train_partition", no_training)
-    again = keypoint_candidates(stored + stored[:10], queries, partition=embedded.KeptPartition(kept))  # a new process
-    assert {pair for pair in again if pair[1] < len(stored)} == set(first)
-    monkeypatch.setattr(embedded, "train_partition", candidates.train_partition)
-    kept.write_bytes(b"damaged")
-    assert keypoint_candidates(stored, queries, partition=embedded.KeptPartition(kept)) == first
+    def scan(keys, query):
+        points = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, load)  # a new process each time
+        row = keys.index(query)
+        return {(keys[a], keys[b]) for a, b in keypoint_candidates(points, len(keys), {row: [pictures[query]]})}
+
+    keys = sorted(pictures)
+    scan(keys, keys[0])
+    kept = sorted(path.name for path in tmp_path.iterdir())
+    assert len(kept) == 2 and len(loaded) == 40  # the keys and the index itself
+
+    loaded.clear()
+    pictures["f" * 64] = copy_of(keys[5])  # a new picture, a copy of an old one
+    del pictures[keys[7]]  # and one gone
+    keys = sorted(pictures)
+    assert scan(keys, "f" * 64) == {("f" * 64, keys[5])}
+    assert loaded == ["f" * 64] and sorted(path.name for path in tmp_path.iterdir()) == kept  # only the new one was read
+
+    (tmp_path / "state.db.keypoints.npz").write_bytes(b"damaged")
+    assert scan(keys, "f" * 64) == {("f" * 64, keys[5])}
+    assert len(loaded) == 1 + len(keys)  # built again from every picture

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Protocol
 
 import faiss
 import numpy as np
@@ -47,39 +47,65 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[in
     return list(zip(first.tolist(), second.tolist(), orientation.tolist()))
 
 
+class PointIndex(Protocol):
+    """Stored descriptors, searchable by Hamming distance; each point belongs to an image row."""
+
+    points: int  # how many points it holds
+
+    def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distances and image rows of the ``k`` nearest points of each descriptor,
+        nearest first; row -1 where there is no point (or it belongs to no current image)."""
+
+
+class PointsInMemory:
+    """A ``PointIndex`` over descriptors held in memory: exhaustive up to ``IVF_ABOVE`` points,
+    an inverted-file index beyond."""
+
+    def __init__(self, index, owners: np.ndarray):
+        self.index, self.owners = index, owners  # owners[point id] = image row
+        self.points = int(index.ntotal)
+
+    @classmethod
+    def of(cls, stored: list[np.ndarray], partition: Partition | None = None) -> "PointsInMemory":
+        """``stored[row]``: uint8[K, 32] descriptors of each image row."""
+        counts = np.array([len(d) for d in stored], dtype=np.int64)
+        database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
+        return cls(descriptor_index(database, partition or train_partition), np.repeat(np.arange(len(stored)), counts))
+
+    def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        distances, ids = self.index.search(descriptors, k)
+        return distances, np.where(ids >= 0, self.owners[np.maximum(ids, 0)], -1)
+
+
 def keypoint_candidates(
-    stored: list[np.ndarray],
+    points: PointIndex,
+    image_count: int,
     queries: dict[int, list[np.ndarray]],
     proposed: dict[int, set[int]] | None = None,
     threads: int = 1,
-    partition: Partition | None = None,
 ) -> list[tuple[int, int]]:
     """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
 
-    ``stored[row]``: uint8[K, 32] descriptors of each image; ``queries[row]``: the descriptor
-    sets to search with for that row (the image's own and its mirror's). ``proposed[row]``:
-    rows already proposed with it (by the hash); they do not take up its ``MOST_PER_IMAGE``
-    places, which go to what only keypoints find: crops and overlays. A picture with many
-    whole-frame copies would otherwise fill its places with them.
+    ``points``: the stored descriptors of ``image_count`` image rows; ``queries[row]``: the
+    descriptor sets to search with for that row (the image's own and its mirror's).
+    ``proposed[row]``: rows already proposed with it (by the hash); they do not take up its
+    ``MOST_PER_IMAGE`` places, which go to what only keypoints find: crops and overlays. A
+    picture with many whole-frame copies would otherwise fill its places with them.
     """
     proposed = proposed or {}
-    counts = np.array([len(d) for d in stored], dtype=np.int64)
-    if counts.sum() == 0 or not queries:
+    if not points.points or not queries:
         return []
-    database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)]), dtype=np.uint8)
-    owners = np.repeat(np.arange(len(stored)), counts)
-    index = _descriptor_index(database, partition or train_partition)
     searches = [(row, descriptors) for row, sets in queries.items() for descriptors in sets if len(descriptors) >= MIN_VOTES]
     pairs: set[tuple[int, int]] = set()
-    neighbours = min(COMMON, len(database))
+    neighbours = min(COMMON, points.points)
 
     def search(batch: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:
         sizes = np.array([len(descriptors) for _, descriptors in batch], dtype=np.int64)
-        distances, points = _nearest(index, np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8), neighbours)
+        distances, rows = _nearest(points, np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8), neighbours)
         starts = np.concatenate([[0], np.cumsum(sizes)])
         found = []
         for (row, _), start, end in zip(batch, starts[:-1], starts[1:]):
-            found.extend((row, image) for image in _most_voted(row, distances[start:end], points[start:end], owners, len(stored), proposed.get(row, set())))
+            found.extend((row, image) for image in _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set())))
         return found
 
     # Batches go to plain threads, each running faiss on one core: faiss releases the GIL,
@@ -91,8 +117,8 @@ def keypoint_candidates(
     return sorted(pairs)
 
 
-def _nearest(index, descriptors: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``neighbours`` nearest stored points of each descriptor, as ``index.search`` gives them.
+def _nearest(points: PointIndex, descriptors: np.ndarray, neighbours: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``neighbours`` nearest stored points of each descriptor, as ``points.search`` gives them.
 
     Most descriptors have only a few close points: they are looked up ``FIRST_LOOK`` deep,
     several times cheaper than ``COMMON`` deep. Only those whose ``FIRST_LOOK``-th point is
@@ -101,28 +127,36 @@ def _nearest(index, descriptors: np.ndarray, neighbours: int) -> tuple[np.ndarra
     far), so the result reads as the full search would: every close point is there.
     """
     if neighbours <= FIRST_LOOK:
-        return index.search(descriptors, neighbours)
-    near_distances, near_points = index.search(descriptors, FIRST_LOOK)
+        return points.search(descriptors, neighbours)
+    near_distances, near_rows = points.search(descriptors, FIRST_LOOK)
     distances = np.full((len(descriptors), neighbours), np.iinfo(np.int32).max, dtype=near_distances.dtype)
-    points = np.full((len(descriptors), neighbours), -1, dtype=near_points.dtype)
-    distances[:, :FIRST_LOOK], points[:, :FIRST_LOOK] = near_distances, near_points
-    crowded = np.nonzero((near_distances[:, -1] < DESCRIPTOR_RADIUS) & (near_points[:, -1] >= 0))[0]
+    rows = np.full((len(descriptors), neighbours), -1, dtype=near_rows.dtype)
+    distances[:, :FIRST_LOOK], rows[:, :FIRST_LOOK] = near_distances, near_rows
+    crowded = np.nonzero((near_distances[:, -1] < DESCRIPTOR_RADIUS) & (near_rows[:, -1] >= 0))[0]
     if len(crowded):
-        distances[crowded], points[crowded] = index.search(np.ascontiguousarray(descriptors[crowded]), neighbours)
-    return distances, points
+        distances[crowded], rows[crowded] = points.search(np.ascontiguousarray(descriptors[crowded]), neighbours)
+    return distances, rows
 
 
-def _most_voted(row: int, distances: np.ndarray, points: np.ndarray, owners: np.ndarray, image_count: int, already: set[int]) -> list[int]:
-    """The images most of ``row``'s descriptors are close to (``points``, ``distances``: the
-    nearest stored points of each descriptor, one row per descriptor)."""
-    close = (distances < DESCRIPTOR_RADIUS) & (points >= 0)
+def merge_nearest(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest of several searches' (distances, rows), nearest first."""
+    distances = np.concatenate([d for d, _ in results], axis=1)
+    rows = np.concatenate([r for _, r in results], axis=1)
+    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(rows, order, axis=1)
+
+
+def _most_voted(row: int, distances: np.ndarray, rows: np.ndarray, image_count: int, already: set[int]) -> list[int]:
+    """The images most of ``row``'s descriptors are close to (``rows``, ``distances``: the
+    images and distances of the nearest stored points of each descriptor, one line per descriptor)."""
+    close = (distances < DESCRIPTOR_RADIUS) & (rows >= 0)
     distinctive = ~close[:, -1] if close.shape[1] >= COMMON else np.ones(len(close), dtype=bool)
     close &= distinctive[:, None] | (distances <= NEAR)
     query_of = np.nonzero(close)[0]
     if not len(query_of):
         return []
     # One vote per query descriptor per image, however many of its points are close.
-    votes = np.unique(query_of * image_count + owners[points[close]]) % image_count
+    votes = np.unique(query_of * image_count + rows[close]) % image_count
     other, count = np.unique(votes, return_counts=True)
     keep = (count >= MIN_VOTES) & (other != row) & np.array([o not in already for o in other.tolist()], dtype=bool)
     other, count = other[keep], count[keep]
@@ -146,8 +180,14 @@ def train_partition(database: np.ndarray, lists: int) -> np.ndarray:
     return index.quantizer.reconstruct_n(0, lists).reshape(lists, 32).astype(np.uint8)
 
 
-def _descriptor_index(database: np.ndarray, partition: Partition = train_partition):
-    if len(database) <= IVF_ABOVE:
+def searched_exhaustively(points: int) -> bool:
+    """Whether an index of ``points`` points is searched exhaustively (else by inverted lists)."""
+    return points <= IVF_ABOVE
+
+
+def descriptor_index(database: np.ndarray, partition: Partition = train_partition):
+    """A faiss index over ``database``: exhaustive up to ``IVF_ABOVE`` points, inverted lists in ``partition``'s cells beyond."""
+    if searched_exhaustively(len(database)):
         index = faiss.IndexBinaryFlat(256)
     else:
         centres = np.ascontiguousarray(partition(database, list_count(len(database))), dtype=np.uint8)
@@ -165,15 +205,14 @@ def propose(
     keys: list[str],
     hashes: np.ndarray,
     query_rows: np.ndarray,
-    descriptors: list[np.ndarray] | None = None,
-    mirrored: list[np.ndarray] | None = None,
+    points: PointIndex | None = None,
+    queries: dict[int, list[np.ndarray]] | None = None,
     threads: int = 1,
-    partition: Partition | None = None,
 ) -> list[tuple[str, str, int | None]]:
     """Candidate pairs (first key, second key, orientation hint or None) touching ``query_rows``.
 
-    ``descriptors[row]`` / ``mirrored[row]``: ORB descriptors of each image and of its mirror;
-    ``threads``: how many cores the keypoint search may use; ``partition``: see ``Partition``.
+    ``points``: the stored ORB descriptors of every row; ``queries[row]``: those of each query
+    row and of its mirror; ``threads``: how many cores the keypoint search may use.
     """
     proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
     by_hash: dict[int, set[int]] = {}
@@ -182,9 +221,8 @@ def propose(
         proposals.setdefault(pair, (keys[first], keys[second], orientation))
         by_hash.setdefault(first, set()).add(second)
         by_hash.setdefault(second, set()).add(first)
-    if descriptors is not None and mirrored is not None:
-        queries = {int(row): [descriptors[row], mirrored[row]] for row in query_rows}
-        for first, second in keypoint_candidates(descriptors, queries, by_hash, threads, partition):
+    if points is not None and queries:
+        for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads):
             pair = (min(first, second), max(first, second))
             proposals.setdefault(pair, (keys[first], keys[second], None))
     return [proposals[pair] for pair in sorted(proposals)]

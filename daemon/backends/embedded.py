@@ -13,7 +13,6 @@ and ``stale_hashes()`` tell the indexer which contents to analyse again.
 
 from __future__ import annotations
 
-import io
 import logging
 import multiprocessing
 import threading
@@ -26,14 +25,14 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, delete, exists, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from daemon.analysis.candidates import propose, train_partition
+from daemon.analysis.candidates import propose
 from daemon.analysis.features import ANALYSER, PREFIX_BYTES, decode, decode_hashes
 from daemon.analysis.fingerprints import Analysis, analyse_file
 from daemon.analysis.pairing import score_batch
 from daemon.analysis.verify import VERIFIER
 from daemon.backends.base import Health, ImageInfo, ScoredPair
-from daemon.errors import BackendUnavailable, FileWriteError
-from daemon.fileio import atomic_write_bytes
+from daemon.backends.keypoint_store import KeypointStore
+from daemon.errors import BackendUnavailable
 from daemon.store.schema import contents, features
 
 log = logging.getLogger(__name__)
@@ -43,59 +42,14 @@ BATCH_PAIRS = 200  # candidate pairs verified per task sent to a worker
 SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
 
 
-class KeptPartition:
-    """The keypoint index's trained cells, kept between scans: in memory, and in ``path`` if given.
-
-    Training them is most of the cost of building the keypoint index (minutes at 100,000
-    pictures), and every scan builds it anew. Any partition trained on the collection serves
-    (it only decides which points a search looks at), so a kept one is used while the number
-    of cells the collection wants stays within a factor of two of it: training is then paid
-    once per fourfold growth of the collection. The file is a cache: lost or unreadable, the
-    cells are trained again.
-    """
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self._centres: np.ndarray | None = None
-
-    def __call__(self, database: np.ndarray, lists: int) -> np.ndarray:
-        centres = self._centres if self._centres is not None else self._load()
-        if centres is None or not lists / 2 <= len(centres) <= 2 * lists:
-            centres = train_partition(database, lists)
-            self._save(centres)
-        self._centres = centres
-        return centres
-
-    def _load(self) -> np.ndarray | None:
-        if self.path is None:
-            return None
-        try:
-            centres = np.load(self.path, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            if not isinstance(error, FileNotFoundError):
-                log.info("%s: unreadable (%s); the keypoint index's cells are trained again", self.path, error)
-            return None
-        return centres if centres.ndim == 2 and centres.shape[1] == 32 and centres.dtype == np.uint8 else None
-
-    def _save(self, centres: np.ndarray) -> None:
-        if self.path is None:
-            return
-        buffer = io.BytesIO()
-        np.save(buffer, centres, allow_pickle=False)
-        try:
-            atomic_write_bytes(self.path, buffer.getvalue())
-        except FileWriteError as error:  # a cache: the next scan trains them again
-            log.warning("the keypoint index's cells are not kept: %s", error)
-
-
 class EmbeddedBackend:
     kind = "embedded"
     compares_every_pair = False  # only the proposed candidates are verified
     comparison = f"{ANALYSER}+{VERIFIER}"
 
-    def __init__(self, engine: Engine, workers: int, max_image_pixels: int, partition_file: Path | None = None):
+    def __init__(self, engine: Engine, workers: int, max_image_pixels: int, keypoint_file: Path | None = None):
         self.engine = engine
-        self.partition = KeptPartition(partition_file)
+        self.keypoints = KeypointStore(keypoint_file, ANALYSER)  # kept between scans where a file is given
         self.workers = max(1, workers)
         self.max_image_pixels = max_image_pixels
         self._pool: ProcessPoolExecutor | None = None
@@ -207,6 +161,7 @@ class EmbeddedBackend:
         with self.engine.connect().execution_options(write=True) as connection:
             with connection.begin():
                 connection.execute(delete(features))
+        self.keypoints.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -253,8 +208,12 @@ class EmbeddedBackend:
             query_rows = np.array([row for row, key in enumerate(keys) if key in wanted], dtype=np.int64)
             if not len(query_rows):
                 return
-        descriptors, mirrored = self._load_descriptors(keys)
-        candidates = propose(keys, hashes, query_rows, descriptors, mirrored, threads=self.workers, partition=self.partition)
+        points = self.keypoints.points(keys, lambda some: self._load_descriptors(some)[0])
+        query_keys = [keys[row] for row in query_rows]
+        own, mirrored = self._load_descriptors(query_keys)
+        queries = {int(row): [own[at], mirrored[at]] for at, row in enumerate(query_rows)}
+        candidates = propose(keys, hashes, query_rows, points, queries, threads=self.workers)
+        del points, queries
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify(candidates)
@@ -273,7 +232,7 @@ class EmbeddedBackend:
         return keys, (np.stack(rows) if rows else np.zeros((0, 8), np.uint64))
 
     def _load_descriptors(self, keys: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """ORB descriptors of every content (and of its mirror), in the order of ``keys``."""
+        """ORB descriptors of these contents (and of their mirror), in the order of ``keys``."""
         descriptors: list[np.ndarray] = []
         mirrored: list[np.ndarray] = []
         empty = np.zeros((0, 32), np.uint8)
