@@ -53,7 +53,7 @@ def atomic_write_all(files: list[tuple[Path, bytes]], mode: int | None = None) -
         raise FileWriteError(_describe(current, error)) from error
     finally:
         for temp_name, _ in staged:
-            _remove_quietly(Path(temp_name))
+            remove_quietly(Path(temp_name))
 
 
 def _write_temporary(path: Path, data: bytes, mode: int) -> str:
@@ -67,7 +67,7 @@ def _write_temporary(path: Path, data: bytes, mode: int) -> str:
         os.fsync(fd)
     except OSError:
         os.close(fd)
-        _remove_quietly(Path(temp_name))
+        remove_quietly(Path(temp_name))
         raise
     os.close(fd)
     return temp_name
@@ -116,7 +116,16 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def _remove_quietly(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Make ``path``'s bytes durable (a file written by another library, before it is referenced)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path: Path) -> None:
     try:
         path.unlink()
     except OSError:

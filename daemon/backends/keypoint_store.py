@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ from daemon.analysis.candidates import (
     train_partition,
 )
 from daemon.errors import FileWriteError
-from daemon.fileio import atomic_write_bytes
+from daemon.fileio import atomic_write_bytes, fsync_file, remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -138,23 +137,23 @@ class KeypointStore:
         index_name = f"{self.keys_file.name}.{uuid.uuid4().hex[:12]}{suffix}"
         try:
             faiss.write_index_binary(index, str(folder / index_name))
-            _fsync(folder / index_name)
+            fsync_file(folder / index_name)
             buffer = io.BytesIO()
             np.savez(buffer, keys=np.array(keys, dtype="S64"), counts=counts, index=np.array(index_name), analyser=np.array(self.analyser))
             atomic_write_bytes(self.keys_file, buffer.getvalue())
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the next scan builds it again
-            _remove_quietly(folder / index_name)
+            remove_quietly(folder / index_name)
             log.warning("the keypoint index is not kept for the next scan: %s", error)
             return
         for stale in folder.glob(f"{self.keys_file.name}.*"):
             if stale.name != index_name and stale.suffix in (".ivf", ".flat"):
-                _remove_quietly(stale)
+                remove_quietly(stale)
 
     def clear(self) -> None:
         if self.keys_file is None:
             return
         for path in self.keys_file.parent.glob(f"{self.keys_file.name}*"):
-            _remove_quietly(path)
+            remove_quietly(path)
 
 
 def _rows_of(base_keys: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[int]]:
@@ -185,18 +184,3 @@ def _cells_suit(base: _Base, points: int) -> bool:
     if cells is None:
         return searched_exhaustively(points)
     return not searched_exhaustively(points) and _lists_suit(len(cells), points)
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
