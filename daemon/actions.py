@@ -20,6 +20,7 @@ from daemon.reconcile import reconcile
 from daemon.scanning import run_scan
 from daemon.settings import DEFAULT_EXCLUDES, Settings
 from daemon.store import contents as content_store
+from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
 from daemon.errors import BackendUnavailable, UsageError
@@ -59,6 +60,7 @@ def status(settings: Settings, failures: int, repair: bool) -> int:
             contents = content_store.content_count(connection)
             last = content_store.last_scan(connection)
             failed = file_store.failures(connection, failures)
+            decisions = decision_store.count(connection)
         _say(f"settings: {settings.source or 'built-in defaults'}")
         _say(f"state: {settings.paths.state}")
         backend_line = f"backend: {settings.backend.kind}: {health.detail}"
@@ -67,6 +69,7 @@ def status(settings: Settings, failures: int, repair: bool) -> int:
             f"files: {counts['indexed']} indexed, {counts['pending']} pending, {counts['failed']} failed, "
             f"{counts['gone']} gone; {contents} distinct contents analysed"
         )
+        _say(f"decisions: {decisions}" + (" ('dupe-scanner decide list' lists them)" if decisions else ""))
         if last:
             _say(
                 f"last scan: {_when(last.finished_at)}, threshold {last.threshold}, "

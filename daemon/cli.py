@@ -60,9 +60,38 @@ def build_parser() -> argparse.ArgumentParser:
     clear = verbs.add_parser("clear", parents=[common], help="empty the index and the state (reports are kept)")
     clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+    _add_decide(verbs, common)
+
     verbs.add_parser("check-config", parents=[common], help="validate the settings file and print every problem")
     verbs.add_parser("run", parents=[common], help="run the folder-watching service in the foreground (systemd)")
     return parser
+
+
+def _add_decide(verbs, common: argparse.ArgumentParser) -> None:
+    decide = verbs.add_parser(
+        "decide",
+        parents=[common],
+        help="record, import, list or undo your decisions about duplicates",
+        description="Decisions are kept in the state by content, so they hold after files move or are renamed. "
+        "They change what scans report and what 'apply' moves; they never touch a file.",
+    )
+    decide.add_argument(
+        "--import",
+        dest="import_file",
+        type=Path,
+        metavar="FILE",
+        help="record the decisions in a decisions file (JSON, format in the README), all or none",
+    )
+    kinds = decide.add_subparsers(dest="decision", metavar="DECISION", help="what to decide, or list or undo")
+    not_duplicates = kinds.add_parser(
+        "not-duplicates", parents=[common], help="these pictures are not duplicates: no report groups any two of them"
+    )
+    not_duplicates.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="two indexed files or more")
+    keep = kinds.add_parser("keep", parents=[common], help="this picture is the one to keep in its group")
+    keep.add_argument("path", type=Path, metavar="PATH", help="an indexed file")
+    kinds.add_parser("list", parents=[common], help="list the decisions in force, with their ids")
+    undo = kinds.add_parser("undo", parents=[common], help="undo one decision")
+    undo.add_argument("id", type=int, metavar="ID", help="the decision's id, as 'decide list' shows it")
 
 
 def _score(text: str) -> float:
@@ -114,11 +143,32 @@ def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
         return actions.scan(settings, threshold, full=arguments.full)
     if verb == "clear":
         return actions.clear(settings, confirmed=arguments.yes)
+    if verb == "decide":
+        return _decide(arguments, settings)
     if verb == "run":
         from daemon.service.app import run_service
 
         return run_service(settings)
     raise UsageError(f"unknown command {verb}")
+
+
+def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
+    from daemon import decide
+
+    decision = arguments.decision
+    if (arguments.import_file is None) == (decision is None):
+        raise UsageError("decide: give either --import FILE or one of not-duplicates, keep, list, undo")
+    if arguments.import_file is not None:
+        return decide.import_file(settings, arguments.import_file)
+    if decision == "not-duplicates":
+        if len(arguments.paths) < 2:
+            raise UsageError("decide not-duplicates: name two files or more")
+        return decide.decide_files(settings, "not-duplicates", arguments.paths)
+    if decision == "keep":
+        return decide.decide_files(settings, "keep", [arguments.path])
+    if decision == "list":
+        return decide.list_decisions(settings)
+    return decide.undo_decision(settings, arguments.id)
 
 
 def _log_level(arguments: argparse.Namespace, settings: Settings) -> str:

@@ -110,3 +110,15 @@ def components(settings: Settings) -> Iterator[Components]:
         if backend is not None:
             backend.close()
         engine.dispose()
+
+
+@contextmanager
+def state_only(settings: Settings) -> Iterator[Engine]:
+    """Just the state, for commands that need no backend (decisions, apply, undo)."""
+    engine = open_state(settings.paths.state)
+    try:
+        yield engine
+    except DBAPIError as error:
+        raise StateError(describe_state_error(settings.paths.state, error)) from None
+    finally:
+        engine.dispose()

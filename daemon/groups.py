@@ -83,6 +83,7 @@ def group_duplicates(
     threshold: float,
     kinship: float = KINSHIP,
     unscored_are_far: bool = True,
+    forbidden: frozenset[frozenset[str]] = frozenset(),
 ) -> list[DuplicateGroup]:
     """Groups of files matching their group's anchor at ``threshold`` or above.
 
@@ -90,6 +91,8 @@ def group_duplicates(
     that are merely different (at least ``kinship``) from members that are far apart.
     ``unscored_are_far``: whether two files with no scored pair count as far apart (the
     backend compared every pair) or say nothing (it did not).
+    ``forbidden``: pairs of paths a person declared not duplicates. They are far apart
+    whatever their score, and never share a group.
     Biggest group first, then by first path; members sorted by path.
     """
     by_path = {entry.path: entry for entry in entries}
@@ -97,6 +100,10 @@ def group_duplicates(
     for pair in pairs:
         if pair.first in by_path and pair.second in by_path and pair.first != pair.second:
             scored.add_edge(pair.first, pair.second, score=pair.score)
+    for pair in forbidden:
+        if len(pair) == 2 and pair <= by_path.keys():
+            # A person's "not duplicates" outweighs any score, and holds where none was taken.
+            scored.add_edge(*sorted(pair), score=0.0)
     matches = nx.Graph()
     matches.add_edges_from((a, b, data) for a, b, data in scored.edges(data=True) if data["score"] >= threshold)
     floor = min(kinship, threshold)
@@ -113,7 +120,7 @@ def group_duplicates(
         remaining = matches.subgraph(component).copy()
         while remaining.number_of_edges():
             anchor = min(remaining.nodes, key=lambda node: _anchor_rank(remaining, node))
-            members = _settle(anchor, _gather(anchor, remaining, agreement), remaining)
+            members = _settle(anchor, _gather(anchor, remaining, agreement, forbidden), remaining)
             if len(members) > 1:
                 groups.append(_make_group(anchor, sorted(members), matches, by_path))
             remaining.remove_nodes_from(members)
@@ -121,11 +128,19 @@ def group_duplicates(
     return groups
 
 
-def _gather(anchor: str, remaining: nx.Graph, agreement: Callable[[str, str], int]) -> list[str]:
-    """The anchor and those of its matches that agree with the members already taken."""
+def _gather(
+    anchor: str, remaining: nx.Graph, agreement: Callable[[str, str], int], forbidden: frozenset[frozenset[str]]
+) -> list[str]:
+    """The anchor and those of its matches that agree with the members already taken.
+
+    This is the only place a member joins a group, so checking ``forbidden`` here keeps
+    every pair declared not duplicates apart, whatever the threshold.
+    """
     candidates = sorted(remaining.neighbors(anchor), key=lambda n: (-remaining[anchor][n]["score"], n))
     members = [anchor]
     for candidate in candidates:
+        if any(frozenset((candidate, member)) in forbidden for member in members):
+            continue
         verdicts = [agreement(candidate, member) for member in members]
         if verdicts.count(-1) <= DISSENT * verdicts.count(1):
             members.append(candidate)
@@ -162,8 +177,11 @@ def group_with_copies(
     threshold: float,
     kinship: float = KINSHIP,
     unscored_are_far: bool = True,
+    forbidden_contents: frozenset[frozenset[str]] = frozenset(),
 ) -> list[DuplicateGroup]:
     """Groups of files, where ``content_pairs`` score contents (hashes of the bytes).
+
+    ``forbidden_contents``: pairs of contents declared not duplicates; no group holds both.
 
     Byte-identical files are one picture: each content is grouped once, through its first
     path, and its other files join whatever group it is in (scored 1.0 with that first
@@ -182,7 +200,12 @@ def group_with_copies(
         if a in first_path and b in first_path and a != b
     ]
     pictures = [same[0] for same in files_by_content.values()]
-    grouped = group_duplicates(pictures, picture_pairs, threshold, kinship, unscored_are_far)
+    forbidden = frozenset(
+        frozenset(first_path[digest] for digest in pair)
+        for pair in forbidden_contents
+        if all(digest in first_path for digest in pair)
+    )
+    grouped = group_duplicates(pictures, picture_pairs, threshold, kinship, unscored_are_far, forbidden)
     in_groups = {path for group in grouped for path in group.paths}
     by_path = {same[0].path: same for same in files_by_content.values()}
     groups = [_with_copies(group, by_path) for group in grouped]

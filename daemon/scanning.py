@@ -21,6 +21,7 @@ from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from daemon.reports import write_reports
 from daemon.settings import ReportSettings
 from daemon.store import contents as content_store
+from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
 
@@ -101,7 +102,11 @@ def current_groups(engine: Engine, threshold: float, unscored_are_far: bool) -> 
             for f in file_store.indexed_files(connection, holding=content_store.matched_contents(threshold))
         ]
         file_count = file_store.indexed_count(connection)
-    return group_with_copies(entries, content_pairs, threshold, unscored_are_far=unscored_are_far), file_count
+        decisions = decision_store.load(connection)
+    groups = group_with_copies(
+        entries, content_pairs, threshold, unscored_are_far=unscored_are_far, forbidden_contents=decisions.forbidden_pairs()
+    )
+    return groups, file_count
 
 
 def run_scan(

@@ -195,12 +195,19 @@ def test_every_command_and_option_has_help_text():
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if a.dest == "verb")
-    assert set(verbs.choices) == {"status", "index", "scan", "clear", "check-config", "run"}
+    assert set(verbs.choices) == {"status", "index", "scan", "clear", "check-config", "decide", "run"}
+    _assert_helped(verbs, "dupe-scanner")
+
+
+def _assert_helped(verbs, prefix: str) -> None:
+    """Every command of ``verbs``, every option and every nested command has help text."""
     for choice in verbs._choices_actions:
-        assert choice.help, choice.dest
+        assert choice.help, f"{prefix} {choice.dest}"
     for name, sub in verbs.choices.items():
         for action in sub._actions:
-            assert action.help, f"{name} {action.option_strings}"
+            assert action.help, f"{prefix} {name} {action.option_strings}"
+            if action.choices and hasattr(action, "_choices_actions"):
+                _assert_helped(action, f"{prefix} {name}")
 
 
 def test_python_dash_m_and_the_console_script_are_the_same_program():

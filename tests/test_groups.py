@@ -127,3 +127,20 @@ def test_byte_identical_files_alone_are_a_group_and_cost_linear_pairs():
     (group,) = group_with_copies(entries, [], 0.6)
     assert len(group.members) == 1000
     assert len(group.pairs) == 999
+
+
+def test_pictures_declared_not_duplicates_never_share_a_group_whatever_the_threshold():
+    entries = [entry("a"), entry("b"), entry("c")]
+    pairs = [pair("a", "b", 1.0), pair("a", "c", 0.95), pair("b", "c", 0.95)]
+    forbidden = frozenset({frozenset(("a", "b"))})
+    for threshold in (0.1, 0.6, 0.9, 1.0):
+        for group in group_duplicates(entries, pairs, threshold, forbidden=forbidden):
+            assert not {"a", "b"} <= set(group.paths), threshold
+    (group,) = group_duplicates(entries, pairs, 0.6, forbidden=forbidden)
+    assert len(group.paths) == 2 and "c" in group.paths
+
+
+def test_contents_declared_not_duplicates_keep_their_copies_apart_too():
+    entries = [copy("a", "A"), copy("a-copy", "A"), copy("b", "B"), copy("b-copy", "B")]
+    groups = group_with_copies(entries, [("A", "B", 0.99)], 0.6, forbidden_contents=frozenset({frozenset(("A", "B"))}))
+    assert sorted(g.paths for g in groups) == [["a", "a-copy"], ["b", "b-copy"]]

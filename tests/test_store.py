@@ -127,3 +127,41 @@ def test_an_analysis_is_not_recorded_over_a_file_that_changed_meanwhile(tmp_path
         assert file_store.get_by_path(connection, "/p/a.jpg").state == "pending"
         assert file_store.get_by_path(connection, "/p/a.jpg").stat.size == 99
         assert file_store.get_by_path(connection, "/p/b.jpg").state == "gone"
+
+
+def test_upgrading_from_the_previous_revision_keeps_rows_and_adds_decisions(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    from alembic import command
+
+    from daemon.store import decisions as decision_store
+    from daemon.store.database import alembic_config
+
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "0001")
+        connection.commit()
+    with write_transaction(engine) as connection:
+        file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, "/p/a.jpg") is not None
+        assert decision_store.count(connection) == 0
+
+
+def test_a_decision_is_recorded_once_and_undone(tmp_path):
+    from daemon.decisions import DecidedContent
+    from daemon.store import decisions as decision_store
+
+    engine = open_state(tmp_path / "state.db")
+    contents = [DecidedContent("a" * 64, "/p/a.jpg"), DecidedContent("b" * 64, "/p/b.jpg")]
+    with write_transaction(engine) as connection:
+        first = decision_store.add(connection, "not-duplicates", contents, 1.0, "test")
+        again = decision_store.add(connection, "not-duplicates", reversed(contents), 2.0, "test")
+    assert again == first
+    with read_transaction(engine) as connection:
+        decisions = decision_store.load(connection)
+    assert decisions.forbidden_pairs() == {frozenset(("a" * 64, "b" * 64))}
+    with write_transaction(engine) as connection:
+        assert decision_store.remove(connection, first.id)
+        assert not decision_store.remove(connection, first.id)
+        assert decision_store.count(connection) == 0

@@ -54,6 +54,7 @@ from daemon.service.status import ServiceStatus, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
 from daemon.settings import Schedule, Settings
 from daemon.store import contents as content_store
+from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import open_state, read_transaction, write_transaction
 from daemon.store.files import FileStat, KnownFile
@@ -614,8 +615,11 @@ class Service:
         """What, besides the state, shapes the reports; kept in the state's meta table so a
         restart on an unchanged state need not scan again."""
         report = self.settings.report
+        # A decision made on the command line while the service runs changes the reports too.
+        with read_transaction(self.engine) as connection:
+            decided = decision_store.revision(connection)
         return repr((self.settings.scan.threshold, report.html_max_nodes, report.thumbnail_size,
-                     str(self.settings.paths.reports)))
+                     str(self.settings.paths.reports), decided))
 
     def _scan(self, reasons: set) -> None:
         with self._lock:

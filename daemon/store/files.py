@@ -337,3 +337,11 @@ def forget_gone(connection: Connection, older_than: float) -> int:
 
 def delete_all(connection: Connection) -> None:
     connection.execute(delete(files))
+
+
+def paths_of_content(connection: Connection, content_hash: str) -> list[str]:
+    """The indexed files holding ``content_hash`` now, by path."""
+    rows = connection.execute(
+        select(files.c.path).where(files.c.content_hash == content_hash, files.c.state == INDEXED).order_by(files.c.path)
+    )
+    return list(rows.scalars())

@@ -7,6 +7,8 @@ module only describes them for queries. Change both together, with a new revisio
 - ``pairs``: contents that look alike, with their score, as the last scans found them.
 - ``scans``: one row per scan, for ``status`` and the service's change detection.
 - ``meta``: small facts about the state itself (which backend filled it, ...).
+- ``decisions`` and ``decision_contents``: what a person decided about duplicates
+  (``keep``, ``not-duplicates``), keyed by content hash, with the path it was made on.
 """
 
 from __future__ import annotations
@@ -105,4 +107,28 @@ meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Decision kinds.
+KEEP = "keep"  # this content is the one to keep in its group
+NOT_DUPLICATES = "not-duplicates"  # no two of these contents are duplicates of each other
+DECISION_KINDS = (KEEP, NOT_DUPLICATES)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("made_at", Float, nullable=False),
+    Column("source", Text, nullable=False),  # "command line", or the imported file's path
+)
+
+decision_contents = Table(
+    "decision_contents",
+    metadata,
+    Column("decision_id", Integer, ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True),
+    # No foreign key: the decision outlives the analysis of its contents.
+    Column("content_hash", String(64), primary_key=True),
+    Column("path", Text, nullable=False),  # where the file was when the decision was made
+    Index("ix_decision_contents_content_hash", "content_hash"),
 )

@@ -1,0 +1,99 @@
+"""The ``decide`` verbs: record, import, list and undo decisions about duplicates.
+
+Decisions change only what the next scan reports (and what ``apply`` may move); they
+never touch a file.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+from daemon import decision_file
+from daemon.composition import state_only
+from daemon.decision_file import DecisionRequest, FileRef
+from daemon.decisions import Decision
+from daemon.errors import UsageError
+from daemon.settings import Settings
+from daemon.store import decisions as decision_store
+from daemon.store import files as file_store
+from daemon.store.database import read_transaction, write_transaction
+
+COMMAND_LINE = "command line"
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _shown(text: str) -> str:
+    """Untrusted text (file names) as one harmless terminal line: control characters escaped."""
+    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
+
+
+def decide_files(settings: Settings, kind: str, paths: list[Path]) -> int:
+    """``decide keep PATH`` and ``decide not-duplicates PATH PATH...``."""
+    # The state spells folders resolved (symlinks followed), as `index` and the watches do.
+    refs = tuple(FileRef(str(path.expanduser().absolute().parent.resolve() / path.name), None) for path in paths)
+    return _record(settings, [DecisionRequest(kind, refs)], COMMAND_LINE)
+
+
+def import_file(settings: Settings, path: Path) -> int:
+    requests = decision_file.read_file(path)
+    return _record(settings, requests, str(path.absolute()))
+
+
+def _record(settings: Settings, requests: list[DecisionRequest], source: str) -> int:
+    with state_only(settings) as engine:
+        with write_transaction(engine) as connection:
+            before = decision_store.count(connection)
+            recorded = decision_file.record(connection, requests, source, time.time())
+            added = decision_store.count(connection) - before
+    for decision in recorded:
+        _say(f"decision {decision.id}: {decision.kind} " + ", ".join(_shown(c.path or c.content_hash) for c in decision.contents))
+    if added < len(recorded):
+        _say(f"{len(recorded) - added} of these were already in force")
+    _say("the next scan (or the running service's) applies them; 'dupe-scanner decide list' lists them")
+    return 0
+
+
+def list_decisions(settings: Settings) -> int:
+    with state_only(settings) as engine:
+        with read_transaction(engine) as connection:
+            decisions = decision_store.load(connection).all
+            where = {d.id: [_current_paths(connection, c.content_hash) for c in d.contents] for d in decisions}
+    if not decisions:
+        _say("no decisions yet ('dupe-scanner decide --help' says how to make one)")
+    for decision in decisions:
+        _say(_heading(decision))
+        for content, paths in zip(decision.contents, where[decision.id]):
+            _say(f"    {_whereabouts(content.path, paths)}")
+    return 0
+
+
+def _heading(decision: Decision) -> str:
+    made = datetime.fromtimestamp(decision.made_at).strftime("%Y-%m-%d %H:%M")
+    return f"{decision.id}: {decision.kind}, {made}, from {_shown(decision.source)}"
+
+
+def _current_paths(connection, content_hash: str) -> list[str]:
+    return file_store.paths_of_content(connection, content_hash)
+
+
+def _whereabouts(decided_on: str, now: list[str]) -> str:
+    if not now:
+        return f"{_shown(decided_on or '(by content hash)')} (no indexed file holds it now)"
+    if decided_on in now or not decided_on:
+        return ", ".join(_shown(path) for path in now)
+    return ", ".join(_shown(path) for path in now) + f" (decided on {_shown(decided_on)})"
+
+
+def undo_decision(settings: Settings, decision_id: int) -> int:
+    with state_only(settings) as engine:
+        with write_transaction(engine) as connection:
+            removed = decision_store.remove(connection, decision_id)
+    if not removed:
+        raise UsageError(f"there is no decision {decision_id}; 'dupe-scanner decide list' lists them")
+    _say(f"decision {decision_id} undone; the next scan reports without it")
+    return 0

@@ -1,0 +1,63 @@
+"""Decisions a person made about duplicates, as plain data the grouping and the keep rules read.
+
+A decision names contents (hashes of the bytes), not paths, so it holds wherever the
+files move. ``path`` is where a file was when the decision was made: shown in listings,
+and the file preferred among byte-identical copies of a kept content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Iterable
+
+from daemon.store.schema import KEEP, NOT_DUPLICATES
+
+
+@dataclass(frozen=True)
+class DecidedContent:
+    content_hash: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    kind: str  # KEEP or NOT_DUPLICATES
+    made_at: float
+    source: str
+    contents: tuple[DecidedContent, ...]
+
+    @property
+    def hashes(self) -> frozenset[str]:
+        return frozenset(content.content_hash for content in self.contents)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Every decision in force, with the views grouping and keeping need."""
+
+    all: tuple[Decision, ...] = ()
+
+    def forbidden_pairs(self) -> frozenset[frozenset[str]]:
+        """Pairs of contents declared not duplicates of each other."""
+        return frozenset(
+            frozenset(pair)
+            for decision in self.all
+            if decision.kind == NOT_DUPLICATES
+            for pair in combinations(sorted(decision.hashes), 2)
+        )
+
+    def kept(self) -> dict[str, str]:
+        """Content hash to keep, with the path it was decided on (the newest decision wins)."""
+        return {
+            content.content_hash: content.path
+            for decision in sorted(self.all, key=lambda d: d.id)
+            if decision.kind == KEEP
+            for content in decision.contents
+        }
+
+    def touching(self, hashes: Iterable[str]) -> list[Decision]:
+        """The decisions that name any of ``hashes``, oldest first."""
+        wanted = set(hashes)
+        return [decision for decision in self.all if decision.hashes & wanted]

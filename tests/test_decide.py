@@ -1,0 +1,125 @@
+"""Decisions from the real command line: recorded by content, honoured by scans, listed, undone."""
+
+import json
+import shutil
+
+import pytest
+from PIL import Image
+
+from tests.cli import run_cli, write_settings
+from tests.photos import make_photo, save
+
+
+@pytest.fixture
+def library(tmp_path):
+    """Two photographs, each with a smaller copy, indexed and scanned: two groups."""
+    photos = tmp_path / "photos"
+    for name, seed in (("a", 21), ("b", 22)):
+        original = save(make_photo(seed, (640, 480)), photos / f"{name}.jpg", quality=92)
+        save(Image.open(original).resize((320, 240)), photos / f"{name}-small.jpg", quality=90)
+    settings = write_settings(tmp_path)
+    indexed = run_cli("index", "--dir", str(photos), config=settings)
+    assert indexed.returncode == 0, indexed.stderr
+    return tmp_path, photos, settings
+
+
+def scan_groups(root, settings, *options) -> list[list[str]]:
+    scanned = run_cli("scan", *options, config=settings)
+    assert scanned.returncode == 0, scanned.stderr
+    return sorted(json.loads((root / "reports" / "duplicates.json").read_text()).values())
+
+
+def index(photos, settings) -> None:
+    result = run_cli("index", "--dir", str(photos), config=settings)
+    assert result.returncode == 0, result.stderr
+
+
+def test_not_duplicates_holds_at_every_threshold_and_after_a_rename_into_another_folder(library):
+    root, photos, settings = library
+    a, a_small, b, b_small = (str(photos / n) for n in ("a.jpg", "a-small.jpg", "b.jpg", "b-small.jpg"))
+    assert scan_groups(root, settings) == [[a_small, a], [b_small, b]]
+
+    decided = run_cli("decide", "not-duplicates", a, a_small, config=settings)
+    assert decided.returncode == 0, decided.stderr
+    assert "decision 1: not-duplicates" in decided.stdout
+    for threshold in ("0.5", "0.9"):
+        assert [a_small, a] not in scan_groups(root, settings, "--threshold", threshold)
+    assert scan_groups(root, settings) == [[b_small, b]]
+
+    moved = root / "elsewhere" / "renamed.jpg"
+    moved.parent.mkdir()
+    shutil.move(a_small, moved)
+    index(photos, settings)
+    index(root / "elsewhere", settings)
+    assert scan_groups(root, settings) == [[b_small, b]]
+    listed = run_cli("decide", "list", config=settings)
+    assert f"{moved} (decided on {a_small})" in listed.stdout
+
+
+def test_keep_is_listed_counted_by_status_and_undone(library):
+    root, photos, settings = library
+    keep = run_cli("decide", "keep", str(photos / "a-small.jpg"), config=settings)
+    assert keep.returncode == 0, keep.stderr
+    assert "decision 1: keep" in keep.stdout
+    again = run_cli("decide", "keep", str(photos / "a-small.jpg"), config=settings)
+    assert "decision 1: keep" in again.stdout and "already in force" in again.stdout
+    assert "decisions: 1" in run_cli("status", config=settings).stdout
+    listed = run_cli("decide", "list", config=settings)
+    assert "1: keep" in listed.stdout and str(photos / "a-small.jpg") in listed.stdout
+
+    undone = run_cli("decide", "undo", "1", config=settings)
+    assert undone.returncode == 0, undone.stderr
+    assert "decisions: 0" in run_cli("status", config=settings).stdout
+    missing = run_cli("decide", "undo", "1", config=settings)
+    assert missing.returncode == 2 and "no decision 1" in missing.stderr
+
+
+def test_a_decisions_file_is_imported_all_or_none_and_once(library):
+    root, photos, settings = library
+    scan_groups(root, settings)
+    details = json.loads((root / "reports" / "duplicates.details.json").read_text())
+    hashes = {m["path"]: m["content_hash"] for g in details["groups"] for m in g["members"]}
+    document = {
+        "format": "dupe-scanner decisions",
+        "version": 1,
+        "decisions": [
+            {"kind": "not-duplicates", "files": [{"content_hash": hashes[str(photos / "b.jpg")]}, {"path": str(photos / "b-small.jpg")}]},
+            {"kind": "keep", "files": [{"path": str(photos / "a.jpg"), "content_hash": hashes[str(photos / "a.jpg")]}]},
+        ],
+    }
+    exported = root / "decisions.json"
+    exported.write_text(json.dumps(document))
+    imported = run_cli("decide", "--import", str(exported), config=settings)
+    assert imported.returncode == 0, imported.stderr
+    assert "decision 1: not-duplicates" in imported.stdout and "decision 2: keep" in imported.stdout
+    twice = run_cli("decide", "--import", str(exported), config=settings)
+    assert "2 of these were already in force" in twice.stdout
+    assert "decisions: 2" in run_cli("status", config=settings).stdout
+    assert scan_groups(root, settings) == [[str(photos / "a-small.jpg"), str(photos / "a.jpg")]]
+
+    document["version"] = 7
+    document["decisions"].append({"kind": "keep", "files": []})
+    document["decisions"].append({"kind": "keep", "files": [{"path": str(root / "never-indexed.jpg")}]})
+    exported.write_text(json.dumps(document))
+    refused = run_cli("decide", "--import", str(exported), config=settings)
+    assert refused.returncode == 2
+    assert "version: must be 1" in refused.stderr and "decisions[2].files: keep names exactly one file" in refused.stderr
+    document["version"] = 1
+    del document["decisions"][2]
+    exported.write_text(json.dumps(document))
+    refused = run_cli("decide", "--import", str(exported), config=settings)
+    assert refused.returncode == 2 and "never-indexed.jpg: not known to the state" in refused.stderr
+    assert "decisions: 2" in run_cli("status", config=settings).stdout
+
+
+def test_deciding_about_unindexed_or_identical_files_is_refused_with_a_reason(library):
+    root, photos, settings = library
+    stranger = save(make_photo(23), root / "stranger.jpg")
+    refused = run_cli("decide", "keep", str(stranger), config=settings)
+    assert refused.returncode == 2 and "run 'dupe-scanner index --dir FOLDER'" in refused.stderr
+    shutil.copyfile(photos / "a.jpg", photos / "a-twin.jpg")
+    index(photos, settings)
+    same = run_cli("decide", "not-duplicates", str(photos / "a.jpg"), str(photos / "a-twin.jpg"), config=settings)
+    assert same.returncode == 2 and "identical bytes" in same.stderr
+    usage = run_cli("decide", config=settings)
+    assert usage.returncode == 2 and "--import FILE" in usage.stderr
