@@ -189,7 +189,7 @@ def scan(settings: Settings, threshold: float, full: bool) -> int:
         if not health.reachable:
             raise BackendUnavailable(health.detail)
         outcome = run_scan(
-            parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full
+            parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full, keep=settings.keep
         )
     _say(f"Scanned {outcome.files} images at threshold {threshold}.")
     _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")

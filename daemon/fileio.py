@@ -48,7 +48,7 @@ def atomic_write_all(files: list[tuple[Path, bytes]], mode: int | None = None) -
             os.replace(temp_name, current)
         staged = []
         for folder in sorted({path.parent for path, _ in files}):
-            _fsync_folder(folder)
+            fsync_folder(folder)
     except OSError as error:
         raise FileWriteError(_describe(current, error)) from error
     finally:
@@ -102,7 +102,7 @@ def _existing_mode(path: Path) -> int:
         return DEFAULT_MODE
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:

@@ -25,10 +25,13 @@ of the component is grouped again the same way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
 import networkx as nx
+
+from daemon.keep import GroupReview, KeepChoice, choose_keep, review_group
+from daemon.settings import KeepSettings
 
 EXACT_SCORE = 0.9  # Flow's scale: at or above, no visible change
 KINSHIP = 0.5  # below this, two images are far apart
@@ -66,15 +69,21 @@ class DuplicateGroup:
     anchor: str
     members: tuple[FileEntry, ...]  # sorted by path
     pairs: tuple[FilePair, ...]  # every scored pair between members, sorted
+    # What the keep rules and decisions make of the group; set by the scan (``reviewed``).
+    review: GroupReview | None = field(default=None, compare=False)
 
     @property
     def paths(self) -> list[str]:
         return [member.path for member in self.members]
 
     @property
-    def suggested_keep(self) -> FileEntry:
-        """The file to keep: most pixels, then the largest file, then the oldest, then the path."""
-        return min(self.members, key=lambda m: (-m.pixels, -m.size, m.mtime, m.path))
+    def reviewed(self) -> GroupReview:
+        """The review the scan set, or the keep rules' defaults with no decisions."""
+        return self.review or review_group(self.members, KeepSettings())
+
+    @property
+    def suggested_keep(self) -> KeepChoice:
+        return self.review.keep if self.review else choose_keep(self.members, KeepSettings())
 
 
 def group_duplicates(

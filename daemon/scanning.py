@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -18,8 +18,9 @@ from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
 from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
+from daemon.keep import review_group
 from daemon.reports import write_reports
-from daemon.settings import ReportSettings
+from daemon.settings import KeepSettings, ReportSettings
 from daemon.store import contents as content_store
 from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
@@ -87,8 +88,11 @@ def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool)
     return None if changed_or_all is None else len(changed_or_all)
 
 
-def current_groups(engine: Engine, threshold: float, unscored_are_far: bool) -> tuple[list[DuplicateGroup], int]:
-    """Groups of indexed files, from the stored content pairs and byte-identical files.
+def current_groups(
+    engine: Engine, threshold: float, unscored_are_far: bool, keep: KeepSettings = KeepSettings()
+) -> tuple[list[DuplicateGroup], int]:
+    """Groups of indexed files, from the stored content pairs and byte-identical files,
+    each reviewed by the keep rules and the decisions in force.
 
     ``unscored_are_far``: the backend compared every pair, so a pair it did not report is
     far apart (see ``Backend.compares_every_pair``).
@@ -106,7 +110,8 @@ def current_groups(engine: Engine, threshold: float, unscored_are_far: bool) -> 
     groups = group_with_copies(
         entries, content_pairs, threshold, unscored_are_far=unscored_are_far, forbidden_contents=decisions.forbidden_pairs()
     )
-    return groups, file_count
+    reviewed = [replace(group, review=review_group(group.members, keep, decisions)) for group in groups]
+    return reviewed, file_count
 
 
 def run_scan(
@@ -117,6 +122,7 @@ def run_scan(
     report_settings: ReportSettings,
     full: bool = False,
     clock: Callable[[], float] = time.time,
+    keep: KeepSettings = KeepSettings(),
 ) -> ScanOutcome:
     started = clock()
     with write_transaction(engine) as connection:
@@ -124,7 +130,7 @@ def run_scan(
     try:
         collect_garbage(engine, backend, started)
         compared = update_pairs(engine, backend, threshold, full)
-        groups, file_count = current_groups(engine, threshold, backend.compares_every_pair)
+        groups, file_count = current_groups(engine, threshold, backend.compares_every_pair, keep)
         reports = write_reports(groups, reports_dir, report_settings, threshold)
     except Exception as error:
         with write_transaction(engine) as connection:

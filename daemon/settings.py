@@ -51,6 +51,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "scan": ("threshold", "schedule", "mode", "debounce_seconds"),
     "index": ("workers", "stable_seconds", "max_attempts", "retry_base_seconds", "max_image_pixels", "reconcile"),
     "report": ("html_max_nodes", "thumbnail_size"),
+    "keep": ("preferred_folders", "preferred_formats"),
     "log": ("level",),
 }
 
@@ -125,6 +126,14 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class KeepSettings:
+    """The keep rules' preferences, before most pixels, largest file, oldest (see ``daemon.keep``)."""
+
+    preferred_folders: tuple[Path, ...] = ()  # files here are never suggested for removal
+    preferred_formats: tuple[str, ...] = ()  # upper case, most preferred first: ("DNG", "PNG", "JPEG")
+
+
+@dataclass(frozen=True)
 class PathSettings:
     state: Path
     reports: Path
@@ -139,6 +148,7 @@ class Settings:
     scan: ScanSettings = field(default_factory=ScanSettings)
     index: IndexSettings = field(default_factory=IndexSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    keep: KeepSettings = field(default_factory=KeepSettings)
     log_level: str = "info"
 
 
@@ -265,6 +275,7 @@ class _Reader:
             "scan": self.scan(raw),
             "index": self.index(raw),
             "report": self.report(raw),
+            "keep": self.keep(raw),
             "log_level": self.log(raw),
         }
 
@@ -374,6 +385,25 @@ class _Reader:
             html_max_nodes=self.value(table, "report.html_max_nodes", int, 2000, _at_least(2)),
             thumbnail_size=self.value(table, "report.thumbnail_size", int, 160, _at_least(16)),
         )
+
+    def keep(self, raw: dict) -> KeepSettings:
+        table = self.table(raw, "keep")
+        folders = self.value(table, "keep.preferred_folders", list, [])
+        if not all(isinstance(item, str) and item.strip() for item in folders):
+            self.problem("keep.preferred_folders", "must be a list of folder paths")
+            folders = []
+        formats = self.value(table, "keep.preferred_formats", list, [])
+        if not all(isinstance(item, str) and item.strip() for item in formats):
+            self.problem("keep.preferred_formats", 'must be a list of format names, e.g. ["DNG", "PNG", "JPEG"]')
+            formats = []
+        return KeepSettings(
+            # Resolved as the watches are, so a file's path in the state lies below its folder.
+            preferred_folders=tuple(self._absolute(Path(folder).expanduser()).resolve() for folder in folders),
+            preferred_formats=tuple(name.strip().upper() for name in formats),
+        )
+
+    def _absolute(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.base_dir / path
 
     def log(self, raw: dict) -> str:
         table = self.table(raw, "log")

@@ -66,6 +66,14 @@ def test_keep_is_listed_counted_by_status_and_undone(library):
     assert "decisions: 1" in run_cli("status", config=settings).stdout
     listed = run_cli("decide", "list", config=settings)
     assert "1: keep" in listed.stdout and str(photos / "a-small.jpg") in listed.stdout
+    scan_groups(root, settings)
+    details = json.loads((root / "reports" / "duplicates.details.json").read_text())
+    decided = next(g for g in details["groups"] if g["decided"])
+    assert decided["suggested_keep"] == str(photos / "a-small.jpg")
+    assert decided["keep_reason"] == "you decided to keep it (decision 1)"
+    assert [d["id"] for d in decided["decisions"]] == [1]
+    other = next(g for g in details["groups"] if not g["decided"])
+    assert other["keep_reason"] == "most pixels: 640x480 against 320x240"
 
     undone = run_cli("decide", "undo", "1", config=settings)
     assert undone.returncode == 0, undone.stderr
@@ -123,3 +131,16 @@ def test_deciding_about_unindexed_or_identical_files_is_refused_with_a_reason(li
     assert same.returncode == 2 and "identical bytes" in same.stderr
     usage = run_cli("decide", config=settings)
     assert usage.returncode == 2 and "--import FILE" in usage.stderr
+
+
+def test_files_in_a_preferred_folder_are_suggested_to_keep(tmp_path):
+    reference = save(make_photo(24, (320, 240)), tmp_path / "reference" / "r.jpg", quality=90)
+    save(Image.open(reference).resize((640, 480)), tmp_path / "photos" / "r-big.jpg", quality=92)
+    settings = write_settings(tmp_path, '[keep]\npreferred_folders = ["reference"]\n')
+    index(tmp_path / "reference", settings)
+    index(tmp_path / "photos", settings)
+    scan_groups(tmp_path, settings)
+    (group,) = json.loads((tmp_path / "reports" / "duplicates.details.json").read_text())["groups"]
+    assert group["suggested_keep"] == str(reference)
+    assert group["keep_reason"] == f"in a preferred folder ({tmp_path.resolve() / 'reference'})"
+    assert [m["never_remove"] for m in group["members"]] == [False, True]

@@ -203,7 +203,7 @@ def test_details_report_shape(tmp_path, groups, photos):
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
     details = json.loads((tmp_path / "reports" / "duplicates.details.json").read_text(encoding="utf-8"))
     assert list(details) == ["schema", "generated_at", "threshold", "exact_score", "counts", "note", "groups"]
-    assert details["schema"] == 1
+    assert details["schema"] == 2
     assert details["generated_at"] == "2024-05-01T12:00:00+00:00"
     assert details["threshold"] == 0.6
     assert details["counts"] == {"groups": 3, "files": 9, "pairs": 7, "exact_pairs": 3, "near_pairs": 4}
@@ -213,6 +213,8 @@ def test_details_report_shape(tmp_path, groups, photos):
     assert [g["id"] for g in details["groups"]] == ["group-1", "group-2", "group-3"]
     assert first["anchor"] == photos["big.jpg"].path
     assert first["suggested_keep"] == photos["big.jpg"].path  # most pixels
+    assert first["keep_reason"].startswith("most pixels: ")
+    assert (first["decided"], first["decisions"], first["companions"]) == (False, [], [])
     assert [m["path"] for m in first["members"]] == sorted(groups[0].paths)
     member = next(m for m in first["members"] if m["path"] == photos[CANARY].path)
     assert member == {
@@ -224,6 +226,7 @@ def test_details_report_shape(tmp_path, groups, photos):
         "mtime": datetime.fromtimestamp(photos[CANARY].mtime, tz=timezone.utc).isoformat(timespec="seconds"),
         "content_hash": f"hash-{CANARY}",
         "suggested_keep": False,
+        "never_remove": False,
     }
     assert sum(m["suggested_keep"] for m in first["members"]) == 1
     pairs = {(p["first"], p["second"]): (p["score"], p["kind"]) for p in first["pairs"]}

@@ -108,3 +108,18 @@ def test_watch_paths_are_resolved_through_symlinks(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     settings = load_settings(write(tmp_path, '[[watch]]\npath = "link"\n'))
     assert settings.watch[0].path == (tmp_path / "real").resolve()
+
+
+def test_keep_rules_are_read_with_folders_resolved_and_formats_upper_case(tmp_path):
+    settings = load_settings(write(tmp_path, '[keep]\npreferred_folders = ["originals"]\npreferred_formats = ["dng", "PNG"]\n'))
+    assert settings.keep.preferred_folders == (tmp_path.resolve() / "originals",)
+    assert settings.keep.preferred_formats == ("DNG", "PNG")
+
+
+def test_bad_keep_rules_are_listed_with_their_keys(tmp_path):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(write(tmp_path, '[keep]\npreferred_folders = "originals"\npreferred_formats = [1]\nkeep_all = true\n'))
+    problems = "\n".join(caught.value.problems)
+    assert "keep.preferred_folders: must be list" in problems
+    assert "keep.preferred_formats: must be a list of format names" in problems
+    assert "keep.keep_all: unknown key" in problems

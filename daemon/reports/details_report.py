@@ -1,9 +1,9 @@
 """``duplicates.details.json``: everything behind each group, for people and scripts.
 
-Shape (``schema`` 1)::
+Shape (``schema`` 2)::
 
     {
-        "schema": 1,
+        "schema": 2,
         "generated_at": "2024-05-01T12:00:00+00:00",   # when this content was first written
         "threshold": 0.6,
         "exact_score": 0.9,                              # pairs at or above are "exact"
@@ -14,15 +14,24 @@ Shape (``schema`` 1)::
                 "id": "group-1",                         # the key in duplicates.json
                 "anchor": "/photos/a.jpg",               # every member matches the anchor
                 "suggested_keep": "/photos/a.jpg",
+                "keep_reason": "most pixels: 4000x3000 against 2000x1500",
+                "decided": false,                        # a keep decision names a member
+                "decisions": [{"id": 3, "kind": "not-duplicates", "made_at": "...",
+                               "source": "command line", "content_hashes": ["...", "..."]}],
+                "companions": [{"raw": "/photos/IMG_1.dng", "jpeg": "/photos/IMG_1.jpg"}],
                 "members": [
                     {"path": ..., "size": 12345, "width": 4000, "height": 3000,
                      "format": "JPEG", "mtime": "2024-04-30T08:15:00+00:00",
-                     "content_hash": "...", "suggested_keep": true},
+                     "content_hash": "...", "suggested_keep": true,
+                     "never_remove": true},               # kept, preferred folder, companion
                 ],
                 "pairs": [{"first": ..., "second": ..., "score": 0.9731, "kind": "exact"}],
             },
         ],
     }
+
+Schema 2 added ``keep_reason``, ``decided``, ``decisions``, ``companions`` and each
+member's ``never_remove``; everything in schema 1 is unchanged.
 
 Groups in the order of ``duplicates.json``; members sorted by path; pairs sorted by
 path; times in UTC. The same groups give the same bytes except ``generated_at``. The
@@ -35,15 +44,17 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from daemon.decisions import Decision
 from daemon.groups import EXACT_SCORE, DuplicateGroup, FileEntry, FilePair
 from daemon.reports.json_report import encode_json, group_id
 
 FILE_NAME = "duplicates.details.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCORE_DECIMALS = 4  # more is noise, and rounding keeps reruns byte-identical
 NOTE = (
-    "suggested_keep is a suggestion only (most pixels, then largest file, then oldest); "
-    "dupe-scanner never deletes or moves files"
+    "suggested_keep is a suggestion (your keep decisions, then the keep rules: preferred folders, preferred "
+    "formats, most pixels, largest file, oldest); dupe-scanner never deletes files, and moves them only when "
+    "you run 'dupe-scanner apply'"
 )
 VOLATILE_KEYS = ("generated_at",)
 
@@ -99,13 +110,31 @@ def round_score(score: float) -> float:
 
 
 def _group(index: int, group: DuplicateGroup) -> dict[str, Any]:
-    keep = group.suggested_keep.path
+    review = group.reviewed
+    keep = review.keep.path
     return {
         "id": group_id(index),
         "anchor": group.anchor,
         "suggested_keep": keep,
-        "members": [_member(member, keep) for member in sorted(group.members, key=lambda m: m.path)],
+        "keep_reason": review.keep.reason,
+        "decided": review.decided,
+        "decisions": [_decision(decision) for decision in review.decisions],
+        "companions": [{"raw": raw, "jpeg": jpeg} for raw, jpeg in review.companions],
+        "members": [
+            {**_member(member, keep), "never_remove": member.path in review.protected}
+            for member in sorted(group.members, key=lambda m: m.path)
+        ],
         "pairs": [_pair(pair) for pair in sorted(group.pairs, key=lambda p: (p.first, p.second))],
+    }
+
+
+def _decision(decision: Decision) -> dict[str, Any]:
+    return {
+        "id": decision.id,
+        "kind": decision.kind,
+        "made_at": iso_time(datetime.fromtimestamp(decision.made_at, tz=timezone.utc)),
+        "source": decision.source,
+        "content_hashes": sorted(decision.hashes),
     }
 
 

@@ -276,17 +276,17 @@ def build_network(page: PagePlan, thumbnail_size: int, image: Callable[[FileEntr
     positions = layout_page(page.groups)
     next_id = 0
     for placed, placed_positions in zip(page.groups, positions):
-        keep = placed.group.suggested_keep.path
+        keep = placed.group.suggested_keep
         ids: dict[str, int] = {}
         for member, (x, y) in zip(placed.members, placed_positions):
             ids[member.path] = next_id
-            is_keep = member.path == keep
+            is_keep = member.path == keep.path
             network.add_node(
                 next_id,
                 label=_label(member.path),
                 shape="image",
                 image=image(member),
-                title=_node_tooltip(member, placed, is_keep),
+                title=_node_tooltip(member, placed, keep.reason if is_keep else None),
                 x=x,
                 y=y,
                 **(_KEEP_STYLE if is_keep else {}),
@@ -349,14 +349,14 @@ def _label(path: str) -> str:
     return name if len(name) <= LABEL_MAX_CHARS else name[: LABEL_MAX_CHARS - 1] + "\u2026"
 
 
-def _node_tooltip(member: FileEntry, placed: PlacedGroup, is_keep: bool) -> list[str]:
+def _node_tooltip(member: FileEntry, placed: PlacedGroup, keep_reason: str | None) -> list[str]:
     lines = [
         member.path,
         f"{placed.id} \u00b7 {member.width} \u00d7 {member.height} \u00b7 {member.format} \u00b7 {_human_size(member.size)}",
         f"modified {_display_time(iso_time(datetime.fromtimestamp(member.mtime, tz=timezone.utc)))}",
     ]
-    if is_keep:
-        lines.append("suggested to keep (most pixels, then largest file, then oldest)")
+    if keep_reason:
+        lines.append(f"suggested to keep: {keep_reason}")
     if member.path == placed.group.anchor:
         lines.append("anchor: every picture in the group matches it")
     return lines

@@ -619,7 +619,7 @@ class Service:
         with read_transaction(self.engine) as connection:
             decided = decision_store.revision(connection)
         return repr((self.settings.scan.threshold, report.html_max_nodes, report.thumbnail_size,
-                     str(self.settings.paths.reports), decided))
+                     str(self.settings.paths.reports), self.settings.keep, decided))
 
     def _scan(self, reasons: set) -> None:
         with self._lock:
@@ -636,7 +636,7 @@ class Service:
             return
         outcome = run_scan(
             self.engine, self.backend, self.settings.scan.threshold, self.settings.paths.reports, self.settings.report,
-            clock=self.clock,
+            clock=self.clock, keep=self.settings.keep,
         )
         if inputs != self._last_scan_inputs:
             with write_transaction(self.engine) as connection:

@@ -1,0 +1,155 @@
+"""Which file of a group to keep, and why: the one place the keep rules live.
+
+In order: a file you decided to keep (``decide keep``), then one in a preferred folder,
+then one in a preferred format, then the most pixels, the largest file, the oldest, and
+the smallest path so the choice is deterministic. The reason names the first rule that
+told the chosen file from the runner-up, in words.
+
+Files in a preferred folder, files you decided to keep, and RAW + JPEG companions (one
+shot written twice by the camera) are never suggested for removal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from daemon.decisions import Decision, Decisions
+from daemon.settings import KeepSettings
+
+if TYPE_CHECKING:  # groups imports this module; entries are only read here
+    from daemon.groups import FileEntry
+
+RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"})
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
+
+
+@dataclass(frozen=True)
+class KeepChoice:
+    path: str
+    reason: str  # in words, e.g. "most pixels: 4000x3000 against 2000x1500"
+
+
+@dataclass(frozen=True)
+class GroupReview:
+    """What the keep rules and your decisions make of one group."""
+
+    keep: KeepChoice
+    protected: frozenset[str]  # paths never suggested for removal, the keep among them
+    companions: tuple[tuple[str, str], ...]  # (RAW, JPEG) paths of one shot
+    decisions: tuple[Decision, ...]  # decisions naming a member's content
+    decided: bool  # a keep decision names a member's content: `apply` may act on the group
+
+    def removable(self, members: Sequence["FileEntry"]) -> list["FileEntry"]:
+        return [member for member in members if member.path not in self.protected]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    key: Callable[["FileEntry"], object]  # smaller is better
+    reason: Callable[["FileEntry", "FileEntry"], str]  # the chosen one against the runner-up
+
+
+def review_group(members: Sequence["FileEntry"], rules: KeepSettings, decisions: Decisions = Decisions()) -> GroupReview:
+    kept = decisions.kept()
+    decided_members = [member for member in members if member.content_hash in kept]
+    companions = find_companions(members)
+    keep = _decided_keep(decided_members, kept, rules, decisions) if decided_members else choose_keep(members, rules)
+    protected = {keep.path, *(m.path for m in members if in_preferred_folder(m, rules))}
+    protected |= {path for pair in companions for path in pair}
+    protected |= {_best_of_content(decided_members, digest, kept[digest], rules) for digest in {m.content_hash for m in decided_members}}
+    return GroupReview(
+        keep=keep,
+        protected=frozenset(protected),
+        companions=companions,
+        decisions=tuple(decisions.touching(member.content_hash for member in members)),
+        decided=bool(decided_members),
+    )
+
+
+def choose_keep(members: Sequence["FileEntry"], rules: KeepSettings) -> KeepChoice:
+    """The file the rules keep, and the first rule that told it from the runner-up."""
+    ranked = sorted(members, key=lambda member: _rank(member, rules))
+    chosen = ranked[0]
+    if len(ranked) == 1:
+        return KeepChoice(chosen.path, "the only file")
+    runner_up = ranked[1]
+    for rule in _rules(rules):
+        if rule.key(chosen) != rule.key(runner_up):
+            return KeepChoice(chosen.path, rule.reason(chosen, runner_up))
+    return KeepChoice(chosen.path, "first by path: the rules see no difference (byte-identical copies?)")
+
+
+def _decided_keep(decided: list["FileEntry"], kept: dict[str, str], rules: KeepSettings, decisions: Decisions) -> KeepChoice:
+    if len({member.content_hash for member in decided}) > 1:
+        choice = choose_keep(decided, rules)  # two kept pictures in one group: the rules pick between them
+        return KeepChoice(choice.path, f"you decided to keep it (and another of this group); then {choice.reason}")
+    digest = decided[0].content_hash
+    number = next(d.id for d in reversed(decisions.all) if d.kind == "keep" and digest in d.hashes)
+    return KeepChoice(_best_of_content(decided, digest, kept[digest], rules), f"you decided to keep it (decision {number})")
+
+
+def _best_of_content(members: list["FileEntry"], digest: str, decided_path: str, rules: KeepSettings) -> str:
+    """Among byte-identical files of a kept content, the one decided on if still there."""
+    same = [member for member in members if member.content_hash == digest]
+    if any(member.path == decided_path for member in same):
+        return decided_path
+    return choose_keep(same, rules).path
+
+
+def _rank(member: "FileEntry", rules: KeepSettings) -> tuple:
+    return tuple(rule.key(member) for rule in _rules(rules)) + (member.path,)
+
+
+def _rules(rules: KeepSettings) -> list[_Rule]:
+    return [
+        _Rule(lambda m: not in_preferred_folder(m, rules), lambda c, _r: f"in a preferred folder ({_preferred_folder(c, rules)})"),
+        _Rule(lambda m: _format_rank(m, rules), lambda c, r: f"preferred format: {_format_name(c)} against {_format_name(r)}"),
+        _Rule(lambda m: -m.pixels, lambda c, r: f"most pixels: {c.width}x{c.height} against {r.width}x{r.height}"),
+        _Rule(lambda m: -m.size, lambda c, r: f"largest file: {c.size} bytes against {r.size}"),
+        _Rule(lambda m: m.mtime, lambda c, r: f"oldest: modified {_day(c.mtime)} against {_day(r.mtime)}"),
+    ]
+
+
+def in_preferred_folder(member: "FileEntry", rules: KeepSettings) -> bool:
+    return _preferred_folder(member, rules) is not None
+
+
+def _preferred_folder(member: "FileEntry", rules: KeepSettings) -> str | None:
+    path = PurePosixPath(member.path)
+    return next((str(folder) for folder in rules.preferred_folders if PurePosixPath(folder) in path.parents), None)
+
+
+def _format_name(member: "FileEntry") -> str:
+    suffix = PurePosixPath(member.path).suffix.lower()
+    return suffix[1:].upper() if suffix in RAW_SUFFIXES else member.format.upper()
+
+
+def _format_rank(member: "FileEntry", rules: KeepSettings) -> int:
+    names = (_format_name(member), member.format.upper())
+    ranks = [index for index, preferred in enumerate(rules.preferred_formats) if preferred in names]
+    return min(ranks, default=len(rules.preferred_formats))
+
+
+def _day(mtime: float) -> str:
+    return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def find_companions(members: Sequence["FileEntry"]) -> tuple[tuple[str, str], ...]:
+    """RAW and JPEG files of one shot: same folder, same name but for the suffix.
+
+    The capture time is not compared (it would take reading EXIF from RAW files, which
+    are not indexed yet); the camera's naming is what ties the two.
+    """
+    by_shot: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for member in members:
+        path = PurePosixPath(member.path)
+        suffix = path.suffix.lower()
+        kind = "raw" if suffix in RAW_SUFFIXES else "jpeg" if suffix in JPEG_SUFFIXES else None
+        if kind:
+            by_shot.setdefault((str(path.parent), path.stem.lower()), {}).setdefault(kind, []).append(member.path)
+    return tuple(
+        sorted((raw, jpeg) for kinds in by_shot.values() for raw in kinds.get("raw", []) for jpeg in kinds.get("jpeg", []))
+    )
