@@ -62,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_decide(verbs, common)
 
+    apply = verbs.add_parser(
+        "apply",
+        parents=[common],
+        help="move the files your decisions leave out of each decided group aside (never the kept file)",
+        description="Acts only on groups with a keep decision ('decide keep PATH'); a suggestion alone moves nothing. "
+        "Files in a preferred folder, files you decided to keep and RAW + JPEG companions stay. Each file must be "
+        "as it was indexed (size, time, bytes). A journal in the state folder lets 'undo' put everything back.",
+    )
+    apply.add_argument(
+        "--move-to", type=Path, required=True, metavar="DIR",
+        help="folder to move them into, keeping their path below their watched folder; outside every watched folder",
+    )
+    apply.add_argument("--dry-run", action="store_true", help="print what would be moved and change nothing")
+    verbs.add_parser("undo", parents=[common], help="put back every file the last apply moved, byte for byte")
+
     verbs.add_parser("check-config", parents=[common], help="validate the settings file and print every problem")
     verbs.add_parser("run", parents=[common], help="run the folder-watching service in the foreground (systemd)")
     return parser
@@ -145,6 +160,12 @@ def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
         return actions.clear(settings, confirmed=arguments.yes)
     if verb == "decide":
         return _decide(arguments, settings)
+    if verb in ("apply", "undo"):
+        from daemon import apply
+
+        if verb == "undo":
+            return apply.undo(settings)
+        return apply.apply(settings, arguments.move_to, dry_run=arguments.dry_run)
     if verb == "run":
         from daemon.service.app import run_service
 

@@ -43,6 +43,18 @@ def backend_identity(settings: Settings) -> str:
     return "embedded"
 
 
+def backend_compares_every_pair(settings: Settings) -> bool:
+    """Whether the configured backend compares every pair (see ``Backend.compares_every_pair``),
+    without building it: grouping from the state needs only this."""
+    if settings.backend.kind == "flow":
+        from daemon.backends.flow import FlowBackend
+
+        return FlowBackend.compares_every_pair
+    from daemon.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend.compares_every_pair
+
+
 def build_backend(settings: Settings, engine: Engine) -> Backend:
     if settings.backend.kind == "flow":
         from daemon.backends.flow import FlowBackend
