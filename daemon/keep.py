@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from daemon.decisions import Decision, Decisions
 from daemon.settings import KeepSettings
+from daemon.store.schema import KEEP
 
 if TYPE_CHECKING:  # groups imports this module; entries are only read here
     from daemon.groups import FileEntry
@@ -87,7 +88,7 @@ def _decided_keep(decided: list["FileEntry"], kept: dict[str, str], rules: KeepS
         choice = choose_keep(decided, rules)  # two kept pictures in one group: the rules pick between them
         return KeepChoice(choice.path, f"you decided to keep it (and another of this group); then {choice.reason}")
     digest = decided[0].content_hash
-    number = next(d.id for d in reversed(decisions.all) if d.kind == "keep" and digest in d.hashes)
+    number = next(d.id for d in reversed(decisions.all) if d.kind == KEEP and digest in d.hashes)
     return KeepChoice(_best_of_content(decided, digest, kept[digest], rules), f"you decided to keep it (decision {number})")
 
 

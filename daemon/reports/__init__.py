@@ -1,8 +1,8 @@
 """The reports: what a scan leaves for people and scripts in the reports folder.
 
 - ``duplicates.json``: the original tool's exact shape (see ``json_report``).
-- ``duplicates.details.json``: scores, sizes, dimensions, a suggested file to keep
-  (see ``details_report``).
+- ``duplicates.details.json``: scores, sizes, dimensions, the suggested file to keep
+  with its reason, the decisions and companions of each group (see ``details_report``).
 - ``duplicates.html`` (+ ``duplicates-2.html``, ... for large results): the graph
   (see ``html_report``).
 

@@ -53,6 +53,7 @@ from daemon.service.stability import Settled, StabilityTracker
 from daemon.service.status import ServiceStatus, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
 from daemon.settings import Schedule, Settings
+from daemon.service.decision_inbox import import_dropped
 from daemon.store import contents as content_store
 from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
@@ -624,6 +625,8 @@ class Service:
     def _scan(self, reasons: set) -> None:
         with self._lock:
             self._burst_started = None
+        # Before the inputs are read: an imported file changes the decisions, so the reports.
+        import_dropped(self.engine, self.settings.paths.reports, self.clock(), self.settings.index.stable_seconds)
         inputs = self._scan_inputs()
         reports = self.settings.paths.reports / "duplicates.json"
         with read_transaction(self.engine) as connection:
