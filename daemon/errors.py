@@ -39,6 +39,15 @@ class UnreadableImage(DupeScannerError):
     """
 
 
+class AnalysisFailed(DupeScannerError):
+    """The image decoded, but analysing it raised an error nobody expected (a bug).
+
+    Raised in the analysis worker, for that one file; the indexer records the file as failed
+    with the reason and goes on with the others. Permanent for this content and this analyser:
+    ``index --retry-failed`` tries again after an upgrade.
+    """
+
+
 class FileVanished(DupeScannerError):
     """The file was removed or replaced while we were reading it."""
 

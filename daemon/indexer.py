@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
-from daemon.errors import BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
+from daemon.errors import AnalysisFailed, BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
 from daemon.settings import IndexSettings
 from daemon.store import contents as content_store
 from daemon.store import files as file_store
@@ -106,7 +106,7 @@ class Indexer:
             return self._index(job, path)
         except FileVanished:
             return self._vanished(job)
-        except UnreadableImage as error:
+        except (UnreadableImage, AnalysisFailed) as error:
             return self._failed(job, str(error))
         except BackendUnavailable as error:
             return self._retry(job, str(error))

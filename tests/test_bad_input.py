@@ -24,6 +24,7 @@ import unicodedata
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -413,3 +414,72 @@ def test_a_file_replaced_by_a_fifo_after_the_walk_fails_without_hanging(tmp_path
     assert "named pipe" in file_rows(tmp_path / "state" / "state.db")[str(photos / "a.jpg")][1]
     with pytest.raises(UnreadableImage, match="named pipe"):  # the decoder refuses it too, at once
         open_upright(photos / "a.jpg")
+
+
+# -- images with a side of one pixel, and analysis errors nobody expected ----------------------
+
+
+def strip(width: int, height: int, seed: int) -> Image.Image:
+    """A noisy picture ``width`` x ``height``: detail for every step of the analysis to chew on."""
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    return Image.fromarray(pixels)
+
+
+def test_images_with_a_side_of_one_pixel_are_indexed_and_scanned_beside_the_others(tmp_path):
+    photos = tmp_path / "photos"
+    save(make_photo(12, (300, 200)), photos / "photo.jpg", quality=90)
+    sizes = {"dot.png": (1, 1), "column.png": (1, 500), "row.png": (3000, 2), "line.png": (500, 1)}
+    for seed, (name, size) in enumerate(sizes.items()):
+        save(strip(*size, seed), photos / name)
+    settings = write_settings(tmp_path)
+    indexed = clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120))
+    assert "5 analysed" in indexed.stdout
+    rows = file_rows(tmp_path / "state" / "state.db")
+    assert {Path(path).name: state for path, (state, _) in rows.items()} == dict.fromkeys([*sizes, "photo.jpg"], "indexed")
+    clean(run_cli("scan", config=settings, timeout=120))
+    assert json.loads((tmp_path / "reports" / "duplicates.json").read_text(encoding="utf-8")) == {}
+
+
+def _analyse_in_process(parts):
+    """The real backend, its analysis run in this process so a test can break it."""
+    from daemon.analysis.fingerprints import analyse_file
+    from daemon.backends.base import ImageInfo
+
+    class InProcessBackend:
+        def __getattr__(self, name):
+            return getattr(parts.backend, name)
+
+        def index(self, content_hash, path):
+            analysis = analyse_file(str(path), parts.backend.max_image_pixels)
+            parts.backend._store(content_hash, analysis.blob)
+            return ImageInfo(analysis.width, analysis.height, analysis.format)
+
+    return InProcessBackend()
+
+
+def test_an_unexpected_error_analysing_one_file_fails_that_file_with_a_reason_and_not_the_others(tmp_path, parts, monkeypatch):
+    import cv2
+
+    from daemon.analysis import fingerprints
+    from daemon.indexer import Outcome
+
+    photos = tmp_path / "photos"
+    save(make_photo(13, (200, 150)), photos / "fine.jpg")
+    save(make_photo(14, (210, 150)), photos / "breaks.jpg")
+    real_features_of = fingerprints.features_of
+
+    def features_of(image, full_size):
+        if tuple(full_size) == (210, 150):
+            raise cv2.error("OpenCV(5.0.0) resize.cpp:4220: error: (-215:Assertion failed) inv_scale_x > 0\n in function 'resize'")
+        return real_features_of(image, full_size)
+
+    monkeypatch.setattr(fingerprints, "features_of", features_of)
+    parts.indexer.backend = _analyse_in_process(parts)
+    summary = _run(parts.indexer, _queue(parts, photos))
+    assert summary.counts[Outcome.ANALYSED] == 1 and summary.counts[Outcome.FAILED] == 1
+    rows = file_rows(tmp_path / "state" / "state.db")
+    assert rows[str(photos / "fine.jpg")] == ("indexed", None)
+    state, reason = rows[str(photos / "breaks.jpg")]
+    assert state == "failed"
+    assert reason.startswith(f"{photos / 'breaks.jpg'}: the 210x150 image was read but could not be analysed (error: OpenCV")
+    assert "\n" not in reason and "--retry-failed" in reason

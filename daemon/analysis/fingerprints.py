@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from daemon.analysis.features import Features, encode
+from daemon.errors import AnalysisFailed
 from daemon.imaging import open_upright
 
 WORK_SIDE = 512  # long side of the working image keypoints are found on
@@ -44,9 +45,26 @@ class Analysis:
 
 
 def analyse_file(path: str, max_pixels: int) -> Analysis:
-    """Decode ``path`` upright and compute its features. Raises UnreadableImage, FileVanished."""
+    """Decode ``path`` upright and compute its features.
+
+    Raises UnreadableImage, FileVanished, and AnalysisFailed for any other error: whatever
+    breaks on one picture fails that picture alone, with a reason, never the whole run.
+    """
     image, image_format, (width, height) = open_upright(Path(path), draft_side=DRAFT_SIDE, max_pixels=max_pixels)
-    return Analysis(width, height, image_format, encode(features_of(image, (width, height))))
+    try:
+        blob = encode(features_of(image, (width, height)))
+    except Exception as error:
+        raise AnalysisFailed(_analysis_failure(path, (width, height), error)) from None
+    return Analysis(width, height, image_format, blob)
+
+
+def _analysis_failure(path: str, size: tuple[int, int], error: Exception) -> str:
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return (
+        f"{path}: the {size[0]}x{size[1]} image was read but could not be analysed "
+        f"({type(error).__name__}: {first_line}); this is a bug in dupe-scanner, please report it "
+        "with the file; `index --retry-failed` tries again after an upgrade"
+    )
 
 
 def features_of(image: Image.Image, full_size: tuple[int, int]) -> Features:
@@ -114,6 +132,14 @@ def dct_hash(grey32: np.ndarray) -> np.uint64:
 
 _ORB = None
 GRID = 6  # keypoints are spread over a GRID x GRID grid so one busy corner cannot take them all
+EDGE_THRESHOLD = 15  # pixels of border where ORB finds no keypoint (its patch would stick out)
+# Narrower than this, no keypoint can lie clear of both borders; and OpenCV's ORB fails outright
+# when a level of its pyramid shrinks a side to 0 pixels (a 1 or 2 pixel strip).
+MIN_KEYPOINT_SIDE = 2 * EDGE_THRESHOLD + 1
+
+
+def _no_keypoints() -> tuple[np.ndarray, np.ndarray]:
+    return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
 
 
 def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,11 +148,11 @@ def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if _ORB is None:
         # Many more points are detected than kept, so the grid below has some in every part of
         # the picture: large, sharp text would otherwise take every one of the strongest.
-        _ORB = cv2.ORB_create(nfeatures=40 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=15, patchSize=15, fastThreshold=4)
+        _ORB = cv2.ORB_create(nfeatures=40 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=EDGE_THRESHOLD, patchSize=15, fastThreshold=4)
     height, width = grey.shape
-    found = _ORB.detect(grey, None)
+    found = _ORB.detect(grey, None) if min(height, width) >= MIN_KEYPOINT_SIDE else ()
     if not found:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+        return _no_keypoints()
     per_cell = max(1, ORB_FEATURES // (GRID * GRID)) + 1
     cells: dict[tuple[int, int], list] = {}
     for point in sorted(found, key=lambda p: -p.response):
@@ -137,6 +163,6 @@ def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     chosen = sorted((p for bucket in cells.values() for p in bucket), key=lambda p: -p.response)[:ORB_FEATURES]
     chosen, descriptors = _ORB.compute(grey, chosen)
     if descriptors is None or not chosen:
-        return np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+        return _no_keypoints()
     points = np.array([p.pt for p in chosen], dtype=np.float32) / np.array([width, height], dtype=np.float32)
     return points, np.ascontiguousarray(descriptors)

@@ -61,7 +61,8 @@ class Backend(Protocol):
 
         Indexing the same content again replaces, never duplicates. Safe to call from
         several threads at once. Raises UnreadableImage (permanent for these bytes),
-        FileVanished, BackendUnavailable (retry later) or BackendLimitReached.
+        AnalysisFailed (decoded, but the analysis broke on it: permanent for these bytes
+        and this analyser), FileVanished, BackendUnavailable (retry later) or BackendLimitReached.
         """
 
     def forget(self, content_hashes: Collection[str]) -> None:
