@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from daemon.backends.flow_drift import compare
 from daemon.composition import components
+from daemon.display import visible
 from daemon.indexer import Outcome
 from daemon.pathfilter import PathFilter
 from daemon.reconcile import reconcile
@@ -28,11 +29,6 @@ from daemon.errors import BackendUnavailable, UsageError
 
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-def _one_line(text: str) -> str:
-    """Untrusted text (file names) as one harmless terminal line: control characters escaped."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def _when(timestamp: float | None) -> str:
@@ -85,7 +81,7 @@ def status(settings: Settings, failures: int, repair: bool) -> int:
             _say("problems:")
             for failure in failed:
                 reason = failure.error.removeprefix(f"{failure.path}: ")  # most reasons start with the path
-                _say(f"  {_one_line(failure.path)}: {_one_line(reason)}")
+                _say(f"  {visible(failure.path)}: {visible(reason)}")
         if not repaired:
             return 2
         return 0 if health.reachable else 1

@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from daemon import fileio
+from daemon.display import visible
 from daemon.errors import FileWriteError
 from daemon.groups import DuplicateGroup, FileEntry, FilePair
 from daemon.reports import ReportOutcome, html_report, write_reports
@@ -364,18 +365,32 @@ def test_hostile_names_never_appear_as_markup(tmp_path, groups, photos):
     titles = [node["title"][0] for node in data["nodes"]]
     assert photos[CANARY].path in titles and photos[ALERT].path in titles  # shown, as text
     assert photos["breaker"].path in titles and "</script><script>" in photos["breaker"].path
-    assert photos["new\nline.jpg"].path in titles
+    assert visible(photos["new\nline.jpg"].path) in titles and "\\n" in visible(photos["new\nline.jpg"].path)
     assert all(isinstance(node["id"], int) for node in data["nodes"])
     assert sorted(node["id"] for node in data["nodes"]) == list(range(len(data["nodes"])))
     for edge in data["edges"]:
         assert isinstance(edge["from"], int) and isinstance(edge["to"], int)
 
 
+def test_bidirectional_controls_in_a_name_are_shown_as_escapes_not_obeyed(tmp_path):
+    # Shown raw, U+202E makes "invoice\u202egpj.exe.png" read as "invoicegnp.exe.jpg"... backwards.
+    folder = tmp_path / "photos"
+    names = ("invoice\u202egpj.exe.png", "isolate\u2067x\u2069.png")
+    first, second = (entry(make_image(folder / name)) for name in names)
+    write_reports([group(first, [second], [0.95])], tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    nodes = page_data(tmp_path / "reports" / "duplicates.html")["nodes"]
+    drawn = [text for node in nodes for text in (node["label"], *node["title"])]  # what the page's script shows
+    assert not any(control in text for text in drawn for control in ("\u202e", "\u2067", "\u2069"))
+    tooltips = {node["title"][0] for node in nodes}
+    assert tooltips == {f"{folder}/invoice\\u202egpj.exe.png", f"{folder}/isolate\\u2067x\\u2069.png"}
+    assert {node["label"] for node in nodes} == {"invoice\\u202egpj.exe.png", "isolate\\u2067x\\u2069.png"}
+
+
 def test_nodes_have_inline_thumbnails_and_hover_text(tmp_path, groups, photos):
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
     data = page_data(tmp_path / "reports" / "duplicates.html")
     by_path = {node["title"][0]: node for node in data["nodes"]}
-    assert set(by_path) == {member.path for g in groups for member in g.members}
+    assert set(by_path) == {visible(member.path) for g in groups for member in g.members}
     for path, node in by_path.items():
         assert node["shape"] == "image"
         assert node["image"].startswith("data:image/")
@@ -402,7 +417,7 @@ def test_edges_carry_the_originals_colours_and_the_score(tmp_path, groups, photo
     assert exact["color"]["color"] == "#00FF00" and exact["title"] == ["1.00", "exact duplicate"]
     near = edges[frozenset((ids[photos["big.jpg"].path], ids[photos["breaker"].path]))]
     assert near["color"]["color"] == "#FF7F00" and near["title"][0] == "0.70"
-    assert edges[frozenset((ids[photos["plain.jpg"].path], ids[photos["new\nline.jpg"].path]))]["title"][0] == "0.62"
+    assert edges[frozenset((ids[photos["plain.jpg"].path], ids[visible(photos["new\nline.jpg"].path)]))]["title"][0] == "0.62"
 
 
 @pytest.mark.parametrize(

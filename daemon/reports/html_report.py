@@ -51,6 +51,7 @@ from pyvis.edge import Edge
 from pyvis.network import Network
 from pyvis.node import Node
 
+from daemon.display import visible
 from daemon.groups import DuplicateGroup, FileEntry, FilePair
 from daemon.reports import html_template
 from daemon.reports.details_report import iso_time, round_score
@@ -345,13 +346,13 @@ def _options(node_count: int, thumbnail_size: int) -> dict[str, Any]:
 
 
 def _label(path: str) -> str:
-    name = PurePosixPath(path).name or path
+    name = visible(PurePosixPath(path).name or path)
     return name if len(name) <= LABEL_MAX_CHARS else name[: LABEL_MAX_CHARS - 1] + "\u2026"
 
 
 def _node_tooltip(member: FileEntry, placed: PlacedGroup, keep_reason: str | None) -> list[str]:
     lines = [
-        member.path,
+        visible(member.path),  # a bidirectional control would make it read as another name
         f"{placed.id} \u00b7 {member.width} \u00d7 {member.height} \u00b7 {member.format} \u00b7 {_human_size(member.size)}",
         f"modified {_display_time(iso_time(datetime.fromtimestamp(member.mtime, tz=timezone.utc)))}",
     ]
