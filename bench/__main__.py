@@ -101,7 +101,8 @@ def main() -> int:
 
 
 def blank_families(set_root: Path, labels: dict) -> list[str]:
-    """Seeds whose original has no detail at all (transparent wallpapers shown on white).
+    """Seeds whose original has no detail at all (a plain tile; translucent wallpapers are
+    shown over grey, as dupe-scanner shows them, and are ordinary seeds).
 
     Every blank picture is a duplicate of every other one, so their pairs say nothing about
     detection; they stay in the folder as distractors but no pair involving them is scored.

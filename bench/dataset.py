@@ -12,7 +12,8 @@ from the untrimmed seed, so they may show scene the original does not.
 Labels (``labels.json``):
 - ``positives``: (original, variant) pairs, each with the variation kind and strength;
 - ``negatives``: (image, image) pairs known not to be duplicates: each hard negative against
-  its original and that original's variants, and the hard negatives of one scene among themselves.
+  its original and that original's variants, the hard negatives of one scene among themselves,
+  and the PNGs of two different translucent wallpapers (drawn in the alpha channel alone).
 - Pairs between two images of different families are negatives too; pairs between two
   variants of one original are not scored (two different crops of a photo are, by our own
   rule, two frames of a scene rather than copies of each other).
@@ -33,7 +34,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-SET_VERSION = "set-v5"
+from daemon.imaging import drawn_in_alpha_only, flattened
+
+SET_VERSION = "set-v6"  # 6: translucent wallpapers shown as dupe-scanner shows them, and their PNGs
 ORIGINAL_WINDOW = 0.86  # share of each side of the seed kept for the original
 WORK_SIDE = 1600  # originals are at most this long (the speed test uses 12 MP photos separately)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -300,18 +303,26 @@ def hard_negatives(seed: Image.Image, rng: random.Random) -> list[tuple[str, Ima
 # -- building -----------------------------------------------------------------------------------
 
 
-def load_seed(seed: Seed) -> Image.Image:
+def load_seed(seed: Seed, keep_alpha: bool = False) -> Image.Image:
+    """The seed upright and at most the working size; transparency shown as dupe-scanner
+    shows it (``daemon.imaging.flattened``), unless ``keep_alpha``."""
     with Image.open(seed.path) as image:
         image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "P"):
+        if image.mode in ("RGBA", "LA", "PA", "P"):
             image = image.convert("RGBA")
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(background, image)
-        image = image.convert("RGB")
+            if not keep_alpha:
+                image = flattened(image)
+        image = image.convert("RGBA" if keep_alpha else "RGB")
     scale = WORK_SIDE / ORIGINAL_WINDOW / max(image.size)
     if scale < 1:
         image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
     return image
+
+
+def translucent_original(seed: Seed) -> Image.Image | None:
+    """The original as the RGBA file it comes from, for a wallpaper drawn in its alpha channel alone."""
+    picture = load_seed(seed, keep_alpha=True)
+    return window(picture, 0, 0) if drawn_in_alpha_only(picture) else None
 
 
 def build(root: Path, seeds: list[Seed], log=print) -> dict:
@@ -324,6 +335,7 @@ def build(root: Path, seeds: list[Seed], log=print) -> dict:
         shutil.rmtree(images)
     images.mkdir(parents=True)
     labels: dict = {"version": SET_VERSION, "images": {}, "positives": [], "negatives": []}
+    translucent: list[tuple[str, str]] = []  # (image, split) of every translucent wallpaper's PNG
     for number, seed in enumerate(seeds):
         rng = random.Random(f"{SET_VERSION}-{seed.name}")
         split = split_of(seed.name)
@@ -346,7 +358,14 @@ def build(root: Path, seeds: list[Seed], log=print) -> dict:
         shutil.copyfile(stem.with_suffix(".jpg"), folder / "copy-bytes.jpg")
         with Image.open(stem.with_suffix(".jpg")) as decoded:
             decoded.save(folder / "copy-pixels.png")
-        for name, strength in (("copy-bytes.jpg", "byte-identical"), ("copy-pixels.png", "pixel-identical")):
+        copies = [("copy-bytes.jpg", "byte-identical"), ("copy-pixels.png", "pixel-identical")]
+        if (drawn := translucent_original(seed)) is not None:
+            # The wallpaper as shipped, its drawing in the alpha channel: the same picture as the
+            # original (which shows it as dupe-scanner does), and a hard negative of every other one.
+            drawn.save(folder / "translucent.png")
+            copies.append(("translucent.png", "translucent"))
+            translucent.append((f"{seed.name}/translucent.png", split))
+        for name, strength in copies:
             relative = f"{seed.name}/{name}"
             labels["images"][relative] = {"family": seed.name, "split": split, "role": "variant", "kind": "identical", "strength": strength}
             labels["positives"].append({"first": original_name, "second": relative, "kind": "identical", "strength": strength, "split": split})
@@ -363,8 +382,20 @@ def build(root: Path, seeds: list[Seed], log=print) -> dict:
             for second in negatives[i + 1 :]:
                 labels["negatives"].append({"first": first, "second": second, "kind": "shot-vs-shot", "split": split})
         log(f"  {number + 1}/{len(seeds)} {seed.name} ({split})")
+    labels["negatives"] += translucent_negatives(translucent)
     labels_path.write_text(json.dumps(labels, indent=1))
     return labels
+
+
+def translucent_negatives(translucent: list[tuple[str, str]]) -> list[dict]:
+    """Two different translucent wallpapers: all white, apart from their alpha channels, and no
+    more alike than any two pictures (they once all scored 0.95 as one blank picture).
+    Scored where both lie in one split, as every labelled pair."""
+    return [
+        {"first": first, "second": second, "kind": "translucent-wallpapers", "split": split}
+        for i, (first, split) in enumerate(translucent)
+        for second, _ in translucent[i + 1 :]
+    ]
 
 
 def add_real_stereo(root: Path, skimage_dir: Path | None, labels: dict) -> None:

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from daemon.errors import FileVanished, UnreadableImage
@@ -27,6 +28,12 @@ except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
     pass
 
 DEFAULT_MAX_PIXELS = 250_000_000
+WHITE = (255, 255, 255, 255)
+MID_GREY = (128, 128, 128, 255)
+# Fewer grey levels than this between the darkest and the lightest of a picture (its
+# extreme 0.5 % left out) is no drawing at all; the embedded verifier's "flat" uses the same.
+MIN_DRAWING_LEVELS = 4.0
+DETAIL_PROBE_SIDE = 128  # long side of the copy a picture's detail is measured on
 
 # Pillow only warns about a possible decompression bomb below twice its limit; here it is
 # an error. Set once for the process: warnings.catch_warnings() is not thread-safe, and
@@ -128,14 +135,48 @@ def _draft_request(stored_size: tuple[int, int], long_side: int) -> tuple[int, i
     return max(1, math.ceil(width * scale)), max(1, math.ceil(height * scale))
 
 
+def flattened(rgba: Image.Image) -> Image.Image:
+    """What a viewer shows of a picture with transparency, in RGB.
+
+    Over white, as browsers, most viewers and every conversion to JPEG show it: a
+    transparent PNG and its JPEG copy (flattened on white) are then the same picture
+    (over grey they would differ wherever the PNG is transparent, and did not match).
+    But a drawing that lives in the alpha channel alone (white pixels more or less opaque:
+    wallpapers meant to lie over the desktop's colour) vanishes on white, and every such
+    picture would look blank, the same as every other. Such a picture is shown over
+    mid-grey, as a desktop or a viewer's dark theme shows it: grey brings out a drawing of
+    any light colour (black would hide a dark one), and a checkerboard is what no viewer
+    shows as the picture.
+    """
+    on_white = _over(rgba, WHITE)
+    return _over(rgba, MID_GREY) if _only_alpha_draws(rgba, on_white) else on_white
+
+
+def drawn_in_alpha_only(rgba: Image.Image) -> bool:
+    """True for a picture whose drawing lives in its alpha channel alone (blank over white)."""
+    return _only_alpha_draws(rgba, _over(rgba, WHITE))
+
+
+def _only_alpha_draws(rgba: Image.Image, on_white: Image.Image) -> bool:
+    return not _has_drawing(on_white) and _has_drawing(rgba.getchannel("A"))
+
+
+def _over(rgba: Image.Image, colour: tuple[int, int, int, int]) -> Image.Image:
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, colour), rgba).convert("RGB")
+
+
+def _has_drawing(image: Image.Image) -> bool:
+    probe = image.convert("L")
+    probe.thumbnail((DETAIL_PROBE_SIDE, DETAIL_PROBE_SIDE), Image.Resampling.BOX)
+    low, high = np.percentile(np.asarray(probe, dtype=np.float32), (0.5, 99.5))
+    return float(high - low) >= MIN_DRAWING_LEVELS
+
+
 def _normalise_mode(image: Image.Image) -> Image.Image:
     if image.mode in ("RGB", "L"):
         return image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent areas are shown on white by most viewers; compare what people see.
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        return flattened(image.convert("RGBA"))
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         return image.point(lambda value: value / 256).convert("L")
     return image.convert("RGB")

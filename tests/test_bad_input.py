@@ -483,3 +483,63 @@ def test_an_unexpected_error_analysing_one_file_fails_that_file_with_a_reason_an
     assert state == "failed"
     assert reason.startswith(f"{photos / 'breaks.jpg'}: the 210x150 image was read but could not be analysed (error: OpenCV")
     assert "\n" not in reason and "--retry-failed" in reason
+
+
+# -- pictures with little information: compared on what a viewer sees, never exact on colour alone --
+
+
+def alpha_only(alpha: np.ndarray) -> Image.Image:
+    """A translucent wallpaper: every pixel white, the drawing in the alpha channel alone."""
+    white = np.full_like(alpha, 255)
+    return Image.fromarray(np.dstack([white, white, white, alpha]), "RGBA")
+
+
+def near_uniform(step_along: int) -> Image.Image:
+    """Light grey with a step of one level across one axis: too faint to fingerprint."""
+    grey = np.full((450, 600), 200, dtype=np.uint8)
+    half = [slice(None), slice(None)]
+    half[step_along] = slice(grey.shape[step_along] // 2, None)
+    grey[tuple(half)] += 1
+    return Image.fromarray(grey).convert("RGB")
+
+
+def scored_pairs(root: Path) -> dict[frozenset[str], tuple[float, str]]:
+    details = json.loads((root / "reports" / "duplicates.details.json").read_text(encoding="utf-8"))
+    return {frozenset(Path(p[side]).name for side in ("first", "second")): (p["score"], p["kind"]) for g in details["groups"] for p in g["pairs"]}
+
+
+def test_pictures_with_little_information_are_not_exact_duplicates_unless_their_pixels_are(tmp_path):
+    photos = tmp_path / "photos"
+    y, x = np.mgrid[0:600, 0:800] / 800
+    waves = 90 + 80 * np.sin(12 * x + 4 * np.sin(6 * y))
+    rings = 90 + 80 * np.sin(40 * np.hypot(x - 0.4, y - 0.3))
+    save(alpha_only(waves.astype(np.uint8)), photos / "waves.png")
+    save(alpha_only(rings.astype(np.uint8)), photos / "rings.png")
+    save(near_uniform(step_along=0), photos / "faint-rows.png")
+    save(near_uniform(step_along=1), photos / "faint-columns.png")
+    plain = Image.new("RGB", (600, 450), (90, 120, 150))
+    save(plain, photos / "plain.png")
+    save(plain, photos / "plain.bmp")  # the same pixels in other bytes
+    settings = write_settings(tmp_path)
+    assert "6 analysed" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120)).stdout
+    clean(run_cli("scan", config=settings, timeout=120))
+    pairs = scored_pairs(tmp_path)
+    assert frozenset(("waves.png", "rings.png")) not in pairs  # different drawings, each over grey
+    faint = pairs.get(frozenset(("faint-rows.png", "faint-columns.png")), (0.0, "none"))
+    assert faint[0] < 0.9 and faint[1] != "exact"  # one colour, yet not known to be one picture
+    assert pairs[frozenset(("plain.png", "plain.bmp"))] == (1.0, "exact")
+    assert not any("plain" in name for pair in pairs if pair != {"plain.png", "plain.bmp"} for name in pair)
+
+
+def test_a_transparent_picture_and_its_copy_flattened_on_white_stay_exact_duplicates(tmp_path):
+    # Over grey (what the translucent wallpapers need) its transparent parts would not match the copy.
+    photos = tmp_path / "photos"
+    logo = Image.new("RGBA", (600, 400), (0, 0, 0, 0))
+    logo.paste(make_photo(17, (300, 200)), (150, 100))
+    save(logo, photos / "logo.png")
+    save(Image.alpha_composite(Image.new("RGBA", logo.size, "white"), logo).convert("RGB"), photos / "logo.jpg", quality=92)
+    settings = write_settings(tmp_path)
+    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120))
+    clean(run_cli("scan", config=settings, timeout=120))
+    score, kind = scored_pairs(tmp_path)[frozenset(("logo.png", "logo.jpg"))]
+    assert kind == "exact" and score >= 0.9

@@ -15,7 +15,7 @@ import numpy as np
 
 # Bump the version whenever the analysis changes in a way that makes old features
 # incomparable with new ones: rows with another analyser are treated as missing.
-ANALYSER = "embedded-dhv-4"
+ANALYSER = "embedded-dhv-5"  # 5: transparency drawn in the alpha channel alone shows over grey
 
 MAGIC = b"DSF3"
 PREFIX_BYTES = len(MAGIC) + 8 * 8  # magic + eight uint64 hashes

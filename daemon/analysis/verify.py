@@ -47,7 +47,7 @@ from daemon.analysis.features import Features
 from daemon.analysis.fingerprints import orient
 
 # Bump when scores change (a new check, a moved limit): stored pairs are then scored again.
-VERIFIER = "verify-8"
+VERIFIER = "verify-8"  # 8: strangers settled before any alignment; flat pictures never exact on colour alone
 
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
@@ -207,8 +207,7 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
     """
     a_view, b_view = views(a, b, relation)
     if is_flat(a) and is_flat(b):  # nothing to align: plain pictures match on colour alone
-        same = _colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
-        return Verdict(0.95 if same else 0.0, same, "flat pictures")
+        return _flat_verdict(a, b)
     verdict = _judge(a, b, relation, a_view, b_view, _refine(a_view, b_view, relation.matrix), guessed)
     if verdict.verified:
         return verdict
@@ -269,6 +268,23 @@ def is_flat(features: Features) -> bool:
     """Too plain to fingerprint: its grey levels span almost nothing."""
     low, high = features.levels
     return float(high - low) < 4.0
+
+
+def _flat_verdict(a: Features, b: Features) -> Verdict:
+    """Two pictures with too little detail to fingerprint (a blank page, a plain colour).
+
+    Their fingerprints cannot tell two such pictures apart, so one colour and one level of
+    light make them a near pair at the floor, never an exact one: only identical
+    fingerprints (thumbnails, colours, levels, size) say the pixels are the same.
+    """
+    if _same_fingerprints(a, b):
+        return Verdict(1.0, True, "flat pictures with identical fingerprints", decided=True)
+    same = _colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
+    return Verdict(NEAR_FLOOR if same else 0.0, same, "flat pictures: one colour, too little detail to say more", decided=True)
+
+
+def _same_fingerprints(a: Features, b: Features) -> bool:
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("size", "levels", "thumb", "colour"))
 
 
 def _refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
