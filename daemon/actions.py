@@ -162,7 +162,7 @@ def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bo
         with read_transaction(parts.engine) as connection:
             jobs = file_store.pending_under(connection, str(directory))
         _say(
-            f"{directory}: {len(changes.new)} new, {len(changes.changed)} changed, "
+            f"{visible(str(directory))}: {len(changes.new)} new, {len(changes.changed)} changed, "
             f"{len(changes.vanished)} gone; {len(jobs)} to index"
         )
         with tqdm(total=len(jobs), unit="images", file=sys.stderr, disable=None) as bar:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -149,9 +148,6 @@ def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
         directory = arguments.dir.expanduser()
         if not directory.is_dir():
             raise UsageError(f"--dir {directory}: not a folder")
-        shown = os.fsencode(directory.resolve()).decode("utf-8", "backslashreplace")
-        if shown != str(directory.resolve()):
-            raise UsageError(f"--dir {shown}: the folder's path is not valid UTF-8, which the state needs; rename it")
         return actions.index(settings, directory.resolve(), not arguments.no_recursive, arguments.retry_failed)
     if verb == "scan":
         threshold = arguments.threshold if arguments.threshold is not None else settings.scan.threshold

@@ -39,8 +39,6 @@ class PathFilter:
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             return False
         text = str(relative)
-        if not valid_utf8(str(path)):
-            return False  # the state cannot keep the name (the reconcile walk warns about it)
         if any(_glob(pattern).match(text) for pattern in self.exclude):
             return False
         return not self.include or any(_glob(pattern).match(text) for pattern in self.include)
@@ -81,12 +79,3 @@ def _glob(pattern: str) -> re.Pattern[str]:
             parts.append(re.escape(pattern[index]))
             index += 1
     return re.compile("^" + "".join(parts) + "$", re.DOTALL)
-
-
-def valid_utf8(text: str) -> bool:
-    """False for a path with bytes that are not UTF-8 (``os.fsdecode`` made them lone surrogates)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -16,7 +16,7 @@ from typing import Mapping
 
 from sqlalchemy import Engine
 
-from daemon.pathfilter import PathFilter, valid_utf8
+from daemon.pathfilter import PathFilter
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
 from daemon.store.files import FileStat
@@ -40,8 +40,6 @@ class Changes:
 class WalkResult:
     listing: dict[str, FileStat] = field(default_factory=dict)
     unreadable_folders: list[str] = field(default_factory=list)
-    # Names the state cannot keep (not valid UTF-8), by folder: skipped, with a warning.
-    unnamable: dict[str, list[str]] = field(default_factory=dict)
 
 
 def diff(disk: Mapping[str, FileStat], state: Mapping[str, FileStat]) -> Changes:
@@ -66,20 +64,11 @@ def walk(path_filter: PathFilter) -> WalkResult:
             # An unreadable folder must not make its files look deleted: the caller keeps them.
             log.warning("cannot list %s: %s", folder, error.strerror or error)
             result.unreadable_folders.append(folder)
-    for folder, names in sorted(result.unnamable.items()):
-        examples = ", ".join(f"'{_printable(name)}'" for name in sorted(names)[:3]) + (", ..." if len(names) > 3 else "")
-        log.warning(
-            "skipped %d names in %s that are not valid UTF-8 (%s): the state keeps names as UTF-8 text; "
-            "rename them to index them, e.g. convmv -f latin1 -t utf-8 --notest -r '%s'",
-            len(names), _printable(folder), examples, _printable(folder),
-        )
     return result
 
 
 def _visit(entry: os.DirEntry, path_filter: PathFilter, stack: list[str], result: WalkResult) -> None:
-    if not valid_utf8(entry.name):
-        _note_unnamable(entry, path_filter, result)
-        return
+    """One entry of a folder. Names that are not UTF-8 are paths like any other (the state keeps them)."""
     try:
         if entry.is_symlink():
             return
@@ -137,24 +126,6 @@ def apply(
     if changes.vanished or unwanted:
         with write_transaction(engine) as connection:
             file_store.mark_gone(connection, [*changes.vanished, *unwanted], now, untouched_since=untouched_since)
-
-
-def _printable(name: str) -> str:
-    """The name with its undecodable bytes shown as ``\\xNN``."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
-
-
-def _note_unnamable(entry: os.DirEntry, path_filter: PathFilter, result: WalkResult) -> None:
-    """Remember a name the state cannot keep, if it is an image or folder the walk would want."""
-    readable = Path(_printable(entry.path))
-    try:
-        if entry.is_symlink():
-            return
-        wanted = path_filter.wants_folder(readable) if entry.is_dir() else entry.is_file() and path_filter.wants(readable)
-    except OSError:
-        return
-    if wanted:
-        result.unnamable.setdefault(os.path.dirname(entry.path), []).append(entry.name)
 
 
 def _inside_any(path: str, folders: list[str]) -> bool:

@@ -42,6 +42,7 @@ ODD_NAMES = [
     "href<img src=x onerror=alert(1)>.jpg",
 ]
 XSS = "<img src=x onerror=alert(1)>"
+NOT_UTF8_NAMES = (b"/latin1-\xe9t\xe9.jpg", b"/dossier-\xe9/inside.jpg")  # as an old camera or Samba share wrote them
 
 
 def png_header(width: int, height: int, colour_type: int = 0) -> bytes:
@@ -101,12 +102,10 @@ def library(tmp_path_factory):
     os.mkfifo(photos / "fifo.jpg")
     save(picture, photos / "folder.jpg" / "inside.jpg", quality=90)
     (photos / "dangling.jpg").symlink_to(photos / "nowhere.jpg")
-    raw = os.fsencode(photos)
-    with open(raw + b"/latin1-\xe9t\xe9.jpg", "wb") as handle:
-        handle.write(data)
-    os.mkdir(raw + b"/dossier-\xe9")
-    with open(raw + b"/dossier-\xe9/inside.jpg", "wb") as handle:
-        handle.write(data)
+    os.mkdir(os.fsencode(photos) + b"/dossier-\xe9")
+    for name in NOT_UTF8_NAMES:
+        with open(os.fsencode(photos) + name, "wb") as handle:
+            handle.write(data)
     settings = write_settings(root)
     indexed = run_cli("index", "--dir", str(photos), config=settings, timeout=120)
     status = run_cli("status", config=settings, timeout=60)
@@ -150,6 +149,7 @@ def test_odd_names_are_indexed_and_reported_exactly(library):
     assert len(report) == 1
     (members,) = report.values()
     expected = {str(photos / name) for name in ["good.jpg", *ODD_NAMES]} | {str(photos / "folder.jpg" / "inside.jpg")}
+    expected |= {os.fsdecode(os.fsencode(photos) + name) for name in NOT_UTF8_NAMES}
     assert set(members) == expected
     nfc, nfd = (str(photos / unicodedata.normalize(form, "café.jpg")) for form in ("NFC", "NFD"))
     assert nfc != nfd and nfc in members and nfd in members
@@ -162,16 +162,43 @@ def test_a_hostile_file_name_is_inert_in_the_html_report(library):
     assert XSS not in html  # ...but never as markup
 
 
-def test_names_that_are_not_utf8_are_skipped_with_a_warning_naming_the_folder_and_the_fix(library):
+def test_names_that_are_not_utf8_are_indexed_stored_losslessly_and_shown_as_escapes(library):
     root, photos, _, indexed, *_ = library
-    warning = next(line for line in indexed.stderr.splitlines() if "not valid UTF-8" in line)
-    assert str(photos) in warning and "rename" in warning
-    assert "latin1-\\xe9t\\xe9.jpg" in warning and "dossier-\\xe9" in warning
-    assert not any("latin1" in path or "dossier" in path for path in file_rows(root / "state" / "state.db"))
+    assert "not valid UTF-8" not in indexed.stderr
+    paths = [os.fsdecode(os.fsencode(photos) + name) for name in NOT_UTF8_NAMES]
+    with sqlite3.connect(root / "state" / "state.db") as connection:  # as stored: each byte escaped after a NUL
+        stored = dict(connection.execute("SELECT path, state FROM files WHERE path LIKE '%latin1-%' OR path LIKE '%dossier-%'"))
+    assert stored == {f"{photos}/latin1-\0e9t\0e9.jpg": "indexed", f"{photos}/dossier-\0e9/inside.jpg": "indexed"}
+    report = json.loads((root / "reports" / "duplicates.json").read_bytes())
+    (members,) = report.values()
+    assert {os.fsencode(path) for path in members} >= {os.fsencode(path) for path in paths}  # the bytes on disk
+    from tests.test_reports import page_data
+
+    tooltips = {node["title"][0] for node in page_data(root / "reports" / "duplicates.html")["nodes"]}
+    assert {f"{photos}/latin1-\\xe9t\\xe9.jpg", f"{photos}/dossier-\\xe9/inside.jpg"} <= tooltips
 
     from daemon.pathfilter import PathFilter  # the service's watcher events go through this filter
 
-    assert not PathFilter(photos).wants(Path(os.fsdecode(os.fsencode(photos) + b"/x-\xff.jpg")))
+    assert PathFilter(photos).wants(Path(os.fsdecode(os.fsencode(photos) + b"/x-\xff.jpg")))
+
+
+def test_a_broken_image_whose_name_is_not_utf8_is_listed_in_status_with_its_reason(tmp_path):
+    photos = tmp_path / "photos"
+    good = save(make_photo(15, (300, 200)), photos / "good.jpg", quality=90).read_bytes()
+    with open(os.fsencode(photos) + b"/cass\xe9.jpg", "wb") as handle:
+        handle.write(good[: len(good) // 2])
+    with open(os.fsencode(photos) + b"/r\xe9sum\xe9.jpg", "wb") as handle:
+        handle.write(good)
+    settings = write_settings(tmp_path)
+    assert "1 failed" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120)).stdout
+    status = clean(run_cli("status", config=settings, timeout=60))
+    problems = status.stdout.split("problems:\n", 1)[1].splitlines()
+    assert len(problems) == 1 and problems[0].startswith(f"  {photos}/cass\\xe9.jpg: corrupt or truncated image")
+    clean(run_cli("scan", config=settings, timeout=120))
+    (members,) = json.loads((tmp_path / "reports" / "duplicates.json").read_bytes()).values()
+    assert sorted(os.fsencode(path) for path in members) == [os.fsencode(photos) + b"/good.jpg", os.fsencode(photos) + b"/r\xe9sum\xe9.jpg"]
+    again = clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout  # the names came back from the state as they are on disk
 
 
 def test_status_lists_each_problem_on_one_line(library):
@@ -200,16 +227,21 @@ def test_a_threshold_out_of_range_is_a_usage_error(tmp_path, threshold):
     assert not (tmp_path / "state").exists()  # refused before anything was opened
 
 
-def test_dir_that_is_a_file_or_not_utf8_is_a_usage_error(tmp_path):
+def test_dir_that_is_a_file_is_a_usage_error(tmp_path):
     settings = write_settings(tmp_path)
     (tmp_path / "a-file.jpg").write_bytes(b"x")
     result = run_cli("index", "--dir", str(tmp_path / "a-file.jpg"), config=settings, timeout=60)
     assert result.returncode == 2 and "not a folder" in one_error_line(result)
+
+
+def test_a_folder_whose_own_name_is_not_utf8_can_be_indexed(tmp_path):
+    settings = write_settings(tmp_path)
     folder = os.fsencode(tmp_path) + b"/fotos-\xe9"
     os.mkdir(folder)
+    save(make_photo(16, (200, 150)), Path(os.fsdecode(folder + b"/a.jpg")))
     command = [sys.executable, "-m", "daemon", "index", "--dir", folder, "--config", str(settings)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert result.returncode == 2 and "not valid UTF-8" in one_error_line(result)
+    result = clean(subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path))
+    assert f"{tmp_path}/fotos-\\xe9: 1 new" in result.stdout and "1 analysed" in result.stdout  # shown, not raw bytes
 
 
 def test_a_folder_with_a_leading_dash_can_be_indexed(tmp_path):

@@ -218,6 +218,18 @@ def test_inotify_sees_add_modify_rename_move_delete(tmp_path, watcher, hints):
     assert not [h for h in hints.items if ".thumbnails" in str(h.path) or h.path.suffix == ".txt"]
 
 
+def test_a_name_that_is_not_utf8_is_seen_like_any_other(tmp_path, watcher, hints):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    watcher.apply([WatchSettings(path=photos)])
+    latin1 = Path(os.fsdecode(os.fsencode(photos) + b"/caf\xe9.jpg"))  # bytes an old camera wrote
+    _write(latin1)
+    hints.wait(CHANGED, latin1)
+    renamed = Path(os.fsdecode(os.fsencode(photos) + b"/d\xe9j\xe0-vu.jpg"))
+    latin1.rename(renamed)
+    assert hints.wait(MOVED, latin1).destination == renamed
+
+
 def test_polling_when_asked(tmp_path, watcher, hints, caplog):
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -9,9 +9,13 @@ module only describes them for queries. Change both together, with a new revisio
 - ``meta``: small facts about the state itself (which backend filled it, ...).
 - ``decisions`` and ``decision_contents``: what a person decided about duplicates
   (``keep``, ``not-duplicates``), keyed by content hash, with the path it was made on.
+
+File paths are kept as they are on disk, whatever bytes a name holds (see ``NameText``).
 """
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import (
     Boolean,
@@ -25,9 +29,36 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
 )
 
 metadata = MetaData()
+
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_ESCAPED = re.compile("\x00([0-9a-f]{2})")
+
+
+class NameText(TypeDecorator):
+    """Text that may hold file names that are not valid UTF-8, stored losslessly as TEXT.
+
+    A Linux file name is bytes. Python reads a byte that is not UTF-8 as a lone surrogate
+    (U+DC80..U+DCFF, ``os.fsdecode``'s surrogateescape), which UTF-8 text (SQLite's)
+    cannot hold. Each such byte is stored as NUL followed by its two hex digits
+    (``caf\\xe9.jpg`` as ``caf<NUL>e9.jpg``): no path can contain NUL, so an escape is never
+    a real name; a valid UTF-8 name is stored as itself (no migration); and escaping one
+    character at a time keeps prefixes, so a folder's range query still finds its files.
+    The sqlite3 shell shows such a name cut at the NUL.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return None if value is None else _UNDECODABLE.sub(lambda m: f"\x00{ord(m[0]) - 0xDC00:02x}", value)
+
+    def process_result_value(self, value: str | None, dialect) -> str | None:
+        return None if value is None else _ESCAPED.sub(lambda m: chr(0xDC00 + int(m[1], 16)), value)
+
 
 # File states. ``gone`` rows are kept briefly so a move can be recognised by inode and hash.
 PENDING = "pending"
@@ -40,14 +71,14 @@ files = Table(
     "files",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("path", Text, nullable=False, unique=True),
+    Column("path", NameText, nullable=False, unique=True),
     Column("size", Integer, nullable=False),
     Column("mtime_ns", Integer, nullable=False),
     Column("inode", Integer, nullable=False),
     Column("device", Integer, nullable=False),
     Column("content_hash", String(64), ForeignKey("contents.hash", ondelete="SET NULL"), nullable=True),
     Column("state", String(16), nullable=False),
-    Column("error", Text, nullable=True),
+    Column("error", NameText, nullable=True),  # the reason names the file
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False, default=0.0),
     Column("seen_at", Float, nullable=False),
@@ -99,7 +130,7 @@ scans = Table(
     Column("full", Boolean, nullable=False),
     Column("groups", Integer, nullable=True),
     Column("duplicate_files", Integer, nullable=True),
-    Column("error", Text, nullable=True),
+    Column("error", NameText, nullable=True),  # may name a report file
 )
 
 meta = Table(
