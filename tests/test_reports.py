@@ -23,7 +23,7 @@ from daemon import fileio
 from daemon.display import visible
 from daemon.errors import FileWriteError
 from daemon.groups import DuplicateGroup, FileEntry, FilePair
-from daemon.reports import ReportOutcome, html_report, write_reports
+from daemon.reports import ReportOutcome, html_report, json_report, write_reports
 from daemon.reports.details_report import render_details
 from daemon.reports.json_report import render_duplicates
 from daemon.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
@@ -195,6 +195,17 @@ def test_a_path_that_is_not_utf8_survives_the_json(tmp_path):
     data.decode("utf-8")  # the file itself stays valid UTF-8
     [paths] = json.loads(data).values()
     assert os.fsencode(paths[1]).endswith(raw_name)
+
+
+def test_a_report_written_a_member_at_a_time_has_the_bytes_of_one_dump():
+    nested = {"a": [1, {"b": [], "c": {}}], "d": "line\nbreak \u2028 \udcff ü", "e": []}
+    items = [nested, [], {}, "x", 0.6, [[1, 2], {"f": None}]]
+    lazy = {"head": nested, "empty": iter([]), "items": iter(items), "tail": True}
+    whole = {"head": nested, "empty": [], "items": items, "tail": True}
+    expected = (json.dumps(whole, ensure_ascii=False, indent=4) + "\n").encode("utf-8", errors="backslashreplace")
+    assert json_report.encode_json(lazy) == expected
+    assert json_report.encode_json(iter(whole.items())) == expected
+    assert json_report.encode_json({}) == b"{}\n"
 
 
 # --- duplicates.details.json ---------------------------------------------------------

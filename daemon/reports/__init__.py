@@ -16,10 +16,12 @@ files.
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 from daemon.errors import FileWriteError
 from daemon.fileio import atomic_write_all, remove_stale_temp_files
@@ -30,6 +32,9 @@ from daemon.settings import ReportSettings
 __all__ = ["ReportOutcome", "write_reports"]
 
 log = logging.getLogger(__name__)
+
+HEAD_BYTES = 4096  # holds every volatile part (a generation time at the top)
+COMPARE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -78,14 +83,14 @@ def write_reports(
     to_write: list[tuple[Path, bytes]] = []
     unchanged: list[Path] = []
 
-    def consider(path: Path, data: bytes, same: Callable[[bytes, bytes], bool] | None = None) -> None:
-        (unchanged.append(path) if _is_current(path, data, same) else to_write.append((path, data)))
+    def consider(path: Path, data: bytes, volatile: re.Pattern[bytes] | None = None) -> None:
+        (unchanged.append(path) if _is_current(path, data, volatile) else to_write.append((path, data)))
 
     consider(reports_dir / json_report.FILE_NAME, json_report.render_duplicates(groups))
     consider(
         reports_dir / details_report.FILE_NAME,
         details_report.render_details(groups, threshold, generated_at),
-        same=details_report.same_content,
+        volatile=details_report.VOLATILE,
     )
     plan, pages = html_report.prepare_pages(
         groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at
@@ -120,12 +125,34 @@ def write_reports(
     return outcome
 
 
-def _is_current(path: Path, data: bytes, same: Callable[[bytes, bytes], bool] | None) -> bool:
+def _is_current(path: Path, data: bytes, volatile: re.Pattern[bytes] | None) -> bool:
+    """Whether ``path`` holds ``data``, but for the first match of ``volatile`` (the time).
+
+    Read and compared a block at a time: at 100,000 groups a report is a hundred
+    megabytes, and the old one need not be held beside the new.
+    """
     try:
-        old = path.read_bytes()
+        with open(path, "rb") as old:
+            if os.fstat(old.fileno()).st_size != len(data):
+                return False
+            view = memoryview(data)
+            head = old.read(HEAD_BYTES)
+            if not _same_head(head, view[: len(head)], volatile):
+                return False
+            for offset in range(len(head), len(data), COMPARE_BYTES):
+                if old.read(COMPARE_BYTES) != view[offset : offset + COMPARE_BYTES]:
+                    return False
+            return not old.read(1)
     except OSError:
         return False
-    return old == data or (same is not None and same(old, data))
+
+
+def _same_head(old: bytes, new: memoryview, volatile: re.Pattern[bytes] | None) -> bool:
+    if old == new:
+        return True
+    if volatile is None:
+        return False
+    return volatile.sub(b"", old, count=1) == volatile.sub(b"", new.tobytes(), count=1)
 
 
 def _remove_stale_pages(reports_dir: Path, page_count: int) -> list[Path]:

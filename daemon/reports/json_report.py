@@ -3,16 +3,21 @@
 ``{"group-1": [path, ...], "group-2": [...]}``: the groups in the order they arrive
 (biggest first), the paths of each group sorted, four-space indentation like the
 original's ``json.dump(..., indent=4)``.
+
+Reports are encoded a member at a time (``json_chunks``), so 100,000 groups are never
+held as one document: only the bytes, and one group's lists at a time.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from daemon.groups import DuplicateGroup
 
 FILE_NAME = "duplicates.json"
+INDENT = "    "
 
 
 def group_id(index: int) -> str:
@@ -20,20 +25,57 @@ def group_id(index: int) -> str:
     return f"group-{index + 1}"
 
 
-def build_duplicates(groups: Sequence[DuplicateGroup]) -> dict[str, list[str]]:
-    return {group_id(index): sorted(group.paths) for index, group in enumerate(groups)}
-
-
 def render_duplicates(groups: Sequence[DuplicateGroup]) -> bytes:
-    return encode_json(build_duplicates(groups))
+    return encode_json((group_id(index), sorted(group.paths)) for index, group in enumerate(groups))
 
 
-def encode_json(document: Any) -> bytes:
-    """UTF-8 JSON, four-space indented, non-ASCII kept readable, ending in a newline.
+def encode_json(document: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> bytes:
+    """The whole report, built a chunk at a time (see ``json_chunks``)."""
+    buffer = io.BytesIO()
+    for chunk in json_chunks(document):
+        buffer.write(chunk)
+    return buffer.getvalue()
 
-    A path that is not valid UTF-8 reaches Python as lone surrogates (``\\udcff``);
-    those are written as JSON ``\\udcff`` escapes, which every JSON reader accepts and
-    Python turns back into the same path, instead of failing the whole report.
+
+def json_chunks(document: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> Iterator[bytes]:
+    """The bytes of ``json.dumps(document, indent=4)`` and a newline, a member at a time.
+
+    ``document`` is a dict, or its members as (key, value) pairs from a generator. A
+    value that is an iterator (a generator) is written as a list, an item at a time. The
+    bytes are exactly those of encoding the whole document at once, because
+    ``json.dumps`` indents a nested value the same wherever it sits, and newlines inside
+    it are only ever indentation (a string's own newlines are escaped).
+
+    UTF-8, non-ASCII kept readable. A path that is not valid UTF-8 reaches Python as lone
+    surrogates (``\\udcff``); those are written as JSON ``\\udcff`` escapes, which every
+    JSON reader accepts and Python turns back into the same path, instead of failing the
+    whole report.
     """
-    text = json.dumps(document, ensure_ascii=False, indent=4, allow_nan=False)
-    return (text + "\n").encode("utf-8", errors="backslashreplace")
+    members = document.items() if isinstance(document, Mapping) else document
+    opening = "{"
+    for key, value in members:
+        yield _utf8(f"{opening}\n{INDENT}{_dumps(key)}: ")
+        yield from _value_chunks(value, level=1)
+        opening = ","
+    yield _utf8("{}\n" if opening == "{" else "\n}\n")
+
+
+def _value_chunks(value: Any, level: int) -> Iterator[bytes]:
+    if not isinstance(value, Iterator):
+        yield _utf8(_dumps(value, level))
+        return
+    opening = "["
+    for item in value:
+        yield _utf8(f"{opening}\n{INDENT * (level + 1)}{_dumps(item, level + 1)}")
+        opening = ","
+    yield _utf8("[]" if opening == "[" else f"\n{INDENT * level}]")
+
+
+def _dumps(value: Any, level: int = 0) -> str:
+    """``value`` as it reads ``level`` levels deep in a four-space indented document."""
+    text = json.dumps(value, ensure_ascii=False, indent=4, allow_nan=False)
+    return text.replace("\n", "\n" + INDENT * level) if level else text
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode("utf-8", errors="backslashreplace")
