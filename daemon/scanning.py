@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from daemon.backends.base import Backend
 from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from daemon.keep import review_group
-from daemon.reports import write_reports
+from daemon.reports import thumbnails_beside, write_reports
 from daemon.settings import KeepSettings, ReportSettings
 from daemon.store import contents as content_store
 from daemon.store import decisions as decision_store
@@ -123,6 +123,7 @@ def run_scan(
     full: bool = False,
     clock: Callable[[], float] = time.time,
     keep: KeepSettings = KeepSettings(),
+    thumbnail_cache: Path | None = None,
 ) -> ScanOutcome:
     started = clock()
     with write_transaction(engine) as connection:
@@ -131,7 +132,10 @@ def run_scan(
         collect_garbage(engine, backend, started)
         compared = update_pairs(engine, backend, threshold, full)
         groups, file_count = current_groups(engine, threshold, backend.compares_every_pair, keep)
-        reports = write_reports(groups, reports_dir, report_settings, threshold)
+        reports = write_reports(
+            groups, reports_dir, report_settings, threshold,
+            thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
+        )
     except Exception as error:
         with write_transaction(engine) as connection:
             content_store.finish_scan(connection, scan_id, clock(), 0, 0, error=str(error))

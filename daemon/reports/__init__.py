@@ -9,8 +9,9 @@
 Every file is written atomically (temporary file, fsync, rename), so a reader sees the
 old report or the new one, never half of one; a file whose content has not changed
 (ignoring its generation time) is left alone, so its mtime says when the result last
-changed. Nothing here deletes anything but its own stale report pages and temporary
-files.
+changed. Nothing here deletes anything but its own stale report pages, temporary files
+and thumbnails no page shows any more (kept by content in a folder the caller names, so
+a changed page decodes only its new pictures).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from daemon.errors import FileWriteError
 from daemon.fileio import atomic_write_all, remove_stale_temp_files
 from daemon.groups import DuplicateGroup
 from daemon.reports import details_report, html_report, json_report
+from daemon.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from daemon.settings import ReportSettings
 
-__all__ = ["ReportOutcome", "write_reports"]
+__all__ = ["ReportOutcome", "thumbnails_beside", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class ReportOutcome:
     removed: tuple[Path, ...]  # stale pages of an earlier, larger result
     html_pages: int = 1
     html_omitted_groups: int = 0  # groups too many for the HTML pages (all are in the JSON)
+    thumbnails_decoded: int = 0  # images decoded for the pages rendered; the rest came from the cache
+    thumbnails_reused: int = 0
 
     @property
     def changed(self) -> bool:
@@ -64,11 +68,14 @@ def write_reports(
     settings: ReportSettings,
     threshold: float,
     generated_at: datetime | None = None,
+    thumbnail_cache: Path | None = None,
 ) -> ReportOutcome:
     """Write (or leave, if current) every report for ``groups`` into ``reports_dir``.
 
     ``groups`` arrive in report order (biggest first). ``generated_at`` defaults to now
-    (UTC). Raises ``FileWriteError`` if a report cannot be written (full disk, no
+    (UTC). ``thumbnail_cache``: a folder where thumbnails are kept by content between
+    runs (see ``thumbnail_cache``); None decodes every picture of a changed page.
+    Raises ``FileWriteError`` if a report cannot be written (full disk, no
     permission); then no report was replaced: all keep their previous version.
     """
     reports_dir = Path(reports_dir).absolute()
@@ -92,8 +99,9 @@ def write_reports(
         details_report.render_details(groups, threshold, generated_at),
         volatile=details_report.VOLATILE,
     )
+    thumbnails = ThumbnailCache(thumbnail_cache, settings.thumbnail_size)
     plan, pages = html_report.prepare_pages(
-        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at
+        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at, thumbnails=thumbnails
     )
     for page in pages:
         path = reports_dir / page.file_name
@@ -106,6 +114,9 @@ def write_reports(
     removed = _remove_stale_pages(reports_dir, len(pages))
     for path in written + unchanged:
         remove_stale_temp_files(reports_dir, path.name)
+    # Every page's pictures count, rendered now or not: an unchanged page needs its
+    # thumbnails again as soon as it changes.
+    thumbnails.prune(in_use=_shown_contents(plan))
 
     outcome = ReportOutcome(
         written=tuple(written),
@@ -113,6 +124,8 @@ def write_reports(
         removed=tuple(removed),
         html_pages=len(pages),
         html_omitted_groups=plan.omitted_groups,
+        thumbnails_decoded=thumbnails.decoded,
+        thumbnails_reused=thumbnails.reused,
     )
     if outcome.changed:
         log.info(
@@ -153,6 +166,10 @@ def _same_head(old: bytes, new: memoryview, volatile: re.Pattern[bytes] | None) 
     if volatile is None:
         return False
     return volatile.sub(b"", old, count=1) == volatile.sub(b"", new.tobytes(), count=1)
+
+
+def _shown_contents(plan: html_report.HtmlPlan) -> set[str]:
+    return {member.content_hash for page in plan.pages for placed in page.groups for member in placed.members}
 
 
 def _remove_stale_pages(reports_dir: Path, page_count: int) -> list[Path]:

@@ -29,7 +29,8 @@ Large results (the choice made here): **split into pages, then cap**.
 The same groups give the same bytes (ids are positions, no random seeds; only the
 "generated" time differs), and a page whose content has not changed is not rebuilt:
 each page carries a fingerprint of everything it shows except that time, and the
-thumbnails are only decoded when the fingerprint differs.
+thumbnails are only made when the fingerprint differs, and then only those of contents
+not already in the thumbnail cache (``thumbnail_cache``).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from daemon.groups import DuplicateGroup, FileEntry, FilePair
 from daemon.reports import html_template
 from daemon.reports.details_report import iso_time, round_score
 from daemon.reports.json_report import group_id
+from daemon.reports.thumbnail_cache import ThumbnailCache
 from daemon.reports.thumbnails import placeholder_data_uri, thumbnail_data_uris
 
 FILE_NAME = "duplicates.html"
@@ -395,8 +397,12 @@ def prepare_pages(
     thumbnail_size: int,
     generated_at: datetime,
     max_pages: int | None = None,
+    thumbnails: ThumbnailCache | None = None,
 ) -> tuple[HtmlPlan, list[RenderedPage]]:
-    """The plan, and every page of the HTML report with its fingerprint and a way to render it."""
+    """The plan, and every page of the HTML report with its fingerprint and a way to render it.
+
+    ``thumbnails``: where the pages rendered find the thumbnails of earlier reports.
+    """
     plan = plan_pages(groups, max_nodes, max_pages)
     pages = []
     for page in plan.pages:
@@ -420,7 +426,7 @@ def prepare_pages(
                 number=page.number,
                 file_name=page_file_name(page.number),
                 fingerprint=fingerprint,
-                render=_renderer(page, header, fingerprint, thumbnail_size, generated_at),
+                render=_renderer(page, header, fingerprint, thumbnail_size, generated_at, thumbnails),
             )
         )
     return plan, pages
@@ -437,10 +443,13 @@ def existing_fingerprint(path: Path) -> str | None:
     return match.group(1).decode("ascii") if match else None
 
 
-def _renderer(page: PagePlan, header: dict[str, Any], fingerprint: str, thumbnail_size: int, generated_at: datetime) -> Callable[[], bytes]:
+def _renderer(
+    page: PagePlan, header: dict[str, Any], fingerprint: str, thumbnail_size: int, generated_at: datetime,
+    thumbnails: ThumbnailCache | None,
+) -> Callable[[], bytes]:
     def render() -> bytes:
         members = [member for placed in page.groups for member in placed.members]
-        uris = dict(zip((m.path for m in members), thumbnail_data_uris([m.path for m in members], thumbnail_size)))
+        uris = dict(zip((m.path for m in members), thumbnail_data_uris(members, thumbnail_size, thumbnails)))
         network = build_network(page, thumbnail_size, image=lambda member: uris[member.path])
         return render_page(header, _network_data(network), fingerprint, generated_at)
 

@@ -2,7 +2,8 @@
 
 Images are decoded through ``open_upright`` (EXIF orientation applied, JPEG draft
 decoding, decompression bombs refused). A file that cannot be read (gone, corrupt,
-no permission) gets a neutral placeholder and a log line; the report goes on.
+no permission) gets a neutral placeholder and a log line; the report goes on. Thumbnails
+are kept by content between reports (``thumbnail_cache``), placeholders never.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Sequence
 from PIL import Image, ImageDraw
 
 from daemon.errors import FileVanished, UnreadableImage
+from daemon.groups import FileEntry
 from daemon.imaging import open_upright
+from daemon.reports.thumbnail_cache import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,11 @@ def thumbnail_data_uri(path: str | Path, size: int) -> str:
 
     Never raises for a bad image: returns ``placeholder_data_uri(size)`` instead.
     """
+    return _data_uri(thumbnail_jpeg(path, size), size)
+
+
+def thumbnail_jpeg(path: str | Path, size: int) -> bytes | None:
+    """The JPEG thumbnail of ``path``, or None (and a log line) if it cannot be read."""
     try:
         image, _format, _full_size = open_upright(Path(path), draft_side=size)
         image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -40,19 +48,33 @@ def thumbnail_data_uri(path: str | Path, size: int) -> str:
         image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     except (UnreadableImage, FileVanished) as error:
         log.warning("report thumbnail: %s", error)
-        return placeholder_data_uri(size)
+        return None
     except (OSError, ValueError, MemoryError) as error:
         log.warning("report thumbnail: %s: cannot be shrunk (%s: %s)", path, type(error).__name__, error)
-        return placeholder_data_uri(size)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return None
+    return buffer.getvalue()
 
 
-def thumbnail_data_uris(paths: Sequence[str], size: int, workers: int = MAX_WORKERS) -> list[str]:
-    """``thumbnail_data_uri`` for each path, in a few threads, in the order given."""
+def thumbnail_data_uris(
+    members: Sequence[FileEntry], size: int, cache: ThumbnailCache | None = None, workers: int = MAX_WORKERS
+) -> list[str]:
+    """A thumbnail URI for each member, in order: from ``cache`` by content, else decoded in a few threads."""
+    cache = cache if cache is not None else ThumbnailCache(None, size)
+    jpegs = cache.jpegs(members, lambda paths: _decode_all(paths, size, workers))
+    return [_data_uri(jpeg, size) for jpeg in jpegs]
+
+
+def _decode_all(paths: Sequence[str], size: int, workers: int) -> list[bytes | None]:
     if len(paths) <= 1 or workers <= 1:
-        return [thumbnail_data_uri(path, size) for path in paths]
+        return [thumbnail_jpeg(path, size) for path in paths]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thumbnail") as pool:
-        return list(pool.map(lambda path: thumbnail_data_uri(path, size), paths))
+        return list(pool.map(lambda path: thumbnail_jpeg(path, size), paths))
+
+
+def _data_uri(jpeg: bytes | None, size: int) -> str:
+    if jpeg is None:
+        return placeholder_data_uri(size)
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
 
 
 @lru_cache(maxsize=8)

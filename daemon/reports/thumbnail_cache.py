@@ -1,0 +1,210 @@
+"""Report thumbnails kept between scans, by content, so a changed page decodes only what is new.
+
+A thumbnail is a function of the file's bytes (its content hash), the thumbnail size and
+how we make it, so that is the key: ``<folder>/v<FORMAT_VERSION>-<size>/ab/abcdef....jpg``
+(``ab`` the hash's first two characters, so no folder holds more than a few thousand
+files). A changed file has a new hash: an entry is never stale, only unused. A file that
+cannot be read gets a placeholder, which is never stored: it is tried again next time.
+
+Entries no report shows any more are pruned. Listing the cache costs a pass over it,
+so it is done only when the entries exceed those in use by ``PRUNE_MARGIN`` (counted in
+a small ``entries`` file as they are written): each listing then follows at least a
+quarter as many writes as it reads, whatever the library's size. Only the pictures
+shown in the HTML pages are cached (at most ``MAX_PAGES`` x ``html_max_nodes``), not the
+whole library.
+
+Entries are written atomically, and a torn or foreign file (no JPEG start and end
+markers) is decoded again, so a power cut costs a decode, never a broken picture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from daemon.errors import FileWriteError
+from daemon.fileio import TEMP_SUFFIX, atomic_write_all, atomic_write_bytes
+from daemon.groups import FileEntry
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when thumbnails are made differently (quality, resampling)
+PRUNE_MARGIN = 0.25  # list and prune once entries exceed those in use by this share
+# Beside the state. A state kept inside a watched folder must not have its thumbnails
+# indexed as photos: ``.thumbnails`` is among the default excludes.
+FOLDER_NAME = ".thumbnails"
+COUNT_FILE = "entries"
+MODE = 0o600  # thumbnails show private pictures; only the service reads them
+STALE_TEMP_SECONDS = 3600.0
+CONTENT_HASH = re.compile(r"[0-9a-f]{16,128}")
+CACHE_FOLDER = re.compile(r"v[0-9]+-[0-9]+")
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+# A content hash; a file without one (never indexed) is its own path, never stored.
+ContentKey = str | tuple[str, str]
+# Decodes the files at these paths: each one's JPEG thumbnail, or None if unreadable.
+Decoder = Callable[[Sequence[str]], Sequence["bytes | None"]]
+
+
+class ThumbnailCache:
+    """Thumbnails of one size by content; without a folder, it only counts the decodes.
+
+    One instance per report run: it counts what it decoded, reused and stored.
+    """
+
+    def __init__(self, root: Path | None, size: int) -> None:
+        self.root = Path(root) if root is not None else None
+        self.folder = self.root / f"v{FORMAT_VERSION}-{size}" if self.root is not None else None
+        self.decoded = 0
+        self.reused = 0
+        self.stored = 0
+
+    def jpegs(self, members: Sequence[FileEntry], decode: Decoder) -> list[bytes | None]:
+        """Each member's thumbnail, in order: stored ones read, the rest decoded once per content."""
+        keys = [_content_key(member) for member in members]
+        found = {key: self._read(key) for key in keys}
+        self.reused += sum(jpeg is not None for jpeg in found.values())
+        missing = {key: member.path for key, member in zip(keys, members) if found[key] is None}
+        decoded = dict(zip(missing, decode(list(missing.values()))))
+        self.decoded += len(decoded)
+        self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
+        found.update(decoded)
+        return [found[key] for key in keys]
+
+    def prune(self, in_use: Iterable[str]) -> int:
+        """Remove the entries of contents not in ``in_use``, when enough are stale to be worth a listing.
+
+        Returns how many were removed. Never raises: a cache that cannot be pruned is
+        only bigger.
+        """
+        if self.folder is None:
+            return 0
+        keep = {self._file_name(digest) for digest in in_use}
+        known = self._read_count()
+        if known is not None and known + self.stored <= len(keep) * (1 + PRUNE_MARGIN):
+            if self.stored:
+                self._write_count(known + self.stored)
+            return 0
+        removed, kept = self._remove_unused(keep)
+        self._remove_other_versions()
+        self._write_count(kept)
+        if removed:
+            log.info("report thumbnails: removed %d no longer shown, %d kept", removed, kept)
+        return removed
+
+    def path_of(self, content_hash: ContentKey) -> Path | None:
+        """Where the thumbnail of ``content_hash`` is (or would be) kept; None if nowhere."""
+        if self.folder is None or not isinstance(content_hash, str):
+            return None
+        name = self._file_name(content_hash)
+        return self.folder / name[:2] / name
+
+    # --- reading and writing --------------------------------------------------------
+
+    def _read(self, content_hash: ContentKey) -> bytes | None:
+        path = self.path_of(content_hash)
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        return data if data.startswith(JPEG_START) and data.endswith(JPEG_END) else None
+
+    def _store(self, thumbnails: dict[ContentKey, bytes]) -> None:
+        files = [(path, jpeg) for digest, jpeg in thumbnails.items() if (path := self.path_of(digest)) is not None]
+        if not files:
+            return
+        try:
+            for folder in {path.parent for path, _ in files}:
+                folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_all(files, mode=MODE)
+        except (OSError, FileWriteError) as error:
+            log.warning("report thumbnails: not kept for the next report: %s", error)
+            return
+        self.stored += len(files)
+
+    @staticmethod
+    def _file_name(content_hash: str) -> str:
+        # The indexer's hashes are hex; anything else is hashed, so a name is always safe.
+        if not CONTENT_HASH.fullmatch(content_hash):
+            content_hash = hashlib.sha256(content_hash.encode("utf-8", "surrogatepass")).hexdigest()
+        return content_hash + ".jpg"
+
+    # --- counting and pruning --------------------------------------------------------
+
+    def _read_count(self) -> int | None:
+        try:
+            return int((self.folder / COUNT_FILE).read_text(encoding="ascii"))
+        except (OSError, ValueError):
+            return None  # first run, or lost: a listing tells
+
+    def _write_count(self, count: int) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.folder / COUNT_FILE, f"{count}\n".encode("ascii"), mode=MODE)
+        except (OSError, FileWriteError) as error:
+            log.warning("report thumbnails: cannot record the count: %s", error)
+
+    def _remove_unused(self, keep: set[str]) -> tuple[int, int]:
+        removed = kept = 0
+        now = time.time()
+        for shard in _subfolders(self.folder):
+            for entry in _entries(shard):
+                if entry.name in keep:
+                    kept += 1
+                elif entry.name.endswith(".jpg") or _is_stale_temp(entry, now):
+                    removed += _unlink(entry.path)
+        return removed, kept
+
+    def _remove_other_versions(self) -> None:
+        """Whole folders of another thumbnail size or format version: nothing reads them now."""
+        for folder in _subfolders(self.root):
+            if folder != self.folder and CACHE_FOLDER.fullmatch(folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
+                log.info("report thumbnails: removed %s (another size or version)", folder)
+
+
+def thumbnails_beside(state_database: str | None) -> Path | None:
+    """The cache's folder beside the state database (``state/.thumbnails``); None for one in memory."""
+    if not state_database or state_database == ":memory:":
+        return None
+    return Path(state_database).parent / FOLDER_NAME
+
+
+def _content_key(member: FileEntry) -> ContentKey:
+    return member.content_hash or ("uncached", member.path)
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return [Path(entry.path) for entry in _entries(folder) if entry.is_dir(follow_symlinks=False)]
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as listing:
+            return list(listing)
+    except OSError:
+        return []
+
+
+def _is_stale_temp(entry: os.DirEntry, now: float) -> bool:
+    """A temporary file an interrupted write left; one younger may be a write under way."""
+    try:
+        return entry.name.endswith(TEMP_SUFFIX) and now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def _unlink(path: str) -> int:
+    try:
+        os.unlink(path)
+    except OSError:
+        return 0
+    return 1
