@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -17,6 +18,8 @@ from daemon.groups import DuplicateGroup, FileEntry
 from daemon.reports import write_reports
 from daemon.reports.thumbnail_cache import COUNT_FILE, FORMAT_VERSION, ThumbnailCache, thumbnails_beside
 from daemon.settings import ReportSettings
+from tests.cli import run_cli, write_settings
+from tests.photos import make_photo, save
 from tests.test_reports import group, make_image
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -180,3 +183,16 @@ def test_the_cache_survives_a_restart(tmp_path):
 def test_the_cache_sits_beside_the_state():
     assert thumbnails_beside("/var/lib/dupe-scanner/state.db") == Path("/var/lib/dupe-scanner/.thumbnails")
     assert thumbnails_beside(None) is None and thumbnails_beside(":memory:") is None
+
+
+def test_a_scan_keeps_the_thumbnails_beside_the_state(tmp_path):
+    photos = tmp_path / "photos"
+    original = save(make_photo(5), photos / "a.jpg", quality=90)
+    shutil.copyfile(original, photos / "b.jpg")
+    settings = write_settings(tmp_path)  # the state in state/state.db
+    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    scanned = run_cli("scan", config=settings)
+    assert scanned.returncode == 0, scanned.stderr
+    digest = hashlib.sha256(original.read_bytes()).hexdigest()
+    kept = tmp_path / "state" / ".thumbnails" / f"v{FORMAT_VERSION}-{ReportSettings().thumbnail_size}" / digest[:2]
+    assert [path.name for path in kept.iterdir()] == [f"{digest}.jpg"]  # one content, one thumbnail
