@@ -10,7 +10,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -105,15 +105,18 @@ def refresh_outdated(engine: Engine, backend: Backend) -> None:
 
 
 @contextmanager
-def components(settings: Settings) -> Iterator[Components]:
-    """Open the state, the backend and the indexer; close them all on the way out."""
+def components(settings: Settings, clock: Callable[[], float] = time.time) -> Iterator[Components]:
+    """Open the state, the backend and the indexer; close them all on the way out.
+
+    Contents analysed by an older analyser version are queued again here, so whoever
+    builds the parts (a command, the service) gets them analysed anew."""
     engine = open_state(settings.paths.state)
     backend = None
     try:
         adopt_backend(engine, settings)
         backend = build_backend(settings, engine)
         refresh_outdated(engine, backend)
-        yield Components(settings, engine, backend, Indexer(engine, backend, settings.index))
+        yield Components(settings, engine, backend, Indexer(engine, backend, settings.index, clock=clock))
     except DBAPIError as error:
         # A full disk or a lock held too long, mid-way: every unit of work is its own
         # transaction, so what was done is kept and the rest is done by the next run.

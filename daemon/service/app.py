@@ -1,7 +1,7 @@
 """``dupe-scanner run``: the long-running service that keeps the state and reports current.
 
-The service's composition root. It builds the parts from the settings and wires them;
-each part keeps to one job:
+It gets the state, the backend and the indexer from ``composition.components`` (as the
+command line does) and wires them to the service's own parts, each keeping to one job:
 
 - the watcher turns filesystem events into hints (``watching``);
 - the main loop, the only owner of the stability tracker, turns hints into rows: a
@@ -57,7 +57,7 @@ from daemon.service.decision_inbox import import_dropped
 from daemon.store import contents as content_store
 from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction, write_transaction
+from daemon.store.database import read_transaction, write_transaction
 from daemon.store.files import FileStat, KnownFile
 
 log = logging.getLogger("dupe-scanner.service")
@@ -331,23 +331,23 @@ class Service:
 
     def run(self) -> int:
         self._install_signals()
-        from daemon.composition import adopt_backend, build_backend
+        from daemon.composition import components
 
-        self.engine = open_state(self.settings.paths.state)
-        try:
-            adopt_backend(self.engine, self.settings)
-            self.backend = build_backend(self.settings, self.engine)
-            self.indexer = Indexer(self.engine, self.backend, self.settings.index, clock=self.clock)
-            self._start()
-            self._main_loop()
-        finally:
-            clean = self._shutdown()
-        if not clean:
-            log.warning("some work was still running after %gs; it stays pending and resumes at the next start",
-                        STOP_GRACE_SECONDS)
-            logging.shutdown()
-            kill_all(descendants(os.getpid()))  # the analysis workers would outlive us otherwise
-            os._exit(0)
+        with components(self.settings, clock=self.clock) as parts:
+            self.engine, self.backend, self.indexer = parts.engine, parts.backend, parts.indexer
+            try:
+                self._start()
+                self._main_loop()
+            finally:
+                clean = self._shutdown()
+            if not clean:
+                # Leave before ``components`` closes the backend: that would wait for the
+                # work still running, which is what the grace time gave up on.
+                log.warning("some work was still running after %gs; it stays pending and resumes at the next start",
+                            STOP_GRACE_SECONDS)
+                logging.shutdown()
+                kill_all(descendants(os.getpid()))  # the analysis workers would outlive us otherwise
+                os._exit(0)
         return 0
 
     def _start(self) -> None:
