@@ -15,7 +15,7 @@ import pytest
 from daemon.analysis.features import ANALYSER
 from tests.cli import run_cli
 from tests.photos import make_photo, save
-from tests.service_helpers import ServiceProcess, query, wait_for
+from tests.service_helpers import ServiceProcess, query, read_groups, wait_for
 from tests.test_service_e2e import FAST, settings_text
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the service targets Linux")
@@ -58,3 +58,34 @@ def test_the_service_analyses_again_what_an_older_analyser_analysed(tmp_path):
     finally:
         service.close()
 
+
+def folder_in_place_of(report: Path) -> bool:
+    """No report can replace a folder: the scans after this fail to write. False when a
+    scan still running wrote the report again meanwhile."""
+    report.unlink(missing_ok=True)
+    try:
+        report.mkdir()
+    except FileExistsError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(120)
+def test_reports_a_failed_scan_could_not_write_are_written_at_the_next_scheduled_scan(tmp_path):
+    original, copy, _other = photos_with_a_copy(tmp_path / "photos")
+    service = service_on(tmp_path, FAST.replace("interval:1h", "interval:2s"))
+    html = service.reports / "duplicates.html"
+    try:
+        service.start()
+        wait_for(lambda: len(read_groups(service.reports)) == 1 and html.is_file(), timeout=60, what="the first reports")
+        wait_for(lambda: folder_in_place_of(html), what="a folder where the HTML report goes")
+        third = Path(shutil.copyfile(original, tmp_path / "photos" / "photo-third.jpg"))
+        failed = "select count(*) from scans where error is not null"
+        wait_for(lambda: query(service.state, failed)[0][0] > 0, timeout=60, what="a scan that failed to write")
+
+        html.rmdir()  # mended; no file changes from here on
+        everything = [sorted(map(str, (original, copy, third)))]
+        wait_for(lambda: read_groups(service.reports) == everything and html.is_file(),
+                 timeout=30, what="a scheduled scan to write the reports")
+    finally:
+        service.close()

@@ -630,7 +630,9 @@ class Service:
         inputs = self._scan_inputs()
         reports = self.settings.paths.reports / "duplicates.json"
         with read_transaction(self.engine) as connection:
-            last = content_store.last_scan(connection)
+            # A failed scan left the reports as they were: it does not count, so the next
+            # scan writes them even if no file changed since.
+            last = content_store.last_successful_scan(connection)
             changed = last is None or file_store.changed_since(connection, last.started_at)
             if self._last_scan_inputs is None:
                 self._last_scan_inputs = content_store.get_meta(connection, SCAN_INPUTS_KEY)

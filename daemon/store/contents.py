@@ -136,7 +136,17 @@ def finish_scan(connection: Connection, scan_id: int, now: float, groups: int, d
 
 
 def last_scan(connection: Connection) -> ScanRecord | None:
-    row = connection.execute(select(scans).where(scans.c.finished_at.is_not(None)).order_by(scans.c.id.desc()).limit(1)).first()
+    """The last scan that ended, whether it wrote its reports or failed (``error``)."""
+    return _last_finished(connection, scans.c.finished_at.is_not(None))
+
+
+def last_successful_scan(connection: Connection) -> ScanRecord | None:
+    """The last scan whose reports were written: what the reports show is as of its start."""
+    return _last_finished(connection, scans.c.finished_at.is_not(None), scans.c.error.is_(None))
+
+
+def _last_finished(connection: Connection, *conditions) -> ScanRecord | None:
+    row = connection.execute(select(scans).where(*conditions).order_by(scans.c.id.desc()).limit(1)).first()
     return ScanRecord(**row._mapping) if row else None
 
 
