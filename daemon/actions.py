@@ -24,7 +24,8 @@ from daemon.store import contents as content_store
 from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
-from daemon.errors import BackendUnavailable, UsageError
+from daemon.store.lock import hold_state
+from daemon.errors import BackendUnavailable, StateInUse, UsageError
 
 
 def _say(text: str) -> None:
@@ -121,32 +122,25 @@ def _say_drift(parts, repair: bool, settings: Settings) -> bool:
         if repair and not drift.in_step:
             # Repair only while nothing indexes: a document stored a moment before the state
             # records its content would look unknown and be deleted (and indexed again).
-            running = _live_service(settings)
-            if running is not None:
-                _say(
-                    f"not repaired: the service is running on this state (pid {running.pid}); stop it "
-                    "(systemctl stop dupe-scanner), run 'dupe-scanner status --repair', then start it again"
-                )
-                return False
-            parts.backend.forget(drift.unknown_to_state)
-            with write_transaction(parts.engine) as connection:
-                requeued = file_store.requeue_contents(connection, drift.missing_in_flow, time.time())
-                content_store.delete_contents(connection, drift.missing_in_flow)
+            # Held through the repair, so the service cannot start in the middle of it either.
+            with hold_state(settings.paths.state, "dupe-scanner status --repair"):
+                parts.backend.forget(drift.unknown_to_state)
+                with write_transaction(parts.engine) as connection:
+                    requeued = file_store.requeue_contents(connection, drift.missing_in_flow, time.time())
+                    content_store.delete_contents(connection, drift.missing_in_flow)
             _say(
                 f"repaired: {len(drift.unknown_to_state)} unknown documents deleted from Flow, "
                 f"{requeued} files queued to be indexed again"
             )
+    except StateInUse as error:
+        _say(
+            f"not repaired: the state is in use by {error.holder}; stop it (systemctl stop dupe-scanner), "
+            "run 'dupe-scanner status --repair', then start it again"
+        )
+        return False
     except BackendUnavailable as error:
         _say(f"drift: cannot be checked: {error}")
     return True
-
-
-def _live_service(settings: Settings):
-    try:
-        from daemon.service.status import live_service
-    except ImportError:
-        return None
-    return live_service(settings)
 
 
 def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bool) -> int:

@@ -69,3 +69,12 @@ class FileWriteError(DupeScannerError):
 
     The previous version of the file is left intact; the next attempt may succeed.
     """
+
+
+class StateInUse(StateError):
+    """Another process holds the state for a job that must be alone on it (the service,
+    a repair); ``holder`` says which, as its lock file does."""
+
+    def __init__(self, state: str, holder: str):
+        self.holder = holder
+        super().__init__(f"the state {state} is in use by {holder}; stop that first, or give this one another [paths] state")

@@ -141,23 +141,18 @@ def test_status_reports_drift_and_repair_fixes_it(standin, photos, tmp_path):
 def test_repair_waits_for_the_service_to_stop(standin, photos, tmp_path):
     """A repair while the service indexes could delete a document it has just stored."""
     import os
-    import time
 
-    from daemon.service.status import FILE_NAME, ServiceStatus, write_status
+    from daemon.store.lock import hold_state
 
     folder, _, _ = photos
     settings = flow_settings(tmp_path, standin)
     assert run_cli("index", "--dir", str(folder), config=settings).returncode == 0
     standin.put_document("indexed-by-someone-else", picture(1, (64, 48)))
-    now = time.time()
-    running = ServiceStatus(pid=os.getpid(), started_at=now, heartbeat_at=now, heartbeat_seconds=30, phase="running", settings=str(settings))
-    write_status(tmp_path / "state" / FILE_NAME, running)
-
-    refused = run_cli("status", "--repair", config=settings)
+    with hold_state(tmp_path / "state" / "state.db", "dupe-scanner run"):  # as the running service does
+        refused = run_cli("status", "--repair", config=settings)
     assert refused.returncode == 2
-    assert f"not repaired: the service is running on this state (pid {os.getpid()})" in refused.stdout
+    assert f"not repaired: the state is in use by dupe-scanner run (pid {os.getpid()})" in refused.stdout
     assert "indexed-by-someone-else" in standin.documents
 
-    write_status(tmp_path / "state" / FILE_NAME, ServiceStatus(**{**running.__dict__, "phase": "stopped"}))
     assert run_cli("status", "--repair", config=settings).returncode == 0
     assert "indexed-by-someone-else" not in standin.documents

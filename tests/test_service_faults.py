@@ -89,3 +89,21 @@ def test_reports_a_failed_scan_could_not_write_are_written_at_the_next_scheduled
                  timeout=30, what="a scheduled scan to write the reports")
     finally:
         service.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_second_service_on_the_same_state_refuses_in_one_line_naming_the_first(tmp_path):
+    photos_with_a_copy(tmp_path / "photos")
+    first = service_on(tmp_path)
+    try:
+        first.start()
+        second = run_cli("run", config=first.config, timeout=30)
+        assert second.returncode == 1
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert str(first.state) in second.stderr and f"dupe-scanner run (pid {first.process.pid})" in second.stderr
+        assert first.alive()
+
+        first.kill()
+        first.start()  # killed, it left no lock behind
+    finally:
+        first.close()

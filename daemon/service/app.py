@@ -59,6 +59,7 @@ from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
 from daemon.store.files import FileStat, KnownFile
+from daemon.store.lock import hold_state
 
 log = logging.getLogger("dupe-scanner.service")
 
@@ -333,7 +334,8 @@ class Service:
         self._install_signals()
         from daemon.composition import components
 
-        with components(self.settings, clock=self.clock) as parts:
+        state = self.settings.paths.state
+        with hold_state(state, "dupe-scanner run"), components(self.settings, clock=self.clock) as parts:
             self.engine, self.backend, self.indexer = parts.engine, parts.backend, parts.indexer
             try:
                 self._start()

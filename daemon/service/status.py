@@ -100,15 +100,6 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "never"
 
 
-def live_service(settings: Settings, now: float | None = None) -> ServiceStatus | None:
-    """The status of a service running on this state right now (heartbeat fresh), or None."""
-    now = time.time() if now is None else now
-    status = read_status(status_path(settings))
-    if status is None or status.phase == "stopped" or _silent(status, now):
-        return None
-    return status
-
-
 def _silent(status: ServiceStatus, now: float) -> bool:
     """Whether the service missed its last ``STALE_AFTER`` heartbeats (killed, or hung)."""
     return now - status.heartbeat_at > STALE_AFTER * max(status.heartbeat_seconds, 1.0)
