@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         settings_path = find_settings_file(getattr(arguments, "config", None))
         settings = load_settings(settings_path)
         configure_logging(_log_level(arguments, settings), arguments.verb)
+        if arguments.verb != "run":  # the service stops on SIGTERM its own way
+            # As Ctrl-C: the way out closes the backend, which ends its worker processes.
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         return dispatch(arguments, settings)
     except SettingsError as error:
         print(f"dupe-scanner: {error}", file=sys.stderr)
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except DupeScannerError as error:
         print(f"dupe-scanner: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         print("dupe-scanner: interrupted; pending work is kept and resumes next time", file=sys.stderr)
         return 130
 

@@ -201,11 +201,15 @@ class Indexer:
         # another hashes the next file, so the backend's processes never sit idle.
         with ThreadPoolExecutor(2 * self.settings.worker_count, thread_name_prefix="indexer") as pool:
             futures = {pool.submit(work, job): job for job in jobs}
-            for future in as_completed(futures):
-                outcome = future.result()
-                summary.counts[outcome] += 1
-                if on_done is not None:
-                    on_done(futures[future], outcome)
+            try:
+                for future in as_completed(futures):
+                    outcome = future.result()
+                    summary.counts[outcome] += 1
+                    if on_done is not None:
+                        on_done(futures[future], outcome)
+            except BaseException:
+                stop.set()  # interrupted (Ctrl-C, SIGTERM): the files not started yet stay pending
+                raise
         if summary.stopped_because:
             self._note_stopped(jobs, summary.stopped_because)
         try:

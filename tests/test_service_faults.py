@@ -6,7 +6,9 @@ Real folders, a real SQLite state, ``python -m daemon`` as a subprocess.
 from __future__ import annotations
 
 import shutil
+import signal
 import sqlite3
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import pytest
 from daemon.analysis.features import ANALYSER
 from tests.cli import run_cli
 from tests.photos import make_photo, save
-from tests.service_helpers import ServiceProcess, query, read_groups, wait_for
+from daemon.service.processes import descendants, kill_all
+from tests.service_helpers import REPO, ServiceProcess, query, read_groups, save_image, smooth_image, wait_for
 from tests.test_service_e2e import FAST, settings_text
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the service targets Linux")
@@ -37,10 +40,17 @@ def service_on(folder: Path, timings: str = FAST) -> ServiceProcess:
     return service
 
 
-@pytest.mark.timeout(120)
-def test_the_service_analyses_again_what_an_older_analyser_analysed(tmp_path):
+@pytest.fixture
+def service(tmp_path):
+    """A service (not started yet) watching a photo, its copy and another photo."""
     photos_with_a_copy(tmp_path / "photos")
     service = service_on(tmp_path)
+    yield service
+    service.close()
+
+
+@pytest.mark.timeout(120)
+def test_the_service_analyses_again_what_an_older_analyser_analysed(service, tmp_path):
     indexed = run_cli("index", "--dir", str(tmp_path / "photos"), config=service.config, timeout=60)
     assert indexed.returncode == 0, indexed.stderr
     with_analyser = "select count(*) from features where analyser = ?"
@@ -50,13 +60,10 @@ def test_the_service_analyses_again_what_an_older_analyser_analysed(tmp_path):
     with connection:
         connection.execute("update features set analyser = 'embedded-older'")
     connection.close()
-    try:
-        service.start()
-        wait_for(lambda: query(service.state, with_analyser, ANALYSER)[0][0] == contents, timeout=30,
-                 what="the older analyses to be redone")
-        assert query(service.state, "select count(*) from features where analyser != ?", ANALYSER)[0][0] == 0
-    finally:
-        service.close()
+    service.start()
+    wait_for(lambda: query(service.state, with_analyser, ANALYSER)[0][0] == contents, timeout=30,
+             what="the older analyses to be redone")
+    assert query(service.state, "select count(*) from features where analyser != ?", ANALYSER)[0][0] == 0
 
 
 def folder_in_place_of(report: Path) -> bool:
@@ -92,18 +99,78 @@ def test_reports_a_failed_scan_could_not_write_are_written_at_the_next_scheduled
 
 
 @pytest.mark.timeout(120)
-def test_a_second_service_on_the_same_state_refuses_in_one_line_naming_the_first(tmp_path):
-    photos_with_a_copy(tmp_path / "photos")
-    first = service_on(tmp_path)
-    try:
-        first.start()
-        second = run_cli("run", config=first.config, timeout=30)
-        assert second.returncode == 1
-        assert second.stderr.count("\n") == 1, second.stderr
-        assert str(first.state) in second.stderr and f"dupe-scanner run (pid {first.process.pid})" in second.stderr
-        assert first.alive()
+def test_a_second_service_on_the_same_state_refuses_in_one_line_naming_the_first(service):
+    service.start()
+    second = run_cli("run", config=service.config, timeout=30)
+    assert second.returncode == 1
+    assert second.stderr.count("\n") == 1, second.stderr
+    assert str(service.state) in second.stderr and f"dupe-scanner run (pid {service.process.pid})" in second.stderr
+    assert service.alive()
 
-        first.kill()
-        first.start()  # killed, it left no lock behind
+    service.kill()
+    service.start()  # killed, it left no lock behind
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_all_ended(pids: list[int]) -> None:
+    try:
+        wait_for(lambda: not [pid for pid in pids if running(pid)], timeout=15, what=f"processes {pids} to end")
     finally:
-        first.close()
+        kill_all(pids)  # never leave them behind, even when the test fails
+
+
+def analysis_processes(pid: int) -> list[int]:
+    """Every process below ``pid`` once an analysis worker (a child of the fork server) is there."""
+
+    def with_a_worker() -> list[int]:
+        below = descendants(pid)
+        return below if set(below) - set(children(pid)) else []
+
+    return wait_for(with_a_worker, timeout=60, what="an analysis worker")
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except OSError:
+        return []
+
+
+@pytest.mark.timeout(120)
+def test_analysis_workers_end_when_the_service_is_killed(service):
+    service.start()
+    wait_for(lambda: read_groups(service.reports), timeout=60, what="the first reports")
+    below = analysis_processes(service.process.pid)
+    service.process.kill()  # the main process only, as outside systemd
+    service.process.wait(10)
+    wait_all_ended(below)
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_of_a_one_shot_index_ends_it_and_its_workers(tmp_path):
+    for seed in range(30):
+        save_image(smooth_image(100 + seed, (1600, 1200)), tmp_path / "photos" / f"{seed}.jpg", quality=90)
+    config = service_on(tmp_path).config
+    command = [sys.executable, "-m", "daemon", "index", "--dir", str(tmp_path / "photos"), "--config", str(config)]
+    index = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        below = analysis_processes(index.pid)
+        index.send_signal(signal.SIGTERM)
+        _, errors = index.communicate(timeout=30)
+        assert index.returncode == 130
+        assert errors.strip().splitlines() == ["dupe-scanner: interrupted; pending work is kept and resumes next time"]
+        wait_all_ended(below)
+        pending = query(tmp_path / "state" / "state.db", "select count(*) from files where state = 'pending'")[0][0]
+        assert pending > 0, "the index finished before SIGTERM: give it more images"
+    finally:
+        if index.poll() is None:
+            index.kill()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,6 +35,7 @@ from daemon.backends.base import Health, ImageInfo, ScoredPair
 from daemon.backends.keypoint_store import KeypointStore
 from daemon.errors import BackendUnavailable
 from daemon.store.schema import contents, features
+from daemon.workers import end_with
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,9 @@ class EmbeddedBackend:
                 raise BackendUnavailable("the embedded backend is closed")
             if self._pool is None:
                 context = multiprocessing.get_context("forkserver")
-                self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=context, initializer=end_with, initargs=(os.getpid(),)
+                )
             return self._pool
 
     def _submit(self, fn, *args) -> Future:
