@@ -13,15 +13,13 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from daemon.backends.base import Backend
-from daemon.errors import StateError
 from daemon.indexer import Indexer
 from daemon.settings import Settings
 from daemon.store import contents as content_store
 from daemon.store import files as file_store
-from daemon.store.database import describe_state_error, open_state, read_transaction, write_transaction
+from daemon.store.database import open_state, read_transaction, state_errors, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +111,13 @@ def components(settings: Settings, clock: Callable[[], float] = time.time) -> It
     engine = open_state(settings.paths.state)
     backend = None
     try:
-        adopt_backend(engine, settings)
-        backend = build_backend(settings, engine)
-        refresh_outdated(engine, backend)
-        yield Components(settings, engine, backend, Indexer(engine, backend, settings.index, clock=clock))
-    except DBAPIError as error:
         # A full disk or a lock held too long, mid-way: every unit of work is its own
         # transaction, so what was done is kept and the rest is done by the next run.
-        raise StateError(describe_state_error(settings.paths.state, error)) from None
+        with state_errors(settings.paths.state):
+            adopt_backend(engine, settings)
+            backend = build_backend(settings, engine)
+            refresh_outdated(engine, backend)
+            yield Components(settings, engine, backend, Indexer(engine, backend, settings.index, clock=clock))
     finally:
         if backend is not None:
             backend.close()

@@ -174,3 +174,29 @@ def test_sigterm_of_a_one_shot_index_ends_it_and_its_workers(tmp_path):
     finally:
         if index.poll() is None:
             index.kill()
+
+
+def lock_lines(log: str) -> list[str]:
+    """The lines about the lock: ours, or SQLite's own words in a traceback."""
+    return [line for line in log.splitlines() if "locked by another process" in line or "database is locked" in line]
+
+
+@pytest.mark.timeout(180)
+def test_a_state_locked_by_another_program_is_one_line_in_the_log_and_nothing_is_lost(service, tmp_path):
+    service.start()
+    wait_for(lambda: read_groups(service.reports), timeout=60, what="the first reports")
+    locker = sqlite3.connect(service.state, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        locker.execute("UPDATE meta SET value = value")
+        added = save_image(smooth_image(77), tmp_path / "photos" / "added.png")
+        wait_for(lambda: lock_lines(service.log()), timeout=90, interval=0.5,
+                 what="the service to give up waiting for the lock")
+    finally:
+        locker.rollback()
+        locker.close()
+    indexed = "select count(*) from files where path = ? and state = 'indexed'"
+    wait_for(lambda: query(service.state, indexed, str(added))[0][0] == 1, timeout=90, what="the added file indexed")
+    assert "Traceback" not in service.log()
+    locked = lock_lines(service.log())
+    assert all("locked by another process" in line and str(service.state) in line for line in locked), locked

@@ -42,7 +42,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
-from daemon.errors import BackendLimitReached, DupeScannerError
+from daemon.errors import BackendLimitReached, DupeScannerError, StateError
 from daemon.indexer import Indexer, Outcome
 from daemon.reconcile import reconcile
 from daemon.scanning import run_scan
@@ -71,6 +71,7 @@ HINT_BATCH = 5000
 MAX_SCAN_DELAY_FACTOR = 6  # a burst that never settles still gets a scan every debounce × this (≥ 60 s)
 LIMIT_PAUSE_SECONDS = 600.0  # the backend refused more documents: try again after this
 IDLE_QUEUE_CHECK_SECONDS = 30.0
+STATE_PAUSE_SECONDS = 5.0  # the state database failed (locked, full): indexing waits this long
 SETTLE_GRACE_SECONDS = 1.0
 
 SCAN_INPUTS_KEY = "service_scan_inputs"
@@ -215,8 +216,9 @@ class QueueWorker:
             self.last_beat = time.monotonic()
             try:
                 timeout = self._fill()
-            except Exception:
-                log.exception("the queue worker could not read the queue; trying again shortly")
+            except Exception as error:
+                log.error("the queue worker could not read the queue: %s; trying again shortly", error,
+                          exc_info=_is_bug(error))
                 timeout = 5.0
             self._wake.wait(timeout)
             self._wake.clear()
@@ -256,6 +258,10 @@ class QueueWorker:
             with write_transaction(self.engine) as connection:
                 file_store.note_waiting(connection, [job.id], f"not indexed: {error}")
             return
+        except StateError as error:  # not the file's fault: it stays pending for when the state answers
+            self._paused_until = self._clock() + STATE_PAUSE_SECONDS
+            log.error("indexing %s: %s", job.path, error)
+            return
         except Exception as error:  # a bug: keep the file, try again later, never spin
             log.exception("indexing %s failed unexpectedly", job.path)
             self._defer_after_bug(job, error)
@@ -275,8 +281,8 @@ class QueueWorker:
                 else:
                     delay = settings.retry_base_seconds * 2**job.attempts
                     file_store.retry_later(connection, job, reason, self._clock() + delay)
-        except Exception:
-            log.exception("cannot record the failure of %s", job.path)
+        except Exception as recording:
+            log.error("cannot record the failure of %s: %s", job.path, recording, exc_info=_is_bug(recording))
             self._paused_until = self._clock() + 30.0
 
     def stop(self, deadline: float) -> bool:
@@ -474,8 +480,9 @@ class Service:
                 settled = self.tracker.poll()
                 if settled:
                     self._settled(settled)
-            except Exception:
-                log.exception("handling file changes failed; the next reconcile walk repairs what was missed")
+            except Exception as error:
+                log.error("handling file changes failed: %s; the next reconcile walk repairs what was missed",
+                          error, exc_info=_is_bug(error))
                 self.reconciles.request(w.path for w in self.settings.watch)
 
     def _handle(self, batch: list) -> None:
@@ -707,6 +714,8 @@ class Service:
         counts: dict[str, int] = {}
         try:
             counts = self._counts(raise_errors=True)
+        except StateError as error:
+            problems.append(str(error))
         except Exception as error:
             problems.append(f"the state database does not answer: {error}")
         if problems != self._problems:
@@ -821,6 +830,12 @@ class Service:
         if self._scan_inputs() != self._last_scan_inputs:
             self.scans.request({"settings"})
         self._write_status(self._problems)
+
+
+def _is_bug(error: Exception) -> bool:
+    """Whether ``error`` deserves a traceback in the log: an expected error (the state
+    database locked or full, the backend down) says all in its one line."""
+    return not isinstance(error, DupeScannerError)
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

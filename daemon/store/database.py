@@ -96,9 +96,19 @@ def _install_hooks(engine: Engine) -> None:
 
 
 @contextmanager
+def state_errors(path: Path) -> Iterator[None]:
+    """The state database's errors (a lock held too long, a full disk) as ``StateError``:
+    one line that says what to do, for the command line and the service's log alike."""
+    try:
+        yield
+    except DBAPIError as error:
+        raise StateError(describe_state_error(path, error)) from None
+
+
+@contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One unit of work that writes: takes the write lock up front, commits on success."""
-    with engine.connect().execution_options(write=True) as connection:
+    with state_errors(Path(engine.url.database)), engine.connect().execution_options(write=True) as connection:
         with connection.begin():
             yield connection
 
@@ -106,7 +116,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent snapshot for reading (WAL readers never block the writer)."""
-    with engine.connect() as connection:
+    with state_errors(Path(engine.url.database)), engine.connect() as connection:
         with connection.begin():
             yield connection
 
