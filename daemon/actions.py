@@ -159,7 +159,7 @@ def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bo
             f"{visible(str(directory))}: {len(changes.new)} new, {len(changes.changed)} changed, "
             f"{len(changes.vanished)} gone; {len(jobs)} to index"
         )
-        with tqdm(total=len(jobs), unit="images", file=sys.stderr, disable=None) as bar:
+        with _bar(len(jobs), "images") as bar:
             summary = parts.indexer.run(jobs, on_done=lambda _job, _outcome: bar.update())
         _say(f"indexed: {summary.line()}")
         if summary.counts[Outcome.FAILED]:
@@ -178,14 +178,49 @@ def scan(settings: Settings, threshold: float, full: bool) -> int:
         health = parts.backend.health()
         if not health.reachable:
             raise BackendUnavailable(health.detail)
-        outcome = run_scan(
-            parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full, keep=settings.keep
-        )
+        with StageBars() as progress:
+            outcome = run_scan(
+                parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full,
+                keep=settings.keep, progress=progress,
+            )
     _say(f"Scanned {outcome.files} images at threshold {threshold}.")
     _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")
     for path in outcome.reports.files:
         _say(f"Report: {path}")
     return 0
+
+
+def _bar(total: int, unit: str, stage: str | None = None) -> tqdm:
+    """A progress bar with an estimate on stderr, only when stderr is a terminal: scripts
+    and the journal get no bar."""
+    return tqdm(total=total, unit=unit, desc=stage, file=sys.stderr, disable=None)
+
+
+class StageBars:
+    """A scan's progress (``scanning.ScanProgress``) as one bar per stage."""
+
+    def __init__(self) -> None:
+        self._stage: str | None = None
+        self._bar: tqdm | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage or self._bar is None:
+            self.close()
+            self._stage, self._bar = stage, _bar(total, "", stage)
+        if self._bar.total != total:
+            self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+
+    def __enter__(self) -> "StageBars":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
 
 
 def clear(settings: Settings, confirmed: bool) -> int:

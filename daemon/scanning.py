@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from sqlalchemy import Engine
 
@@ -35,6 +36,11 @@ GONE_RETENTION_SECONDS = 7 * 86400
 ORPHAN_GRACE_SECONDS = 120.0
 FLOOR_KEY = "pairs_floor"
 COMPARISON_KEY = "pairs_comparison"
+
+# Told how a scan goes: (stage, done, total), e.g. ("writing reports", 0, 1). Stages are
+# said as what is being done; a stage may report its own counts from inside (the pair
+# search: candidate pairs verified so far and in all) between its first and last call.
+ScanProgress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -124,18 +130,23 @@ def run_scan(
     clock: Callable[[], float] = time.time,
     keep: KeepSettings = KeepSettings(),
     thumbnail_cache: Path | None = None,
+    progress: ScanProgress | None = None,
 ) -> ScanOutcome:
     started = clock()
     with write_transaction(engine) as connection:
         scan_id = content_store.start_scan(connection, started, threshold, full)
     try:
-        collect_garbage(engine, backend, started)
-        compared = update_pairs(engine, backend, threshold, full)
-        groups, file_count = current_groups(engine, threshold, backend.compares_every_pair, keep)
-        reports = write_reports(
-            groups, reports_dir, report_settings, threshold,
-            thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
-        )
+        with _stage(progress, "forgetting deleted images"):
+            collect_garbage(engine, backend, started)
+        with _stage(progress, "comparing images"):
+            compared = update_pairs(engine, backend, threshold, full)
+        with _stage(progress, "forming groups"):
+            groups, file_count = current_groups(engine, threshold, backend.compares_every_pair, keep)
+        with _stage(progress, "writing reports"):
+            reports = write_reports(
+                groups, reports_dir, report_settings, threshold,
+                thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
+            )
     except Exception as error:
         with write_transaction(engine) as connection:
             content_store.finish_scan(connection, scan_id, clock(), 0, 0, error=str(error))
@@ -151,3 +162,12 @@ def run_scan(
         outcome.duplicate_files,
     )
     return outcome
+
+
+@contextmanager
+def _stage(progress: ScanProgress | None, name: str) -> Iterator[None]:
+    if progress is not None:
+        progress(name, 0, 1)
+    yield
+    if progress is not None:
+        progress(name, 1, 1)

@@ -218,3 +218,42 @@ def test_python_dash_m_and_the_console_script_are_the_same_program():
     installed = subprocess.run([str(console), "--help"], capture_output=True, text=True, timeout=60)
     assert installed.returncode == 0
     assert installed.stdout == result.stdout.replace("__main__.py", "dupe-scanner")
+
+
+def on_a_terminal(*arguments: str, config: Path) -> tuple[int, str]:
+    """Run the command with stderr on a pseudo-terminal 100 columns wide; its exit code and what the terminal showed."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    from tests.cli import REPO
+
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daemon", *arguments, "--config", str(config)],
+        cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the command ended: the terminal has no writer left
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(controller)
+    return process.wait(60), shown.decode(errors="replace")
+
+
+def test_scan_shows_each_stage_with_a_bar_on_a_terminal_and_nothing_in_a_pipe(indexed):
+    (root, photos, settings, expected), first, scanned = indexed
+    code, shown = on_a_terminal("scan", config=settings)
+    assert code == 0
+    for stage in ("forgetting deleted images", "comparing images", "forming groups", "writing reports"):
+        assert f"{stage}: 100%" in shown, shown
+    assert scanned.stderr == ""  # scripts and logs get no bar

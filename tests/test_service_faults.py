@@ -200,3 +200,12 @@ def test_a_state_locked_by_another_program_is_one_line_in_the_log_and_nothing_is
     assert "Traceback" not in service.log()
     locked = lock_lines(service.log())
     assert all("locked by another process" in line and str(service.state) in line for line in locked), locked
+
+
+@pytest.mark.timeout(120)
+def test_the_status_line_says_how_the_scan_goes(service):
+    service.start()
+    wait_for(lambda: read_groups(service.reports), timeout=60, what="the first reports")
+    said = [message["STATUS"] for message in service.notify.with_key("STATUS")]
+    for stage in ("forgetting deleted images", "comparing images", "forming groups", "writing reports"):
+        assert any(f"scan: {stage}: 0 of 1" in line for line in said), said

@@ -49,6 +49,7 @@ from daemon.scanning import run_scan
 from daemon.service.config_reload import ConfigReloader
 from daemon.service.notify import Notifier, drop_environment
 from daemon.service.processes import descendants, kill_all
+from daemon.service.scan_progress import ScanReport
 from daemon.service.stability import Settled, StabilityTracker
 from daemon.service.status import ServiceStatus, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
@@ -318,6 +319,7 @@ class Service:
         self._progress_at = time.monotonic()
         self._loop_beat = time.monotonic()
         self._problems: list[str] = []
+        self._scan_report: ScanReport | None = None  # while a scan runs
         self.tracker = StabilityTracker(settings.index.stable_seconds)
         self.watcher = Watcher(self._messages.put)
         interval = notifier.watchdog_interval
@@ -648,10 +650,14 @@ class Service:
         if not changed and inputs == self._last_scan_inputs and reports.exists():
             log.debug("scan (%s): nothing changed since the last one", ", ".join(sorted(reasons)))
             return
-        outcome = run_scan(
-            self.engine, self.backend, self.settings.scan.threshold, self.settings.paths.reports, self.settings.report,
-            clock=self.clock, keep=self.settings.keep,
-        )
+        self._scan_report = ScanReport(self.notifier.status)
+        try:
+            outcome = run_scan(
+                self.engine, self.backend, self.settings.scan.threshold, self.settings.paths.reports,
+                self.settings.report, clock=self.clock, keep=self.settings.keep, progress=self._scan_report,
+            )
+        finally:
+            self._scan_report = None
         if inputs != self._last_scan_inputs:
             with write_transaction(self.engine) as connection:
                 content_store.set_meta(connection, SCAN_INPUTS_KEY, inputs)
@@ -748,10 +754,11 @@ class Service:
     def _status_line(self, counts: dict) -> str:
         last = counts.get("_last_scan_at")
         when = datetime.fromtimestamp(last).strftime("%H:%M:%S") if last else "never"
+        scan_report = self._scan_report
         return (
             f"{len(self.settings.watch)} folders watched; queue {counts.get('pending', 0)} pending, "
             f"{len(self.tracker)} settling; {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed; "
-            f"last scan {when}"
+            f"last scan {when}" + (f"; {scan_report.line()}" if scan_report is not None else "")
         )
 
     def _write_status(self, problems: list[str], counts: dict | None = None) -> None:
