@@ -79,12 +79,12 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
     else:
         for batch in batches(changed):
             connection.execute(delete(pairs).where(or_(pairs.c.first.in_(batch), pairs.c.second.in_(batch))))
-    known = set(connection.execute(select(contents.c.hash)).scalars())
-    rows = {
-        (pair.first, pair.second): pair.score
-        for pair in found
-        if pair.first != pair.second and pair.first in known and pair.second in known
-    }
+    rows = {(pair.first, pair.second): pair.score for pair in found if pair.first != pair.second}
+    # Only pairs between contents still known (one may have gone during the scan); the
+    # contents the pairs name are looked up, not the whole library.
+    named = {key for pair in rows for key in pair}
+    known = {key for batch in batches(named) for key in connection.execute(select(contents.c.hash).where(contents.c.hash.in_(batch))).scalars()}
+    rows = {pair: score for pair, score in rows.items() if pair[0] in known and pair[1] in known}
     if rows:
         statement = sqlite_insert(pairs).on_conflict_do_update(
             index_elements=[pairs.c.first, pairs.c.second], set_={"score": sqlite_insert(pairs).excluded.score}
