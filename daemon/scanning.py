@@ -71,7 +71,7 @@ def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
     return len(orphans)
 
 
-def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool) -> int | None:
+def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool, progress: ScanProgress | None = None) -> int | None:
     """Ask the backend for the pairs it has not been asked about yet; None means a full comparison."""
     floor = min(PAIR_FLOOR, threshold)
     with read_transaction(engine) as connection:
@@ -85,7 +85,7 @@ def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool)
     if changed_or_all is not None and not changed_or_all:
         return 0
     backend.commit()
-    found = list(backend.find_pairs(changed_or_all, floor))
+    found = list(backend.find_pairs(changed_or_all, floor, progress))
     with write_transaction(engine) as connection:
         content_store.replace_pairs(connection, found, changed_or_all)
         content_store.mark_scanned(connection, changed)
@@ -139,7 +139,7 @@ def run_scan(
         with _stage(progress, "forgetting deleted images"):
             collect_garbage(engine, backend, started)
         with _stage(progress, "comparing images"):
-            compared = update_pairs(engine, backend, threshold, full)
+            compared = update_pairs(engine, backend, threshold, full, progress)
         with _stage(progress, "forming groups"):
             groups, file_count = current_groups(engine, threshold, backend.compares_every_pair, keep)
         with _stage(progress, "writing reports"):

@@ -270,3 +270,13 @@ def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pict
     (tmp_path / "state.db.keypoints.npz").write_bytes(b"damaged")
     assert scan(keys, "f" * 64) == {("f" * 64, keys[5])}
     assert len(loaded) == 1 + len(keys)  # built again from every picture
+
+
+def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_path):
+    paths = variants(photo(7), tmp_path, "theta")[:4]
+    index_all(backend, paths)
+    told: list[tuple[str, int, int]] = []
+    pairs = list(backend.find_pairs(None, 0.6, lambda step, done, total: told.append((step, done, total))))
+    assert told and {step for step, _, _ in told} == {"verifying candidate pairs"}
+    assert [done for _, done, _ in told] == sorted(done for _, done, _ in told)
+    assert told[-1][1:] == (len(pairs), len(pairs))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterator, Protocol
+from typing import Callable, Collection, Iterator, Protocol
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,10 @@ class Backend(Protocol):
     def commit(self) -> None:
         """Make everything indexed so far visible to ``find_pairs``."""
 
-    def find_pairs(self, changed: Collection[str] | None, min_score: float) -> Iterator[ScoredPair]:
-        """Pairs scoring at least ``min_score``.
+    def find_pairs(
+        self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
+    ) -> Iterator[ScoredPair]:
+        """Pairs scoring at least ``min_score``; ``progress(step, done, total)`` is told how it goes.
 
         ``changed=None`` compares everything; otherwise only pairs in which at least one
         side is in ``changed`` are needed (an incremental scan). A backend that does not

@@ -20,7 +20,7 @@ import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Collection, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
 import numpy as np
 from sqlalchemy import Engine, bindparam, delete, exists, func, select
@@ -201,7 +201,9 @@ class EmbeddedBackend:
 
     # -- finding pairs ----------------------------------------------------------------------
 
-    def find_pairs(self, changed: Collection[str] | None, min_score: float) -> Iterator[ScoredPair]:
+    def find_pairs(
+        self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
+    ) -> Iterator[ScoredPair]:
         keys, hashes = self._load_hashes()
         if not keys:
             return
@@ -220,7 +222,7 @@ class EmbeddedBackend:
         del points, queries
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
-        yield from self._verify(candidates)
+        yield from self._verify(candidates, progress)
 
     def _load_hashes(self) -> tuple[list[str], np.ndarray]:
         query = select(features.c.hash, func.substr(features.c.data, 1, PREFIX_BYTES)).where(features.c.analyser == ANALYSER).order_by(features.c.hash)
@@ -254,17 +256,27 @@ class EmbeddedBackend:
                 mirrored.append(decoded.mirror_descriptors)
         return descriptors, mirrored
 
-    def _verify(self, candidates: list[tuple[str, str, int | None]]) -> Iterator[ScoredPair]:
+    def _verify(self, candidates: list[tuple[str, str, int | None]], progress: Callable[[str, int, int], None] | None = None) -> Iterator[ScoredPair]:
         pending: list[Future] = []
+        verified = 0
+
+        def collected(future: Future) -> Iterator[ScoredPair]:
+            nonlocal verified
+            for pair in self._collect(future):
+                verified += 1
+                yield pair
+            if progress is not None:
+                progress("verifying candidate pairs", verified, len(candidates))
+
         for start in range(0, len(candidates), BATCH_PAIRS):
             batch = candidates[start : start + BATCH_PAIRS]
             blobs = self._load_blobs({key for pair in batch for key in pair[:2]})
             batch = [pair for pair in batch if pair[0] in blobs and pair[1] in blobs]
             pending.append(self._submit(score_batch, blobs, batch))
             if len(pending) >= 2 * self.workers:
-                yield from self._collect(pending.pop(0))
+                yield from collected(pending.pop(0))
         for future in pending:
-            yield from self._collect(future)
+            yield from collected(future)
 
     @staticmethod
     def _collect(future: Future) -> Iterator[ScoredPair]:

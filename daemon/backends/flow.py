@@ -229,16 +229,20 @@ class FlowBackend:
 
     # ----------------------------------------------------------------- searching
 
-    def find_pairs(self, changed: Collection[str] | None, min_score: float) -> Iterator[ScoredPair]:
+    def find_pairs(
+        self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
+    ) -> Iterator[ScoredPair]:
         size = self.document_count()
         approximate, smartfilter = search_options(size, self.mode)
-        ids: Iterable[str] = self.document_ids() if changed is None else sorted(set(changed))
+        ids = list(self.document_ids() if changed is None else sorted(set(changed)))
         seen: set[tuple[str, str]] = set()
 
         def duplicates_of(doc_id: str) -> list[tuple[str, float]]:
             return self._duplicates(doc_id, min_score, approximate, smartfilter, size)
 
-        for doc_id, found in _ordered_map(duplicates_of, ids, self._scan_workers):
+        for asked, (doc_id, found) in enumerate(_ordered_map(duplicates_of, ids, self._scan_workers), start=1):
+            if progress is not None:
+                progress("asking Flow for neighbours", asked, len(ids))
             for other, score in found:
                 pair = ScoredPair.of(doc_id, other, score)
                 key = (pair.first, pair.second)
