@@ -129,8 +129,7 @@ def state_only(settings: Settings) -> Iterator[Engine]:
     """Just the state, for commands that need no backend (decisions, apply, undo)."""
     engine = open_state(settings.paths.state)
     try:
-        yield engine
-    except DBAPIError as error:
-        raise StateError(describe_state_error(settings.paths.state, error)) from None
+        with state_errors(settings.paths.state):
+            yield engine
     finally:
         engine.dispose()
