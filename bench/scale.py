@@ -1,0 +1,217 @@
+"""Library scale: ``.venv/bin/python -m bench.scale`` (``bench/scale`` also installs what it needs).
+
+For each library size N (libraries of real pictures with 5 % planted copies, see
+bench/scale_library.py), in one run:
+
+- dupe-scanner through its real CLI at default settings: ``index`` of the library, the first
+  ``scan``, ``index`` of 100 added pictures (50 new, 50 copies; not timed) and ``scan``, then
+  ``scan`` once more with nothing new. Peak RSS of the CLI and all its workers, the state's size.
+- imagededup PHash (its default distance 10), end to end on the library: it keeps no state.
+- findimagedupes with a fingerprint database: the library, then the library with the 100
+  added pictures (only those are fingerprinted), then again with nothing new.
+
+Pair precision and recall are those of the first scan of the library: every two members of
+a reported group count as a reported pair, right when both show the same tile; recall is over
+the planted (tile, copy) pairs (bench/metrics.py ``evaluate``). Tiles of sky or plain colour
+are in the library but no pair with them is scored.
+
+``--simulate N[,N...]`` then runs the fingerprint-level simulation (bench/scale_simulate.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.__main__ import CACHE, PEER_PYTHON, REPO, _read_details, _skimage_data, measured
+from bench.metrics import evaluate, key
+from bench.scale_library import Pool
+
+SCALE_ROOT = CACHE / "scale"
+PHASH_DISTANCE = 10  # imagededup's own default for PHash
+TOOLS = ("dupe-scanner", "imagededup PHash", "findimagedupes")
+MB = 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,4000,16000", help="library sizes, ascending (default 1000,4000,16000)")
+    parser.add_argument("--max-seconds", type=float, default=3600, help="start no new library size past this many seconds (default 3600)")
+    parser.add_argument("--tools", default=",".join(TOOLS), help=f"which tools (default {','.join(TOOLS)})")
+    parser.add_argument("--reuse", action="store_true", help="print the last results of each size and tool instead of running them again")
+    parser.add_argument("--simulate", default="", help="also the fingerprint simulation at these sizes, e.g. 10000,100000,1000000")
+    parser.add_argument("--simulate-base", type=int, default=2000, help="real pictures indexed for the simulation (default 2000)")
+    parser.add_argument("--root", type=Path, default=SCALE_ROOT, help=f"where the pictures, runs and results live (default {SCALE_ROOT})")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    pool = Pool(args.root, _skimage_data(), log=lambda line: print(line, flush=True))
+    print(f"pool: {len(pool.tiles)} tiles of real photographs; libraries of up to {pool.capacity} pictures", flush=True)
+    rows = []
+    for size in [int(s) for s in args.sizes.split(",") if s]:
+        if size > pool.capacity:
+            print(f"N={size}: more than the {pool.capacity} distinct pictures the photographs give; stopping", flush=True)
+            break
+        if time.perf_counter() - started > args.max_seconds:
+            print(f"N={size}: not started, past --max-seconds", flush=True)
+            break
+        rows += run_size(pool, size, args.tools.split(","), args.root / "runs", args.reuse)
+        print_table(rows)  # after every size, so an interrupted run still shows what it reached
+    if args.simulate:
+        from bench.scale_simulate import simulate
+
+        simulate([int(s) for s in args.simulate.split(",")], pool, args.simulate_base, args.root / "simulation", started, args.max_seconds)
+    return 0
+
+
+def run_size(pool: Pool, size: int, tools: list[str], runs: Path, reuse: bool) -> list[dict]:
+    names = pool.sequence(size)
+    added = pool.added(names)
+    library = pool.link(names, runs.parent / "libraries" / f"library-{size}")
+    extra = pool.link(added, runs.parent / "libraries" / f"added-{size}")
+    labels = pool.scoring_labels(names)
+    rows = []
+    for tool in tools:
+        saved = runs / f"{tool.replace(' ', '-')}-{size}.json"
+        if reuse and saved.exists():
+            row = json.loads(saved.read_text())
+        else:
+            print(f"N={size}: {tool}", flush=True)
+            row = RUNNERS[tool](library, extra, runs / f"{tool.replace(' ', '-')}-{size}")
+            scored = {pair: 1.0 for pair in row.pop("pairs")}
+            result = evaluate(labels, scored, 0.5, None)
+            row.update(tool=tool, size=size, precision=result.precision, recall=result.recall, tp=result.tp, fp=result.fp, positives=result.positives)
+            # Kept for looking into: which pairs were wrong, which copies were missed.
+            row.update(false_positives=[(a, b, pool.labels[a]["family"], pool.labels[b]["family"]) for a, b, _ in result.false_positives], misses=result.misses)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            saved.write_text(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+# -- dupe-scanner -----------------------------------------------------------------------------------
+
+
+def run_dupe_scanner(library: Path, extra: Path, workdir: Path) -> dict:
+    fresh(workdir)
+    config = workdir / "settings.toml"
+    config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
+    cli = [sys.executable, "-m", "daemon", "--config", str(config)]
+    index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(library)], cwd=workdir)
+    cpu_before = children_cpu_seconds()
+    scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)
+    scan_cpu = children_cpu_seconds() - cpu_before
+    pairs = list(_read_details(library, workdir))
+    measured([*cli, "index", "--dir", str(extra)], cwd=workdir)  # not timed: the added pictures' analysis
+    added_seconds, added_peak, _ = measured([*cli, "scan"], cwd=workdir)
+    unchanged_seconds, unchanged_peak, _ = measured([*cli, "scan"], cwd=workdir)
+    return {
+        "index_s": index_seconds,
+        "scan_s": scan_seconds,
+        "scan_cpu_s": scan_cpu,
+        "added_s": added_seconds,
+        "unchanged_s": unchanged_seconds,
+        "index_peak": index_peak,
+        "scan_peak": max(scan_peak, added_peak, unchanged_peak),
+        "state_bytes": folder_bytes(workdir / "state"),
+        "pairs": pairs,
+    }
+
+
+# -- peers ------------------------------------------------------------------------------------------
+
+
+def run_imagededup(library: Path, extra: Path, workdir: Path) -> dict:
+    """PHash end to end (encoding and search, one worker per core); it keeps no state to rescan from."""
+    if not PEER_PYTHON.exists():
+        raise SystemExit(f"the imagededup environment is missing ({PEER_PYTHON}): run bench/scale")
+    fresh(workdir)
+    output = workdir / "pairs.json"
+    cpu_before = children_cpu_seconds()
+    seconds, peak, _ = measured([str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(library), str(output), str(PHASH_DISTANCE), "PHash"])
+    found = json.loads(output.read_text())["PHash"]
+    return {"scan_s": seconds, "scan_cpu_s": children_cpu_seconds() - cpu_before, "scan_peak": peak, "pairs": [key(a, b) for a, b, _ in found["pairs"]]}
+
+
+def run_findimagedupes(library: Path, extra: Path, workdir: Path) -> dict:
+    """findimagedupes at its default threshold, its fingerprints kept in a database between runs."""
+    fresh(workdir)
+    database = workdir / "fingerprints.db"
+    command = ["findimagedupes", "--quiet", "--fingerprints", str(database), "--recurse"]
+    cpu_before = children_cpu_seconds()
+    scan_seconds, scan_peak, first = measured([*command, str(library)])
+    scan_cpu = children_cpu_seconds() - cpu_before
+    added_seconds, added_peak, _ = measured([*command, str(library), str(extra)])
+    unchanged_seconds, unchanged_peak, _ = measured([*command, str(library), str(extra)])
+    return {
+        "scan_s": scan_seconds,
+        "scan_cpu_s": scan_cpu,
+        "added_s": added_seconds,
+        "unchanged_s": unchanged_seconds,
+        "scan_peak": max(scan_peak, added_peak, unchanged_peak),
+        "state_bytes": database.stat().st_size,
+        "pairs": group_pairs(first.stdout),
+    }
+
+
+def group_pairs(output: str) -> list[tuple[str, str]]:
+    """findimagedupes prints one group a line, its files separated by spaces (ours have none in their names)."""
+    pairs = []
+    for line in output.splitlines():
+        members = sorted(Path(path).name for path in line.split())
+        pairs += [key(a, b) for i, a in enumerate(members) for b in members[i + 1 :]]
+    return pairs
+
+
+RUNNERS = {"dupe-scanner": run_dupe_scanner, "imagededup PHash": run_imagededup, "findimagedupes": run_findimagedupes}
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def fresh(folder: Path) -> None:
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def children_cpu_seconds() -> float:
+    """CPU seconds of every finished child so far (workers included: their parent waited for them).
+
+    The machine is shared, so wall time moves with the others' load; CPU time much less.
+    """
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def print_table(rows: list[dict]) -> None:
+    seconds = lambda row, column: f"{row[column]:.1f}" if column in row else "-"  # noqa: E731
+    mb = lambda row, column: f"{row[column] / MB:.0f}" if column in row else "-"  # noqa: E731
+    print()
+    print("Library scale (seconds wall time on this machine; MB: peak RSS of the tool and all its children)")
+    header = f"{'N':>7s} {'tool':16s} {'index s':>8s} {'1st scan s':>10s} {'CPU s':>7s} {'+100 scan s':>11s} {'no-change s':>11s} {'index MB':>8s} {'scan MB':>7s} {'state MB':>8s} {'precision':>9s} {'recall':>6s} {'pairs':>9s}"
+    print(header)
+    for row in rows:
+        pairs = f"{row['tp']}+{row['fp']}/{row['positives']}"
+        state = f"{row['state_bytes'] / MB:.1f}" if "state_bytes" in row else "-"
+        print(
+            f"{row['size']:7d} {row['tool']:16s} {seconds(row, 'index_s'):>8s} {seconds(row, 'scan_s'):>10s} {seconds(row, 'scan_cpu_s'):>7s} {seconds(row, 'added_s'):>11s} "
+            f"{seconds(row, 'unchanged_s'):>11s} {mb(row, 'index_peak'):>8s} {mb(row, 'scan_peak'):>7s} {state:>8s} {row['precision']:9.3f} {row['recall']:6.3f} {pairs:>9s}"
+        )
+    print("(CPU s: CPU seconds of the first scan, all processes; the machine is shared, so wall seconds vary with others' load)")
+    print("(pairs: right + wrong reported pairs / planted pairs. imagededup: one run end to end, no state; findimagedupes: one command fingerprints and compares)")
+    print(flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
