@@ -18,6 +18,7 @@ Labels: every picture's family is the tile it shows; (tile, copy) pairs are the 
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
 import random
@@ -115,8 +116,18 @@ class Pool:
         self.tiles = tile_order(all_seeds(skimage_dir))
         self.library_tiles = self.tiles[: len(self.tiles) - RESERVED_TILES]
         self.reserved_tiles = self.tiles[len(self.tiles) - RESERVED_TILES :]
+        self._check_same_tiles()
         self.labels = self._read_labels()
         self.flat: set[str] = {entry["family"] for entry in self.labels.values() if entry.get("flat")}
+
+    def _check_same_tiles(self) -> None:
+        """The pool grows by the tile order it began with: other photographs would give other tiles."""
+        order = hashlib.sha256("\n".join(tile.key for tile in self.tiles).encode()).hexdigest()
+        mark = self.folder / "tile-order.sha256"
+        if not mark.exists():
+            mark.write_text(order)
+        elif mark.read_text() != order:
+            raise SystemExit(f"the photographs differ from those {self.folder} was built from (another package set?): remove it or use another --root")
 
     @property
     def capacity(self) -> int:
