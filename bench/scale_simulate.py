@@ -385,7 +385,8 @@ def score(folder: Path) -> dict:
     planted = {tuple(sorted(pair)) for pair in json.loads((folder / "planted.json").read_text())}
     with sqlite3.connect(folder / "state" / "state.db") as connection:
         found = {tuple(sorted(row)) for row in connection.execute("SELECT first, second FROM pairs WHERE score >= 0.6")}
-    synthetic_found = {pair for pair in found if any(re.fullmatch(r"[0-9a-f]{64}", k) for k in pair)}
+        synthetic = {row[0] for row in connection.execute("SELECT content_hash FROM files WHERE path LIKE '/synthetic/%'")}
+    synthetic_found = {pair for pair in found if pair[0] in synthetic or pair[1] in synthetic}
     return {"pairs_found": len(found), "planted": len(planted), "recall": len(planted & found) / len(planted) if planted else 1.0, "planted_found": len(planted & found), "reported_not_planted": len(synthetic_found - planted)}
 
 
