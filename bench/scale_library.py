@@ -217,13 +217,13 @@ class Pool:
     def added(self, library: list[str]) -> list[str]:
         """The 100 pictures added to a scanned library: 50 reserved tiles and 50 copies of its pictures."""
         tag = f"added-{len(library)}"
-        names = [name for name, entry in self.labels.items() if entry.get("added") == tag]
-        if names:
-            return sorted(names)
-        self.log(f"pool: writing the 100 pictures added to the library of {len(library)}")
         tiles = [(f"x{i:04d}.jpg", None, tile) for i, tile in enumerate(self.reserved_tiles[:ADDED_DISTINCT])]
-        distinct = self._write_tiles([job for job in tiles if not (self.pictures / job[0]).exists()])
-        self._append(distinct)
+        copies = [name for name, entry in self.labels.items() if entry.get("added") == tag]
+        if copies:
+            return sorted([job[0] for job in tiles] + copies)
+        self.log(f"pool: writing the 100 pictures added to the library of {len(library)}")
+        # The 50 new tiles are the same for every library: none of them is in any library.
+        self._append(self._write_tiles([job for job in tiles if job[0] not in self.labels]))
         rng = random.Random(f"{POOL_VERSION}-{tag}")
         originals = [self.labels[name] for name in library if self.labels[name]["role"] == "original" and not self.labels[name]["flat"]]
         copies = [self.copy_of(source, None, f"{tag}-{i:02d}", rng) for i, source in enumerate(rng.sample(originals, ADDED_DISTINCT))]
