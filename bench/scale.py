@@ -26,10 +26,13 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-from bench.__main__ import CACHE, PEER_PYTHON, REPO, _read_details, _skimage_data, measured
+import psutil
+
+from bench.__main__ import CACHE, PEER_PYTHON, REPO, _read_details, _rss, _skimage_data
 from bench.metrics import evaluate, key
 from bench.scale_library import Pool
 
@@ -179,6 +182,37 @@ def fresh(folder: Path) -> None:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+
+
+def measured(command: list[str], **options) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run ``command``; its wall time and the peak RSS of it and all its children (polled every 0.2 s).
+
+    As bench/__main__.py's ``measured``, but the output goes to files, not pipes: a scan of a
+    large library logs more than a pipe holds, and would wait forever for it to be read.
+    """
+    with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True, **options)
+        peak = peak_rss_until_done(process)
+        seconds = time.perf_counter() - start
+        stdout.seek(0)
+        stderr.seek(0)
+        done = subprocess.CompletedProcess(command, process.returncode, stdout.read(), stderr.read())
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds, peak, done
+
+
+def peak_rss_until_done(process: subprocess.Popen) -> int:
+    watched = psutil.Process(process.pid)
+    peak = 0
+    while process.poll() is None:
+        try:
+            peak = max(peak, sum(_rss(p) for p in [watched, *watched.children(recursive=True)]))
+        except psutil.Error:
+            pass
+        time.sleep(0.2)
+    return peak
 
 
 def children_cpu_seconds() -> float:

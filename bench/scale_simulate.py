@@ -59,7 +59,7 @@ def simulate(sizes: list[int], pool, base_count: int, root: Path, started: float
 
 def index_base(pool, count: int, folder: Path) -> Path:
     """``folder`` with a state of ``count`` real pictures indexed by the real CLI (once)."""
-    from bench.__main__ import measured
+    from bench.scale import measured
 
     done = folder / ".complete"
     if done.exists():
@@ -350,7 +350,7 @@ def insert(folder: Path, real: Real, numbers: range, tag: str, added_below: int 
 
 
 def timed_scan(folder: Path) -> dict:
-    from bench.__main__ import measured
+    from bench.scale import measured
 
     seconds, peak, done = measured(cli(folder) + ["--log-level", "debug", "scan"], cwd=folder)
     found = re.search(r"(\d+) candidate pairs", done.stderr)
@@ -359,9 +359,11 @@ def timed_scan(folder: Path) -> dict:
 
 def report_timing(folder: Path) -> dict:
     """Grouping and report writing of the scanned state, timed through the real functions (own process)."""
-    from bench.__main__ import measured
+    from bench.scale import measured
 
-    _, _, done = measured([sys.executable, "-m", "bench.scale_simulate", "report-timing", str(folder)])
+    from bench.__main__ import REPO
+
+    _, _, done = measured([sys.executable, "-m", "bench.scale_simulate", "report-timing", str(folder)], cwd=REPO)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
