@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from bench.dataset import Seed, _pixels, find_seeds, variations
+from bench.dataset import Seed, find_seeds, variations
 
 POOL_VERSION = "pool-v1"
 COPY_EVERY = 20  # one planted copy in 20 pictures: 5 %, spread over every kind of change
