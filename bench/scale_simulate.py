@@ -60,10 +60,11 @@ def simulate(sizes: list[int], pool, base_count: int, root: Path, started: float
 def index_base(pool, count: int, folder: Path) -> Path:
     """``folder`` with a state of ``count`` real pictures indexed by the real CLI (once)."""
     from bench.scale import measured
+    from daemon.analysis.features import ANALYSER
 
     done = folder / ".complete"
-    if done.exists():
-        return folder
+    if done.exists() and done.read_text().split()[-1] == ANALYSER:
+        return folder  # indexed by this analyser: an older one's fingerprints would be ignored by the scan
     names = pool.sequence(count)
     pictures = pool.link(names, folder.parent / f"base-pictures-{count}")
     if folder.exists():
@@ -74,7 +75,7 @@ def index_base(pool, count: int, folder: Path) -> Path:
     seconds, _, _ = measured(cli(folder) + ["index", "--dir", str(pictures)], cwd=folder)
     families = {str(pictures / name): pool.labels[name]["family"] for name in names}
     (folder / "families.json").write_text(json.dumps(families))
-    done.write_text(f"{seconds:.1f}")
+    done.write_text(f"{seconds:.1f} {ANALYSER}")
     return folder
 
 
@@ -86,12 +87,15 @@ def cli(folder: Path) -> list[str]:
 
 
 def run_simulated(base: Path, size: int, folder: Path) -> dict:
+    from daemon.analysis.features import ANALYSER
+
     results_path = folder / "results.json"
+    synthesised = folder / ".synthesised"
+    if not (synthesised.exists() and synthesised.read_text().split()[-1] == ANALYSER):
+        synthesise(base, size, folder)  # none yet, or made from another analyser's fingerprints
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "added_scan_s" in results:
         return results
-    if not (folder / ".synthesised").exists():
-        synthesise(base, size, folder)
     save = lambda: results_path.write_text(json.dumps(results))  # noqa: E731
     if "scan_s" not in results:
         results.update(size=size, **timed_scan(folder))
@@ -112,6 +116,8 @@ def run_simulated(base: Path, size: int, folder: Path) -> dict:
 
 def synthesise(base: Path, size: int, folder: Path) -> None:
     """A copy of the base state, filled up to ``size`` contents with synthetic ones."""
+    from daemon.analysis.features import ANALYSER
+
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "state").mkdir(parents=True)
@@ -125,7 +131,7 @@ def synthesise(base: Path, size: int, folder: Path) -> None:
     started = time.perf_counter()
     planted = insert(folder, real, range(count), tag="s")
     (folder / "planted.json").write_text(json.dumps(planted))
-    (folder / ".synthesised").write_text(f"{time.perf_counter() - started:.1f}")
+    (folder / ".synthesised").write_text(f"{time.perf_counter() - started:.1f} {ANALYSER}")
 
 
 def add_contents(folder: Path, size: int, count: int) -> None:
