@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
 from daemon.imaging import drawn_in_alpha_only, flattened
 
-SET_VERSION = "set-v6"  # 6: translucent wallpapers shown as dupe-scanner shows them, and their PNGs
+SET_VERSION = "set-v7"  # 7: a wallpaper also shipped in portrait sizes (sway) is one seed; 6: translucent wallpapers as shown
 ORIGINAL_WINDOW = 0.86  # share of each side of the seed kept for the original
 WORK_SIDE = 1600  # originals are at most this long (the speed test uses 12 MP photos separately)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -90,7 +90,7 @@ def _family(path: Path) -> str:
         return "plasma-" + parts[parts.index("contents") - 1]
     if "desktop-base" in parts:  # one theme folder, many renderings of one design
         return "desktop-base-" + parts[parts.index("desktop-base") + 1]
-    stem = re.sub(r"([-_](l|d|dark|light|day|night|morning|\d+x\d+))+$", "", path.stem.lower())
+    stem = re.sub(r"([-_](l|d|dark|light|day|night|morning|portrait|landscape|\d+x\d+))+$", "", path.stem.lower())
     stem = re.sub(r"^(ubuntu-mate-)(cold|dark|radioactive|warm)", r"\1", stem)  # one design, recoloured
     stem = re.sub(r"^mate-", "", stem)
     return f"{path.parent.name}-{stem}"
