@@ -8,6 +8,11 @@
   nearest points of each descriptor); two images sharing ``MIN_VOTES`` close descriptors are
   proposed. Catches crops and
   overlaid text, which change the whole-frame hash too much.
+
+Each pair is asked from one side only: its newer picture's search, among the pictures that
+came before it (``age``). Every search keeps a bounded number of keypoint candidates, so
+which side asks matters; asking from the newer side gives the same candidates whether the
+whole library is scanned at once or each picture was scanned as it arrived.
 """
 
 from __future__ import annotations
@@ -29,7 +34,10 @@ COMMON = 256
 # ...except for the points it nearly equals: the copies of one picture hold the same point
 # almost exactly (a popular picture's copies outnumber COMMON), a flat patch merely resembles.
 NEAR = 6  # bits of 256
-MOST_PER_IMAGE = 32  # keypoint candidates kept per image, most votes first (hash neighbours not counted)
+# Keypoint candidates kept per image, most votes first (hash neighbours not counted). 40, not
+# the 32 of when both sides of a pair searched: asked from its newer side only, 40 places
+# cover the labelled tune split's positives as 32 did from both sides, with 2.5 % fewer candidates.
+MOST_PER_IMAGE = 40
 IVF_ABOVE = 50_000  # descriptors; fewer are searched exhaustively
 FIRST_LOOK = 32  # nearest points looked up first; a descriptor with that many close ones is looked up COMMON deep
 QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON points)
@@ -39,11 +47,16 @@ QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON
 Partition = Callable[[np.ndarray, int], np.ndarray]
 
 
-def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray) -> list[tuple[int, int, int]]:
-    """(query row, stored row, orientation) with ``orient(query, orientation)`` close to ``stored``."""
+def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+    """(query row, stored row, orientation) with ``orient(query, orientation)`` close to ``stored``,
+    and ``stored`` older than ``query`` where ``age`` is given."""
     index = MultiIndexHash(hashes[:, 0])
     matches = index.search(hashes[query_rows], HASH_RADIUS)
-    first, second, orientation, _ = best_pairs(query_rows[matches.query], matches.stored, matches.orientation, matches.distance)
+    query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
+    if age is not None:
+        older = age[stored] < age[query]
+        query, stored, orientation, distance = query[older], stored[older], orientation[older], distance[older]
+    first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
     return list(zip(first.tolist(), second.tolist(), orientation.tolist()))
 
 
@@ -83,6 +96,7 @@ def keypoint_candidates(
     queries: dict[int, list[np.ndarray]],
     proposed: dict[int, set[int]] | None = None,
     threads: int = 1,
+    age: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
 
@@ -91,6 +105,8 @@ def keypoint_candidates(
     ``proposed[row]``: rows already proposed with it (by the hash); they do not take up its
     ``MOST_PER_IMAGE`` places, which go to what only keypoints find: crops and overlays. A
     picture with many whole-frame copies would otherwise fill its places with them.
+    ``age[row]``: when given, a query row is paired only with older rows, and its places go
+    to them alone.
     """
     proposed = proposed or {}
     if not points.points or not queries:
@@ -105,7 +121,8 @@ def keypoint_candidates(
         starts = np.concatenate([[0], np.cumsum(sizes)])
         found = []
         for (row, _), start, end in zip(batch, starts[:-1], starts[1:]):
-            found.extend((row, image) for image in _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set())))
+            voted = _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set()), age)
+            found.extend((row, image) for image in voted)
         return found
 
     # Batches go to plain threads, each running faiss on one core: faiss releases the GIL,
@@ -146,9 +163,12 @@ def merge_nearest(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple
     return np.take_along_axis(distances, order, axis=1), np.take_along_axis(rows, order, axis=1)
 
 
-def _most_voted(row: int, distances: np.ndarray, rows: np.ndarray, image_count: int, already: set[int]) -> list[int]:
+def _most_voted(
+    row: int, distances: np.ndarray, rows: np.ndarray, image_count: int, already: set[int], age: np.ndarray | None = None
+) -> list[int]:
     """The images most of ``row``'s descriptors are close to (``rows``, ``distances``: the
-    images and distances of the nearest stored points of each descriptor, one line per descriptor)."""
+    images and distances of the nearest stored points of each descriptor, one line per
+    descriptor), among those older than ``row`` where ``age`` is given."""
     close = (distances < DESCRIPTOR_RADIUS) & (rows >= 0)
     distinctive = ~close[:, -1] if close.shape[1] >= COMMON else np.ones(len(close), dtype=bool)
     close &= distinctive[:, None] | (distances <= NEAR)
@@ -159,6 +179,8 @@ def _most_voted(row: int, distances: np.ndarray, rows: np.ndarray, image_count: 
     votes = np.unique(query_of * image_count + rows[close]) % image_count
     other, count = np.unique(votes, return_counts=True)
     keep = (count >= MIN_VOTES) & (other != row) & np.array([o not in already for o in other.tolist()], dtype=bool)
+    if age is not None:
+        keep &= age[other] < age[row]
     other, count = other[keep], count[keep]
     return other[np.argsort(-count, kind="stable")][:MOST_PER_IMAGE].tolist()
 
@@ -208,21 +230,25 @@ def propose(
     points: PointIndex | None = None,
     queries: dict[int, list[np.ndarray]] | None = None,
     threads: int = 1,
+    age: np.ndarray | None = None,
 ) -> list[tuple[str, str, int | None]]:
     """Candidate pairs (first key, second key, orientation hint or None) touching ``query_rows``.
 
     ``points``: the stored ORB descriptors of every row; ``queries[row]``: those of each query
-    row and of its mirror; ``threads``: how many cores the keypoint search may use.
+    row and of its mirror; ``threads``: how many cores the keypoint search may use;
+    ``age[row]``: the order in which the rows came (distinct values): each query row is then
+    paired only with older rows, so give every query row a younger age than the rows it
+    must meet. Without it, pairs are proposed from either side.
     """
     proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
     by_hash: dict[int, set[int]] = {}
-    for first, second, orientation in hash_candidates(hashes, query_rows):
+    for first, second, orientation in hash_candidates(hashes, query_rows, age):
         pair = (min(first, second), max(first, second))
         proposals.setdefault(pair, (keys[first], keys[second], orientation))
         by_hash.setdefault(first, set()).add(second)
         by_hash.setdefault(second, set()).add(first)
     if points is not None and queries:
-        for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads):
+        for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads, age):
             pair = (min(first, second), max(first, second))
             proposals.setdefault(pair, (keys[first], keys[second], None))
     return [proposals[pair] for pair in sorted(proposals)]

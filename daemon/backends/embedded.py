@@ -44,6 +44,23 @@ BATCH_PAIRS = 200  # candidate pairs verified per task sent to a worker
 SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
 
 
+def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None) -> np.ndarray:
+    """Each row's rank in the order the contents came: by analysis time, ties by row.
+
+    A pair is proposed from its newer content's search only (see daemon.analysis.candidates),
+    so a full scan and the incremental scans before it propose the same pairs. In an
+    incremental scan the changed rows come after every other whatever the clock said, so
+    that a clock set back never hides a new content from the library it joins.
+    """
+    later = np.zeros(len(analysed_at), dtype=np.int8)
+    if changed_rows is not None:
+        later[changed_rows] = 1
+    order = np.lexsort((np.arange(len(analysed_at)), analysed_at, later))
+    age = np.empty(len(analysed_at), dtype=np.int64)
+    age[order] = np.arange(len(analysed_at))
+    return age
+
+
 class EmbeddedBackend:
     kind = "embedded"
     compares_every_pair = False  # only the proposed candidates are verified
@@ -204,7 +221,7 @@ class EmbeddedBackend:
     def find_pairs(
         self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
     ) -> Iterator[ScoredPair]:
-        keys, hashes = self._load_hashes()
+        keys, hashes, analysed_at = self._load_hashes()
         if not keys:
             return
         if changed is None:
@@ -214,28 +231,38 @@ class EmbeddedBackend:
             query_rows = np.array([row for row, key in enumerate(keys) if key in wanted], dtype=np.int64)
             if not len(query_rows):
                 return
+        age = arrival_order(analysed_at, None if changed is None else query_rows)
         points = self.keypoints.points(keys, lambda some: self._load_descriptors(some)[0])
         query_keys = [keys[row] for row in query_rows]
         own, mirrored = self._load_descriptors(query_keys)
         queries = {int(row): [own[at], mirrored[at]] for at, row in enumerate(query_rows)}
-        candidates = propose(keys, hashes, query_rows, points, queries, threads=self.workers)
+        candidates = propose(keys, hashes, query_rows, points, queries, threads=self.workers, age=age)
         del points, queries
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify(candidates, progress)
 
-    def _load_hashes(self) -> tuple[list[str], np.ndarray]:
-        query = select(features.c.hash, func.substr(features.c.data, 1, PREFIX_BYTES)).where(features.c.analyser == ANALYSER).order_by(features.c.hash)
+    def _load_hashes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every analysed content's key, its hashes and when it was analysed (0 if the state
+        does not know it: features left by a crash, which no pair will name)."""
+        query = (
+            select(features.c.hash, func.substr(features.c.data, 1, PREFIX_BYTES), func.coalesce(contents.c.analysed_at, 0.0))
+            .select_from(features.outerjoin(contents, contents.c.hash == features.c.hash))
+            .where(features.c.analyser == ANALYSER)
+            .order_by(features.c.hash)
+        )
         keys: list[str] = []
         rows: list[np.ndarray] = []
+        times: list[float] = []
         with self.engine.connect() as connection:
-            for key, prefix in connection.execute(query):
+            for key, prefix, analysed_at in connection.execute(query):
                 try:
                     rows.append(decode_hashes(bytes(prefix)))
                 except ValueError:
                     continue  # a damaged row: treated as missing
                 keys.append(key)
-        return keys, (np.stack(rows) if rows else np.zeros((0, 8), np.uint64))
+                times.append(analysed_at)
+        return keys, (np.stack(rows) if rows else np.zeros((0, 8), np.uint64)), np.array(times, dtype=np.float64)
 
     def _load_descriptors(self, keys: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """ORB descriptors of these contents (and of their mirror), in the order of ``keys``."""

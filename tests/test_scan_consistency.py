@@ -1,0 +1,84 @@
+"""An incremental scan and a full scan of the same state find the same pairs.
+
+Each picture's keypoint search keeps a bounded number of candidates, so a pair found only
+because the older picture's search listed the newer one would be found by a full scan and
+missed by the incremental scans before it. Here the bound is lowered to two places so that
+a handful of crops of one photo reaches it, as a popular photo's copies do in a library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+import daemon.analysis.candidates as candidates
+from daemon.backends.embedded import EmbeddedBackend
+from daemon.scanning import update_pairs
+from daemon.store import contents as content_store
+from daemon.store.database import open_state, read_transaction, write_transaction
+from tests.photos import make_photo, save
+
+# Corners and edges of one photo, 60 to 75 % of each side: each overlaps the others and
+# lies inside the original, and their whole-frame hashes are too far apart to be proposed
+# by the hash alone.
+CROPS = [(0.0, 0.0, 0.75, 0.75), (0.25, 0.25, 1.0, 1.0), (0.3, 0.0, 1.0, 0.7), (0.0, 0.3, 0.7, 1.0), (0.2, 0.2, 0.8, 0.8), (0.1, 0.0, 0.85, 0.8)]
+
+
+@pytest.fixture
+def state(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    backend = EmbeddedBackend(engine, workers=2, max_image_pixels=50_000_000, keypoint_file=tmp_path / "state.db.keypoints.npz")
+    yield engine, backend
+    backend.close()
+    engine.dispose()
+
+
+def pictures(folder: Path) -> list[Path]:
+    photo = make_photo(41, size=(800, 600))
+    paths = [save(photo, folder / "photo.jpg", quality=92)]
+    for number, (left, top, right, bottom) in enumerate(CROPS):
+        box = (int(left * photo.width), int(top * photo.height), int(right * photo.width), int(bottom * photo.height))
+        paths.append(save(photo.crop(box), folder / f"crop-{number}.jpg", quality=90))
+    return paths
+
+
+def add(engine, backend, paths: list[Path], now: float) -> None:
+    for path in paths:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        info = backend.index(digest, path)
+        with write_transaction(engine) as connection:
+            content_store.record_content(connection, digest, info, now)
+
+
+def stored(engine) -> dict[tuple[str, str], float]:
+    with read_transaction(engine) as connection:
+        return {(pair.first, pair.second): round(pair.score, 6) for pair in content_store.stored_pairs(connection, 0.0)}
+
+
+def test_pictures_arriving_in_batches_and_scanned_each_time_end_with_the_pairs_of_a_full_scan(state, tmp_path, monkeypatch):
+    monkeypatch.setattr(candidates, "MOST_PER_IMAGE", 2)
+    engine, backend = state
+    paths = pictures(tmp_path / "photos")
+    for batch, now in ((paths[:3], 1000.0), (paths[3:5], 2000.0), (paths[5:], 3000.0)):
+        add(engine, backend, batch, now)
+        update_pairs(engine, backend, threshold=0.6, full=False)
+    incremental = stored(engine)
+
+    update_pairs(engine, backend, threshold=0.6, full=True)
+
+    assert stored(engine) == incremental
+    assert sum(score >= 0.6 for score in incremental.values()) >= 2  # duplicates were found, not only strangers
+
+
+def test_a_new_picture_is_compared_with_the_library_even_when_the_clock_went_back(state, tmp_path, monkeypatch):
+    engine, backend = state
+    photo, crop = pictures(tmp_path / "photos")[:2]
+    add(engine, backend, [photo], 5000.0)
+    update_pairs(engine, backend, threshold=0.6, full=False)
+
+    add(engine, backend, [crop], 1000.0)  # analysed "before" the photo: the clock was set back
+    update_pairs(engine, backend, threshold=0.6, full=False)
+
+    assert [score for score in stored(engine).values() if score >= 0.6]
