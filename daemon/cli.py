@@ -7,16 +7,14 @@ Exit codes: 0 success, 1 the work could not be done (backend down, unreadable st
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import sys
 from pathlib import Path
 
 from daemon.errors import DupeScannerError, SettingsError, UsageError
+from daemon.logs import ERROR, WARNING, configure_logging, prefixed, stderr_is_journal
 from daemon.settings import Settings, find_settings_file, load_settings
-
-log = logging.getLogger("dupe-scanner")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,23 +120,29 @@ def _score(text: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
+    journal = stderr_is_journal(os.environ)
     try:
         settings_path = find_settings_file(getattr(arguments, "config", None))
         settings = load_settings(settings_path)
-        configure_logging(_log_level(arguments, settings), arguments.verb)
+        configure_logging(_log_level(arguments, settings), arguments.verb, journal)
         if arguments.verb != "run":  # the service stops on SIGTERM its own way
             # As Ctrl-C: the way out closes the backend, which ends its worker processes.
             signal.signal(signal.SIGTERM, signal.default_int_handler)
         return dispatch(arguments, settings)
     except SettingsError as error:
-        print(f"dupe-scanner: {error}", file=sys.stderr)
+        _complain(f"dupe-scanner: {error}", journal)
         return error.exit_code
     except DupeScannerError as error:
-        print(f"dupe-scanner: error: {error}", file=sys.stderr)
+        _complain(f"dupe-scanner: error: {error}", journal)
         return error.exit_code
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM
-        print("dupe-scanner: interrupted; pending work is kept and resumes next time", file=sys.stderr)
+        _complain("dupe-scanner: interrupted; pending work is kept and resumes next time", journal, WARNING)
         return 130
+
+
+def _complain(line: str, journal: bool, priority: int = ERROR) -> None:
+    """The one line an expected error ends with; in the journal, at its priority."""
+    print(prefixed(priority, line) if journal else line, file=sys.stderr)
 
 
 def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -202,14 +206,6 @@ def _log_level(arguments: argparse.Namespace, settings: Settings) -> str:
     if arguments.verb == "run":
         return settings.log_level
     return settings.log_level if settings.log_level in ("warning", "error") else "warning"
-
-
-def configure_logging(level: str, verb: str) -> None:
-    # Under systemd the journal stamps each line itself; on a terminal the time helps.
-    form = "%(levelname)s %(name)s: %(message)s" if verb == "run" else "%(asctime)s %(levelname)s %(message)s"
-    logging.basicConfig(level=level.upper(), format=form, datefmt="%H:%M:%S", stream=sys.stderr, force=True)
-    for noisy in ("apscheduler", "urllib3", "watchdog", "PIL", "alembic", "faiss", "faiss.loader"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 if __name__ == "__main__":  # pragma: no cover
