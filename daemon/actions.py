@@ -36,19 +36,6 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "never"
 
 
-def check_config(settings: Settings) -> int:
-    source = settings.source or "built-in defaults (no settings file found)"
-    _say(f"{source}: OK")
-    _say(f"  backend: {settings.backend.kind}")
-    _say(f"  state: {settings.paths.state}")
-    _say(f"  reports: {settings.paths.reports}")
-    for watch in settings.watch:
-        note = "" if watch.path.is_dir() else "  (not a folder yet)"
-        _say(f"  watch: {watch.path}{' (recursive)' if watch.recursive else ''}{note}")
-    _say(f"  scan: threshold {settings.scan.threshold}, schedule {settings.scan.schedule.text}")
-    return 0
-
-
 def status(settings: Settings, failures: int, repair: bool) -> int:
     with components(settings) as parts:
         health = parts.backend.health()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from daemon.errors import DupeScannerError, SettingsError, UsageError
 from daemon.logs import ERROR, WARNING, configure_logging, prefixed, stderr_is_journal
+from daemon.samples import DESCRIPTIONS, SAMPLES, sample_text
 from daemon.settings import Settings, find_settings_file, load_settings
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find exact and near-duplicate images in your folders.",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     status = verbs.add_parser("status", parents=[common], help="show the backend, the state, the service and failures")
@@ -78,7 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     verbs.add_parser("check-config", parents=[common], help="validate the settings file and print every problem")
     verbs.add_parser("run", parents=[common], help="run the folder-watching service in the foreground (systemd)")
+    sample = verbs.add_parser(
+        "sample",
+        help="print a file an install needs: the sample settings or a systemd unit",
+        description="Prints one of the files shipped with the program, to redirect where it belongs: "
+        + "; ".join(f"{name}: {text}" for name, text in DESCRIPTIONS.items())
+        + ". The README's service section says where each goes.",
+    )
+    sample.add_argument("name", choices=tuple(SAMPLES), metavar="NAME", help=f"one of {', '.join(SAMPLES)}")
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dupe-scanner")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _add_decide(verbs, common: argparse.ArgumentParser) -> None:
@@ -121,6 +140,9 @@ def _score(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     journal = stderr_is_journal(os.environ)
+    if arguments.verb == "sample":  # needs no settings: it may be how they are made
+        sys.stdout.write(sample_text(arguments.name))
+        return 0
     try:
         settings_path = find_settings_file(getattr(arguments, "config", None))
         settings = load_settings(settings_path)
@@ -146,11 +168,14 @@ def _complain(line: str, journal: bool, priority: int = ERROR) -> None:
 
 
 def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
-    from daemon import actions  # here, so `--help` and `check-config` start fast
-
     verb = arguments.verb
-    if verb == "check-config":
-        return actions.check_config(settings)
+    if verb == "check-config":  # without the analysis stack (cv2, numpy, faiss, PIL)
+        from daemon.config_check import check_config
+
+        return check_config(settings)
+
+    from daemon import actions  # here, so that `--help` and `check-config` start fast
+
     if verb == "status":
         return actions.status(settings, failures=arguments.failures, repair=arguments.repair)
     if verb == "index":
