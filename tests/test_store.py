@@ -165,3 +165,33 @@ def test_a_decision_is_recorded_once_and_undone(tmp_path):
         assert decision_store.remove(connection, first.id)
         assert not decision_store.remove(connection, first.id)
         assert decision_store.count(connection) == 0
+
+
+def test_the_hashes_of_features_stored_before_the_upgrade_are_copied_and_kept_in_step(tmp_path):
+    from alembic import command
+    from sqlalchemy import delete, insert, select, update
+
+    from daemon.store.database import alembic_config
+    from daemon.store.schema import feature_hashes, features
+
+    engine = open_state(tmp_path / "state.db")
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), "0002")
+        connection.commit()
+    blob = b"DSF3" + bytes(range(64)) + b"the rest of the fingerprint" * 700
+    with write_transaction(engine) as connection:
+        connection.execute(insert(features).values(hash="old", analyser="embedded-a", data=blob))
+    upgrade(engine)
+
+    def copied(connection):
+        return {row.hash: (row.analyser, row.prefix) for row in connection.execute(select(feature_hashes))}
+
+    with write_transaction(engine) as connection:
+        assert copied(connection) == {"old": ("embedded-a", blob[:68])}
+        connection.execute(insert(features).values(hash="new", analyser="embedded-a", data=blob[::-1]))
+        connection.execute(update(features).where(features.c.hash == "old").values(analyser="embedded-b"))
+        assert copied(connection) == {"old": ("embedded-b", blob[:68]), "new": ("embedded-a", blob[::-1][:68])}
+        connection.execute(delete(features).where(features.c.hash == "old"))
+        assert set(copied(connection)) == {"new"}
+        connection.execute(delete(features))
+        assert copied(connection) == {}

@@ -19,6 +19,8 @@ ANALYSER = "embedded-dhv-5"  # 5: transparency drawn in the alpha channel alone 
 
 MAGIC = b"DSF3"
 PREFIX_BYTES = len(MAGIC) + 8 * 8  # magic + eight uint64 hashes
+# The state copies this prefix into ``feature_hashes`` by trigger (migration 0003, which
+# names the length): a new layout of it needs a new state revision too.
 
 
 @dataclass(frozen=True)

@@ -27,14 +27,14 @@ from sqlalchemy import Engine, bindparam, delete, exists, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.analysis.candidates import propose
-from daemon.analysis.features import ANALYSER, PREFIX_BYTES, decode, decode_hashes
+from daemon.analysis.features import ANALYSER, decode, decode_hashes
 from daemon.analysis.fingerprints import Analysis, analyse_file
 from daemon.analysis.pairing import score_batch
 from daemon.analysis.verify import VERIFIER
 from daemon.backends.base import Health, ImageInfo, ScoredPair
 from daemon.backends.keypoint_store import KeypointStore
 from daemon.errors import BackendUnavailable
-from daemon.store.schema import contents, features
+from daemon.store.schema import contents, feature_hashes, features
 from daemon.workers import end_with
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class EmbeddedBackend:
     def health(self) -> Health:
         try:
             with self.engine.connect() as connection:
-                current = connection.scalar(select(func.count()).select_from(features).where(features.c.analyser == ANALYSER))
-                stale = connection.scalar(select(func.count()).select_from(features).where(features.c.analyser != ANALYSER))
+                current = connection.scalar(select(func.count()).select_from(feature_hashes).where(feature_hashes.c.analyser == ANALYSER))
+                stale = connection.scalar(select(func.count()).select_from(feature_hashes).where(feature_hashes.c.analyser != ANALYSER))
         except Exception as error:  # health never raises
             return Health(False, f"embedded analyser {ANALYSER}: state database unusable ({error})")
         detail = f"embedded analyser {ANALYSER}, {current} contents analysed"
@@ -197,14 +197,14 @@ class EmbeddedBackend:
         """Contents the state knows that have no features of the current analyser: analysed
         by an older version, or whose features were lost (a crash between the state and
         the features, a damaged row). ``find_pairs`` cannot see them until indexed again."""
-        current = select(features.c.hash).where(features.c.hash == contents.c.hash, features.c.analyser == ANALYSER)
+        current = select(feature_hashes.c.hash).where(feature_hashes.c.hash == contents.c.hash, feature_hashes.c.analyser == ANALYSER)
         with self.engine.connect() as connection:
             return set(connection.scalars(select(contents.c.hash).where(~exists(current))))
 
     def stale_hashes(self) -> set[str]:
         """Contents whose stored features come from another analyser version: index them again."""
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(features.c.hash).where(features.c.analyser != ANALYSER)))
+            return set(connection.scalars(select(feature_hashes.c.hash).where(feature_hashes.c.analyser != ANALYSER)))
 
     def missing(self, content_hashes: Iterable[str]) -> set[str]:
         """Those of ``content_hashes`` with no features of the current analyser (never analysed, or stale)."""
@@ -212,7 +212,9 @@ class EmbeddedBackend:
         present: set[str] = set()
         with self.engine.connect() as connection:
             for start in range(0, len(keys), SQL_CHUNK):
-                query = select(features.c.hash).where(features.c.hash.in_(keys[start : start + SQL_CHUNK]), features.c.analyser == ANALYSER)
+                query = select(feature_hashes.c.hash).where(
+                    feature_hashes.c.hash.in_(keys[start : start + SQL_CHUNK]), feature_hashes.c.analyser == ANALYSER
+                )
                 present.update(connection.scalars(query))
         return set(keys) - present
 
@@ -245,11 +247,13 @@ class EmbeddedBackend:
     def _load_hashes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Every analysed content's key, its hashes and when it was analysed (0 if the state
         does not know it: features left by a crash, which no pair will name)."""
+        # From ``feature_hashes``, not ``features``: SQLite reads a whole 20 KB blob to take
+        # its first bytes, and this reads every content's.
         query = (
-            select(features.c.hash, func.substr(features.c.data, 1, PREFIX_BYTES), func.coalesce(contents.c.analysed_at, 0.0))
-            .select_from(features.outerjoin(contents, contents.c.hash == features.c.hash))
-            .where(features.c.analyser == ANALYSER)
-            .order_by(features.c.hash)
+            select(feature_hashes.c.hash, feature_hashes.c.prefix, func.coalesce(contents.c.analysed_at, 0.0))
+            .select_from(feature_hashes.outerjoin(contents, contents.c.hash == feature_hashes.c.hash))
+            .where(feature_hashes.c.analyser == ANALYSER)
+            .order_by(feature_hashes.c.hash)
         )
         keys: list[str] = []
         rows: list[np.ndarray] = []

@@ -3,7 +3,8 @@ module only describes them for queries. Change both together, with a new revisio
 
 - ``files``: one row per path ever seen; the single source of truth for what is known.
 - ``contents``: one row per distinct content (hash of the bytes) that has been analysed.
-- ``features``: the embedded backend's fingerprints of a content.
+- ``features``: the embedded backend's fingerprints of a content; ``feature_hashes``: their
+  hashes and analyser alone, for the queries that read every content.
 - ``pairs``: contents that look alike, with their score, as the last scans found them.
 - ``scans``: one row per scan, for ``status`` and the service's change detection.
 - ``meta``: small facts about the state itself (which backend filled it, ...).
@@ -109,6 +110,17 @@ features = Table(
     Column("hash", String(64), primary_key=True),
     Column("analyser", String(64), nullable=False),
     Column("data", LargeBinary, nullable=False),
+)
+
+# A copy of each features row's hashes and analyser, a hundred bytes where the row holds 20 KB,
+# kept by triggers (migration 0003): scans and version checks read this, not ``features``.
+feature_hashes = Table(
+    "feature_hashes",
+    metadata,
+    Column("hash", String(64), primary_key=True),
+    Column("analyser", String(64), nullable=False),
+    Column("prefix", LargeBinary, nullable=False),  # the blob's first PREFIX_BYTES: magic and hashes
+    Index("ix_feature_hashes_analyser", "analyser"),
 )
 
 pairs = Table(
