@@ -1,13 +1,15 @@
 """Opening untrusted image files safely, upright, and no larger than needed.
 
 Every backend decodes through here, so every one honours EXIF orientation, reads every
-format Pillow reads (HEIF/HEIC through pillow-heif), refuses decompression bombs, and
+format Pillow reads (HEIF/HEIC through pillow-heif) and camera RAW files (their embedded
+preview, through ``rawfiles``), refuses decompression bombs, and
 turns every way a file can be broken into one ``UnreadableImage`` with a reason.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import math
 import os
 import stat
@@ -18,6 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from daemon import rawfiles
 from daemon.errors import FileVanished, UnreadableImage
 
 try:  # HEIC/HEIF/AVIF from phones; optional so a broken wheel does not stop the rest.
@@ -34,6 +37,16 @@ MID_GREY = (128, 128, 128, 255)
 # extreme 0.5 % left out) is no drawing at all; the embedded verifier's "flat" uses the same.
 MIN_DRAWING_LEVELS = 4.0
 DETAIL_PROBE_SIDE = 128  # long side of the copy a picture's detail is measured on
+# How to show a picture stored with EXIF orientation 2 to 8 (as ImageOps.exif_transpose does).
+_TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 # Pillow only warns about a possible decompression bomb below twice its limit; here it is
 # an error. Set once for the process: warnings.catch_warnings() is not thread-safe, and
@@ -47,18 +60,23 @@ def open_upright(path: Path, draft_side: int | None = None, max_pixels: int = DE
     ``draft_side`` lets JPEG decoding skip detail (Pillow's draft mode decodes at 1/2,
     1/4 or 1/8 scale, several times faster) as long as the long side stays at least that
     long. Returns the image, Pillow's format name, and the full upright size.
+
+    A camera RAW file (``rawfiles.RAW_SUFFIXES``) is decoded from the preview it embeds,
+    turned as the RAW says; its format is its suffix ("DNG") and its full size the
+    developed sensor picture's.
     """
     _let_pillow_allow(max_pixels)
     try:
-        with _open_regular_file(path) as handle, Image.open(handle) as image:
-            image_format = image.format or "UNKNOWN"
-            _refuse_bombs(path, image, max_pixels)
-            full_size = _upright_size(image)
-            if draft_side is not None and image_format == "JPEG":
-                image.draft("RGB", _draft_request(image.size, draft_side))
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            return _normalise_mode(upright), image_format, full_size
+        with _open_regular_file(path) as handle:
+            if rawfiles.is_raw(path):
+                return _open_raw(handle, path, draft_side, max_pixels)
+            with Image.open(handle) as image:
+                image_format = image.format or "UNKNOWN"
+                _refuse_bombs(path, image, max_pixels)
+                full_size = _upright_size(image)
+                _decode(image, draft_side)
+                upright = ImageOps.exif_transpose(image)
+                return _normalise_mode(upright), image_format, full_size
     except FileNotFoundError:
         raise FileVanished(f"{path}: the file disappeared while being read") from None
     except IsADirectoryError:
@@ -78,6 +96,35 @@ def open_upright(path: Path, draft_side: int | None = None, max_pixels: int = DE
     except (ValueError, SyntaxError, EOFError, MemoryError, IndexError, TypeError, KeyError) as error:
         # Pillow's plugins raise a zoo of these on malformed headers.
         raise UnreadableImage(f"{path}: malformed image ({type(error).__name__}: {error})") from None
+
+
+def _decode(image: Image.Image, draft_side: int | None) -> None:
+    if draft_side is not None and image.format == "JPEG":
+        image.draft("RGB", _draft_request(image.size, draft_side))
+    image.load()
+
+
+def _open_raw(handle: BinaryIO, path: Path, draft_side: int | None, max_pixels: int) -> tuple[Image.Image, str, tuple[int, int]]:
+    picture = rawfiles.read_raw(handle, path, draft_side, max_pixels)
+    if picture.jpeg is not None:
+        try:
+            with Image.open(io.BytesIO(picture.jpeg)) as preview:
+                _refuse_bombs(path, preview, max_pixels)
+                _decode(preview, draft_side)
+                image = preview.copy()
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as error:
+            raise UnreadableImage(f"{path}: the RAW file's embedded preview is corrupt ({type(error).__name__}: {error})") from None
+    else:
+        image = Image.fromarray(picture.pixels)
+    width, height = picture.sensor_size
+    full_size = (height, width) if picture.orientation in (5, 6, 7, 8) else (width, height)
+    return _normalise_mode(_turned(image, picture.orientation)), rawfiles.format_name(path), full_size
+
+
+def _turned(image: Image.Image, orientation: int) -> Image.Image:
+    """``image`` as EXIF ``orientation`` says to show it (the RAW's, not the preview's own tag)."""
+    method = _TRANSPOSE_FOR_ORIENTATION.get(orientation)
+    return image if method is None else image.transpose(method)
 
 
 def _let_pillow_allow(max_pixels: int) -> None:

@@ -17,13 +17,13 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from daemon.decisions import Decision, Decisions
+from daemon.rawfiles import RAW_SUFFIXES
 from daemon.settings import KeepSettings
 from daemon.store.schema import KEEP
 
 if TYPE_CHECKING:  # groups imports this module; entries are only read here
     from daemon.groups import FileEntry
 
-RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"})
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 
@@ -141,8 +141,8 @@ def _day(mtime: float) -> str:
 def find_companions(members: Sequence["FileEntry"]) -> tuple[tuple[str, str], ...]:
     """RAW and JPEG files of one shot: same folder, same name but for the suffix.
 
-    The capture time is not compared (it would take reading EXIF from RAW files, which
-    are not indexed yet); the camera's naming is what ties the two.
+    The capture time is not compared (RAW files are read for their preview's pixels
+    alone); the camera's naming is what ties the two.
     """
     by_shot: dict[tuple[str, str], dict[str, list[str]]] = {}
     for member in members:

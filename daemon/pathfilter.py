@@ -11,14 +11,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-# Extensions of the formats Pillow (with pillow-heif) decodes and people keep photos in.
+from daemon.rawfiles import RAW_SUFFIXES
+
+# Extensions of the formats Pillow (with pillow-heif) decodes and people keep photos in,
+# and of the camera RAW files ``rawfiles`` reads.
 IMAGE_EXTENSIONS = frozenset(
     {
         ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
         ".webp", ".heic", ".heif", ".avif", ".jp2", ".j2k", ".jpx", ".ico", ".ppm", ".pgm",
         ".pbm", ".pnm", ".tga", ".psd", ".pcx", ".dds", ".icns", ".sgi", ".im", ".msp", ".qoi",
     }
-)
+) | RAW_SUFFIXES
 
 
 @dataclass(frozen=True)
