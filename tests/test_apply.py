@@ -4,6 +4,10 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -153,3 +157,96 @@ def test_a_copy_that_does_not_verify_leaves_the_source_alone(tmp_path, monkeypat
         relocate.move_file(source, destination, "0" * 64)
     assert source.read_bytes() == data
     assert list((tmp_path / "b").iterdir()) == []
+
+
+@pytest.fixture
+def big_library(tmp_path):
+    """Three decided groups of 41 byte-identical pictures (cheap to index: hashed, analysed
+    once), so that apply has 120 files to move and a kill can land in the middle."""
+    photos = tmp_path / "photos"
+    for seed in range(3):
+        original = save(make_photo(50 + seed, (1200, 900)), photos / f"p{seed}" / "original.jpg", quality=98)
+        for number in range(40):
+            copy = photos / f"p{seed}" / f"copies-{number % 4}" / f"copy-{number:02d}.jpg"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(original, copy)
+    settings = write_settings(tmp_path, f'[[watch]]\npath = "{photos}"\n')
+    verbs = [("index", "--dir", str(photos)), ("scan",)]
+    verbs += [("decide", "keep", str(photos / f"p{seed}" / "original.jpg")) for seed in range(3)]
+    for verb in verbs:
+        result = run_cli(*verb, config=settings)
+        assert result.returncode == 0, result.stderr
+    return tmp_path, photos, settings
+
+
+def apply_killed_after(settings: Path, move_to: Path, journal_lines: int) -> Path:
+    """Run the real ``apply`` and SIGKILL it (and anything it started) as soon as its journal
+    has ``journal_lines`` lines; the journal."""
+    folder = settings.parent / "state" / "journal"
+    command = [sys.executable, "-m", "daemon", "apply", "--move-to", str(move_to), "--config", str(settings)]
+    process = subprocess.Popen(command, cwd=settings.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            journals = list(folder.glob("apply-*.jsonl")) if folder.is_dir() else []
+            if journals and journals[0].read_bytes().count(b"\n") >= journal_lines:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.0005)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
+    (journal_file,) = folder.glob("apply-*.jsonl")
+    return journal_file
+
+
+@pytest.mark.parametrize("journal_lines", [2, 41, 120])  # even: just after an intent; odd: after a done
+def test_apply_killed_mid_way_leaves_each_file_where_it_was_or_where_the_journal_says_and_undo_restores_all(big_library, journal_lines):
+    root, photos, settings = big_library
+    aside = root / "aside"
+    before = snapshot(photos)
+    journal_file = apply_killed_after(settings, aside, journal_lines)
+
+    events = [json.loads(line) for line in journal_file.read_text().splitlines() if line.endswith("}")]
+    assert not any(event["event"] == "finished" for event in events)  # killed mid-way, not after
+    intended = {Path(e["source"]): Path(e["destination"]) for e in events if e["event"] == "intent"}
+    assert intended and len(intended) < 120
+    for name, data in before.items():
+        source = photos / name
+        places = [path for path in (source, intended.get(source)) if path is not None and path.exists()]
+        assert places, f"{name} is lost"
+        assert all(place.read_bytes() == data for place in places), name
+        if len(places) == 2:  # killed between the link and the unlink: one file, two names
+            assert os.path.samefile(*places), name
+    assert {aside / name for name in snapshot(aside)} <= set(intended.values())  # nothing else, no partial copy
+
+    undone = run_cli("undo", config=settings)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert snapshot(photos) == before
+    assert snapshot(aside) == {}
+    assert all(os.stat(photos / name).st_nlink == 1 for name in before)
+    again = run_cli("apply", "--move-to", str(aside), config=settings)  # the state still knows every file
+    assert again.returncode == 0 and "moved 120 files, refused 0" in again.stdout, again.stdout + again.stderr
+
+
+def test_undo_killed_mid_way_can_be_run_again_and_restores_every_byte(big_library):
+    root, photos, settings = big_library
+    aside = root / "aside"
+    before = snapshot(photos)
+    applied = run_cli("apply", "--move-to", str(aside), config=settings)
+    assert "moved 120 files, refused 0" in applied.stdout, applied.stdout + applied.stderr
+    command = [sys.executable, "-m", "daemon", "undo", "--config", str(settings)]
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    while process.poll() is None and sum(path.is_file() for path in aside.rglob("*")) > 60:
+        time.sleep(0.001)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert 0 < len(snapshot(aside)) < 120
+    assert all((photos / name).exists() or (aside / name).exists() for name in before)
+
+    undone = run_cli("undo", config=settings)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert snapshot(photos) == before and snapshot(aside) == {}
