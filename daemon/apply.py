@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from daemon import journal
 from daemon.composition import backend_compares_every_pair, state_only
+from daemon.display import visible
 from daemon.errors import UsageError
 from daemon.groups import DuplicateGroup
 from daemon.indexer import content_hash
@@ -50,7 +51,8 @@ class GroupPlan:
 
 
 def _say(text: str) -> None:
-    print(text, flush=True)
+    """One line of output; the file names in it shown as ``status`` shows them (``caf\\xe9.jpg``)."""
+    print(visible(text), flush=True)
 
 
 def journal_folder(settings: Settings) -> Path:

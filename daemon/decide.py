@@ -14,6 +14,7 @@ from daemon import decision_file
 from daemon.composition import state_only
 from daemon.decision_file import DecisionRequest, FileRef
 from daemon.decisions import Decision
+from daemon.display import visible
 from daemon.errors import UsageError
 from daemon.settings import Settings
 from daemon.store import decisions as decision_store
@@ -25,11 +26,6 @@ COMMAND_LINE = "command line"
 
 def _say(text: str) -> None:
     print(text, flush=True)
-
-
-def _shown(text: str) -> str:
-    """Untrusted text (file names) as one harmless terminal line: control characters escaped."""
-    return "".join(char if char.isprintable() else char.encode("unicode_escape").decode("ascii") for char in text)
 
 
 def decide_files(settings: Settings, kind: str, paths: list[Path]) -> int:
@@ -51,7 +47,7 @@ def _record(settings: Settings, requests: list[DecisionRequest], source: str) ->
             recorded = decision_file.record(connection, requests, source, time.time())
             added = decision_store.count(connection) - before
     for decision in recorded:
-        _say(f"decision {decision.id}: {decision.kind} " + ", ".join(_shown(c.path or c.content_hash) for c in decision.contents))
+        _say(f"decision {decision.id}: {decision.kind} " + ", ".join(visible(c.path or c.content_hash) for c in decision.contents))
     if added < len(recorded):
         _say(f"{len(recorded) - added} of these were already in force")
     _say("the next scan (or the running service's) applies them; 'dupe-scanner decide list' lists them")
@@ -74,7 +70,7 @@ def list_decisions(settings: Settings) -> int:
 
 def _heading(decision: Decision) -> str:
     made = datetime.fromtimestamp(decision.made_at).strftime("%Y-%m-%d %H:%M")
-    return f"{decision.id}: {decision.kind}, {made}, from {_shown(decision.source)}"
+    return f"{decision.id}: {decision.kind}, {made}, from {visible(decision.source)}"
 
 
 def _current_paths(connection, content_hash: str) -> list[str]:
@@ -83,10 +79,10 @@ def _current_paths(connection, content_hash: str) -> list[str]:
 
 def _whereabouts(decided_on: str, now: list[str]) -> str:
     if not now:
-        return f"{_shown(decided_on or '(by content hash)')} (no indexed file holds it now)"
+        return f"{visible(decided_on or '(by content hash)')} (no indexed file holds it now)"
     if decided_on in now or not decided_on:
-        return ", ".join(_shown(path) for path in now)
-    return ", ".join(_shown(path) for path in now) + f" (decided on {_shown(decided_on)})"
+        return ", ".join(visible(path) for path in now)
+    return ", ".join(visible(path) for path in now) + f" (decided on {visible(decided_on)})"
 
 
 def undo_decision(settings: Settings, decision_id: int) -> int:

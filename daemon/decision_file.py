@@ -14,7 +14,9 @@ Format (``version`` 1), UTF-8 JSON::
     }
 
 Each file names a ``content_hash`` (as in ``duplicates.details.json``), a ``path`` of an
-indexed file, or both; a hash wins, since it stays true after the file moves. ``keep``
+indexed file, or both; a hash wins, since it stays true after the file moves. A path
+that is not valid UTF-8 is written as ``duplicates.json`` writes it, each such byte a
+``\\udcXX`` escape (``"caf\\udce9.jpg"``), which ``json`` reads back as the name. ``keep``
 names exactly one file, ``not-duplicates`` two or more different contents. A file with
 any problem is refused whole, with every problem listed; importing it twice changes nothing.
 """

@@ -44,7 +44,9 @@ class JournalWriter:
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now if now is not None else time.time()))
         self.path = _free_name(folder, stamp)
-        self._file = open(self.path, "x", encoding="utf-8")
+        # A name that is not UTF-8 holds lone surrogates (b"caf\xe9" is "caf\udce9"), which
+        # backslashreplace writes as the JSON escape \udce9; reading gives the same name back.
+        self._file = open(self.path, "x", encoding="utf-8", errors="backslashreplace")
         fsync_folder(folder)
 
     def write(self, event: str, **fields: Any) -> None:

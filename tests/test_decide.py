@@ -1,6 +1,7 @@
 """Decisions from the real command line: recorded by content, honoured by scans, listed, undone."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -144,3 +145,48 @@ def test_files_in_a_preferred_folder_are_suggested_to_keep(tmp_path):
     assert group["suggested_keep"] == str(reference)
     assert group["keep_reason"] == f"in a preferred folder ({tmp_path.resolve() / 'reference'})"
     assert [m["never_remove"] for m in group["members"]] == [False, True]
+
+
+def test_files_named_with_bytes_that_are_not_utf8_can_be_decided_on_imported_applied_and_undone(tmp_path):
+    """b"caf\\xe9.jpg", as an old camera or a Samba share names it, through every verb."""
+    photos = tmp_path / "photos"
+    folder = os.fsencode(photos)
+    original = save(make_photo(23, (640, 480)), photos / "original.jpg", quality=92)
+    for name, size in ((b"caf\xe9.jpg", (480, 360)), (b"caf\xe9-small.jpg", (320, 240)), (b"th\xe9.jpg", (400, 300))):
+        Image.open(original).resize(size).save(os.fsdecode(folder + b"/" + name), format="JPEG", quality=90)
+    original.unlink()
+    cafe, cafe_small, the = (os.fsdecode(folder + b"/" + n) for n in (b"caf\xe9.jpg", b"caf\xe9-small.jpg", b"th\xe9.jpg"))
+    settings = write_settings(tmp_path, f'[[watch]]\npath = "{photos}"\n')
+    index(photos, settings)
+    assert scan_groups(tmp_path, settings) == [sorted([cafe, cafe_small, the])]
+
+    kept = run_cli("decide", "keep", cafe, config=settings)
+    assert kept.returncode == 0, kept.stderr
+    assert f"decision 1: keep {photos}/caf\\xe9.jpg" in kept.stdout  # shown as status shows it
+    split = run_cli("decide", "not-duplicates", cafe, the, config=settings)
+    assert split.returncode == 0, split.stderr
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    imported_from = os.fsdecode(os.fsencode(inbox) + b"/d\xe9cisions.json")
+    document = {"format": "dupe-scanner decisions", "version": 1,
+                "decisions": [{"kind": "not-duplicates", "files": [{"path": cafe_small}, {"path": the}]}]}
+    with open(imported_from, "w", encoding="ascii") as handle:
+        json.dump(document, handle)  # the name's byte as a \udce9 escape, as duplicates.json writes it
+    imported = run_cli("decide", "--import", imported_from, config=settings)
+    assert imported.returncode == 0, imported.stderr
+    listed = run_cli("decide", "list", config=settings)
+    assert listed.returncode == 0, listed.stderr
+    assert f"3: not-duplicates" in listed.stdout and f"from {inbox}/d\\xe9cisions.json" in listed.stdout
+    assert f"{photos}/caf\\xe9-small.jpg" in listed.stdout
+    assert scan_groups(tmp_path, settings) == [sorted([cafe, cafe_small])]
+
+    before = {name: (folder + b"/" + name) for name in os.listdir(folder)}
+    before = {name: open(path, "rb").read() for name, path in before.items()}
+    applied = run_cli("apply", "--move-to", str(tmp_path / "aside"), config=settings)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "moved 1 files, refused 0" in applied.stdout
+    assert sorted(os.listdir(folder)) == [b"caf\xe9.jpg", b"th\xe9.jpg"]
+    assert os.listdir(os.fsencode(tmp_path / "aside")) == [b"caf\xe9-small.jpg"]
+    undone = run_cli("undo", config=settings)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert {name: open(folder + b"/" + name, "rb").read() for name in os.listdir(folder)} == before

@@ -163,7 +163,7 @@ decisions = Table(
     Column("id", Integer, primary_key=True),
     Column("kind", String(32), nullable=False),
     Column("made_at", Float, nullable=False),
-    Column("source", Text, nullable=False),  # "command line", or the imported file's path
+    Column("source", NameText, nullable=False),  # "command line", or the imported file's path
 )
 
 decision_contents = Table(
@@ -172,6 +172,6 @@ decision_contents = Table(
     Column("decision_id", Integer, ForeignKey("decisions.id", ondelete="CASCADE"), primary_key=True),
     # No foreign key: the decision outlives the analysis of its contents.
     Column("content_hash", String(64), primary_key=True),
-    Column("path", Text, nullable=False),  # where the file was when the decision was made
+    Column("path", NameText, nullable=False),  # where the file was when the decision was made
     Index("ix_decision_contents_content_hash", "content_hash"),
 )
