@@ -281,3 +281,14 @@ def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
 
     points = PointsInMemory(index, owners=np.arange(len(stored)))
     assert close_sets(*_nearest(points, queries, COMMON)) == close_sets(*index.search(queries, COMMON))
+
+
+def test_many_prefixes_decode_at_once_as_one_by_one_and_damaged_ones_are_left_out():
+    from daemon.analysis.features import decode_hash_rows
+
+    blobs = [encode(features_of(photo(seed), (640, 440))) for seed in (1, 2)]
+    prefixes = [blobs[0][:PREFIX_BYTES], b"DSF0" + blobs[1][4:PREFIX_BYTES], blobs[1][:PREFIX_BYTES], blobs[1][:20]]
+    valid, hashes = decode_hash_rows(prefixes)
+    assert valid.tolist() == [True, False, True, False]
+    assert np.array_equal(hashes, np.stack([decode_hashes(prefixes[0]), decode_hashes(prefixes[2])]))
+    assert hashes.dtype == np.uint64

@@ -94,3 +94,13 @@ def decode_hashes(prefix: bytes) -> np.ndarray:
     if len(prefix) < PREFIX_BYTES or prefix[: len(MAGIC)] != MAGIC:
         raise ValueError("not a features blob of this analyser version")
     return np.frombuffer(prefix[len(MAGIC) : PREFIX_BYTES], dtype="<u8").astype(np.uint64)
+
+
+def decode_hash_rows(prefixes: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    """``decode_hashes`` of many prefixes at once: (which are valid, uint64[valid, 8] hashes).
+
+    A scan decodes every content's: one array operation, not a call per content.
+    """
+    valid = np.array([len(prefix) >= PREFIX_BYTES and prefix[: len(MAGIC)] == MAGIC for prefix in prefixes], dtype=bool)
+    words = b"".join(prefix[len(MAGIC) : PREFIX_BYTES] for prefix, ok in zip(prefixes, valid.tolist()) if ok)
+    return valid, np.frombuffer(words, dtype="<u8").astype(np.uint64).reshape(-1, 8)

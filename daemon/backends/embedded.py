@@ -27,7 +27,7 @@ from sqlalchemy import Engine, bindparam, delete, exists, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from daemon.analysis.candidates import propose
-from daemon.analysis.features import ANALYSER, decode, decode_hashes
+from daemon.analysis.features import ANALYSER, decode, decode_hash_rows
 from daemon.analysis.fingerprints import Analysis, analyse_file
 from daemon.analysis.pairing import score_batch
 from daemon.analysis.verify import VERIFIER
@@ -255,18 +255,12 @@ class EmbeddedBackend:
             .where(feature_hashes.c.analyser == ANALYSER)
             .order_by(feature_hashes.c.hash)
         )
-        keys: list[str] = []
-        rows: list[np.ndarray] = []
-        times: list[float] = []
         with self.engine.connect() as connection:
-            for key, prefix, analysed_at in connection.execute(query):
-                try:
-                    rows.append(decode_hashes(bytes(prefix)))
-                except ValueError:
-                    continue  # a damaged row: treated as missing
-                keys.append(key)
-                times.append(analysed_at)
-        return keys, (np.stack(rows) if rows else np.zeros((0, 8), np.uint64)), np.array(times, dtype=np.float64)
+            rows = connection.execute(query).all()
+        valid, hashes = decode_hash_rows([bytes(prefix) for _, prefix, _ in rows])  # damaged rows: treated as missing
+        keys = [key for (key, _, _), ok in zip(rows, valid.tolist()) if ok]
+        times = np.array([analysed_at for _, _, analysed_at in rows], dtype=np.float64)[valid]
+        return keys, hashes, times
 
     def _load_descriptors(self, keys: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """ORB descriptors of these contents (and of their mirror), in the order of ``keys``."""
