@@ -280,3 +280,31 @@ def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_p
     assert told and {step for step, _, _ in told} == {"verifying candidate pairs"}
     assert [done for _, done, _ in told] == sorted(done for _, done, _ in told)
     assert told[-1][1:] == (len(pairs), len(pairs))
+
+
+def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_what_one_built_at_once_finds(tmp_path, monkeypatch):
+    import daemon.analysis.candidates as candidates
+    import daemon.backends.keypoint_store as keypoint_store
+    from daemon.analysis.candidates import PointsInMemory, keypoint_candidates
+    from daemon.backends.keypoint_store import KeypointStore
+
+    monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)
+    monkeypatch.setattr(keypoint_store, "LOAD_CHUNK", 7)
+    monkeypatch.setattr(keypoint_store, "SAMPLE_CONTENTS", 10)
+    rng = np.random.default_rng(5)
+    keys = [f"{n:064x}" for n in range(60)]
+    pictures = {key: rng.integers(0, 256, (160, 32), dtype=np.uint8) for key in keys}
+    for copy, original in ((keys[50], keys[3]), (keys[51], keys[30])):
+        pictures[copy] = pictures[original] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)
+    reads: list[int] = []
+
+    def load(some):
+        reads.append(len(some))
+        return [pictures[key] for key in some]
+
+    kept = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, load)
+    assert max(reads) <= 10 and sum(reads) < 2 * len(keys)  # never the whole library at once
+
+    queries = {row: [pictures[keys[row]]] for row in (50, 51)}
+    at_once = PointsInMemory.of([pictures[key] for key in keys])
+    assert keypoint_candidates(kept, len(keys), queries) == keypoint_candidates(at_once, len(keys), queries) == [(50, 3), (51, 30)]

@@ -209,17 +209,23 @@ def searched_exhaustively(points: int) -> bool:
 
 def descriptor_index(database: np.ndarray, partition: Partition = train_partition):
     """A faiss index over ``database``: exhaustive up to ``IVF_ABOVE`` points, inverted lists in ``partition``'s cells beyond."""
-    if searched_exhaustively(len(database)):
-        index = faiss.IndexBinaryFlat(256)
-    else:
-        centres = np.ascontiguousarray(partition(database, list_count(len(database))), dtype=np.uint8)
-        quantizer = faiss.IndexBinaryFlat(256)
-        quantizer.add(centres)
-        index = faiss.IndexBinaryIVF(quantizer, 256, len(centres))
-        index.is_trained = True
-        index.referenced_quantizer = quantizer  # faiss does not own it: keep it alive with the index
-        index.nprobe = 16
+    index = empty_descriptor_index(len(database), lambda lists: partition(database, lists))
     index.add(database)
+    return index
+
+
+def empty_descriptor_index(points: int, cells: Callable[[int], np.ndarray]):
+    """An empty faiss index suited to about ``points`` points: exhaustive up to ``IVF_ABOVE``,
+    beyond that inverted lists in the cells ``cells(lists)`` gives (uint8[lists, 32])."""
+    if searched_exhaustively(points):
+        return faiss.IndexBinaryFlat(256)
+    centres = np.ascontiguousarray(cells(list_count(points)), dtype=np.uint8)
+    quantizer = faiss.IndexBinaryFlat(256)
+    quantizer.add(centres)
+    index = faiss.IndexBinaryIVF(quantizer, 256, len(centres))
+    index.is_trained = True
+    index.referenced_quantizer = quantizer  # faiss does not own it: keep it alive with the index
+    index.nprobe = 16
     return index
 
 

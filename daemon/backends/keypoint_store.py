@@ -34,7 +34,7 @@ import numpy as np
 
 from daemon.analysis.candidates import (
     PointsInMemory,
-    descriptor_index,
+    empty_descriptor_index,
     list_count,
     merge_nearest,
     searched_exhaustively,
@@ -46,6 +46,11 @@ from daemon.fileio import atomic_write_bytes, fsync_file, remove_quietly
 log = logging.getLogger(__name__)
 
 REWRITE_SHARE = 0.25  # the base is written anew once the new or the gone exceed this share of it
+# Contents whose descriptors are read at once when an index is built: each content's are views
+# into its whole 20 KB features blob, so a million at once would hold 20 GB.
+LOAD_CHUNK = 2000
+SAMPLE_CONTENTS = 2000  # contents read first to size the index (exactly, up to this many)
+TRAINING_POINTS_PER_CELL = 64  # descriptors drawn per cell to train the cells
 
 # keys -> the descriptors of those contents, in the same order (empty arrays where none)
 LoadDescriptors = Callable[[list[str]], list[np.ndarray]]
@@ -93,17 +98,15 @@ class KeypointStore:
             base_rows, fresh = _rows_of(base.keys, keys)
             gone = int((base_rows < 0).sum())
             if max(len(fresh), gone) <= REWRITE_SHARE * max(1, len(base.keys)) and _cells_suit(base, base.counts.sum() + 160 * len(fresh)):
-                return KeptPoints(base, base_rows, _delta(base, fresh, load([keys[row] for row in fresh])))
-        return self._rewrite(keys, load(keys), base)
+                return KeptPoints(base, base_rows, _delta(base, fresh, [keys[row] for row in fresh], load))
+        return self._rewrite(keys, load, base)
 
-    def _rewrite(self, keys: list[str], stored: list[np.ndarray], old: _Base | None) -> PointsInMemory:
-        counts = np.array([len(d) for d in stored], dtype=np.int64)
-        database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
+    def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Base | None) -> PointsInMemory:
+        """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time."""
         cells = old.cells if old is not None else None
-        partition = (lambda _database, lists: cells) if cells is not None and _lists_suit(len(cells), len(database)) else train_partition
-        index = descriptor_index(database, partition)
+        index, counts = _built(keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None)
         self._write_base(index, keys, counts)
-        return PointsInMemory(index, np.repeat(np.arange(len(stored)), counts))
+        return PointsInMemory(index, np.repeat(np.arange(len(keys)), counts))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -164,13 +167,87 @@ def _rows_of(base_keys: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[i
     return base_rows, [row for row in range(len(keys)) if row not in in_base]
 
 
-def _delta(base: _Base, fresh: list[int], stored: list[np.ndarray]) -> PointsInMemory:
+def _delta(base: _Base, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors) -> PointsInMemory:
     """The fresh rows' points: searched exhaustively while few, beyond that in the base's cells."""
-    counts = np.array([len(d) for d in stored], dtype=np.int64)
-    database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
     cells = base.cells
-    partition = (lambda _database, _lists: cells) if cells is not None else train_partition
-    return PointsInMemory(descriptor_index(database, partition), np.repeat(np.array(fresh, dtype=np.int64), counts))
+    index, counts = _built(fresh_keys, load, lambda _expected: cells)
+    return PointsInMemory(index, np.repeat(np.array(fresh, dtype=np.int64), counts))
+
+
+@dataclass
+class _Sample:
+    descriptors: np.ndarray  # copied out of their blobs
+    contents: int  # how many contents they come from
+    counts: np.ndarray | None  # points per content, when the sample is every content
+
+
+def _built(keys: list[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None]) -> tuple[object, np.ndarray]:
+    """An index over the descriptors of ``keys`` and the points of each, read a chunk at a time.
+
+    ``kept_cells(expected points)``: cells to reuse, or None to train new ones. A first
+    sample of the contents sizes the index (exhaustive or inverted lists, how many cells).
+    """
+    sample = _sample(keys, load)
+    expected = round(len(sample.descriptors) * len(keys) / max(1, sample.contents))
+    cells = kept_cells(expected)
+    if sample.counts is None and cells is None and _trains_on_everything(expected):
+        sample = _whole(keys, load)  # training would read every content anyway: once is enough
+    index = empty_descriptor_index(expected, lambda lists: cells if cells is not None else _trained(sample, lists, keys, load))
+    if sample.counts is not None:  # the sample is every content: no need to read them again
+        if len(sample.descriptors):
+            index.add(sample.descriptors)
+        return index, sample.counts
+    del sample
+    return index, _add_in_chunks(index, keys, load)
+
+
+def _sample(keys: list[str], load: LoadDescriptors) -> _Sample:
+    """The descriptors of up to ``SAMPLE_CONTENTS`` contents spread over ``keys``."""
+    chosen = keys[:: max(1, -(-len(keys) // SAMPLE_CONTENTS))]
+    stored = load(chosen)
+    counts = np.array([len(d) for d in stored], dtype=np.int64)
+    return _Sample(_stacked(stored), len(chosen), counts if len(chosen) == len(keys) else None)
+
+
+def _trains_on_everything(points: int) -> bool:
+    """Whether training cells for ``points`` points draws on all of them (a small library:
+    at most 65,536 points, 2 MB)."""
+    return not searched_exhaustively(points) and points <= TRAINING_POINTS_PER_CELL * list_count(points)
+
+
+def _whole(keys: list[str], load: LoadDescriptors) -> _Sample:
+    """Every content's descriptors, copied out of their blobs a chunk at a time."""
+    chunks = [load(keys[start : start + LOAD_CHUNK]) for start in range(0, len(keys), LOAD_CHUNK)]
+    counts = np.array([len(d) for chunk in chunks for d in chunk], dtype=np.int64)
+    return _Sample(np.concatenate([_stacked(chunk) for chunk in chunks] or [np.zeros((0, 32), np.uint8)]), len(keys), counts)
+
+
+def _trained(sample: _Sample, lists: int, keys: list[str], load: LoadDescriptors) -> np.ndarray:
+    """Cells trained on up to ``TRAINING_POINTS_PER_CELL`` descriptors a cell, read from more
+    contents than the sizing sample where it has too few."""
+    descriptors = sample.descriptors
+    wanted = TRAINING_POINTS_PER_CELL * lists
+    if len(descriptors) < wanted and sample.counts is None and len(descriptors):
+        per_content = len(descriptors) / sample.contents
+        step = max(1, int(len(keys) * per_content / wanted))
+        chunks = [_stacked(load(keys[start : start + LOAD_CHUNK * step : step])) for start in range(0, len(keys), LOAD_CHUNK * step)]
+        descriptors = np.concatenate([descriptors, *chunks])
+    return train_partition(descriptors, lists)
+
+
+def _add_in_chunks(index, keys: list[str], load: LoadDescriptors) -> np.ndarray:
+    """Add the descriptors of ``keys`` to ``index``, in key order; the points of each content."""
+    counts = np.zeros(len(keys), dtype=np.int64)
+    for start in range(0, len(keys), LOAD_CHUNK):
+        stored = load(keys[start : start + LOAD_CHUNK])
+        counts[start : start + len(stored)] = [len(d) for d in stored]
+        if counts[start : start + len(stored)].any():
+            index.add(_stacked(stored))
+    return counts
+
+
+def _stacked(stored: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
 
 
 def _lists_suit(lists: int, points: int) -> bool:
