@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
 from daemon.errors import AnalysisFailed, BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
+from daemon.retry import RetryPolicy
 from daemon.settings import IndexSettings
 from daemon.store import contents as content_store
 from daemon.store import files as file_store
@@ -33,7 +34,6 @@ from daemon.store.files import FileStat, KnownFile
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY_DELAY = 6 * 3600.0
 CHANGING_RETRY_DELAY = 2.0
 
 
@@ -170,11 +170,11 @@ class Indexer:
                 file_store.retry_later(connection, job, reason, self.clock() + self.settings.retry_base_seconds, count=False)
             return Outcome.RETRY
         attempts = job.attempts + 1
-        if attempts >= self.settings.max_attempts:
+        policy = RetryPolicy.of(self.settings)
+        if policy.gives_up(attempts):
             return self._failed(job, f"{reason} (gave up after {attempts} attempts)")
-        delay = min(self.settings.retry_base_seconds * 2 ** (attempts - 1), MAX_RETRY_DELAY)
         with write_transaction(self.engine) as connection:
-            file_store.retry_later(connection, job, reason, self.clock() + delay)
+            file_store.retry_later(connection, job, reason, self.clock() + policy.delay(attempts))
         return Outcome.RETRY
 
     def run(self, jobs: Iterable[KnownFile], on_done: Callable[[KnownFile, Outcome], None] | None = None) -> IndexSummary:

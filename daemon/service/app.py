@@ -45,6 +45,7 @@ from daemon.backends.base import Backend
 from daemon.errors import BackendLimitReached, DupeScannerError, StateError
 from daemon.indexer import Indexer, Outcome
 from daemon.reconcile import reconcile
+from daemon.retry import RetryPolicy
 from daemon.scanning import run_scan
 from daemon.service.config_reload import ConfigReloader
 from daemon.service.notify import Notifier, drop_environment
@@ -273,15 +274,15 @@ class QueueWorker:
             log.exception("recording the outcome for %s failed", job.path)
 
     def _defer_after_bug(self, job: KnownFile, error: Exception) -> None:
-        settings = self.indexer.settings
+        policy = RetryPolicy.of(self.indexer.settings)
+        attempts = job.attempts + 1
         reason = f"internal error: {type(error).__name__}: {error}"
         try:
             with write_transaction(self.engine) as connection:
-                if job.attempts + 1 >= settings.max_attempts:
+                if policy.gives_up(attempts):
                     file_store.mark_failed(connection, job, reason, self._clock())
                 else:
-                    delay = settings.retry_base_seconds * 2**job.attempts
-                    file_store.retry_later(connection, job, reason, self._clock() + delay)
+                    file_store.retry_later(connection, job, reason, self._clock() + policy.delay(attempts))
         except Exception as recording:
             log.error("cannot record the failure of %s: %s", job.path, recording, exc_info=_is_bug(recording))
             self._paused_until = self._clock() + 30.0
