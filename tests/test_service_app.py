@@ -16,6 +16,7 @@ from daemon.pathfilter import PathFilter
 from daemon.reconcile import reconcile
 from daemon.service.app import Coalesced, QueueWorker, Service, trigger_for
 from daemon.service.notify import Notifier
+from daemon.service.status import StateCounts
 from daemon.settings import IndexSettings, parse_schedule, parse_settings
 from daemon.store import files as file_store
 from daemon.store.database import open_state, read_transaction, write_transaction
@@ -247,7 +248,7 @@ def test_watchdog_pings_only_while_every_part_is_alive(tmp_path, monkeypatch):
         def broken(raise_errors=False):
             if raise_errors:
                 raise RuntimeError("disk I/O error")
-            return {}
+            return StateCounts()
 
         monkeypatch.setattr(service, "_counts", broken)
         time.sleep(0.5)  # a heartbeat may have been on its way

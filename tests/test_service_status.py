@@ -1,9 +1,16 @@
 """The status file the service writes and ``dupe-scanner status`` reads."""
 
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
-from daemon.service.status import ServiceStatus, describe_service, read_status, status_path, write_status
+import pytest
+
+from daemon.service.status import ServiceStatus, StateCounts, describe_service, read_status, status_path, write_status
 from daemon.settings import parse_settings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.database import open_state, read_transaction, write_transaction
+from daemon.store.files import FileStat
 
 
 def settings_in(folder: Path):
@@ -78,3 +85,21 @@ def test_problems_are_listed(tmp_path):
     status_path(settings).parent.mkdir(parents=True)
     write_status(status_path(settings), status(problems=["/srv/photos: watch threads are not running"]))
     assert "  problem: /srv/photos: watch threads are not running" in describe_service(settings, now=5001.0)
+
+
+def test_state_counts_read_the_files_by_state_and_the_last_scan(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    try:
+        with read_transaction(engine) as connection:
+            assert StateCounts.read(connection) == StateCounts()  # what a state that does not answer shows
+        with write_transaction(engine) as connection:
+            file_store.mark_seen(connection, "/srv/photos/a.jpg", FileStat(10, 1, 1, 1), 100.0)
+            scan = content_store.start_scan(connection, 200.0, 0.6, True)
+            content_store.finish_scan(connection, scan, 210.0, groups=3, duplicate_files=7)
+        with read_transaction(engine) as connection:
+            counts = StateCounts.read(connection)
+    finally:
+        engine.dispose()
+    assert counts == StateCounts(pending=1, last_scan_at=210.0, last_scan_groups=3)
+    with pytest.raises(FrozenInstanceError):
+        counts.pending = 2

@@ -52,7 +52,7 @@ from daemon.service.notify import Notifier, drop_environment
 from daemon.service.processes import descendants, kill_all
 from daemon.service.scan_progress import ScanReport
 from daemon.service.stability import Settled, StabilityTracker
-from daemon.service.status import ServiceStatus, status_path, write_status
+from daemon.service.status import ServiceStatus, StateCounts, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
 from daemon.settings import Schedule, Settings
 from daemon.service.decision_inbox import import_dropped
@@ -594,7 +594,7 @@ class Service:
 
     def _queue_line(self) -> str:
         counts = self._counts()
-        return f"{counts.get('pending', 0)} pending, {len(self.tracker)} settling, {counts.get('indexed', 0)} indexed"
+        return f"{counts.pending} pending, {len(self.tracker)} settling, {counts.indexed} indexed"
 
     def _note_change(self) -> None:
         """Something the reports show changed: scan once things have been quiet for
@@ -718,7 +718,7 @@ class Service:
         if self.reloader is not None and not self.reloader.alive():
             problems.append("the settings reloader thread died; restarting it")
             self.reloader.start()
-        counts: dict[str, int] = {}
+        counts = StateCounts()
         try:
             counts = self._counts(raise_errors=True)
         except StateError as error:
@@ -738,31 +738,26 @@ class Service:
 
     # Status ------------------------------------------------------------------------------------------
 
-    def _counts(self, raise_errors: bool = False) -> dict[str, int]:
+    def _counts(self, raise_errors: bool = False) -> StateCounts:
         try:
             with read_transaction(self.engine) as connection:
-                counts = file_store.counts_by_state(connection)
-                last = content_store.last_scan(connection)
+                return StateCounts.read(connection)
         except Exception:
             if raise_errors:
                 raise
-            return {}
-        counts["_last_scan_at"] = last.finished_at if last else None
-        counts["_last_scan_groups"] = last.groups if last else None
-        counts["_last_scan_error"] = last.error if last else None
-        return counts
+            return StateCounts()
 
-    def _status_line(self, counts: dict) -> str:
-        last = counts.get("_last_scan_at")
+    def _status_line(self, counts: StateCounts) -> str:
+        last = counts.last_scan_at
         when = datetime.fromtimestamp(last).strftime("%H:%M:%S") if last else "never"
         scan_report = self._scan_report
         return (
-            f"{len(self.settings.watch)} folders watched; queue {counts.get('pending', 0)} pending, "
-            f"{len(self.tracker)} settling; {counts.get('indexed', 0)} indexed, {counts.get('failed', 0)} failed; "
+            f"{len(self.settings.watch)} folders watched; queue {counts.pending} pending, "
+            f"{len(self.tracker)} settling; {counts.indexed} indexed, {counts.failed} failed; "
             f"last scan {when}" + (f"; {scan_report.line()}" if scan_report is not None else "")
         )
 
-    def _write_status(self, problems: list[str], counts: dict | None = None) -> None:
+    def _write_status(self, problems: list[str], counts: StateCounts | None = None) -> None:
         counts = self._counts() if counts is None else counts
         status = ServiceStatus(
             pid=os.getpid(),
@@ -772,14 +767,14 @@ class Service:
             phase=self._phase,
             settings=str(self.settings.source or "built-in defaults"),
             folders=[{"path": s.path, "mode": s.mode, "reason": s.reason} for s in self.watcher.status()],
-            pending=counts.get("pending", 0),
+            pending=counts.pending,
             settling=len(self.tracker),
             indexing=self.queue.in_flight if self.queue is not None else 0,
-            indexed=counts.get("indexed", 0),
-            failed=counts.get("failed", 0),
-            last_scan_at=counts.get("_last_scan_at"),
-            last_scan_groups=counts.get("_last_scan_groups"),
-            last_scan_error=counts.get("_last_scan_error"),
+            indexed=counts.indexed,
+            failed=counts.failed,
+            last_scan_at=counts.last_scan_at,
+            last_scan_groups=counts.last_scan_groups,
+            last_scan_error=counts.last_scan_error,
             last_reports_at=self._last_reports_at or _mtime(self.settings.paths.reports / "duplicates.json"),
             problems=problems,
         )

@@ -19,11 +19,45 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Connection
+
 from daemon.settings import Settings
+from daemon.store import contents as content_store
+from daemon.store import files as file_store
+from daemon.store.schema import FAILED, GONE, INDEXED, PENDING
 
 FILE_NAME = "service-status.json"
 FORMAT_VERSION = 1
 STALE_AFTER = 3  # heartbeats
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    """What the state says at a heartbeat: the files by state and the last scan. The
+    service's heartbeat (``health``) reads it for the status file and the STATUS= line;
+    ``StateCounts()`` stands for a state that did not answer."""
+
+    pending: int = 0
+    indexed: int = 0
+    failed: int = 0
+    gone: int = 0
+    last_scan_at: float | None = None
+    last_scan_groups: int | None = None
+    last_scan_error: str | None = None
+
+    @staticmethod
+    def read(connection: Connection) -> "StateCounts":
+        by_state = file_store.counts_by_state(connection)
+        last = content_store.last_scan(connection)
+        return StateCounts(
+            pending=by_state.get(PENDING, 0),
+            indexed=by_state.get(INDEXED, 0),
+            failed=by_state.get(FAILED, 0),
+            gone=by_state.get(GONE, 0),
+            last_scan_at=last.finished_at if last else None,
+            last_scan_groups=last.groups if last else None,
+            last_scan_error=last.error if last else None,
+        )
 
 
 @dataclass
