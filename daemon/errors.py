@@ -78,3 +78,9 @@ class StateInUse(StateError):
     def __init__(self, state: str, holder: str):
         self.holder = holder
         super().__init__(f"the state {state} is in use by {holder}; stop that first, or give this one another [paths] state")
+
+
+def is_bug(error: BaseException) -> bool:
+    """Whether ``error`` deserves a traceback in the log: an expected error (the state
+    database locked or full, the backend down) says all in its one line."""
+    return not isinstance(error, DupeScannerError)

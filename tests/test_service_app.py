@@ -14,8 +14,10 @@ from daemon.backends.flow import FlowBackend
 from daemon.indexer import Indexer, Outcome
 from daemon.pathfilter import PathFilter
 from daemon.reconcile import reconcile
-from daemon.service.app import Coalesced, QueueWorker, Service, trigger_for
+from daemon.service.app import Service
+from daemon.service.jobs import Coalesced, trigger_for
 from daemon.service.notify import Notifier
+from daemon.service.queue_worker import QueueWorker
 from daemon.service.status import StateCounts
 from daemon.settings import IndexSettings, parse_schedule, parse_settings
 from daemon.store import files as file_store

@@ -20,60 +20,54 @@ pending rows are simply indexed then.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import queue
 import signal
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Mapping
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
-from daemon.errors import BackendLimitReached, DupeScannerError, StateError
-from daemon.indexer import Indexer, Outcome
+from daemon.errors import StateError, is_bug
+from daemon.indexer import Indexer
 from daemon.reconcile import reconcile
-from daemon.retry import RetryPolicy
 from daemon.scanning import run_scan
 from daemon.service.config_reload import ConfigReloader
+from daemon.service.decision_inbox import import_dropped
+from daemon.service.jobs import Coalesced, trigger_for
+from daemon.service.memory import release_memory
 from daemon.service.notify import Notifier, drop_environment
 from daemon.service.processes import descendants, kill_all
+from daemon.service.queue_worker import IndexingLog, QueueWorker
 from daemon.service.scan_progress import ScanReport
 from daemon.service.stability import Settled, StabilityTracker
 from daemon.service.status import ServiceStatus, StateCounts, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
-from daemon.settings import Schedule, Settings
-from daemon.service.decision_inbox import import_dropped
+from daemon.settings import Settings
 from daemon.store import contents as content_store
 from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
-from daemon.store.files import FileStat, KnownFile
+from daemon.store.files import FileStat
 from daemon.store.lock import hold_state
 
 log = logging.getLogger("dupe-scanner.service")
 
 HEARTBEAT_SECONDS = 10.0  # status, health checks; WATCHDOG=1 at least this often
-PROGRESS_SECONDS = 30.0  # a summary line during large imports, not a line per file
 STOP_GRACE_SECONDS = 5.0  # SIGTERM: in-flight work may finish within this, the rest stays pending
 LOOP_STALL_SECONDS = 60.0  # the main loop must come round at least this often to count as alive
 HINT_BATCH = 5000
 MAX_SCAN_DELAY_FACTOR = 6  # a burst that never settles still gets a scan every debounce × this (≥ 60 s)
-LIMIT_PAUSE_SECONDS = 600.0  # the backend refused more documents: try again after this
-IDLE_QUEUE_CHECK_SECONDS = 30.0
-STATE_PAUSE_SECONDS = 5.0  # the state database failed (locked, full): indexing waits this long
 SETTLE_GRACE_SECONDS = 1.0
 
 SCAN_INPUTS_KEY = "service_scan_inputs"
@@ -92,215 +86,6 @@ def run_service(settings: Settings, environ: Mapping[str, str] | None = None) ->
     return service.run()
 
 
-def trigger_for(schedule: Schedule):
-    if schedule.interval_seconds is not None:
-        return IntervalTrigger(seconds=schedule.interval_seconds)
-    return CronTrigger.from_crontab(schedule.cron)
-
-
-class Coalesced:
-    """A job run on the scheduler's threads; requests made while it runs are merged into
-    one more run, never lost and never run twice at once."""
-
-    def __init__(self, name: str, scheduler: BackgroundScheduler, work: Callable[[set], None]):
-        self.name = name
-        self._scheduler = scheduler
-        self._work = work
-        self._mutex = threading.Lock()
-        self._items: set = set()
-        self._wanted = False
-        self._running = False
-        self.idle = threading.Event()
-        self.idle.set()
-
-    def request(self, items: Iterable = ()) -> None:
-        with self._mutex:
-            self._items.update(items)
-            self._wanted = True
-            if self._running:
-                return
-            self._running = True
-            self.idle.clear()
-        try:
-            self._scheduler.add_job(self._run, id=f"{self.name}-run", name=self.name, replace_existing=True)
-        except SchedulerNotRunningError:
-            with self._mutex:
-                self._running = False
-                self.idle.set()
-
-    def _run(self) -> None:
-        while True:
-            with self._mutex:
-                if not self._wanted:
-                    self._running = False
-                    self.idle.set()
-                    return
-                items, self._items, self._wanted = self._items, set(), False
-            try:
-                self._work(items)
-            except DupeScannerError as error:
-                log.error("%s: %s", self.name, error)
-            except Exception:
-                log.exception("%s failed", self.name)
-
-
-@dataclass
-class Progress:
-    """Indexing outcomes since the last summary line."""
-
-    counts: dict
-
-    @staticmethod
-    def empty() -> "Progress":
-        return Progress({outcome: 0 for outcome in Outcome})
-
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def line(self) -> str:
-        return ", ".join(f"{count} {outcome.value}" for outcome, count in self.counts.items() if count)
-
-
-class QueueWorker:
-    """Drains the pending rows: at most ``capacity`` files in the indexer at once.
-
-    A file is in flight on one thread only; SIGTERM lets in-flight files finish (within
-    the grace time) and leaves the others pending, as they are in the state.
-    """
-
-    def __init__(
-        self,
-        engine: Engine,
-        indexer: Indexer,
-        capacity: int,
-        on_outcome: Callable[[KnownFile, Outcome], None],
-        clock: Callable[[], float] = time.time,
-    ):
-        self.engine = engine
-        self.indexer = indexer
-        self.capacity = max(1, capacity)
-        self._on_outcome = on_outcome
-        self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix="index")
-        self._pool_size = self.capacity
-        self._in_flight: dict[int, Future] = {}
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._paused_until = 0.0
-        self._thread: threading.Thread | None = None
-        self.last_beat = time.monotonic()
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="queue", daemon=True)
-        self._thread.start()
-
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def set_capacity(self, capacity: int) -> None:
-        capacity = max(1, capacity)
-        if capacity > self._pool_size:
-            old, self._pool = self._pool, ThreadPoolExecutor(max_workers=capacity, thread_name_prefix="index")
-            self._pool_size = capacity
-            old.shutdown(wait=False)
-        self.capacity = capacity
-        self.wake()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self.last_beat = time.monotonic()
-            try:
-                timeout = self._fill()
-            except Exception as error:
-                log.error("the queue worker could not read the queue: %s; trying again shortly", error,
-                          exc_info=_is_bug(error))
-                timeout = 5.0
-            self._wake.wait(timeout)
-            self._wake.clear()
-
-    def _fill(self) -> float:
-        """Start due files while there is room; returns how long to sleep."""
-        for file_id, future in list(self._in_flight.items()):
-            if future.done():
-                del self._in_flight[file_id]
-        now = self._clock()
-        if now < self._paused_until:
-            return min(self._paused_until - now, IDLE_QUEUE_CHECK_SECONDS)
-        room = self.capacity - len(self._in_flight)
-        if room > 0:
-            with read_transaction(self.engine) as connection:
-                jobs = file_store.due(connection, now, room, exclude_ids=self._in_flight)
-            for job in jobs:
-                future = self._pool.submit(self._process, job)
-                self._in_flight[job.id] = future
-                future.add_done_callback(lambda _future: self._wake.set())
-        if self._in_flight:
-            return 1.0
-        with read_transaction(self.engine) as connection:
-            next_at = file_store.next_attempt_at(connection)
-        if next_at is None:
-            return IDLE_QUEUE_CHECK_SECONDS
-        return min(max(next_at - self._clock(), 0.05), IDLE_QUEUE_CHECK_SECONDS)
-
-    def _process(self, job: KnownFile) -> None:
-        if self._stopping.is_set():
-            return
-        try:
-            outcome = self.indexer.process(job)
-        except BackendLimitReached as error:
-            self._paused_until = self._clock() + LIMIT_PAUSE_SECONDS
-            log.error("%s; indexing paused for %d minutes", error, LIMIT_PAUSE_SECONDS // 60)
-            with write_transaction(self.engine) as connection:
-                file_store.note_waiting(connection, [job.id], f"not indexed: {error}")
-            return
-        except StateError as error:  # not the file's fault: it stays pending for when the state answers
-            self._paused_until = self._clock() + STATE_PAUSE_SECONDS
-            log.error("indexing %s: %s", job.path, error)
-            return
-        except Exception as error:  # a bug: keep the file, try again later, never spin
-            log.exception("indexing %s failed unexpectedly", job.path)
-            self._defer_after_bug(job, error)
-            return
-        try:
-            self._on_outcome(job, outcome)
-        except Exception:
-            log.exception("recording the outcome for %s failed", job.path)
-
-    def _defer_after_bug(self, job: KnownFile, error: Exception) -> None:
-        policy = RetryPolicy.of(self.indexer.settings)
-        attempts = job.attempts + 1
-        reason = f"internal error: {type(error).__name__}: {error}"
-        try:
-            with write_transaction(self.engine) as connection:
-                if policy.gives_up(attempts):
-                    file_store.mark_failed(connection, job, reason, self._clock())
-                else:
-                    file_store.retry_later(connection, job, reason, self._clock() + policy.delay(attempts))
-        except Exception as recording:
-            log.error("cannot record the failure of %s: %s", job.path, recording, exc_info=_is_bug(recording))
-            self._paused_until = self._clock() + 30.0
-
-    def stop(self, deadline: float) -> bool:
-        """Stop taking files; wait until ``deadline`` (monotonic) for those in flight.
-        Returns True when nothing is left running."""
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        running = [future for future in list(self._in_flight.values()) if not future.done()]
-        if running:
-            wait(running, timeout=max(0.0, deadline - time.monotonic()))
-        return all(future.done() for future in running)
-
-
 class Service:
     def __init__(self, settings: Settings, notifier: Notifier, *, clock: Callable[[], float] = time.time):
         self.settings = settings
@@ -316,8 +101,6 @@ class Service:
         self._debounce_at: float | None = None
         self._last_scan_inputs: str | None = None
         self._last_reports_at: float | None = None
-        self._progress = Progress.empty()
-        self._progress_at = time.monotonic()
         self._loop_beat = time.monotonic()
         self._problems: list[str] = []
         self._scan_report: ScanReport | None = None  # while a scan runs
@@ -363,9 +146,8 @@ class Service:
 
     def _start(self) -> None:
         self.watcher.apply(self.settings.watch)
-        self.queue = QueueWorker(
-            self.engine, self.indexer, self.settings.index.worker_count, self._indexed, clock=self.clock
-        )
+        outcomes = IndexingLog(self._note_change, self._queue_line)
+        self.queue = QueueWorker(self.engine, self.indexer, self.settings.index.worker_count, outcomes, clock=self.clock)
         self.queue.start()
         self.scheduler.start()
         self._schedule_jobs()
@@ -485,7 +267,7 @@ class Service:
                     self._settled(settled)
             except Exception as error:
                 log.error("handling file changes failed: %s; the next reconcile walk repairs what was missed",
-                          error, exc_info=_is_bug(error))
+                          error, exc_info=is_bug(error))
                 self.reconciles.request(w.path for w in self.settings.watch)
 
     def _handle(self, batch: list) -> None:
@@ -578,19 +360,7 @@ class Service:
             log.debug("%d files settled, %d of them new or changed", len(settled.stable), news)
             self.queue.wake()
 
-    # Indexing outcomes, the debounced scan ------------------------------------------------------
-
-    def _indexed(self, job: KnownFile, outcome: Outcome) -> None:
-        with self._lock:
-            self._progress.counts[outcome] += 1
-            report = time.monotonic() - self._progress_at >= PROGRESS_SECONDS
-            if report:
-                progress, self._progress = self._progress, Progress.empty()
-                self._progress_at = time.monotonic()
-        if outcome in (Outcome.ANALYSED, Outcome.REUSED, Outcome.FAILED, Outcome.VANISHED):
-            self._note_change()
-        if report:
-            log.info("indexing: %s in the last %ds; %s", progress.line(), PROGRESS_SECONDS, self._queue_line())
+    # The debounced scan ------------------------------------------------------
 
     def _queue_line(self) -> str:
         counts = self._counts()
@@ -833,36 +603,6 @@ class Service:
         if self._scan_inputs() != self._last_scan_inputs:
             self.scans.request({"settings"})
         self._write_status(self._problems)
-
-
-def _is_bug(error: Exception) -> bool:
-    """Whether ``error`` deserves a traceback in the log: an expected error (the state
-    database locked or full, the backend down) says all in its one line."""
-    return not isinstance(error, DupeScannerError)
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        import ctypes
-
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-
-
-_malloc_trim = _load_malloc_trim()
-
-
-def release_memory() -> None:
-    """Give the memory a scan or a walk used back to the system.
-
-    A scan of 10,000 files peaks at well over a gigabyte; CPython frees the objects but
-    glibc keeps the pages, so an idle service would sit at its peak. Trimming brings it
-    back to its working size (measured: 1.5 GB -> 130 MB).
-    """
-    gc.collect()
-    if _malloc_trim is not None:
-        _malloc_trim(0)
 
 
 def _mtime(path: Path) -> float | None:
