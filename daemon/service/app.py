@@ -26,14 +26,13 @@ import queue
 import signal
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Mapping
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
@@ -41,21 +40,17 @@ from daemon.backends.base import Backend
 from daemon.errors import StateError, is_bug
 from daemon.indexer import Indexer
 from daemon.reconcile import reconcile
-from daemon.scanning import run_scan
 from daemon.service.config_reload import ConfigReloader
-from daemon.service.decision_inbox import import_dropped
 from daemon.service.jobs import Coalesced, trigger_for
 from daemon.service.memory import release_memory
 from daemon.service.notify import Notifier, drop_environment
 from daemon.service.processes import descendants, kill_all
 from daemon.service.queue_worker import IndexingLog, QueueWorker
-from daemon.service.scan_progress import ScanReport
+from daemon.service.scan_job import ScanJob
 from daemon.service.stability import Settled, StabilityTracker
 from daemon.service.status import ServiceStatus, StateCounts, status_path, write_status
 from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
 from daemon.settings import Settings
-from daemon.store import contents as content_store
-from daemon.store import decisions as decision_store
 from daemon.store import files as file_store
 from daemon.store.database import read_transaction, write_transaction
 from daemon.store.files import FileStat
@@ -67,10 +62,7 @@ HEARTBEAT_SECONDS = 10.0  # status, health checks; WATCHDOG=1 at least this ofte
 STOP_GRACE_SECONDS = 5.0  # SIGTERM: in-flight work may finish within this, the rest stays pending
 LOOP_STALL_SECONDS = 60.0  # the main loop must come round at least this often to count as alive
 HINT_BATCH = 5000
-MAX_SCAN_DELAY_FACTOR = 6  # a burst that never settles still gets a scan every debounce × this (≥ 60 s)
 SETTLE_GRACE_SECONDS = 1.0
-
-SCAN_INPUTS_KEY = "service_scan_inputs"
 
 # Settings that need a restart: the state file and the backend are opened once.
 RESTART_NEEDED = ("paths.state", "backend")
@@ -96,14 +88,8 @@ class Service:
         self._stop = threading.Event()
         self._sighup = False
         self._phase = "starting"
-        self._lock = threading.Lock()
-        self._burst_started: float | None = None
-        self._debounce_at: float | None = None
-        self._last_scan_inputs: str | None = None
-        self._last_reports_at: float | None = None
         self._loop_beat = time.monotonic()
         self._problems: list[str] = []
-        self._scan_report: ScanReport | None = None  # while a scan runs
         self.tracker = StabilityTracker(settings.index.stable_seconds)
         self.watcher = Watcher(self._messages.put)
         interval = notifier.watchdog_interval
@@ -117,7 +103,8 @@ class Service:
         self.indexer: Indexer | None = None
         self.queue: QueueWorker | None = None
         self.reloader: ConfigReloader | None = None
-        self.scans = Coalesced("scan", self.scheduler, self._scan)
+        self.scan_job: ScanJob | None = None
+        self.scans: Coalesced | None = None
         self.reconciles = Coalesced("reconcile", self.scheduler, self._reconcile)
 
     # Life cycle ------------------------------------------------------------------------
@@ -146,7 +133,9 @@ class Service:
 
     def _start(self) -> None:
         self.watcher.apply(self.settings.watch)
-        outcomes = IndexingLog(self._note_change, self._queue_line)
+        self.scan_job = ScanJob(self.engine, self.backend, lambda: self.settings, self.scheduler, self.notifier, self.clock)
+        self.scans = self.scan_job.runs
+        outcomes = IndexingLog(self.scan_job.note_change, self._queue_line)
         self.queue = QueueWorker(self.engine, self.indexer, self.settings.index.worker_count, outcomes, clock=self.clock)
         self.queue.start()
         self.scheduler.start()
@@ -221,6 +210,8 @@ class Service:
         if self.queue is not None:
             clean = self.queue.stop(deadline)
         for job in (self.scans, self.reconciles):
+            if job is None:
+                continue
             clean = job.idle.wait(max(0.0, deadline - time.monotonic())) and clean
         if clean and self.backend is not None:
             closer = threading.Thread(target=self.backend.close, name="backend-close", daemon=True)
@@ -333,7 +324,7 @@ class Service:
                     unknown.append(hint.destination)  # never seen under the old name: a new file
         self.tracker.touch_all(unknown)
         if changed:
-            self._note_change()
+            self.scan_job.note_change()
             self.queue.wake()
 
     def _settled(self, settled: Settled) -> None:
@@ -355,88 +346,16 @@ class Service:
             file_store.defer(connection, ready, 0.0)  # settled: due now (reconcile may have held it back)
             if settled.vanished:
                 if file_store.mark_gone(connection, [str(p) for p in settled.vanished], now):
-                    self._note_change()
+                    self.scan_job.note_change()
         if settled.stable:
             log.debug("%d files settled, %d of them new or changed", len(settled.stable), news)
             self.queue.wake()
 
-    # The debounced scan ------------------------------------------------------
+    # The progress line, the reconcile walk, the heartbeat ------------------------------------------------------
 
     def _queue_line(self) -> str:
         counts = self._counts()
         return f"{counts.pending} pending, {len(self.tracker)} settling, {counts.indexed} indexed"
-
-    def _note_change(self) -> None:
-        """Something the reports show changed: scan once things have been quiet for
-        ``scan.debounce_seconds`` (or, in a burst that does not end, every few debounces)."""
-        debounce = self.settings.scan.debounce_seconds
-        now = self.clock()
-        with self._lock:
-            if self._burst_started is None:
-                self._burst_started = now
-            latest = self._burst_started + max(60.0, debounce * MAX_SCAN_DELAY_FACTOR)
-            run_at = min(now + debounce, latest)
-            if self._debounce_at is not None and abs(run_at - self._debounce_at) < 0.5:
-                return
-            self._debounce_at = run_at
-        try:
-            self.scheduler.add_job(
-                self._debounced_scan, DateTrigger(run_date=datetime.fromtimestamp(run_at, timezone.utc)),
-                id="scan-debounced", name="scan after changes", replace_existing=True,
-            )
-        except SchedulerNotRunningError:
-            pass
-
-    def _debounced_scan(self) -> None:
-        with self._lock:
-            self._debounce_at = None
-        self.scans.request({"changes"})
-
-    # Jobs on the scheduler's threads ---------------------------------------------------------------
-
-    def _scan_inputs(self) -> str:
-        """What, besides the state, shapes the reports; kept in the state's meta table so a
-        restart on an unchanged state need not scan again."""
-        report = self.settings.report
-        # A decision made on the command line while the service runs changes the reports too.
-        with read_transaction(self.engine) as connection:
-            decided = decision_store.revision(connection)
-        return repr((self.settings.scan.threshold, report.html_max_nodes, report.thumbnail_size,
-                     str(self.settings.paths.reports), self.settings.keep, decided))
-
-    def _scan(self, reasons: set) -> None:
-        with self._lock:
-            self._burst_started = None
-        # Before the inputs are read: an imported file changes the decisions, so the reports.
-        import_dropped(self.engine, self.settings.paths.reports, self.clock(), self.settings.index.stable_seconds)
-        inputs = self._scan_inputs()
-        reports = self.settings.paths.reports / "duplicates.json"
-        with read_transaction(self.engine) as connection:
-            # A failed scan left the reports as they were: it does not count, so the next
-            # scan writes them even if no file changed since.
-            last = content_store.last_successful_scan(connection)
-            changed = last is None or file_store.changed_since(connection, last.started_at)
-            if self._last_scan_inputs is None:
-                self._last_scan_inputs = content_store.get_meta(connection, SCAN_INPUTS_KEY)
-        if not changed and inputs == self._last_scan_inputs and reports.exists():
-            log.debug("scan (%s): nothing changed since the last one", ", ".join(sorted(reasons)))
-            return
-        self._scan_report = ScanReport(self.notifier.status)
-        try:
-            outcome = run_scan(
-                self.engine, self.backend, self.settings.scan.threshold, self.settings.paths.reports,
-                self.settings.report, clock=self.clock, keep=self.settings.keep, progress=self._scan_report,
-            )
-        finally:
-            self._scan_report = None
-        if inputs != self._last_scan_inputs:
-            with write_transaction(self.engine) as connection:
-                content_store.set_meta(connection, SCAN_INPUTS_KEY, inputs)
-            self._last_scan_inputs = inputs
-        if getattr(outcome.reports, "changed", True):
-            self._last_reports_at = self.clock()
-        del outcome
-        release_memory()
 
     def _reconcile_all(self) -> None:
         self.reconciles.request(w.path for w in self.settings.watch)
@@ -452,7 +371,7 @@ class Service:
             if not changes:
                 continue
             self._hold_fresh(root, [*changes.new, *changes.changed], started)
-            self._note_change()
+            self.scan_job.note_change()
             self.queue.wake()
         release_memory()
 
@@ -520,7 +439,7 @@ class Service:
     def _status_line(self, counts: StateCounts) -> str:
         last = counts.last_scan_at
         when = datetime.fromtimestamp(last).strftime("%H:%M:%S") if last else "never"
-        scan_report = self._scan_report
+        scan_report = self.scan_job.report
         return (
             f"{len(self.settings.watch)} folders watched; queue {counts.pending} pending, "
             f"{len(self.tracker)} settling; {counts.indexed} indexed, {counts.failed} failed; "
@@ -545,7 +464,7 @@ class Service:
             last_scan_at=counts.last_scan_at,
             last_scan_groups=counts.last_scan_groups,
             last_scan_error=counts.last_scan_error,
-            last_reports_at=self._last_reports_at or _mtime(self.settings.paths.reports / "duplicates.json"),
+            last_reports_at=self.scan_job.last_reports_at or _mtime(self.settings.paths.reports / "duplicates.json"),
             problems=problems,
         )
         try:
@@ -596,12 +515,11 @@ class Service:
                     self.tracker.forget_under(watch.path)
                     gone = file_store.mark_gone_under(connection, str(watch.path), now)
                     log.info("%s is no longer watched: %d files leave the reports", watch.path, gone)
-            self._note_change()
+            self.scan_job.note_change()
         walk = [watch.path for watch in (*changes.added, *changes.changed)]
         if walk:
             self.reconciles.request(walk)
-        if self._scan_inputs() != self._last_scan_inputs:
-            self.scans.request({"settings"})
+        self.scan_job.settings_changed()
         self._write_status(self._problems)
 
 
