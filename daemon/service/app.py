@@ -37,23 +37,20 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from daemon.backends.base import Backend
-from daemon.errors import StateError, is_bug
+from daemon.errors import StateError
 from daemon.indexer import Indexer
-from daemon.reconcile import reconcile
 from daemon.service.config_reload import ConfigReloader
+from daemon.service.intake import Intake, ReconcileWalk
 from daemon.service.jobs import Coalesced, trigger_for
-from daemon.service.memory import release_memory
 from daemon.service.notify import Notifier, drop_environment
 from daemon.service.processes import descendants, kill_all
 from daemon.service.queue_worker import IndexingLog, QueueWorker
 from daemon.service.scan_job import ScanJob
-from daemon.service.stability import Settled, StabilityTracker
+from daemon.service.stability import StabilityTracker
 from daemon.service.status import ServiceStatus, StateCounts, status_path, write_status
-from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, Watcher, path_filter_for
+from daemon.service.watching import Watcher
 from daemon.settings import Settings
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
-from daemon.store.files import FileStat
+from daemon.store.database import read_transaction
 from daemon.store.lock import hold_state
 
 log = logging.getLogger("dupe-scanner.service")
@@ -61,8 +58,6 @@ log = logging.getLogger("dupe-scanner.service")
 HEARTBEAT_SECONDS = 10.0  # status, health checks; WATCHDOG=1 at least this often
 STOP_GRACE_SECONDS = 5.0  # SIGTERM: in-flight work may finish within this, the rest stays pending
 LOOP_STALL_SECONDS = 60.0  # the main loop must come round at least this often to count as alive
-HINT_BATCH = 5000
-SETTLE_GRACE_SECONDS = 1.0
 
 # Settings that need a restart: the state file and the backend are opened once.
 RESTART_NEEDED = ("paths.state", "backend")
@@ -88,7 +83,6 @@ class Service:
         self._stop = threading.Event()
         self._sighup = False
         self._phase = "starting"
-        self._loop_beat = time.monotonic()
         self._problems: list[str] = []
         self.tracker = StabilityTracker(settings.index.stable_seconds)
         self.watcher = Watcher(self._messages.put)
@@ -105,7 +99,9 @@ class Service:
         self.reloader: ConfigReloader | None = None
         self.scan_job: ScanJob | None = None
         self.scans: Coalesced | None = None
-        self.reconciles = Coalesced("reconcile", self.scheduler, self._reconcile)
+        self.walk: ReconcileWalk | None = None
+        self.reconciles: Coalesced | None = None
+        self.intake: Intake | None = None
 
     # Life cycle ------------------------------------------------------------------------
 
@@ -118,7 +114,7 @@ class Service:
             self.engine, self.backend, self.indexer = parts.engine, parts.backend, parts.indexer
             try:
                 self._start()
-                self._main_loop()
+                self.intake.run(self._stop, self._take_sighup, self._on_sighup)
             finally:
                 clean = self._shutdown()
             if not clean:
@@ -137,6 +133,12 @@ class Service:
         self.scans = self.scan_job.runs
         outcomes = IndexingLog(self.scan_job.note_change, self._queue_line)
         self.queue = QueueWorker(self.engine, self.indexer, self.settings.index.worker_count, outcomes, clock=self.clock)
+        self.walk = ReconcileWalk(self.engine, lambda: self.settings, self.scheduler, self._messages.put, clock=self.clock,
+                                  wake_queue=self.queue.wake, note_change=self.scan_job.note_change)
+        self.reconciles = self.walk.runs
+        self.intake = Intake(self.engine, lambda: self.settings, self._messages, self.tracker, clock=self.clock,
+                             wake_queue=self.queue.wake, note_change=self.scan_job.note_change,
+                             reconcile=self.walk.request)
         self.queue.start()
         self.scheduler.start()
         self._schedule_jobs()
@@ -160,7 +162,7 @@ class Service:
             id="scan-schedule", name="scheduled scan", replace_existing=True,
         )
         self.scheduler.add_job(
-            self._reconcile_all, trigger_for(self.settings.index.reconcile),
+            self.walk.request_all, trigger_for(self.settings.index.reconcile),
             id="reconcile-schedule", name="scheduled reconcile", replace_existing=True,
         )
         self.scheduler.add_job(
@@ -193,6 +195,17 @@ class Service:
         """Ask for the settings to be read again (what SIGHUP does)."""
         self._sighup = True
         self._messages.put(None)
+
+    def _take_sighup(self) -> bool:
+        """Whether a SIGHUP came since the main loop last asked."""
+        taken, self._sighup = self._sighup, False
+        return taken
+
+    def _on_sighup(self) -> None:
+        if self.reloader is not None:
+            self.reloader.request("SIGHUP")
+        else:
+            log.info("SIGHUP: no settings file to reload (running on the built-in defaults)")
 
     def _shutdown(self) -> bool:
         self._phase = "stopping"
@@ -229,178 +242,18 @@ class Service:
         log.info("stopped")
         return clean
 
-    # The main loop: hints in, rows out ---------------------------------------------------------
-
-    def _main_loop(self) -> None:
-        while not self._stop.is_set():
-            self._loop_beat = time.monotonic()
-            due = self.tracker.next_due()
-            timeout = 1.0 if due is None else min(max(due - time.monotonic(), 0.02), 1.0)
-            batch = []
-            try:
-                batch.append(self._messages.get(timeout=timeout))
-                while len(batch) < HINT_BATCH:
-                    batch.append(self._messages.get_nowait())
-            except queue.Empty:
-                pass
-            if self._stop.is_set():
-                return
-            if self._sighup:
-                self._sighup = False
-                if self.reloader is not None:
-                    self.reloader.request("SIGHUP")
-                else:
-                    log.info("SIGHUP: no settings file to reload (running on the built-in defaults)")
-            try:
-                self._handle(batch)
-                settled = self.tracker.poll()
-                if settled:
-                    self._settled(settled)
-            except Exception as error:
-                log.error("handling file changes failed: %s; the next reconcile walk repairs what was missed",
-                          error, exc_info=is_bug(error))
-                self.reconciles.request(w.path for w in self.settings.watch)
-
-    def _handle(self, batch: list) -> None:
-        hints: list[Hint] = []
-        for item in batch:
-            if item is None:
-                continue
-            if callable(item):
-                self._apply_hints(hints)
-                hints = []
-                item()
-            else:
-                hints.append(item)
-        self._apply_hints(hints)
-
-    def _apply_hints(self, hints: list[Hint]) -> None:
-        if not hints:
-            return
-        operations: list[Hint] = []
-        rescan: set[Path] = set()
-        for hint in hints:
-            if hint.kind == CHANGED:
-                self.tracker.touch(hint.path)
-            elif hint.kind == DELETED:
-                if hint.is_directory:
-                    self.tracker.forget_under(hint.path)
-                else:
-                    self.tracker.forget(hint.path)
-                operations.append(hint)
-            elif hint.kind == MOVED and not hint.is_directory:
-                if hint.path in self.tracker:
-                    self.tracker.rename(hint.path, hint.destination)
-                else:
-                    operations.append(hint)
-            elif hint.kind == RESCAN:
-                rescan.add(hint.root)
-            # A folder's move arrives as the moves of its files as well: nothing more to do.
-        if operations:
-            self._record(operations)
-        if rescan:
-            self.reconciles.request(rescan)
-
-    def _record(self, operations: list[Hint]) -> None:
-        now = self.clock()
-        changed = False
-        unknown: list[Path] = []
-        with write_transaction(self.engine) as connection:
-            for hint in operations:
-                if hint.kind == DELETED:
-                    if hint.is_directory:
-                        changed |= file_store.mark_gone_under(connection, str(hint.path), now) > 0
-                    else:
-                        changed |= file_store.mark_gone(connection, [str(hint.path)], now) > 0
-                    continue
-                try:
-                    stat = FileStat.of(os.stat(hint.destination))
-                except OSError:  # moved and gone again
-                    changed |= file_store.mark_gone(connection, [str(hint.path)], now) > 0
-                    continue
-                if file_store.move(connection, str(hint.path), str(hint.destination), stat, now):
-                    changed = True
-                else:
-                    unknown.append(hint.destination)  # never seen under the old name: a new file
-        self.tracker.touch_all(unknown)
-        if changed:
-            self.scan_job.note_change()
-            self.queue.wake()
-
-    def _settled(self, settled: Settled) -> None:
-        now = self.clock()
-        news = 0
-        with write_transaction(self.engine) as connection:
-            ready = []
-            filters = [path_filter_for(watch) for watch in self.settings.watch]
-            for path in settled.stable:
-                if not any(path_filter.wants(path) for path_filter in filters):
-                    continue  # its folder stopped being watched while it settled
-                try:
-                    stat = FileStat.of(os.stat(path))
-                except OSError:
-                    settled.vanished.append(path)
-                    continue
-                news += file_store.mark_seen(connection, str(path), stat, now)
-                ready.append(str(path))
-            file_store.defer(connection, ready, 0.0)  # settled: due now (reconcile may have held it back)
-            if settled.vanished:
-                if file_store.mark_gone(connection, [str(p) for p in settled.vanished], now):
-                    self.scan_job.note_change()
-        if settled.stable:
-            log.debug("%d files settled, %d of them new or changed", len(settled.stable), news)
-            self.queue.wake()
-
-    # The progress line, the reconcile walk, the heartbeat ------------------------------------------------------
+    # The progress line, the heartbeat ------------------------------------------------------
 
     def _queue_line(self) -> str:
         counts = self._counts()
         return f"{counts.pending} pending, {len(self.tracker)} settling, {counts.indexed} indexed"
 
-    def _reconcile_all(self) -> None:
-        self.reconciles.request(w.path for w in self.settings.watch)
-
-    def _reconcile(self, roots: set) -> None:
-        watches = {watch.path: watch for watch in self.settings.watch}
-        for root in sorted(roots):
-            watch = watches.get(root)
-            if watch is None:
-                continue  # no longer watched
-            started = self.clock()
-            changes = reconcile(self.engine, path_filter_for(watch), now=started, drop_unwanted=True)
-            if not changes:
-                continue
-            self._hold_fresh(root, [*changes.new, *changes.changed], started)
-            self.scan_job.note_change()
-            self.queue.wake()
-        release_memory()
-
-    def _hold_fresh(self, root: Path, paths: list[str], now: float) -> None:
-        """Files the walk found that changed moments ago may still be being written: hold
-        them back and let the stability tracker release them."""
-        stable_seconds = self.settings.index.stable_seconds
-        if stable_seconds <= 0:
-            return
-        fresh = []
-        for path in paths:
-            try:
-                if now - os.stat(path).st_mtime < stable_seconds + SETTLE_GRACE_SECONDS:
-                    fresh.append(path)
-            except OSError:
-                continue
-        if not fresh:
-            return
-        with write_transaction(self.engine) as connection:
-            file_store.defer(connection, fresh, now + stable_seconds + 60.0)
-        for path in fresh:
-            self._messages.put(Hint(CHANGED, root, Path(path)))
-
     def _heartbeat(self) -> None:
         problems = []
         health = self.watcher.check()
         problems.extend(health.problems)
-        if time.monotonic() - self._loop_beat > LOOP_STALL_SECONDS:
-            problems.append(f"the event loop has not come round for {time.monotonic() - self._loop_beat:.0f}s")
+        if time.monotonic() - self.intake.beat > LOOP_STALL_SECONDS:
+            problems.append(f"the event loop has not come round for {time.monotonic() - self.intake.beat:.0f}s")
         if self.queue is not None and not self.queue.alive():
             problems.append("the queue worker thread died; restarting it")
             self.queue.start()
@@ -509,13 +362,7 @@ class Service:
             self._schedule_jobs()
         changes = self.watcher.apply(new.watch)
         if changes.removed:
-            now = self.clock()
-            with write_transaction(self.engine) as connection:
-                for watch in changes.removed:
-                    self.tracker.forget_under(watch.path)
-                    gone = file_store.mark_gone_under(connection, str(watch.path), now)
-                    log.info("%s is no longer watched: %d files leave the reports", watch.path, gone)
-            self.scan_job.note_change()
+            self.intake.unwatch(changes.removed)
         walk = [watch.path for watch in (*changes.added, *changes.changed)]
         if walk:
             self.reconciles.request(walk)
