@@ -252,7 +252,7 @@ def test_watchdog_pings_only_while_every_part_is_alive(tmp_path, monkeypatch):
                 raise RuntimeError("disk I/O error")
             return StateCounts()
 
-        monkeypatch.setattr(service, "_counts", broken)
+        monkeypatch.setattr(service.health, "counts", broken)
         time.sleep(0.5)  # a heartbeat may have been on its way
         before = len(listener.with_key("WATCHDOG"))
         time.sleep(1.0)
