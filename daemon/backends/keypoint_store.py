@@ -33,6 +33,7 @@ import faiss
 import numpy as np
 
 from daemon.analysis.candidates import (
+    TRAINING_PER_CELL,
     PointsInMemory,
     empty_descriptor_index,
     list_count,
@@ -50,7 +51,6 @@ REWRITE_SHARE = 0.25  # the base is written anew once the new or the gone exceed
 # into its whole 20 KB features blob, so a million at once would hold 20 GB.
 LOAD_CHUNK = 2000
 SAMPLE_CONTENTS = 2000  # contents read first to size the index (exactly, up to this many)
-TRAINING_POINTS_PER_CELL = 64  # descriptors drawn per cell to train the cells
 
 # keys -> the descriptors of those contents, in the same order (empty arrays where none)
 LoadDescriptors = Callable[[list[str]], list[np.ndarray]]
@@ -211,8 +211,8 @@ def _sample(keys: list[str], load: LoadDescriptors) -> _Sample:
 
 def _trains_on_everything(points: int) -> bool:
     """Whether training cells for ``points`` points draws on all of them (a small library:
-    at most 65,536 points, 2 MB)."""
-    return not searched_exhaustively(points) and points <= TRAINING_POINTS_PER_CELL * list_count(points)
+    at most 25,600 points, under 1 MB)."""
+    return not searched_exhaustively(points) and points <= TRAINING_PER_CELL * list_count(points)
 
 
 def _whole(keys: list[str], load: LoadDescriptors) -> _Sample:
@@ -223,10 +223,10 @@ def _whole(keys: list[str], load: LoadDescriptors) -> _Sample:
 
 
 def _trained(sample: _Sample, lists: int, keys: list[str], load: LoadDescriptors) -> np.ndarray:
-    """Cells trained on up to ``TRAINING_POINTS_PER_CELL`` descriptors a cell, read from more
+    """Cells trained on up to ``TRAINING_PER_CELL`` descriptors a cell, read from more
     contents than the sizing sample where it has too few."""
     descriptors = sample.descriptors
-    wanted = TRAINING_POINTS_PER_CELL * lists
+    wanted = TRAINING_PER_CELL * lists
     if len(descriptors) < wanted and sample.counts is None and len(descriptors):
         per_content = len(descriptors) / sample.contents
         step = max(1, int(len(keys) * per_content / wanted))
