@@ -1,0 +1,110 @@
+"""Verifying a candidate pair: is one image an edited copy of the other, and how close?
+
+The fingerprints only *propose* pairs. Here the geometric relation between the two is
+estimated (orientation, scale, crop offset: from the matching hash orientation, or from
+ORB keypoint matches with a robust fit, then refined by ECC on the thumbnails), and the
+aligned pixels are compared with measures that ignore global photometric changes.
+
+Where a "same scene" pair stops being a duplicate (the rule, in geometric terms):
+
+- A duplicate shows a subset of the other image's pixels: one frame lies inside the other
+  (``CONTAINMENT``), related by a quarter-turn rotation, a mirror, a uniform scale and an
+  offset only (``MAX_SHAPE_ERROR``, and not turned by more than ``MAX_TILT``); edits of
+  colour, light, clarity and overlaid text are allowed.
+- Another shot of the same scene is not: two frames that each show a strip of the scene the
+  other lacks (consecutive frames, a panned or shaken camera, stereo pairs), frames related
+  by a small rotation (a hand-held bracket), a shear or a perspective change (another
+  viewpoint), or aligned content that disagrees over much of the picture (parallax, moving
+  subjects).
+- Overlaid text or a mark adds sharp edges the other picture lacks; those cells count as a
+  visible difference, not as content that disagrees (``OVERLAY_ENERGY``), and when they pull
+  the alignment askew it is made again without them. That excuse holds only where the rest
+  of the two pictures is the same up to a change of light (``OVERLAY_REST_DIFFERENCE``):
+  the same login screen over two wallpapers has a logo over one's smooth sky, too.
+- Two different pictures under one overlay (a photographer's watermark on every picture)
+  align on the overlay alone; an edit or an overlay leaves the broad layout of light and
+  dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``).
+- Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
+  contains the other, that settles it (no other relation is searched for, which would only
+  find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
+  more must agree nearly everywhere (``MAX_CROPPED_OVERLAY``: parallax and perspective
+  leave the overlap of two shots disagreeing in places); and a relation found by template
+  search alone, with no hash or keypoint support, must not need the score floor.
+
+The score is on Flow's scale: 1.0 pixel-identical; 0.9 and up no visible change (size,
+format, recompression); down to 0.6 as crops, overlays and photometric edits grow; a pair
+that fails verification scores below 0.6.
+
+The parts, each readable alone, imported one way (``verdict`` uses the other three):
+
+- ``relation``: the geometric relations worth trying, and where they come from (hash,
+  keypoints, template search).
+- ``alignment``: refining a relation by ECC, and its geometry (shape error, tilt, coverage).
+- ``comparison``: how alike the aligned pictures are (gradients, overlays, layout, colour).
+- ``verdict``: the rule above applied to one relation, and the score.
+"""
+
+from __future__ import annotations
+
+from daemon.analysis.verify.relation import (
+    MAX_KEYPOINT_SCALE,
+    MIN_INLIERS,
+    Relation,
+    closest_orientation,
+    from_keypoints,
+    from_template,
+    full_frame,
+    hash_distance,
+    views,
+)
+from daemon.analysis.verify.alignment import MAX_SHAPE_ERROR
+from daemon.analysis.verify.comparison import CELL_AGREES, LAYOUT_BLUR, OVERLAY_ENERGY, OVERLAY_REST_DIFFERENCE, Structure
+from daemon.analysis.verify.verdict import (
+    CONTAINMENT,
+    CROPPED,
+    MAX_CROPPED_OVERLAY,
+    MAX_TILT,
+    MIN_AGREEMENT,
+    MIN_GRADIENT_CORRELATION,
+    MIN_LAYOUT_CORRELATION,
+    NEAR_FLOOR,
+    OTHER_SHOT_AGREEMENT,
+    OTHER_SHOT_CORRELATION,
+    Verdict,
+    is_flat,
+    verify,
+)
+
+VERIFIER = "verify-8"  # 8: strangers settled before any alignment; flat pictures never exact on colour alone
+
+__all__ = [
+    "VERIFIER",
+    "Relation",
+    "Structure",
+    "Verdict",
+    "closest_orientation",
+    "from_keypoints",
+    "from_template",
+    "full_frame",
+    "hash_distance",
+    "is_flat",
+    "verify",
+    "views",
+    "CELL_AGREES",
+    "CONTAINMENT",
+    "CROPPED",
+    "LAYOUT_BLUR",
+    "MAX_CROPPED_OVERLAY",
+    "MAX_KEYPOINT_SCALE",
+    "MAX_SHAPE_ERROR",
+    "MAX_TILT",
+    "MIN_AGREEMENT",
+    "MIN_GRADIENT_CORRELATION",
+    "MIN_INLIERS",
+    "MIN_LAYOUT_CORRELATION",
+    "NEAR_FLOOR",
+    "OTHER_SHOT_AGREEMENT",
+    "OTHER_SHOT_CORRELATION",
+    "OVERLAY_ENERGY",
+    "OVERLAY_REST_DIFFERENCE",
+]

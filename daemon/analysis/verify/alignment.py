@@ -1,0 +1,110 @@
+"""Alignment: refining a relation on the thumbnails, and measuring its geometry.
+
+``refine`` fits the pixel map B_view -> A_view by ECC (light-invariant); ``shape_error``,
+``tilt`` and ``coverage`` say what kind of map came out: how far from a uniform scale
+times a quarter turn, how far turned between quarter turns, and how much of each frame the
+other covers. Pure geometry on arrays: no knowledge of features or verdicts.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
+
+
+def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
+    """ECC refinement of the map B_view -> A_view (zero-mean normalised, so light-invariant).
+
+    First as a free affine map: when that comes out a similarity, it is the answer (a panned
+    or sheared other shot shows itself here). When it does not (an overlay can pull an affine
+    fit askew), the estimate is refined again with rotation and translation only, the scale
+    kept; when ECC fails or wanders off, the estimate stands as it was. ``ignore``: pixels
+    of B left out of the fit (an overlay).
+    """
+    template = b_view.astype(np.float32)
+    keep = None if ignore is None else np.where(ignore, 0, 255).astype(np.uint8)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4)
+    height, width = b_view.shape
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float32)
+    limit = 0.12 * max(a_view.shape)
+
+    def near(candidate: np.ndarray) -> bool:
+        return bool(np.all(np.isfinite(candidate)) and np.abs(corners @ candidate.T - corners @ matrix.T).max() <= limit)
+
+    try:
+        # Coarse (half size) first, then one short pass at full size.
+        half = _halve(matrix)
+        coarse_keep = None if keep is None else cv2.resize(keep, _shrink(template).shape[::-1], interpolation=cv2.INTER_NEAREST)
+        _, coarse = cv2.findTransformECC(_shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, coarse_keep, 3)
+        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 8, 1e-4), keep, 3)
+        if near(affine) and shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
+            return affine
+    except cv2.error:
+        pass
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    resampled = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    mask = cv2.warpAffine(np.full(a_view.shape, 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    if keep is not None:
+        mask = cv2.bitwise_and(mask, keep)
+    try:
+        _, euclidean = cv2.findTransformECC(template, resampled, np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN, criteria, mask, 3)
+    except cv2.error:
+        return matrix
+    combined = (np.vstack([matrix, [0, 0, 1]]).astype(np.float64) @ np.vstack([euclidean, [0, 0, 1]]).astype(np.float64))[:2].astype(np.float32)
+    return combined if near(combined) else matrix
+
+
+def _shrink(image: np.ndarray) -> np.ndarray:
+    return cv2.resize(image, (max(8, image.shape[1] // 2), max(8, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
+
+
+def _halve(matrix: np.ndarray) -> np.ndarray:
+    """A pixel map between full-size images as the same map between half-size ones."""
+    linear = matrix[:, :2].astype(np.float64)
+    shift = (matrix[:, 2] + 0.5 * linear.sum(axis=1) - 0.5) / 2
+    return np.hstack([linear, shift[:, None]]).astype(np.float32)
+
+
+def _double(matrix: np.ndarray) -> np.ndarray:
+    linear = matrix[:, :2].astype(np.float64)
+    shift = 2 * matrix[:, 2] - 0.5 * linear.sum(axis=1) + 0.5
+    return np.hstack([linear, shift[:, None]]).astype(np.float32)
+
+
+def shape_error(linear: np.ndarray) -> tuple[float, float]:
+    """How far ``linear`` is from a uniform scale times a quarter-turn rotation (relative), and the scale."""
+    best = (np.inf, 0.0)
+    for k in range(4):
+        c, s = [(1, 0), (0, 1), (-1, 0), (0, -1)][k]
+        rotation = np.array([[c, -s], [s, c]], dtype=np.float64)
+        scale = float(np.trace(rotation.T @ linear)) / 2
+        if scale <= 0:
+            continue
+        error = float(np.linalg.norm(linear - scale * rotation)) / (scale * np.sqrt(2))
+        best = min(best, (error, scale))
+    return best
+
+
+def tilt(matrix: np.ndarray) -> float:
+    """Degrees by which the map turns B, apart from quarter turns."""
+    linear = matrix[:, :2].astype(np.float64)
+    degrees = np.degrees(np.arctan2(linear[1, 0] - linear[0, 1], linear[0, 0] + linear[1, 1]))
+    return float(abs((degrees + 45) % 90 - 45))
+
+
+def coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, int]) -> tuple[float, float]:
+    """Share of A covered by B's frame, and share of B's frame that falls inside A."""
+    b_height, b_width = b_shape
+    a_height, a_width = a_shape
+    corners = np.array([[-0.5, -0.5], [b_width - 0.5, -0.5], [b_width - 0.5, b_height - 0.5], [-0.5, b_height - 0.5]], np.float32)
+    mapped = (corners @ matrix[:, :2].T.astype(np.float32)) + matrix[:, 2].astype(np.float32)
+    if cv2.contourArea(mapped) < 0:
+        mapped = mapped[::-1]
+    frame = np.array([[-0.5, -0.5], [a_width - 0.5, -0.5], [a_width - 0.5, a_height - 0.5], [-0.5, a_height - 0.5]], np.float32)
+    area, _ = cv2.intersectConvexConvex(np.ascontiguousarray(mapped), frame)
+    b_area = abs(cv2.contourArea(mapped))
+    if b_area <= 0:
+        return 0.0, 0.0
+    return float(area) / (a_width * a_height), float(area) / b_area

@@ -1,0 +1,165 @@
+"""Comparison: how alike two aligned pictures are, with measures blind to changes of light.
+
+``compare`` warps A onto B's frame and measures, cell by cell, whether the gradients agree,
+which cells carry an overlay (text or a mark one picture has and the other lacks), how much
+the grey levels differ and whether the broad layout of light and dark correlates: a
+``Structure``. ``colour_difference`` compares the colour thumbnails. Measures only: what
+they make of a pair is ``verdict``'s business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+CELL_AGREES = 0.5
+OVERLAY_ENERGY = 4.0  # a cell where one picture's gradient energy is this many times the other's is overlaid
+OVERLAY_REST_DIFFERENCE = 0.03  # ...only if, outside it, grey levels differ by no more than this (0..1), light change aside
+LAYOUT_BLUR = 3.0  # pixels of the 160 px thumbnail
+
+
+@dataclass(frozen=True)
+class Structure:
+    """How the aligned pictures compare (see ``compare``)."""
+
+    agreement: float  # share of the cells textured in both, overlay aside, whose gradients agree
+    overall: float  # share of the cells textured in either that agree (overlays lower it)
+    correlation: float  # gradient correlation, overlay aside
+    difference: float  # mean difference of the raw grey levels, 0..1
+    layout: float  # correlation of the broad light-and-dark layout
+    overlay: np.ndarray  # pixels of B's frame under an overlay (see ``_overlaid``)
+
+
+def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
+    """Gradient agreement after alignment, in B's frame."""
+    height, width = b_view.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    valid = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
+    if valid.sum() < 64:
+        return None
+    first = cv2.GaussianBlur(warped, (0, 0), 1.2)
+    second = cv2.GaussianBlur(b_view.astype(np.float32), (0, 0), 1.2)
+    gradients, strengths = [], []
+    for image in (first, second):
+        gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
+        rms = np.sqrt(np.mean((gx**2 + gy**2)[valid])) + 1e-6
+        gradients.append((gx / rms, gy / rms))
+        strengths.append(rms)
+    (ax, ay), (bx, by) = gradients
+    dot = (ax * bx + ay * by) * valid
+    energy_a = (ax**2 + ay**2) * valid
+    energy_b = (bx**2 + by**2) * valid
+
+    cell = cell_side(b_view.shape)
+    rows, cols = height // cell, width // cell
+
+    def cells(values: np.ndarray) -> np.ndarray:
+        return values[: rows * cell, : cols * cell].reshape(rows, cell, cols, cell).sum(axis=(1, 3))
+
+    count = cells(valid.astype(np.float32))
+    dots, sum_a, sum_b = cells(dot), cells(energy_a), cells(energy_b)
+    inside = count >= 0.7 * cell * cell
+    safe = np.maximum(count, 1)
+    textured_a, textured_b = (sum_a / safe >= 0.05) & inside, (sum_b / safe >= 0.05) & inside
+    agrees = dots / np.sqrt(sum_a * sum_b + 1e-9) >= CELL_AGREES
+    either_mask, both_mask = textured_a | textured_b, textured_a & textured_b
+    raw_a = a_view.astype(np.float32) / 255.0 * float(a_levels[1] - a_levels[0]) + float(a_levels[0])
+    raw_b = b_view.astype(np.float32) / 255.0 * float(b_levels[1] - b_levels[0]) + float(b_levels[0])
+    raw_warped = cv2.warpAffine(raw_a, matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    overlay = either_mask & _overlaid(sum_a * strengths[0] ** 2, sum_b * strengths[1] ** 2)
+    overlay_pixels = np.zeros_like(valid)
+    overlay_pixels[: rows * cell, : cols * cell] = np.repeat(np.repeat(overlay, cell, axis=0), cell, axis=1)
+    if overlay.any() and not _same_around(raw_warped, raw_b, valid, overlay_pixels, cell):
+        overlay, overlay_pixels = np.zeros_like(overlay), np.zeros_like(overlay_pixels)
+    content = both_mask & ~overlay
+    both, agree_both = int(content.sum()), int((agrees & content).sum())
+    either, agree_either = int(either_mask.sum()), int((agrees & either_mask).sum())
+    pixels = valid & ~overlay_pixels
+    if pixels.sum() < 64:
+        pixels = valid
+    correlation = float(dot[pixels].sum()) / float(np.sqrt(energy_a[pixels].sum() * energy_b[pixels].sum() + 1e-9))
+    if both >= 4:
+        agreement = agree_both / both
+    else:
+        agreement = 1.0 if correlation > 0.5 else 0.0
+    overall = agree_either / either if either else agreement
+    difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
+    layout = _layout_correlation(warped, b_view.astype(np.float32), valid)
+    return Structure(agreement, overall, correlation, difference, layout, overlay_pixels)
+
+
+def cell_side(shape: tuple[int, int]) -> int:
+    """Side of the cells the aligned pictures are compared in (an eighth of the shorter side)."""
+    return max(8, min(shape) // 8)
+
+
+def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
+    """Cells where one picture has edges the other lacks: text or a mark laid over it.
+
+    An overlay adds sharp edges to one picture: where it lies, that picture's gradient
+    energy far outweighs the other's (thumbnails are stretched to their full range, so a
+    contrast edit does not do this), in the cell and in the cells around it (an edge shifted
+    by a misalignment only moves energy to a neighbour). Such cells are a visible difference,
+    not content that disagrees. Only the picture with more such cells carries an overlay:
+    two different pictures have stronger edges each in their own places.
+    """
+    def lopsided(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        around = lambda cells: cv2.blur(cells.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+        limit = np.log(OVERLAY_ENERGY)
+        return (np.log((first + 1e-3) / (second + 1e-3)) > limit) & (np.log((around(first) + 1e-3) / (around(second) + 1e-3)) > limit)
+
+    on_a, on_b = lopsided(energy_a, energy_b), lopsided(energy_b, energy_a)
+    return on_a if on_a.sum() > on_b.sum() else on_b
+
+
+def _same_around(raw_a: np.ndarray, raw_b: np.ndarray, valid: np.ndarray, overlay_pixels: np.ndarray, cell: int) -> bool:
+    """Whether the pictures are one picture around an overlay: outside it, grey levels equal
+    up to a change of light.
+
+    An overlay explains edges one picture has and the other lacks only if it is all that
+    differs; two different pictures have edges each in their own places too, and also
+    differ in light where neither has edges. The overlay's outline and shadow (one cell
+    around it) are left out; the light may have been changed as well (a caption and a
+    filter), so B's levels are compared with A's both as they are and mapped by the straight
+    line that fits them best.
+    """
+    around = cv2.dilate(overlay_pixels.astype(np.uint8), np.ones((2 * cell + 1, 2 * cell + 1), np.uint8)) > 0
+    rest = valid & ~around
+    if rest.sum() < 64:
+        return False  # nothing left to show they are one picture
+    first, second = raw_a[rest].astype(np.float64), raw_b[rest].astype(np.float64)
+    as_they_are = float(np.abs(first - second).mean())
+    spread = float(first.var())
+    slope = float(np.mean((first - first.mean()) * (second - second.mean()))) / spread if spread > 1.0 else 1.0  # least squares
+    offset = float(second.mean()) - slope * float(first.mean())
+    mapped = float(np.abs(slope * first + offset - second).mean()) if slope > 0 else as_they_are  # light changed, not inverted
+    return min(as_they_are, mapped) / 255.0 <= OVERLAY_REST_DIFFERENCE
+
+
+def _layout_correlation(first: np.ndarray, second: np.ndarray, valid: np.ndarray) -> float:
+    """Correlation of the two aligned pictures blurred to their broad shapes (zero-mean, scaled:
+    light, contrast and most colour edits keep it high; a different picture does not)."""
+    broad_first = cv2.GaussianBlur(first, (0, 0), LAYOUT_BLUR)[valid]
+    broad_second = cv2.GaussianBlur(second, (0, 0), LAYOUT_BLUR)[valid]
+    if broad_first.std() < 1.0 or broad_second.std() < 1.0:
+        return 1.0  # no layout to compare (a plain picture): the other checks decide
+    return float(np.corrcoef(broad_first, broad_second)[0, 1])
+
+
+def colour_difference(first: np.ndarray, second: np.ndarray) -> float:
+    """How differently coloured two images are overall (hue, tint, saturation), 0 = same."""
+
+    def chroma(colour: np.ndarray) -> np.ndarray:
+        rgb = colour.reshape(-1, 3).astype(np.float32) / 255.0
+        red, green, blue = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+        return np.stack([red - green, (red + green) / 2 - blue], axis=1)
+
+    a, b = chroma(first), chroma(second)
+    mean_shift = float(np.linalg.norm(a.mean(axis=0) - b.mean(axis=0)))
+    saturation_shift = abs(float(np.linalg.norm(a, axis=1).mean() - np.linalg.norm(b, axis=1).mean()))
+    return 1.5 * mean_shift + 1.0 * saturation_shift

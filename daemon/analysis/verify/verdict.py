@@ -1,0 +1,130 @@
+"""The verdict on one relation: a duplicate or not, and its score on Flow's scale.
+
+``verify`` refines a relation (``alignment``), compares the aligned pictures
+(``comparison``) and applies the rule the package docstring states: containment, a
+similarity map, no tilt, content and layout that agree, and limits for large crops and
+guessed relations; then scores what is visibly different. Plain pictures, with nothing to
+align, are judged on colour and light alone (``is_flat``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from daemon.analysis.features import Features
+from daemon.analysis.verify import alignment, comparison
+from daemon.analysis.verify.alignment import MAX_SHAPE_ERROR
+from daemon.analysis.verify.relation import Relation, views
+
+CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
+MAX_TILT = 0.6  # degrees: an edit turns a picture by quarter turns only; another shot may be tilted a little
+MIN_AGREEMENT = 0.45  # share of textured cells whose gradients agree after alignment
+MIN_GRADIENT_CORRELATION = 0.25
+NEAR_FLOOR = 0.61  # a verified pair never scores below this (the near-duplicate default is 0.6)
+OTHER_SHOT_AGREEMENT = 0.75  # aligned this well yet neither frame inside the other: another shot, decided
+OTHER_SHOT_CORRELATION = 0.6
+CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
+MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
+MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pictures (see comparison._layout_correlation)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    verified: bool
+    reason: str
+    # No other relation needs trying: the frames coincide (verified, nothing cropped), or they
+    # align well but each shows a part of the scene the other lacks (another shot).
+    decided: bool = False
+
+
+def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) -> Verdict:
+    """Judge one relation, after refining it on the thumbnails.
+
+    ``guessed``: the relation comes from a template search, not from the hash or from
+    keypoint matches; with nothing else behind it, the aligned pictures must also look
+    alike (the visible difference within what a verified pair may show above the floor).
+    """
+    a_view, b_view = views(a, b, relation)
+    if is_flat(a) and is_flat(b):  # nothing to align: plain pictures match on colour alone
+        return _flat_verdict(a, b)
+    verdict = _judge(a, b, relation, a_view, b_view, alignment.refine(a_view, b_view, relation.matrix), guessed)
+    if verdict.verified:
+        return verdict
+    # Large text or a mark pulls the alignment its way: align once more on the picture alone,
+    # two cells around the overlay left out too (its outline, its shadow, the rows of a tiled
+    # mark). The overlay is found at the first estimate: the refined one may lean towards it.
+    before = comparison.compare(a_view, b_view, relation.matrix, a.levels, b.levels)
+    if before is None or not before.overlay.any():
+        return verdict
+    margin = 4 * comparison.cell_side(b_view.shape) + 1
+    overlay = cv2.dilate(before.overlay.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
+    realigned = _judge(a, b, relation, a_view, b_view, alignment.refine(a_view, b_view, relation.matrix, ignore=overlay), guessed)
+    return realigned if realigned.score > verdict.score else verdict
+
+
+def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, guessed: bool = False) -> Verdict:
+    shape_error, _ = alignment.shape_error(matrix[:, :2].astype(np.float64))
+    cover_a, cover_b = alignment.coverage(matrix, a_view.shape, b_view.shape)
+    if cover_a <= 0.05 or cover_b <= 0.05:
+        return Verdict(0.0, False, "no overlap")
+    structure = comparison.compare(a_view, b_view, matrix, a.levels, b.levels)
+    if structure is None:
+        return Verdict(0.0, False, "no overlap")
+    agreement, overall, correlation, difference, layout = structure.agreement, structure.overall, structure.correlation, structure.difference, structure.layout
+    similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
+    if shape_error > MAX_SHAPE_ERROR:
+        return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
+    tilt = alignment.tilt(matrix)
+    if tilt > MAX_TILT:
+        return Verdict(min(similar, 0.59), False, f"tilted by {tilt:.2f} degrees: another shot")
+    if max(cover_a, cover_b) < CONTAINMENT:
+        other_shot = agreement >= OTHER_SHOT_AGREEMENT and correlation >= OTHER_SHOT_CORRELATION
+        return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
+    if agreement < MIN_AGREEMENT or correlation < MIN_GRADIENT_CORRELATION:
+        return Verdict(min(similar, 0.59), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
+    if layout < MIN_LAYOUT_CORRELATION:
+        return Verdict(min(similar, 0.59), False, f"light and dark laid out differently (layout {layout:.2f}): only an overlay agrees")
+    # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
+    crop_loss = 1.0 - min(cover_a, cover_b)
+    overlay_loss = max(0.0, (1.0 - overall) - 0.05)
+    light_loss = 2.0 * max(0.0, difference - 0.005)
+    colour_loss = comparison.colour_difference(a.colour, b.colour)
+    visible = crop_loss + overlay_loss + light_loss + colour_loss
+    if visible < 0.004 and tuple(a.size) == tuple(b.size) and relation.orientation == 0 and not relation.mirror:
+        return Verdict(1.0, True, "pixel-identical")
+    if crop_loss >= CROPPED and overlay_loss > MAX_CROPPED_OVERLAY:
+        # A large crop whose content disagrees in places is the signature of another shot
+        # (perspective, parallax): the overlapping part of two frames, aligned at best.
+        return Verdict(min(similar, 0.59), False, f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})")
+    if guessed and 1.0 - 0.8 * visible < NEAR_FLOOR:
+        return Verdict(min(similar, 0.59), False, f"a guessed frame that differs too much (visible {visible:.2f})")
+    score = max(NEAR_FLOOR, min(0.995, 1.0 - 0.8 * visible))
+    coincide = min(cover_a, cover_b) >= CONTAINMENT
+    return Verdict(round(float(score), 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}", decided=coincide)
+
+
+def is_flat(features: Features) -> bool:
+    """Too plain to fingerprint: its grey levels span almost nothing."""
+    low, high = features.levels
+    return float(high - low) < 4.0
+
+
+def _flat_verdict(a: Features, b: Features) -> Verdict:
+    """Two pictures with too little detail to fingerprint (a blank page, a plain colour).
+
+    Their fingerprints cannot tell two such pictures apart, so one colour and one level of
+    light make them a near pair at the floor, never an exact one: only identical
+    fingerprints (thumbnails, colours, levels, size) say the pixels are the same.
+    """
+    if _same_fingerprints(a, b):
+        return Verdict(1.0, True, "flat pictures with identical fingerprints", decided=True)
+    same = comparison.colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
+    return Verdict(NEAR_FLOOR if same else 0.0, same, "flat pictures: one colour, too little detail to say more", decided=True)
+
+
+def _same_fingerprints(a: Features, b: Features) -> bool:
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) for name in ("size", "levels", "thumb", "colour"))
