@@ -1,21 +1,18 @@
 """The Flow 5 backend: analysis, storage and search by a Flow server over HTTP.
 
 Flow (pixolution) is an image search engine that runs as an Apache Solr plugin; its HTTP
-contract, as far as dupe-scanner uses it, is ``flow-api.md``. What this module adds to
-that contract:
+contract, as far as dupe-scanner uses it, is ``flow-api.md``. This module says what each
+call means (analyse and store an image, commit, delete, count, list ids, find duplicates,
+health); how a call travels (one shared session, timeouts, retries with backoff, and how a
+failed or malformed answer becomes ``BackendUnavailable`` or ``BackendLimitReached``) is
+``flow_http``. What this module adds to the contract:
 
-- One ``requests.Session`` shared by every indexer thread, with a connection pool sized
-  for them, explicit (connect, read) timeouts, and bounded retries with jittered
-  exponential backoff on connection failures and 5xx answers. POSTs are retried too:
-  ``analyze`` has no side effect and ``update`` replaces the doc with the same id.
-  A read timeout is not retried (a server that is alive but slow gets no extra load);
-  the indexer's own per-file backoff tries again later.
 - Ids are content hashes, so re-indexing a file replaces its doc and byte-identical
   files share one. Ids and paths only ever travel as query parameters or JSON, so no
   file name can change the meaning of a request.
-- Every answer is checked: not JSON, not the shape expected, or a Solr error all become
-  one ``BackendUnavailable`` naming the endpoint and what was wrong, except an error that
-  mentions Flow's "document limit", which becomes ``BackendLimitReached``.
+- Every answer's content is checked for the shape each endpoint promises (a count, a
+  list of docs with string ids, scores within [0, 1]); what is wrong becomes one
+  ``BackendUnavailable`` naming the endpoint.
 - Updates are made visible by a soft commit every ``commit_every`` docs and on
   ``commit()``, not after each file.
 """
@@ -25,10 +22,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import random
-import socket
 import threading
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,18 +30,24 @@ from typing import Any, Callable, Collection, Iterable, Iterator, TypeVar
 from urllib.parse import quote_plus
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from daemon.backends.base import Health, ImageInfo, ScoredPair
-from daemon.errors import BackendLimitReached, BackendUnavailable
+from daemon.backends.flow_http import (  # noqa: F401 (FlowError, new_session: imported from here by tests and the bench)
+    DOCKER_COMMAND,
+    FlowError,
+    FlowHttp,
+    error_text,
+    failure_reason,
+    json_field,
+    json_kind,
+    new_session,
+)
+from daemon.errors import BackendUnavailable
 from daemon.imaging import DEFAULT_MAX_PIXELS, open_upright
 from daemon.settings import FlowSettings
 
 log = logging.getLogger(__name__)
 
-DOCKER_COMMAND = "docker run -d --rm -p8983:8983 --name local-flow-server pixolution/flow"
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
-LIMIT_MARKER = "document limit"
 LIST_PAGE_ROWS = 1000
 FIRST_DUPLICATE_ROWS = 50  # the original asked for 10 and so never saw a group larger than ten
 HEALTH_READ_TIMEOUT = 10.0
@@ -78,15 +78,6 @@ def search_options(collection_size: int, mode: str) -> tuple[bool, str]:
     raise AssertionError("unreachable: the last row has no bound")
 
 
-class FlowError(BackendUnavailable):
-    """Flow answered with an error (HTTP status >= 400 or ``responseHeader.status`` != 0)."""
-
-    def __init__(self, message: str, http_status: int, flow_message: str):
-        super().__init__(message)
-        self.http_status = http_status
-        self.flow_message = flow_message
-
-
 class FlowBackend:
     """The ``Backend`` protocol on a Flow 5 server (see the module docstring)."""
 
@@ -111,12 +102,11 @@ class FlowBackend:
         self.mode = mode
         self.base = f"{settings.url}/api/cores/{settings.collection}"
         self.solr = f"{settings.url}/solr/{settings.collection}"
-        self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._scan_workers = max(1, scan_workers)
-        self._backoff = backoff_seconds
-        self._max_backoff = max_backoff_seconds
         self._max_pixels = max_image_pixels
-        self._session = session or new_session(pool_size)
+        self._http = FlowHttp(
+            settings, session or new_session(pool_size), backoff_seconds=backoff_seconds, max_backoff_seconds=max_backoff_seconds
+        )
         self._lock = threading.Lock()
         self._uncommitted = 0
 
@@ -125,7 +115,7 @@ class FlowBackend:
     def index(self, content_hash: str, path: Path) -> ImageInfo:
         size = self.settings.thumbnail_size
         image, image_format, (width, height) = open_upright(path, draft_side=size, max_pixels=self._max_pixels)
-        analysis = self._call(
+        analysis = self._http.call(
             "analyze",
             "POST",
             f"{self.base}/analyze",
@@ -136,11 +126,11 @@ class FlowBackend:
         outputs = analysis.get("outputs")
         if not isinstance(outputs, dict):
             raise BackendUnavailable(
-                f"{self._where('analyze', f'{self.base}/analyze')}: the answer has no 'outputs' object "
-                f"(got {_kind(outputs)}); is this a Flow server?"
+                f"{self._http.where('analyze', f'{self.base}/analyze')}: the answer has no 'outputs' object "
+                f"(got {json_kind(outputs)}); is this a Flow server?"
             )
         doc = {"id": content_hash, "image": _text(str(path)), "filename": _text(path.name), "import": outputs}
-        self._call("update", "POST", f"{self.base}/update", json=doc)
+        self._http.call("update", "POST", f"{self.base}/update", json=doc)
         self._count_update()
         return ImageInfo(width=width, height=height, format=image_format)
 
@@ -159,7 +149,7 @@ class FlowBackend:
         with self._lock:
             pending, self._uncommitted = self._uncommitted, 0
         try:
-            self._call(
+            self._http.call(
                 "commit",
                 "POST",
                 f"{self.base}/update",
@@ -186,7 +176,7 @@ class FlowBackend:
 
     def _delete(self, body: dict) -> None:
         # A hard commit (commit=true) also makes every pending update visible.
-        self._call("delete", "POST", f"{self.solr}/update", params={"commit": "true"}, json=body)
+        self._http.call("delete", "POST", f"{self.solr}/update", params={"commit": "true"}, json=body)
 
     # ----------------------------------------------------------------- listing
 
@@ -196,25 +186,25 @@ class FlowBackend:
 
     def _count(self, retry: bool) -> int:
         url = f"{self.base}/select"
-        answer = self._call("count", "GET", url, params={"q": "*:*", "rows": 0}, retry=retry)
-        found = _get(answer, "response", "numFound")
+        answer = self._http.call("count", "GET", url, params={"q": "*:*", "rows": 0}, retry=retry)
+        found = json_field(answer, "response", "numFound")
         if not isinstance(found, int) or isinstance(found, bool) or found < 0:
-            raise BackendUnavailable(f"{self._where('count', url)}: response.numFound is {_kind(found)}, not a count")
+            raise BackendUnavailable(f"{self._http.where('count', url)}: response.numFound is {json_kind(found)}, not a count")
         return found
 
     def document_ids(self) -> Iterator[str]:
         """Every id Flow holds, in id order, by Solr's cursorMark paging (safe on any size)."""
         url = f"{self.base}/select"
-        where = self._where("list ids", url)
+        where = self._http.where("list ids", url)
         mark = "*"
         while True:
-            answer = self._call(
+            answer = self._http.call(
                 "list ids",
                 "GET",
                 url,
                 params={"q": "*:*", "rows": LIST_PAGE_ROWS, "fl": "id", "sort": "id asc", "cursorMark": mark},
             )
-            docs = _get(answer, "response", "docs")
+            docs = json_field(answer, "response", "docs")
             following = answer.get("nextCursorMark")
             if not isinstance(docs, list) or not isinstance(following, str):
                 raise BackendUnavailable(f"{where}: the answer lacks response.docs or nextCursorMark")
@@ -255,7 +245,7 @@ class FlowBackend:
     ) -> list[tuple[str, float]]:
         """The docs like ``doc_id`` scoring at least ``min_score``, growing ``rows`` until all are seen."""
         url = f"{self.base}/duplicate"
-        where = self._where("duplicate", url)
+        where = self._http.where("duplicate", url)
         rows = FIRST_DUPLICATE_ROWS
         while True:
             params = {
@@ -267,14 +257,14 @@ class FlowBackend:
                 "rank.smartfilter": smartfilter,
             }
             try:
-                answer = self._call("duplicate", "GET", url, params=params)
+                answer = self._http.call("duplicate", "GET", url, params=params)
             except FlowError as error:
                 if error.http_status == 404 or "not found" in error.flow_message.lower():
                     # Forgotten or never committed since the caller listed it: nothing to compare.
                     log.info("Flow has no doc %s to compare (%s); skipped", doc_id, error.flow_message)
                     return []
                 raise
-            docs = _get(answer, "response", "docs")
+            docs = json_field(answer, "response", "docs")
             if not isinstance(docs, list):
                 raise BackendUnavailable(f"{where}: the answer has no response.docs list")
             if len(docs) < rows or rows > size:
@@ -302,7 +292,7 @@ class FlowBackend:
         url = self.settings.url
         collection = self.settings.collection
         try:
-            response = self._session.get(
+            response = self._http.session.get(
                 self.base, timeout=(self.settings.connect_timeout, min(self.settings.read_timeout, HEALTH_READ_TIMEOUT))
             )
         except requests.Timeout:
@@ -310,7 +300,7 @@ class FlowBackend:
         except requests.RequestException as error:
             return Health(
                 False,
-                f"Flow at {url} is not reachable: {_reason(error)} — start it with `{DOCKER_COMMAND}`, "
+                f"Flow at {url} is not reachable: {failure_reason(error)} — start it with `{DOCKER_COMMAND}`, "
                 "or set backend.flow.url to where it runs",
             )
         if response.status_code == 404:
@@ -320,7 +310,7 @@ class FlowBackend:
                 "check backend.flow.collection",
             )
         if response.status_code != 200:
-            return Health(False, f"Flow at {url} answered HTTP {response.status_code}: {_error_text(response)}")
+            return Health(False, f"Flow at {url} answered HTTP {response.status_code}: {error_text(response)}")
         try:
             count = self._count(retry=False)
         except BackendUnavailable as error:
@@ -335,81 +325,7 @@ class FlowBackend:
                 self.commit()
             except BackendUnavailable as error:
                 log.warning("could not commit %d updates while closing the Flow backend: %s", pending, error)
-        self._session.close()
-
-    # ----------------------------------------------------------------- HTTP
-
-    def _call(self, name: str, method: str, url: str, *, retry: bool = True, **kwargs: Any) -> dict:
-        """Send one request (retrying what is safe to retry) and return its answer's JSON object."""
-        where = self._where(name, url)
-        attempts = 1 + (self.settings.retries if retry else 0)
-        failure = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self._delay(attempt))
-            try:
-                response = self._session.request(method, url, timeout=self._timeout, **kwargs)
-            except requests.ConnectTimeout:
-                failure = f"not reachable: no connection within {self.settings.connect_timeout:g} s"
-                continue
-            except requests.ReadTimeout:
-                raise BackendUnavailable(
-                    f"{where}: no answer within {self.settings.read_timeout:g} s (backend.flow.read_timeout); "
-                    "Flow is overloaded or stuck"
-                ) from None
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
-                failure = f"not reachable: {_reason(error)}"
-                continue
-            except requests.RequestException as error:
-                raise BackendUnavailable(f"{where}: {error}") from None
-            if response.status_code in RETRY_STATUSES and LIMIT_MARKER not in response.text.lower():
-                failure = f"HTTP {response.status_code}: {_error_text(response)}"
-                continue
-            return self._parse(where, response)
-        hint = f" — is Flow running? (`{DOCKER_COMMAND}`)" if failure.startswith("not reachable") else ""
-        tries = f" (tried {attempts} times)" if attempts > 1 else ""
-        raise BackendUnavailable(f"{where}: {failure}{tries}{hint}")
-
-    def _parse(self, where: str, response: requests.Response) -> dict:
-        try:
-            answer = response.json()
-        except (ValueError, RecursionError):  # RecursionError: nested too deeply to decode
-            raise BackendUnavailable(
-                f"{where}: the answer is not JSON (HTTP {response.status_code}, "
-                f"{response.headers.get('Content-Type', 'no content type')}, starts {response.text[:60]!r})"
-            ) from None
-        if not isinstance(answer, dict):
-            raise BackendUnavailable(f"{where}: the answer is {_kind(answer)}, not a JSON object")
-        status = _get(answer, "responseHeader", "status")
-        if response.status_code >= 400 or status not in (None, 0):
-            message = _get(answer, "error", "msg")
-            message = message if isinstance(message, str) and message else f"no error message (HTTP {response.status_code})"
-            if LIMIT_MARKER in message.lower():
-                raise BackendLimitReached(
-                    "Flow refuses more images: its document limit is reached (the free Starter edition holds "
-                    "5,000). The remaining files stay pending; remove images, or move to a larger Flow edition, "
-                    f"then index again. Flow said: {message}"
-                )
-            raise FlowError(f"{where}: Flow reported an error (HTTP {response.status_code}): {message}", response.status_code, message)
-        return answer
-
-    def _where(self, name: str, url: str) -> str:
-        return f"Flow {name} at {url}"
-
-    def _delay(self, attempt: int) -> float:
-        ceiling = min(self._max_backoff, self._backoff * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
-
-
-def new_session(pool_size: int) -> requests.Session:
-    """The session FlowBackend uses: ``pool_size`` keep-alive connections, no retries of its own."""
-    session = requests.Session()
-    # max_retries=0: retrying is ours (it must see the answer's body to spot the document limit).
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    session.headers.update({"Accept": "application/json", "User-Agent": "dupe-scanner"})
-    return session
+        self._http.session.close()
 
 
 def _png_base64(image, long_side: int) -> str:
@@ -449,57 +365,8 @@ def _ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int) -
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _reason(error: BaseException) -> str:
-    """A short human reason for a connection failure, from the chain of causes."""
-    seen = set()
-    pending = [error]
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(current, socket.gaierror):
-            return "host name not found"
-        if isinstance(current, ConnectionResetError):
-            return "connection reset"
-        for attribute in ("reason", "__cause__", "__context__"):
-            nested = getattr(current, attribute, None)
-            if isinstance(nested, BaseException):
-                pending.append(nested)
-        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
-    text = str(error)
-    return text if len(text) <= 160 else text[:157] + "..."
-
-
-def _error_text(response: requests.Response) -> str:
-    try:
-        message = _get(response.json(), "error", "msg")
-    except ValueError:
-        message = None
-    if isinstance(message, str) and message:
-        return message
-    return response.reason or "no details"
-
-
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-_JSON_KINDS = {dict: "a JSON object", list: "a JSON array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
-
-
-def _kind(value: Any) -> str:
-    return "nothing" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def _text(value: str) -> str:
