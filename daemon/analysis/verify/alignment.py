@@ -12,6 +12,10 @@ import cv2
 import numpy as np
 
 MAX_SHAPE_ERROR = 0.02  # relative deviation of the fit from scale x quarter-turn (~0.8 degree, 2 % shear)
+ECC_ITERATIONS = 40  # ECC passes at most, at half size and for the rotation-only refit
+ECC_FINE_ITERATIONS = 8  # ECC passes at full size, after the half-size fit has done the travelling
+ECC_EPSILON = 1e-4  # ECC stops when its correlation improves by less than this
+MAX_REFINE_DRIFT = 0.12  # share of the long side any corner may move in refinement; further, ECC has wandered off
 
 
 def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
@@ -25,10 +29,10 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
     """
     template = b_view.astype(np.float32)
     keep = None if ignore is None else np.where(ignore, 0, 255).astype(np.uint8)
-    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 40, 1e-4)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_ITERATIONS, ECC_EPSILON)
     height, width = b_view.shape
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float32)
-    limit = 0.12 * max(a_view.shape)
+    limit = MAX_REFINE_DRIFT * max(a_view.shape)
 
     def near(candidate: np.ndarray) -> bool:
         return bool(np.all(np.isfinite(candidate)) and np.abs(corners @ candidate.T - corners @ matrix.T).max() <= limit)
@@ -38,7 +42,7 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
         half = _halve(matrix)
         coarse_keep = None if keep is None else cv2.resize(keep, _shrink(template).shape[::-1], interpolation=cv2.INTER_NEAREST)
         _, coarse = cv2.findTransformECC(_shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, coarse_keep, 3)
-        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 8, 1e-4), keep, 3)
+        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_FINE_ITERATIONS, ECC_EPSILON), keep, 3)
         if near(affine) and shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
             return affine
     except cv2.error:

@@ -14,10 +14,19 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-CELL_AGREES = 0.5
+CELL_AGREES = 0.5  # a cell agrees when its gradients' normalised dot product (a cosine) is at least this
 OVERLAY_ENERGY = 4.0  # a cell where one picture's gradient energy is this many times the other's is overlaid
 OVERLAY_REST_DIFFERENCE = 0.03  # ...only if, outside it, grey levels differ by no more than this (0..1), light change aside
 LAYOUT_BLUR = 3.0  # pixels of the 160 px thumbnail
+MIN_PIXELS = 64  # pixels (8 x 8) below which a region is too small to measure anything on
+GRADIENT_BLUR = 1.2  # pixels: smoothing before gradients, so recompression noise and resampling do not make edges
+CELLS_ACROSS = 8  # the shorter side is cut into this many cells, each large enough to hold some structure
+MIN_CELL_SIDE = 8  # pixels: no cell smaller than this, however small the thumbnail
+CELL_INSIDE = 0.7  # share of a cell's pixels that must fall inside the overlap for the cell to count
+CELL_TEXTURED = 0.05  # mean gradient energy per pixel (of the picture's average, 1.0) that makes a cell textured, not plain
+MIN_CONTENT_CELLS = 4  # textured cells shared by both below which agreement is read from the correlation alone
+TINT_WEIGHT = 1.5  # a shift of the mean hue or tint shows more than...
+SATURATION_WEIGHT = 1.0  # ...the same change in saturation
 
 
 @dataclass(frozen=True)
@@ -39,10 +48,10 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     valid = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
     valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
-    if valid.sum() < 64:
+    if valid.sum() < MIN_PIXELS:
         return None
-    first = cv2.GaussianBlur(warped, (0, 0), 1.2)
-    second = cv2.GaussianBlur(b_view.astype(np.float32), (0, 0), 1.2)
+    first = cv2.GaussianBlur(warped, (0, 0), GRADIENT_BLUR)
+    second = cv2.GaussianBlur(b_view.astype(np.float32), (0, 0), GRADIENT_BLUR)
     gradients, strengths = [], []
     for image in (first, second):
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
@@ -63,9 +72,9 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
 
     count = cells(valid.astype(np.float32))
     dots, sum_a, sum_b = cells(dot), cells(energy_a), cells(energy_b)
-    inside = count >= 0.7 * cell * cell
+    inside = count >= CELL_INSIDE * cell * cell
     safe = np.maximum(count, 1)
-    textured_a, textured_b = (sum_a / safe >= 0.05) & inside, (sum_b / safe >= 0.05) & inside
+    textured_a, textured_b = (sum_a / safe >= CELL_TEXTURED) & inside, (sum_b / safe >= CELL_TEXTURED) & inside
     agrees = dots / np.sqrt(sum_a * sum_b + 1e-9) >= CELL_AGREES
     either_mask, both_mask = textured_a | textured_b, textured_a & textured_b
     raw_a = a_view.astype(np.float32) / 255.0 * float(a_levels[1] - a_levels[0]) + float(a_levels[0])
@@ -80,10 +89,10 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     both, agree_both = int(content.sum()), int((agrees & content).sum())
     either, agree_either = int(either_mask.sum()), int((agrees & either_mask).sum())
     pixels = valid & ~overlay_pixels
-    if pixels.sum() < 64:
+    if pixels.sum() < MIN_PIXELS:
         pixels = valid
     correlation = float(dot[pixels].sum()) / float(np.sqrt(energy_a[pixels].sum() * energy_b[pixels].sum() + 1e-9))
-    if both >= 4:
+    if both >= MIN_CONTENT_CELLS:
         agreement = agree_both / both
     else:
         agreement = 1.0 if correlation > 0.5 else 0.0
@@ -95,7 +104,7 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
 
 def cell_side(shape: tuple[int, int]) -> int:
     """Side of the cells the aligned pictures are compared in (an eighth of the shorter side)."""
-    return max(8, min(shape) // 8)
+    return max(MIN_CELL_SIDE, min(shape) // CELLS_ACROSS)
 
 
 def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
@@ -130,7 +139,7 @@ def _same_around(raw_a: np.ndarray, raw_b: np.ndarray, valid: np.ndarray, overla
     """
     around = cv2.dilate(overlay_pixels.astype(np.uint8), np.ones((2 * cell + 1, 2 * cell + 1), np.uint8)) > 0
     rest = valid & ~around
-    if rest.sum() < 64:
+    if rest.sum() < MIN_PIXELS:
         return False  # nothing left to show they are one picture
     first, second = raw_a[rest].astype(np.float64), raw_b[rest].astype(np.float64)
     as_they_are = float(np.abs(first - second).mean())
@@ -162,4 +171,4 @@ def colour_difference(first: np.ndarray, second: np.ndarray) -> float:
     a, b = chroma(first), chroma(second)
     mean_shift = float(np.linalg.norm(a.mean(axis=0) - b.mean(axis=0)))
     saturation_shift = abs(float(np.linalg.norm(a, axis=1).mean() - np.linalg.norm(b, axis=1).mean()))
-    return 1.5 * mean_shift + 1.0 * saturation_shift
+    return TINT_WEIGHT * mean_shift + SATURATION_WEIGHT * saturation_shift

@@ -18,8 +18,14 @@ import numpy as np
 from daemon.analysis.features import Features
 from daemon.analysis.fingerprints import orient
 
-MIN_INLIERS = 8
+MIN_INLIERS = 8  # keypoint matches a fit needs behind it; fewer can agree on a relation by chance
 MAX_KEYPOINT_SCALE = 3.0  # a keypoint fit scaling the thumbnails more than this (or less than its inverse) is degenerate
+MAX_DESCRIPTOR_DISTANCE = 64  # bits of ORB's 256 by which two descriptors may differ and still match (a quarter)
+RANSAC_THRESHOLD = 0.02  # share of the thumbnail's long side a keypoint may land off the fit and count as an inlier
+MIN_TEMPLATE_AREA = 0.5  # a template search tries only scales at which the smaller frame keeps this share of the larger's area
+MIN_TEMPLATE_SIDE = 8  # pixels: a smaller template has too little to match
+TEMPLATE_SCALE_STEP = 0.97  # each scale tried is 3 % below the last; the refinement (``alignment.refine``) fits the scale between
+MIN_TEMPLATE_MATCH = 0.3  # normalised correlation of gradient magnitudes below which the best match is no relation at all
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,13 @@ def from_keypoints(a: Features, b: Features) -> Relation | None:
         if len(descriptors) < MIN_INLIERS or len(a.descriptors) < MIN_INLIERS:
             continue
         matches = _matcher().match(np.ascontiguousarray(descriptors), np.ascontiguousarray(a.descriptors))
-        matches = [m for m in matches if m.distance <= 64]
+        matches = [m for m in matches if m.distance <= MAX_DESCRIPTOR_DISTANCE]
         if len(matches) < MIN_INLIERS:
             continue
         b_points = points * np.array(b.thumb.shape[::-1], np.float32)
         source = np.float32([b_points[m.queryIdx] for m in matches])
         target = np.float32([a_points[m.trainIdx] for m in matches])
-        threshold = 0.02 * max(a.thumb.shape)
+        threshold = RANSAC_THRESHOLD * max(a.thumb.shape)
         matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995)
         if matrix is None:
             continue
@@ -108,13 +114,13 @@ def from_template(a: Features, b: Features, orientation: int) -> Relation | None
         big_h, big_w = big.shape
         small_h, small_w = small.shape
         top = min(big_w / small_w, big_h / small_h)
-        bottom = np.sqrt(0.5 * big_w * big_h / (small_w * small_h))
-        if bottom > top or small_w < 8 or small_h < 8:
+        bottom = np.sqrt(MIN_TEMPLATE_AREA * big_w * big_h / (small_w * small_h))
+        if bottom > top or small_w < MIN_TEMPLATE_SIDE or small_h < MIN_TEMPLATE_SIDE:
             continue
         scale = top
         while scale >= bottom:
             width, height = round(small_w * scale), round(small_h * scale)
-            if 8 <= width <= big_w and 8 <= height <= big_h:
+            if MIN_TEMPLATE_SIDE <= width <= big_w and MIN_TEMPLATE_SIDE <= height <= big_h:
                 template = cv2.resize(small, (width, height), interpolation=cv2.INTER_AREA)
                 result = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
                 _, value, _, (x, y) = cv2.minMaxLoc(result)
@@ -125,8 +131,8 @@ def from_template(a: Features, b: Features, orientation: int) -> Relation | None
                     matrix = cv2.invertAffineTransform(matrix)
                 if np.isfinite(value) and (best is None or value > best[0]):
                     best = (float(value), matrix)
-            scale *= 0.97
-    if best is None or best[0] < 0.3:
+            scale *= TEMPLATE_SCALE_STEP
+    if best is None or best[0] < MIN_TEMPLATE_MATCH:
         return None
     return Relation(orientation, False, best[1].astype(np.float32))
 

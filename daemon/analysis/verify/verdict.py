@@ -22,13 +22,36 @@ from daemon.analysis.verify.relation import Relation, views
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_TILT = 0.6  # degrees: an edit turns a picture by quarter turns only; another shot may be tilted a little
 MIN_AGREEMENT = 0.45  # share of textured cells whose gradients agree after alignment
-MIN_GRADIENT_CORRELATION = 0.25
+MIN_GRADIENT_CORRELATION = 0.25  # correlation of the aligned gradients (overlay aside): an edit keeps most edges where they were
 NEAR_FLOOR = 0.61  # a verified pair never scores below this (the near-duplicate default is 0.6)
 OTHER_SHOT_AGREEMENT = 0.75  # aligned this well yet neither frame inside the other: another shot, decided
-OTHER_SHOT_CORRELATION = 0.6
+OTHER_SHOT_CORRELATION = 0.6  # ...with gradients this well correlated: the overlaps are truly the same scene
 CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
 MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
 MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pictures (see comparison._layout_correlation)
+
+# Scores of a pair that fails. The score is on Flow's scale, where 0.6 is the lowest score of
+# an edited copy and the default near-duplicate threshold: a failure must stay below it.
+REJECTED_SCALE = 0.5  # a failed pair scores this times agreement x correlation: how alike it looked, at most 0.5
+REJECTED_CEILING = 0.59  # and never more than this, just under 0.6, whatever the measures say (a guard: the product above cannot pass 0.5)
+MIN_OVERLAP = 0.05  # share of either frame the other must cover (more than) before anything is compared; else "no overlap", 0
+
+# Scores of a pair that passes: 1.0 less SCORE_PER_VISIBLE per unit of visible difference,
+# kept between NEAR_FLOOR and MAX_NEAR_SCORE.
+OVERLAY_TOLERANCE = 0.05  # share of disagreeing textured cells forgiven as misalignment noise before it counts as overlay
+LIGHT_TOLERANCE = 0.005  # mean grey-level difference (0..1) forgiven as recompression noise before it counts as light change
+LIGHT_WEIGHT = 2.0  # a change of light weighs twice its mean grey-level difference (0..1): small differences are visible
+IDENTICAL_VISIBLE = 0.004  # less visible difference than this, same size, no turn or mirror: pixel-identical (1.0)
+SCORE_PER_VISIBLE = 0.8  # score lost per unit of visible difference: a 10 % crop and nothing else scores 0.92
+MAX_NEAR_SCORE = 0.995  # a pair that is not pixel-identical never scores 1.0, however small its difference
+SCORE_DECIMALS = 4  # a verified score is rounded to this many decimals: the measures behind it carry no more
+
+# Plain pictures (nothing to align).
+FLAT_SPAN = 4.0  # grey levels (of 255) the whole picture spans, below which it is flat: a blank page, a plain colour
+FLAT_SAME_COLOUR = 0.03  # colour difference (``comparison.colour_difference``) under which two flat pictures are one colour
+FLAT_SAME_LIGHT = 8  # grey levels (of 255) by which two flat pictures' mean light may differ and still be one level
+
+REALIGN_MARGIN_CELLS = 2  # cells left out on every side of an overlay when aligning again without it (outline, shadow, tiled rows)
 
 
 @dataclass(frozen=True)
@@ -60,7 +83,7 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
     before = comparison.compare(a_view, b_view, relation.matrix, a.levels, b.levels)
     if before is None or not before.overlay.any():
         return verdict
-    margin = 4 * comparison.cell_side(b_view.shape) + 1
+    margin = 2 * REALIGN_MARGIN_CELLS * comparison.cell_side(b_view.shape) + 1
     overlay = cv2.dilate(before.overlay.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
     realigned = _judge(a, b, relation, a_view, b_view, alignment.refine(a_view, b_view, relation.matrix, ignore=overlay), guessed)
     return realigned if realigned.score > verdict.score else verdict
@@ -69,48 +92,48 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
 def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, guessed: bool = False) -> Verdict:
     shape_error, _ = alignment.shape_error(matrix[:, :2].astype(np.float64))
     cover_a, cover_b = alignment.coverage(matrix, a_view.shape, b_view.shape)
-    if cover_a <= 0.05 or cover_b <= 0.05:
+    if cover_a <= MIN_OVERLAP or cover_b <= MIN_OVERLAP:
         return Verdict(0.0, False, "no overlap")
     structure = comparison.compare(a_view, b_view, matrix, a.levels, b.levels)
     if structure is None:
         return Verdict(0.0, False, "no overlap")
     agreement, overall, correlation, difference, layout = structure.agreement, structure.overall, structure.correlation, structure.difference, structure.layout
-    similar = 0.5 * max(0.0, agreement) * max(0.0, correlation)
+    similar = REJECTED_SCALE * max(0.0, agreement) * max(0.0, correlation)
     if shape_error > MAX_SHAPE_ERROR:
-        return Verdict(min(similar, 0.59), False, f"not a similarity (shape error {shape_error:.3f})")
+        return Verdict(min(similar, REJECTED_CEILING), False, f"not a similarity (shape error {shape_error:.3f})")
     tilt = alignment.tilt(matrix)
     if tilt > MAX_TILT:
-        return Verdict(min(similar, 0.59), False, f"tilted by {tilt:.2f} degrees: another shot")
+        return Verdict(min(similar, REJECTED_CEILING), False, f"tilted by {tilt:.2f} degrees: another shot")
     if max(cover_a, cover_b) < CONTAINMENT:
         other_shot = agreement >= OTHER_SHOT_AGREEMENT and correlation >= OTHER_SHOT_CORRELATION
-        return Verdict(min(similar, 0.59), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
+        return Verdict(min(similar, REJECTED_CEILING), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
     if agreement < MIN_AGREEMENT or correlation < MIN_GRADIENT_CORRELATION:
-        return Verdict(min(similar, 0.59), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
+        return Verdict(min(similar, REJECTED_CEILING), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
     if layout < MIN_LAYOUT_CORRELATION:
-        return Verdict(min(similar, 0.59), False, f"light and dark laid out differently (layout {layout:.2f}): only an overlay agrees")
+        return Verdict(min(similar, REJECTED_CEILING), False, f"light and dark laid out differently (layout {layout:.2f}): only an overlay agrees")
     # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
     crop_loss = 1.0 - min(cover_a, cover_b)
-    overlay_loss = max(0.0, (1.0 - overall) - 0.05)
-    light_loss = 2.0 * max(0.0, difference - 0.005)
+    overlay_loss = max(0.0, (1.0 - overall) - OVERLAY_TOLERANCE)
+    light_loss = LIGHT_WEIGHT * max(0.0, difference - LIGHT_TOLERANCE)
     colour_loss = comparison.colour_difference(a.colour, b.colour)
     visible = crop_loss + overlay_loss + light_loss + colour_loss
-    if visible < 0.004 and tuple(a.size) == tuple(b.size) and relation.orientation == 0 and not relation.mirror:
+    if visible < IDENTICAL_VISIBLE and tuple(a.size) == tuple(b.size) and relation.orientation == 0 and not relation.mirror:
         return Verdict(1.0, True, "pixel-identical")
     if crop_loss >= CROPPED and overlay_loss > MAX_CROPPED_OVERLAY:
         # A large crop whose content disagrees in places is the signature of another shot
         # (perspective, parallax): the overlapping part of two frames, aligned at best.
-        return Verdict(min(similar, 0.59), False, f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})")
-    if guessed and 1.0 - 0.8 * visible < NEAR_FLOOR:
-        return Verdict(min(similar, 0.59), False, f"a guessed frame that differs too much (visible {visible:.2f})")
-    score = max(NEAR_FLOOR, min(0.995, 1.0 - 0.8 * visible))
+        return Verdict(min(similar, REJECTED_CEILING), False, f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})")
+    if guessed and 1.0 - SCORE_PER_VISIBLE * visible < NEAR_FLOOR:
+        return Verdict(min(similar, REJECTED_CEILING), False, f"a guessed frame that differs too much (visible {visible:.2f})")
+    score = max(NEAR_FLOOR, min(MAX_NEAR_SCORE, 1.0 - SCORE_PER_VISIBLE * visible))
     coincide = min(cover_a, cover_b) >= CONTAINMENT
-    return Verdict(round(float(score), 4), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}", decided=coincide)
+    return Verdict(round(float(score), SCORE_DECIMALS), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}", decided=coincide)
 
 
 def is_flat(features: Features) -> bool:
     """Too plain to fingerprint: its grey levels span almost nothing."""
     low, high = features.levels
-    return float(high - low) < 4.0
+    return float(high - low) < FLAT_SPAN
 
 
 def _flat_verdict(a: Features, b: Features) -> Verdict:
@@ -122,7 +145,7 @@ def _flat_verdict(a: Features, b: Features) -> Verdict:
     """
     if _same_fingerprints(a, b):
         return Verdict(1.0, True, "flat pictures with identical fingerprints", decided=True)
-    same = comparison.colour_difference(a.colour, b.colour) < 0.03 and abs(float(a.levels.mean()) - float(b.levels.mean())) < 8
+    same = comparison.colour_difference(a.colour, b.colour) < FLAT_SAME_COLOUR and abs(float(a.levels.mean()) - float(b.levels.mean())) < FLAT_SAME_LIGHT
     return Verdict(NEAR_FLOOR if same else 0.0, same, "flat pictures: one colour, too little detail to say more", decided=True)
 
 
