@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Bump the version whenever the analysis changes in a way that makes old features
-# incomparable with new ones: rows with another analyser are treated as missing.
+# Version markers: what they mean and when to bump each is in daemon/analysis/__init__.py.
+# ANALYSER: bump whenever the analysis changes in a way that makes old features incomparable
+# with new ones (rows with another analyser are treated as missing). MAGIC: the blob layout.
 ANALYSER = "embedded-dhv-5"  # 5: transparency drawn in the alpha channel alone shows over grey
 
 MAGIC = b"DSF3"

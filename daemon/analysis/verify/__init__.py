@@ -75,6 +75,9 @@ from daemon.analysis.verify.verdict import (
     verify,
 )
 
+# Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
+# stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
+# MAGIC: daemon/analysis/__init__.py.
 VERIFIER = "verify-8"  # 8: strangers settled before any alignment; flat pictures never exact on colour alone
 
 __all__ = [
