@@ -14,27 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Iterator, Protocol
 
+# The values a backend returns live in daemon.values (the store uses them too); importable
+# from here as before.
+from daemon.values import ImageInfo, ScoredPair
 
-@dataclass(frozen=True)
-class ImageInfo:
-    """What indexing learnt about an image, as displayed (after EXIF orientation)."""
-
-    width: int
-    height: int
-    format: str  # Pillow's format name: JPEG, PNG, WEBP, HEIF, ...
-
-
-@dataclass(frozen=True)
-class ScoredPair:
-    """Two contents that look alike; ``first < second`` so a pair has one spelling."""
-
-    first: str
-    second: str
-    score: float
-
-    @staticmethod
-    def of(a: str, b: str, score: float) -> "ScoredPair":
-        return ScoredPair(a, b, score) if a < b else ScoredPair(b, a, score)
+__all__ = ["Backend", "Health", "ImageInfo", "ScoredPair"]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Iterable, Iterator
 from sqlalchemy import Connection, Select, delete, exists, func, insert, or_, select, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from daemon.backends.base import ImageInfo, ScoredPair
+from daemon.values import ImageInfo, ScoredPair
 from daemon.store.batching import batches
 from daemon.store.schema import GONE, contents, features, files, meta, pairs, scans
 

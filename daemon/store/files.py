@@ -15,22 +15,8 @@ from sqlalchemy import Connection, Select, and_, delete, exists, func, insert, o
 from daemon.store.batching import batches
 from daemon.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
 
-
-@dataclass(frozen=True)
-class FileStat:
-    """What ``stat`` says of a file: enough to tell whether it changed without reading it."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-    device: int
-
-    @staticmethod
-    def of(result) -> "FileStat":
-        return FileStat(result.st_size, result.st_mtime_ns, result.st_ino, result.st_dev)
-
-    def same_content_as(self, other: "FileStat") -> bool:
-        return self.size == other.size and self.mtime_ns == other.mtime_ns
+# FileStat lives in daemon.values (the indexer and reconcile use it too); importable from here as before.
+from daemon.values import FileStat
 
 
 @dataclass(frozen=True)
