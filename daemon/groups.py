@@ -25,6 +25,8 @@ of the component is grouped again the same way.
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -117,42 +119,92 @@ def group_duplicates(
     matches.add_edges_from((a, b, data) for a, b, data in scored.edges(data=True) if data["score"] >= threshold)
     floor = min(kinship, threshold)
 
-    def agreement(first: str, second: str) -> int:
-        """+1 a match, -1 far apart, 0 neither (merely different, or never compared)."""
-        if not scored.has_edge(first, second):
-            return -1 if unscored_are_far else 0
-        score = scored[first][second]["score"]
-        return 1 if score >= threshold else -1 if score < floor else 0
+    far_partners: dict[str, set[str]] = {}
+    for pair in forbidden:
+        if len(pair) == 2 and pair <= by_path.keys():
+            first, second = sorted(pair)
+            far_partners.setdefault(first, set()).add(second)
+            far_partners.setdefault(second, set()).add(first)
+
+    def verdicts(candidate: str, members: set[str]) -> tuple[int, int]:
+        """How many of ``members`` ``candidate`` matches, and how many it is far apart from:
+        ``agreement`` over its scored pairs, so the cost is its pairs, not the group's size."""
+        matched = far = compared = 0
+        for other, data in scored[candidate].items():
+            if other in members:
+                compared += 1
+                score = data["score"]
+                matched += score >= threshold
+                far += score < floor
+        if unscored_are_far:
+            far += len(members) - compared
+        return matched, far
 
     groups: list[DuplicateGroup] = []
     for component in nx.connected_components(matches):
-        remaining = matches.subgraph(component).copy()
+        remaining = nx.Graph()  # as matches.subgraph(component).copy(), without a filtered view's cost
+        remaining.add_nodes_from(component)
+        remaining.add_edges_from((node, other, data) for node in component for other, data in matches[node].items())
+        anchors = _AnchorQueue(remaining)
         while remaining.number_of_edges():
-            anchor = min(remaining.nodes, key=lambda node: _anchor_rank(remaining, node))
-            members = _settle(anchor, _gather(anchor, remaining, agreement, forbidden), remaining)
+            anchor = anchors.best()
+            members = _settle(anchor, _gather(anchor, remaining, verdicts, far_partners), remaining)
             if len(members) > 1:
                 groups.append(_make_group(anchor, sorted(members), matches, by_path))
+            anchors.removing(members)
             remaining.remove_nodes_from(members)
     groups.sort(key=lambda group: (-len(group.members), group.members[0].path))
     return groups
 
 
+class _AnchorQueue:
+    """The next anchor of ``graph``: the node of least ``_anchor_rank`` (most matches, then
+    highest summed score, then smallest path), as ``graph`` loses nodes.
+
+    A node's rank only grows as its neighbours go (fewer matches), so a heap of ranks as
+    they were, each checked afresh when it comes up and pushed back if it grew, gives the
+    least current rank without ranking every node at every round.
+    """
+
+    def __init__(self, graph: nx.Graph):
+        self.graph = graph
+        self.heap = [(_anchor_rank(graph, node), node) for node in graph.nodes]
+        heapq.heapify(self.heap)
+        self.gone: set[str] = set()
+
+    def removing(self, nodes: Iterable[str]) -> None:
+        self.gone.update(nodes)
+
+    def best(self) -> str:
+        while True:
+            rank, node = self.heap[0]
+            if node in self.gone:
+                heapq.heappop(self.heap)
+                continue
+            now = _anchor_rank(self.graph, node)
+            if now == rank:
+                return node
+            heapq.heapreplace(self.heap, (now, node))
+
+
 def _gather(
-    anchor: str, remaining: nx.Graph, agreement: Callable[[str, str], int], forbidden: frozenset[frozenset[str]]
+    anchor: str, remaining: nx.Graph, verdicts: Callable[[str, set[str]], tuple[int, int]], far_partners: dict[str, set[str]]
 ) -> list[str]:
     """The anchor and those of its matches that agree with the members already taken.
 
-    This is the only place a member joins a group, so checking ``forbidden`` here keeps
-    every pair declared not duplicates apart, whatever the threshold.
+    This is the only place a member joins a group, so checking ``far_partners`` (the pairs
+    declared not duplicates) here keeps every such pair apart, whatever the threshold.
     """
     candidates = sorted(remaining.neighbors(anchor), key=lambda n: (-remaining[anchor][n]["score"], n))
     members = [anchor]
+    taken = {anchor}
     for candidate in candidates:
-        if any(frozenset((candidate, member)) in forbidden for member in members):
+        if not far_partners.get(candidate, set()).isdisjoint(taken):
             continue
-        verdicts = [agreement(candidate, member) for member in members]
-        if verdicts.count(-1) <= DISSENT * verdicts.count(1):
+        matched, far = verdicts(candidate, taken)
+        if far <= DISSENT * matched:
             members.append(candidate)
+            taken.add(candidate)
     return members
 
 
@@ -161,23 +213,26 @@ def _settle(anchor: str, members: list[str], remaining: nx.Graph) -> list[str]:
 
     A picture that matches the anchor only weakly (an overlay the two share) while it
     matches its own edits, still ungrouped, strongly belongs with them: it leaves, and
-    joins their group in a later round.
+    joins their group in a later round. Each round looks again only at the members whose
+    ties changed: the neighbours of those that left.
     """
+    inside = set(members)
+    doubtful = [member for member in members if member != anchor]
     while True:
-        inside = set(members)
-        leaving = [
+        leaving = {
             member
-            for member in members
-            if member != anchor and _ties(member, remaining, inside, outside=True) > _ties(member, remaining, inside, outside=False)
-        ]
+            for member in doubtful
+            if _ties(member, remaining, inside, outside=True) > _ties(member, remaining, inside, outside=False)
+        }
         if not leaving:
-            return members
-        members = [member for member in members if member not in leaving]
+            return [member for member in members if member in inside]
+        inside -= leaving
+        doubtful = sorted({other for member in leaving for other in remaining[member] if other in inside and other != anchor})
 
 
 def _ties(node: str, graph: nx.Graph, group: set[str], outside: bool) -> float:
     """The summed scores of ``node``'s matches outside ``group`` (or inside, itself excluded)."""
-    return sum(data["score"] for other, data in graph[node].items() if (other not in group) == outside)
+    return math.fsum(data["score"] for other, data in graph[node].items() if (other not in group) == outside)
 
 
 def group_with_copies(
@@ -239,16 +294,13 @@ def _copy_pair(first: FileEntry, copy: FileEntry) -> FilePair:
 
 def _anchor_rank(graph: nx.Graph, node: str) -> tuple:
     degree = graph.degree(node)
-    total = sum(data["score"] for _, _, data in graph.edges(node, data=True))
+    total = math.fsum(data["score"] for data in graph[node].values())
     return (-degree, -total, node)
 
 
 def _make_group(anchor: str, members: Sequence[str], graph: nx.Graph, by_path: dict[str, FileEntry]) -> DuplicateGroup:
     member_set = set(members)
-    pairs = sorted(
-        FilePair(min(a, b), max(a, b), data["score"])
-        for a, b, data in graph.subgraph(member_set).edges(data=True)
-    )
+    pairs = sorted(FilePair(a, b, data["score"]) for a in members for b, data in graph[a].items() if a < b and b in member_set)
     return DuplicateGroup(
         anchor=anchor,
         members=tuple(by_path[path] for path in members),
