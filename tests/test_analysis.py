@@ -7,7 +7,8 @@ from PIL import Image
 
 from daemon.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from daemon.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
-from daemon.analysis.neighbours import MultiIndexHash, best_pairs
+from daemon.analysis.candidates import CROWD_NEIGHBOURS, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates
+from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from daemon.analysis.pairing import score_pair
 from tests.test_embedded_backend import photo
 
@@ -26,6 +27,69 @@ def test_multi_index_hashing_finds_exactly_what_brute_force_finds_within_the_gua
     expected = set(zip(*np.nonzero(distances <= index.guaranteed_radius)))
     assert got == {(int(q), int(s)) for q, s in expected}
     assert all(d <= index.guaranteed_radius for d in found.distance)
+
+
+def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
+    rng = np.random.default_rng(3)
+    for trial in range(12):
+        n = int(rng.integers(50, 300))
+        stored = rng.integers(0, 2**63, 4, dtype=np.uint64)[rng.integers(0, 4, n)]
+        for row in range(n):  # crowds around four hashes, each picture a few bits off
+            for bit in rng.choice(64, int(rng.integers(0, 5)), replace=False):
+                stored[row] ^= np.uint64(1) << np.uint64(int(bit))
+        queries = np.stack([stored, stored ^ np.uint64(12345)], axis=1)
+        age = rng.permutation(n) if trial % 2 else None
+        limit, crowd, alike = int(rng.integers(2, 40)), int(rng.integers(1, 4)), int(rng.integers(0, 4))
+        index = MultiIndexHash(stored)
+        got = index.nearest(queries, np.arange(n), 12, limit, age, crowd, alike, batch=int(rng.integers(7, 100)))
+
+        rank = np.arange(n) if age is None else age
+        closest: dict[tuple[int, int], tuple[int, int]] = {}
+        everything = index.search(queries, 12)
+        for query, entry, orientation, distance in zip(*(a.tolist() for a in (everything.query, everything.stored, everything.orientation, everything.distance))):
+            if entry != query and (age is None or rank[entry] < rank[query]):
+                closest[query, entry] = min(closest.get((query, entry), (99, 0)), (distance, orientation))
+        expected = []
+        for query in range(n):
+            mine = sorted((max(d, alike), rank[entry], entry, o, d) for (q, entry), (d, o) in closest.items() if q == query)
+            expected += [(query, entry, o, d) for _, _, entry, o, d in mine[: limit if len(mine) <= limit else crowd]]
+        assert list(zip(*(a.tolist() for a in (got.query, got.stored, got.orientation, got.distance)))) == expected
+
+
+def test_reachable_says_what_a_search_finds():
+    rng = np.random.default_rng(4)
+    stored = rng.integers(0, 2**63, 400, dtype=np.uint64)
+    stored[200:] = stored[:200] ^ (np.uint64(1) << rng.integers(0, 64, 200).astype(np.uint64))
+    queries = np.stack([stored[:50], stored[50:100]], axis=1)
+    found = MultiIndexHash(stored).search(queries, HASH_RADIUS)
+    for row in range(50):
+        assert set(np.nonzero(reachable(queries[row], stored, HASH_RADIUS))[0].tolist()) == set(found.stored[found.query == row].tolist())
+
+
+def test_a_crowd_of_identical_hashes_gives_a_few_candidates_a_picture_all_in_one_star():
+    hashes = np.tile(np.arange(8, dtype=np.uint64) + np.uint64(2**40), (5000, 1))
+    age = np.random.default_rng(5).permutation(5000)
+    pairs = hash_candidates(hashes, np.arange(5000), age)
+    by_query: dict[int, list[int]] = {}
+    for query, stored, _ in pairs:
+        assert age[stored] < age[query]
+        by_query.setdefault(query, []).append(stored)
+    assert all(len(older) <= HASH_NEIGHBOURS for older in by_query.values())
+    assert len(pairs) <= 5000 * CROWD_NEIGHBOURS + HASH_NEIGHBOURS**2
+    # The crowd meets its first pictures: everything is linked to the oldest.
+    oldest = int(np.argmin(age))
+    assert all(oldest in older for older in by_query.values())
+    assert len(by_query) == 4999
+
+
+def test_a_family_keeps_every_pair_however_crowded_the_library_around_it():
+    rng = np.random.default_rng(6)
+    family = rng.integers(0, 2**63, 1, dtype=np.uint64)[0]
+    crowd = rng.integers(0, 2**63, 1, dtype=np.uint64)[0]
+    stored = np.array([family ^ (np.uint64(1) << np.uint64(bit % 64)) for bit in range(HASH_NEIGHBOURS)] + [crowd] * 3000, dtype=np.uint64)
+    hashes = np.repeat(stored[:, None], 8, axis=1)
+    pairs = {(min(a, b), max(a, b)) for a, b, _ in hash_candidates(hashes, np.arange(len(stored)), np.arange(len(stored)))}
+    assert {(a, b) for a in range(HASH_NEIGHBOURS) for b in range(a + 1, HASH_NEIGHBOURS)} <= pairs
 
 
 def test_best_pairs_keeps_one_spelling_per_pair_and_the_closest_orientation():

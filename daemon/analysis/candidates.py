@@ -2,7 +2,9 @@
 
 - Hash neighbours: the DCT hash of each orientation of a query image against the stored
   (as displayed) hashes of all images, through multi-index hashing (daemon.analysis.neighbours).
-  Catches copies changed in colour, light, size, format, clarity and orientation.
+  Catches copies changed in colour, light, size, format, clarity and orientation. Every
+  neighbour of a query is kept, unless more than ``HASH_NEIGHBOURS`` are: then it is in a
+  crowd of near-identical pictures, and meets only its ``CROWD_NEIGHBOURS`` nearest.
 - Keypoint neighbours: ORB descriptors (of each image and of its mirror) against the stored
   descriptors of all images, through an inverted-file index (faiss, binary, the ``COMMON``
   nearest points of each descriptor); two images sharing ``MIN_VOTES`` close descriptors are
@@ -23,9 +25,22 @@ from typing import Callable, Protocol
 import faiss
 import numpy as np
 
-from daemon.analysis.neighbours import MultiIndexHash, best_pairs
+from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 
 HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be proposed
+# Hash neighbours of a query: all of them up to HASH_NEIGHBOURS. That is far above any family
+# of copies a library holds (the labelled set's largest is 57 pictures, an original and all
+# its variants, and fewer of them are within HASH_RADIUS of one another), so a family keeps
+# every pair. More within reach is a crowd (thousands of pictures a pixel apart, the frames
+# of a still scene), not a family: its every picture then meets only its CROWD_NEIGHBOURS
+# nearest older ones, distances up to ALIKE_BITS counting as equal, oldest first. So a
+# crowd of n costs about 3 n verified pairs, not n^2 / 2 (nor 64 n: at some 25 ms a pair
+# that is hours for 20,000), and all of its pictures meet its first few: one star, which
+# grouping makes one group. Keypoint candidates within the hash's reach are left to it
+# (``keypoint_candidates``), or they would fill a crowd's places again.
+HASH_NEIGHBOURS = 64
+CROWD_NEIGHBOURS = 3  # not 1: a first picture that fails verification does not split the crowd
+ALIKE_BITS = 4  # bits of 64: as near as makes no difference between two hashes
 DESCRIPTOR_RADIUS = 32  # bits of 256 for two ORB descriptors to count as the same point
 MIN_VOTES = 5  # close descriptors two images must share to be proposed
 # A descriptor close to this many stored points or more is a commonplace (flat patch, edge)
@@ -49,13 +64,11 @@ Partition = Callable[[np.ndarray, int], np.ndarray]
 
 def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None = None) -> list[tuple[int, int, int]]:
     """(query row, stored row, orientation) with ``orient(query, orientation)`` close to ``stored``,
-    and ``stored`` older than ``query`` where ``age`` is given."""
+    and ``stored`` older than ``query`` where ``age`` is given: every one of each query, or in a
+    crowd its ``CROWD_NEIGHBOURS`` nearest (see ``HASH_NEIGHBOURS``)."""
     index = MultiIndexHash(hashes[:, 0])
-    matches = index.search(hashes[query_rows], HASH_RADIUS)
+    matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS)
     query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
-    if age is not None:
-        older = age[stored] < age[query]
-        query, stored, orientation, distance = query[older], stored[older], orientation[older], distance[older]
     first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
     return list(zip(first.tolist(), second.tolist(), orientation.tolist()))
 
@@ -97,6 +110,7 @@ def keypoint_candidates(
     proposed: dict[int, set[int]] | None = None,
     threads: int = 1,
     age: np.ndarray | None = None,
+    hashes: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
     """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
 
@@ -107,6 +121,9 @@ def keypoint_candidates(
     picture with many whole-frame copies would otherwise fill its places with them.
     ``age[row]``: when given, a query row is paired only with older rows, and its places go
     to them alone.
+    ``hashes``: every row's hashes (uint64[N, 8]); when given, rows the hash search of a query
+    row reaches are the hash's to propose or leave out (``HASH_NEIGHBOURS``), never the
+    keypoints': in a crowd of near-identical pictures they would fill every place.
     """
     proposed = proposed or {}
     if not points.points or not queries:
@@ -121,7 +138,7 @@ def keypoint_candidates(
         starts = np.concatenate([[0], np.cumsum(sizes)])
         found = []
         for (row, _), start, end in zip(batch, starts[:-1], starts[1:]):
-            voted = _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set()), age)
+            voted = _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set()), age, hashes)
             found.extend((row, image) for image in voted)
         return found
 
@@ -164,11 +181,18 @@ def merge_nearest(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple
 
 
 def _most_voted(
-    row: int, distances: np.ndarray, rows: np.ndarray, image_count: int, already: set[int], age: np.ndarray | None = None
+    row: int,
+    distances: np.ndarray,
+    rows: np.ndarray,
+    image_count: int,
+    already: set[int],
+    age: np.ndarray | None = None,
+    hashes: np.ndarray | None = None,
 ) -> list[int]:
     """The images most of ``row``'s descriptors are close to (``rows``, ``distances``: the
     images and distances of the nearest stored points of each descriptor, one line per
-    descriptor), among those older than ``row`` where ``age`` is given."""
+    descriptor), among those older than ``row`` where ``age`` is given, and out of reach of
+    its hash search where ``hashes`` are."""
     close = (distances < DESCRIPTOR_RADIUS) & (rows >= 0)
     distinctive = ~close[:, -1] if close.shape[1] >= COMMON else np.ones(len(close), dtype=bool)
     close &= distinctive[:, None] | (distances <= NEAR)
@@ -181,6 +205,8 @@ def _most_voted(
     keep = (count >= MIN_VOTES) & (other != row) & np.array([o not in already for o in other.tolist()], dtype=bool)
     if age is not None:
         keep &= age[other] < age[row]
+    if hashes is not None and keep.any():
+        keep[keep] = ~reachable(hashes[row], hashes[other[keep], 0], HASH_RADIUS)
     other, count = other[keep], count[keep]
     return other[np.argsort(-count, kind="stable")][:MOST_PER_IMAGE].tolist()
 
@@ -267,7 +293,7 @@ def propose(
         by_hash.setdefault(first, set()).add(second)
         by_hash.setdefault(second, set()).add(first)
     if points is not None and queries:
-        for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads, age):
+        for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes):
             pair = (min(first, second), max(first, second))
             proposals.setdefault(pair, (keys[first], keys[second], None))
     return [proposals[pair] for pair in sorted(proposals)]

@@ -17,6 +17,7 @@ import numpy as np
 
 CHUNKS = 4
 CHUNK_BITS = 16
+FOUND_AT_ONCE = 4_000_000  # bucket entries a query batch may gather before it is split (about 100 MB)
 
 
 def _flip_masks(bits: int, radius: int) -> np.ndarray:
@@ -38,15 +39,26 @@ class HashMatches:
 
 
 class MultiIndexHash:
-    """A static index over ``hashes`` (uint64[N]) answering "which entries are within ``radius`` bits"."""
+    """A static index over ``hashes`` (uint64[N]) answering "which entries are within ``radius`` bits".
+
+    Identical hashes (the copies of one picture, or a cluster of pictures a pixel apart) are
+    one entry of its tables, so n copies make one bucket entry, not n, and a search finds
+    them as one value; ``nearest`` then takes only the few of them it keeps.
+    """
 
     def __init__(self, hashes: np.ndarray, chunk_radius: int = 2):
         self.hashes = np.ascontiguousarray(hashes, dtype=np.uint64)
         self.masks = _flip_masks(CHUNK_BITS, chunk_radius)
+        self.chunk_radius = chunk_radius
         self.guaranteed_radius = CHUNKS * (chunk_radius + 1) - 1
+        self.values, value_of = np.unique(self.hashes, return_inverse=True)
+        self.value_of = value_of.reshape(-1).astype(np.int64)
+        # The entries holding each value: by_value[value_start[v]:value_start[v + 1]].
+        self.by_value = np.argsort(self.value_of, kind="stable")
+        self.value_start = np.searchsorted(self.value_of[self.by_value], np.arange(len(self.values) + 1))
         self.tables = []
         for chunk in range(CHUNKS):
-            keys = self._chunk(self.hashes, chunk)
+            keys = self._chunk(self.values, chunk)
             order = np.argsort(keys, kind="stable")
             self.tables.append((keys[order], order))
 
@@ -58,53 +70,168 @@ class MultiIndexHash:
         """Entries within ``radius`` bits of any orientation of each query (``queries``: uint64[M, K]).
 
         Every match within ``guaranteed_radius`` is found; farther ones up to ``radius`` are
-        found when some chunk happens to be close enough.
+        found when some chunk happens to be close enough. All of them: n identical entries
+        give n matches a query (``nearest`` keeps a bounded number).
         """
+        parts = list(self._value_matches(queries, radius, batch))
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return HashMatches(empty, empty, empty, empty)
+        query, value, orientation, distance = (np.concatenate(p) for p in zip(*parts))
+        sizes = self.value_start[value + 1] - self.value_start[value]
+        positions = np.repeat(self.value_start[value], sizes) + _ranges(sizes)
+        stored = self.by_value[positions]
+        query, orientation, distance = (np.repeat(a, sizes) for a in (query, orientation, distance))
+        order = np.lexsort((stored, orientation, query))
+        return HashMatches(query[order], stored[order], orientation[order], distance[order])
+
+    def nearest(
+        self,
+        queries: np.ndarray,
+        rows: np.ndarray,
+        radius: int,
+        limit: int,
+        age: np.ndarray | None = None,
+        crowd: int | None = None,
+        alike: int = 0,
+        batch: int = 2048,
+    ) -> HashMatches:
+        """For each query, the entries within ``radius`` bits of any of its orientations (as
+        ``search`` finds them), at most ``limit`` of them, nearest first, then oldest first.
+
+        ``rows[i]``: the entry query ``i`` is (never its own match); ``age[entry]``: when given,
+        only entries older than the query's own count. Without it, ties go to the lowest entry.
+        ``crowd``: where more than ``limit`` entries are within reach, only this many are kept.
+        ``alike``: distances up to this many bits count as equally near.
+        Matches are reduced per query batch by batch, so the work and memory grow with the
+        queries times ``limit``, not with the size of a crowd of equal hashes.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        rank = np.arange(len(self.hashes), dtype=np.int64) if age is None else np.asarray(age, dtype=np.int64)
+        # Each value's entries, oldest first, and a key to find how many are older than a query.
+        entries = np.lexsort((rank, self.value_of))
+        span = int(rank.max()) + 1 if len(rank) else 1
+        keys = self.value_of[entries] * span + rank[entries]
+        parts = []
+        for query, value, orientation, distance in self._value_matches(queries, radius, batch):
+            parts.append(
+                self._keep_nearest(query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, age is None)
+            )
+        if not parts:
+            empty = np.zeros(0, np.int64)
+            return HashMatches(empty, empty, empty, empty)
+        return HashMatches(*(np.concatenate(p) for p in zip(*parts)))
+
+    def _keep_nearest(self, query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, any_age):
+        # One hit per (query, value): its nearest orientation, the lowest on ties.
+        order = np.lexsort((orientation, distance, value, query))
+        query, value, orientation, distance = (a[order] for a in (query, value, orientation, distance))
+        first = np.ones(len(query), bool)
+        first[1:] = (query[1:] != query[:-1]) | (value[1:] != value[:-1])
+        query, value, orientation, distance = (a[first] for a in (query, value, orientation, distance))
+        own = rows[query]
+        low = self.value_start[value]
+        high = self.value_start[value + 1] if any_age else np.searchsorted(keys, value * span + rank[own], side="left")
+        # Nearest values first: a value is looked into only while fewer than the query's limit
+        # sit at smaller distances, and gives at most the missing number (its oldest).
+        near = np.maximum(distance, alike)
+        order = np.lexsort((value, near, query))
+        query, value, orientation, distance, near, low, high = (a[order] for a in (query, value, orientation, distance, near, low, high))
+        available = high - low
+        new_query = np.ones(len(query), bool)
+        new_query[1:] = query[1:] != query[:-1]
+        new_level = new_query.copy()
+        new_level[1:] |= near[1:] != near[:-1]
+        total = np.cumsum(available)
+        before = total - available  # entries in earlier hits, all queries
+        query_start = np.maximum.accumulate(np.where(new_query, np.arange(len(query)), 0))
+        level_start = np.maximum.accumulate(np.where(new_level, np.arange(len(query)), 0))
+        closer = before[level_start] - before[query_start]  # entries of this query at smaller distances
+        own_limit = np.full(len(query), limit, dtype=np.int64)
+        if crowd is not None:
+            query_end = np.append(np.nonzero(new_query)[0][1:], len(query)) if len(query) else np.zeros(0, np.int64)
+            reach = (total[query_end - 1] - before[np.nonzero(new_query)[0]])[np.cumsum(new_query) - 1] - int(any_age)
+            own_limit[reach > limit] = crowd
+        missing = np.maximum(own_limit + int(any_age) - closer, 0)  # one more where the query itself may be among them
+        take = np.minimum(available, missing)
+        positions = np.repeat(low, take) + _ranges(take)
+        stored = entries[positions]
+        query, orientation, distance = (np.repeat(a, take) for a in (query, orientation, distance))
+        keep = stored != rows[query]
+        query, stored, orientation, distance = query[keep], stored[keep], orientation[keep], distance[keep]
+        own_limit = np.repeat(own_limit, take)[keep]
+        order = np.lexsort((rank[stored], np.maximum(distance, alike), query))
+        query, stored, orientation, distance, own_limit = (a[order] for a in (query, stored, orientation, distance, own_limit))
+        new_query = np.ones(len(query), bool)
+        new_query[1:] = query[1:] != query[:-1]
+        place = np.arange(len(query)) - np.maximum.accumulate(np.where(new_query, np.arange(len(query)), 0))
+        keep = place < own_limit
+        return query[keep], stored[keep], orientation[keep], distance[keep]
+
+    def _value_matches(self, queries: np.ndarray, radius: int, batch: int):
+        """(query, value, orientation, distance) of each query orientation and each value within
+        ``radius`` bits of it, batch by batch."""
         queries = np.asarray(queries, dtype=np.uint64)
         if queries.ndim == 1:
             queries = queries[:, None]
-        found: list[tuple[np.ndarray, ...]] = []
         for start in range(0, len(queries), batch):
-            found.append(self._search_batch(queries[start : start + batch], start, radius))
-        if not found:
-            empty = np.zeros(0, np.int64)
-            return HashMatches(empty, empty, empty, empty)
-        query, stored, orientation, distance = (np.concatenate(parts) for parts in zip(*found))
-        return HashMatches(query, stored, orientation, distance)
+            yield from self._search_batch(queries[start : start + batch], start, radius)
 
-    def _search_batch(self, queries: np.ndarray, offset: int, radius: int) -> tuple[np.ndarray, ...]:
+    def _search_batch(self, queries: np.ndarray, offset: int, radius: int):
         rows, kinds = queries.shape
         flat = queries.reshape(-1)  # row-major: index = row * kinds + orientation
-        pairs_q: list[np.ndarray] = []
-        pairs_s: list[np.ndarray] = []
+        probed = []
         for chunk, (keys, order) in enumerate(self.tables):
             probes = (self._chunk(flat, chunk)[:, None] ^ self.masks[None, :]).reshape(-1)
             left = np.searchsorted(keys, probes, side="left")
-            right = np.searchsorted(keys, probes, side="right")
-            counts = right - left
+            probed.append((left, np.searchsorted(keys, probes, side="right") - left, order))
+        if rows > 1 and sum(int(counts.sum()) for _, counts, _ in probed) > FOUND_AT_ONCE:
+            # Values crowd around these queries (many distinct hashes a few bits apart): halve the batch.
+            half = rows // 2
+            yield from self._search_batch(queries[:half], offset, radius)
+            yield from self._search_batch(queries[half:], offset + half, radius)
+            return
+        pairs_q: list[np.ndarray] = []
+        pairs_s: list[np.ndarray] = []
+        for left, counts, order in probed:
             hit = counts > 0
             if not hit.any():
                 continue
             left, counts = left[hit], counts[hit]
             probe_owner = (np.nonzero(hit)[0] // len(self.masks)).astype(np.int64)
-            total = int(counts.sum())
-            owner = np.repeat(probe_owner, counts)
-            starts = np.repeat(left - np.concatenate(([0], np.cumsum(counts)[:-1])), counts)
-            positions = starts + np.arange(total)
-            pairs_q.append(owner)
-            pairs_s.append(order[positions])
+            pairs_q.append(np.repeat(probe_owner, counts))
+            pairs_s.append(order[np.repeat(left, counts) + _ranges(counts)])
         if not pairs_q:
-            empty = np.zeros(0, np.int64)
-            return empty, empty, empty, empty
+            return
         owner = np.concatenate(pairs_q)
-        stored = np.concatenate(pairs_s).astype(np.int64)
-        distance = np.bitwise_count(flat[owner] ^ self.hashes[stored]).astype(np.int64)
+        value = np.concatenate(pairs_s).astype(np.int64)
+        distance = np.bitwise_count(flat[owner] ^ self.values[value]).astype(np.int64)
         keep = distance <= radius
-        owner, stored, distance = owner[keep], stored[keep], distance[keep]
-        # The same (query orientation, entry) is found through several chunks: keep one.
-        key = np.unique(owner * len(self.hashes) + stored, return_index=True)[1]
-        owner, stored, distance = owner[key], stored[key], distance[key]
-        return owner // kinds + offset, stored, owner % kinds, distance
+        owner, value, distance = owner[keep], value[keep], distance[keep]
+        # The same (query orientation, value) is found through several chunks: keep one.
+        key = np.unique(owner * len(self.values) + value, return_index=True)[1]
+        owner, value, distance = owner[key], value[key], distance[key]
+        yield owner // kinds + offset, value, owner % kinds, distance
+
+
+def reachable(query: np.ndarray, stored: np.ndarray, radius: int, chunk_radius: int = 2) -> np.ndarray:
+    """bool[len(stored)]: whether a ``MultiIndexHash`` search of ``query`` (uint64[K], its
+    orientations) finds each hash of ``stored`` within ``radius`` bits: some orientation is
+    that close, and agrees with it to within ``chunk_radius`` bits on some chunk."""
+    difference = np.asarray(query, dtype=np.uint64).reshape(-1, 1) ^ np.asarray(stored, dtype=np.uint64).reshape(1, -1)
+    close_chunk = np.zeros(difference.shape, bool)
+    for chunk in range(CHUNKS):
+        close_chunk |= np.bitwise_count(MultiIndexHash._chunk(difference, chunk)) <= chunk_radius
+    return ((np.bitwise_count(difference) <= radius) & close_chunk).any(axis=0)
+
+
+def _ranges(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., c - 1 for each c of ``counts``, concatenated."""
+    counts = np.asarray(counts, dtype=np.int64)
+    total = int(counts.sum())
+    if not total:
+        return np.zeros(0, np.int64)
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
 def best_pairs(first: np.ndarray, second: np.ndarray, orientation: np.ndarray, distance: np.ndarray) -> tuple[np.ndarray, ...]:
