@@ -144,3 +144,15 @@ def test_contents_declared_not_duplicates_keep_their_copies_apart_too():
     entries = [copy("a", "A"), copy("a-copy", "A"), copy("b", "B"), copy("b-copy", "B")]
     groups = group_with_copies(entries, [("A", "B", 0.99)], 0.6, forbidden_contents=frozenset({frozenset(("A", "B"))}))
     assert sorted(g.paths for g in groups) == [["a", "a-copy"], ["b", "b-copy"]]
+
+
+def test_a_crowd_of_twenty_thousand_near_identical_pictures_is_one_group():
+    # As the embedded backend proposes a crowd: each picture paired with the three oldest
+    # (the first few with every older one), every pair verified as a duplicate. Grouping
+    # costs the pairs, not the crowd's size squared (each joiner checked against every member).
+    paths = [f"crowd/{number:05d}.png" for number in range(20_000)]
+    pairs = [FilePair(paths[older], paths[newer], 0.97) for newer in range(1, len(paths)) for older in range(min(newer, 3 if newer > 64 else newer))]
+    groups = group_duplicates([entry(path) for path in paths], pairs, threshold=0.6, unscored_are_far=False)
+    assert len(groups) == 1
+    assert groups[0].paths == paths
+    assert groups[0].anchor == paths[0]
