@@ -7,7 +7,7 @@ from PIL import Image
 
 from daemon.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from daemon.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
-from daemon.analysis.candidates import CROWD_NEIGHBOURS, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates
+from daemon.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates
 from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from daemon.analysis.pairing import score_pair
 from tests.test_embedded_backend import photo
@@ -39,9 +39,9 @@ def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
                 stored[row] ^= np.uint64(1) << np.uint64(int(bit))
         queries = np.stack([stored, stored ^ np.uint64(12345)], axis=1)
         age = rng.permutation(n) if trial % 2 else None
-        limit, crowd, alike = int(rng.integers(2, 40)), int(rng.integers(1, 4)), int(rng.integers(0, 4))
+        limit, crowd, alike, crowded = int(rng.integers(2, 60)), int(rng.integers(1, 4)), int(rng.integers(0, 4)), int(rng.integers(5, 40))
         index = MultiIndexHash(stored)
-        got = index.nearest(queries, np.arange(n), 12, limit, age, crowd, alike, batch=int(rng.integers(7, 100)))
+        got = index.nearest(queries, np.arange(n), 12, limit, age, crowd, alike, crowded, batch=int(rng.integers(7, 100)))
 
         rank = np.arange(n) if age is None else age
         closest: dict[tuple[int, int], tuple[int, int]] = {}
@@ -52,7 +52,8 @@ def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
         expected = []
         for query in range(n):
             mine = sorted((max(d, alike), rank[entry], entry, o, d) for (q, entry), (d, o) in closest.items() if q == query)
-            expected += [(query, entry, o, d) for _, _, entry, o, d in mine[: limit if len(mine) <= limit else crowd]]
+            alike_ones = sum(d <= alike for *_, d in mine)
+            expected += [(query, entry, o, d) for _, _, entry, o, d in mine[: crowd if alike_ones > crowded else limit]]
         assert list(zip(*(a.tolist() for a in (got.query, got.stored, got.orientation, got.distance)))) == expected
 
 
@@ -75,7 +76,7 @@ def test_a_crowd_of_identical_hashes_gives_a_few_candidates_a_picture_all_in_one
         assert age[stored] < age[query]
         by_query.setdefault(query, []).append(stored)
     assert all(len(older) <= HASH_NEIGHBOURS for older in by_query.values())
-    assert len(pairs) <= 5000 * CROWD_NEIGHBOURS + HASH_NEIGHBOURS**2
+    assert len(pairs) <= 5000 * CROWD_NEIGHBOURS + CROWDED**2
     # The crowd meets its first pictures: everything is linked to the oldest.
     oldest = int(np.argmin(age))
     assert all(oldest in older for older in by_query.values())
@@ -86,10 +87,14 @@ def test_a_family_keeps_every_pair_however_crowded_the_library_around_it():
     rng = np.random.default_rng(6)
     family = rng.integers(0, 2**63, 1, dtype=np.uint64)[0]
     crowd = rng.integers(0, 2**63, 1, dtype=np.uint64)[0]
-    stored = np.array([family ^ (np.uint64(1) << np.uint64(bit % 64)) for bit in range(HASH_NEIGHBOURS)] + [crowd] * 3000, dtype=np.uint64)
+    bit = lambda *at: sum(np.uint64(1) << np.uint64(b % 64) for b in at)  # noqa: E731
+    # 139 pictures within reach of one another, as the labelled set's most crowded look-alikes.
+    members = [family ^ bit(b) for b in range(64)] + [family ^ bit(b, b + 1, b + 2) for b in range(75)]
+    stored = np.array(members + [crowd] * 3000, dtype=np.uint64)
     hashes = np.repeat(stored[:, None], 8, axis=1)
     pairs = {(min(a, b), max(a, b)) for a, b, _ in hash_candidates(hashes, np.arange(len(stored)), np.arange(len(stored)))}
-    assert {(a, b) for a in range(HASH_NEIGHBOURS) for b in range(a + 1, HASH_NEIGHBOURS)} <= pairs
+    assert {(a, b) for a in range(len(members)) for b in range(a + 1, len(members))} <= pairs
+    assert len(pairs) <= len(members) ** 2 / 2 + 3000 * CROWD_NEIGHBOURS + CROWDED**2 / 2
 
 
 def test_best_pairs_keeps_one_spelling_per_pair_and_the_closest_orientation():

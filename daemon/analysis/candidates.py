@@ -3,8 +3,8 @@
 - Hash neighbours: the DCT hash of each orientation of a query image against the stored
   (as displayed) hashes of all images, through multi-index hashing (daemon.analysis.neighbours).
   Catches copies changed in colour, light, size, format, clarity and orientation. Every
-  neighbour of a query is kept, unless more than ``HASH_NEIGHBOURS`` are: then it is in a
-  crowd of near-identical pictures, and meets only its ``CROWD_NEIGHBOURS`` nearest.
+  neighbour of a query is kept (up to ``HASH_NEIGHBOURS``), unless more than ``CROWDED``
+  are near-identical: then it is in a crowd, and meets only its ``CROWD_NEIGHBOURS`` nearest.
 - Keypoint neighbours: ORB descriptors (of each image and of its mirror) against the stored
   descriptors of all images, through an inverted-file index (faiss, binary, the ``COMMON``
   nearest points of each descriptor); two images sharing ``MIN_VOTES`` close descriptors are
@@ -28,19 +28,22 @@ import numpy as np
 from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 
 HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be proposed
-# Hash neighbours of a query: all of them up to HASH_NEIGHBOURS. That is far above any family
-# of copies a library holds (the labelled set's largest is 57 pictures, an original and all
-# its variants, and fewer of them are within HASH_RADIUS of one another), so a family keeps
-# every pair. More within reach is a crowd (thousands of pictures a pixel apart, the frames
-# of a still scene), not a family: its every picture then meets only its CROWD_NEIGHBOURS
-# nearest older ones, distances up to ALIKE_BITS counting as equal, oldest first. So a
-# crowd of n costs about 3 n verified pairs, not n^2 / 2 (nor 64 n: at some 25 ms a pair
-# that is hours for 20,000), and all of its pictures meet its first few: one star, which
-# grouping makes one group. Keypoint candidates within the hash's reach are left to it
-# (``keypoint_candidates``), or they would fill a crowd's places again.
-HASH_NEIGHBOURS = 64
+# Hash neighbours of a query, nearest first (distances up to ALIKE_BITS counting as equal),
+# then oldest first: all of them up to HASH_NEIGHBOURS. A family of copies of one picture
+# keeps every pair: on the labelled set a query has at most 139 older ones within reach (the
+# three look-alike portrait cuts of sway's blue wallpaper, three families together; one
+# family is at most 57 pictures), of them at most 40 within ALIKE_BITS. More than CROWDED
+# within ALIKE_BITS is a crowd (thousands of pictures a pixel apart, the frames of a still
+# scene), not a family: its every picture then meets only its CROWD_NEIGHBOURS nearest
+# older ones, the oldest first. So a crowd of n costs about 3 n verified pairs (plus the
+# first CROWDED pictures' n^2 / 2), not n^2 / 2 (nor 64 n: at some 25 ms a near-identical
+# pair, that is hours for 20,000), and all of its pictures meet its first few: one star,
+# which grouping makes one group. Keypoint candidates within the hash's reach are left to
+# the hash (``keypoint_candidates``), or they would fill a crowd's places again.
+HASH_NEIGHBOURS = 256
+ALIKE_BITS = 2  # bits of 64: as near as makes no difference between two hashes
+CROWDED = 128
 CROWD_NEIGHBOURS = 3  # not 1: a first picture that fails verification does not split the crowd
-ALIKE_BITS = 4  # bits of 64: as near as makes no difference between two hashes
 DESCRIPTOR_RADIUS = 32  # bits of 256 for two ORB descriptors to count as the same point
 MIN_VOTES = 5  # close descriptors two images must share to be proposed
 # A descriptor close to this many stored points or more is a commonplace (flat patch, edge)
@@ -67,7 +70,7 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray 
     and ``stored`` older than ``query`` where ``age`` is given: every one of each query, or in a
     crowd its ``CROWD_NEIGHBOURS`` nearest (see ``HASH_NEIGHBOURS``)."""
     index = MultiIndexHash(hashes[:, 0])
-    matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS)
+    matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS, CROWDED)
     query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
     first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
     return list(zip(first.tolist(), second.tolist(), orientation.tolist()))

@@ -94,6 +94,7 @@ class MultiIndexHash:
         age: np.ndarray | None = None,
         crowd: int | None = None,
         alike: int = 0,
+        crowded: int = 0,
         batch: int = 2048,
     ) -> HashMatches:
         """For each query, the entries within ``radius`` bits of any of its orientations (as
@@ -101,8 +102,8 @@ class MultiIndexHash:
 
         ``rows[i]``: the entry query ``i`` is (never its own match); ``age[entry]``: when given,
         only entries older than the query's own count. Without it, ties go to the lowest entry.
-        ``crowd``: where more than ``limit`` entries are within reach, only this many are kept.
         ``alike``: distances up to this many bits count as equally near.
+        ``crowd``: where more than ``crowded`` entries are that near, only this many are kept.
         Matches are reduced per query batch by batch, so the work and memory grow with the
         queries times ``limit``, not with the size of a crowd of equal hashes.
         """
@@ -115,14 +116,14 @@ class MultiIndexHash:
         parts = []
         for query, value, orientation, distance in self._value_matches(queries, radius, batch):
             parts.append(
-                self._keep_nearest(query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, age is None)
+                self._keep_nearest(query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, crowded, age is None)
             )
         if not parts:
             empty = np.zeros(0, np.int64)
             return HashMatches(empty, empty, empty, empty)
         return HashMatches(*(np.concatenate(p) for p in zip(*parts)))
 
-    def _keep_nearest(self, query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, any_age):
+    def _keep_nearest(self, query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, crowded, any_age):
         # One hit per (query, value): its nearest orientation, the lowest on ties.
         order = np.lexsort((orientation, distance, value, query))
         query, value, orientation, distance = (a[order] for a in (query, value, orientation, distance))
@@ -149,9 +150,11 @@ class MultiIndexHash:
         closer = before[level_start] - before[query_start]  # entries of this query at smaller distances
         own_limit = np.full(len(query), limit, dtype=np.int64)
         if crowd is not None:
-            query_end = np.append(np.nonzero(new_query)[0][1:], len(query)) if len(query) else np.zeros(0, np.int64)
-            reach = (total[query_end - 1] - before[np.nonzero(new_query)[0]])[np.cumsum(new_query) - 1] - int(any_age)
-            own_limit[reach > limit] = crowd
+            # The nearest level of each query is its first: the entries within ``alike`` bits.
+            starts = np.nonzero(new_query)[0]
+            first_level_end = np.append(np.nonzero(new_level)[0], len(query))[np.searchsorted(np.nonzero(new_level)[0], starts, side="right")]
+            alike_here = (total[first_level_end - 1] - before[starts]) * (near[starts] == alike) - int(any_age)
+            own_limit[(alike_here > crowded)[np.cumsum(new_query) - 1]] = crowd
         missing = np.maximum(own_limit + int(any_age) - closer, 0)  # one more where the query itself may be among them
         take = np.minimum(available, missing)
         positions = np.repeat(low, take) + _ranges(take)
