@@ -314,6 +314,25 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
 
 
+def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():
+    """In a crowd the hash keeps a few neighbours of each picture; the keypoints must not
+    propose the others, or a crowd of copies fills every keypoint place again."""
+    from daemon.analysis.candidates import PointsInMemory, keypoint_candidates
+
+    rng = np.random.default_rng(7)
+    picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
+    stored = [picture.copy() for _ in range(20)]
+    hashes = np.zeros((20, 8), dtype=np.uint64)
+    hashes[10:, :] = np.uint64(2**64 - 1)  # rows 10 to 19: their hash far from the query's
+    hashes[19, :] = np.uint64(1)  # ...but row 19's within reach
+    queries = {0: [picture]}
+    age = np.arange(20)[::-1].copy()  # row 0 is the newest
+    everything = set(keypoint_candidates(PointsInMemory.of(stored), 20, queries, age=age))
+    assert everything == {(0, row) for row in range(1, 20)}
+    left = set(keypoint_candidates(PointsInMemory.of(stored), 20, queries, age=age, hashes=hashes))
+    assert left == {(0, row) for row in range(10, 19)}
+
+
 def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(monkeypatch):
     import daemon.analysis.pairing as pairing
 
