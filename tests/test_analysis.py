@@ -7,7 +7,7 @@ from PIL import Image
 
 from daemon.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from daemon.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
-from daemon.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates
+from daemon.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
 from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from daemon.analysis.pairing import score_pair
 from tests.test_embedded_backend import photo
@@ -81,6 +81,9 @@ def test_a_crowd_of_identical_hashes_gives_a_few_candidates_a_picture_all_in_one
     oldest = int(np.argmin(age))
     assert all(oldest in older for older in by_query.values())
     assert len(by_query) == 4999
+    # Those beyond the first CROWDED know they are in a crowd (and search no keypoints).
+    _, crowded = hash_search(hashes, np.arange(5000), age)
+    assert crowded == {row for row in range(5000) if age[row] > CROWDED}
 
 
 def test_a_family_keeps_every_pair_however_crowded_the_library_around_it():

@@ -69,11 +69,16 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray 
     """(query row, stored row, orientation) with ``orient(query, orientation)`` close to ``stored``,
     and ``stored`` older than ``query`` where ``age`` is given: every one of each query, or in a
     crowd its ``CROWD_NEIGHBOURS`` nearest (see ``HASH_NEIGHBOURS``)."""
+    return hash_search(hashes, query_rows, age)[0]
+
+
+def hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None = None) -> tuple[list[tuple[int, int, int]], set[int]]:
+    """``hash_candidates``, and the query rows found in a crowd."""
     index = MultiIndexHash(hashes[:, 0])
     matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS, CROWDED)
     query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
     first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
-    return list(zip(first.tolist(), second.tolist(), orientation.tolist()))
+    return list(zip(first.tolist(), second.tolist(), orientation.tolist())), set(query_rows[matches.crowded].tolist())
 
 
 class PointIndex(Protocol):
@@ -290,11 +295,16 @@ def propose(
     """
     proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
     by_hash: dict[int, set[int]] = {}
-    for first, second, orientation in hash_candidates(hashes, query_rows, age):
+    hashed, crowded = hash_search(hashes, query_rows, age)
+    for first, second, orientation in hashed:
         pair = (min(first, second), max(first, second))
         proposals.setdefault(pair, (keys[first], keys[second], orientation))
         by_hash.setdefault(first, set()).add(second)
         by_hash.setdefault(second, set()).add(first)
+    # A picture in a crowd searches no keypoints: the crowd's first pictures, which did, hold
+    # the same points, and found its crops and overlays; its own search would look through
+    # every copy of each of its points, the crowd's size squared in all.
+    queries = {row: sets for row, sets in (queries or {}).items() if row not in crowded}
     if points is not None and queries:
         for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes):
             pair = (min(first, second), max(first, second))

@@ -36,6 +36,7 @@ class HashMatches:
     stored: np.ndarray
     orientation: np.ndarray
     distance: np.ndarray
+    crowded: np.ndarray | None = None  # ``nearest``: the queries found in a crowd (their ``crowd`` kept)
 
 
 class MultiIndexHash:
@@ -120,7 +121,7 @@ class MultiIndexHash:
             )
         if not parts:
             empty = np.zeros(0, np.int64)
-            return HashMatches(empty, empty, empty, empty)
+            return HashMatches(empty, empty, empty, empty, empty)
         return HashMatches(*(np.concatenate(p) for p in zip(*parts)))
 
     def _keep_nearest(self, query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, crowded, any_age):
@@ -149,12 +150,14 @@ class MultiIndexHash:
         level_start = np.maximum.accumulate(np.where(new_level, np.arange(len(query)), 0))
         closer = before[level_start] - before[query_start]  # entries of this query at smaller distances
         own_limit = np.full(len(query), limit, dtype=np.int64)
+        crowded_queries = np.zeros(0, np.int64)
         if crowd is not None:
             # The nearest level of each query is its first: the entries within ``alike`` bits.
             starts = np.nonzero(new_query)[0]
             first_level_end = np.append(np.nonzero(new_level)[0], len(query))[np.searchsorted(np.nonzero(new_level)[0], starts, side="right")]
             alike_here = (total[first_level_end - 1] - before[starts]) * (near[starts] == alike) - int(any_age)
             own_limit[(alike_here > crowded)[np.cumsum(new_query) - 1]] = crowd
+            crowded_queries = query[starts[alike_here > crowded]]
         missing = np.maximum(own_limit + int(any_age) - closer, 0)  # one more where the query itself may be among them
         take = np.minimum(available, missing)
         positions = np.repeat(low, take) + _ranges(take)
@@ -169,7 +172,7 @@ class MultiIndexHash:
         new_query[1:] = query[1:] != query[:-1]
         place = np.arange(len(query)) - np.maximum.accumulate(np.where(new_query, np.arange(len(query)), 0))
         keep = place < own_limit
-        return query[keep], stored[keep], orientation[keep], distance[keep]
+        return query[keep], stored[keep], orientation[keep], distance[keep], crowded_queries
 
     def _value_matches(self, queries: np.ndarray, radius: int, batch: int):
         """(query, value, orientation, distance) of each query orientation and each value within
