@@ -63,7 +63,7 @@ from daemon.reports.thumbnails import placeholder_data_uri, thumbnail_data_uris
 FILE_NAME = "duplicates.html"
 PAGE_FILE = re.compile(r"^duplicates(?:-([1-9][0-9]*))?\.html$")
 
-RENDER_VERSION = "1"  # bump when the page changes in a way the fingerprint cannot see
+RENDER_VERSION = "2"  # bump when the page changes in a way the fingerprint cannot see (2: #group-N)
 MAX_PAGES = 50
 PHYSICS_MAX_NODES = 150
 EDGES_PER_NODE = 4
@@ -273,6 +273,19 @@ class ReportNetwork(Network):
         self.edges.append(Edge(source, to, self.directed, **options).options)
 
 
+def group_nodes(page: PagePlan) -> dict[str, list[int]]:
+    """Each group's node ids, by group id: ``duplicates-2.html#group-17`` shows that group.
+
+    Ids are given in ``build_network``'s order: groups in page order, members as placed.
+    """
+    nodes: dict[str, list[int]] = {}
+    next_id = 0
+    for placed in page.groups:
+        nodes[placed.id] = list(range(next_id, next_id + len(placed.members)))
+        next_id += len(placed.members)
+    return nodes
+
+
 def build_network(page: PagePlan, thumbnail_size: int, image: Callable[[FileEntry], str]) -> ReportNetwork:
     """The page's graph: integer node ids, tooltips as lists of plain-text lines."""
     network = ReportNetwork()
@@ -451,7 +464,7 @@ def _renderer(
         members = [member for placed in page.groups for member in placed.members]
         uris = dict(zip((m.path for m in members), thumbnail_data_uris(members, thumbnail_size, thumbnails)))
         network = build_network(page, thumbnail_size, image=lambda member: uris[member.path])
-        return render_page(header, _network_data(network), fingerprint, generated_at)
+        return render_page(header, {**_network_data(network), "groups": group_nodes(page)}, fingerprint, generated_at)
 
     return render
 

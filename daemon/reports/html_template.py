@@ -123,9 +123,20 @@ SCRIPT = """
   }
   // Draw at once (and again when the physics has settled), not only on the next
   // animation frame: hidden and headless windows may not get one for a while.
+  // duplicates.html#group-17 (a link from review.html) selects that group and zooms to it.
+  function focusGroup() {
+    var ids = data.groups && data.groups[decodeURIComponent(window.location.hash.slice(1))];
+    if (!ids) { return; }
+    network.selectNodes(ids);
+    network.fit({nodes: ids, animation: false});
+    document.body.setAttribute("data-focused", window.location.hash.slice(1));
+  }
+  window.addEventListener("hashchange", focusGroup);
   network.once("stabilizationIterationsDone", function () {
+    focusGroup();  // again: the physics moved the pictures since
     network.redraw();
   });
+  focusGroup();
   network.redraw();
 })();
 """
