@@ -168,7 +168,7 @@ def scan(settings: Settings, threshold: float, full: bool) -> int:
         with StageBars() as progress:
             outcome = run_scan(
                 parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full,
-                keep=settings.keep, progress=progress,
+                keep=settings.keep, progress=progress, watched_folders=[watch.path for watch in settings.watch],
             )
     _say(f"Scanned {outcome.files} images at threshold {threshold}.")
     _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")

@@ -13,7 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Engine
 
@@ -131,6 +131,7 @@ def run_scan(
     keep: KeepSettings = KeepSettings(),
     thumbnail_cache: Path | None = None,
     progress: ScanProgress | None = None,
+    watched_folders: Sequence[Path] = (),
 ) -> ScanOutcome:
     started = clock()
     with write_transaction(engine) as connection:
@@ -146,6 +147,7 @@ def run_scan(
             reports = write_reports(
                 groups, reports_dir, report_settings, threshold,
                 thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
+                watched_folders=watched_folders,
             )
     except Exception as error:
         with write_transaction(engine) as connection:

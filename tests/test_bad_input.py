@@ -328,7 +328,7 @@ def test_a_full_reports_disk_is_one_line_keeps_the_previous_reports_and_the_next
     reports = tiny_disk(tmp_path / "reports", "2m")
     clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
     clean(run_cli("scan", config=settings, timeout=60))
-    before = {path.name: path.read_bytes() for path in reports.iterdir()}
+    before = {path.name: path.read_bytes() for path in reports.iterdir() if path.is_file()}  # not thumbnails/
 
     shutil.copyfile(first, photos / "a-third.jpg")
     clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
@@ -337,7 +337,7 @@ def test_a_full_reports_disk_is_one_line_keeps_the_previous_reports_and_the_next
     assert result.returncode == 1
     line = one_error_line(result)
     assert "no space left" in line and "previous version is left unchanged" in line
-    names = sorted(path.name for path in reports.iterdir() if path != filler)
+    names = sorted(path.name for path in reports.iterdir() if path != filler and path.is_file())
     assert names == sorted(before)  # no temporary file left behind
     for name, content in before.items():  # all or none: every report is still the previous one
         assert (reports / name).read_bytes() == content, name

@@ -273,20 +273,20 @@ def test_write_reports_creates_every_report_and_reports_it(tmp_path, groups):
     outcome = write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
     assert isinstance(outcome, ReportOutcome)
     names = {path.name for path in outcome.written}
-    assert names == {"duplicates.json", "duplicates.details.json", "duplicates.html"}
+    assert names == {"duplicates.json", "duplicates.details.json", "duplicates.html", "review.html"}
     assert outcome.changed and outcome.unchanged == () and outcome.removed == ()
     assert outcome.html_pages == 1 and outcome.html_omitted_groups == 0
-    assert sorted(p.name for p in reports.iterdir()) == sorted(names)
+    assert sorted(p.name for p in reports.iterdir()) == sorted(names | {"thumbnails"})  # the review page's
 
 
 def test_unchanged_content_is_not_rewritten_even_at_a_later_time(tmp_path, groups):
     reports = tmp_path / "reports"
     write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
-    before = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino, path.read_bytes()) for path in reports.iterdir()}
+    before = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes()) for p in reports.iterdir() if p.is_file()}
     outcome = write_reports(groups, reports, SETTINGS, 0.6, generated_at=T1)
     assert not outcome.changed and outcome.written == ()
     assert {path.name for path in outcome.unchanged} == set(before)
-    after = {path.name: (path.stat().st_mtime_ns, path.stat().st_ino, path.read_bytes()) for path in reports.iterdir()}
+    after = {p.name: (p.stat().st_mtime_ns, p.stat().st_ino, p.read_bytes()) for p in reports.iterdir() if p.is_file()}
     assert after == before
 
 
@@ -294,24 +294,24 @@ def test_changed_content_is_rewritten_and_only_that(tmp_path, groups):
     reports = tmp_path / "reports"
     write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
     outcome = write_reports(groups, reports, SETTINGS, 0.7, generated_at=T1)  # threshold shows in details and html
-    assert {p.name for p in outcome.written} == {"duplicates.details.json", "duplicates.html"}
+    assert {p.name for p in outcome.written} == {"duplicates.details.json", "duplicates.html", "review.html"}
     assert {p.name for p in outcome.unchanged} == {"duplicates.json"}
     assert json.loads((reports / "duplicates.details.json").read_text())["generated_at"] == "2024-05-02T08:30:00+00:00"
     outcome = write_reports(groups[:2], reports, SETTINGS, 0.7, generated_at=T1)
-    assert {p.name for p in outcome.written} == {"duplicates.json", "duplicates.details.json", "duplicates.html"}
+    assert {p.name for p in outcome.written} == {"duplicates.json", "duplicates.details.json", "duplicates.html", "review.html"}
 
 
 def test_same_input_gives_the_same_bytes(tmp_path, groups):
     write_reports(groups, tmp_path / "one", SETTINGS, 0.6, generated_at=T0)
     write_reports(groups, tmp_path / "two", SETTINGS, 0.6, generated_at=T0)
-    for name in ("duplicates.json", "duplicates.details.json", "duplicates.html"):
+    for name in ("duplicates.json", "duplicates.details.json", "duplicates.html"):  # review.html names its folder
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
 
 def test_a_failed_write_keeps_the_previous_report(tmp_path, groups, monkeypatch):
     reports = tmp_path / "reports"
     write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
-    before = {path.name: path.read_bytes() for path in reports.iterdir()}
+    before = {path.name: path.read_bytes() for path in reports.iterdir() if path.is_file()}
 
     def disk_full(src, dst):
         raise OSError(28, "No space left on device")
@@ -319,7 +319,7 @@ def test_a_failed_write_keeps_the_previous_report(tmp_path, groups, monkeypatch)
     monkeypatch.setattr(fileio.os, "replace", disk_full)
     with pytest.raises(FileWriteError, match="no space left"):
         write_reports(groups[:1], reports, SETTINGS, 0.6, generated_at=T1)
-    assert {path.name: path.read_bytes() for path in reports.iterdir()} == before  # no temp files either
+    assert {path.name: path.read_bytes() for path in reports.iterdir() if path.is_file()} == before  # no temp files either
 
 
 def test_reports_folder_is_created(tmp_path, groups):
@@ -476,7 +476,7 @@ def test_large_results_are_split_into_linked_pages(tmp_path):
     reports = tmp_path / "reports"
     outcome = write_reports(groups, reports, settings, 0.6, generated_at=T0)
     files = ["duplicates.html", "duplicates-2.html", "duplicates-3.html", "duplicates-4.html"]
-    assert outcome.html_pages == 4 and [p.name for p in outcome.written][2:] == files
+    assert outcome.html_pages == 4 and [p.name for p in outcome.written][2:] == [*files, "review.html"]
     seen = []
     for number, name in enumerate(files, start=1):
         data = page_data(reports / name)

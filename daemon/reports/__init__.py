@@ -5,6 +5,8 @@
   with its reason, the decisions and companions of each group (see ``details_report``).
 - ``duplicates.html`` (+ ``duplicates-2.html``, ... for large results): the graph
   (see ``html_report``).
+- ``review.html`` and its ``thumbnails/``: every group as a row of pictures to decide on,
+  sorted and filtered in the browser, exporting a decisions file (see ``review_page``).
 
 Every file is written atomically (temporary file, fsync, rename), so a reader sees the
 old report or the new one, never half of one; a file whose content has not changed
@@ -27,7 +29,7 @@ from typing import Sequence
 from daemon.errors import FileWriteError
 from daemon.fileio import atomic_write_all, remove_stale_temp_files
 from daemon.groups import DuplicateGroup
-from daemon.reports import details_report, html_report, json_report
+from daemon.reports import details_report, html_report, json_report, review_page
 from daemon.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from daemon.settings import ReportSettings
 
@@ -50,6 +52,7 @@ class ReportOutcome:
     html_omitted_groups: int = 0  # groups too many for the HTML pages (all are in the JSON)
     thumbnails_decoded: int = 0  # images decoded for the pages rendered; the rest came from the cache
     thumbnails_reused: int = 0
+    review_thumbnails_decoded: int = 0  # images decoded for review.html's new thumbnail files
 
     @property
     def changed(self) -> bool:
@@ -69,12 +72,14 @@ def write_reports(
     threshold: float,
     generated_at: datetime | None = None,
     thumbnail_cache: Path | None = None,
+    watched_folders: Sequence[Path | str] = (),
 ) -> ReportOutcome:
     """Write (or leave, if current) every report for ``groups`` into ``reports_dir``.
 
     ``groups`` arrive in report order (biggest first). ``generated_at`` defaults to now
     (UTC). ``thumbnail_cache``: a folder where thumbnails are kept by content between
     runs (see ``thumbnail_cache``); None decodes every picture of a changed page.
+    ``watched_folders``: the review page shows each path relative to the one holding it.
     Raises ``FileWriteError`` if a report cannot be written (full disk, no
     permission); then no report was replaced: all keep their previous version.
     """
@@ -109,6 +114,14 @@ def write_reports(
             unchanged.append(path)
         else:
             to_write.append((path, page.render()))
+    review_thumbnails = review_page.review_thumbnails(reports_dir)
+    consider(
+        reports_dir / review_page.FILE_NAME,
+        review_page.render_review(
+            groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails
+        ),
+        volatile=review_page.VOLATILE,
+    )
     atomic_write_all(to_write)
     written = [path for path, _ in to_write]
     removed = _remove_stale_pages(reports_dir, len(pages))
@@ -117,6 +130,7 @@ def write_reports(
     # Every page's pictures count, rendered now or not: an unchanged page needs its
     # thumbnails again as soon as it changes.
     thumbnails.prune(in_use=_shown_contents(plan))
+    review_thumbnails.prune(in_use=review_page.in_use(groups))
 
     outcome = ReportOutcome(
         written=tuple(written),
@@ -126,6 +140,7 @@ def write_reports(
         html_omitted_groups=plan.omitted_groups,
         thumbnails_decoded=thumbnails.decoded,
         thumbnails_reused=thumbnails.reused,
+        review_thumbnails_decoded=review_thumbnails.decoded,
     )
     if outcome.changed:
         log.info(

@@ -60,8 +60,9 @@ class ThumbnailCache:
     One instance per report run: it counts what it decoded, reused and stored.
     """
 
-    def __init__(self, root: Path | None, size: int) -> None:
+    def __init__(self, root: Path | None, size: int, mode: int = MODE) -> None:
         self.root = Path(root) if root is not None else None
+        self.mode = mode
         self.folder = self.root / f"v{FORMAT_VERSION}-{size}" if self.root is not None else None
         self.decoded = 0
         self.reused = 0
@@ -78,6 +79,24 @@ class ThumbnailCache:
         self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
         found.update(decoded)
         return [found[key] for key in keys]
+
+    def ensure_files(self, members: Sequence[FileEntry], decode: Decoder) -> list[Path | None]:
+        """Each member's thumbnail file, in order, decoding only contents without one; None if unreadable.
+
+        For pages that link to the files rather than inline them: an existing entry is
+        only looked up (a stat), not read, since at 300,000 pictures reading them all would
+        cost seconds a scan. An entry torn by a power cut (they are not flushed) stays torn
+        until it is pruned: one broken thumbnail, never a broken page.
+        """
+        keys = [_content_key(member) for member in members]
+        present = {key: self._exists(key) for key in keys}
+        self.reused += sum(present.values())
+        missing = {key: member.path for key, member in zip(keys, members) if not present[key]}
+        decoded = dict(zip(missing, decode(list(missing.values()))))
+        self.decoded += len(decoded)
+        self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
+        present.update({key: jpeg is not None and self._exists(key) for key, jpeg in decoded.items()})
+        return [self.path_of(key) if present[key] else None for key in keys]
 
     def prune(self, in_use: Iterable[str]) -> int:
         """Remove the entries of contents not in ``in_use``, when enough are stale to be worth a listing.
@@ -119,6 +138,13 @@ class ThumbnailCache:
             return None
         return data if data.startswith(JPEG_START) and data.endswith(JPEG_END) else None
 
+    def _exists(self, content_hash: ContentKey) -> bool:
+        path = self.path_of(content_hash)
+        try:
+            return path is not None and path.stat().st_size > len(JPEG_START + JPEG_END)
+        except OSError:
+            return False
+
     def _store(self, thumbnails: dict[ContentKey, bytes]) -> None:
         files = [(path, jpeg) for digest, jpeg in thumbnails.items() if (path := self.path_of(digest)) is not None]
         if not files:
@@ -127,7 +153,7 @@ class ThumbnailCache:
             for folder in {path.parent for path, _ in files}:
                 folder.mkdir(parents=True, exist_ok=True)
             for path, jpeg in files:
-                _write_entry(path, jpeg)
+                _write_entry(path, jpeg, self.mode)
                 self.stored += 1
         except OSError as error:
             log.warning("report thumbnails: not kept for the next report: %s", error)
@@ -180,7 +206,7 @@ def thumbnails_beside(state_database: str | None) -> Path | None:
     return Path(state_database).parent / FOLDER_NAME
 
 
-def _write_entry(path: Path, jpeg: bytes) -> None:
+def _write_entry(path: Path, jpeg: bytes, mode: int = MODE) -> None:
     """Written under a temporary name and renamed, so a reader sees all of it or nothing.
 
     Unlike the reports, not flushed to disk (``fileio`` would fsync every entry): a
@@ -189,6 +215,8 @@ def _write_entry(path: Path, jpeg: bytes) -> None:
     """
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)  # mode 0600
     try:
+        if mode != MODE:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(jpeg)
         os.replace(temp_name, path)

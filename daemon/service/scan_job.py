@@ -128,6 +128,7 @@ class ScanJob:
             outcome = run_scan(
                 self._engine, self._backend, settings.scan.threshold, settings.paths.reports,
                 settings.report, clock=self._clock, keep=settings.keep, progress=self.report,
+                watched_folders=[watch.path for watch in settings.watch],
             )
         finally:
             self.report = None
