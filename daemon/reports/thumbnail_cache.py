@@ -92,7 +92,7 @@ class ThumbnailCache:
         present = {key: self._exists(key) for key in keys}
         self.reused += sum(present.values())
         missing = {key: member.path for key, member in zip(keys, members) if not present[key]}
-        decoded = dict(zip(missing, decode(list(missing.values()))))
+        decoded = dict(zip(missing, decode(list(missing.values())))) if missing else {}
         self.decoded += len(decoded)
         self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
         present.update({key: jpeg is not None and self._exists(key) for key, jpeg in decoded.items()})
