@@ -195,3 +195,16 @@ def test_the_hashes_of_features_stored_before_the_upgrade_are_copied_and_kept_in
         assert set(copied(connection)) == {"new"}
         connection.execute(delete(features))
         assert copied(connection) == {}
+
+
+def test_a_decision_keeps_a_path_that_is_not_utf8(tmp_path):
+    """A review page exports such a name (``caf\\udce9.jpg``); recording it used to fail with a traceback."""
+    from daemon.decisions import DecidedContent
+    from daemon.store import decisions as decision_store
+
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        decision_store.add(connection, "keep", [DecidedContent("c" * 64, "/p/caf\udce9.jpg")], 1.0, "test")
+    with read_transaction(engine) as connection:
+        [decision] = decision_store.load(connection).all
+    assert [content.path for content in decision.contents] == ["/p/caf\udce9.jpg"]
