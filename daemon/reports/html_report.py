@@ -4,9 +4,10 @@ Each picture is a node showing its thumbnail (an inline JPEG ``data:`` URI) and 
 name; hovering shows the full path, size, dimensions and format. Each matching pair is
 an edge coloured by score exactly as the original tool did (1.0 green ``#00FF00``, 0.8
 yellow ``#FFFF00``, 0.6 red ``#FF0000``, linear in between, red below 0.6), its score on
-hover. The suggested file to keep has a blue frame. pyvis builds the graph (nodes,
-edges, options); the page around it is our own template, see ``html_template`` for why
-and for how untrusted file names are kept inert.
+hover. The suggested file to keep has a blue frame. ``duplicates-N.html#group-17``
+selects and zooms to that group (``group_nodes``; the review page links there). pyvis
+builds the graph (nodes, edges, options); the page around it is our own template, see
+``html_template`` for why and for how untrusted file names are kept inert.
 
 Large results (the choice made here): **split into pages, then cap**.
 
