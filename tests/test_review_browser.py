@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -185,15 +186,12 @@ def test_decisions_made_on_the_page_are_imported_by_the_real_cli(library):
 def test_the_graph_link_opens_the_group_on_its_page(tmp_path, groups):
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
     page = tmp_path / "reports" / "duplicates.html"
-    command_uri = page.as_uri() + "#group-2"
-    dom = dump_dom_uri(command_uri, tmp_path / "profile")
+    dom = dump_dom_uri(page.as_uri() + "#group-2", tmp_path / "profile")
     assert 'data-focused="group-2"' in body_attributes(dom)
 
 
 def dump_dom_uri(uri: str, profile: Path) -> str:
     """``dump_dom`` for a URI with a fragment (``dump_dom`` takes a path)."""
-    import subprocess
-
     command = [
         CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-dev-shm-usage", "--disable-extensions", f"--user-data-dir={profile}", "--window-size=1200,900",
@@ -202,3 +200,11 @@ def dump_dom_uri(uri: str, profile: Path) -> str:
     result = subprocess.run(command, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
+
+
+def test_a_fragment_that_names_no_group_leaves_the_graph_as_it_is(tmp_path, groups):
+    write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    uri = (tmp_path / "reports" / "duplicates.html").as_uri()
+    for fragment in ("#constructor", "#%E0", "#group-99"):
+        attributes = body_attributes(dump_dom_uri(uri + fragment, tmp_path / "profile"))
+        assert 'data-graph="drawn"' in attributes and "data-focused" not in attributes, fragment

@@ -125,7 +125,10 @@ SCRIPT = """
   // animation frame: hidden and headless windows may not get one for a while.
   // duplicates.html#group-17 (a link from review.html) selects that group and zooms to it.
   function focusGroup() {
-    var ids = data.groups && data.groups[decodeURIComponent(window.location.hash.slice(1))];
+    var key;
+    try { key = decodeURIComponent(window.location.hash.slice(1)); } catch (malformed) { return; }
+    // Own keys only: "#constructor" must not reach the object's prototype.
+    var ids = data.groups && Object.prototype.hasOwnProperty.call(data.groups, key) ? data.groups[key] : null;
     if (!ids) { return; }
     network.selectNodes(ids);
     network.fit({nodes: ids, animation: false});
