@@ -13,12 +13,15 @@ and thumbnails: "decoded" counts only the new ones (``report_scale`` measures wr
 
     .venv/bin/python bench/review_page.py [--groups 1000 10000 100000] [--keep DIR]
 
-Columns: groups, pictures, page MB, thumbnail files and MB, seconds to write the reports
-(new thumbnails only), first render (ms from navigation start to the first groups in the
-DOM: reading the page, parsing its data, drawing 40 groups), sort, filter and search (ms,
-over every group), one more chunk of 40 groups (ms, mean of ten), JS heap after all that
-(MB), peak memory of all Chromium processes (MB: summed RSS as the other benches, and
-summed PSS, which counts shared pages once) and the browser's wall time.
+Columns: groups, pictures, page MB, thumbnail files and MB; seconds to write all the
+reports (decoding only new thumbnails), the thumbnails decoded, the writer's peak RSS;
+the same for a rewrite with nothing changed (what every later scan pays); first render
+(ms from navigation start to the first groups in the DOM: reading the page, parsing its
+data, drawing 40 groups), sort, filter and search (ms, over every group), one more chunk
+of 40 groups (ms, mean of ten), the load event (ms: the thumbnails in view loaded), JS
+heap after all that (MB), peak memory of all Chromium processes (MB: summed RSS as the
+other benches, and summed PSS, which counts shared pages once) and the browser's wall
+time (which includes writing out the whole DOM, the page's data with it).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -40,7 +42,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report_scale import T0, make_groups, make_pool  # noqa: E402
+from bench.report_scale import T0, _peak_mb, _reset_peak, make_groups, make_pool  # noqa: E402
 from daemon.reports import write_reports  # noqa: E402
 from daemon.settings import ReportSettings  # noqa: E402
 
@@ -65,10 +67,13 @@ PROBE = """
   result.chunk_ms = chunks ? (performance.now() - t) / chunks : null;
   result.groups_in_dom = document.querySelectorAll("section.group").length;
   result.heap_mb = performance.memory ? performance.memory.usedJSHeapSize / 1048576 : null;
-  var out = document.createElement("pre");
-  out.id = "probe-result";
-  out.textContent = JSON.stringify(result);
-  document.body.appendChild(out);
+  window.addEventListener("load", function () {  // the thumbnails in view are loaded by then
+    result.load_ms = performance.now();
+    var out = document.createElement("pre");
+    out.id = "probe-result";
+    out.textContent = JSON.stringify(result);
+    document.body.appendChild(out);
+  });
 })();
 """
 
@@ -77,18 +82,18 @@ def measure(count: int, root: Path) -> dict:
     pool = make_pool(root / "pool")
     groups = make_groups(root, pool, count)
     reports = root / "reports"
-    started = time.perf_counter()
-    outcome = write_reports(
-        groups, reports, ReportSettings(), 0.6, generated_at=T0,
-        thumbnail_cache=root / "state" / ".thumbnails", watched_folders=[root / "library"],
-    )
-    row = {
-        "groups": count,
-        "files": sum(len(group.members) for group in groups),
-        "write_s": time.perf_counter() - started,
-        "decoded": outcome.review_thumbnails_decoded,
-        "page_mb": (reports / "review.html").stat().st_size / MB,
-    }
+    row = {"groups": count, "files": sum(len(group.members) for group in groups)}
+    for name, moment in (("write", T0), ("rewrite", T0.replace(hour=13))):  # the rewrite: nothing changed
+        _reset_peak()
+        started = time.perf_counter()
+        outcome = write_reports(
+            groups, reports, ReportSettings(), 0.6, generated_at=moment,
+            thumbnail_cache=root / "state" / ".thumbnails", watched_folders=[root / "library"],
+        )
+        row[f"{name}_s"] = time.perf_counter() - started
+        row[f"{name}_peak_mb"] = _peak_mb()
+        row.setdefault("decoded", outcome.review_thumbnails_decoded)
+    row["page_mb"] = (reports / "review.html").stat().st_size / MB
     thumbnails = list((reports / "thumbnails").rglob("*.jpg"))
     row["thumbnails"] = len(thumbnails)
     row["thumbnails_mb"] = sum(path.stat().st_size for path in thumbnails) / MB
@@ -175,11 +180,15 @@ COLUMNS = (
     ("thumbnails MB", "thumbnails_mb", "{:.0f}"),
     ("write s", "write_s", "{:.0f}"),
     ("decoded", "decoded", "{:,}"),
+    ("write peak RSS MB", "write_peak_mb", "{:.0f}"),
+    ("rewrite s", "rewrite_s", "{:.1f}"),
+    ("rewrite peak RSS MB", "rewrite_peak_mb", "{:.0f}"),
     ("first render ms", "first_render_ms", "{:.0f}"),
     ("sort ms", "sort_ms", "{:.0f}"),
     ("filter ms", "filter_ms", "{:.0f}"),
     ("search ms", "search_ms", "{:.0f}"),
     ("+40 groups ms", "chunk_ms", "{:.0f}"),
+    ("load ms", "load_ms", "{:.0f}"),
     ("JS heap MB", "heap_mb", "{:.0f}"),
     ("Chromium peak RSS MB (summed)", "browser_peak_mb", "{:.0f}"),
     ("Chromium peak PSS MB", "browser_peak_pss_mb", "{:.0f}"),

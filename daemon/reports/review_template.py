@@ -149,8 +149,8 @@ SCRIPT = r"""
     return choice && choice.keep !== undefined ? choice.keep : groups[gi][G_KEEP];
   }
   function wholeGroupApart(gi) {
-    var choice = choices[gi], count = groups[gi][G_MEMBERS].length;
-    return !!choice && choice.apart.some(function (set) { return set.length === distinctCount(gi); }) && count > 0;
+    var choice = choices[gi];
+    return !!choice && choice.apart.some(function (set) { return set.length === distinctCount(gi); });
   }
   function distinctCount(gi) {
     var seen = {};
@@ -251,7 +251,7 @@ SCRIPT = r"""
   });
 
   // --- one group -----------------------------------------------------------------------
-  function pictureCard(gi, mi, notes) {
+  function pictureCard(gi, mi) {
     var group = groups[gi], member = group[G_MEMBERS][mi], keep = keepOf(gi), choice = choices[gi];
     var figure = el("figure", "picture" + (mi === keep ? " keep" : ""));
     figure.setAttribute("data-member", String(mi));
