@@ -67,6 +67,8 @@ def test_a_path_is_shown_below_the_innermost_watched_folder():
     assert split_path("/photos/2024/trip/a.jpg", ["/photos", "/photos/2024"]) == ("/photos/2024", "trip/a.jpg")
     assert split_path("/photosets/a.jpg", ["/photos"]) == ("/photosets", "a.jpg")  # a prefix is not a parent
     assert split_path("/elsewhere/b.jpg", []) == ("/elsewhere", "b.jpg")
+    assert split_path("/a.jpg", ["/"]) == ("/", "a.jpg") and split_path("/a.jpg", []) == ("/", "a.jpg")
+    assert split_path("/photos/a.jpg", ["/photos/"]) == ("/photos", "a.jpg")
 
 
 def test_the_document_lists_every_group_compactly_with_scores_kinds_and_keep():

@@ -51,12 +51,25 @@ ThumbnailUrl = Callable[[FileEntry], "str | None"]
 
 def split_path(path: str, watched_folders: Sequence[str]) -> tuple[str, str]:
     """``(folder, relative path)``: the innermost watched folder holding ``path``, else its own folder."""
-    pure = PurePosixPath(path)
-    holders = [folder for folder in watched_folders if PurePosixPath(folder) in pure.parents]
-    if holders:
-        folder = max(holders, key=lambda folder: len(PurePosixPath(folder).parts))
-        return str(PurePosixPath(folder)), str(pure.relative_to(folder))
-    return str(pure.parent), pure.name
+    return path_splitter(watched_folders)(path)
+
+
+def path_splitter(watched_folders: Sequence[str]) -> Callable[[str], tuple[str, str]]:
+    """``split_path`` for many paths: string prefixes, not ``pathlib`` (a third of a minute at 300,000).
+
+    Paths come from the state: absolute and normalised, as the folders once normalised here.
+    """
+    folders = sorted({str(PurePosixPath(folder)) for folder in watched_folders}, key=len, reverse=True)
+    prefixes = [(folder, folder.rstrip("/") + "/") for folder in folders]  # innermost first
+
+    def split(path: str) -> tuple[str, str]:
+        for folder, prefix in prefixes:
+            if path.startswith(prefix) and len(path) > len(prefix):
+                return folder, path[len(prefix) :]
+        parent, _, name = path.rpartition("/")
+        return parent or "/", name
+
+    return split
 
 
 def review_document(
@@ -80,6 +93,7 @@ def review_document(
     def format_index(name: str) -> int:
         return formats.setdefault(name, len(formats))
 
+    split = path_splitter(watched_folders)
     rows = []
     for group, page in zip(groups, graph_page_of):
         review = group.reviewed
@@ -88,7 +102,7 @@ def review_document(
         anchor = next(member for member in members if member.path == group.anchor)
         entries = []
         for member in members:
-            folder, relative = split_path(member.path, watched_folders)
+            folder, relative = split(member.path)
             score = scores.get(member.content_hash) if member.path != group.anchor else None
             kinds = 0 if member.path == group.anchor else kinds_mask(change_kinds(anchor, member, score))
             entries.append([
