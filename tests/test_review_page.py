@@ -148,6 +148,11 @@ def test_ensure_files_decodes_each_missing_content_once(tmp_path):
     assert cache.ensure_files(members, decode) == [cache.path_of("c" * 64)] * 2 and len(calls) == len(calls[0]) == 1
     assert cache.ensure_files(members, decode) == [cache.path_of("c" * 64)] * 2 and len(calls) == 1
     assert cache.path_of("c" * 64).stat().st_mode & 0o777 == 0o644
+    listing = cache.listing()
+    assert listing == {"c" * 64 + ".jpg"}
+    assert cache.ensure_files(members, decode, listing) == [cache.path_of("c" * 64)] * 2 and len(calls) == 1
+    cache.path_of("c" * 64).unlink()  # gone since the listing: decoded again only without one
+    assert cache.ensure_files(members, decode) == [cache.path_of("c" * 64)] * 2 and len(calls) == 2
 
 
 def test_the_page_is_standalone_and_names_reach_it_only_as_json(tmp_path, groups, photos):

@@ -80,16 +80,22 @@ class ThumbnailCache:
         found.update(decoded)
         return [found[key] for key in keys]
 
-    def ensure_files(self, members: Sequence[FileEntry], decode: Decoder) -> list[Path | None]:
+    def ensure_files(
+        self, members: Sequence[FileEntry], decode: Decoder, listing: set[str] | None = None
+    ) -> list[Path | None]:
         """Each member's thumbnail file, in order, decoding only contents without one; None if unreadable.
 
         For pages that link to the files rather than inline them: an existing entry is
-        only looked up (a stat), not read, since at 300,000 pictures reading them all would
-        cost seconds a scan. An entry torn by a power cut (they are not flushed) stays torn
-        until it is pruned: one broken thumbnail, never a broken page.
+        only looked up, not read, since at 300,000 pictures reading them all would cost
+        minutes a scan. ``listing`` (from ``listing()``, taken once for many calls) saves
+        even the stat of each. An entry torn by a power cut (they are not flushed) stays
+        torn until it is pruned: one broken thumbnail, never a broken page.
         """
         keys = [_content_key(member) for member in members]
-        present = {key: self._exists(key) for key in keys}
+        if listing is None:
+            present = {key: self._exists(key) for key in keys}
+        else:
+            present = {key: isinstance(key, str) and self._file_name(key) in listing for key in keys}
         self.reused += sum(present.values())
         missing = {key: member.path for key, member in zip(keys, members) if not present[key]}
         decoded = dict(zip(missing, decode(list(missing.values())))) if missing else {}
@@ -97,6 +103,12 @@ class ThumbnailCache:
         self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
         present.update({key: jpeg is not None and self._exists(key) for key, jpeg in decoded.items()})
         return [self.path_of(key) if present[key] else None for key in keys]
+
+    def listing(self) -> set[str]:
+        """The names of every entry now kept: one pass over the folders instead of a stat per picture."""
+        if self.folder is None:
+            return set()
+        return {entry.name for shard in _subfolders(self.folder) for entry in _entries(shard) if entry.name.endswith(".jpg")}
 
     def prune(self, in_use: Iterable[str]) -> int:
         """Remove the entries of contents not in ``in_use``, when enough are stale to be worth a listing.
