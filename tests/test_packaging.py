@@ -107,3 +107,9 @@ def test_the_wheel_ships_the_license_and_complete_metadata(wheel):
     assert "Requires-Python: >=3.11" in metadata
     # Only the package: no tests, benchmarks or a top-level "migrations" module.
     assert {name.split("/")[0] for name in names} == {"daemon", info}
+
+
+def test_the_wheel_ships_every_module_of_the_package(wheel):
+    names = set(wheel.namelist())
+    modules = {str(path.relative_to(REPO)) for path in (REPO / "daemon").rglob("*.py") if "__pycache__" not in path.parts}
+    assert modules - names == set()
