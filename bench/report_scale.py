@@ -230,11 +230,12 @@ COLUMNS = (
 )
 
 
-def print_table(rows: list[dict]) -> None:
-    print("| " + " | ".join(title for title, _, _ in COLUMNS) + " |")
-    print("|" + "---|" * len(COLUMNS))
+def print_table(rows: list[dict], columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> None:
+    """``rows`` as a Markdown table of ``columns``: (title, key in a row, format); "—" where a row lacks the key."""
+    print("| " + " | ".join(title for title, _, _ in columns) + " |")
+    print("|" + "---|" * len(columns))
     for row in rows:
-        cells = ["—" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in COLUMNS]
+        cells = ["—" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in columns]
         print("| " + " | ".join(cells) + " |")
 
 

@@ -44,6 +44,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report_scale import T0, _peak_mb, _reset_peak, make_groups, make_pool  # noqa: E402
+from bench.report_scale import print_table as print_markdown_table  # noqa: E402
 from daemon.keep import review_group  # noqa: E402
 from daemon.reports import write_reports  # noqa: E402
 from daemon.settings import KeepSettings, ReportSettings  # noqa: E402
@@ -200,11 +201,7 @@ COLUMNS = (
 
 
 def print_table(rows: list[dict]) -> None:
-    print("| " + " | ".join(title for title, _, _ in COLUMNS) + " |")
-    print("|" + "---|" * len(COLUMNS))
-    for row in rows:
-        cells = ["—" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in COLUMNS]
-        print("| " + " | ".join(cells) + " |")
+    print_markdown_table(rows, COLUMNS)
 
 
 def main() -> int:
