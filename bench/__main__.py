@@ -166,7 +166,7 @@ def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True, reuse: bool
     workdir.mkdir(parents=True)
     config = workdir / "settings.toml"
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
-    cli = [sys.executable, "-m", "daemon", "--config", str(config)]
+    cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
     count = sum(1 for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
     print(f"dupe-scanner: indexing {count} images in {images}", flush=True)
     index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(images)], cwd=workdir)

@@ -80,7 +80,7 @@ def run_cli(folder: Path, workdir: Path) -> dict:
     fresh(workdir)
     config = workdir / "settings.toml"
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
-    cli = [sys.executable, "-m", "daemon", "--config", str(config)]
+    cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
     index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(folder)], cwd=workdir)
     scan_seconds, scan_peak, scan = measured([*cli, "scan", "--log-level", "debug"], cwd=workdir)
     found = re.search(r"(\d+) candidate pairs among (\d+) contents", scan.stderr + scan.stdout)

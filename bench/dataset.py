@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageFont, ImageOps
 
-from daemon.imaging import drawn_in_alpha_only, flattened
+from dupe_scanner.imaging import drawn_in_alpha_only, flattened
 
 SET_VERSION = "set-v7"  # 7: a wallpaper also shipped in portrait sizes (sway) is one seed; 6: translucent wallpapers as shown
 ORIGINAL_WINDOW = 0.86  # share of each side of the seed kept for the original
@@ -305,7 +305,7 @@ def hard_negatives(seed: Image.Image, rng: random.Random) -> list[tuple[str, Ima
 
 def load_seed(seed: Seed, keep_alpha: bool = False) -> Image.Image:
     """The seed upright and at most the working size; transparency shown as dupe-scanner
-    shows it (``daemon.imaging.flattened``), unless ``keep_alpha``."""
+    shows it (``dupe_scanner.imaging.flattened``), unless ``keep_alpha``."""
     with Image.open(seed.path) as image:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA", "P"):

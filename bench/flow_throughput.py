@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
 
-from daemon.backends.flow import FlowBackend, new_session  # noqa: E402
-from daemon.settings import FlowSettings  # noqa: E402
+from dupe_scanner.backends.flow import FlowBackend, new_session  # noqa: E402
+from dupe_scanner.settings import FlowSettings  # noqa: E402
 from tests.photos import make_photo  # noqa: E402
 
 

@@ -52,7 +52,7 @@ def main() -> int:
 
 
 def _indexed_by_this_analyser(base: Path) -> bool:
-    from daemon.analysis.features import ANALYSER
+    from dupe_scanner.analysis.features import ANALYSER
 
     done = base / ".complete"
     return done.exists() and done.read_text().split()[-1] == ANALYSER
@@ -88,10 +88,10 @@ def measure(base: Path, size: int, folder: Path) -> dict:
 
 def settle(folder: Path) -> None:
     """The state as a finished scan leaves it: every content compared, the floor and comparison recorded."""
-    from daemon.backends.embedded import EmbeddedBackend
-    from daemon.scanning import COMPARISON_KEY, FLOOR_KEY, PAIR_FLOOR
-    from daemon.store import contents as content_store
-    from daemon.store.database import open_state, write_transaction
+    from dupe_scanner.backends.embedded import EmbeddedBackend
+    from dupe_scanner.scanning import COMPARISON_KEY, FLOOR_KEY, PAIR_FLOOR
+    from dupe_scanner.store import contents as content_store
+    from dupe_scanner.store.database import open_state, write_transaction
 
     engine = open_state(folder / "state" / "state.db")
     with write_transaction(engine) as connection:
@@ -109,7 +109,7 @@ def timed_scan(folder: Path) -> dict:
 
 def hash_reads(state: Path) -> tuple[tuple[float, int], tuple[float, int]]:
     """(seconds, bytes read) to read every content's hashes the old way and the new way."""
-    from daemon.analysis.features import ANALYSER, PREFIX_BYTES
+    from dupe_scanner.analysis.features import ANALYSER, PREFIX_BYTES
 
     queries = (
         (f"SELECT hash, substr(data, 1, {PREFIX_BYTES}) FROM features WHERE analyser = ? ORDER BY hash", (ANALYSER,)),

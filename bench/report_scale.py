@@ -40,9 +40,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.environ.get("PYTHONPATH") or str(Path(__file__).resolve().parent.parent))
 
-from daemon.groups import DuplicateGroup, FileEntry, FilePair  # noqa: E402
-from daemon.reports import html_report, write_reports  # noqa: E402
-from daemon.settings import ReportSettings  # noqa: E402
+from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair  # noqa: E402
+from dupe_scanner.reports import html_report, write_reports  # noqa: E402
+from dupe_scanner.settings import ReportSettings  # noqa: E402
 
 POOL_SIZE = 300
 POOL_SIDE = (240, 180)

@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.report_scale import T0, _peak_mb, _reset_peak, make_groups, make_pool  # noqa: E402
 from bench.report_scale import print_table as print_markdown_table  # noqa: E402
-from daemon.keep import review_group  # noqa: E402
-from daemon.reports import write_reports  # noqa: E402
-from daemon.settings import KeepSettings, ReportSettings  # noqa: E402
+from dupe_scanner.keep import review_group  # noqa: E402
+from dupe_scanner.reports import write_reports  # noqa: E402
+from dupe_scanner.settings import KeepSettings, ReportSettings  # noqa: E402
 
 MB = 1024 * 1024
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

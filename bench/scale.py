@@ -104,7 +104,7 @@ def run_dupe_scanner(library: Path, extra: Path, workdir: Path) -> dict:
     fresh(workdir)
     config = workdir / "settings.toml"
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
-    cli = [sys.executable, "-m", "daemon", "--config", str(config)]
+    cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
     index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(library)], cwd=workdir)
     cpu_before = children_cpu_seconds()
     scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)

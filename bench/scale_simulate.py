@@ -60,7 +60,7 @@ def simulate(sizes: list[int], pool, base_count: int, root: Path, started: float
 def index_base(pool, count: int, folder: Path) -> Path:
     """``folder`` with a state of ``count`` real pictures indexed by the real CLI (once)."""
     from bench.scale import measured
-    from daemon.analysis.features import ANALYSER
+    from dupe_scanner.analysis.features import ANALYSER
 
     done = folder / ".complete"
     if done.exists() and done.read_text().split()[-1] == ANALYSER:
@@ -80,14 +80,14 @@ def index_base(pool, count: int, folder: Path) -> Path:
 
 
 def cli(folder: Path) -> list[str]:
-    return [sys.executable, "-m", "daemon", "--config", str(folder / "settings.toml")]
+    return [sys.executable, "-m", "dupe_scanner", "--config", str(folder / "settings.toml")]
 
 
 # -- one size ------------------------------------------------------------------------------------------
 
 
 def run_simulated(base: Path, size: int, folder: Path) -> dict:
-    from daemon.analysis.features import ANALYSER
+    from dupe_scanner.analysis.features import ANALYSER
 
     results_path = folder / "results.json"
     synthesised = folder / ".synthesised"
@@ -116,7 +116,7 @@ def run_simulated(base: Path, size: int, folder: Path) -> dict:
 
 def synthesise(base: Path, size: int, folder: Path) -> None:
     """A copy of the base state, filled up to ``size`` contents with synthetic ones."""
-    from daemon.analysis.features import ANALYSER
+    from dupe_scanner.analysis.features import ANALYSER
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -161,7 +161,7 @@ class Real:
 
 def read_real(folder: Path) -> Real:
     """The base's real contents: the state's rows whose files exist on disk."""
-    from daemon.analysis.features import ANALYSER, decode
+    from dupe_scanner.analysis.features import ANALYSER, decode
 
     with sqlite3.connect(folder / "state" / "state.db") as connection:
         rows = connection.execute(
@@ -231,7 +231,7 @@ def drawn_points(donors: list, mirrored: bool, count: int, rng: np.random.Genera
 
 def distinct_features(real: Real, rng: np.random.Generator):
     """A new picture: hashes near one real picture's, looks blended from two, keypoints from four others."""
-    from daemon.analysis.features import Features
+    from dupe_scanner.analysis.features import Features
 
     picks = rng.choice(len(real.features), size=7, replace=False)
     shape, look_a, look_b, *donors = [real.features[i] for i in picks]
@@ -255,7 +255,7 @@ def distinct_features(real: Real, rng: np.random.Generator):
 
 def copy_features(source, rng: np.random.Generator):
     """A near copy of ``source``: a few bits, a little noise, a tenth of its keypoints lost."""
-    from daemon.analysis.features import Features
+    from dupe_scanner.analysis.features import Features
 
     def kept(points: np.ndarray, descriptors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = rng.random(len(descriptors)) >= 0.1
@@ -322,12 +322,12 @@ def insert(folder: Path, real: Real, numbers: range, tag: str, added_below: int 
     """Write synthetic contents ``numbers`` into the state; returns the planted (original, copy) content pairs."""
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    from daemon.analysis.features import ANALYSER, encode
-    from daemon.backends.base import ImageInfo
-    from daemon.store import contents as content_store
-    from daemon.store import files as file_store
-    from daemon.store.database import open_state, write_transaction
-    from daemon.store.schema import features as features_table
+    from dupe_scanner.analysis.features import ANALYSER, encode
+    from dupe_scanner.backends.base import ImageInfo
+    from dupe_scanner.store import contents as content_store
+    from dupe_scanner.store import files as file_store
+    from dupe_scanner.store.database import open_state, write_transaction
+    from dupe_scanner.store.schema import features as features_table
 
     engine = open_state(folder / "state" / "state.db")
     planted = []
@@ -376,10 +376,10 @@ def report_timing(folder: Path) -> dict:
 
 
 def _report_timing_here(folder: Path) -> None:
-    from daemon.reports import write_reports
-    from daemon.scanning import current_groups
-    from daemon.settings import ReportSettings
-    from daemon.store.database import open_state
+    from dupe_scanner.reports import write_reports
+    from dupe_scanner.scanning import current_groups
+    from dupe_scanner.settings import ReportSettings
+    from dupe_scanner.store.database import open_state
 
     engine = open_state(folder / "state" / "state.db")
     started = time.perf_counter()

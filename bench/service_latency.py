@@ -1,6 +1,6 @@
 """How long from a new duplicate being written to the reports showing it, default settings.
 
-Starts the real service (``python -m daemon run``) on a folder of photo-like pictures,
+Starts the real service (``python -m dupe_scanner run``) on a folder of photo-like pictures,
 waits until they are indexed and scanned, then, several times, writes a resized, recompressed copy
 of one of them and times until ``duplicates.json`` lists it. Default settings
 throughout (stable_seconds 5, debounce_seconds 10, workers = cores).

@@ -1,8 +1,8 @@
-"""``python -m daemon``: the same as the ``dupe-scanner`` command."""
+"""``python -m dupe_scanner``: the same as the ``dupe-scanner`` command."""
 
 import sys
 
-from daemon.cli import main
+from dupe_scanner.cli import main
 
 if __name__ == "__main__":  # analysis worker processes import this module too
     sys.exit(main())

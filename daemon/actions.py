@@ -12,20 +12,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from daemon.backends.flow_drift import compare
-from daemon.composition import components
-from daemon.display import visible
-from daemon.indexer import Outcome
-from daemon.pathfilter import PathFilter
-from daemon.reconcile import reconcile
-from daemon.scanning import run_scan
-from daemon.settings import DEFAULT_EXCLUDES, Settings
-from daemon.store import contents as content_store
-from daemon.store import decisions as decision_store
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
-from daemon.store.lock import hold_state
-from daemon.errors import BackendUnavailable, StateInUse, UsageError
+from dupe_scanner.backends.flow_drift import compare
+from dupe_scanner.composition import components
+from dupe_scanner.display import visible
+from dupe_scanner.indexer import Outcome
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.reconcile import reconcile
+from dupe_scanner.scanning import run_scan
+from dupe_scanner.settings import DEFAULT_EXCLUDES, Settings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import decisions as decision_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
+from dupe_scanner.store.lock import hold_state
+from dupe_scanner.errors import BackendUnavailable, StateInUse, UsageError
 
 
 def _say(text: str) -> None:
@@ -85,7 +85,7 @@ def _say_reports(reports: Path) -> None:
 
 def _say_service(settings: Settings) -> None:
     try:
-        from daemon.service.status import describe_service
+        from dupe_scanner.service.status import describe_service
     except ImportError:
         return
     for line in describe_service(settings):

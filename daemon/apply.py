@@ -21,19 +21,19 @@ from typing import Sequence
 
 from sqlalchemy import Engine
 
-from daemon import journal
-from daemon.composition import backend_compares_every_pair, state_only
-from daemon.display import visible
-from daemon.errors import UsageError
-from daemon.groups import DuplicateGroup
-from daemon.indexer import content_hash
-from daemon.keep import KeepChoice
-from daemon.relocate import MoveRefused, move_file, restore
-from daemon.reports.json_report import group_id
-from daemon.scanning import current_groups
-from daemon.settings import Settings
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
+from dupe_scanner import journal
+from dupe_scanner.composition import backend_compares_every_pair, state_only
+from dupe_scanner.display import visible
+from dupe_scanner.errors import UsageError
+from dupe_scanner.groups import DuplicateGroup
+from dupe_scanner.indexer import content_hash
+from dupe_scanner.keep import KeepChoice
+from dupe_scanner.relocate import MoveRefused, move_file, restore
+from dupe_scanner.reports.json_report import group_id
+from dupe_scanner.scanning import current_groups
+from dupe_scanner.settings import Settings
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
 
 
 @dataclass(frozen=True)

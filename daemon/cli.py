@@ -12,10 +12,10 @@ import signal
 import sys
 from pathlib import Path
 
-from daemon.errors import DupeScannerError, SettingsError, UsageError
-from daemon.logs import ERROR, WARNING, configure_logging, prefixed, stderr_is_journal
-from daemon.samples import DESCRIPTIONS, SAMPLES, sample_text
-from daemon.settings import Settings, find_settings_file, load_settings
+from dupe_scanner.errors import DupeScannerError, SettingsError, UsageError
+from dupe_scanner.logs import ERROR, WARNING, configure_logging, prefixed, stderr_is_journal
+from dupe_scanner.samples import DESCRIPTIONS, SAMPLES, sample_text
+from dupe_scanner.settings import Settings, find_settings_file, load_settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,11 +170,11 @@ def _complain(line: str, journal: bool, priority: int = ERROR) -> None:
 def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
     verb = arguments.verb
     if verb == "check-config":  # without the analysis stack (cv2, numpy, faiss, PIL)
-        from daemon.config_check import check_config
+        from dupe_scanner.config_check import check_config
 
         return check_config(settings)
 
-    from daemon import actions  # here, so that `--help` and `check-config` start fast
+    from dupe_scanner import actions  # here, so that `--help` and `check-config` start fast
 
     if verb == "status":
         return actions.status(settings, failures=arguments.failures, repair=arguments.repair)
@@ -191,20 +191,20 @@ def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
     if verb == "decide":
         return _decide(arguments, settings)
     if verb in ("apply", "undo"):
-        from daemon import apply
+        from dupe_scanner import apply
 
         if verb == "undo":
             return apply.undo(settings)
         return apply.apply(settings, arguments.move_to, dry_run=arguments.dry_run)
     if verb == "run":
-        from daemon.service.app import run_service
+        from dupe_scanner.service.app import run_service
 
         return run_service(settings)
     raise UsageError(f"unknown command {verb}")
 
 
 def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
-    from daemon import decide
+    from dupe_scanner import decide
 
     decision = arguments.decision
     if (arguments.import_file is None) == (decision is None):

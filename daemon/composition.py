@@ -14,12 +14,12 @@ from typing import Callable, Iterator
 
 from sqlalchemy import Engine
 
-from daemon.backends.base import Backend
-from daemon.indexer import Indexer
-from daemon.settings import Settings
-from daemon.store import contents as content_store
-from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction, state_errors, write_transaction
+from dupe_scanner.backends.base import Backend
+from dupe_scanner.indexer import Indexer
+from dupe_scanner.settings import Settings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import open_state, read_transaction, state_errors, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,17 @@ def backend_compares_every_pair(settings: Settings) -> bool:
     """Whether the configured backend compares every pair (see ``Backend.compares_every_pair``),
     without building it: grouping from the state needs only this."""
     if settings.backend.kind == "flow":
-        from daemon.backends.flow import FlowBackend
+        from dupe_scanner.backends.flow import FlowBackend
 
         return FlowBackend.compares_every_pair
-    from daemon.backends.embedded import EmbeddedBackend
+    from dupe_scanner.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend.compares_every_pair
 
 
 def build_backend(settings: Settings, engine: Engine) -> Backend:
     if settings.backend.kind == "flow":
-        from daemon.backends.flow import FlowBackend
+        from dupe_scanner.backends.flow import FlowBackend
 
         # The indexer runs two threads per worker; each may hold a pooled connection.
         return FlowBackend(
@@ -64,7 +64,7 @@ def build_backend(settings: Settings, engine: Engine) -> Backend:
             pool_size=2 * settings.index.worker_count + 4,
             max_image_pixels=settings.index.max_image_pixels,
         )
-    from daemon.backends.embedded import EmbeddedBackend
+    from dupe_scanner.backends.embedded import EmbeddedBackend
 
     return EmbeddedBackend(
         engine,

@@ -4,7 +4,7 @@ fast and works where the analysis libraries are missing or broken."""
 
 from __future__ import annotations
 
-from daemon.settings import Settings
+from dupe_scanner.settings import Settings
 
 
 def check_config(settings: Settings) -> int:

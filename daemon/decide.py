@@ -10,16 +10,16 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from daemon import decision_file
-from daemon.composition import state_only
-from daemon.decision_file import DecisionRequest, FileRef
-from daemon.decisions import Decision
-from daemon.display import visible
-from daemon.errors import UsageError
-from daemon.settings import Settings
-from daemon.store import decisions as decision_store
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
+from dupe_scanner import decision_file
+from dupe_scanner.composition import state_only
+from dupe_scanner.decision_file import DecisionRequest, FileRef
+from dupe_scanner.decisions import Decision
+from dupe_scanner.display import visible
+from dupe_scanner.errors import UsageError
+from dupe_scanner.settings import Settings
+from dupe_scanner.store import decisions as decision_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
 
 COMMAND_LINE = "command line"
 

@@ -31,11 +31,11 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from daemon.decisions import DecidedContent, Decision
-from daemon.errors import UsageError
-from daemon.store import decisions as decision_store
-from daemon.store import files as file_store
-from daemon.store.schema import DECISION_KINDS, INDEXED, KEEP, NOT_DUPLICATES
+from dupe_scanner.decisions import DecidedContent, Decision
+from dupe_scanner.errors import UsageError
+from dupe_scanner.store import decisions as decision_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.schema import DECISION_KINDS, INDEXED, KEEP, NOT_DUPLICATES
 
 FORMAT = "dupe-scanner decisions"
 VERSION = 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import Iterable
 
-from daemon.store.schema import KEEP, NOT_DUPLICATES
+from dupe_scanner.store.schema import KEEP, NOT_DUPLICATES
 
 
 @dataclass(frozen=True)

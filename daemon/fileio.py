@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from daemon.errors import FileWriteError
+from dupe_scanner.errors import FileWriteError
 
 TEMP_SUFFIX = ".tmp"
 DEFAULT_MODE = 0o644  # reports are meant to be read by people and web servers

@@ -32,8 +32,8 @@ from typing import Callable, Iterable, Sequence
 
 import networkx as nx
 
-from daemon.keep import GroupReview, KeepChoice, choose_keep, review_group
-from daemon.settings import KeepSettings
+from dupe_scanner.keep import GroupReview, KeepChoice, choose_keep, review_group
+from dupe_scanner.settings import KeepSettings
 
 EXACT_SCORE = 0.9  # Flow's scale: at or above, no visible change
 KINSHIP = 0.5  # below this, two images are far apart

@@ -20,8 +20,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from daemon import rawfiles
-from daemon.errors import FileVanished, UnreadableImage
+from dupe_scanner import rawfiles
+from dupe_scanner.errors import FileVanished, UnreadableImage
 
 try:  # HEIC/HEIF/AVIF from phones; optional so a broken wheel does not stop the rest.
     from pillow_heif import register_heif_opener

@@ -23,14 +23,14 @@ from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import Engine
 
-from daemon.backends.base import Backend
-from daemon.errors import AnalysisFailed, BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
-from daemon.retry import RetryPolicy
-from daemon.settings import IndexSettings
-from daemon.store import contents as content_store
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
-from daemon.store.files import FileStat, KnownFile
+from dupe_scanner.backends.base import Backend
+from dupe_scanner.errors import AnalysisFailed, BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
+from dupe_scanner.retry import RetryPolicy
+from dupe_scanner.settings import IndexSettings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
+from dupe_scanner.store.files import FileStat, KnownFile
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.errors import UsageError
-from daemon.fileio import fsync_folder
+from dupe_scanner.errors import UsageError
+from dupe_scanner.fileio import fsync_folder
 
 PREFIX = "apply-"
 SUFFIX = ".jsonl"

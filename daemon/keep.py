@@ -16,13 +16,13 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from daemon.decisions import Decision, Decisions
-from daemon.rawfiles import RAW_SUFFIXES
-from daemon.settings import KeepSettings
-from daemon.store.schema import KEEP
+from dupe_scanner.decisions import Decision, Decisions
+from dupe_scanner.rawfiles import RAW_SUFFIXES
+from dupe_scanner.settings import KeepSettings
+from dupe_scanner.store.schema import KEEP
 
 if TYPE_CHECKING:  # groups imports this module; entries are only read here
-    from daemon.groups import FileEntry
+    from dupe_scanner.groups import FileEntry
 
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 

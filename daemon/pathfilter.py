@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
-from daemon.rawfiles import RAW_SUFFIXES
+from dupe_scanner.rawfiles import RAW_SUFFIXES
 
 # Extensions of the formats Pillow (with pillow-heif) decodes and people keep photos in,
 # and of the camera RAW files ``rawfiles`` reads.

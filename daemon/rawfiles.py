@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from daemon.errors import UnreadableImage
+from dupe_scanner.errors import UnreadableImage
 
 # Adobe DNG, Canon CR2 and CR3, Nikon NEF, Sony ARW, Olympus ORF, Panasonic RW2, Fujifilm RAF.
 RAW_SUFFIXES = frozenset({".dng", ".cr2", ".cr3", ".nef", ".arw", ".orf", ".rw2", ".raf"})

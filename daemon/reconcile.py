@@ -16,10 +16,10 @@ from typing import Mapping
 
 from sqlalchemy import Engine
 
-from daemon.pathfilter import PathFilter
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
-from daemon.store.files import FileStat
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
+from dupe_scanner.store.files import FileStat
 
 log = logging.getLogger(__name__)
 

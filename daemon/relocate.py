@@ -17,9 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
-from daemon.errors import DupeScannerError
-from daemon.fileio import fsync_folder
-from daemon.indexer import content_hash
+from dupe_scanner.errors import DupeScannerError
+from dupe_scanner.fileio import fsync_folder
+from dupe_scanner.indexer import content_hash
 
 PART_SUFFIX = ".dupe-scanner-part"
 _NO_LINK = (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from daemon.settings import IndexSettings
+from dupe_scanner.settings import IndexSettings
 
 MAX_RETRY_DELAY = 6 * 3600.0
 

@@ -26,4 +26,4 @@ DESCRIPTIONS = {
 
 def sample_text(name: str) -> str:
     """The text of the shipped file ``name`` (one of ``SAMPLES``)."""
-    return files("daemon").joinpath("data", *SAMPLES[name].split("/")).read_text(encoding="utf-8")
+    return files("dupe_scanner").joinpath("data", *SAMPLES[name].split("/")).read_text(encoding="utf-8")

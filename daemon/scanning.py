@@ -17,15 +17,15 @@ from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Engine
 
-from daemon.backends.base import Backend
-from daemon.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
-from daemon.keep import review_group
-from daemon.reports import thumbnails_beside, write_reports
-from daemon.settings import KeepSettings, ReportSettings
-from daemon.store import contents as content_store
-from daemon.store import decisions as decision_store
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
+from dupe_scanner.backends.base import Backend
+from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
+from dupe_scanner.keep import review_group
+from dupe_scanner.reports import thumbnails_beside, write_reports
+from dupe_scanner.settings import KeepSettings, ReportSettings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import decisions as decision_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class ScanOutcome:
     groups: list[DuplicateGroup]
     compared: int | None  # contents compared with the rest; None for a full scan
     files: int
-    reports: object  # daemon.reports.ReportOutcome
+    reports: object  # dupe_scanner.reports.ReportOutcome
 
     @property
     def duplicate_files(self) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from daemon.errors import SettingsError
+from dupe_scanner.errors import SettingsError
 
 DEFAULT_LOCATIONS = (Path("settings.toml"), Path("/etc/dupe-scanner/settings.toml"))
 
@@ -127,7 +127,7 @@ class ReportSettings:
 
 @dataclass(frozen=True)
 class KeepSettings:
-    """The keep rules' preferences, before most pixels, largest file, oldest (see ``daemon.keep``)."""
+    """The keep rules' preferences, before most pixels, largest file, oldest (see ``dupe_scanner.keep``)."""
 
     preferred_folders: tuple[Path, ...] = ()  # files here are never suggested for removal
     preferred_formats: tuple[str, ...] = ()  # upper case, most preferred first: ("DNG", "PNG", "JPEG")

@@ -1,12 +1,12 @@
 """Alembic environment: the program runs migrations itself at start (never by hand).
 
-``daemon.store.database.open_state`` passes its connection in ``config.attributes``;
+``dupe_scanner.store.database.open_state`` passes its connection in ``config.attributes``;
 each revision runs in the same transaction as the record that it ran.
 """
 
 from alembic import context
 
-from daemon.store.schema import metadata
+from dupe_scanner.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

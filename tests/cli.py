@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*arguments: str, config: Path | None = None, timeout: float = 600, stdin=subprocess.DEVNULL) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "daemon", *arguments]
+    command = [sys.executable, "-m", "dupe_scanner", *arguments]
     if config is not None:
         command += ["--config", str(config)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=config.parent if config else REPO, stdin=stdin)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from daemon.service.processes import descendants, kill_all
+from dupe_scanner.service.processes import descendants, kill_all
 
 T = TypeVar("T")
 
@@ -122,7 +122,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class ServiceProcess:
-    """``python -m daemon run --config X`` with a real NOTIFY_SOCKET, its stderr in a file."""
+    """``python -m dupe_scanner run --config X`` with a real NOTIFY_SOCKET, its stderr in a file."""
 
     def __init__(self, folder: Path, config: Path, *, watchdog_usec: int | None = None):
         self.folder = folder
@@ -142,7 +142,7 @@ class ServiceProcess:
         log.write(f"----- start {self.runs + 1}\n")
         log.flush()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config)],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from daemon.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
-from daemon.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
-from daemon.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
-from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
-from daemon.analysis.pairing import score_pair
+from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
+from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
+from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
+from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
+from dupe_scanner.analysis.pairing import score_pair
 from tests.test_embedded_backend import photo
 
 
@@ -178,7 +178,7 @@ def test_a_watermarked_copy_of_a_photograph_is_a_duplicate():
 
 
 def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(tmp_path):
-    from daemon.imaging import open_upright
+    from dupe_scanner.imaging import open_upright
 
     path = tmp_path / "wide.jpg"
     Image.new("RGB", (4000, 2000), (90, 120, 150)).save(path, quality=80)
@@ -190,8 +190,8 @@ def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(t
 def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeypatch):
     """A repeating pattern lines up one period off as a whole frame; the keypoints' own
     correspondences show the shift, and their verdict (another shot) is the answer."""
-    import daemon.analysis.pairing as pairing
-    from daemon.analysis.verify import Relation, Verdict
+    import dupe_scanner.analysis.pairing as pairing
+    from dupe_scanner.analysis.verify import Relation, Verdict
 
     whole_frame = Relation(0, False, np.eye(2, 3, dtype=np.float32))
     shifted = Relation(0, False, np.array([[1, 0, 7.5], [0, 1, 7.5]], dtype=np.float32))
@@ -301,7 +301,7 @@ def test_another_shot_tilted_by_less_than_a_degree_is_not_a_duplicate():
 def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     """Every point of a picture copied more than COMMON times is 'commonplace' by count; the
     copies hold it nearly exactly, so it still votes for them."""
-    from daemon.analysis.candidates import COMMON, MIN_VOTES, PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import COMMON, MIN_VOTES, PointsInMemory, keypoint_candidates
 
     rng = np.random.default_rng(5)
     picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
@@ -320,7 +320,7 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
 def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():
     """In a crowd the hash keeps a few neighbours of each picture; the keypoints must not
     propose the others, or a crowd of copies fills every keypoint place again."""
-    from daemon.analysis.candidates import PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates
 
     rng = np.random.default_rng(7)
     picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
@@ -337,7 +337,7 @@ def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():
 
 
 def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(monkeypatch):
-    import daemon.analysis.pairing as pairing
+    import dupe_scanner.analysis.pairing as pairing
 
     aligned = []
     real_verify = pairing.verify
@@ -355,7 +355,7 @@ def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(
 def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
     import faiss
 
-    from daemon.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, PointsInMemory, _nearest
+    from dupe_scanner.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, PointsInMemory, _nearest
 
     rng = np.random.default_rng(7)
     base = rng.integers(0, 256, (400, 32), dtype=np.uint8)
@@ -375,7 +375,7 @@ def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
 
 
 def test_many_prefixes_decode_at_once_as_one_by_one_and_damaged_ones_are_left_out():
-    from daemon.analysis.features import decode_hash_rows
+    from dupe_scanner.analysis.features import decode_hash_rows
 
     blobs = [encode(features_of(photo(seed), (640, 440))) for seed in (1, 2)]
     prefixes = [blobs[0][:PREFIX_BYTES], b"DSF0" + blobs[1][4:PREFIX_BYTES], blobs[1][:PREFIX_BYTES], blobs[1][:20]]

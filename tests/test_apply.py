@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from daemon import relocate
-from daemon.indexer import content_hash
+from dupe_scanner import relocate
+from dupe_scanner.indexer import content_hash
 from tests.cli import run_cli, write_settings
 from tests.photos import make_photo, save
 
@@ -183,7 +183,7 @@ def apply_killed_after(settings: Path, move_to: Path, journal_lines: int) -> Pat
     """Run the real ``apply`` and SIGKILL it (and anything it started) as soon as its journal
     has ``journal_lines`` lines; the journal."""
     folder = settings.parent / "state" / "journal"
-    command = [sys.executable, "-m", "daemon", "apply", "--move-to", str(move_to), "--config", str(settings)]
+    command = [sys.executable, "-m", "dupe_scanner", "apply", "--move-to", str(move_to), "--config", str(settings)]
     process = subprocess.Popen(command, cwd=settings.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -237,7 +237,7 @@ def test_undo_killed_mid_way_can_be_run_again_and_restores_every_byte(big_librar
     before = snapshot(photos)
     applied = run_cli("apply", "--move-to", str(aside), config=settings)
     assert "moved 120 files, refused 0" in applied.stdout, applied.stdout + applied.stderr
-    command = [sys.executable, "-m", "daemon", "undo", "--config", str(settings)]
+    command = [sys.executable, "-m", "dupe_scanner", "undo", "--config", str(settings)]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     while process.poll() is None and sum(path.is_file() for path in aside.rglob("*")) > 60:
         time.sleep(0.001)

@@ -177,7 +177,7 @@ def test_names_that_are_not_utf8_are_indexed_stored_losslessly_and_shown_as_esca
     tooltips = {node["title"][0] for node in page_data(root / "reports" / "duplicates.html")["nodes"]}
     assert {f"{photos}/latin1-\\xe9t\\xe9.jpg", f"{photos}/dossier-\\xe9/inside.jpg"} <= tooltips
 
-    from daemon.pathfilter import PathFilter  # the service's watcher events go through this filter
+    from dupe_scanner.pathfilter import PathFilter  # the service's watcher events go through this filter
 
     assert PathFilter(photos).wants(Path(os.fsdecode(os.fsencode(photos) + b"/x-\xff.jpg")))
 
@@ -239,7 +239,7 @@ def test_a_folder_whose_own_name_is_not_utf8_can_be_indexed(tmp_path):
     folder = os.fsencode(tmp_path) + b"/fotos-\xe9"
     os.mkdir(folder)
     save(make_photo(16, (200, 150)), Path(os.fsdecode(folder + b"/a.jpg")))
-    command = [sys.executable, "-m", "daemon", "index", "--dir", folder, "--config", str(settings)]
+    command = [sys.executable, "-m", "dupe_scanner", "index", "--dir", folder, "--config", str(settings)]
     result = clean(subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path))
     assert f"{tmp_path}/fotos-\\xe9: 1 new" in result.stdout and "1 analysed" in result.stdout  # shown, not raw bytes
 
@@ -379,8 +379,8 @@ def test_a_full_state_disk_is_one_line_loses_nothing_and_the_next_run_finishes(t
 
 @pytest.fixture
 def parts(tmp_path):
-    from daemon.composition import components
-    from daemon.settings import load_settings
+    from dupe_scanner.composition import components
+    from dupe_scanner.settings import load_settings
 
     settings = load_settings(write_settings(tmp_path, "[index]\nworkers = 1\n"))
     with components(settings) as built:
@@ -388,10 +388,10 @@ def parts(tmp_path):
 
 
 def _queue(parts, folder: Path):
-    from daemon.pathfilter import PathFilter
-    from daemon.reconcile import reconcile
-    from daemon.store import files as file_store
-    from daemon.store.database import read_transaction
+    from dupe_scanner.pathfilter import PathFilter
+    from dupe_scanner.reconcile import reconcile
+    from dupe_scanner.store import files as file_store
+    from dupe_scanner.store.database import read_transaction
 
     reconcile(parts.engine, PathFilter(folder))
     with read_transaction(parts.engine) as connection:
@@ -409,7 +409,7 @@ def _run(indexer, jobs, seconds: float = 60):
 
 
 def test_a_file_deleted_after_the_walk_is_gone_not_failed(tmp_path, parts):
-    from daemon.indexer import Outcome
+    from dupe_scanner.indexer import Outcome
 
     photos = tmp_path / "photos"
     save(make_photo(9, (200, 150)), photos / "a.jpg")
@@ -432,9 +432,9 @@ def test_a_file_deleted_after_the_walk_is_gone_not_failed(tmp_path, parts):
 
 
 def test_a_file_replaced_by_a_fifo_after_the_walk_fails_without_hanging(tmp_path, parts):
-    from daemon.indexer import Outcome
-    from daemon.imaging import open_upright
-    from daemon.errors import UnreadableImage
+    from dupe_scanner.indexer import Outcome
+    from dupe_scanner.imaging import open_upright
+    from dupe_scanner.errors import UnreadableImage
 
     photos = tmp_path / "photos"
     save(make_photo(11, (200, 150)), photos / "a.jpg")
@@ -474,8 +474,8 @@ def test_images_with_a_side_of_one_pixel_are_indexed_and_scanned_beside_the_othe
 
 def _analyse_in_process(parts):
     """The real backend, its analysis run in this process so a test can break it."""
-    from daemon.analysis.fingerprints import analyse_file
-    from daemon.backends.base import ImageInfo
+    from dupe_scanner.analysis.fingerprints import analyse_file
+    from dupe_scanner.backends.base import ImageInfo
 
     class InProcessBackend:
         def __getattr__(self, name):
@@ -492,8 +492,8 @@ def _analyse_in_process(parts):
 def test_an_unexpected_error_analysing_one_file_fails_that_file_with_a_reason_and_not_the_others(tmp_path, parts, monkeypatch):
     import cv2
 
-    from daemon.analysis import fingerprints
-    from daemon.indexer import Outcome
+    from dupe_scanner.analysis import fingerprints
+    from dupe_scanner.indexer import Outcome
 
     photos = tmp_path / "photos"
     save(make_photo(13, (200, 150)), photos / "fine.jpg")

@@ -191,7 +191,7 @@ def test_an_unwritable_state_is_one_clear_line(tmp_path):
 
 
 def test_every_command_and_option_has_help_text():
-    from daemon.cli import build_parser
+    from dupe_scanner.cli import build_parser
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if a.dest == "verb")
@@ -233,7 +233,7 @@ def on_a_terminal(*arguments: str, config: Path) -> tuple[int, str]:
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     process = subprocess.Popen(
-        [sys.executable, "-m", "daemon", *arguments, "--config", str(config)],
+        [sys.executable, "-m", "dupe_scanner", *arguments, "--config", str(config)],
         cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
     )
     os.close(terminal)

@@ -4,9 +4,9 @@ import json
 import logging
 import os
 
-from daemon.service.decision_inbox import import_dropped
-from daemon.store import decisions as decision_store
-from daemon.store.database import open_state, read_transaction
+from dupe_scanner.service.decision_inbox import import_dropped
+from dupe_scanner.store import decisions as decision_store
+from dupe_scanner.store.database import open_state, read_transaction
 
 A, B = "a" * 64, "b" * 64
 

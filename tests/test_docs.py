@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.settings import KNOWN_KEYS
+from dupe_scanner.settings import KNOWN_KEYS
 
 REPO = Path(__file__).resolve().parent.parent
 KEYS = [(table, key) for table, keys in KNOWN_KEYS.items() for key in keys if f"{table}.{key}" not in KNOWN_KEYS]
@@ -26,8 +26,8 @@ def test_the_readme_documents_the_key(table, key):
 
 
 def test_the_changelog_names_the_current_analyser_verifier_and_state_revision():
-    from daemon.analysis.features import ANALYSER, MAGIC
-    from daemon.analysis.verify import VERIFIER
+    from dupe_scanner.analysis.features import ANALYSER, MAGIC
+    from dupe_scanner.analysis.verify import VERIFIER
 
     changelog = (REPO / "CHANGELOG.md").read_text()
     revisions = sorted(path.name.split("_")[0] for path in (REPO / "migrations" / "versions").glob("[0-9]*_*.py"))

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from sqlalchemy import create_engine, select, update
 
-from daemon.analysis.features import ANALYSER
-from daemon.backends.embedded import EmbeddedBackend
-from daemon.errors import FileVanished, UnreadableImage
-from daemon.store.schema import features
+from dupe_scanner.analysis.features import ANALYSER
+from dupe_scanner.backends.embedded import EmbeddedBackend
+from dupe_scanner.errors import FileVanished, UnreadableImage
+from dupe_scanner.store.schema import features
 
 
 def photo(seed: int, size: tuple[int, int] = (640, 440)) -> Image.Image:
@@ -35,9 +35,9 @@ def photo(seed: int, size: tuple[int, int] = (640, 440)) -> Image.Image:
 
 def open_engine(path: Path):
     try:
-        from daemon.store.database import open_state
+        from dupe_scanner.store.database import open_state
     except ImportError:  # pragma: no cover - before the store module existed
-        from daemon.store.schema import metadata
+        from dupe_scanner.store.schema import metadata
 
         engine = create_engine(f"sqlite:///{path}")
         metadata.create_all(engine)
@@ -187,10 +187,10 @@ def test_unreadable_and_vanished_files(backend, tmp_path):
 def test_contents_whose_features_were_lost_are_reported_outdated(tmp_path):
     from sqlalchemy import delete
 
-    from daemon.backends.base import ImageInfo
-    from daemon.store import contents as content_store
-    from daemon.store.database import open_state, write_transaction
-    from daemon.store.schema import features
+    from dupe_scanner.backends.base import ImageInfo
+    from dupe_scanner.store import contents as content_store
+    from dupe_scanner.store.database import open_state, write_transaction
+    from dupe_scanner.store.schema import features
 
     engine = open_state(tmp_path / "state.db")
     backend = EmbeddedBackend(engine, workers=1, max_image_pixels=10**8)
@@ -212,8 +212,8 @@ def test_contents_whose_features_were_lost_are_reported_outdated(tmp_path):
 def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, monkeypatch):
     import time
 
-    import daemon.backends.embedded as embedded
-    from daemon.store.database import open_state
+    import dupe_scanner.backends.embedded as embedded
+    from dupe_scanner.store.database import open_state
 
     monkeypatch.setattr(embedded, "IDLE_RELEASE_SECONDS", 0.5)
     backend = EmbeddedBackend(open_state(tmp_path / "state.db"), workers=1, max_image_pixels=10**8)
@@ -236,9 +236,9 @@ def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, mo
 
 
 def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pictures(tmp_path, monkeypatch):
-    import daemon.analysis.candidates as candidates
-    from daemon.analysis.candidates import keypoint_candidates
-    from daemon.backends.keypoint_store import KeypointStore
+    import dupe_scanner.analysis.candidates as candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.backends.keypoint_store import KeypointStore
 
     monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)  # an inverted-file index from 2,000 points on
     rng = np.random.default_rng(3)
@@ -283,10 +283,10 @@ def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_p
 
 
 def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_what_one_built_at_once_finds(tmp_path, monkeypatch):
-    import daemon.analysis.candidates as candidates
-    import daemon.backends.keypoint_store as keypoint_store
-    from daemon.analysis.candidates import PointsInMemory, keypoint_candidates
-    from daemon.backends.keypoint_store import KeypointStore
+    import dupe_scanner.analysis.candidates as candidates
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates
+    from dupe_scanner.backends.keypoint_store import KeypointStore
 
     monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)
     monkeypatch.setattr(keypoint_store, "LOAD_CHUNK", 7)

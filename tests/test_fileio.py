@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from daemon import fileio
-from daemon.errors import FileWriteError
-from daemon.fileio import atomic_write_bytes, remove_stale_temp_files
+from dupe_scanner import fileio
+from dupe_scanner.errors import FileWriteError
+from dupe_scanner.fileio import atomic_write_bytes, remove_stale_temp_files
 
 
 def leftovers(folder):

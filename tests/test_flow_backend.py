@@ -11,10 +11,10 @@ import time
 import pytest
 from PIL import Image
 
-from daemon.backends.base import ScoredPair
-from daemon.backends.flow import FlowBackend, FlowError, analyze_form, search_options
-from daemon.errors import BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
-from daemon.settings import FlowSettings
+from dupe_scanner.backends.base import ScoredPair
+from dupe_scanner.backends.flow import FlowBackend, FlowError, analyze_form, search_options
+from dupe_scanner.errors import BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
+from dupe_scanner.settings import FlowSettings
 from tests.flow_standin import FlowStandIn
 from tests.flow_standin.fixtures import flow_backend, flow_settings, flow_standin, standin_settings  # noqa: F401
 from tests.flow_standin.pictures import picture, write_picture

@@ -1,6 +1,6 @@
 """The real command line on the Flow backend, end to end, against the stand-in Flow server.
 
-The CLI runs as a subprocess (``python -m daemon``); the stand-in runs in this process and
+The CLI runs as a subprocess (``python -m dupe_scanner``); the stand-in runs in this process and
 records what arrived. The stand-in's similarity is a perceptual hash, blind to rotation of
 the pixels, so only the copies a hash sees are expected in a group (Flow itself sees more).
 """
@@ -142,7 +142,7 @@ def test_repair_waits_for_the_service_to_stop(standin, photos, tmp_path):
     """A repair while the service indexes could delete a document it has just stored."""
     import os
 
-    from daemon.store.lock import hold_state
+    from dupe_scanner.store.lock import hold_state
 
     folder, _, _ = photos
     settings = flow_settings(tmp_path, standin)

@@ -1,6 +1,6 @@
 """Groups form around an anchor: every member matches the anchor, chains do not merge."""
 
-from daemon.groups import FileEntry, FilePair, group_duplicates, group_with_copies
+from dupe_scanner.groups import FileEntry, FilePair, group_duplicates, group_with_copies
 
 
 def entry(path: str, width: int = 100, size: int = 1000, mtime: float = 0.0) -> FileEntry:

@@ -6,13 +6,13 @@ down: a file must never be marked failed because the server was.
 
 from dataclasses import replace
 
-from daemon.backends.flow import FlowBackend
-from daemon.indexer import Indexer, Outcome
-from daemon.pathfilter import PathFilter
-from daemon.reconcile import reconcile
-from daemon.settings import IndexSettings
-from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction
+from dupe_scanner.backends.flow import FlowBackend
+from dupe_scanner.indexer import Indexer, Outcome
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.reconcile import reconcile
+from dupe_scanner.settings import IndexSettings
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import open_state, read_transaction
 from tests.flow_standin.fixtures import flow_settings, flow_standin  # noqa: F401 - fixtures
 from tests.photos import make_photo, save
 
@@ -57,7 +57,7 @@ def job_error(engine, path):
     with read_transaction(engine) as connection:
         from sqlalchemy import select
 
-        from daemon.store.schema import files
+        from dupe_scanner.store.schema import files
 
         return connection.execute(select(files.c.error).where(files.c.path == path)).scalar()
 

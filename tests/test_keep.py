@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from daemon.decisions import DecidedContent, Decision, Decisions
-from daemon.groups import FileEntry
-from daemon.keep import choose_keep, find_companions, review_group
-from daemon.settings import KeepSettings
+from dupe_scanner.decisions import DecidedContent, Decision, Decisions
+from dupe_scanner.groups import FileEntry
+from dupe_scanner.keep import choose_keep, find_companions, review_group
+from dupe_scanner.settings import KeepSettings
 
 NO_RULES = KeepSettings()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.logs import JournalFormatter, priority, stderr_is_journal
+from dupe_scanner.logs import JournalFormatter, priority, stderr_is_journal
 from tests.service_helpers import ServiceProcess
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,8 +88,8 @@ def test_the_service_log_under_systemd_and_elsewhere(tmp_path, monkeypatch, jour
         assert any(line.startswith("<7>DEBUG ") for line in lines)
     else:
         assert not any(PREFIX.match(line) for line in lines), lines
-        assert warning.startswith("WARNING daemon.service.watching: ")
-        assert running.startswith("INFO dupe-scanner.service: running")
+        assert warning.startswith("WARNING dupe_scanner.service.watching: ")
+        assert running.startswith("INFO dupe_scanner.service: running")
 
 
 @pytest.mark.parametrize("journal", [True, False], ids=["journal", "plain"])
@@ -103,7 +103,7 @@ def test_a_one_shot_command_error_line(tmp_path, journal):
         env["JOURNAL_STREAM"] = stream_id(stderr_path)
     with open(stderr_path, "a") as stderr:
         result = subprocess.run(
-            [sys.executable, "-m", "daemon", "index", "--dir", str(tmp_path / "nowhere"), "--config", str(config)],
+            [sys.executable, "-m", "dupe_scanner", "index", "--dir", str(tmp_path / "nowhere"), "--config", str(config)],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True, timeout=120,
         )
     assert result.returncode == 2

@@ -38,7 +38,7 @@ def test_sample_prints_the_shipped_file(name, path, tmp_path):
     # No settings file is read: a broken one must not stand in the way of a fresh sample.
     (tmp_path / "settings.toml").write_text("not toml [", encoding="utf-8")
     result = subprocess.run(
-        [sys.executable, "-m", "daemon", "sample", name], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "dupe_scanner", "sample", name], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == (REPO / path).read_text(encoding="utf-8")
@@ -55,7 +55,7 @@ def test_light_commands_do_not_import_the_analysis_stack(arguments, tmp_path):
     config = write_settings(tmp_path, f'[[watch]]\npath = "{tmp_path}"\n')
     probe = (
         "import sys\n"
-        "from daemon.cli import main\n"
+        "from dupe_scanner.cli import main\n"
         "try:\n"
         f"    code = main({[*arguments, '--config', str(config)] if arguments == ['check-config'] else arguments!r})\n"
         "except SystemExit as end:\n"
@@ -93,8 +93,8 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
 
 def test_the_wheel_ships_the_settings_and_the_units(wheel):
     for path in SHIPPED.values():
-        assert wheel.read(f"daemon/data/{path}") == (REPO / path).read_bytes(), path
-    assert "daemon/migrations/script.py.mako" in wheel.namelist()
+        assert wheel.read(f"dupe_scanner/data/{path}") == (REPO / path).read_bytes(), path
+    assert "dupe_scanner/migrations/script.py.mako" in wheel.namelist()
 
 
 def test_the_wheel_ships_the_license_and_complete_metadata(wheel):
@@ -106,10 +106,15 @@ def test_the_wheel_ships_the_license_and_complete_metadata(wheel):
     assert "Classifier: Operating System :: POSIX :: Linux" in metadata
     assert "Requires-Python: >=3.11" in metadata
     # Only the package: no tests, benchmarks or a top-level "migrations" module.
-    assert {name.split("/")[0] for name in names} == {"daemon", info}
+    assert {name.split("/")[0] for name in names} == {"dupe_scanner", info}
 
 
 def test_the_wheel_ships_every_module_of_the_package(wheel):
     names = set(wheel.namelist())
-    modules = {str(path.relative_to(REPO)) for path in (REPO / "daemon").rglob("*.py") if "__pycache__" not in path.parts}
+    # The code lives in daemon/ and installs as dupe_scanner/.
+    modules = {
+        "dupe_scanner/" + str(path.relative_to(REPO / "daemon"))
+        for path in (REPO / "daemon").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
     assert modules - names == set()

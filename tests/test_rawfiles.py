@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from daemon.errors import UnreadableImage
-from daemon.imaging import open_upright
-from daemon.pathfilter import PathFilter
+from dupe_scanner.errors import UnreadableImage
+from dupe_scanner.imaging import open_upright
+from dupe_scanner.pathfilter import PathFilter
 from tests.cli import run_cli, write_settings
 from tests.dng import write_dng
 from tests.photos import make_photo, save

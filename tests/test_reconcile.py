@@ -2,12 +2,12 @@
 
 import os
 
-from daemon.pathfilter import PathFilter
-from daemon.reconcile import diff, reconcile, walk
-from daemon.settings import DEFAULT_EXCLUDES
-from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction
-from daemon.store.files import FileStat
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.reconcile import diff, reconcile, walk
+from dupe_scanner.settings import DEFAULT_EXCLUDES
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import open_state, read_transaction
+from dupe_scanner.store.files import FileStat
 
 
 def stat(size, mtime=1):
@@ -97,13 +97,13 @@ def test_files_recorded_while_a_walk_runs_are_not_marked_gone(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     engine = open_state(tmp_path / "state.db")
-    from daemon.store.database import write_transaction
+    from dupe_scanner.store.database import write_transaction
 
     # The walk began at t=100; an event recorded a new file at t=150, after the walk had
     # passed its folder. The walk's listing does not have it, and must not drop it.
     with write_transaction(engine) as connection:
         file_store.mark_seen(connection, str(photos / "new.jpg"), FileStat(1, 1, 1, 1), now=150.0)
-    from daemon.reconcile import Changes, apply
+    from dupe_scanner.reconcile import Changes, apply
 
     apply(engine, {}, Changes(vanished=(str(photos / "new.jpg"),)), [], now=200.0, untouched_since=100.0)
     with read_transaction(engine) as connection:

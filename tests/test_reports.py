@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from daemon import fileio
-from daemon.display import visible
-from daemon.errors import FileWriteError
-from daemon.groups import DuplicateGroup, FileEntry, FilePair
-from daemon.reports import ReportOutcome, html_report, json_report, write_reports
-from daemon.reports.details_report import render_details
-from daemon.reports.json_report import render_duplicates
-from daemon.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
-from daemon.settings import ReportSettings
+from dupe_scanner import fileio
+from dupe_scanner.display import visible
+from dupe_scanner.errors import FileWriteError
+from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.reports import ReportOutcome, html_report, json_report, write_reports
+from dupe_scanner.reports.details_report import render_details
+from dupe_scanner.reports.json_report import render_duplicates
+from dupe_scanner.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
+from dupe_scanner.settings import ReportSettings
 
 # A name that runs script if it ever reaches HTML: the canary marks the page when it does.
 CANARY = "href<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">.jpg"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.display import visible
-from daemon.reports import write_reports
-from daemon.settings import ReportSettings
+from dupe_scanner.display import visible
+from dupe_scanner.reports import write_reports
+from dupe_scanner.settings import ReportSettings
 from tests.test_reports import ALERT, CANARY, SETTINGS, T0, groups, many_groups, photos  # noqa: F401 - fixtures
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

@@ -1,7 +1,7 @@
 """The retry policy the indexer and the service's queue worker share."""
 
-from daemon.retry import MAX_RETRY_DELAY, RetryPolicy
-from daemon.settings import IndexSettings
+from dupe_scanner.retry import MAX_RETRY_DELAY, RetryPolicy
+from dupe_scanner.settings import IndexSettings
 
 
 def test_built_from_the_index_settings():

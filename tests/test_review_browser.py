@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from daemon.display import visible
-from daemon.reports import write_reports
+from dupe_scanner.display import visible
+from dupe_scanner.reports import write_reports
 from tests.cli import run_cli, write_settings
 from tests.photos import make_photo, save
 from tests.test_reports import CANARY, SETTINGS, T0, PageParser, groups, photos  # noqa: F401 - fixtures

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.groups import DuplicateGroup, FileEntry, FilePair
-from daemon.reports import review_page, write_reports
-from daemon.reports.change_kind import KINDS, change_kinds, kinds_mask
-from daemon.reports.review_data import review_document, split_path
-from daemon.reports.thumbnail_cache import ThumbnailCache
+from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.reports import review_page, write_reports
+from dupe_scanner.reports.change_kind import KINDS, change_kinds, kinds_mask
+from dupe_scanner.reports.review_data import review_document, split_path
+from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
 from tests.test_reports import CANARY, SETTINGS, T0, T1, groups, make_image, photos  # noqa: F401 - fixtures
 
 

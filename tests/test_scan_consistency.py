@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import daemon.analysis.candidates as candidates
-from daemon.backends.embedded import EmbeddedBackend
-from daemon.scanning import update_pairs
-from daemon.store import contents as content_store
-from daemon.store.database import open_state, read_transaction, write_transaction
+import dupe_scanner.analysis.candidates as candidates
+from dupe_scanner.backends.embedded import EmbeddedBackend
+from dupe_scanner.scanning import update_pairs
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store.database import open_state, read_transaction, write_transaction
 from tests.photos import make_photo, save
 
 # Corners and edges of one photo, 60 to 75 % of each side: each overlaps the others and

@@ -10,18 +10,18 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.backends.flow import FlowBackend
-from daemon.indexer import Indexer, Outcome
-from daemon.pathfilter import PathFilter
-from daemon.reconcile import reconcile
-from daemon.service.app import Service
-from daemon.service.jobs import Coalesced, trigger_for
-from daemon.service.notify import Notifier
-from daemon.service.queue_worker import QueueWorker
-from daemon.service.status import StateCounts
-from daemon.settings import IndexSettings, parse_schedule, parse_settings
-from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction, write_transaction
+from dupe_scanner.backends.flow import FlowBackend
+from dupe_scanner.indexer import Indexer, Outcome
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.reconcile import reconcile
+from dupe_scanner.service.app import Service
+from dupe_scanner.service.jobs import Coalesced, trigger_for
+from dupe_scanner.service.notify import Notifier
+from dupe_scanner.service.queue_worker import QueueWorker
+from dupe_scanner.service.status import StateCounts
+from dupe_scanner.settings import IndexSettings, parse_schedule, parse_settings
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import open_state, read_transaction, write_transaction
 from tests.flow_standin.fixtures import flow_standin, standin_settings  # noqa: F401 - fixture
 from tests.photos import make_photo, save
 from tests.service_helpers import NotifySocket, save_image, smooth_image, wait_for

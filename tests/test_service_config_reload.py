@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from daemon.service import config_reload
-from daemon.service.config_reload import CHANGED, INVALID, UNCHANGED, ConfigReloader
-from daemon.settings import load_settings
+from dupe_scanner.service import config_reload
+from dupe_scanner.service.config_reload import CHANGED, INVALID, UNCHANGED, ConfigReloader
+from dupe_scanner.settings import load_settings
 from tests.service_helpers import wait_for
 
 GOOD = '[paths]\nstate = "state/state.db"\nreports = "reports"\n[scan]\nthreshold = {threshold}\n'
@@ -94,7 +94,7 @@ def test_a_burst_of_writes_is_read_once(reloader, settings_file, recorder):
 
 
 def test_an_invalid_edit_is_reported_and_the_last_good_kept(reloader, settings_file, recorder, caplog):
-    with caplog.at_level(logging.ERROR, logger="daemon.service.config_reload"):
+    with caplog.at_level(logging.ERROR, logger="dupe_scanner.service.config_reload"):
         settings_file.write_text(GOOD.format(threshold=7) + '[[watch]]\nrecursive = "yes"\n')
         wait_for(lambda: "still running on the last good settings" in caplog.text, what="the complaint")
     assert recorder.count() == 0
@@ -109,7 +109,7 @@ def test_an_invalid_edit_is_reported_and_the_last_good_kept(reloader, settings_f
 
 
 def test_broken_toml_and_a_deleted_file_keep_the_settings(reloader, settings_file, recorder, caplog):
-    with caplog.at_level(logging.ERROR, logger="daemon.service.config_reload"):
+    with caplog.at_level(logging.ERROR, logger="dupe_scanner.service.config_reload"):
         settings_file.write_text("[paths\n")
         wait_for(lambda: "not valid TOML" in caplog.text, what="the TOML error")
         settings_file.unlink()
@@ -119,7 +119,7 @@ def test_broken_toml_and_a_deleted_file_keep_the_settings(reloader, settings_fil
 
 
 def test_sighup_reloads_even_an_unchanged_file(reloader, recorder, caplog):
-    with caplog.at_level(logging.INFO, logger="daemon.service.config_reload"):
+    with caplog.at_level(logging.INFO, logger="dupe_scanner.service.config_reload"):
         reloader.request("SIGHUP")
         wait_for(lambda: "settings reloaded (SIGHUP): nothing changed" in caplog.text, what="the reload")
     assert recorder.count() == 0
@@ -127,7 +127,7 @@ def test_sighup_reloads_even_an_unchanged_file(reloader, recorder, caplog):
 
 
 def test_rewriting_the_same_settings_changes_nothing(reloader, settings_file, recorder, caplog):
-    with caplog.at_level(logging.INFO, logger="daemon.service.config_reload"):
+    with caplog.at_level(logging.INFO, logger="dupe_scanner.service.config_reload"):
         settings_file.write_text(GOOD.format(threshold=0.6) + "# a comment\n")
         wait_for(lambda: "nothing changed" in caplog.text, what="the reload")
     assert recorder.count() == 0

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from daemon.service.app import Service
-from daemon.service.notify import Notifier
-from daemon.settings import parse_settings
+from dupe_scanner.service.app import Service
+from dupe_scanner.service.notify import Notifier
+from dupe_scanner.settings import parse_settings
 from tests.service_helpers import save_image, smooth_image, wait_for
 
 

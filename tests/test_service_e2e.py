@@ -1,4 +1,4 @@
-"""The real service (``python -m daemon run``) as a subprocess on real folders.
+"""The real service (``python -m dupe_scanner run``) as a subprocess on real folders.
 
 A short stability delay and debounce keep these quick; the sd_notify messages are read
 from a real NOTIFY_SOCKET datagram socket. The first test class shares one running
@@ -207,7 +207,7 @@ class TestLife:
 
     def test_status_command_talks_about_the_service(self, life):
         result = subprocess.run(
-            [sys.executable, "-m", "daemon", "status", "--config", str(life.config)],
+            [sys.executable, "-m", "dupe_scanner", "status", "--config", str(life.config)],
             capture_output=True, text=True, timeout=120, cwd=REPO,
         )
         assert "service: running" in result.stdout, result.stdout + result.stderr

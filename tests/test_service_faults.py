@@ -1,6 +1,6 @@
 """The real service and commands on the faults of issue 12: each test fails without its fix.
 
-Real folders, a real SQLite state, ``python -m daemon`` as a subprocess.
+Real folders, a real SQLite state, ``python -m dupe_scanner`` as a subprocess.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from daemon.analysis.features import ANALYSER
+from dupe_scanner.analysis.features import ANALYSER
 from tests.cli import run_cli
 from tests.photos import make_photo, save
-from daemon.service.processes import descendants, kill_all
+from dupe_scanner.service.processes import descendants, kill_all
 from tests.service_helpers import REPO, ServiceProcess, query, read_groups, save_image, smooth_image, wait_for
 from tests.test_service_e2e import FAST, settings_text
 
@@ -160,7 +160,7 @@ def test_sigterm_of_a_one_shot_index_ends_it_and_its_workers(tmp_path):
     for seed in range(30):
         save_image(smooth_image(100 + seed, (1600, 1200)), tmp_path / "photos" / f"{seed}.jpg", quality=90)
     config = service_on(tmp_path).config
-    command = [sys.executable, "-m", "daemon", "index", "--dir", str(tmp_path / "photos"), "--config", str(config)]
+    command = [sys.executable, "-m", "dupe_scanner", "index", "--dir", str(tmp_path / "photos"), "--config", str(config)]
     index = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         below = analysis_processes(index.pid)

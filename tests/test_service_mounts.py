@@ -2,7 +2,7 @@
 
 import pytest
 
-from daemon.service.mounts import filesystem_of, is_network_filesystem, mount_of, parse_mountinfo, read_mountinfo
+from dupe_scanner.service.mounts import filesystem_of, is_network_filesystem, mount_of, parse_mountinfo, read_mountinfo
 
 SAMPLE = """\
 22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,errors=remount-ro

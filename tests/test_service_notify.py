@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from daemon.service.notify import Notifier, drop_environment, format_message, socket_address
+from dupe_scanner.service.notify import Notifier, drop_environment, format_message, socket_address
 from tests.service_helpers import NotifySocket, wait_for
 
 
@@ -74,7 +74,7 @@ def test_abstract_addresses_get_a_nul_byte():
 
 def test_a_dead_socket_is_logged_once_and_never_raises(tmp_path, caplog):
     notifier = Notifier(str(tmp_path / "nobody-listens.sock"))
-    with caplog.at_level(logging.WARNING, logger="daemon.service.notify"):
+    with caplog.at_level(logging.WARNING, logger="dupe_scanner.service.notify"):
         assert notifier.ready() is False
         assert notifier.watchdog() is False
     assert len([r for r in caplog.records if "cannot notify" in r.message]) == 1

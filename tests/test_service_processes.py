@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from daemon.service.processes import descendants, kill_all
+from dupe_scanner.service.processes import descendants, kill_all
 from tests.service_helpers import wait_for
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc")

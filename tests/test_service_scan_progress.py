@@ -2,7 +2,7 @@
 
 import logging
 
-from daemon.service.scan_progress import LOG_SECONDS, ScanReport
+from dupe_scanner.service.scan_progress import LOG_SECONDS, ScanReport
 
 
 class Clock:

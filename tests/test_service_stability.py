@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.service.stability import StabilityTracker
+from dupe_scanner.service.stability import StabilityTracker
 
 
 class Clock:

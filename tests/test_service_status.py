@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from daemon.service.status import ServiceStatus, StateCounts, describe_service, read_status, status_path, write_status
-from daemon.settings import parse_settings
-from daemon.store import contents as content_store
-from daemon.store import files as file_store
-from daemon.store.database import open_state, read_transaction, write_transaction
-from daemon.store.files import FileStat
+from dupe_scanner.service.status import ServiceStatus, StateCounts, describe_service, read_status, status_path, write_status
+from dupe_scanner.settings import parse_settings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import open_state, read_transaction, write_transaction
+from dupe_scanner.store.files import FileStat
 
 
 def settings_in(folder: Path):

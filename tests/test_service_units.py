@@ -129,16 +129,16 @@ def test_the_program_runs_under_memory_deny_write_execute(tmp_path):
         import ctypes, importlib, sys
         assert ctypes.CDLL(None).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0) == 0
         sys.path.insert(0, {str(REPO)!r})
-        for name in ("daemon.cli", "daemon.service.watching", "daemon.service.notify", "daemon.service.config_reload",
+        for name in ("dupe_scanner.cli", "dupe_scanner.service.watching", "dupe_scanner.service.notify", "dupe_scanner.service.config_reload",
                      "apscheduler.schedulers.background", "sqlalchemy", "numpy", "PIL.Image"):
             importlib.import_module(name)
-        for optional in ("daemon.service.app", "daemon.backends.embedded", "cv2", "faiss"):
+        for optional in ("dupe_scanner.service.app", "dupe_scanner.backends.embedded", "cv2", "faiss"):
             try:
                 importlib.import_module(optional)
             except ImportError:
                 pass
-        from daemon.service.watching import Watcher, NATIVE
-        from daemon.settings import WatchSettings
+        from dupe_scanner.service.watching import Watcher, NATIVE
+        from dupe_scanner.settings import WatchSettings
         from pathlib import Path
         watcher = Watcher(lambda hint: None, mountinfo=lambda: "")
         watcher.apply([WatchSettings(path=Path({str(folder)!r}))])

@@ -28,9 +28,9 @@ from watchdog.events import (
     FileOpenedEvent,
 )
 
-from daemon.pathfilter import PathFilter
-from daemon.service import watching
-from daemon.service.watching import (
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.service import watching
+from dupe_scanner.service.watching import (
     CHANGED,
     DELETED,
     MISSING,
@@ -45,7 +45,7 @@ from daemon.service.watching import (
     hints_for_event,
     path_filter_for,
 )
-from daemon.settings import WatchSettings
+from dupe_scanner.settings import WatchSettings
 from tests.service_helpers import wait_for
 
 ROOT = Path("/photos")
@@ -233,7 +233,7 @@ def test_a_name_that_is_not_utf8_is_seen_like_any_other(tmp_path, watcher, hints
 def test_polling_when_asked(tmp_path, watcher, hints, caplog):
     photos = tmp_path / "photos"
     photos.mkdir()
-    with caplog.at_level(logging.INFO, logger="daemon.service.watching"):
+    with caplog.at_level(logging.INFO, logger="dupe_scanner.service.watching"):
         watcher.apply([WatchSettings(path=photos, polling="always", poll_interval=0.2)])
     assert watcher.wait_started(5)
     status = watcher.status()[0]
@@ -253,7 +253,7 @@ def test_network_filesystems_are_polled(tmp_path, hints, caplog):
     mountinfo = f"1 0 0:1 / / rw - ext4 /dev/root rw\n2 1 0:2 / {photos} rw - nfs4 nas:/photos rw\n"
     watcher = Watcher(hints, mountinfo=lambda: mountinfo)
     try:
-        with caplog.at_level(logging.INFO, logger="daemon.service.watching"):
+        with caplog.at_level(logging.INFO, logger="dupe_scanner.service.watching"):
             watcher.apply([WatchSettings(path=photos, poll_interval=0.2)])
         assert watcher.wait_started(5)
         status = watcher.status()[0]
@@ -292,7 +292,7 @@ def test_watch_limit_at_start_falls_back_to_polling_with_one_line(tmp_path, hint
     (photos / "a" / "deep1").mkdir(parents=True)
     watcher = Watcher(hints, mountinfo=lambda: "", inotify_fd_factory=LimitedFD)
     try:
-        with caplog.at_level(logging.INFO, logger="daemon.service.watching"):
+        with caplog.at_level(logging.INFO, logger="dupe_scanner.service.watching"):
             watcher.apply([WatchSettings(path=photos, poll_interval=0.2)])
         assert watcher.wait_started(5)
         status = watcher.status()[0]
@@ -338,7 +338,7 @@ def test_watch_limit_with_polling_never_leaves_it_to_reconcile(tmp_path, hints, 
     photos.mkdir()
     watcher = Watcher(hints, mountinfo=lambda: "", inotify_fd_factory=LimitedFD)
     try:
-        with caplog.at_level(logging.ERROR, logger="daemon.service.watching"):
+        with caplog.at_level(logging.ERROR, logger="dupe_scanner.service.watching"):
             watcher.apply([WatchSettings(path=photos, polling="never")])
         assert watcher.status()[0].mode == UNWATCHED
         assert "reconcile" in caplog.text
@@ -384,7 +384,7 @@ def test_dead_watch_threads_are_restarted(tmp_path, watcher, hints, caplog):
     for emitter in list(old.emitters):  # as if the emitter thread had crashed
         emitter.stop()
         emitter.join(5)
-    with caplog.at_level(logging.WARNING, logger="daemon.service.watching"):
+    with caplog.at_level(logging.WARNING, logger="dupe_scanner.service.watching"):
         health = watcher.check()
     assert health.restarted == [photos] and health.healthy
     assert "restarting" in caplog.text
@@ -476,8 +476,8 @@ def test_the_real_inotify_watch_limit(tmp_path):
             import logging, sys, time
             from pathlib import Path
             sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r})
-            from daemon.service.watching import Watcher
-            from daemon.settings import WatchSettings
+            from dupe_scanner.service.watching import Watcher
+            from dupe_scanner.settings import WatchSettings
             root = Path({str(tmp_path / "tree")!r})
             for index in range(20):
                 (root / f"folder{{index}}").mkdir(parents=True)

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.errors import SettingsError
-from daemon.settings import load_settings, parse_schedule
+from dupe_scanner.errors import SettingsError
+from dupe_scanner.settings import load_settings, parse_schedule
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,12 +4,12 @@ import sqlite3
 
 from sqlalchemy import inspect
 
-from daemon.backends.base import ImageInfo, ScoredPair
-from daemon.store import contents as content_store
-from daemon.store import files as file_store
-from daemon.store.database import current_revision, head_revision, open_state, read_transaction, upgrade, write_transaction
-from daemon.store.files import FileStat
-from daemon.store.schema import metadata
+from dupe_scanner.backends.base import ImageInfo, ScoredPair
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import current_revision, head_revision, open_state, read_transaction, upgrade, write_transaction
+from dupe_scanner.store.files import FileStat
+from dupe_scanner.store.schema import metadata
 
 STAT = FileStat(size=10, mtime_ns=1_000, inode=1, device=1)
 
@@ -33,7 +33,7 @@ def test_downgrade_to_empty_and_upgrade_again_keeps_working(tmp_path):
     engine = open_state(tmp_path / "state.db")
     from alembic import command
 
-    from daemon.store.database import alembic_config
+    from dupe_scanner.store.database import alembic_config
 
     with engine.connect() as connection:
         command.downgrade(alembic_config(connection), "base")
@@ -133,8 +133,8 @@ def test_upgrading_from_the_previous_revision_keeps_rows_and_adds_decisions(tmp_
     engine = open_state(tmp_path / "state.db")
     from alembic import command
 
-    from daemon.store import decisions as decision_store
-    from daemon.store.database import alembic_config
+    from dupe_scanner.store import decisions as decision_store
+    from dupe_scanner.store.database import alembic_config
 
     with engine.connect() as connection:
         command.downgrade(alembic_config(connection), "0001")
@@ -149,8 +149,8 @@ def test_upgrading_from_the_previous_revision_keeps_rows_and_adds_decisions(tmp_
 
 
 def test_a_decision_is_recorded_once_and_undone(tmp_path):
-    from daemon.decisions import DecidedContent
-    from daemon.store import decisions as decision_store
+    from dupe_scanner.decisions import DecidedContent
+    from dupe_scanner.store import decisions as decision_store
 
     engine = open_state(tmp_path / "state.db")
     contents = [DecidedContent("a" * 64, "/p/a.jpg"), DecidedContent("b" * 64, "/p/b.jpg")]
@@ -171,8 +171,8 @@ def test_the_hashes_of_features_stored_before_the_upgrade_are_copied_and_kept_in
     from alembic import command
     from sqlalchemy import delete, insert, select, update
 
-    from daemon.store.database import alembic_config
-    from daemon.store.schema import feature_hashes, features
+    from dupe_scanner.store.database import alembic_config
+    from dupe_scanner.store.schema import feature_hashes, features
 
     engine = open_state(tmp_path / "state.db")
     with engine.connect() as connection:
@@ -199,8 +199,8 @@ def test_the_hashes_of_features_stored_before_the_upgrade_are_copied_and_kept_in
 
 def test_a_decision_keeps_a_path_that_is_not_utf8(tmp_path):
     """A review page exports such a name (``caf\\udce9.jpg``); recording it used to fail with a traceback."""
-    from daemon.decisions import DecidedContent
-    from daemon.store import decisions as decision_store
+    from dupe_scanner.decisions import DecidedContent
+    from dupe_scanner.store import decisions as decision_store
 
     engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:

@@ -14,10 +14,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from daemon.groups import DuplicateGroup, FileEntry
-from daemon.reports import write_reports
-from daemon.reports.thumbnail_cache import COUNT_FILE, FORMAT_VERSION, ThumbnailCache, thumbnails_beside
-from daemon.settings import ReportSettings
+from dupe_scanner.groups import DuplicateGroup, FileEntry
+from dupe_scanner.reports import write_reports
+from dupe_scanner.reports.thumbnail_cache import COUNT_FILE, FORMAT_VERSION, ThumbnailCache, thumbnails_beside
+from dupe_scanner.settings import ReportSettings
 from tests.cli import run_cli, write_settings
 from tests.photos import make_photo, save
 from tests.test_reports import group, make_image
@@ -139,9 +139,9 @@ RESTARTED = """
 import json, sys
 from datetime import datetime, timezone
 from pathlib import Path
-from daemon.groups import DuplicateGroup, FileEntry, FilePair
-from daemon.reports import write_reports
-from daemon.settings import ReportSettings
+from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.reports import write_reports
+from dupe_scanner.settings import ReportSettings
 
 spec = json.loads(sys.argv[1])
 groups = [

@@ -1,7 +1,7 @@
 """Proposing candidate pairs generously and cheaply; verification decides.
 
 - Hash neighbours: the DCT hash of each orientation of a query image against the stored
-  (as displayed) hashes of all images, through multi-index hashing (daemon.analysis.neighbours).
+  (as displayed) hashes of all images, through multi-index hashing (dupe_scanner.analysis.neighbours).
   Catches copies changed in colour, light, size, format, clarity and orientation. Every
   neighbour of a query is kept (up to ``HASH_NEIGHBOURS``), unless more than ``CROWDED``
   are near-identical: then it is in a crowd, and meets only its ``CROWD_NEIGHBOURS`` nearest.
@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 import faiss
 import numpy as np
 
-from daemon.analysis.neighbours import MultiIndexHash, best_pairs, reachable
+from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 
 HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be proposed
 # Hash neighbours of a query, nearest first (distances up to ALIKE_BITS counting as equal),

@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from daemon.analysis.features import Features, encode
-from daemon.errors import AnalysisFailed
-from daemon.imaging import open_upright
+from dupe_scanner.analysis.features import Features, encode
+from dupe_scanner.errors import AnalysisFailed
+from dupe_scanner.imaging import open_upright
 
 WORK_SIDE = 512  # long side of the working image keypoints are found on
 # JPEGs may decode a little short of WORK_SIDE: a 4000 px photograph then decodes at 1/8

@@ -13,8 +13,8 @@ estimate."""
 
 from __future__ import annotations
 
-from daemon.analysis.features import Features, decode
-from daemon.analysis.verify import (
+from dupe_scanner.analysis.features import Features, decode
+from dupe_scanner.analysis.verify import (
     Relation,
     Verdict,
     closest_orientation,

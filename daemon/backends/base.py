@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Collection, Iterator, Protocol
 
-# The values a backend returns live in daemon.values (the store uses them too); importable
+# The values a backend returns live in dupe_scanner.values (the store uses them too); importable
 # from here as before.
-from daemon.values import ImageInfo, ScoredPair
+from dupe_scanner.values import ImageInfo, ScoredPair
 
 __all__ = ["Backend", "Health", "ImageInfo", "ScoredPair"]
 

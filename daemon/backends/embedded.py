@@ -5,7 +5,7 @@ the workers never inherit the caller's threads, locks or database connections) a
 stores the features in the ``features`` table under the content hash. Finding pairs
 builds neighbour indexes over the stored fingerprints (multi-index hashing over the DCT
 hashes of all eight orientations; an inverted-file index over ORB descriptors for crops
-and overlays), and verifies every candidate pair geometrically (see daemon.analysis.verify).
+and overlays), and verifies every candidate pair geometrically (see dupe_scanner.analysis.verify).
 
 Features written by another analyser version are ignored, as if missing: ``missing()``
 and ``stale_hashes()`` tell the indexer which contents to analyse again.
@@ -26,16 +26,16 @@ import numpy as np
 from sqlalchemy import Engine, bindparam, delete, exists, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from daemon.analysis.candidates import propose
-from daemon.analysis.features import ANALYSER, decode, decode_hash_rows
-from daemon.analysis.fingerprints import Analysis, analyse_file
-from daemon.analysis.pairing import score_batch
-from daemon.analysis.verify import VERIFIER
-from daemon.backends.base import Health, ImageInfo, ScoredPair
-from daemon.backends.keypoint_store import KeypointStore
-from daemon.errors import BackendUnavailable
-from daemon.store.schema import contents, feature_hashes, features
-from daemon.workers import end_with
+from dupe_scanner.analysis.candidates import propose
+from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
+from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
+from dupe_scanner.analysis.pairing import score_batch
+from dupe_scanner.analysis.verify import VERIFIER
+from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
+from dupe_scanner.backends.keypoint_store import KeypointStore
+from dupe_scanner.errors import BackendUnavailable
+from dupe_scanner.store.schema import contents, feature_hashes, features
+from dupe_scanner.workers import end_with
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
 def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None) -> np.ndarray:
     """Each row's rank in the order the contents came: by analysis time, ties by row.
 
-    A pair is proposed from its newer content's search only (see daemon.analysis.candidates),
+    A pair is proposed from its newer content's search only (see dupe_scanner.analysis.candidates),
     so a full scan and the incremental scans before it propose the same pairs. In an
     incremental scan the changed rows come after every other whatever the clock said, so
     that a clock set back never hides a new content from the library it joins.

@@ -31,8 +31,8 @@ from urllib.parse import quote_plus
 
 import requests
 
-from daemon.backends.base import Health, ImageInfo, ScoredPair
-from daemon.backends.flow_http import (  # noqa: F401 (FlowError, new_session: imported from here by tests and the bench)
+from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
+from dupe_scanner.backends.flow_http import (  # noqa: F401 (FlowError, new_session: imported from here by tests and the bench)
     DOCKER_COMMAND,
     FlowError,
     FlowHttp,
@@ -42,9 +42,9 @@ from daemon.backends.flow_http import (  # noqa: F401 (FlowError, new_session: i
     json_kind,
     new_session,
 )
-from daemon.errors import BackendUnavailable
-from daemon.imaging import DEFAULT_MAX_PIXELS, open_upright
-from daemon.settings import FlowSettings
+from dupe_scanner.errors import BackendUnavailable
+from dupe_scanner.imaging import DEFAULT_MAX_PIXELS, open_upright
+from dupe_scanner.settings import FlowSettings
 
 log = logging.getLogger(__name__)
 

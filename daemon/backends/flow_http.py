@@ -25,8 +25,8 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from daemon.errors import BackendLimitReached, BackendUnavailable
-from daemon.settings import FlowSettings
+from dupe_scanner.errors import BackendLimitReached, BackendUnavailable
+from dupe_scanner.settings import FlowSettings
 
 DOCKER_COMMAND = "docker run -d --rm -p8983:8983 --name local-flow-server pixolution/flow"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})

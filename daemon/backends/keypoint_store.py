@@ -32,7 +32,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from daemon.analysis.candidates import (
+from dupe_scanner.analysis.candidates import (
     TRAINING_PER_CELL,
     PointsInMemory,
     empty_descriptor_index,
@@ -41,8 +41,8 @@ from daemon.analysis.candidates import (
     searched_exhaustively,
     train_partition,
 )
-from daemon.errors import FileWriteError
-from daemon.fileio import atomic_write_bytes, fsync_file, remove_quietly
+from dupe_scanner.errors import FileWriteError
+from dupe_scanner.fileio import atomic_write_bytes, fsync_file, remove_quietly
 
 log = logging.getLogger(__name__)
 

@@ -26,12 +26,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from daemon.errors import FileWriteError
-from daemon.fileio import atomic_write_all, remove_stale_temp_files
-from daemon.groups import DuplicateGroup
-from daemon.reports import details_report, html_report, json_report, review_page
-from daemon.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
-from daemon.settings import ReportSettings
+from dupe_scanner.errors import FileWriteError
+from dupe_scanner.fileio import atomic_write_all, remove_stale_temp_files
+from dupe_scanner.groups import DuplicateGroup
+from dupe_scanner.reports import details_report, html_report, json_report, review_page
+from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
+from dupe_scanner.settings import ReportSettings
 
 __all__ = ["ReportOutcome", "thumbnails_beside", "write_reports"]
 

@@ -20,7 +20,7 @@ colour changes need a transform the backend does not record.
 
 from __future__ import annotations
 
-from daemon.groups import EXACT_SCORE, FileEntry
+from dupe_scanner.groups import EXACT_SCORE, FileEntry
 
 IDENTICAL = "identical"
 ROTATED = "rotated"

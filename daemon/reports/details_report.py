@@ -44,9 +44,9 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
-from daemon.decisions import Decision
-from daemon.groups import EXACT_SCORE, DuplicateGroup, FileEntry, FilePair
-from daemon.reports.json_report import encode_json, group_id
+from dupe_scanner.decisions import Decision
+from dupe_scanner.groups import EXACT_SCORE, DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.reports.json_report import encode_json, group_id
 
 FILE_NAME = "duplicates.details.json"
 SCHEMA_VERSION = 2

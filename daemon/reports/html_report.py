@@ -53,13 +53,13 @@ from pyvis.edge import Edge
 from pyvis.network import Network
 from pyvis.node import Node
 
-from daemon.display import visible
-from daemon.groups import DuplicateGroup, FileEntry, FilePair
-from daemon.reports import html_template
-from daemon.reports.details_report import iso_time, round_score
-from daemon.reports.json_report import group_id
-from daemon.reports.thumbnail_cache import ThumbnailCache
-from daemon.reports.thumbnails import placeholder_data_uri, thumbnail_data_uris
+from dupe_scanner.display import visible
+from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.reports import html_template
+from dupe_scanner.reports.details_report import iso_time, round_score
+from dupe_scanner.reports.json_report import group_id
+from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
+from dupe_scanner.reports.thumbnails import placeholder_data_uri, thumbnail_data_uris
 
 FILE_NAME = "duplicates.html"
 PAGE_FILE = re.compile(r"^duplicates(?:-([1-9][0-9]*))?\.html$")

@@ -14,7 +14,7 @@ import io
 import json
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from daemon.groups import DuplicateGroup
+from dupe_scanner.groups import DuplicateGroup
 
 FILE_NAME = "duplicates.json"
 INDENT = "    "

@@ -39,9 +39,9 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any, Callable, Sequence
 
-from daemon.display import visible
-from daemon.groups import EXACT_SCORE, DuplicateGroup, FileEntry
-from daemon.reports.change_kind import KINDS, change_kinds, kinds_mask
+from dupe_scanner.display import visible
+from dupe_scanner.groups import EXACT_SCORE, DuplicateGroup, FileEntry
+from dupe_scanner.reports.change_kind import KINDS, change_kinds, kinds_mask
 
 SCORE_SCALE = 10_000
 

@@ -3,7 +3,7 @@
 The graph pages explain why pictures belong together but stop at ``MAX_PAGES`` pages;
 this page lists every group, sorts and filters them in the browser, and turns the
 reader's "not duplicates" and "keep this one" into a decisions file
-(``daemon.decision_file``) that ``dupe-scanner decide --import`` or the service's
+(``dupe_scanner.decision_file``) that ``dupe-scanner decide --import`` or the service's
 ``decisions/`` folder takes in. No server is involved.
 
 The choices made here, for 100,000 groups (about 300,000 pictures):
@@ -34,13 +34,13 @@ from typing import Sequence
 
 import jinja2
 
-from daemon.groups import DuplicateGroup, FileEntry
-from daemon.reports import review_template
-from daemon.reports.details_report import iso_time
-from daemon.reports.html_report import HtmlPlan, page_file_name, script_json
-from daemon.reports.review_data import review_document
-from daemon.reports.thumbnail_cache import ThumbnailCache
-from daemon.reports.thumbnails import thumbnail_jpegs
+from dupe_scanner.groups import DuplicateGroup, FileEntry
+from dupe_scanner.reports import review_template
+from dupe_scanner.reports.details_report import iso_time
+from dupe_scanner.reports.html_report import HtmlPlan, page_file_name, script_json
+from dupe_scanner.reports.review_data import review_document
+from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
+from dupe_scanner.reports.thumbnails import thumbnail_jpegs
 
 FILE_NAME = "review.html"
 THUMBNAIL_FOLDER = "thumbnails"

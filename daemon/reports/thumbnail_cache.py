@@ -30,9 +30,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from daemon.errors import FileWriteError
-from daemon.fileio import TEMP_SUFFIX, atomic_write_bytes
-from daemon.groups import FileEntry
+from dupe_scanner.errors import FileWriteError
+from dupe_scanner.fileio import TEMP_SUFFIX, atomic_write_bytes
+from dupe_scanner.groups import FileEntry
 
 log = logging.getLogger(__name__)
 

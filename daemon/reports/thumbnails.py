@@ -18,10 +18,10 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
-from daemon.errors import FileVanished, UnreadableImage
-from daemon.groups import FileEntry
-from daemon.imaging import open_upright
-from daemon.reports.thumbnail_cache import ThumbnailCache
+from dupe_scanner.errors import FileVanished, UnreadableImage
+from dupe_scanner.groups import FileEntry
+from dupe_scanner.imaging import open_upright
+from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
 
 log = logging.getLogger(__name__)
 

@@ -36,22 +36,22 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from daemon.backends.base import Backend
-from daemon.indexer import Indexer
-from daemon.service.health import Health, heartbeat_seconds
-from daemon.service.intake import Intake, ReconcileWalk
-from daemon.service.jobs import trigger_for
-from daemon.service.live_settings import LiveSettings
-from daemon.service.notify import Notifier, drop_environment
-from daemon.service.processes import descendants, kill_all
-from daemon.service.queue_worker import IndexingLog, QueueWorker
-from daemon.service.scan_job import ScanJob
-from daemon.service.stability import StabilityTracker
-from daemon.service.watching import Watcher
-from daemon.settings import Settings
-from daemon.store.lock import hold_state
+from dupe_scanner.backends.base import Backend
+from dupe_scanner.indexer import Indexer
+from dupe_scanner.service.health import Health, heartbeat_seconds
+from dupe_scanner.service.intake import Intake, ReconcileWalk
+from dupe_scanner.service.jobs import trigger_for
+from dupe_scanner.service.live_settings import LiveSettings
+from dupe_scanner.service.notify import Notifier, drop_environment
+from dupe_scanner.service.processes import descendants, kill_all
+from dupe_scanner.service.queue_worker import IndexingLog, QueueWorker
+from dupe_scanner.service.scan_job import ScanJob
+from dupe_scanner.service.stability import StabilityTracker
+from dupe_scanner.service.watching import Watcher
+from dupe_scanner.settings import Settings
+from dupe_scanner.store.lock import hold_state
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 STOP_GRACE_SECONDS = 5.0  # SIGTERM: in-flight work may finish within this, the rest stays pending
 
@@ -103,7 +103,7 @@ class Service:
 
     def run(self) -> int:
         self._install_signals()
-        from daemon.composition import components
+        from dupe_scanner.composition import components
 
         state = self.settings.paths.state
         with hold_state(state, "dupe-scanner run"), components(self.settings, clock=self.clock) as parts:

@@ -24,8 +24,8 @@ from typing import Callable, Protocol
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from daemon.errors import SettingsError
-from daemon.settings import Settings, load_settings
+from dupe_scanner.errors import SettingsError
+from dupe_scanner.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

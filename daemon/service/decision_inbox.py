@@ -1,7 +1,7 @@
 """Decisions files dropped into the reports folder's ``decisions/`` folder, imported by the service.
 
 The review page (or a script) saves a decisions file there (format in
-``daemon.decision_file``); at its next scan the service records it and renames it
+``dupe_scanner.decision_file``); at its next scan the service records it and renames it
 ``*.imported``, so it is never imported twice. A file it cannot use is renamed
 ``*.rejected`` and the reasons are logged. A file still being written (modified within
 the last ``settled_seconds``) waits for the next scan.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from daemon import decision_file
-from daemon.errors import UsageError
-from daemon.store.database import write_transaction
+from dupe_scanner import decision_file
+from dupe_scanner.errors import UsageError
+from dupe_scanner.store.database import write_transaction
 
 log = logging.getLogger(__name__)
 

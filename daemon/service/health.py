@@ -21,18 +21,18 @@ from typing import Callable, Protocol
 
 from sqlalchemy import Engine
 
-from daemon.errors import StateError
-from daemon.service.intake import Intake
-from daemon.service.notify import Notifier
-from daemon.service.queue_worker import QueueWorker
-from daemon.service.scan_job import ScanJob
-from daemon.service.stability import StabilityTracker
-from daemon.service.status import ServiceStatus, StateCounts, status_path, write_status
-from daemon.service.watching import Watcher
-from daemon.settings import Settings
-from daemon.store.database import read_transaction
+from dupe_scanner.errors import StateError
+from dupe_scanner.service.intake import Intake
+from dupe_scanner.service.notify import Notifier
+from dupe_scanner.service.queue_worker import QueueWorker
+from dupe_scanner.service.scan_job import ScanJob
+from dupe_scanner.service.stability import StabilityTracker
+from dupe_scanner.service.status import ServiceStatus, StateCounts, status_path, write_status
+from dupe_scanner.service.watching import Watcher
+from dupe_scanner.settings import Settings
+from dupe_scanner.store.database import read_transaction
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 HEARTBEAT_SECONDS = 10.0  # status, health checks; WATCHDOG=1 at least this often
 LOOP_STALL_SECONDS = 60.0  # the main loop must come round at least this often to count as alive

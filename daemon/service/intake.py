@@ -29,18 +29,18 @@ from typing import Callable, Iterable
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
-from daemon.errors import is_bug
-from daemon.reconcile import reconcile
-from daemon.service.jobs import Coalesced
-from daemon.service.memory import release_memory
-from daemon.service.stability import Settled, StabilityTracker
-from daemon.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, path_filter_for
-from daemon.settings import Settings, WatchSettings
-from daemon.store import files as file_store
-from daemon.store.database import write_transaction
-from daemon.store.files import FileStat
+from dupe_scanner.errors import is_bug
+from dupe_scanner.reconcile import reconcile
+from dupe_scanner.service.jobs import Coalesced
+from dupe_scanner.service.memory import release_memory
+from dupe_scanner.service.stability import Settled, StabilityTracker
+from dupe_scanner.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, path_filter_for
+from dupe_scanner.settings import Settings, WatchSettings
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import write_transaction
+from dupe_scanner.store.files import FileStat
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 HINT_BATCH = 5000
 SETTLE_GRACE_SECONDS = 1.0

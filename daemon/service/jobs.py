@@ -17,10 +17,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from daemon.errors import DupeScannerError
-from daemon.settings import Schedule
+from dupe_scanner.errors import DupeScannerError
+from dupe_scanner.settings import Schedule
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 
 def trigger_for(schedule: Schedule):

@@ -16,11 +16,11 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
-from daemon.service.config_reload import ConfigReloader
-from daemon.service.notify import Notifier
-from daemon.settings import Settings
+from dupe_scanner.service.config_reload import ConfigReloader
+from dupe_scanner.service.notify import Notifier
+from dupe_scanner.settings import Settings
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 # Settings that need a restart: the state file and the backend are opened once.
 RESTART_NEEDED = ("paths.state", "backend")

@@ -19,14 +19,14 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from daemon.errors import BackendLimitReached, StateError, is_bug
-from daemon.indexer import Indexer, Outcome
-from daemon.retry import RetryPolicy
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
-from daemon.store.files import KnownFile
+from dupe_scanner.errors import BackendLimitReached, StateError, is_bug
+from dupe_scanner.indexer import Indexer, Outcome
+from dupe_scanner.retry import RetryPolicy
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
+from dupe_scanner.store.files import KnownFile
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 PROGRESS_SECONDS = 30.0  # a summary line during large imports, not a line per file
 LIMIT_PAUSE_SECONDS = 600.0  # the backend refused more documents: try again after this

@@ -22,20 +22,20 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine
 
-from daemon.backends.base import Backend
-from daemon.scanning import run_scan
-from daemon.service.decision_inbox import import_dropped
-from daemon.service.jobs import Coalesced
-from daemon.service.memory import release_memory
-from daemon.service.notify import Notifier
-from daemon.service.scan_progress import ScanReport
-from daemon.settings import Settings
-from daemon.store import contents as content_store
-from daemon.store import decisions as decision_store
-from daemon.store import files as file_store
-from daemon.store.database import read_transaction, write_transaction
+from dupe_scanner.backends.base import Backend
+from dupe_scanner.scanning import run_scan
+from dupe_scanner.service.decision_inbox import import_dropped
+from dupe_scanner.service.jobs import Coalesced
+from dupe_scanner.service.memory import release_memory
+from dupe_scanner.service.notify import Notifier
+from dupe_scanner.service.scan_progress import ScanReport
+from dupe_scanner.settings import Settings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import decisions as decision_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.database import read_transaction, write_transaction
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 MAX_SCAN_DELAY_FACTOR = 6  # a burst that never settles still gets a scan every debounce × this (≥ 60 s)
 SCAN_INPUTS_KEY = "service_scan_inputs"

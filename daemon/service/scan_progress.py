@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Callable
 
-log = logging.getLogger("dupe-scanner.service")
+log = logging.getLogger("dupe_scanner.service")
 
 ANNOUNCE_SECONDS = 1.0
 LOG_SECONDS = 30.0

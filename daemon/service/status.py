@@ -21,10 +21,10 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from daemon.settings import Settings
-from daemon.store import contents as content_store
-from daemon.store import files as file_store
-from daemon.store.schema import FAILED, GONE, INDEXED, PENDING
+from dupe_scanner.settings import Settings
+from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import files as file_store
+from dupe_scanner.store.schema import FAILED, GONE, INDEXED, PENDING
 
 FILE_NAME = "service-status.json"
 FORMAT_VERSION = 1

@@ -3,7 +3,7 @@
 Events are hints and the state is the truth. The handler here never touches the
 database: it turns each watchdog event into a :class:`Hint` (changed, deleted, moved,
 or "rescan this folder, events were lost") for the paths the folder's
-:class:`~daemon.pathfilter.PathFilter` wants, and hands it to a callback. The service
+:class:`~dupe_scanner.pathfilter.PathFilter` wants, and hands it to a callback. The service
 decides what to do with it.
 
 One observer per folder, so that one folder can fall back to polling without the
@@ -45,9 +45,9 @@ from watchdog.events import (
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from daemon.pathfilter import PathFilter
-from daemon.service import mounts
-from daemon.settings import WatchSettings
+from dupe_scanner.pathfilter import PathFilter
+from dupe_scanner.service import mounts
+from dupe_scanner.settings import WatchSettings
 
 try:  # inotify exists on Linux only; elsewhere every folder is polled.
     from watchdog.observers.inotify import InotifyEmitter, InotifyObserver

@@ -8,9 +8,9 @@ from typing import Iterable, Iterator
 from sqlalchemy import Connection, Select, delete, exists, func, insert, or_, select, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from daemon.values import ImageInfo, ScoredPair
-from daemon.store.batching import batches
-from daemon.store.schema import GONE, contents, features, files, meta, pairs, scans
+from dupe_scanner.values import ImageInfo, ScoredPair
+from dupe_scanner.store.batching import batches
+from dupe_scanner.store.schema import GONE, contents, features, files, meta, pairs, scans
 
 
 def has_content(connection: Connection, content_hash: str) -> bool:

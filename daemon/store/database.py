@@ -21,16 +21,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from daemon.errors import StateError
+from dupe_scanner.errors import StateError
 
 BUSY_TIMEOUT_MS = 30_000
 
 
 def _migrations_folder() -> Path:
     """The installed ``daemon/migrations``, or the repository's ``migrations/`` in a checkout."""
-    import daemon.migrations  # installed package (package-dir maps it to migrations/)
+    import dupe_scanner.migrations  # installed package (package-dir maps it to migrations/)
 
-    return Path(daemon.migrations.__file__).resolve().parent
+    return Path(dupe_scanner.migrations.__file__).resolve().parent
 
 
 def open_state(path: Path) -> Engine:

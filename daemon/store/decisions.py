@@ -9,8 +9,8 @@ from typing import Iterable
 
 from sqlalchemy import Connection, delete, func, insert, select
 
-from daemon.decisions import DecidedContent, Decision, Decisions
-from daemon.store.schema import decision_contents, decisions
+from dupe_scanner.decisions import DecidedContent, Decision, Decisions
+from dupe_scanner.store.schema import decision_contents, decisions
 
 
 def add(connection: Connection, kind: str, contents: Iterable[DecidedContent], made_at: float, source: str) -> Decision:

@@ -12,11 +12,11 @@ from typing import Iterable, Iterator
 
 from sqlalchemy import Connection, Select, and_, delete, exists, func, insert, or_, select, update
 
-from daemon.store.batching import batches
-from daemon.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
+from dupe_scanner.store.batching import batches
+from dupe_scanner.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
 
-# FileStat lives in daemon.values (the indexer and reconcile use it too); importable from here as before.
-from daemon.values import FileStat
+# FileStat lives in dupe_scanner.values (the indexer and reconcile use it too); importable from here as before.
+from dupe_scanner.values import FileStat
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from daemon.errors import StateError, StateInUse
+from dupe_scanner.errors import StateError, StateInUse
 
 
 def lock_path(state: Path) -> Path:

@@ -5,7 +5,7 @@ A scan reads every content's hashes (the neighbour index is built from them), an
 substring of it, so each scan read the whole table, 20 GB at a million pictures. The
 version checks (which contents an older analyser made) read every row too. The triggers
 copy the blob's prefix (the format's magic and eight 64-bit hashes: 68 bytes, see
-``daemon.analysis.features.PREFIX_BYTES``) and its analyser whenever a row is written, and
+``dupe_scanner.analysis.features.PREFIX_BYTES``) and its analyser whenever a row is written, and
 drop it with the row, so no code path can leave the two apart.
 
 Revision ID: 0003

@@ -11,8 +11,8 @@ from typing import Iterator
 
 import pytest
 
-from daemon.backends.flow import FlowBackend
-from daemon.settings import FlowSettings
+from dupe_scanner.backends.flow import FlowBackend
+from dupe_scanner.settings import FlowSettings
 from tests.flow_standin.server import FlowStandIn
 
 

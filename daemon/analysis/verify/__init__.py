@@ -46,7 +46,7 @@ The parts, each readable alone, imported one way (``verdict`` uses the other thr
 
 from __future__ import annotations
 
-from daemon.analysis.verify.relation import (
+from dupe_scanner.analysis.verify.relation import (
     MAX_KEYPOINT_SCALE,
     MIN_INLIERS,
     Relation,
@@ -57,9 +57,9 @@ from daemon.analysis.verify.relation import (
     hash_distance,
     views,
 )
-from daemon.analysis.verify.alignment import MAX_SHAPE_ERROR
-from daemon.analysis.verify.comparison import CELL_AGREES, LAYOUT_BLUR, OVERLAY_ENERGY, OVERLAY_REST_DIFFERENCE, Structure
-from daemon.analysis.verify.verdict import (
+from dupe_scanner.analysis.verify.alignment import MAX_SHAPE_ERROR
+from dupe_scanner.analysis.verify.comparison import CELL_AGREES, LAYOUT_BLUR, OVERLAY_ENERGY, OVERLAY_REST_DIFFERENCE, Structure
+from dupe_scanner.analysis.verify.verdict import (
     CONTAINMENT,
     CROPPED,
     MAX_CROPPED_OVERLAY,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from daemon.analysis.features import Features
-from daemon.analysis.fingerprints import orient
+from dupe_scanner.analysis.features import Features
+from dupe_scanner.analysis.fingerprints import orient
 
 MIN_INLIERS = 8  # keypoint matches a fit needs behind it; fewer can agree on a relation by chance
 MAX_KEYPOINT_SCALE = 3.0  # a keypoint fit scaling the thumbnails more than this (or less than its inverse) is degenerate

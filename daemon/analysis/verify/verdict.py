@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from daemon.analysis.features import Features
-from daemon.analysis.verify import alignment, comparison
-from daemon.analysis.verify.alignment import MAX_SHAPE_ERROR
-from daemon.analysis.verify.relation import Relation, views
+from dupe_scanner.analysis.features import Features
+from dupe_scanner.analysis.verify import alignment, comparison
+from dupe_scanner.analysis.verify.alignment import MAX_SHAPE_ERROR
+from dupe_scanner.analysis.verify.relation import Relation, views
 
 CONTAINMENT = 0.985  # the smaller frame must lie this much inside the larger
 MAX_TILT = 0.6  # degrees: an edit turns a picture by quarter turns only; another shot may be tilted a little
