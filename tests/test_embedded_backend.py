@@ -209,6 +209,21 @@ def test_contents_whose_features_were_lost_are_reported_outdated(tmp_path):
         backend.close()
 
 
+def test_a_fingerprint_cut_short_is_left_out_of_the_scan_and_analysed_again(backend, tmp_path, caplog):
+    paths = variants(photo(9), tmp_path, "eta")[:3]
+    index_all(backend, paths)
+    with backend.engine.begin() as connection:
+        whole = connection.scalar(select(features.c.data).where(features.c.hash == "eta-q40.jpg"))
+        connection.execute(update(features).where(features.c.hash == "eta-q40.jpg").values(data=whole[: len(whole) // 3]))
+
+    with caplog.at_level("WARNING"):
+        pairs = matches(backend, None)
+
+    assert {(pair.first, pair.second) for pair in pairs} == {("eta-small.png", "eta.jpg")}
+    assert "1 stored fingerprints were damaged" in caplog.text
+    assert backend.missing(["eta-q40.jpg"]) == {"eta-q40.jpg"}  # so the next index run analyses it again
+
+
 def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, monkeypatch):
     import time
 

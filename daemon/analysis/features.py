@@ -68,9 +68,17 @@ def encode(features: Features) -> bytes:
 
 
 def decode(blob: bytes) -> Features:
+    """The features in ``blob``; ValueError if it is not a whole blob of this analyser version
+    (another version's, or damaged: cut short by a full disk, say)."""
     if blob[: len(MAGIC)] != MAGIC:
         raise ValueError("not a features blob of this analyser version")
-    view = memoryview(blob)
+    try:
+        return _decoded(memoryview(blob))
+    except (struct.error, TypeError, ValueError) as error:
+        raise ValueError(f"a damaged features blob ({error})") from None
+
+
+def _decoded(view: memoryview) -> Features:
     offset = len(MAGIC)
     hashes = np.frombuffer(view[offset : offset + 64], dtype="<u8").astype(np.uint64)
     offset += 64

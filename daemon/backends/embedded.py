@@ -293,15 +293,25 @@ class EmbeddedBackend:
             if progress is not None:
                 progress("verifying candidate pairs", verified, len(candidates))
 
+        damaged: set[str] = set()
         for start in range(0, len(candidates), BATCH_PAIRS):
             batch = candidates[start : start + BATCH_PAIRS]
             blobs = self._load_blobs({key for pair in batch for key in pair[:2]})
+            damaged.update(_drop_damaged(blobs))
             batch = [pair for pair in batch if pair[0] in blobs and pair[1] in blobs]
             pending.append(self._submit(score_batch, blobs, batch))
             if len(pending) >= 2 * self.workers:
                 yield from collected(pending.pop(0))
         for future in pending:
             yield from collected(future)
+        if damaged:
+            # Deleted, they are "outdated" (see ``outdated``): the next index run analyses their pictures again.
+            self.forget(damaged)
+            log.warning(
+                "%d stored fingerprints were damaged (cut short by a full disk or a crash?) and were left out of this scan; "
+                "their pictures are analysed again by the next 'dupe-scanner index' or start of the service",
+                len(damaged),
+            )
 
     @staticmethod
     def _collect(future: Future) -> Iterator[ScoredPair]:
@@ -321,3 +331,15 @@ class EmbeddedBackend:
                 for key, data in connection.execute(query, {"keys": wanted[start : start + SQL_CHUNK]}):
                     blobs[key] = bytes(data)
         return blobs
+
+
+def _drop_damaged(blobs: dict[str, bytes]) -> list[str]:
+    """Remove from ``blobs`` those that do not decode, and name them: one damaged row must not fail every scan."""
+    damaged = []
+    for key, blob in list(blobs.items()):
+        try:
+            decode(blob)
+        except ValueError:
+            damaged.append(key)
+            del blobs[key]
+    return damaged

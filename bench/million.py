@@ -1,0 +1,231 @@
+"""The regular rescan and the reconcile walk of a library of a million files: issue 11, target 4.
+
+``python -m bench.million [--sizes 100000,1000000] [--root DIR]`` prints one table.
+
+Each library is N real files on disk (empty ``.jpg`` files, one inode each, a thousand to a
+folder) and a state that knows them all as a finished index and scan leave it: every file
+indexed, every content compared, one content in 50 a near copy of an earlier one (its pair
+stored, as a scan stores it). The contents' hashes are real pictures' hashes with 12 to 32
+bits flipped in each (bench/scale_simulate.py's rule); their stored fingerprints are the
+hash prefix alone, which is all these two commands read (a pass over every full fingerprint
+is what target 4 forbids, so the 20 KB each would only cost disk). The rows are written
+with the state's own tables and triggers, in bulk.
+
+Then, with the real command line, each a subprocess measured with all its children:
+
+1. *no-change scan*: ``dupe-scanner scan`` with nothing new: the service's regular rescan.
+   It still writes the reports, with every planted group in them.
+2. *reconcile walk*: ``dupe-scanner index --dir ROOT`` with nothing changed: the walk the
+   service makes at start and on its reconcile schedule, here over every file.
+3. *one new file*: one file written and indexed (``index --dir``), then ``scan``. Its
+   fingerprint is a real picture's, so it is searched against every hash of the library;
+   the others' keypoints are absent, so the keypoint search's share is not in this figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.scale import SCALE_ROOT, measured
+from bench.scale_simulate import DISTINCT_FLIPS, SETTINGS, cli
+
+COPY_EVERY = 50
+PER_FOLDER = 1000
+ROW_BATCH = 20_000
+STATE_SECONDS = 1_700_000_000.0  # when the simulated library was indexed and scanned
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.million", description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="library sizes, ascending (default 100000,1000000)")
+    parser.add_argument("--root", type=Path, default=SCALE_ROOT, help=f"where the libraries live (default {SCALE_ROOT})")
+    options = parser.parse_args()
+    real_hashes = _real_hashes(options.root)
+    rows = []
+    for size in (int(s) for s in options.sizes.split(",")):
+        rows.append(measure(size, options.root / "million" / f"size-{size}", real_hashes))
+        print_table(rows)
+    return 0
+
+
+def _real_hashes(root: Path) -> np.ndarray:
+    """The eight hashes of each picture of bench/scale's indexed base (real photographs)."""
+    from dupe_scanner.analysis.features import ANALYSER, PREFIX_BYTES, decode_hash_rows
+
+    state = root / "simulation" / "base-1000" / "state" / "state.db"
+    if not state.exists():
+        raise SystemExit(f"{state}: not there; run `python -m bench.incremental --sizes 10000` once to index the base")
+    with sqlite3.connect(state) as connection:
+        query = f"SELECT substr(data, 1, {PREFIX_BYTES}) FROM features WHERE analyser = ?"
+        prefixes = [bytes(row[0]) for row in connection.execute(query, (ANALYSER,))]
+    _, hashes = decode_hash_rows(prefixes)
+    if not len(hashes):
+        raise SystemExit(f"{state}: indexed by another analyser; run `python -m bench.incremental --sizes 10000` to index it again")
+    return hashes
+
+
+def measure(size: int, folder: Path, real_hashes: np.ndarray) -> dict:
+    started = time.perf_counter()
+    if not (folder / ".complete").exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        build(size, folder, real_hashes)
+        (folder / ".complete").write_text(str(size))
+    built = time.perf_counter() - started
+    scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
+    walk_s, walk_peak, _ = measured(cli(folder) + ["index", "--dir", str(folder / "library")], cwd=folder)
+    new_index_s, new_scan_s, new_peak = one_new_file(folder)
+    state_bytes = sum(p.stat().st_size for p in (folder / "state").glob("state.db*") if p.is_file())
+    return {
+        "size": size,
+        "built_s": built,
+        "scan_s": scan_s,
+        "scan_peak": scan_peak,
+        "walk_s": walk_s,
+        "walk_peak": walk_peak,
+        "new_index_s": new_index_s,
+        "new_scan_s": new_scan_s,
+        "new_peak": new_peak,
+        "state_bytes": state_bytes,
+    }
+
+
+def one_new_file(folder: Path) -> tuple[float, float, int]:
+    """A real photograph written into the library, indexed, then scanned (a new one each run)."""
+    from bench.__main__ import _skimage_data
+
+    samples = sorted(Path(_skimage_data()).glob("*.png"))
+    target = folder / "library" / "new"
+    target.mkdir(exist_ok=True)
+    number = len(list(target.iterdir()))
+    shutil.copyfile(samples[number % len(samples)], target / f"new-{number}.png")
+    index_s, index_peak, _ = measured(cli(folder) + ["index", "--dir", str(target)], cwd=folder)
+    scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
+    return index_s, scan_s, max(index_peak, scan_peak)
+
+
+# -- building a library ----------------------------------------------------------------------------
+
+
+def build(size: int, folder: Path, real_hashes: np.ndarray) -> None:
+    (folder / "state").mkdir(parents=True)
+    (folder / "settings.toml").write_text(SETTINGS)
+    paths = write_files(folder / "library", size)
+    write_state(folder, paths, real_hashes)
+
+
+def write_files(library: Path, size: int) -> list[str]:
+    paths = []
+    for number in range(size):
+        if number % PER_FOLDER == 0:
+            (library / f"{number // PER_FOLDER:04d}").mkdir(parents=True)
+        path = library / f"{number // PER_FOLDER:04d}" / f"{number:07d}.jpg"
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        paths.append(str(path))
+        if number % 100_000 == 99_999:
+            print(f"  {number + 1:,} files", flush=True)
+    return paths
+
+
+def write_state(folder: Path, paths: list[str], real_hashes: np.ndarray) -> None:
+    """Every file indexed, every content compared, the copies' pairs stored: as a finished scan leaves them."""
+    from dupe_scanner.analysis.features import ANALYSER, MAGIC
+    from dupe_scanner.backends.embedded import EmbeddedBackend
+    from dupe_scanner.scanning import COMPARISON_KEY, FLOOR_KEY, PAIR_FLOOR
+    from dupe_scanner.store import contents as content_store
+    from dupe_scanner.store.database import open_state, write_transaction
+    from dupe_scanner.store.schema import contents, features, files, pairs
+
+    rng = np.random.default_rng(size := len(paths))
+    hashes = synthetic_hashes(real_hashes, size, rng)
+    keys = [hashlib.sha256(f"million-{number}".encode()).hexdigest() for number in range(size)]
+    engine = open_state(folder / "state" / "state.db")
+    for start in range(0, size, ROW_BATCH):
+        numbers = range(start, min(start + ROW_BATCH, size))
+        with write_transaction(engine) as connection:
+            connection.execute(contents.insert(), [_content_row(keys[n]) for n in numbers])
+            connection.execute(
+                features.insert(), [{"hash": keys[n], "analyser": ANALYSER, "data": MAGIC + hashes[n].astype("<u8").tobytes()} for n in numbers]
+            )
+            connection.execute(files.insert(), [_file_row(paths[n], keys[n]) for n in numbers])
+            copies = [n for n in numbers if n % COPY_EVERY == COPY_EVERY - 1]
+            if copies:
+                connection.execute(pairs.insert(), [_pair_row(keys[n - 1 - int(rng.integers(0, min(n, 500)))], keys[n]) for n in copies])
+        print(f"  {numbers.stop:,} rows", flush=True)
+    with write_transaction(engine) as connection:
+        content_store.set_meta(connection, FLOOR_KEY, repr(min(PAIR_FLOOR, 0.6)))
+        content_store.set_meta(connection, COMPARISON_KEY, EmbeddedBackend.comparison)
+    engine.dispose()
+
+
+def synthetic_hashes(real_hashes: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """``size`` × 8 hashes: a real picture's, each hash with DISTINCT_FLIPS bits flipped (on average)."""
+    sources = real_hashes[rng.integers(0, len(real_hashes), size=size)]
+    flip_chance = (DISTINCT_FLIPS[0] + DISTINCT_FLIPS[1]) / 2 / 64
+    bits = rng.random((size, 8, 64)) < flip_chance
+    masks = np.packbits(bits, axis=2, bitorder="little").view("<u8").reshape(size, 8)
+    return sources ^ masks
+
+
+def _content_row(key: str) -> dict:
+    return {"hash": key, "width": 4000, "height": 3000, "format": "JPEG", "analysed_at": STATE_SECONDS, "needs_scan": False}
+
+
+def _file_row(path: str, key: str) -> dict:
+    stat = os.stat(path)
+    return {
+        "path": path,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "inode": stat.st_ino,
+        "device": stat.st_dev,
+        "content_hash": key,
+        "state": "indexed",
+        "error": None,
+        "attempts": 0,
+        "next_attempt_at": 0.0,
+        "seen_at": STATE_SECONDS,
+        "changed_at": STATE_SECONDS,
+        "indexed_at": STATE_SECONDS,
+    }
+
+
+def _pair_row(first: str, second: str) -> dict:
+    low, high = sorted((first, second))
+    return {"first": low, "second": high, "score": 0.9}
+
+
+# -- the table ---------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[dict]) -> None:
+    mb = lambda value: f"{value / 1e6:,.0f} MB"  # noqa: E731
+    header = ["N files", "built in", "no-change scan", "its peak", "reconcile walk", "its peak", "one new file: index", "then scan", "their peak", "state"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        cells = [
+            f"{row['size']:,}",
+            f"{row['built_s']:.0f} s",
+            f"{row['scan_s']:.1f} s",
+            mb(row["scan_peak"]),
+            f"{row['walk_s']:.1f} s",
+            mb(row["walk_peak"]),
+            f"{row['new_index_s']:.1f} s",
+            f"{row['new_scan_s']:.1f} s",
+            mb(row["new_peak"]),
+            mb(row["state_bytes"]),
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
