@@ -31,7 +31,7 @@ def test_each_stage_is_announced_at_once_and_counts_at_most_every_second():
 def test_the_log_says_it_every_30_seconds_with_the_time_left(caplog):
     clock = Clock()
     report = ScanReport(lambda _line: None, clock)
-    caplog.set_level(logging.INFO, logger="dupe-scanner.service")
+    caplog.set_level(logging.INFO, logger="dupe_scanner.service")
     report("verifying candidate pairs", 0, 40_000)
     clock.now += LOG_SECONDS - 1
     report("verifying candidate pairs", 9_000, 40_000)
