@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from dupe_scanner.settings import KNOWN_KEYS
+from dupe_scanner.settings import declared
 
 REPO = Path(__file__).resolve().parent.parent
-KEYS = [(table, key) for table, keys in KNOWN_KEYS.items() for key in keys if f"{table}.{key}" not in KNOWN_KEYS]
+KEYS = [(entry.table, entry.name) for entry in declared()]
 
 
 @pytest.mark.parametrize("table, key", KEYS, ids=[f"{t}.{k}" for t, k in KEYS])
