@@ -16,9 +16,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Callable, Iterator
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from dupe_scanner.errors import SettingsError
 
@@ -544,7 +545,7 @@ class _Reader:
         value = raw[name]
         kinds = decl.accepts
         why = None
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
             why = f"must be {' or '.join(k.__name__ for k in kinds)}, not {type(value).__name__}"
         elif decl.check is not None:
             why = decl.check(value)

@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("repository", nargs="?", type=Path, default=Path("."), help="the repository's top folder (default: .)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a file differs")
     arguments = parser.parse_args(argv)
+    if not (arguments.repository / "README.md").is_file():
+        parser.error(f"{arguments.repository} is not the repository's top folder: it has no README.md")
     drifted = []
     for path, text in written(arguments.repository).items():
         if path.read_text(encoding="utf-8") == text:
