@@ -36,6 +36,11 @@ def test_the_changelog_names_the_current_analyser_verifier_and_state_revision():
         assert f"`{name}`" in changelog, f"CHANGELOG.md does not record {name}"
 
 
+@pytest.mark.parametrize("entry", list(declared()), ids=[entry.key for entry in declared()])
+def test_every_key_says_what_it_is_for(entry):
+    assert entry.setting.doc.strip(), f"{entry.key} is declared without a text for the README and settings.toml"
+
+
 def test_settings_toml_and_the_readme_table_are_written_from_the_declarations():
     from dupe_scanner.settings_docs import written
 
