@@ -2,7 +2,7 @@
 
 ``python -m bench.million [--sizes 100000,1000000] [--root DIR]`` prints one table.
 
-Each library is N real files on disk (empty ``.jpg`` files, one inode each, a thousand to a
+Each library is N real files on disk (a tiny JPEG each, one inode each, a thousand to a
 folder) and a state that knows them all as a finished index and scan leave it: every file
 indexed, every content compared, one content in 50 a near copy of an earlier one (its pair
 stored, as a scan stores it). The contents' hashes are real pictures' hashes with 12 to 32
@@ -13,11 +13,13 @@ with the state's own tables and triggers, in bulk.
 
 Then, with the real command line, each a subprocess measured with all its children:
 
-1. *no-change scan*: ``dupe-scanner scan`` with nothing new: the service's regular rescan.
-   It still writes the reports, with every planted group in them.
-2. *reconcile walk*: ``dupe-scanner index --dir ROOT`` with nothing changed: the walk the
+1. *first reports*: the first ``dupe-scanner scan``: nothing to compare, but every planted
+   group's reports and thumbnails are written (thumbnails are then kept by content).
+2. *no-change scan*: ``dupe-scanner scan`` again, with nothing new: the service's regular
+   rescan. It still writes the reports, with every planted group in them.
+3. *reconcile walk*: ``dupe-scanner index --dir ROOT`` with nothing changed: the walk the
    service makes at start and on its reconcile schedule, here over every file.
-3. *one new file*: one file written and indexed (``index --dir``), then ``scan``. Its
+4. *one new file*: one file written and indexed (``index --dir``), then ``scan``. Its
    fingerprint is a real picture's, so it is searched against every hash of the library;
    the others' keypoints are absent, so the keypoint search's share is not in this figure.
 """
@@ -80,6 +82,7 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray) -> dict:
         build(size, folder, real_hashes)
         (folder / ".complete").write_text(str(size))
     built = time.perf_counter() - started
+    first_s, first_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     walk_s, walk_peak, _ = measured(cli(folder) + ["index", "--dir", str(folder / "library")], cwd=folder)
     new_index_s, new_scan_s, new_peak = one_new_file(folder)
@@ -87,6 +90,8 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray) -> dict:
     return {
         "size": size,
         "built_s": built,
+        "first_s": first_s,
+        "first_peak": first_peak,
         "scan_s": scan_s,
         "scan_peak": scan_peak,
         "walk_s": walk_s,
@@ -108,6 +113,7 @@ def one_new_file(folder: Path) -> tuple[float, float, int]:
     number = len(list(target.iterdir()))
     shutil.copyfile(samples[number % len(samples)], target / f"new-{number}.png")
     index_s, index_peak, _ = measured(cli(folder) + ["index", "--dir", str(target)], cwd=folder)
+    first_s, first_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     return index_s, scan_s, max(index_peak, scan_peak)
 
@@ -123,16 +129,28 @@ def build(size: int, folder: Path, real_hashes: np.ndarray) -> None:
 
 
 def write_files(library: Path, size: int) -> list[str]:
+    picture = tiny_jpeg()
     paths = []
     for number in range(size):
         if number % PER_FOLDER == 0:
             (library / f"{number // PER_FOLDER:04d}").mkdir(parents=True)
         path = library / f"{number // PER_FOLDER:04d}" / f"{number:07d}.jpg"
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o644))
+        path.write_bytes(picture)
         paths.append(str(path))
         if number % 100_000 == 99_999:
             print(f"  {number + 1:,} files", flush=True)
     return paths
+
+
+def tiny_jpeg() -> bytes:
+    """A 16×16 JPEG (about 600 bytes): a thumbnail can be made of it, and a million fit in 1 GB."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (120, 140, 160)).save(buffer, "JPEG")
+    return buffer.getvalue()
 
 
 def write_state(folder: Path, paths: list[str], real_hashes: np.ndarray) -> None:
@@ -208,13 +226,15 @@ def _pair_row(first: str, second: str) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     mb = lambda value: f"{value / 1e6:,.0f} MB"  # noqa: E731
-    header = ["N files", "built in", "no-change scan", "its peak", "reconcile walk", "its peak", "one new file: index", "then scan", "their peak", "state"]
+    header = ["N files", "built in", "first reports", "its peak", "no-change scan", "its peak", "reconcile walk", "its peak", "one new file: index", "then scan", "their peak", "state"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
         cells = [
             f"{row['size']:,}",
             f"{row['built_s']:.0f} s",
+            f"{row['first_s']:.1f} s",
+            mb(row["first_peak"]),
             f"{row['scan_s']:.1f} s",
             mb(row["scan_peak"]),
             f"{row['walk_s']:.1f} s",
