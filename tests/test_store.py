@@ -208,3 +208,23 @@ def test_a_decision_keeps_a_path_that_is_not_utf8(tmp_path):
     with read_transaction(engine) as connection:
         [decision] = decision_store.load(connection).all
     assert [content.path for content in decision.contents] == ["/p/caf\udce9.jpg"]
+
+
+def test_grouping_reads_every_pair_between_matched_contents_and_none_touching_strangers(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for digest in ("a", "b", "c", "d", "stranger"):
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+        found = [
+            ScoredPair.of("a", "b", 0.9),
+            ScoredPair.of("b", "c", 0.8),
+            ScoredPair.of("a", "c", 0.4),  # below the threshold, but both match something: grouping weighs it
+            ScoredPair.of("c", "stranger", 0.5),  # the stranger matches nothing
+            ScoredPair.of("d", "stranger", 0.3),
+        ]
+        content_store.replace_pairs(connection, found, changed=None)
+
+    with read_transaction(engine) as connection:
+        read = sorted((pair.first, pair.second, pair.score) for pair in content_store.pairs_among_matched(connection, 0.6))
+
+    assert read == [("a", "b", 0.9), ("a", "c", 0.4), ("b", "c", 0.8)]

@@ -107,10 +107,14 @@ def matched_contents(threshold: float) -> Select:
 def pairs_among_matched(connection: Connection, threshold: float) -> Iterator[ScoredPair]:
     """Every stored pair (whatever its score) between two contents that match something at
     ``threshold``: all that grouping needs, however many strangers the state holds."""
-    matched = matched_contents(threshold)
-    rows = connection.execute(select(pairs).where(pairs.c.first.in_(matched), pairs.c.second.in_(matched)))
-    for row in rows:
-        yield ScoredPair(row.first, row.second, row.score)
+    # Not "first IN matched AND second IN matched" in one query: SQLite probes the pairs' key
+    # with every combination of the two lists, |matched|² lookups (9 s for 2,000 pairs in a
+    # library of 100,000). Each pair is found once, by its first content, in index order.
+    matched = set(connection.execute(matched_contents(threshold)).scalars())
+    for batch in batches(sorted(matched)):
+        for row in connection.execute(select(pairs).where(pairs.c.first.in_(batch))):
+            if row.second in matched:
+                yield ScoredPair(row.first, row.second, row.score)
 
 
 @dataclass(frozen=True)
