@@ -6,9 +6,10 @@ folder boundaries (``**/.thumbnails/**``) and ``*`` staying within one name.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path, PurePosixPath
 
 from dupe_scanner.rawfiles import RAW_SUFFIXES
@@ -31,20 +32,35 @@ class PathFilter:
     exclude: tuple[str, ...] = ()
     recursive: bool = True
 
-    def wants(self, path: Path) -> bool:
-        """True for an image file this watch should index (judged by name alone)."""
-        try:
-            relative = PurePosixPath(path.relative_to(self.root).as_posix())
-        except ValueError:
+    def wants(self, path: Path | str) -> bool:
+        """True for an image file this watch should index (judged by name alone).
+
+        Judged on the path's text (a walk asks once per file, a million times in a large
+        library: pathlib's parsing cost most of that walk); a ``Path`` is already in the
+        normal form the text rules need, and so are the walk's and the state's strings."""
+        text = os.fspath(path)
+        if not text.startswith(self._prefix) or len(text) == len(self._prefix):
             return False
-        if not relative.parts or (not self.recursive and len(relative.parts) > 1):
+        relative = text[len(self._prefix) :]
+        if not self.recursive and "/" in relative:
             return False
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if _suffix(relative).lower() not in IMAGE_EXTENSIONS:
             return False
-        text = str(relative)
-        if any(_glob(pattern).match(text) for pattern in self.exclude):
+        if self._excluded is not None and self._excluded.match(relative):
             return False
-        return not self.include or any(_glob(pattern).match(text) for pattern in self.include)
+        return self._included is None or self._included.match(relative) is not None
+
+    @cached_property
+    def _prefix(self) -> str:
+        return str(self.root).rstrip("/") + "/"
+
+    @cached_property
+    def _excluded(self) -> re.Pattern[str] | None:
+        return _any_of(self.exclude)
+
+    @cached_property
+    def _included(self) -> re.Pattern[str] | None:
+        return _any_of(self.include)
 
     def wants_folder(self, folder: Path) -> bool:
         """False for a folder whose whole content is excluded (so a walk need not enter it)."""
@@ -58,6 +74,20 @@ class PathFilter:
             return False
         probe = f"{relative}/x"
         return not any(pattern.endswith("/**") and _glob(pattern).match(probe) for pattern in self.exclude)
+
+
+def _suffix(relative: str) -> str:
+    """``PurePath.suffix`` of the last name: ``.jpg`` of ``a/b.jpg``, nothing for ``.hidden`` or ``a.``."""
+    name = relative[relative.rfind("/") + 1 :]
+    dot = name.rfind(".")
+    return name[dot:] if 0 < dot < len(name) - 1 else ""
+
+
+def _any_of(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One expression matching what any of the globs matches (None for no globs)."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{_glob(pattern).pattern})" for pattern in patterns), re.DOTALL)
 
 
 @lru_cache(maxsize=512)

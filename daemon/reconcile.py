@@ -75,7 +75,7 @@ def _visit(entry: os.DirEntry, path_filter: PathFilter, stack: list[str], result
         if entry.is_dir():
             if path_filter.wants_folder(Path(entry.path)):
                 stack.append(entry.path)
-        elif entry.is_file() and path_filter.wants(Path(entry.path)):
+        elif entry.is_file() and path_filter.wants(entry.path):
             result.listing[entry.path] = FileStat.of(entry.stat())
     except OSError:
         pass  # vanished between listing and stat: it is simply not there
@@ -96,7 +96,7 @@ def reconcile(engine: Engine, path_filter: PathFilter, now: float | None = None,
     with read_transaction(engine) as connection:
         known = file_store.known_under(connection, root)
     in_reach = [path for path in known if path_filter.recursive or os.path.dirname(path) == root.rstrip("/")]
-    state = {path: known[path].stat for path in in_reach if path_filter.wants(Path(path))}
+    state = {path: known[path].stat for path in in_reach if path_filter.wants(path)}
     unwanted = [path for path in in_reach if path not in state] if drop_unwanted else []
     changes = diff(walked.listing, state)
     vanished = [path for path in changes.vanished if not _inside_any(path, walked.unreadable_folders)]
