@@ -203,6 +203,12 @@ def test_contents_whose_features_were_lost_are_reported_outdated(tmp_path):
             content_store.record_content(connection, "b" * 64, ImageInfo(1, 1, "PNG"), 1.0)  # never analysed here
         assert backend.outdated() == {"b" * 64}
         with write_transaction(engine) as connection:
+            connection.execute(update(features).values(analyser="embedded-older-1"))
+        assert backend.outdated() == {"a" * 64, "b" * 64}  # analysed by a version before this one
+        with write_transaction(engine) as connection:
+            connection.execute(update(features).values(analyser="embedded-zz-newer"))
+        assert backend.outdated() == {"a" * 64, "b" * 64}  # or by one after it (a downgrade)
+        with write_transaction(engine) as connection:
             connection.execute(delete(features))
         assert backend.outdated() == {"a" * 64, "b" * 64}
     finally:

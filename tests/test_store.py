@@ -112,6 +112,21 @@ def test_contents_no_file_holds_are_orphans_and_take_their_pairs_along(tmp_path)
         assert list(content_store.stored_pairs(connection, 0.0)) == []
 
 
+def test_a_content_is_an_orphan_only_when_no_file_holds_it_any_more(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        held = [("/p/live.jpg", "kept"), ("/p/moved-away.jpg", "kept"), ("/p/gone.jpg", "lost"), ("/p/recent.jpg", "recent")]
+        for path, digest in held:
+            file_store.mark_seen(connection, path, STAT, now=1.0)
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+            file_store.mark_indexed(connection, file_store.get_by_path(connection, path), digest, STAT, now=1.0)
+        content_store.record_content(connection, "never-held", ImageInfo(4, 3, "JPEG"), now=1.0)
+        file_store.mark_gone(connection, ["/p/moved-away.jpg", "/p/gone.jpg"], now=2.0)
+        file_store.mark_gone(connection, ["/p/recent.jpg"], now=5.0)
+
+        assert content_store.orphaned_contents(connection, gone_before=3.0) == ["lost", "never-held"]
+
+
 def test_an_analysis_is_not_recorded_over_a_file_that_changed_meanwhile(tmp_path):
     engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, exists, func, select
+from sqlalchemy import Engine, bindparam, delete, exists, func, or_, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.analysis.candidates import propose
@@ -141,7 +141,7 @@ class EmbeddedBackend:
         try:
             with self.engine.connect() as connection:
                 current = connection.scalar(select(func.count()).select_from(feature_hashes).where(feature_hashes.c.analyser == ANALYSER))
-                stale = connection.scalar(select(func.count()).select_from(feature_hashes).where(feature_hashes.c.analyser != ANALYSER))
+                stale = connection.scalar(select(func.count()).select_from(feature_hashes).where(_another_analyser()))
         except Exception as error:  # health never raises
             return Health(False, f"embedded analyser {ANALYSER}: state database unusable ({error})")
         detail = f"embedded analyser {ANALYSER}, {current} contents analysed"
@@ -197,14 +197,22 @@ class EmbeddedBackend:
         """Contents the state knows that have no features of the current analyser: analysed
         by an older version, or whose features were lost (a crash between the state and
         the features, a damaged row). ``find_pairs`` cannot see them until indexed again."""
-        current = select(feature_hashes.c.hash).where(feature_hashes.c.hash == contents.c.hash, feature_hashes.c.analyser == ANALYSER)
+        # Two queries that each read an index alone: "no features" probes the features' key
+        # (no row read per content, which made this a random read of every content's row);
+        # "another analyser's" starts from the analyser index, which names few or none.
+        any_features = select(feature_hashes.c.hash).where(feature_hashes.c.hash == contents.c.hash)
+        stale = (
+            select(feature_hashes.c.hash)
+            .join(contents, contents.c.hash == feature_hashes.c.hash)
+            .where(_another_analyser())
+        )
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(contents.c.hash).where(~exists(current))))
+            return set(connection.scalars(select(contents.c.hash).where(~exists(any_features)))) | set(connection.scalars(stale))
 
     def stale_hashes(self) -> set[str]:
         """Contents whose stored features come from another analyser version: index them again."""
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(feature_hashes.c.hash).where(feature_hashes.c.analyser != ANALYSER)))
+            return set(connection.scalars(select(feature_hashes.c.hash).where(_another_analyser())))
 
     def missing(self, content_hashes: Iterable[str]) -> set[str]:
         """Those of ``content_hashes`` with no features of the current analyser (never analysed, or stale)."""
@@ -331,6 +339,12 @@ class EmbeddedBackend:
                 for key, data in connection.execute(query, {"keys": wanted[start : start + SQL_CHUNK]}):
                     blobs[key] = bytes(data)
         return blobs
+
+
+def _another_analyser():
+    """``analyser != ANALYSER`` as two ranges, which SQLite answers from the analyser index
+    (a "!=" makes it read every row): the rows to analyse again are few or none."""
+    return or_(feature_hashes.c.analyser < ANALYSER, feature_hashes.c.analyser > ANALYSER)
 
 
 def _drop_damaged(blobs: dict[str, bytes]) -> list[str]:

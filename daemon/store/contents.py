@@ -35,11 +35,18 @@ def orphaned_contents(connection: Connection, gone_before: float) -> list[str]:
     A content whose file went only after ``gone_before`` is kept a while: a move between
     two watched folders arrives as a delete and a create, and its analysis is still good.
     """
-    held = select(files.c.id).where(
-        files.c.content_hash == contents.c.hash,
-        or_(files.c.state != GONE, files.c.changed_at >= gone_before),
+    # Two queries that each read an index alone, not one that reads a file row per content
+    # (a random read for each of a library's contents, at every scan).
+    any_file = select(files.c.id).where(files.c.content_hash == contents.c.hash)
+    unheld = set(connection.execute(select(contents.c.hash).where(~exists(any_file))).scalars())
+    other = files.alias("other")
+    held_by_another = select(other.c.id).where(
+        other.c.content_hash == files.c.content_hash, or_(other.c.state != GONE, other.c.changed_at >= gone_before)
     )
-    return list(connection.execute(select(contents.c.hash).where(~exists(held))).scalars())
+    only_long_gone = select(files.c.content_hash).where(
+        files.c.state == GONE, files.c.changed_at < gone_before, files.c.content_hash.is_not(None), ~exists(held_by_another)
+    )
+    return sorted(unheld | set(connection.execute(only_long_gone).scalars()))
 
 
 def delete_contents(connection: Connection, hashes: Iterable[str]) -> None:
