@@ -1,6 +1,6 @@
 """The regular rescan and the reconcile walk of a library of a million files: issue 11, target 4.
 
-``python -m bench.million [--sizes 100000,1000000] [--root DIR]`` prints one table.
+``python -m bench.million [--sizes 100000,1000000] [--root DIR] [--before PYTHON]`` prints one table.
 
 Each library is N real files on disk (a tiny JPEG each, one inode each, a thousand to a
 folder) and a state that knows them all as a finished index and scan leave it: every file
@@ -22,6 +22,11 @@ Then, with the real command line, each a subprocess measured with all its childr
 4. *one new file*: one file written and indexed (``index --dir``), then ``scan``. Its
    fingerprint is a real picture's, so it is searched against every hash of the library;
    the others' keypoints are absent, so the keypoint search's share is not in this figure.
+
+``--before PYTHON``: the interpreter of another environment with an earlier version installed
+(``python3 -m venv /tmp/before && /tmp/before/bin/pip install CHECKOUT``); its no-change scan
+and reconcile walk are measured too, on the same state, right after this code's: a before
+and after in one run.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,12 +56,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.million", description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="library sizes, ascending (default 100000,1000000)")
     parser.add_argument("--root", type=Path, default=SCALE_ROOT, help=f"where the libraries live (default {SCALE_ROOT})")
+    parser.add_argument("--before", type=Path, help="the python of an environment with an earlier version, measured beside this code")
     options = parser.parse_args()
     real_hashes = _real_hashes(options.root)
     rows = []
     for size in (int(s) for s in options.sizes.split(",")):
-        rows.append(measure(size, options.root / "million" / f"size-{size}", real_hashes))
-        print_table(rows)
+        rows.append(measure(size, options.root / "million" / f"size-{size}", real_hashes, options.before))
+        print_table(rows, before=options.before is not None)
     return 0
 
 
@@ -75,7 +82,7 @@ def _real_hashes(root: Path) -> np.ndarray:
     return hashes
 
 
-def measure(size: int, folder: Path, real_hashes: np.ndarray) -> dict:
+def measure(size: int, folder: Path, real_hashes: np.ndarray, before: Path | None = None) -> dict:
     started = time.perf_counter()
     if not (folder / ".complete").exists():
         shutil.rmtree(folder, ignore_errors=True)
@@ -85,6 +92,7 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray) -> dict:
     first_s, first_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     walk_s, walk_peak, _ = measured(cli(folder) + ["index", "--dir", str(folder / "library")], cwd=folder)
+    earlier = measure_before(folder, before) if before is not None else {}
     new_index_s, new_scan_s, new_peak = one_new_file(folder)
     state_bytes = sum(p.stat().st_size for p in (folder / "state").glob("state.db*") if p.is_file())
     return {
@@ -100,7 +108,17 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray) -> dict:
         "new_scan_s": new_scan_s,
         "new_peak": new_peak,
         "state_bytes": state_bytes,
+        **earlier,
     }
+
+
+def measure_before(folder: Path, python: Path) -> dict:
+    """The earlier version's no-change scan and reconcile walk, on the same state."""
+    renamed = subprocess.run([str(python), "-c", "import dupe_scanner"], capture_output=True).returncode == 0
+    command = [str(python), "-m", "dupe_scanner" if renamed else "daemon", "--config", str(folder / "settings.toml")]
+    scan_s, scan_peak, _ = measured(command + ["scan"], cwd=folder)
+    walk_s, walk_peak, _ = measured(command + ["index", "--dir", str(folder / "library")], cwd=folder)
+    return {"before_scan_s": scan_s, "before_scan_peak": scan_peak, "before_walk_s": walk_s, "before_walk_peak": walk_peak}
 
 
 def one_new_file(folder: Path) -> tuple[float, float, int]:
@@ -224,9 +242,11 @@ def _pair_row(first: str, second: str) -> dict:
 # -- the table ---------------------------------------------------------------------------------------
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], before: bool = False) -> None:
     mb = lambda value: f"{value / 1e6:,.0f} MB"  # noqa: E731
     header = ["N files", "built in", "first reports", "its peak", "no-change scan", "its peak", "reconcile walk", "its peak", "one new file: index", "then scan", "their peak", "state"]
+    if before:
+        header += ["no-change scan, before", "its peak", "reconcile walk, before", "its peak"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:
@@ -244,6 +264,8 @@ def print_table(rows: list[dict]) -> None:
             mb(row["new_peak"]),
             mb(row["state_bytes"]),
         ]
+        if before:
+            cells += [f"{row['before_scan_s']:.1f} s", mb(row["before_scan_peak"]), f"{row['before_walk_s']:.1f} s", mb(row["before_walk_peak"])]
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
