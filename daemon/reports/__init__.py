@@ -29,7 +29,7 @@ from typing import Sequence
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import atomic_write_all, remove_stale_temp_files
 from dupe_scanner.groups import DuplicateGroup
-from dupe_scanner.reports import details_report, html_report, json_report, review_page
+from dupe_scanner.reports import details_report, html_pages, html_report, json_report, review_page
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from dupe_scanner.settings import ReportSettings
 
@@ -183,14 +183,14 @@ def _same_head(old: bytes, new: memoryview, volatile: re.Pattern[bytes] | None) 
     return volatile.sub(b"", old, count=1) == volatile.sub(b"", new.tobytes(), count=1)
 
 
-def _shown_contents(plan: html_report.HtmlPlan) -> set[str]:
+def _shown_contents(plan: html_pages.HtmlPlan) -> set[str]:
     return {member.content_hash for page in plan.pages for placed in page.groups for member in placed.members}
 
 
 def _remove_stale_pages(reports_dir: Path, page_count: int) -> list[Path]:
     removed = []
     for candidate in sorted(reports_dir.iterdir()):
-        match = html_report.PAGE_FILE.match(candidate.name)
+        match = html_pages.PAGE_FILE.match(candidate.name)
         if not match or match.group(1) is None or int(match.group(1)) <= page_count:
             continue
         try:

@@ -37,7 +37,8 @@ import jinja2
 from dupe_scanner.groups import DuplicateGroup, FileEntry
 from dupe_scanner.reports import review_template
 from dupe_scanner.reports.details_report import iso_time
-from dupe_scanner.reports.html_report import HtmlPlan, page_file_name, script_json
+from dupe_scanner.reports.html_pages import HtmlPlan, page_file_name
+from dupe_scanner.reports.html_report import script_json
 from dupe_scanner.reports.review_data import review_document
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
 from dupe_scanner.reports.thumbnails import thumbnail_jpegs
