@@ -21,10 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Sequence
 
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import atomic_write_all, remove_stale_temp_files
@@ -84,7 +84,7 @@ def write_reports(
     permission); then no report was replaced: all keep their previous version.
     """
     reports_dir = Path(reports_dir).absolute()
-    generated_at = generated_at or datetime.now(timezone.utc)
+    generated_at = generated_at or datetime.now(UTC)
     try:
         reports_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -41,8 +41,9 @@ suggestion to keep is only a suggestion: dupe-scanner never deletes or moves a f
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Any, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from dupe_scanner.decisions import Decision
 from dupe_scanner.groups import EXACT_SCORE, DuplicateGroup, FileEntry, FilePair
@@ -89,8 +90,8 @@ def render_details(groups: Sequence[DuplicateGroup], threshold: float, generated
 def iso_time(moment: datetime) -> str:
     """ISO 8601 in UTC to the second; a naive datetime is taken to be UTC already."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def round_score(score: float) -> float:
@@ -120,7 +121,7 @@ def _decision(decision: Decision) -> dict[str, Any]:
     return {
         "id": decision.id,
         "kind": decision.kind,
-        "made_at": iso_time(datetime.fromtimestamp(decision.made_at, tz=timezone.utc)),
+        "made_at": iso_time(datetime.fromtimestamp(decision.made_at, tz=UTC)),
         "source": decision.source,
         "content_hashes": sorted(decision.hashes),
     }
@@ -133,7 +134,7 @@ def _member(member: FileEntry, keep: str) -> dict[str, Any]:
         "width": member.width,
         "height": member.height,
         "format": member.format,
-        "mtime": iso_time(datetime.fromtimestamp(member.mtime, tz=timezone.utc)),
+        "mtime": iso_time(datetime.fromtimestamp(member.mtime, tz=UTC)),
         "content_hash": member.content_hash,
         "suggested_keep": member.path == keep,
     }

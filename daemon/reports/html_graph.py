@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pyvis.edge import Edge
 from pyvis.network import Network
@@ -59,7 +60,7 @@ def edge_color(score: float) -> str:
     low = tuple(int(COLOR_STOPS[lower][i : i + 2], 16) for i in (0, 2, 4))
     high = tuple(int(COLOR_STOPS[upper][i : i + 2], 16) for i in (0, 2, 4))
     ratio = (score - lower) / (upper - lower)
-    return "#" + "".join(f"{int(lc + ratio * (hc - lc)):02X}" for lc, hc in zip(low, high))
+    return "#" + "".join(f"{int(lc + ratio * (hc - lc)):02X}" for lc, hc in zip(low, high, strict=True))
 
 
 # --- layout: deterministic positions ------------------------------------------------
@@ -101,10 +102,10 @@ def layout_page(groups: Sequence[PlacedGroup]) -> list[list[tuple[int, int]]]:
     shapes = [group_offsets(len(placed.members)) for placed in groups]
     diameters = [2 * radius + SPACING for _, radius in shapes]
     area = sum(d * d for d in diameters)
-    row_limit = max([math.sqrt(area * 1.6)] + diameters) if diameters else 0.0
+    row_limit = max([math.sqrt(area * 1.6), *diameters]) if diameters else 0.0
     positions: list[list[tuple[int, int]]] = []
     x = y = row_height = 0.0
-    for (offsets, _radius), diameter in zip(shapes, diameters):
+    for (offsets, _radius), diameter in zip(shapes, diameters, strict=True):
         if x and x + diameter > row_limit:
             x, y, row_height = 0.0, y + row_height, 0.0
         cx, cy = x + diameter / 2, y + diameter / 2
@@ -124,7 +125,7 @@ class ReportNetwork(Network):
         super().__init__(height="100%", width="100%", cdn_resources="in_line")
         self._edge_keys: set[tuple[Any, Any]] = set()
 
-    def add_node(self, n_id, label=None, shape="image", color=None, **options):  # noqa: D102 - pyvis API
+    def add_node(self, n_id, label=None, shape="image", color=None, **options):  # pyvis API
         if not isinstance(n_id, int):
             raise TypeError("report node ids are integers, never file names")
         if n_id in self.node_map:
@@ -136,7 +137,7 @@ class ReportNetwork(Network):
         self.node_ids.append(n_id)
         self.node_map[n_id] = node.options
 
-    def add_edge(self, source, to, **options):  # noqa: D102 - pyvis API
+    def add_edge(self, source, to, **options):  # pyvis API
         if source not in self.node_map or to not in self.node_map:
             raise KeyError(f"edge between unknown nodes {source!r} and {to!r}")
         key = (min(source, to), max(source, to))
@@ -172,10 +173,10 @@ def build_network(
     network = ReportNetwork()
     positions = layout_page(page.groups)
     next_id = 0
-    for placed, placed_positions in zip(page.groups, positions):
+    for placed, placed_positions in zip(page.groups, positions, strict=True):
         keep = placed.group.suggested_keep
         ids: dict[str, int] = {}
-        for member, (x, y) in zip(placed.members, placed_positions):
+        for member, (x, y) in zip(placed.members, placed_positions, strict=True):
             ids[member.path] = next_id
             is_keep = member.path == keep.path
             network.add_node(
@@ -255,7 +256,7 @@ def _node_tooltip(member: FileEntry, placed: PlacedGroup, keep_reason: str | Non
     lines = [
         visible(member.path),  # a bidirectional control would make it read as another name
         f"{placed.id} \u00b7 {member.width} \u00d7 {member.height} \u00b7 {member.format} \u00b7 {_human_size(member.size)}",
-        f"modified {display_time(iso_time(datetime.fromtimestamp(member.mtime, tz=timezone.utc)))}",
+        f"modified {display_time(iso_time(datetime.fromtimestamp(member.mtime, tz=UTC)))}",
     ]
     if keep_reason:
         lines.append(f"suggested to keep: {keep_reason}")

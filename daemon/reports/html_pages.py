@@ -21,8 +21,8 @@ A plan is pure data: how each page is drawn is ``html_graph``'s job, how it is w
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
 from dupe_scanner.reports.json_report import group_id

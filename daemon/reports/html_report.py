@@ -29,12 +29,13 @@ import base64
 import hashlib
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jinja2
 
@@ -64,27 +65,26 @@ from dupe_scanner.reports.html_pages import (
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
 from dupe_scanner.reports.thumbnails import thumbnail_data_uris
 
+# The rendering's names, and those of html_pages and html_graph its callers use from here.
 __all__ = [
-    # rendering, defined here
-    "FINGERPRINT_META",
-    "RENDER_VERSION",
-    "RenderedPage",
-    "existing_fingerprint",
-    "prepare_pages",
-    "render_page",
-    "script_json",
-    # the report's limits and the parts' names its callers use, from html_pages and html_graph
     "EDGES_PER_NODE",
     "FILE_NAME",
+    "FINGERPRINT_META",
     "MAX_PAGES",
     "PAGE_FILE",
     "PHYSICS_MAX_NODES",
+    "RENDER_VERSION",
     "SPACING",
     "HtmlPlan",
+    "RenderedPage",
     "edge_color",
+    "existing_fingerprint",
     "group_offsets",
     "page_file_name",
     "plan_pages",
+    "prepare_pages",
+    "render_page",
+    "script_json",
 ]
 
 RENDER_VERSION = "2"  # bump when the page changes in a way the fingerprint cannot see (2: #group-N)
@@ -158,7 +158,7 @@ def _renderer(
 ) -> Callable[[], bytes]:
     def render() -> bytes:
         members = [member for placed in page.groups for member in placed.members]
-        uris = dict(zip((m.path for m in members), thumbnail_data_uris(members, thumbnail_size, thumbnails)))
+        uris = dict(zip((m.path for m in members), thumbnail_data_uris(members, thumbnail_size, thumbnails), strict=True))
         network = build_network(
             page, thumbnail_size, image=lambda member: uris[member.path], physics_max_nodes=PHYSICS_MAX_NODES
         )

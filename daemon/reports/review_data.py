@@ -36,8 +36,9 @@ names stay, for the decisions the page exports.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from dupe_scanner.display import visible
 from dupe_scanner.groups import EXACT_SCORE, DuplicateGroup, FileEntry
@@ -95,7 +96,7 @@ def review_document(
 
     split = path_splitter(watched_folders)
     rows = []
-    for group, page in zip(groups, graph_page_of):
+    for group, page in zip(groups, graph_page_of, strict=True):
         review = group.reviewed
         members = _shown_order(group)
         scores = _scores_against_anchor(group)

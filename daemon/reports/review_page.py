@@ -27,10 +27,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import jinja2
 
@@ -115,7 +115,7 @@ def _thumbnail_urls(groups: Sequence[DuplicateGroup], thumbnails: ThumbnailCache
     for start in range(0, len(members), DECODE_BATCH):
         batch: list[FileEntry] = members[start : start + DECODE_BATCH]
         paths = thumbnails.ensure_files(batch, lambda files: thumbnail_jpegs(files, THUMBNAIL_SIZE), listing)
-        for member, path in zip(batch, paths):
+        for member, path in zip(batch, paths, strict=True):
             if path is not None:
                 urls[member.path] = str(path)[base:]
     return urls

@@ -27,8 +27,8 @@ import re
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import TEMP_SUFFIX, atomic_write_bytes
@@ -73,8 +73,8 @@ class ThumbnailCache:
         keys = [_content_key(member) for member in members]
         found = {key: self._read(key) for key in keys}
         self.reused += sum(jpeg is not None for jpeg in found.values())
-        missing = {key: member.path for key, member in zip(keys, members) if found[key] is None}
-        decoded = dict(zip(missing, decode(list(missing.values()))))
+        missing = {key: member.path for key, member in zip(keys, members, strict=True) if found[key] is None}
+        decoded = dict(zip(missing, decode(list(missing.values())), strict=True))
         self.decoded += len(decoded)
         self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
         found.update(decoded)
@@ -97,8 +97,8 @@ class ThumbnailCache:
         else:
             present = {key: isinstance(key, str) and self._file_name(key) in listing for key in keys}
         self.reused += sum(present.values())
-        missing = {key: member.path for key, member in zip(keys, members) if not present[key]}
-        decoded = dict(zip(missing, decode(list(missing.values())))) if missing else {}
+        missing = {key: member.path for key, member in zip(keys, members, strict=True) if not present[key]}
+        decoded = dict(zip(missing, decode(list(missing.values())), strict=True)) if missing else {}
         self.decoded += len(decoded)
         self._store({key: jpeg for key, jpeg in decoded.items() if jpeg is not None})
         present.update({key: jpeg is not None and self._exists(key) for key, jpeg in decoded.items()})
@@ -116,17 +116,17 @@ class ThumbnailCache:
         Returns how many were removed. Never raises: a cache that cannot be pruned is
         only bigger.
         """
-        if self.folder is None:
+        if self.root is None or self.folder is None:
             return 0
         keep = {self._file_name(digest) for digest in in_use}
-        known = self._read_count()
+        known = _read_count(self.folder)
         if known is not None and known + self.stored <= len(keep) * (1 + PRUNE_MARGIN):
             if self.stored:
-                self._write_count(known + self.stored)
+                _write_count(self.folder, known + self.stored)
             return 0
-        removed, kept = self._remove_unused(keep)
-        self._remove_other_versions()
-        self._write_count(kept)
+        removed, kept = _remove_unused(self.folder, keep)
+        _remove_other_versions(self.root, self.folder)
+        _write_count(self.folder, kept)
         if removed:
             log.info("report thumbnails: removed %d no longer shown, %d kept", removed, kept)
         return removed
@@ -177,38 +177,43 @@ class ThumbnailCache:
             content_hash = hashlib.sha256(content_hash.encode("utf-8", "surrogatepass")).hexdigest()
         return content_hash + ".jpg"
 
-    # --- counting and pruning --------------------------------------------------------
 
-    def _read_count(self) -> int | None:
-        try:
-            return int((self.folder / COUNT_FILE).read_text(encoding="ascii"))
-        except (OSError, ValueError):
-            return None  # first run, or lost: a listing tells
+# --- counting and pruning: ``folder`` is a cache's, of one size and version ---------------
 
-    def _write_count(self, count: int) -> None:
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.folder / COUNT_FILE, f"{count}\n".encode("ascii"), mode=MODE)
-        except (OSError, FileWriteError) as error:
-            log.warning("report thumbnails: cannot record the count: %s", error)
 
-    def _remove_unused(self, keep: set[str]) -> tuple[int, int]:
-        removed = kept = 0
-        now = time.time()
-        for shard in _subfolders(self.folder):
-            for entry in _entries(shard):
-                if entry.name in keep:
-                    kept += 1
-                elif entry.name.endswith(".jpg") or _is_stale_temp(entry, now):
-                    removed += _unlink(entry.path)
-        return removed, kept
+def _read_count(folder: Path) -> int | None:
+    try:
+        return int((folder / COUNT_FILE).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return None  # first run, or lost: a listing tells
 
-    def _remove_other_versions(self) -> None:
-        """Whole folders of another thumbnail size or format version: nothing reads them now."""
-        for folder in _subfolders(self.root):
-            if folder != self.folder and CACHE_FOLDER.fullmatch(folder.name):
-                shutil.rmtree(folder, ignore_errors=True)
-                log.info("report thumbnails: removed %s (another size or version)", folder)
+
+def _write_count(folder: Path, count: int) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / COUNT_FILE, f"{count}\n".encode("ascii"), mode=MODE)
+    except (OSError, FileWriteError) as error:
+        log.warning("report thumbnails: cannot record the count: %s", error)
+
+
+def _remove_unused(folder: Path, keep: set[str]) -> tuple[int, int]:
+    removed = kept = 0
+    now = time.time()
+    for shard in _subfolders(folder):
+        for entry in _entries(shard):
+            if entry.name in keep:
+                kept += 1
+            elif entry.name.endswith(".jpg") or _is_stale_temp(entry, now):
+                removed += _unlink(entry.path)
+    return removed, kept
+
+
+def _remove_other_versions(root: Path, folder: Path) -> None:
+    """Whole folders in ``root`` of another thumbnail size or format version than ``folder``: nothing reads them now."""
+    for other in _subfolders(root):
+        if other != folder and CACHE_FOLDER.fullmatch(other.name):
+            shutil.rmtree(other, ignore_errors=True)
+            log.info("report thumbnails: removed %s (another size or version)", other)
 
 
 def thumbnails_beside(state_database: str | None) -> Path | None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import base64
 import io
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image, ImageDraw
 
