@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
-from sqlalchemy import Connection, Select, delete, exists, func, insert, or_, select, union, update
+from sqlalchemy import CompoundSelect, Connection, delete, exists, func, insert, or_, select, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from dupe_scanner.values import ImageInfo, ScoredPair
 from dupe_scanner.store.batching import batches
 from dupe_scanner.store.schema import GONE, contents, features, files, meta, pairs, scans
+from dupe_scanner.values import ImageInfo, ScoredPair
 
 
 def has_content(connection: Connection, content_hash: str) -> bool:
-    return connection.execute(select(exists().where(contents.c.hash == content_hash))).scalar()
+    return connection.execute(select(exists().where(contents.c.hash == content_hash))).scalar_one()
 
 
 def record_content(connection: Connection, content_hash: str, info: ImageInfo, now: float) -> None:
@@ -67,7 +67,7 @@ def content_hashes(connection: Connection) -> list[str]:
 
 
 def content_count(connection: Connection) -> int:
-    return connection.execute(select(func.count()).select_from(contents)).scalar()
+    return connection.execute(select(func.count()).select_from(contents)).scalar_one()
 
 
 def needing_scan(connection: Connection) -> list[str]:
@@ -106,7 +106,7 @@ def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPai
         yield ScoredPair(row.first, row.second, row.score)
 
 
-def matched_contents(threshold: float) -> Select:
+def matched_contents(threshold: float) -> CompoundSelect:
     """A query selecting the contents with at least one pair scoring ``threshold`` or more."""
     return union(select(pairs.c.first).where(pairs.c.score >= threshold), select(pairs.c.second).where(pairs.c.score >= threshold))
 
@@ -137,7 +137,9 @@ class ScanRecord:
 
 
 def start_scan(connection: Connection, now: float, threshold: float, full: bool) -> int:
-    return connection.execute(insert(scans).values(started_at=now, threshold=threshold, full=full)).inserted_primary_key[0]
+    key = connection.execute(insert(scans).values(started_at=now, threshold=threshold, full=full)).inserted_primary_key
+    assert key is not None  # an insert of one row has one
+    return key[0]
 
 
 def finish_scan(connection: Connection, scan_id: int, now: float, groups: int, duplicate_files: int, error: str | None = None) -> None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from alembic import command
 from alembic.config import Config
@@ -108,17 +108,22 @@ def state_errors(path: Path) -> Iterator[None]:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One unit of work that writes: takes the write lock up front, commits on success."""
-    with state_errors(Path(engine.url.database)), engine.connect().execution_options(write=True) as connection:
-        with connection.begin():
-            yield connection
+    with state_errors(_state_path(engine)), engine.connect().execution_options(write=True) as connection, connection.begin():
+        yield connection
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent snapshot for reading (WAL readers never block the writer)."""
-    with state_errors(Path(engine.url.database)), engine.connect() as connection:
-        with connection.begin():
-            yield connection
+    with state_errors(_state_path(engine)), engine.connect() as connection, connection.begin():
+        yield connection
+
+
+def _state_path(engine: Engine) -> Path:
+    """The file of a state ``open_state`` opened: its URL always names one."""
+    if engine.url.database is None:
+        raise TypeError(f"{engine.url!r} names no database file")
+    return Path(engine.url.database)
 
 
 def alembic_config(connection: Connection) -> Config:

@@ -5,7 +5,7 @@ Every function takes the connection it works in; the caller decides the transact
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, delete, func, insert, select
 
@@ -23,9 +23,9 @@ def add(connection: Connection, kind: str, contents: Iterable[DecidedContent], m
     for existing in load(connection).all:
         if existing.kind == kind and existing.hashes == hashes:
             return existing
-    decision_id = connection.execute(
-        insert(decisions).values(kind=kind, made_at=made_at, source=source)
-    ).inserted_primary_key[0]
+    key = connection.execute(insert(decisions).values(kind=kind, made_at=made_at, source=source)).inserted_primary_key
+    assert key is not None  # an insert of one row has one
+    decision_id = key[0]
     connection.execute(
         insert(decision_contents),
         [{"decision_id": decision_id, "content_hash": c.content_hash, "path": c.path} for c in contents],
@@ -54,7 +54,7 @@ def remove(connection: Connection, decision_id: int) -> bool:
 
 
 def count(connection: Connection) -> int:
-    return connection.execute(select(func.count()).select_from(decisions)).scalar()
+    return connection.execute(select(func.count()).select_from(decisions)).scalar_one()
 
 
 def revision(connection: Connection) -> str:

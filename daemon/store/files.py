@@ -7,10 +7,10 @@ so a process killed at any instant loses nothing: the row is simply done again.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
 
-from sqlalchemy import Connection, Select, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import CompoundSelect, Connection, Select, and_, delete, exists, func, insert, or_, select, update
 
 from dupe_scanner.store.batching import batches
 from dupe_scanner.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
@@ -295,7 +295,7 @@ class IndexedFile:
     format: str
 
 
-def indexed_files(connection: Connection, holding: Select | None = None) -> Iterator[IndexedFile]:
+def indexed_files(connection: Connection, holding: Select | CompoundSelect | None = None) -> Iterator[IndexedFile]:
     """Indexed files with their content's description, in path order: every one, or those
     holding one of the contents the query ``holding`` selects, or a content another indexed
     file holds too (a byte-identical copy)."""
@@ -313,7 +313,7 @@ def indexed_files(connection: Connection, holding: Select | None = None) -> Iter
 
 
 def indexed_count(connection: Connection) -> int:
-    return connection.execute(select(func.count()).select_from(files).where(files.c.state == INDEXED, files.c.content_hash.is_not(None))).scalar()
+    return connection.execute(select(func.count()).select_from(files).where(files.c.state == INDEXED, files.c.content_hash.is_not(None))).scalar_one()
 
 
 def forget_gone(connection: Connection, older_than: float) -> int:
