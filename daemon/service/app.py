@@ -22,13 +22,15 @@ pending rows are simply indexed then.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import signal
 import threading
 import time
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers import SchedulerNotRunningError
@@ -66,6 +68,17 @@ def run_service(settings: Settings, environ: Mapping[str, str] | None = None) ->
     return service.run()
 
 
+@dataclass(frozen=True)
+class Stages:
+    """The service's stages, built together by ``Service._build`` once the state and the backend are open."""
+
+    scan_job: ScanJob
+    queue: QueueWorker
+    walk: ReconcileWalk
+    intake: Intake
+    health: Health
+
+
 class Service:
     """The life cycle: builds the stages once the state is open, starts them, runs the
     main loop (the intake's) on the calling thread until ``stop`` (SIGTERM, SIGINT), and
@@ -90,16 +103,15 @@ class Service:
         self.engine: Engine | None = None
         self.backend: Backend | None = None
         self.indexer: Indexer | None = None
-        # The stages, built by ``_build`` once the state and the backend are open.
-        self.scan_job: ScanJob | None = None
-        self.queue: QueueWorker | None = None
-        self.walk: ReconcileWalk | None = None
-        self.intake: Intake | None = None
-        self.health: Health | None = None
+        self.stages: Stages | None = None  # built by ``_build`` once the state and the backend are open
 
     @property
     def settings(self) -> Settings:
         return self.live.current
+
+    @property
+    def health(self) -> Health | None:
+        return self.stages.health if self.stages is not None else None
 
     def run(self) -> int:
         self._install_signals()
@@ -109,8 +121,8 @@ class Service:
         with hold_state(state, "dupe-scanner run"), components(self.settings, clock=self.clock) as parts:
             self.engine, self.backend, self.indexer = parts.engine, parts.backend, parts.indexer
             try:
-                self._start()
-                self.intake.run(self._stop, self._take_sighup, self.live.sighup)
+                stages = self._start(parts.engine, parts.backend, parts.indexer)
+                stages.intake.run(self._stop, self._take_sighup, self.live.sighup)
             finally:
                 clean = self._shutdown()
             if not clean:
@@ -123,75 +135,78 @@ class Service:
                 os._exit(0)
         return 0
 
-    def _build(self) -> None:
+    def _build(self, engine: Engine, backend: Backend, indexer: Indexer) -> Stages:
         """The stages, each handed the parts it works on and the others it tells."""
         live, clock = self.live, self.clock
-        self.scan_job = ScanJob(self.engine, self.backend, live, self.scheduler, self.notifier, clock)
+        scan_job = ScanJob(engine, backend, live, self.scheduler, self.notifier, clock)
         # The progress line ends with the queue's size, which the health stage reads.
-        outcomes = IndexingLog(self.scan_job.note_change, lambda: self.health.queue_line())
-        self.queue = QueueWorker(self.engine, self.indexer, self.settings.index.worker_count, outcomes, clock=clock)
-        self.walk = ReconcileWalk(self.engine, live, self.scheduler, self._messages.put, clock=clock,
-                                  wake_queue=self.queue.wake, note_change=self.scan_job.note_change)
-        self.intake = Intake(self.engine, live, self._messages, self.tracker, clock=clock,
-                             wake_queue=self.queue.wake, note_change=self.scan_job.note_change,
-                             reconcile=self.walk.request)
-        self.health = Health(
-            self.engine, live, notifier=self.notifier, clock=clock, started_at=self.started_at,
+        outcomes = IndexingLog(scan_job.note_change, lambda: health.queue_line())
+        queue = QueueWorker(engine, indexer, self.settings.index.worker_count, outcomes, clock=clock)
+        walk = ReconcileWalk(engine, live, self.scheduler, self._messages.put, clock=clock,
+                             wake_queue=queue.wake, note_change=scan_job.note_change)
+        intake = Intake(engine, live, self._messages, self.tracker, clock=clock,
+                        wake_queue=queue.wake, note_change=scan_job.note_change,
+                        reconcile=walk.request)
+        health = Health(
+            engine, live, notifier=self.notifier, clock=clock, started_at=self.started_at,
             heartbeat_seconds=self.heartbeat_seconds, phase=lambda: self._phase, watcher=self.watcher,
-            tracker=self.tracker, intake=self.intake, queue=self.queue, scan_job=self.scan_job,
+            tracker=self.tracker, intake=intake, queue=queue, scan_job=scan_job,
         )
-        live.on_change(self._settings_applied)
+        stages = Stages(scan_job, queue, walk, intake, health)
+        live.on_change(lambda old, new: self._settings_applied(stages, indexer, old, new))
+        return stages
 
-    def _start(self) -> None:
-        self._build()
+    def _start(self, engine: Engine, backend: Backend, indexer: Indexer) -> Stages:
+        self.stages = stages = self._build(engine, backend, indexer)
         self.watcher.apply(self.settings.watch)
-        self.queue.start()
-        self.health.keep_alive("queue worker", self.queue)
+        stages.queue.start()
+        stages.health.keep_alive("queue worker", stages.queue)
         self.scheduler.start()
-        self._schedule_jobs()
+        self._schedule_jobs(stages)
         reloader = self.live.start(self.notifier)
         if reloader is not None:
-            self.health.keep_alive("settings reloader", reloader)
-        self.walk.request_all()  # the start-up walk
-        self.scan_job.request({"start"})  # skipped when the state and the settings are as at the last scan
+            stages.health.keep_alive("settings reloader", reloader)
+        stages.walk.request_all()  # the start-up walk
+        stages.scan_job.request({"start"})  # skipped when the state and the settings are as at the last scan
         self._phase = "running"
-        self.health.write_status([])
-        self.notifier.ready(self.health.status_line(self.health.counts()))
+        stages.health.write_status([])
+        self.notifier.ready(stages.health.status_line(stages.health.counts()))
         log.info(
             "running: %d folder%s watched, state %s, reports in %s",
             len(self.settings.watch), "" if len(self.settings.watch) == 1 else "s",
             self.settings.paths.state, self.settings.paths.reports,
         )
+        return stages
 
-    def _schedule_jobs(self) -> None:
+    def _schedule_jobs(self, stages: Stages) -> None:
         self.scheduler.add_job(
-            self.scan_job.request, trigger_for(self.settings.scan.schedule), args=[{"schedule"}],
+            stages.scan_job.request, trigger_for(self.settings.scan.schedule), args=[{"schedule"}],
             id="scan-schedule", name="scheduled scan", replace_existing=True,
         )
         self.scheduler.add_job(
-            self.walk.request_all, trigger_for(self.settings.index.reconcile),
+            stages.walk.request_all, trigger_for(self.settings.index.reconcile),
             id="reconcile-schedule", name="scheduled reconcile", replace_existing=True,
         )
         self.scheduler.add_job(
-            self.health.heartbeat, IntervalTrigger(seconds=self.heartbeat_seconds),
+            stages.health.heartbeat, IntervalTrigger(seconds=self.heartbeat_seconds),
             id="heartbeat", name="heartbeat", replace_existing=True,
         )
 
-    def _settings_applied(self, old: Settings, new: Settings) -> None:
+    def _settings_applied(self, stages: Stages, indexer: Indexer, old: Settings, new: Settings) -> None:
         """What new settings change in each stage (on the main loop, once they are current)."""
         self.tracker.set_stable_seconds(new.index.stable_seconds)
-        self.indexer.settings = new.index
-        self.queue.set_capacity(new.index.worker_count)
+        indexer.settings = new.index
+        stages.queue.set_capacity(new.index.worker_count)
         if new.scan.schedule != old.scan.schedule or new.index.reconcile != old.index.reconcile:
-            self._schedule_jobs()
+            self._schedule_jobs(stages)
         changes = self.watcher.apply(new.watch)
         if changes.removed:
-            self.intake.unwatch(changes.removed)
+            stages.intake.unwatch(changes.removed)
         walk = [watch.path for watch in (*changes.added, *changes.changed)]
         if walk:
-            self.walk.request(walk)
-        self.scan_job.settings_changed()
-        self.health.write_status(self.health.problems)
+            stages.walk.request(walk)
+        stages.scan_job.settings_changed()
+        stages.health.write_status(stages.health.problems)
 
     # Signals -----------------------------------------------------------------------------------
 
@@ -235,15 +250,13 @@ class Service:
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         self.live.stop()
         self.watcher.stop()
-        try:
+        with contextlib.suppress(SchedulerNotRunningError):
             self.scheduler.shutdown(wait=False)
-        except SchedulerNotRunningError:
-            pass
         clean = True
-        if self.queue is not None:
-            clean = self.queue.stop(deadline)
-        for job in (self.scan_job, self.walk):
-            if job is not None:
+        stages = self.stages
+        if stages is not None:
+            clean = stages.queue.stop(deadline)
+            for job in (stages.scan_job, stages.walk):
                 clean = job.runs.idle.wait(max(0.0, deadline - time.monotonic())) and clean
         if clean and self.backend is not None:
             closer = threading.Thread(target=self.backend.close, name="backend-close", daemon=True)
@@ -252,8 +265,8 @@ class Service:
             clean = not closer.is_alive()
         self._phase = "stopped"
         try:
-            if self.health is not None:
-                self.health.write_status([])
+            if stages is not None:
+                stages.health.write_status([])
         except Exception:
             pass
         if clean and self.engine is not None:

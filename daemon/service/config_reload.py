@@ -17,12 +17,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from dupe_scanner.errors import SettingsError
 from dupe_scanner.settings import Settings, load_settings
@@ -94,7 +96,7 @@ class ConfigReloader:
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one reload at a time
         self._fingerprint = _fingerprint(path)
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None  # Observer: the best kind this system has
         self._thread: threading.Thread | None = None
 
     @property

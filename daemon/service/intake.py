@@ -23,8 +23,8 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
@@ -133,7 +133,7 @@ class Intake:
                 operations.append(hint)
             elif hint.kind == MOVED and not hint.is_directory:
                 if hint.path in self._tracker:
-                    self._tracker.rename(hint.path, hint.destination)
+                    self._tracker.rename(hint.path, hint.moved_to)
                 else:
                     operations.append(hint)
             elif hint.kind == RESCAN:
@@ -157,14 +157,14 @@ class Intake:
                         changed |= file_store.mark_gone(connection, [str(hint.path)], now) > 0
                     continue
                 try:
-                    stat = FileStat.of(os.stat(hint.destination))
+                    stat = FileStat.of(os.stat(hint.moved_to))
                 except OSError:  # moved and gone again
                     changed |= file_store.mark_gone(connection, [str(hint.path)], now) > 0
                     continue
-                if file_store.move(connection, str(hint.path), str(hint.destination), stat, now):
+                if file_store.move(connection, str(hint.path), str(hint.moved_to), stat, now):
                     changed = True
                 else:
-                    unknown.append(hint.destination)  # never seen under the old name: a new file
+                    unknown.append(hint.moved_to)  # never seen under the old name: a new file
         self._tracker.touch_all(unknown)
         if changed:
             self._note_change()
@@ -187,9 +187,8 @@ class Intake:
                 news += file_store.mark_seen(connection, str(path), stat, now)
                 ready.append(str(path))
             file_store.defer(connection, ready, 0.0)  # settled: due now (reconcile may have held it back)
-            if settled.vanished:
-                if file_store.mark_gone(connection, [str(p) for p in settled.vanished], now):
-                    self._note_change()
+            if settled.vanished and file_store.mark_gone(connection, [str(p) for p in settled.vanished], now):
+                self._note_change()
         if settled.stable:
             log.debug("%d files settled, %d of them new or changed", len(settled.stable), news)
             self._wake_queue()

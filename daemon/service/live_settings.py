@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from dupe_scanner.service.config_reload import ConfigReloader
 from dupe_scanner.service.notify import Notifier

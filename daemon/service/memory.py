@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import gc
-from typing import Callable
+from collections.abc import Callable
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:

@@ -20,7 +20,7 @@ import logging
 import socket
 import threading
 import time
-from typing import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Notifier:
         self._failed = False
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str], pid: int) -> "Notifier":
+    def from_environ(cls, environ: Mapping[str, str], pid: int) -> Notifier:
         """A notifier for the environment systemd gave process ``pid``.
 
         WATCHDOG_USEC counts only when WATCHDOG_PID is unset or names ``pid`` (the

@@ -6,6 +6,7 @@ to the whole unit; started from a terminal, nothing else would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -37,7 +38,5 @@ def descendants(pid: int) -> list[int]:
 
 def kill_all(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass

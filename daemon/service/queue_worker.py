@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Callable
 
 from sqlalchemy import Engine
 
@@ -181,7 +181,7 @@ class Progress:
     counts: dict
 
     @staticmethod
-    def empty() -> "Progress":
+    def empty() -> Progress:
         return Progress({outcome: 0 for outcome in Outcome})
 
     def total(self) -> int:

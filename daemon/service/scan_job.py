@@ -12,10 +12,11 @@ folder, skips the work when nothing changed since the last scan, and otherwise r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -84,13 +85,11 @@ class ScanJob:
             if self._debounce_at is not None and abs(run_at - self._debounce_at) < 0.5:
                 return
             self._debounce_at = run_at
-        try:
+        with contextlib.suppress(SchedulerNotRunningError):
             self._scheduler.add_job(
-                self._debounced_scan, DateTrigger(run_date=datetime.fromtimestamp(run_at, timezone.utc)),
+                self._debounced_scan, DateTrigger(run_date=datetime.fromtimestamp(run_at, UTC)),
                 id="scan-debounced", name="scan after changes", replace_existing=True,
             )
-        except SchedulerNotRunningError:
-            pass
 
     def _debounced_scan(self) -> None:
         with self._lock:

@@ -14,9 +14,9 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 Stat = Callable[[Path], os.stat_result]
 
@@ -27,7 +27,7 @@ class Signature:
     mtime_ns: int
 
     @staticmethod
-    def of(result: os.stat_result) -> "Signature":
+    def of(result: os.stat_result) -> Signature:
         return Signature(result.st_size, result.st_mtime_ns)
 
 

@@ -10,6 +10,7 @@ The file is a convenience for people, not state: losing it loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -46,7 +47,7 @@ class StateCounts:
     last_scan_error: str | None = None
 
     @staticmethod
-    def read(connection: Connection) -> "StateCounts":
+    def read(connection: Connection) -> StateCounts:
         by_state = file_store.counts_by_state(connection)
         last = content_store.last_scan(connection)
         return StateCounts(
@@ -85,7 +86,7 @@ class ServiceStatus:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
 
     @staticmethod
-    def from_json(data: bytes) -> "ServiceStatus":
+    def from_json(data: bytes) -> ServiceStatus:
         raw: dict[str, Any] = json.loads(data)
         known = set(ServiceStatus.__dataclass_fields__)
         return ServiceStatus(**{key: value for key, value in raw.items() if key in known})
@@ -105,10 +106,8 @@ def write_status(path: Path, status: ServiceStatus) -> None:
         os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         raise
 
 

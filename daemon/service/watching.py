@@ -23,14 +23,15 @@ watches for a new subfolder, and asks for a rescan whenever events may have been
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from watchdog.events import (
     EVENT_TYPE_ATTRIB,
@@ -90,6 +91,13 @@ class Hint:
     destination: Path | None = None
     is_directory: bool = False
 
+    @property
+    def moved_to(self) -> Path:
+        """A ``moved`` hint's ``destination``."""
+        if self.destination is None:
+            raise ValueError(f"a {self.kind} hint for {self.path} has no destination")
+        return self.destination
+
 
 HintSink = Callable[[Hint], None]
 
@@ -120,13 +128,11 @@ def hints_for_event(event: FileSystemEvent, path_filter: PathFilter) -> list[Hin
         return [Hint(DELETED, root, source)] if path_filter.wants(source) else []
     if kind == EVENT_TYPE_MOVED:
         destination = Path(os.fsdecode(event.dest_path)) if event.dest_path else None
-        source_wanted = path_filter.wants(source)
-        destination_wanted = destination is not None and path_filter.wants(destination)
-        if source_wanted and destination_wanted:
-            return [Hint(MOVED, root, source, destination)]
-        if source_wanted:
-            return [Hint(DELETED, root, source)]
-        if destination_wanted:
+        if destination is not None and not path_filter.wants(destination):
+            destination = None  # moved out of what is watched: as good as gone
+        if path_filter.wants(source):
+            return [Hint(MOVED, root, source, destination)] if destination is not None else [Hint(DELETED, root, source)]
+        if destination is not None:
             return [Hint(CHANGED, root, destination)]  # e.g. photo.jpg.part -> photo.jpg
     return []  # opened, closed without writing
 
@@ -166,7 +172,7 @@ if InotifyFD is not None:
             self.limit_error: OSError | None = None
             self._on_overflow = on_overflow
 
-        def add_callback(self, path, mask, callback, id_):  # type: ignore[no-untyped-def]
+        def add_callback(self, path, mask, callback, id_):
             try:
                 return super().add_callback(path, mask, callback, id_)
             except OSError as error:
@@ -182,7 +188,7 @@ if InotifyFD is not None:
     class NativeObserver(InotifyObserver):
         """watchdog's InotifyObserver on an inotify instance of our choosing."""
 
-        def __init__(self, inotify_fd: "LimitAwareInotifyFD", *, timeout: float = 1.0):
+        def __init__(self, inotify_fd: LimitAwareInotifyFD, *, timeout: float = 1.0):
             self._inotify_fd = inotify_fd
             self._inotify_fd.start()
             BaseObserver.__init__(self, InotifyEmitter, timeout=timeout, inotify_fd=inotify_fd)
@@ -240,10 +246,8 @@ def inotify_limits() -> str:
     """The kernel limits, for the log line that says a limit was hit."""
     values = []
     for name in ("max_user_watches", "max_user_instances"):
-        try:
+        with contextlib.suppress(OSError):
             values.append(f"fs.inotify.{name}={Path('/proc/sys/fs/inotify', name).read_text().strip()}")
-        except OSError:
-            pass
     return ", ".join(values)
 
 
@@ -255,7 +259,7 @@ class Watcher:
         sink: HintSink,
         *,
         mountinfo: Callable[[], str] = mounts.read_mountinfo,
-        inotify_fd_factory: Callable[[Callable[[], None]], object] | None = None,
+        inotify_fd_factory: Callable[[Callable[[], None]], LimitAwareInotifyFD] | None = None,
         observer_timeout: float = 1.0,
     ):
         self._sink = sink
