@@ -15,6 +15,7 @@ from tqdm import tqdm
 from dupe_scanner.backends.flow_drift import compare
 from dupe_scanner.composition import components
 from dupe_scanner.display import visible
+from dupe_scanner.errors import BackendUnavailable, StateInUse, UsageError
 from dupe_scanner.indexer import Outcome
 from dupe_scanner.pathfilter import PathFilter
 from dupe_scanner.reconcile import reconcile
@@ -25,7 +26,6 @@ from dupe_scanner.store import decisions as decision_store
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import read_transaction, write_transaction
 from dupe_scanner.store.lock import hold_state
-from dupe_scanner.errors import BackendUnavailable, StateInUse, UsageError
 
 
 def _say(text: str) -> None:
@@ -203,7 +203,7 @@ class StageBars:
             self._bar.close()
         self._bar = None
 
-    def __enter__(self) -> "StageBars":
+    def __enter__(self) -> StageBars:
         return self
 
     def __exit__(self, *_exc) -> None:

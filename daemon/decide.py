@@ -41,11 +41,10 @@ def import_file(settings: Settings, path: Path) -> int:
 
 
 def _record(settings: Settings, requests: list[DecisionRequest], source: str) -> int:
-    with state_only(settings) as engine:
-        with write_transaction(engine) as connection:
-            before = decision_store.count(connection)
-            recorded = decision_file.record(connection, requests, source, time.time())
-            added = decision_store.count(connection) - before
+    with state_only(settings) as engine, write_transaction(engine) as connection:
+        before = decision_store.count(connection)
+        recorded = decision_file.record(connection, requests, source, time.time())
+        added = decision_store.count(connection) - before
     for decision in recorded:
         _say(f"decision {decision.id}: {decision.kind} " + ", ".join(visible(c.path or c.content_hash) for c in decision.contents))
     if added < len(recorded):
@@ -55,15 +54,14 @@ def _record(settings: Settings, requests: list[DecisionRequest], source: str) ->
 
 
 def list_decisions(settings: Settings) -> int:
-    with state_only(settings) as engine:
-        with read_transaction(engine) as connection:
-            decisions = decision_store.load(connection).all
-            where = {d.id: [_current_paths(connection, c.content_hash) for c in d.contents] for d in decisions}
+    with state_only(settings) as engine, read_transaction(engine) as connection:
+        decisions = decision_store.load(connection).all
+        where = {d.id: [_current_paths(connection, c.content_hash) for c in d.contents] for d in decisions}
     if not decisions:
         _say("no decisions yet ('dupe-scanner decide --help' says how to make one)")
     for decision in decisions:
         _say(_heading(decision))
-        for content, paths in zip(decision.contents, where[decision.id]):
+        for content, paths in zip(decision.contents, where[decision.id], strict=True):
             _say(f"    {_whereabouts(content.path, paths)}")
     return 0
 
@@ -86,9 +84,8 @@ def _whereabouts(decided_on: str, now: list[str]) -> str:
 
 
 def undo_decision(settings: Settings, decision_id: int) -> int:
-    with state_only(settings) as engine:
-        with write_transaction(engine) as connection:
-            removed = decision_store.remove(connection, decision_id)
+    with state_only(settings) as engine, write_transaction(engine) as connection:
+        removed = decision_store.remove(connection, decision_id)
     if not removed:
         raise UsageError(f"there is no decision {decision_id}; 'dupe-scanner decide list' lists them")
     _say(f"decision {decision_id} undone; the next scan reports without it")

@@ -87,7 +87,7 @@ def parse(document: Any, source: str) -> list[DecisionRequest]:
         problems.append(f"version: must be {VERSION} (this dupe-scanner reads version {VERSION})")
     entries = document.get("decisions")
     if not isinstance(entries, list):
-        raise DecisionError(source, problems + ["decisions: must be a list"])
+        raise DecisionError(source, [*problems, "decisions: must be a list"])
     requests = [_request(entry, f"decisions[{index}]", problems) for index, entry in enumerate(entries)]
     if problems:
         raise DecisionError(source, problems)
@@ -110,6 +110,8 @@ def _request(entry: Any, key: str, problems: list[str]) -> DecisionRequest | Non
         problems.append(f"{key}.files: keep names exactly one file")
     if kind == NOT_DUPLICATES and len(files) < 2:
         problems.append(f"{key}.files: not-duplicates names two files or more")
+    if not isinstance(kind, str) or kind not in DECISION_KINDS:
+        return None  # its problem is listed above
     return DecisionRequest(kind, tuple(ref for ref in refs if ref is not None))
 
 
@@ -147,19 +149,24 @@ def record(connection: Connection, requests: list[DecisionRequest], source: str,
     """
     problems: list[str] = []
     resolved = [(request, [_resolve(connection, ref, problems) for ref in request.files]) for request in requests]
-    for request, contents in resolved:
-        hashes = {content.content_hash for content in contents if content}
-        if request.kind == NOT_DUPLICATES and None not in contents and len(hashes) < len(contents):
+    # Those with every file found (all of them, unless a problem was listed).
+    complete = [(request, [c for c in contents if c is not None]) for request, contents in resolved if None not in contents]
+    for request, contents in complete:
+        hashes = {content.content_hash for content in contents}
+        if request.kind == NOT_DUPLICATES and len(hashes) < len(contents):
             names = ", ".join(content.path for content in contents)
             problems.append(f"not-duplicates {names}: some of these files have identical bytes, so they are one picture")
     if problems:
         raise DecisionError(source, problems)
-    return [decision_store.add(connection, request.kind, contents, now, source) for request, contents in resolved]
+    return [decision_store.add(connection, request.kind, contents, now, source) for request, contents in complete]
 
 
 def _resolve(connection: Connection, ref: FileRef, problems: list[str]) -> DecidedContent | None:
     if ref.content_hash is not None:
         return DecidedContent(ref.content_hash, ref.path or "")
+    if ref.path is None:  # parse() and the command line name every file one way or the other
+        problems.append("a file named by neither a path nor a content_hash")
+        return None
     known = file_store.get_by_path(connection, ref.path)
     if known is None or known.state != INDEXED or known.content_hash is None:
         why = "not known to the state" if known is None else f"not indexed ({known.state})"

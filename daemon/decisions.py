@@ -7,9 +7,9 @@ and the file preferred among byte-identical copies of a kept content.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Iterable
 
 from dupe_scanner.store.schema import KEEP, NOT_DUPLICATES
 

@@ -9,6 +9,7 @@ target exactly as it was.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -80,7 +81,7 @@ def remove_stale_temp_files(folder: Path, name: str, older_than_seconds: float =
     process is never disturbed. Returns what was removed.
     """
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = list(Path(folder).glob(f".{_glob_escape(name)}.*{TEMP_SUFFIX}"))
     except OSError:
@@ -126,13 +127,13 @@ def fsync_file(path: Path) -> None:
 
 
 def remove_quietly(path: Path) -> None:
-    try:
+    with contextlib.suppress(OSError):
         path.unlink()
-    except OSError:
-        pass
 
 
-def _describe(path: Path, error: OSError) -> str:
+def _describe(path: Path | None, error: OSError) -> str:
+    """``path``: the file being written; None before the first (then ``error`` names it, if anything)."""
+    path = path if path is not None else error.filename
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         why = "no space left on the device (or the disk quota is used up)"
     elif error.errno in (errno.EACCES, errno.EPERM):

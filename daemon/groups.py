@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 import networkx as nx
 
@@ -111,18 +111,18 @@ def group_duplicates(
     for pair in pairs:
         if pair.first in by_path and pair.second in by_path and pair.first != pair.second:
             scored.add_edge(pair.first, pair.second, score=pair.score)
-    for pair in forbidden:
-        if len(pair) == 2 and pair <= by_path.keys():
+    for declared in forbidden:
+        if len(declared) == 2 and declared <= by_path.keys():
             # A person's "not duplicates" outweighs any score, and holds where none was taken.
-            scored.add_edge(*sorted(pair), score=0.0)
+            scored.add_edge(*sorted(declared), score=0.0)
     matches = nx.Graph()
     matches.add_edges_from((a, b, data) for a, b, data in scored.edges(data=True) if data["score"] >= threshold)
     floor = min(kinship, threshold)
 
     far_partners: dict[str, set[str]] = {}
-    for pair in forbidden:
-        if len(pair) == 2 and pair <= by_path.keys():
-            first, second = sorted(pair)
+    for declared in forbidden:
+        if len(declared) == 2 and declared <= by_path.keys():
+            first, second = sorted(declared)
             far_partners.setdefault(first, set()).add(second)
             far_partners.setdefault(second, set()).add(first)
 

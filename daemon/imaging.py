@@ -114,8 +114,10 @@ def _open_raw(handle: BinaryIO, path: Path, draft_side: int | None, max_pixels: 
                 image = preview.copy()
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError) as error:
             raise UnreadableImage(f"{path}: the RAW file's embedded preview is corrupt ({type(error).__name__}: {error})") from None
-    else:
+    elif picture.pixels is not None:
         image = Image.fromarray(picture.pixels)
+    else:  # never: a RawPicture holds one or the other
+        raise UnreadableImage(f"{path}: the RAW file holds no picture")
     width, height = picture.sensor_size
     full_size = (height, width) if picture.orientation in (5, 6, 7, 8) else (width, height)
     return _normalise_mode(_turned(image, picture.orientation)), rawfiles.format_name(path), full_size
@@ -142,7 +144,7 @@ def _let_pillow_allow(max_pixels: int) -> None:
 def _open_regular_file(path: Path) -> BinaryIO:
     """Open ``path`` for reading without blocking on a FIFO; refuse anything not a regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    handle = open(fd, "rb")
+    handle = open(fd, "rb")  # noqa: SIM115 - returned open: the caller closes it (closed here on error)
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):

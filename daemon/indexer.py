@@ -14,12 +14,12 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
 from sqlalchemy import Engine
 

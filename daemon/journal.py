@@ -46,7 +46,7 @@ class JournalWriter:
         self.path = _free_name(folder, stamp)
         # A name that is not UTF-8 holds lone surrogates (b"caf\xe9" is "caf\udce9"), which
         # backslashreplace writes as the JSON escape \udce9; reading gives the same name back.
-        self._file = open(self.path, "x", encoding="utf-8", errors="backslashreplace")
+        self._file = open(self.path, "x", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115 - open until close()
         fsync_folder(folder)
 
     def write(self, event: str, **fields: Any) -> None:

@@ -11,10 +11,11 @@ shot written twice by the camera) are never suggested for removal.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from dupe_scanner.decisions import Decision, Decisions
 from dupe_scanner.rawfiles import RAW_SUFFIXES
@@ -43,17 +44,17 @@ class GroupReview:
     decisions: tuple[Decision, ...]  # decisions naming a member's content
     decided: bool  # a keep decision names a member's content: `apply` may act on the group
 
-    def removable(self, members: Sequence["FileEntry"]) -> list["FileEntry"]:
+    def removable(self, members: Sequence[FileEntry]) -> list[FileEntry]:
         return [member for member in members if member.path not in self.protected]
 
 
 @dataclass(frozen=True)
 class _Rule:
-    key: Callable[["FileEntry"], object]  # smaller is better
-    reason: Callable[["FileEntry", "FileEntry"], str]  # the chosen one against the runner-up
+    key: Callable[[FileEntry], object]  # smaller is better
+    reason: Callable[[FileEntry, FileEntry], str]  # the chosen one against the runner-up
 
 
-def review_group(members: Sequence["FileEntry"], rules: KeepSettings, decisions: Decisions = Decisions()) -> GroupReview:
+def review_group(members: Sequence[FileEntry], rules: KeepSettings, decisions: Decisions = Decisions()) -> GroupReview:
     kept = decisions.kept()
     decided_members = [member for member in members if member.content_hash in kept]
     companions = find_companions(members)
@@ -70,7 +71,7 @@ def review_group(members: Sequence["FileEntry"], rules: KeepSettings, decisions:
     )
 
 
-def choose_keep(members: Sequence["FileEntry"], rules: KeepSettings) -> KeepChoice:
+def choose_keep(members: Sequence[FileEntry], rules: KeepSettings) -> KeepChoice:
     """The file the rules keep, and the first rule that told it from the runner-up."""
     ranked = sorted(members, key=lambda member: _rank(member, rules))
     chosen = ranked[0]
@@ -83,7 +84,7 @@ def choose_keep(members: Sequence["FileEntry"], rules: KeepSettings) -> KeepChoi
     return KeepChoice(chosen.path, "first by path: the rules see no difference (byte-identical copies?)")
 
 
-def _decided_keep(decided: list["FileEntry"], kept: dict[str, str], rules: KeepSettings, decisions: Decisions) -> KeepChoice:
+def _decided_keep(decided: list[FileEntry], kept: dict[str, str], rules: KeepSettings, decisions: Decisions) -> KeepChoice:
     if len({member.content_hash for member in decided}) > 1:
         choice = choose_keep(decided, rules)  # two kept pictures in one group: the rules pick between them
         return KeepChoice(choice.path, f"you decided to keep it (and another of this group); then {choice.reason}")
@@ -92,7 +93,7 @@ def _decided_keep(decided: list["FileEntry"], kept: dict[str, str], rules: KeepS
     return KeepChoice(_best_of_content(decided, digest, kept[digest], rules), f"you decided to keep it (decision {number})")
 
 
-def _best_of_content(members: list["FileEntry"], digest: str, decided_path: str, rules: KeepSettings) -> str:
+def _best_of_content(members: list[FileEntry], digest: str, decided_path: str, rules: KeepSettings) -> str:
     """Among byte-identical files of a kept content, the one decided on if still there."""
     same = [member for member in members if member.content_hash == digest]
     if any(member.path == decided_path for member in same):
@@ -100,8 +101,8 @@ def _best_of_content(members: list["FileEntry"], digest: str, decided_path: str,
     return choose_keep(same, rules).path
 
 
-def _rank(member: "FileEntry", rules: KeepSettings) -> tuple:
-    return tuple(rule.key(member) for rule in _rules(rules)) + (member.path,)
+def _rank(member: FileEntry, rules: KeepSettings) -> tuple:
+    return (*(rule.key(member) for rule in _rules(rules)), member.path)
 
 
 def _rules(rules: KeepSettings) -> list[_Rule]:
@@ -114,31 +115,31 @@ def _rules(rules: KeepSettings) -> list[_Rule]:
     ]
 
 
-def in_preferred_folder(member: "FileEntry", rules: KeepSettings) -> bool:
+def in_preferred_folder(member: FileEntry, rules: KeepSettings) -> bool:
     return _preferred_folder(member, rules) is not None
 
 
-def _preferred_folder(member: "FileEntry", rules: KeepSettings) -> str | None:
+def _preferred_folder(member: FileEntry, rules: KeepSettings) -> str | None:
     path = PurePosixPath(member.path)
     return next((str(folder) for folder in rules.preferred_folders if PurePosixPath(folder) in path.parents), None)
 
 
-def _format_name(member: "FileEntry") -> str:
+def _format_name(member: FileEntry) -> str:
     suffix = PurePosixPath(member.path).suffix.lower()
     return suffix[1:].upper() if suffix in RAW_SUFFIXES else member.format.upper()
 
 
-def _format_rank(member: "FileEntry", rules: KeepSettings) -> int:
+def _format_rank(member: FileEntry, rules: KeepSettings) -> int:
     names = (_format_name(member), member.format.upper())
     ranks = [index for index, preferred in enumerate(rules.preferred_formats) if preferred in names]
     return min(ranks, default=len(rules.preferred_formats))
 
 
 def _day(mtime: float) -> str:
-    return datetime.fromtimestamp(mtime, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(mtime, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def find_companions(members: Sequence["FileEntry"]) -> tuple[tuple[str, str], ...]:
+def find_companions(members: Sequence[FileEntry]) -> tuple[tuple[str, str], ...]:
     """RAW and JPEG files of one shot: same folder, same name but for the suffix.
 
     The capture time is not compared (RAW files are read for their preview's pixels

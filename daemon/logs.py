@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 # sd-daemon(3): "<3>" error, "<4>" warning, "<6>" info, "<7>" debug (SD_ERR ... SD_DEBUG).
 ERROR, WARNING, INFO, DEBUG = 3, 4, 6, 7

@@ -26,7 +26,7 @@ class RetryPolicy:
     max_delay: float = MAX_RETRY_DELAY
 
     @staticmethod
-    def of(settings: IndexSettings) -> "RetryPolicy":
+    def of(settings: IndexSettings) -> RetryPolicy:
         return RetryPolicy(settings.max_attempts, settings.retry_base_seconds)
 
     def gives_up(self, attempts: int) -> bool:

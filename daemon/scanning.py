@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from sqlalchemy import Engine
 
 from dupe_scanner.backends.base import Backend
 from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from dupe_scanner.keep import review_group
-from dupe_scanner.reports import thumbnails_beside, write_reports
+from dupe_scanner.reports import ReportOutcome, thumbnails_beside, write_reports
 from dupe_scanner.settings import KeepSettings, ReportSettings
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import decisions as decision_store
@@ -48,7 +48,7 @@ class ScanOutcome:
     groups: list[DuplicateGroup]
     compared: int | None  # contents compared with the rest; None for a full scan
     files: int
-    reports: object  # dupe_scanner.reports.ReportOutcome
+    reports: ReportOutcome
 
     @property
     def duplicate_files(self) -> int:

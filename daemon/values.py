@@ -28,7 +28,7 @@ class ScoredPair:
     score: float
 
     @staticmethod
-    def of(a: str, b: str, score: float) -> "ScoredPair":
+    def of(a: str, b: str, score: float) -> ScoredPair:
         return ScoredPair(a, b, score) if a < b else ScoredPair(b, a, score)
 
 
@@ -42,8 +42,8 @@ class FileStat:
     device: int
 
     @staticmethod
-    def of(result) -> "FileStat":
+    def of(result) -> FileStat:
         return FileStat(result.st_size, result.st_mtime_ns, result.st_ino, result.st_dev)
 
-    def same_content_as(self, other: "FileStat") -> bool:
+    def same_content_as(self, other: FileStat) -> bool:
         return self.size == other.size and self.mtime_ns == other.mtime_ns
