@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from dupe_scanner.rawfiles import RAW_SUFFIXES
 
