@@ -21,6 +21,7 @@ from dupe_scanner.pathfilter import PathFilter
 from dupe_scanner.reconcile import reconcile
 from dupe_scanner.scanning import run_scan
 from dupe_scanner.settings import DEFAULT_EXCLUDES, Settings
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import decisions as decision_store
 from dupe_scanner.store import files as file_store
@@ -36,8 +37,8 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "never"
 
 
-def status(settings: Settings, failures: int, repair: bool) -> int:
-    with components(settings) as parts:
+def status(settings: Settings, failures: int, repair: bool, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
+    with components(settings, lock_wait=lock_wait) as parts:
         health = parts.backend.health()
         with read_transaction(parts.engine) as connection:
             counts = file_store.counts_by_state(connection)
@@ -130,9 +131,11 @@ def _say_drift(parts, repair: bool, settings: Settings) -> bool:
     return True
 
 
-def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bool) -> int:
+def index(
+    settings: Settings, directory: Path, recursive: bool, retry_failed: bool, *, lock_wait: float = LOCK_WAIT_SECONDS
+) -> int:
     path_filter = PathFilter(directory, exclude=DEFAULT_EXCLUDES, recursive=recursive)
-    with components(settings) as parts:
+    with components(settings, lock_wait=lock_wait) as parts:
         health = parts.backend.health()
         if not health.reachable:
             raise BackendUnavailable(health.detail)
@@ -160,8 +163,8 @@ def index(settings: Settings, directory: Path, recursive: bool, retry_failed: bo
         return 0
 
 
-def scan(settings: Settings, threshold: float, full: bool) -> int:
-    with components(settings) as parts:
+def scan(settings: Settings, threshold: float, full: bool, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
+    with components(settings, lock_wait=lock_wait) as parts:
         health = parts.backend.health()
         if not health.reachable:
             raise BackendUnavailable(health.detail)
@@ -210,7 +213,7 @@ class StageBars:
         self.close()
 
 
-def clear(settings: Settings, confirmed: bool) -> int:
+def clear(settings: Settings, confirmed: bool, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
     if not confirmed:
         if not sys.stdin.isatty():
             raise UsageError("clear empties the index and the state: pass --yes to confirm")
@@ -218,7 +221,7 @@ def clear(settings: Settings, confirmed: bool) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             _say("nothing cleared")
             return 0
-    with components(settings) as parts:
+    with components(settings, lock_wait=lock_wait) as parts:
         # The state first: were the backend's clear to fail half-way, what it still holds
         # is unknown to the state, which `status --repair` mends; the reverse is not seen.
         with write_transaction(parts.engine) as connection:

@@ -32,6 +32,7 @@ from dupe_scanner.relocate import MoveRefused, move_file, restore
 from dupe_scanner.reports.json_report import group_id
 from dupe_scanner.scanning import current_groups
 from dupe_scanner.settings import Settings
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import read_transaction, write_transaction
 
@@ -80,13 +81,13 @@ def destination_for(source: Path, move_to: Path, roots: Sequence[Path]) -> Path:
     return move_to / source.relative_to(root)
 
 
-def apply(settings: Settings, move_to: Path, dry_run: bool) -> int:
+def apply(settings: Settings, move_to: Path, dry_run: bool, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
     move_to = move_to.expanduser().absolute()
     roots = [watch.path for watch in settings.watch]
     inside = next((root for root in roots if root == move_to or root in move_to.parents), None)
     if inside is not None:
         raise UsageError(f"--move-to {move_to} is inside the watched folder {inside}; choose a folder outside it")
-    with state_only(settings) as engine:
+    with state_only(settings, lock_wait=lock_wait) as engine:
         groups, _ = current_groups(
             engine, settings.scan.threshold, backend_compares_every_pair(settings), keep=settings.keep
         )

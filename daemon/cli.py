@@ -16,6 +16,7 @@ from dupe_scanner.errors import DupeScannerError, SettingsError, UsageError
 from dupe_scanner.logs import ERROR, WARNING, configure_logging, prefixed, stderr_is_journal
 from dupe_scanner.samples import DESCRIPTIONS, SAMPLES, sample_text
 from dupe_scanner.settings import Settings, find_settings_file, load_settings
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error"),
         default=argparse.SUPPRESS,
         help="override [log] level from the settings",
+    )
+    common.add_argument(
+        "--lock-wait",
+        type=_seconds,
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help=f"how long to wait for the state while another process writes to it (default {LOCK_WAIT_SECONDS:g})",
     )
     parser = argparse.ArgumentParser(
         prog="dupe-scanner",
@@ -137,6 +145,16 @@ def _score(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     journal = stderr_is_journal(os.environ)
@@ -169,6 +187,7 @@ def _complain(line: str, journal: bool, priority: int = ERROR) -> None:
 
 def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
     verb = arguments.verb
+    lock_wait = getattr(arguments, "lock_wait", LOCK_WAIT_SECONDS)
     if verb == "check-config":  # without the analysis stack (cv2, numpy, faiss, PIL)
         from dupe_scanner.config_check import check_config
 
@@ -177,49 +196,51 @@ def dispatch(arguments: argparse.Namespace, settings: Settings) -> int:
     from dupe_scanner import actions  # here, so that `--help` and `check-config` start fast
 
     if verb == "status":
-        return actions.status(settings, failures=arguments.failures, repair=arguments.repair)
+        return actions.status(settings, failures=arguments.failures, repair=arguments.repair, lock_wait=lock_wait)
     if verb == "index":
         directory = arguments.dir.expanduser()
         if not directory.is_dir():
             raise UsageError(f"--dir {directory}: not a folder")
-        return actions.index(settings, directory.resolve(), not arguments.no_recursive, arguments.retry_failed)
+        return actions.index(
+            settings, directory.resolve(), not arguments.no_recursive, arguments.retry_failed, lock_wait=lock_wait
+        )
     if verb == "scan":
         threshold = arguments.threshold if arguments.threshold is not None else settings.scan.threshold
-        return actions.scan(settings, threshold, full=arguments.full)
+        return actions.scan(settings, threshold, full=arguments.full, lock_wait=lock_wait)
     if verb == "clear":
-        return actions.clear(settings, confirmed=arguments.yes)
+        return actions.clear(settings, confirmed=arguments.yes, lock_wait=lock_wait)
     if verb == "decide":
-        return _decide(arguments, settings)
+        return _decide(arguments, settings, lock_wait)
     if verb in ("apply", "undo"):
         from dupe_scanner import apply
 
         if verb == "undo":
             return apply.undo(settings)
-        return apply.apply(settings, arguments.move_to, dry_run=arguments.dry_run)
+        return apply.apply(settings, arguments.move_to, dry_run=arguments.dry_run, lock_wait=lock_wait)
     if verb == "run":
         from dupe_scanner.service.app import run_service
 
-        return run_service(settings)
+        return run_service(settings, lock_wait=lock_wait)
     raise UsageError(f"unknown command {verb}")
 
 
-def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
+def _decide(arguments: argparse.Namespace, settings: Settings, lock_wait: float) -> int:
     from dupe_scanner import decide
 
     decision = arguments.decision
     if (arguments.import_file is None) == (decision is None):
         raise UsageError("decide: give either --import FILE or one of not-duplicates, keep, list, undo")
     if arguments.import_file is not None:
-        return decide.import_file(settings, arguments.import_file)
+        return decide.import_file(settings, arguments.import_file, lock_wait=lock_wait)
     if decision == "not-duplicates":
         if len(arguments.paths) < 2:
             raise UsageError("decide not-duplicates: name two files or more")
-        return decide.decide_files(settings, "not-duplicates", arguments.paths)
+        return decide.decide_files(settings, "not-duplicates", arguments.paths, lock_wait=lock_wait)
     if decision == "keep":
-        return decide.decide_files(settings, "keep", [arguments.path])
+        return decide.decide_files(settings, "keep", [arguments.path], lock_wait=lock_wait)
     if decision == "list":
-        return decide.list_decisions(settings)
-    return decide.undo_decision(settings, arguments.id)
+        return decide.list_decisions(settings, lock_wait=lock_wait)
+    return decide.undo_decision(settings, arguments.id, lock_wait=lock_wait)
 
 
 def _log_level(arguments: argparse.Namespace, settings: Settings) -> str:

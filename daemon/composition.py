@@ -18,6 +18,7 @@ from dupe_scanner.backends.base import Backend
 from dupe_scanner.indexer import Indexer
 from dupe_scanner.settings import Settings
 from dupe_scanner.store import contents as content_store
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction, state_errors, write_transaction
 
@@ -103,17 +104,20 @@ def refresh_outdated(engine: Engine, backend: Backend) -> None:
 
 
 @contextmanager
-def components(settings: Settings, clock: Callable[[], float] = time.time) -> Iterator[Components]:
+def components(
+    settings: Settings, clock: Callable[[], float] = time.time, *, lock_wait: float = LOCK_WAIT_SECONDS
+) -> Iterator[Components]:
     """Open the state, the backend and the indexer; close them all on the way out.
 
     Contents analysed by an older analyser version are queued again here, so whoever
-    builds the parts (a command, the service) gets them analysed anew."""
-    engine = open_state(settings.paths.state)
+    builds the parts (a command, the service) gets them analysed anew. ``lock_wait``: the
+    seconds a unit of work waits for a lock another process holds (``open_state``)."""
+    engine = open_state(settings.paths.state, lock_wait)
     backend = None
     try:
         # A full disk or a lock held too long, mid-way: every unit of work is its own
         # transaction, so what was done is kept and the rest is done by the next run.
-        with state_errors(settings.paths.state):
+        with state_errors(settings.paths.state, lock_wait):
             adopt_backend(engine, settings)
             backend = build_backend(settings, engine)
             refresh_outdated(engine, backend)
@@ -125,11 +129,11 @@ def components(settings: Settings, clock: Callable[[], float] = time.time) -> It
 
 
 @contextmanager
-def state_only(settings: Settings) -> Iterator[Engine]:
+def state_only(settings: Settings, *, lock_wait: float = LOCK_WAIT_SECONDS) -> Iterator[Engine]:
     """Just the state, for commands that need no backend (decisions, apply, undo)."""
-    engine = open_state(settings.paths.state)
+    engine = open_state(settings.paths.state, lock_wait)
     try:
-        with state_errors(settings.paths.state):
+        with state_errors(settings.paths.state, lock_wait):
             yield engine
     finally:
         engine.dispose()

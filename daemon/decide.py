@@ -17,6 +17,7 @@ from dupe_scanner.decisions import Decision
 from dupe_scanner.display import visible
 from dupe_scanner.errors import UsageError
 from dupe_scanner.settings import Settings
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 from dupe_scanner.store import decisions as decision_store
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import read_transaction, write_transaction
@@ -28,20 +29,20 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def decide_files(settings: Settings, kind: str, paths: list[Path]) -> int:
+def decide_files(settings: Settings, kind: str, paths: list[Path], *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
     """``decide keep PATH`` and ``decide not-duplicates PATH PATH...``."""
     # The state spells folders resolved (symlinks followed), as `index` and the watches do.
     refs = tuple(FileRef(str(path.expanduser().absolute().parent.resolve() / path.name), None) for path in paths)
-    return _record(settings, [DecisionRequest(kind, refs)], COMMAND_LINE)
+    return _record(settings, [DecisionRequest(kind, refs)], COMMAND_LINE, lock_wait)
 
 
-def import_file(settings: Settings, path: Path) -> int:
+def import_file(settings: Settings, path: Path, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
     requests = decision_file.read_file(path)
-    return _record(settings, requests, str(path.absolute()))
+    return _record(settings, requests, str(path.absolute()), lock_wait)
 
 
-def _record(settings: Settings, requests: list[DecisionRequest], source: str) -> int:
-    with state_only(settings) as engine, write_transaction(engine) as connection:
+def _record(settings: Settings, requests: list[DecisionRequest], source: str, lock_wait: float) -> int:
+    with state_only(settings, lock_wait=lock_wait) as engine, write_transaction(engine) as connection:
         before = decision_store.count(connection)
         recorded = decision_file.record(connection, requests, source, time.time())
         added = decision_store.count(connection) - before
@@ -53,8 +54,8 @@ def _record(settings: Settings, requests: list[DecisionRequest], source: str) ->
     return 0
 
 
-def list_decisions(settings: Settings) -> int:
-    with state_only(settings) as engine, read_transaction(engine) as connection:
+def list_decisions(settings: Settings, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
+    with state_only(settings, lock_wait=lock_wait) as engine, read_transaction(engine) as connection:
         decisions = decision_store.load(connection).all
         where = {d.id: [_current_paths(connection, c.content_hash) for c in d.contents] for d in decisions}
     if not decisions:
@@ -83,8 +84,8 @@ def _whereabouts(decided_on: str, now: list[str]) -> str:
     return ", ".join(visible(path) for path in now) + f" (decided on {visible(decided_on)})"
 
 
-def undo_decision(settings: Settings, decision_id: int) -> int:
-    with state_only(settings) as engine, write_transaction(engine) as connection:
+def undo_decision(settings: Settings, decision_id: int, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
+    with state_only(settings, lock_wait=lock_wait) as engine, write_transaction(engine) as connection:
         removed = decision_store.remove(connection, decision_id)
     if not removed:
         raise UsageError(f"there is no decision {decision_id}; 'dupe-scanner decide list' lists them")

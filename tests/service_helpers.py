@@ -122,11 +122,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class ServiceProcess:
-    """``python -m dupe_scanner run --config X`` with a real NOTIFY_SOCKET, its stderr in a file."""
+    """``python -m dupe_scanner run --config X [ARGUMENTS]`` with a real NOTIFY_SOCKET, its
+    stderr in a file."""
 
-    def __init__(self, folder: Path, config: Path, *, watchdog_usec: int | None = None):
+    def __init__(
+        self, folder: Path, config: Path, *, watchdog_usec: int | None = None, arguments: tuple[str, ...] = ()
+    ):
         self.folder = folder
         self.config = config
+        self.arguments = arguments
         self.watchdog_usec = watchdog_usec
         self.notify = NotifySocket(folder)
         self.log_path = folder / "service.log"
@@ -142,7 +146,7 @@ class ServiceProcess:
         log.write(f"----- start {self.runs + 1}\n")
         log.flush()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config)],
+            [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config), *self.arguments],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         log.close()

@@ -279,10 +279,10 @@ def test_a_state_locked_by_another_process_is_one_clear_line(tmp_path):
         locker.execute("BEGIN IMMEDIATE")
         locker.execute("UPDATE meta SET value = value")
         clean(run_cli("status", config=settings, timeout=60))  # reading needs no lock
-        result = run_cli("index", "--dir", str(photos), config=settings, timeout=90)
+        result = run_cli("index", "--dir", str(photos), "--lock-wait", "2", config=settings, timeout=90)
         assert result.returncode == 1
         line = one_error_line(result)
-        assert "locked by another process" in line and str(tmp_path / "state" / "state.db") in line
+        assert "locked by another process for 2 s" in line and str(tmp_path / "state" / "state.db") in line
     finally:
         locker.rollback()
         locker.close()

@@ -30,11 +30,11 @@ def photos_with_a_copy(folder: Path, seed: int = 5) -> list[Path]:
     return [original, copy, save(make_photo(seed + 1, (200, 150)), folder / "other.jpg")]
 
 
-def service_on(folder: Path, timings: str = FAST) -> ServiceProcess:
+def service_on(folder: Path, timings: str = FAST, arguments: tuple[str, ...] = ()) -> ServiceProcess:
     """A service watching ``folder/photos``, by default with the e2e tests' quick timings."""
     config = folder / "settings.toml"
     config.write_text(settings_text(["photos"], timings))
-    service = ServiceProcess(folder, config)
+    service = ServiceProcess(folder, config, arguments=arguments)
     service.state = folder / "state" / "state.db"
     service.reports = folder / "reports"
     return service
@@ -181,8 +181,18 @@ def lock_lines(log: str) -> list[str]:
     return [line for line in log.splitlines() if "locked by another process" in line or "database is locked" in line]
 
 
+@pytest.fixture
+def impatient_service(tmp_path):
+    """The ``service`` fixture's, waiting 2 s for a locked state instead of 30."""
+    photos_with_a_copy(tmp_path / "photos")
+    service = service_on(tmp_path, arguments=("--lock-wait", "2"))
+    yield service
+    service.close()
+
+
 @pytest.mark.timeout(180)
-def test_a_state_locked_by_another_program_is_one_line_in_the_log_and_nothing_is_lost(service, tmp_path):
+def test_a_state_locked_by_another_program_is_one_line_in_the_log_and_nothing_is_lost(impatient_service, tmp_path):
+    service = impatient_service
     service.start()
     wait_for(lambda: read_groups(service.reports), timeout=60, what="the first reports")
     locker = sqlite3.connect(service.state, isolation_level=None)
@@ -199,7 +209,7 @@ def test_a_state_locked_by_another_program_is_one_line_in_the_log_and_nothing_is
     wait_for(lambda: query(service.state, indexed, str(added))[0][0] == 1, timeout=90, what="the added file indexed")
     assert "Traceback" not in service.log()
     locked = lock_lines(service.log())
-    assert all("locked by another process" in line and str(service.state) in line for line in locked), locked
+    assert all("locked by another process for 2 s" in line and str(service.state) in line for line in locked), locked
 
 
 @pytest.mark.timeout(120)

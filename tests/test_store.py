@@ -21,6 +21,13 @@ def test_a_new_state_is_created_at_the_newest_revision_in_wal_mode(tmp_path):
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_unit_of_work_waits_30_s_for_a_lock_unless_told_otherwise(tmp_path):
+    for engine, milliseconds in ((open_state(tmp_path / "a.db"), 30_000), (open_state(tmp_path / "b.db", 0.25), 250)):
+        with read_transaction(engine) as connection:
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == milliseconds
+        engine.dispose()
+
+
 def test_migrations_build_exactly_the_schema_the_code_describes(tmp_path):
     engine = open_state(tmp_path / "state.db")
     tables = set(inspect(engine).get_table_names()) - {"alembic_version"}

@@ -51,6 +51,7 @@ from dupe_scanner.service.scan_job import ScanJob
 from dupe_scanner.service.stability import StabilityTracker
 from dupe_scanner.service.watching import Watcher
 from dupe_scanner.settings import Settings
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 from dupe_scanner.store.lock import hold_state
 
 log = logging.getLogger("dupe_scanner.service")
@@ -58,13 +59,16 @@ log = logging.getLogger("dupe_scanner.service")
 STOP_GRACE_SECONDS = 5.0  # SIGTERM: in-flight work may finish within this, the rest stays pending
 
 
-def run_service(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+def run_service(
+    settings: Settings, environ: Mapping[str, str] | None = None, *, lock_wait: float = LOCK_WAIT_SECONDS
+) -> int:
     """Run until SIGTERM/SIGINT. Reads the notify variables from ``environ`` (the process
-    environment when not given) and removes them, so child processes cannot speak for us."""
+    environment when not given) and removes them, so child processes cannot speak for us.
+    ``lock_wait``: the seconds a unit of work waits for a lock another process holds."""
     environ = dict(os.environ) if environ is None else environ
     notifier = Notifier.from_environ(environ, os.getpid())
     drop_environment(os.environ)
-    service = Service(settings, notifier)
+    service = Service(settings, notifier, lock_wait=lock_wait)
     return service.run()
 
 
@@ -84,9 +88,13 @@ class Service:
     main loop (the intake's) on the calling thread until ``stop`` (SIGTERM, SIGINT), and
     stops them in order. ``run_service`` calls it; tests run it on a thread."""
 
-    def __init__(self, settings: Settings, notifier: Notifier, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, settings: Settings, notifier: Notifier, *, clock: Callable[[], float] = time.time,
+        lock_wait: float = LOCK_WAIT_SECONDS,
+    ):
         self.notifier = notifier
         self.clock = clock
+        self.lock_wait = lock_wait
         self.started_at = clock()
         self._messages: queue.SimpleQueue = queue.SimpleQueue()  # hints, commands, None (wake)
         self._stop = threading.Event()
@@ -118,7 +126,7 @@ class Service:
         from dupe_scanner.composition import components
 
         state = self.settings.paths.state
-        with hold_state(state, "dupe-scanner run"), components(self.settings, clock=self.clock) as parts:
+        with hold_state(state, "dupe-scanner run"), components(self.settings, clock=self.clock, lock_wait=self.lock_wait) as parts:
             self.engine, self.backend, self.indexer = parts.engine, parts.backend, parts.indexer
             try:
                 stages = self._start(parts.engine, parts.backend, parts.indexer)

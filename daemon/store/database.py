@@ -22,8 +22,7 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from dupe_scanner.errors import StateError
-
-BUSY_TIMEOUT_MS = 30_000
+from dupe_scanner.store import LOCK_WAIT_SECONDS
 
 
 def _migrations_folder() -> Path:
@@ -33,24 +32,36 @@ def _migrations_folder() -> Path:
     return Path(dupe_scanner.migrations.__file__).resolve().parent
 
 
-def open_state(path: Path) -> Engine:
-    """Open (creating if needed) the state at ``path`` and upgrade its schema to the newest."""
+def open_state(path: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> Engine:
+    """Open (creating if needed) the state at ``path`` and upgrade its schema to the newest.
+
+    ``lock_wait``: the seconds a unit of work waits for a lock another process holds."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise StateError(f"cannot create the state folder {path.parent}: {error}") from None
     # URL.create, not an f-string: a '?' or '#' in the path must stay part of the file name.
-    engine = create_engine(URL.create("sqlite", database=str(path)), connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    # The engine carries the wait, for the connect hook and for the words when it ran out.
+    engine = create_engine(
+        URL.create("sqlite", database=str(path)),
+        connect_args={"timeout": lock_wait},
+        execution_options={"lock_wait": lock_wait},
+    )
     _install_hooks(engine)
     try:
         upgrade(engine)
     except (OperationalError, DBAPIError, sqlite3.Error) as error:
         engine.dispose()
-        raise StateError(f"cannot open {describe_state_error(path, error)}") from None
+        raise StateError(f"cannot open {describe_state_error(path, error, lock_wait)}") from None
     return engine
 
 
-def describe_state_error(path: Path, error: Exception) -> str:
+def lock_wait_of(engine: Engine) -> float:
+    """The lock wait ``engine`` was opened with (see ``open_state``)."""
+    return engine.get_execution_options().get("lock_wait", LOCK_WAIT_SECONDS)
+
+
+def describe_state_error(path: Path, error: Exception, lock_wait: float = LOCK_WAIT_SECONDS) -> str:
     """One line on what went wrong with the state database at ``path`` and what to do about it."""
     original = getattr(error, "orig", None) or error
     name = getattr(original, "sqlite_errorname", "")
@@ -59,7 +70,7 @@ def describe_state_error(path: Path, error: Exception) -> str:
         why = "the disk is full; free some space and run again (what was done so far is kept)"
     elif name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         why = (
-            f"it stayed locked by another process for {BUSY_TIMEOUT_MS // 1000} s "
+            f"it stayed locked by another process for {lock_wait:g} s "
             "(the service, or another dupe-scanner command?); run again when that is done"
         )
     elif name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
@@ -79,6 +90,8 @@ def _disk_full(folder: Path) -> bool:
 
 
 def _install_hooks(engine: Engine) -> None:
+    busy_timeout_ms = round(lock_wait_of(engine) * 1000)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
@@ -86,7 +99,7 @@ def _install_hooks(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL: a crash loses no committed state
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -96,26 +109,30 @@ def _install_hooks(engine: Engine) -> None:
 
 
 @contextmanager
-def state_errors(path: Path) -> Iterator[None]:
+def state_errors(path: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """The state database's errors (a lock held too long, a full disk) as ``StateError``:
     one line that says what to do, for the command line and the service's log alike."""
     try:
         yield
     except DBAPIError as error:
-        raise StateError(describe_state_error(path, error)) from None
+        raise StateError(describe_state_error(path, error, lock_wait)) from None
 
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """One unit of work that writes: takes the write lock up front, commits on success."""
-    with state_errors(_state_path(engine)), engine.connect().execution_options(write=True) as connection, connection.begin():
+    with (
+        state_errors(_state_path(engine), lock_wait_of(engine)),
+        engine.connect().execution_options(write=True) as connection,
+        connection.begin(),
+    ):
         yield connection
 
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A consistent snapshot for reading (WAL readers never block the writer)."""
-    with state_errors(_state_path(engine)), engine.connect() as connection, connection.begin():
+    with state_errors(_state_path(engine), lock_wait_of(engine)), engine.connect() as connection, connection.begin():
         yield connection
 
 
