@@ -1,8 +1,10 @@
 """The real service (``python -m dupe_scanner run``) as a subprocess on real folders.
 
 A short stability delay and debounce keep these quick; the sd_notify messages are read
-from a real NOTIFY_SOCKET datagram socket. The first test class shares one running
-service across its steps (starting one costs a second or two), in file order.
+from a real NOTIFY_SOCKET datagram socket. The first test takes one running service
+through a day in its life, step after step (starting one costs a second or two); each
+step starts from where the one before it left the folders, so the test runs them in the
+order of ``A_DAY``, whatever order the tests run in.
 """
 
 from __future__ import annotations
@@ -74,9 +76,9 @@ def state_of(state: Path, path: Path) -> tuple | None:
 # One service through a day in its life ---------------------------------------------------------
 
 
-@pytest.fixture(scope="class")
-def life(tmp_path_factory):
-    root = tmp_path_factory.mktemp("life")
+@pytest.fixture
+def life(tmp_path):
+    root = tmp_path
     for name in ("one", "two", "three"):
         (root / name).mkdir()
     config = root / "settings.toml"
@@ -89,136 +91,171 @@ def life(tmp_path_factory):
     service.close()
 
 
-@pytest.mark.timeout(240)
-class TestLife:
-    def test_ready_status_and_watchdog(self, life):
-        started = time.monotonic()
-        life.start()
-        ready = life.notify.wait_for("READY", "1")
-        assert "2 folders watched" in ready.get("STATUS", "")
-        assert time.monotonic() - started < 30
-        life.notify.wait_for("WATCHDOG", "1", count=2, timeout=10)  # WATCHDOG_USEC=2s: a ping at least every 1s
-        life.notify.wait_for("STATUS", timeout=10)
+def step_ready_status_and_watchdog(life):
+    started = time.monotonic()
+    life.start()
+    ready = life.notify.wait_for("READY", "1")
+    assert "2 folders watched" in ready.get("STATUS", "")
+    assert time.monotonic() - started < 30
+    life.notify.wait_for("WATCHDOG", "1", count=2, timeout=10)  # WATCHDOG_USEC=2s: a ping at least every 1s
+    life.notify.wait_for("STATUS", timeout=10)
 
-    def test_add(self, life):
-        original = save_image(photo(1), life.root / "one" / "a.png")
-        copy = save_image(photo(1).resize((240, 180)), life.root / "two" / "a-bigger.jpg", atomic=True, quality=85)
-        wait_group(life.reports, original, copy)
-        assert state_of(life.state, original)[1] == "indexed"
 
-    def test_rename_keeps_the_analysis(self, life):
-        old = life.root / "one" / "a.png"
-        before = state_of(life.state, old)
-        contents = query(life.state, "select count(*) from contents")[0][0]
-        new = life.root / "one" / "renamed.png"
-        old.rename(new)
-        wait_group(life.reports, new, life.root / "two" / "a-bigger.jpg")
-        after = state_of(life.state, new)
-        assert after[0] == before[0] and after[2] == before[2] and after[1] == "indexed"  # same row, same content
-        assert state_of(life.state, old) is None
-        assert query(life.state, "select count(*) from contents")[0][0] == contents
+def step_add(life):
+    original = save_image(photo(1), life.root / "one" / "a.png")
+    copy = save_image(photo(1).resize((240, 180)), life.root / "two" / "a-bigger.jpg", atomic=True, quality=85)
+    wait_group(life.reports, original, copy)
+    assert state_of(life.state, original)[1] == "indexed"
 
-    def test_move_between_watched_folders(self, life):
-        source = life.root / "two" / "a-bigger.jpg"
-        content = state_of(life.state, source)[2]
-        destination = life.root / "one" / "sub" / "moved.jpg"
-        destination.parent.mkdir()
-        source.rename(destination)
-        group = wait_group(life.reports, life.root / "one" / "renamed.png", destination)
-        assert str(source) not in group
-        wait_for(lambda: state_of(life.state, destination)[1] == "indexed", what="the moved file indexed")
-        assert state_of(life.state, destination)[2] == content
 
-    def test_modify(self, life):
-        renamed = life.root / "one" / "renamed.png"
-        save_image(photo(99), renamed)  # now another picture: no longer a duplicate
-        wait_not_reported(life.reports, renamed)
-        wait_for(lambda: state_of(life.state, renamed)[1] == "indexed", what="the new content indexed")
+def step_rename_keeps_the_analysis(life):
+    old = life.root / "one" / "a.png"
+    before = state_of(life.state, old)
+    contents = query(life.state, "select count(*) from contents")[0][0]
+    new = life.root / "one" / "renamed.png"
+    old.rename(new)
+    wait_group(life.reports, new, life.root / "two" / "a-bigger.jpg")
+    after = state_of(life.state, new)
+    assert after[0] == before[0] and after[2] == before[2] and after[1] == "indexed"  # same row, same content
+    assert state_of(life.state, old) is None
+    assert query(life.state, "select count(*) from contents")[0][0] == contents
 
-    def test_delete(self, life):
-        first = save_image(photo(2), life.root / "one" / "b.png")
-        second = save_image(photo(2), life.root / "two" / "b.jpg", quality=90)
-        wait_group(life.reports, first, second)
-        second.unlink()
-        wait_not_reported(life.reports, first)
-        wait_for(lambda: state_of(life.state, second)[1] == "gone", what="the row gone")
 
-    def test_folder_deleted_inside_a_watched_folder(self, life):
-        folder = life.root / "one" / "album"
-        first = save_image(photo(3), folder / "c.png")
-        second = save_image(photo(3), life.root / "two" / "c.png")
-        wait_group(life.reports, first, second)
-        shutil.rmtree(folder)
-        wait_not_reported(life.reports, second)
+def step_move_between_watched_folders(life):
+    source = life.root / "two" / "a-bigger.jpg"
+    content = state_of(life.state, source)[2]
+    destination = life.root / "one" / "sub" / "moved.jpg"
+    destination.parent.mkdir()
+    source.rename(destination)
+    group = wait_group(life.reports, life.root / "one" / "renamed.png", destination)
+    assert str(source) not in group
+    wait_for(lambda: state_of(life.state, destination)[1] == "indexed", what="the moved file indexed")
+    assert state_of(life.state, destination)[2] == content
 
-    def test_a_file_written_slowly_in_chunks(self, life):
-        """Written over ~1.5 s in small chunks with pauses shorter than the stability delay:
-        it is analysed once, whole, and never recorded as a broken image."""
-        model = save_image(photo(4).resize((400, 300)), life.root / "model.jpg", quality=90)
-        data = model.read_bytes()
-        twin = life.root / "two" / "d-twin.jpg"
-        slow = life.root / "one" / "d-slow.jpg"
-        with open(slow, "wb") as handle:
-            for start in range(0, len(data), max(1, len(data) // 8)):
-                handle.write(data[start : start + max(1, len(data) // 8)])
-                handle.flush()
-                time.sleep(0.15)
-        shutil.copyfile(model, twin)
-        group = wait_group(life.reports, slow, twin)
-        assert len(group) == 2
-        row = state_of(life.state, slow)
-        assert row[1] == "indexed" and row[3] is None and row[4] == 0, row
-        assert f"cannot index {slow}" not in life.log()
 
-    def test_sighup_reloads(self, life):
-        reloads = len(life.notify.with_key("RELOADING", "1"))
-        life.signal(signal.SIGHUP)
-        life.notify.wait_for("RELOADING", "1", count=reloads + 1, timeout=15)
-        life.wait_ready(15)  # READY=1 follows the reload
-        wait_for(lambda: "settings reloaded (SIGHUP)" in life.log(), what="the reload line")
+def step_modify(life):
+    renamed = life.root / "one" / "renamed.png"
+    save_image(photo(99), renamed)  # now another picture: no longer a duplicate
+    wait_not_reported(life.reports, renamed)
+    wait_for(lambda: state_of(life.state, renamed)[1] == "indexed", what="the new content indexed")
 
-    def test_an_invalid_edit_is_reported_and_ignored(self, life):
-        good = life.config.read_text()
-        life.config.write_text(good.replace("debounce_seconds = 0.5", "debounce_seconds = -1\nspeed = 11"))
-        wait_for(lambda: "still running on the last good settings" in life.log(), what="the complaint")
-        log = life.log()
-        assert f"{life.config}: scan.debounce_seconds: must be at least 0" in log
-        assert f"{life.config}: scan.speed: unknown key" in log
-        assert life.alive()
-        # Still working on the last good settings.
-        first = save_image(photo(5), life.root / "one" / "e.png")
-        second = save_image(photo(5), life.root / "two" / "e.png")
-        wait_group(life.reports, first, second)
-        life.config.write_text(good)
 
-    def test_an_edit_adding_and_removing_folders(self, life):
-        three = life.root / "three"
-        first = save_image(photo(6), three / "f.png")
-        second = save_image(photo(6).resize((120, 90)), three / "deeper" / "f.jpg", quality=90)
-        still = life.root / "one" / "d-slow.jpg"
-        assert groups_containing(life.reports, still)
-        life.config.write_text(settings_text(["one", "three"]))
-        wait_group(life.reports, first, second)  # walked when added
-        wait_not_reported(life.reports, life.root / "two" / "d-twin.jpg")  # two is no longer watched
-        wait_for(lambda: "three" in " ".join(f["path"] for f in _folders(life)), what="the status file to list three")
-        # And the new folder is watched, not just walked.
-        third = save_image(photo(6), three / "f-again.png", atomic=True)
-        wait_group(life.reports, first, second, third)
+def step_delete(life):
+    first = save_image(photo(2), life.root / "one" / "b.png")
+    second = save_image(photo(2), life.root / "two" / "b.jpg", quality=90)
+    wait_group(life.reports, first, second)
+    second.unlink()
+    wait_not_reported(life.reports, first)
+    wait_for(lambda: state_of(life.state, second)[1] == "gone", what="the row gone")
 
-    def test_status_command_talks_about_the_service(self, life):
-        result = subprocess.run(
-            [sys.executable, "-m", "dupe_scanner", "status", "--config", str(life.config)],
-            capture_output=True, text=True, timeout=120, cwd=REPO,
-        )
-        assert "service: running" in result.stdout, result.stdout + result.stderr
-        assert "watching" in result.stdout and "inotify" in result.stdout
 
-    def test_sigterm_stops_cleanly_and_quickly(self, life):
-        code, seconds = life.terminate()
-        assert code == 0, life.log()
-        assert seconds < 10
-        life.notify.wait_for("STOPPING", "1", timeout=5)
-        assert "Traceback" not in life.log()
+def step_folder_deleted_inside_a_watched_folder(life):
+    folder = life.root / "one" / "album"
+    first = save_image(photo(3), folder / "c.png")
+    second = save_image(photo(3), life.root / "two" / "c.png")
+    wait_group(life.reports, first, second)
+    shutil.rmtree(folder)
+    wait_not_reported(life.reports, second)
+
+
+def step_a_file_written_slowly_in_chunks(life):
+    """Written over ~1.5 s in small chunks with pauses shorter than the stability delay:
+    it is analysed once, whole, and never recorded as a broken image."""
+    model = save_image(photo(4).resize((400, 300)), life.root / "model.jpg", quality=90)
+    data = model.read_bytes()
+    twin = life.root / "two" / "d-twin.jpg"
+    slow = life.root / "one" / "d-slow.jpg"
+    with open(slow, "wb") as handle:
+        for start in range(0, len(data), max(1, len(data) // 8)):
+            handle.write(data[start : start + max(1, len(data) // 8)])
+            handle.flush()
+            time.sleep(0.15)
+    shutil.copyfile(model, twin)
+    group = wait_group(life.reports, slow, twin)
+    assert len(group) == 2
+    row = state_of(life.state, slow)
+    assert row[1] == "indexed" and row[3] is None and row[4] == 0, row
+    assert f"cannot index {slow}" not in life.log()
+
+
+def step_sighup_reloads(life):
+    reloads = len(life.notify.with_key("RELOADING", "1"))
+    life.signal(signal.SIGHUP)
+    life.notify.wait_for("RELOADING", "1", count=reloads + 1, timeout=15)
+    life.wait_ready(15)  # READY=1 follows the reload
+    wait_for(lambda: "settings reloaded (SIGHUP)" in life.log(), what="the reload line")
+
+
+def step_an_invalid_edit_is_reported_and_ignored(life):
+    good = life.config.read_text()
+    life.config.write_text(good.replace("debounce_seconds = 0.5", "debounce_seconds = -1\nspeed = 11"))
+    wait_for(lambda: "still running on the last good settings" in life.log(), what="the complaint")
+    log = life.log()
+    assert f"{life.config}: scan.debounce_seconds: must be at least 0" in log
+    assert f"{life.config}: scan.speed: unknown key" in log
+    assert life.alive()
+    # Still working on the last good settings.
+    first = save_image(photo(5), life.root / "one" / "e.png")
+    second = save_image(photo(5), life.root / "two" / "e.png")
+    wait_group(life.reports, first, second)
+    life.config.write_text(good)
+
+
+def step_an_edit_adding_and_removing_folders(life):
+    three = life.root / "three"
+    first = save_image(photo(6), three / "f.png")
+    second = save_image(photo(6).resize((120, 90)), three / "deeper" / "f.jpg", quality=90)
+    still = life.root / "one" / "d-slow.jpg"
+    assert groups_containing(life.reports, still)
+    life.config.write_text(settings_text(["one", "three"]))
+    wait_group(life.reports, first, second)  # walked when added
+    wait_not_reported(life.reports, life.root / "two" / "d-twin.jpg")  # two is no longer watched
+    wait_for(lambda: "three" in " ".join(f["path"] for f in _folders(life)), what="the status file to list three")
+    # And the new folder is watched, not just walked.
+    third = save_image(photo(6), three / "f-again.png", atomic=True)
+    wait_group(life.reports, first, second, third)
+
+
+def step_status_command_talks_about_the_service(life):
+    result = subprocess.run(
+        [sys.executable, "-m", "dupe_scanner", "status", "--config", str(life.config)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )
+    assert "service: running" in result.stdout, result.stdout + result.stderr
+    assert "watching" in result.stdout and "inotify" in result.stdout
+
+
+def step_sigterm_stops_cleanly_and_quickly(life):
+    code, seconds = life.terminate()
+    assert code == 0, life.log()
+    assert seconds < 10
+    life.notify.wait_for("STOPPING", "1", timeout=5)
+    assert "Traceback" not in life.log()
+
+
+A_DAY = [
+    step_ready_status_and_watchdog,
+    step_add,
+    step_rename_keeps_the_analysis,
+    step_move_between_watched_folders,
+    step_modify,
+    step_delete,
+    step_folder_deleted_inside_a_watched_folder,
+    step_a_file_written_slowly_in_chunks,
+    step_sighup_reloads,
+    step_an_invalid_edit_is_reported_and_ignored,
+    step_an_edit_adding_and_removing_folders,
+    step_status_command_talks_about_the_service,
+    step_sigterm_stops_cleanly_and_quickly,
+]
+
+
+@pytest.mark.timeout(600)
+def test_a_day_in_the_life_of_the_service(life):
+    """Start, add, rename, move, modify, delete, write slowly, reload, edit the settings,
+    ask for the status, stop: one service, each step after the one before it."""
+    for step in A_DAY:
+        step(life)
 
 
 def _folders(life) -> list[dict]:
