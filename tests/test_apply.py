@@ -1,4 +1,5 @@
-"""apply and undo from the real command line: only decided groups, verified moves, a journal undo replays."""
+"""apply and undo from the real command line (``cli.main``; a process of its own where one is killed mid-way):
+only decided groups, verified moves, a journal undo replays."""
 
 import errno
 import json
@@ -15,7 +16,7 @@ from PIL import Image
 
 from dupe_scanner import relocate
 from dupe_scanner.indexer import content_hash
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, write_settings
 from tests.photos import make_photo, save
 
 
@@ -30,7 +31,7 @@ def library(tmp_path):
     save(Image.open(b).resize((320, 240)), photos / "b-small.jpg", quality=90)
     settings = write_settings(tmp_path, f'[[watch]]\npath = "{photos}"\n')
     for verb in (("index", "--dir", str(photos)), ("scan",)):
-        result = run_cli(*verb, config=settings)
+        result = call_main(*verb, config=settings)
         assert result.returncode == 0, result.stderr
     return tmp_path, photos, settings
 
@@ -40,7 +41,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 def keep_a(photos, settings) -> None:
-    decided = run_cli("decide", "keep", str(photos / "a.jpg"), config=settings)
+    decided = call_main("decide", "keep", str(photos / "a.jpg"), config=settings)
     assert decided.returncode == 0, decided.stderr
 
 
@@ -48,7 +49,7 @@ def test_a_dry_run_says_what_it_would_move_and_changes_nothing(library):
     root, photos, settings = library
     keep_a(photos, settings)
     before = snapshot(root)
-    dry = run_cli("apply", "--move-to", str(root / "aside"), "--dry-run", config=settings)
+    dry = call_main("apply", "--move-to", str(root / "aside"), "--dry-run", config=settings)
     assert dry.returncode == 0, dry.stderr
     assert f"keep {photos / 'a.jpg'} (you decided to keep it (decision 1))" in dry.stdout
     assert f"would move {photos / 'copies' / 'a-small.jpg'} -> {root / 'aside' / 'copies' / 'a-small.jpg'}" in dry.stdout
@@ -62,7 +63,7 @@ def test_apply_moves_only_the_decided_group_s_others_and_undo_restores_every_byt
     root, photos, settings = library
     keep_a(photos, settings)
     before = snapshot(photos)
-    applied = run_cli("apply", "--move-to", str(root / "aside"), config=settings)
+    applied = call_main("apply", "--move-to", str(root / "aside"), config=settings)
     assert applied.returncode == 0, applied.stderr
     assert "moved 2 files, refused 0" in applied.stdout
     assert sorted(snapshot(photos)) == ["a.jpg", "b-small.jpg", "b.jpg"]
@@ -70,15 +71,15 @@ def test_apply_moves_only_the_decided_group_s_others_and_undo_restores_every_byt
     (journal,) = (root / "state" / "journal").glob("apply-*.jsonl")
     events = [json.loads(line)["event"] for line in journal.read_text().splitlines()]
     assert events == ["apply", "intent", "done", "intent", "done", "finished"]
-    rescanned = run_cli("scan", config=settings)
+    rescanned = call_main("scan", config=settings)
     assert "Found 1 duplicate groups" in rescanned.stdout
 
-    undone = run_cli("undo", config=settings)
+    undone = call_main("undo", config=settings)
     assert undone.returncode == 0, undone.stderr
     assert snapshot(photos) == before
     assert snapshot(root / "aside") == {}
     assert not journal.exists() and journal.with_name(journal.name + ".undone").exists()
-    assert "nothing to undo" in run_cli("undo", config=settings).stdout
+    assert "nothing to undo" in call_main("undo", config=settings).stdout
 
 
 def test_a_file_changed_since_it_was_indexed_is_refused_and_stays(library):
@@ -90,7 +91,7 @@ def test_a_file_changed_since_it_was_indexed_is_refused_and_stays(library):
     data[-3] ^= 0xFF  # same size, same time, other bytes: only the hash can tell
     small.write_bytes(bytes(data))
     os.utime(small, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    applied = run_cli("apply", "--move-to", str(root / "aside"), config=settings)
+    applied = call_main("apply", "--move-to", str(root / "aside"), config=settings)
     assert applied.returncode == 1
     assert f"refused {small}: it changed since it was indexed (its bytes)" in applied.stdout
     assert small.read_bytes() == bytes(data)
@@ -119,7 +120,7 @@ def test_undo_finishes_an_apply_a_crash_interrupted(library):
     lines = [json.dumps({"event": "apply", "move_to": str(aside)})] + [json.dumps(i) for i in intents]
     journal.write_text("\n".join(lines) + '\n{"event": "done", "sou')  # the last line cut short
 
-    undone = run_cli("undo", config=settings)
+    undone = call_main("undo", config=settings)
     assert undone.returncode == 0, undone.stderr
     assert snapshot(photos) == before
     assert snapshot(aside) == {}
@@ -127,7 +128,7 @@ def test_undo_finishes_an_apply_a_crash_interrupted(library):
 
 def test_the_destination_must_lie_outside_the_watched_folders(library):
     root, photos, settings = library
-    refused = run_cli("apply", "--move-to", str(photos / "aside"), config=settings)
+    refused = call_main("apply", "--move-to", str(photos / "aside"), config=settings)
     assert refused.returncode == 2 and "inside the watched folder" in refused.stderr
 
 
@@ -174,7 +175,7 @@ def big_library(tmp_path):
     verbs = [("index", "--dir", str(photos)), ("scan",)]
     verbs += [("decide", "keep", str(photos / f"p{seed}" / "original.jpg")) for seed in range(3)]
     for verb in verbs:
-        result = run_cli(*verb, config=settings)
+        result = call_main(*verb, config=settings)
         assert result.returncode == 0, result.stderr
     return tmp_path, photos, settings
 
@@ -222,12 +223,12 @@ def test_apply_killed_mid_way_leaves_each_file_where_it_was_or_where_the_journal
             assert os.path.samefile(*places), name
     assert {aside / name for name in snapshot(aside)} <= set(intended.values())  # nothing else, no partial copy
 
-    undone = run_cli("undo", config=settings)
+    undone = call_main("undo", config=settings)
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert snapshot(photos) == before
     assert snapshot(aside) == {}
     assert all(os.stat(photos / name).st_nlink == 1 for name in before)
-    again = run_cli("apply", "--move-to", str(aside), config=settings)  # the state still knows every file
+    again = call_main("apply", "--move-to", str(aside), config=settings)  # the state still knows every file
     assert again.returncode == 0 and "moved 120 files, refused 0" in again.stdout, again.stdout + again.stderr
 
 
@@ -235,7 +236,7 @@ def test_undo_killed_mid_way_can_be_run_again_and_restores_every_byte(big_librar
     root, photos, settings = big_library
     aside = root / "aside"
     before = snapshot(photos)
-    applied = run_cli("apply", "--move-to", str(aside), config=settings)
+    applied = call_main("apply", "--move-to", str(aside), config=settings)
     assert "moved 120 files, refused 0" in applied.stdout, applied.stdout + applied.stderr
     command = [sys.executable, "-m", "dupe_scanner", "undo", "--config", str(settings)]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -247,6 +248,6 @@ def test_undo_killed_mid_way_can_be_run_again_and_restores_every_byte(big_librar
     assert 0 < len(snapshot(aside)) < 120
     assert all((photos / name).exists() or (aside / name).exists() for name in before)
 
-    undone = run_cli("undo", config=settings)
+    undone = call_main("undo", config=settings)
     assert undone.returncode == 0, undone.stdout + undone.stderr
     assert snapshot(photos) == before and snapshot(aside) == {}

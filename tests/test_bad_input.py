@@ -2,9 +2,11 @@
 
 Broken images, things that only look like images (a FIFO, a folder, a dangling symlink),
 file names that are hostile or not UTF-8, a full disk under the reports or the state, a
-state that is garbage or held locked, and bad arguments. Every command runs as a
-subprocess on real files; a failure must be one ``dupe-scanner:`` line on stderr, never a
-traceback, and a follow-up command must work. Races (a file vanishing or turning into a
+state that is garbage or held locked, and bad arguments. The library of bad files is
+indexed and scanned by the command as a subprocess (so whatever its analysis workers print
+is seen too), and so is a folder named with bytes that are not UTF-8; the other commands
+call ``cli.main`` in this process, on real files. A failure must be one ``dupe-scanner:``
+line on stderr, never a traceback, and a follow-up command must work. Races (a file vanishing or turning into a
 FIFO between the walk and the analysis) cannot be timed across a process boundary and are
 driven in-process through the real ``Indexer``.
 """
@@ -28,7 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, run_cli, write_settings
 from tests.photos import make_photo, save
 
 ODD_NAMES = [
@@ -190,14 +192,14 @@ def test_a_broken_image_whose_name_is_not_utf8_is_listed_in_status_with_its_reas
     with open(os.fsencode(photos) + b"/r\xe9sum\xe9.jpg", "wb") as handle:
         handle.write(good)
     settings = write_settings(tmp_path)
-    assert "1 failed" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120)).stdout
-    status = clean(run_cli("status", config=settings, timeout=60))
+    assert "1 failed" in clean(call_main("index", "--dir", str(photos), config=settings, timeout=120)).stdout
+    status = clean(call_main("status", config=settings, timeout=60))
     problems = status.stdout.split("problems:\n", 1)[1].splitlines()
     assert len(problems) == 1 and problems[0].startswith(f"  {photos}/cass\\xe9.jpg: corrupt or truncated image")
-    clean(run_cli("scan", config=settings, timeout=120))
+    clean(call_main("scan", config=settings, timeout=120))
     (members,) = json.loads((tmp_path / "reports" / "duplicates.json").read_bytes()).values()
     assert sorted(os.fsencode(path) for path in members) == [os.fsencode(photos) + b"/good.jpg", os.fsencode(photos) + b"/r\xe9sum\xe9.jpg"]
-    again = clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    again = clean(call_main("index", "--dir", str(photos), config=settings, timeout=60))
     assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout  # the names came back from the state as they are on disk
 
 
@@ -212,15 +214,15 @@ def test_status_lists_each_problem_on_one_line(library):
 
 def test_the_state_stays_usable_after_bad_input(library):
     _, photos, settings, *_ = library
-    again = clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    again = clean(call_main("index", "--dir", str(photos), config=settings, timeout=60))
     assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout
-    retried = clean(run_cli("index", "--dir", str(photos), "--retry-failed", config=settings, timeout=120))
+    retried = clean(call_main("index", "--dir", str(photos), "--retry-failed", config=settings, timeout=120))
     assert "7 to index" in retried.stdout and "7 failed" in retried.stdout
 
 
 @pytest.mark.parametrize("threshold", ["0", "1.5", "-1", "nan", "high"])
 def test_a_threshold_out_of_range_is_a_usage_error(tmp_path, threshold):
-    result = run_cli("scan", "--threshold", threshold, config=write_settings(tmp_path), timeout=60)
+    result = call_main("scan", "--threshold", threshold, config=write_settings(tmp_path), timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     # argparse prints the usage, then one line: "dupe-scanner scan: error: argument --threshold: ..."
     assert result.stderr.strip().splitlines()[-1].startswith("dupe-scanner scan: error: argument --threshold")
@@ -230,7 +232,7 @@ def test_a_threshold_out_of_range_is_a_usage_error(tmp_path, threshold):
 def test_dir_that_is_a_file_is_a_usage_error(tmp_path):
     settings = write_settings(tmp_path)
     (tmp_path / "a-file.jpg").write_bytes(b"x")
-    result = run_cli("index", "--dir", str(tmp_path / "a-file.jpg"), config=settings, timeout=60)
+    result = call_main("index", "--dir", str(tmp_path / "a-file.jpg"), config=settings, timeout=60)
     assert result.returncode == 2 and "not a folder" in one_error_line(result)
 
 
@@ -246,7 +248,7 @@ def test_a_folder_whose_own_name_is_not_utf8_can_be_indexed(tmp_path):
 
 def test_a_folder_with_a_leading_dash_can_be_indexed(tmp_path):
     save(make_photo(3, (200, 150)), tmp_path / "-photos" / "a.jpg")
-    result = clean(run_cli("index", "--dir=-photos", config=write_settings(tmp_path), timeout=60))
+    result = clean(call_main("index", "--dir=-photos", config=write_settings(tmp_path), timeout=60))
     assert "1 new" in result.stdout
 
 
@@ -259,34 +261,34 @@ def test_a_state_that_is_not_a_database_is_one_clear_line_and_left_alone(tmp_pat
     garbage = os.urandom(8192)
     state.write_bytes(garbage)
     for command in (["status"], ["index", "--dir", str(photos)], ["clear", "--yes"]):
-        result = run_cli(*command, config=settings, timeout=60)
+        result = call_main(*command, config=settings, timeout=60)
         assert result.returncode == 1
         line = one_error_line(result)
         assert str(state) in line and "not a database" in line and "move it aside" in line
     assert state.read_bytes() == garbage
     state.rename(state.with_name("state.db.garbage"))
-    assert "1 new" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60)).stdout
+    assert "1 new" in clean(call_main("index", "--dir", str(photos), config=settings, timeout=60)).stdout
 
 
 def test_a_state_locked_by_another_process_is_one_clear_line(tmp_path):
     photos = tmp_path / "photos"
     save(make_photo(5, (200, 150)), photos / "a.jpg")
     settings = write_settings(tmp_path)
-    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    clean(call_main("index", "--dir", str(photos), config=settings, timeout=60))
     save(make_photo(6, (200, 150)), photos / "b.jpg")
     locker = sqlite3.connect(tmp_path / "state" / "state.db", isolation_level=None)
     try:
         locker.execute("BEGIN IMMEDIATE")
         locker.execute("UPDATE meta SET value = value")
-        clean(run_cli("status", config=settings, timeout=60))  # reading needs no lock
-        result = run_cli("index", "--dir", str(photos), "--lock-wait", "2", config=settings, timeout=90)
+        clean(call_main("status", config=settings, timeout=60))  # reading needs no lock
+        result = call_main("index", "--dir", str(photos), "--lock-wait", "2", config=settings, timeout=90)
         assert result.returncode == 1
         line = one_error_line(result)
         assert "locked by another process for 2 s" in line and str(tmp_path / "state" / "state.db") in line
     finally:
         locker.rollback()
         locker.close()
-    assert "1 new" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60)).stdout
+    assert "1 new" in clean(call_main("index", "--dir", str(photos), config=settings, timeout=60)).stdout
 
 
 @pytest.fixture
@@ -326,14 +328,14 @@ def test_a_full_reports_disk_is_one_line_keeps_the_previous_reports_and_the_next
     shutil.copyfile(first, photos / "a-copy.jpg")
     settings = write_settings(tmp_path)
     reports = tiny_disk(tmp_path / "reports", "2m")
-    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
-    clean(run_cli("scan", config=settings, timeout=60))
+    clean(call_main("index", "--dir", str(photos), config=settings, timeout=60))
+    clean(call_main("scan", config=settings, timeout=60))
     before = {path.name: path.read_bytes() for path in reports.iterdir() if path.is_file()}  # not thumbnails/
 
     shutil.copyfile(first, photos / "a-third.jpg")
-    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    clean(call_main("index", "--dir", str(photos), config=settings, timeout=60))
     filler = fill(reports, 16 * 1024)
-    result = run_cli("scan", config=settings, timeout=60)
+    result = call_main("scan", config=settings, timeout=60)
     assert result.returncode == 1
     line = one_error_line(result)
     assert "no space left" in line and "previous version is left unchanged" in line
@@ -341,11 +343,11 @@ def test_a_full_reports_disk_is_one_line_keeps_the_previous_reports_and_the_next
     assert names == sorted(before)  # no temporary file left behind
     for name, content in before.items():  # all or none: every report is still the previous one
         assert (reports / name).read_bytes() == content, name
-    status = clean(run_cli("status", config=settings, timeout=60))
+    status = clean(call_main("status", config=settings, timeout=60))
     assert "no space left" in status.stdout  # the failed scan is on record
 
     filler.unlink()
-    clean(run_cli("scan", config=settings, timeout=60))
+    clean(call_main("scan", config=settings, timeout=60))
     report = json.loads((reports / "duplicates.json").read_text())
     assert [len(paths) for paths in report.values()] == [3]
 
@@ -356,11 +358,11 @@ def test_a_full_state_disk_is_one_line_loses_nothing_and_the_next_run_finishes(t
         save(make_photo(20 + seed, (300, 200)), photos / f"old-{seed}.jpg")
     settings = write_settings(tmp_path)
     state_folder = tiny_disk(tmp_path / "state", "4m")
-    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=60))
+    clean(call_main("index", "--dir", str(photos), config=settings, timeout=60))
     for seed in range(20):
         save(make_photo(40 + seed, (300, 200)), photos / f"new-{seed}.jpg")
     filler = fill(state_folder, 160 * 1024)
-    result = run_cli("index", "--dir", str(photos), config=settings, timeout=120)
+    result = call_main("index", "--dir", str(photos), config=settings, timeout=120)
     assert result.returncode == 1
     line = one_error_line(result)
     assert "the disk is full" in line and str(state_folder / "state.db") in line
@@ -368,8 +370,8 @@ def test_a_full_state_disk_is_one_line_loses_nothing_and_the_next_run_finishes(t
     filler.unlink()
     counts = dict(sqlite3.connect(state_folder / "state.db").execute("SELECT state, count(*) FROM files GROUP BY state"))
     assert sum(counts.values()) == 23 and counts.get("pending", 0) > 0  # every file known, the rest queued
-    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120))
-    clean(run_cli("scan", config=settings, timeout=120))
+    clean(call_main("index", "--dir", str(photos), config=settings, timeout=120))
+    clean(call_main("scan", config=settings, timeout=120))
     counts = dict(sqlite3.connect(state_folder / "state.db").execute("SELECT state, count(*) FROM files GROUP BY state"))
     assert counts == {"indexed": 23}
 
@@ -464,11 +466,11 @@ def test_images_with_a_side_of_one_pixel_are_indexed_and_scanned_beside_the_othe
     for seed, (name, size) in enumerate(sizes.items()):
         save(strip(*size, seed), photos / name)
     settings = write_settings(tmp_path)
-    indexed = clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120))
+    indexed = clean(call_main("index", "--dir", str(photos), config=settings, timeout=120))
     assert "5 analysed" in indexed.stdout
     rows = file_rows(tmp_path / "state" / "state.db")
     assert {Path(path).name: state for path, (state, _) in rows.items()} == dict.fromkeys([*sizes, "photo.jpg"], "indexed")
-    clean(run_cli("scan", config=settings, timeout=120))
+    clean(call_main("scan", config=settings, timeout=120))
     assert json.loads((tmp_path / "reports" / "duplicates.json").read_text(encoding="utf-8")) == {}
 
 
@@ -553,8 +555,8 @@ def test_pictures_with_little_information_are_not_exact_duplicates_unless_their_
     save(plain, photos / "plain.png")
     save(plain, photos / "plain.bmp")  # the same pixels in other bytes
     settings = write_settings(tmp_path)
-    assert "6 analysed" in clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120)).stdout
-    clean(run_cli("scan", config=settings, timeout=120))
+    assert "6 analysed" in clean(call_main("index", "--dir", str(photos), config=settings, timeout=120)).stdout
+    clean(call_main("scan", config=settings, timeout=120))
     pairs = scored_pairs(tmp_path)
     assert frozenset(("waves.png", "rings.png")) not in pairs  # different drawings, each over grey
     faint = pairs.get(frozenset(("faint-rows.png", "faint-columns.png")), (0.0, "none"))
@@ -571,7 +573,7 @@ def test_a_transparent_picture_and_its_copy_flattened_on_white_stay_exact_duplic
     save(logo, photos / "logo.png")
     save(Image.alpha_composite(Image.new("RGBA", logo.size, "white"), logo).convert("RGB"), photos / "logo.jpg", quality=92)
     settings = write_settings(tmp_path)
-    clean(run_cli("index", "--dir", str(photos), config=settings, timeout=120))
-    clean(run_cli("scan", config=settings, timeout=120))
+    clean(call_main("index", "--dir", str(photos), config=settings, timeout=120))
+    clean(call_main("scan", config=settings, timeout=120))
     score, kind = scored_pairs(tmp_path)[frozenset(("logo.png", "logo.jpg"))]
     assert kind == "exact" and score >= 0.9

@@ -1,4 +1,7 @@
-"""The one-shot command line end to end: index a folder, scan it, read the reports."""
+"""The one-shot command line end to end: index a folder, scan it, read the reports.
+
+The library's first index and scan, ``--help`` and the progress bars on a terminal run
+``python -m dupe_scanner`` as a process; the other commands call ``cli.main`` here."""
 
 import json
 import shutil
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, run_cli, write_settings
 from tests.photos import copies_of, make_photo, save
 
 
@@ -59,7 +62,7 @@ def test_duplicates_json_is_biggest_group_first_with_sorted_paths(indexed):
 def test_unreadable_images_fail_with_a_reason_and_the_run_goes_on(indexed):
     (root, photos, settings, _), first, _ = indexed
     assert "2 failed" in first.stdout
-    status = run_cli("status", config=settings)
+    status = call_main("status", config=settings)
     assert status.returncode == 0, status.stderr
     assert f"{photos / 'broken.jpg'}: " in status.stdout
     assert f"{photos / 'truncated.jpg'}: " in status.stdout
@@ -68,7 +71,7 @@ def test_unreadable_images_fail_with_a_reason_and_the_run_goes_on(indexed):
 
 def test_indexing_an_unchanged_folder_again_decodes_nothing(indexed):
     (root, photos, settings, _), _, _ = indexed
-    again = run_cli("index", "--dir", str(photos), config=settings)
+    again = call_main("index", "--dir", str(photos), config=settings)
     assert again.returncode == 0, again.stderr
     assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout
 
@@ -76,7 +79,7 @@ def test_indexing_an_unchanged_folder_again_decodes_nothing(indexed):
 def test_a_second_scan_writes_the_same_reports(indexed):
     (root, photos, settings, _), _, _ = indexed
     before = (root / "reports" / "duplicates.json").read_bytes()
-    assert run_cli("scan", config=settings).returncode == 0
+    assert call_main("scan", config=settings).returncode == 0
     assert (root / "reports" / "duplicates.json").read_bytes() == before
 
 
@@ -95,11 +98,11 @@ def test_the_state_is_a_real_sqlite_file_in_wal_mode(indexed):
     assert states["failed"] == 2
 
 
-def test_a_scan_at_a_stricter_threshold_leaves_out_near_duplicates(library, tmp_path):
-    root, photos, _, _ = library
+def test_a_scan_at_a_stricter_threshold_leaves_out_near_duplicates(indexed, tmp_path):
+    (root, photos, _, _), _, _ = indexed  # the reports of the usual threshold, to compare with
     settings = write_settings(tmp_path)
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    assert run_cli("scan", "--threshold", "0.99", config=settings).returncode == 0
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    assert call_main("scan", "--threshold", "0.99", config=settings).returncode == 0
     strict = json.loads((tmp_path / "reports" / "duplicates.json").read_text())
     assert strict, "identical copies score 1.0 and stay grouped at any threshold"
     for paths in strict.values():
@@ -112,11 +115,11 @@ def test_moved_and_byte_identical_files_are_not_analysed_again(tmp_path):
     photos = tmp_path / "photos"
     original = save(make_photo(5), photos / "a.jpg", quality=90)
     settings = write_settings(tmp_path)
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
     shutil.copyfile(original, photos / "b.jpg")
     (photos / "sub").mkdir()
     original.rename(photos / "sub" / "moved.jpg")
-    again = run_cli("index", "--dir", str(photos), config=settings)
+    again = call_main("index", "--dir", str(photos), config=settings)
     assert again.returncode == 0, again.stderr
     assert "2 reused" in again.stdout and "analysed" not in again.stdout
 
@@ -126,20 +129,20 @@ def test_a_later_scan_compares_only_new_images_and_still_finds_their_duplicates(
     original = save(make_photo(7), photos / "a.jpg", quality=90)
     save(make_photo(8), photos / "b.jpg", quality=90)
     settings = write_settings(tmp_path)
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    first = run_cli("scan", config=settings)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    first = call_main("scan", config=settings)
     assert "Found 0 duplicate groups" in first.stdout
     from PIL import Image
 
     save(Image.open(original).resize((320, 240)), photos / "later" / "a-small.png")
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    second = run_cli("scan", config=settings)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    second = call_main("scan", config=settings)
     assert second.returncode == 0, second.stderr
     report = json.loads((tmp_path / "reports" / "duplicates.json").read_text())
     assert report == {"group-1": [str(photos / "a.jpg"), str(photos / "later" / "a-small.png")]}
     (photos / "later" / "a-small.png").unlink()
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    assert run_cli("scan", config=settings).returncode == 0
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    assert call_main("scan", config=settings).returncode == 0
     assert json.loads((tmp_path / "reports" / "duplicates.json").read_text()) == {}
 
 
@@ -147,36 +150,36 @@ def test_a_scan_after_the_scoring_changed_compares_everything_again(tmp_path):
     photos = tmp_path / "photos"
     save(make_photo(7), photos / "a.jpg", quality=90)
     settings = write_settings(tmp_path)
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    assert "compared all" in run_cli("--log-level", "info", "scan", config=settings).stderr
-    assert "compared 0 new" in run_cli("--log-level", "info", "scan", config=settings).stderr
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    assert "compared all" in call_main("--log-level", "info", "scan", config=settings).stderr
+    assert "compared 0 new" in call_main("--log-level", "info", "scan", config=settings).stderr
     with sqlite3.connect(tmp_path / "state" / "state.db") as connection:  # as left by an older release
         connection.execute("UPDATE meta SET value = 'embedded-older' WHERE key = 'pairs_comparison'")
-    assert "compared all" in run_cli("--log-level", "info", "scan", config=settings).stderr
+    assert "compared all" in call_main("--log-level", "info", "scan", config=settings).stderr
 
 
 def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):
     photos = tmp_path / "photos"
     save(make_photo(6), photos / "a.jpg")
     settings = write_settings(tmp_path)
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    refused = run_cli("clear", config=settings)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    refused = call_main("clear", config=settings)
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    assert run_cli("clear", "--yes", config=settings).returncode == 0
-    again = run_cli("index", "--dir", str(photos), config=settings)
+    assert call_main("clear", "--yes", config=settings).returncode == 0
+    again = call_main("index", "--dir", str(photos), config=settings)
     assert "1 new" in again.stdout
 
 
 def test_an_invalid_settings_file_lists_every_problem_and_exits_2(tmp_path):
     settings = write_settings(tmp_path, '[scan]\nthreshold = 7\n[backend]\nkind = "other"\n')
-    result = run_cli("check-config", config=settings)
+    result = call_main("check-config", config=settings)
     assert result.returncode == 2
     assert "scan.threshold" in result.stderr and "backend.kind" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_missing_folder_is_a_usage_error(tmp_path):
-    result = run_cli("index", "--dir", str(tmp_path / "nowhere"), config=write_settings(tmp_path))
+    result = call_main("index", "--dir", str(tmp_path / "nowhere"), config=write_settings(tmp_path))
     assert result.returncode == 2
     assert "not a folder" in result.stderr and "Traceback" not in result.stderr
 
@@ -185,7 +188,7 @@ def test_an_unwritable_state_is_one_clear_line(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should be")
     settings = tmp_path / "settings.toml"
     settings.write_text('[paths]\nstate = "blocker/state.db"\n')
-    result = run_cli("status", config=settings)
+    result = call_main("status", config=settings)
     assert result.returncode == 1
     assert "cannot create the state folder" in result.stderr and "Traceback" not in result.stderr
 

@@ -1,7 +1,7 @@
 """The real command line on the Flow backend, end to end, against the stand-in Flow server.
 
-The CLI runs as a subprocess (``python -m dupe_scanner``); the stand-in runs in this process and
-records what arrived. The stand-in's similarity is a perceptual hash, blind to rotation of
+The first test runs the CLI as a subprocess (``python -m dupe_scanner``), the others call
+``cli.main`` in this process; the stand-in runs in this process and records what arrived. The stand-in's similarity is a perceptual hash, blind to rotation of
 the pixels, so only the copies a hash sees are expected in a group (Flow itself sees more).
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, run_cli, write_settings
 from tests.flow_standin import FlowStandIn
 from tests.flow_standin.pictures import picture
 from tests.photos import copies_of, make_photo, save
@@ -92,8 +92,8 @@ def test_flow_down_is_one_clear_line(standin, photos, tmp_path):
     settings = flow_settings(tmp_path, standin)
     standin.refuse_connections()
 
-    status = run_cli("status", config=settings)
-    indexed = run_cli("index", "--dir", str(folder), config=settings)
+    status = call_main("status", config=settings)
+    indexed = call_main("index", "--dir", str(folder), config=settings)
 
     assert status.returncode == 1
     assert f"Flow at {standin.url} is not reachable: connection refused" in status.stdout
@@ -106,9 +106,9 @@ def test_the_document_limit_stops_indexing_and_reports_still_work(standin, photo
     standin.document_limit = 3
     settings = flow_settings(tmp_path, standin)
 
-    indexed = run_cli("index", "--dir", str(folder), config=settings)
-    scanned = run_cli("scan", config=settings)
-    status = run_cli("status", config=settings)
+    indexed = call_main("index", "--dir", str(folder), config=settings)
+    scanned = call_main("scan", config=settings)
+    status = call_main("status", config=settings)
 
     assert indexed.returncode == 1
     assert "document limit" in indexed.stdout and "Traceback" not in indexed.stderr
@@ -120,22 +120,22 @@ def test_the_document_limit_stops_indexing_and_reports_still_work(standin, photo
 def test_status_reports_drift_and_repair_fixes_it(standin, photos, tmp_path):
     folder, _, _ = photos
     settings = flow_settings(tmp_path, standin)
-    assert run_cli("index", "--dir", str(folder), config=settings).returncode == 0
+    assert call_main("index", "--dir", str(folder), config=settings).returncode == 0
     standin.put_document("indexed-by-someone-else", picture(1, (64, 48)))
     lost = sorted(standin.documents)[0]
     standin._latest.pop(lost)  # Flow lost a doc (e.g. a container started with --rm)
     standin._visible.pop(lost)
 
-    status = run_cli("status", config=settings)
+    status = call_main("status", config=settings)
     assert "1 in Flow but unknown to the state (indexed-by-someone-else)" in status.stdout
     assert f"1 indexed in the state but missing in Flow ({lost})" in status.stdout
 
-    repaired = run_cli("status", "--repair", config=settings)
+    repaired = call_main("status", "--repair", config=settings)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert "indexed-by-someone-else" not in standin.documents
-    reindexed = run_cli("index", "--dir", str(folder), config=settings)
+    reindexed = call_main("index", "--dir", str(folder), config=settings)
     assert reindexed.returncode == 0 and lost in standin.documents
-    assert "Flow and the state agree" in run_cli("status", config=settings).stdout
+    assert "Flow and the state agree" in call_main("status", config=settings).stdout
 
 
 def test_repair_waits_for_the_service_to_stop(standin, photos, tmp_path):
@@ -146,13 +146,13 @@ def test_repair_waits_for_the_service_to_stop(standin, photos, tmp_path):
 
     folder, _, _ = photos
     settings = flow_settings(tmp_path, standin)
-    assert run_cli("index", "--dir", str(folder), config=settings).returncode == 0
+    assert call_main("index", "--dir", str(folder), config=settings).returncode == 0
     standin.put_document("indexed-by-someone-else", picture(1, (64, 48)))
     with hold_state(tmp_path / "state" / "state.db", "dupe-scanner run"):  # as the running service does
-        refused = run_cli("status", "--repair", config=settings)
+        refused = call_main("status", "--repair", config=settings)
     assert refused.returncode == 2
     assert f"not repaired: the state is in use by dupe-scanner run (pid {os.getpid()})" in refused.stdout
     assert "indexed-by-someone-else" in standin.documents
 
-    assert run_cli("status", "--repair", config=settings).returncode == 0
+    assert call_main("status", "--repair", config=settings).returncode == 0
     assert "indexed-by-someone-else" not in standin.documents

@@ -19,7 +19,7 @@ from PIL import Image
 from dupe_scanner.errors import UnreadableImage
 from dupe_scanner.imaging import open_upright
 from dupe_scanner.pathfilter import PathFilter
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, write_settings
 from tests.dng import write_dng
 from tests.photos import make_photo, save
 
@@ -102,14 +102,14 @@ def test_a_raw_and_its_camera_jpeg_are_one_group_of_companions_that_apply_never_
     broken.write_bytes(os.urandom(4096))
     settings = write_settings(tmp_path, f'[[watch]]\npath = "{photos}"\n')
 
-    indexed = run_cli("index", "--dir", str(photos), config=settings)
+    indexed = call_main("index", "--dir", str(photos), config=settings)
     assert indexed.returncode == 0 and "Traceback" not in indexed.stderr, indexed.stderr
     assert "1 failed" in indexed.stdout, indexed.stdout
-    status = run_cli("status", config=settings)
+    status = call_main("status", config=settings)
     problems = status.stdout.split("problems:\n", 1)[1].splitlines()
     assert len(problems) == 1 and problems[0].startswith(f"  {broken}: LibRaw "), status.stdout
 
-    scanned = run_cli("scan", config=settings)
+    scanned = call_main("scan", config=settings)
     assert scanned.returncode == 0, scanned.stderr
     (members,) = json.loads((tmp_path / "reports" / "duplicates.json").read_text()).values()
     assert sorted(members) == sorted(map(str, (raw, jpeg, copy)))
@@ -119,11 +119,11 @@ def test_a_raw_and_its_camera_jpeg_are_one_group_of_companions_that_apply_never_
     assert by_path[str(raw)]["format"] == "DNG" and (by_path[str(raw)]["width"], by_path[str(raw)]["height"]) == (640, 480)
     assert by_path[str(raw)]["never_remove"] and by_path[str(jpeg)]["never_remove"]
 
-    decided = run_cli("decide", "keep", str(copy), config=settings)
+    decided = call_main("decide", "keep", str(copy), config=settings)
     assert decided.returncode == 0, decided.stderr
-    dry = run_cli("apply", "--move-to", str(tmp_path / "aside"), "--dry-run", config=settings)
+    dry = call_main("apply", "--move-to", str(tmp_path / "aside"), "--dry-run", config=settings)
     assert f"group-1: keep {copy} (you decided to keep it" in dry.stdout, dry.stdout
     assert "dry run: 0 files would be moved" in dry.stdout and "left alone" not in dry.stdout
-    applied = run_cli("apply", "--move-to", str(tmp_path / "aside"), config=settings)
+    applied = call_main("apply", "--move-to", str(tmp_path / "aside"), config=settings)
     assert (applied.returncode, applied.stdout) == (0, "nothing to move\n"), applied.stderr
     assert raw.exists() and jpeg.exists() and copy.exists()

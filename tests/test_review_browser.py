@@ -21,7 +21,7 @@ from PIL import Image
 
 from dupe_scanner.display import visible
 from dupe_scanner.reports import write_reports
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, run_cli, write_settings
 from tests.photos import make_photo, save
 from tests.test_reports import CANARY, SETTINGS, T0, PageParser, groups, photos  # noqa: F401 - fixtures
 from tests.test_reports_browser import CHROMIUM, body_attributes, dump_dom
@@ -110,7 +110,7 @@ def library(tmp_path):
     save(Image.open(b).resize((320, 240)), photos / NOT_UTF8, quality=90)
     settings = write_settings(tmp_path, f'[[watch]]\npath = "{photos}"\n')
     for command in (("index", "--dir", str(photos)), ("scan",)):
-        done = run_cli(*command, config=settings)
+        done = call_main(*command, config=settings)
         assert done.returncode == 0, done.stderr
     return tmp_path, photos, settings
 

@@ -18,7 +18,7 @@ from dupe_scanner.groups import DuplicateGroup, FileEntry
 from dupe_scanner.reports import write_reports
 from dupe_scanner.reports.thumbnail_cache import COUNT_FILE, FORMAT_VERSION, ThumbnailCache, thumbnails_beside
 from dupe_scanner.settings import ReportSettings
-from tests.cli import run_cli, write_settings
+from tests.cli import call_main, write_settings
 from tests.photos import make_photo, save
 from tests.test_reports import group, make_image
 
@@ -190,8 +190,8 @@ def test_a_scan_keeps_the_thumbnails_beside_the_state(tmp_path):
     original = save(make_photo(5), photos / "a.jpg", quality=90)
     shutil.copyfile(original, photos / "b.jpg")
     settings = write_settings(tmp_path)  # the state in state/state.db
-    assert run_cli("index", "--dir", str(photos), config=settings).returncode == 0
-    scanned = run_cli("scan", config=settings)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    scanned = call_main("scan", config=settings)
     assert scanned.returncode == 0, scanned.stderr
     digest = hashlib.sha256(original.read_bytes()).hexdigest()
     kept = tmp_path / "state" / ".thumbnails" / f"v{FORMAT_VERSION}-{ReportSettings().thumbnail_size}" / digest[:2]
