@@ -121,6 +121,23 @@ def _format_of(path: Path) -> str:
 REPO = Path(__file__).resolve().parent.parent
 
 
+# A stability delay and debounce short enough for tests, two analysis workers.
+FAST = """
+[index]
+stable_seconds = 0.5
+workers = 2
+retry_base_seconds = 1
+[scan]
+debounce_seconds = 0.5
+schedule = "interval:1h"
+"""
+
+
+def settings_text(folders: list[str], extra: str = FAST) -> str:
+    watches = "".join(f'[[watch]]\npath = "{folder}"\n' for folder in folders)
+    return f'[paths]\nstate = "state/state.db"\nreports = "reports"\n{watches}{extra}'
+
+
 class ServiceProcess:
     """``python -m dupe_scanner run --config X [ARGUMENTS]`` with a real NOTIFY_SOCKET, its
     stderr in a file."""

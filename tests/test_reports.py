@@ -1,7 +1,9 @@
 """The reports: JSON shapes and order, the HTML's safety and size limits, atomic rewrites.
 
 Images are real files made with Pillow; file names include the hostile ones a shared
-photo folder can hold. Groups are built directly (the grouping rule has its own tests).
+photo folder can hold. Groups are built directly (the grouping rule has its own tests):
+the building blocks are in ``report_helpers``, the ``photos`` and ``groups`` fixtures, which
+the page and browser tests share, in ``conftest``.
 """
 
 from __future__ import annotations
@@ -22,95 +24,18 @@ from PIL import Image
 from dupe_scanner import fileio
 from dupe_scanner.display import visible
 from dupe_scanner.errors import FileWriteError
-from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.groups import DuplicateGroup, FilePair
 from dupe_scanner.reports import ReportOutcome, html_report, json_report, write_reports
 from dupe_scanner.reports.details_report import render_details
 from dupe_scanner.reports.json_report import render_duplicates
 from dupe_scanner.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
 from dupe_scanner.settings import ReportSettings
-
-# A name that runs script if it ever reaches HTML: the canary marks the page when it does.
-CANARY = "href<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">.jpg"
-ALERT = "href<img src=x onerror=alert(1)>.jpg"
-# No file name can hold "/", so "</script>" is spread over folders.
-SCRIPT_BREAKER = ("<", "script><script>document.body.setAttribute('data-pwned','2')<", "script> <!--.jpg")
-OTHER_NAMES = ("q\"uote's & ampersand.png", "ünïcödé 写真.jpg", "new\nline.jpg", "plain.jpg", "big.jpg")
-
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-T1 = datetime(2024, 5, 2, 8, 30, 0, tzinfo=timezone.utc)
-SETTINGS = ReportSettings(html_max_nodes=2000, thumbnail_size=64)
+from tests.report_helpers import ALERT, CANARY, SETTINGS, T0, T1, entry, group, make_image
 
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "h1", "p", "ul", "li",
     "span", "nav", "a", "main", "noscript", "script",
 }  # fmt: skip
-
-
-# --- building blocks ------------------------------------------------------------------
-
-
-def make_image(path: Path, size=(400, 300), color=(200, 80, 40), fmt=None, orientation=None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = Image.new("RGB", size, color)
-    for x in range(0, size[0], 20):  # some structure, so thumbnails are real pictures
-        for y in range(0, size[1] // 2):
-            image.putpixel((x, y), (255, 255, 255))
-    options = {}
-    if orientation is not None:
-        exif = Image.Exif()
-        exif[0x0112] = orientation
-        options["exif"] = exif.tobytes()
-    fmt = fmt or ("PNG" if path.suffix.lower() == ".png" else "JPEG")
-    image.save(path, format=fmt, **options)
-    return path
-
-
-def entry(path: Path, width: int = 400, height: int = 300, fmt: str = "JPEG", content_hash: str | None = None) -> FileEntry:
-    stat = path.stat()
-    return FileEntry(
-        path=str(path),
-        size=stat.st_size,
-        mtime=stat.st_mtime,
-        width=width,
-        height=height,
-        format=fmt,
-        content_hash=content_hash or f"hash-{path.name}",
-    )
-
-
-def group(anchor: FileEntry, others: list[FileEntry], scores: list[float], extra: dict | None = None) -> DuplicateGroup:
-    """A group whose members match the anchor with ``scores``; ``extra`` adds pairs between others."""
-    pairs = [FilePair(min(anchor.path, o.path), max(anchor.path, o.path), s) for o, s in zip(others, scores)]
-    for (a, b), score in (extra or {}).items():
-        pairs.append(FilePair(min(a.path, b.path), max(a.path, b.path), score))
-    members = tuple(sorted([anchor, *others], key=lambda m: m.path))
-    return DuplicateGroup(anchor=anchor.path, members=members, pairs=tuple(sorted(pairs)))
-
-
-@pytest.fixture
-def photos(tmp_path) -> dict[str, FileEntry]:
-    folder = tmp_path / "photos"
-    entries = {}
-    for index, name in enumerate((CANARY, ALERT, *OTHER_NAMES)):
-        size = (800, 600) if name == "big.jpg" else (400, 300)
-        path = make_image(folder / name, size=size, color=(40 * index % 256, 90, 160))
-        entries[name] = entry(path, *size, fmt="PNG" if name.endswith(".png") else "JPEG")
-    breaker = make_image(folder.joinpath(*SCRIPT_BREAKER))
-    entries["breaker"] = entry(breaker)
-    broken = folder / "broken.jpg"
-    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
-    entries["broken"] = FileEntry(str(broken), broken.stat().st_size, broken.stat().st_mtime, 10, 10, "JPEG", "hash-broken")
-    return entries
-
-
-@pytest.fixture
-def groups(photos) -> list[DuplicateGroup]:
-    p = photos
-    return [
-        group(p["big.jpg"], [p[CANARY], p[ALERT], p["breaker"]], [1.0, 0.85, 0.7], extra={(p[CANARY], p[ALERT]): 0.93}),
-        group(p["plain.jpg"], [p["new\nline.jpg"]], [0.62]),
-        group(p["ünïcödé 写真.jpg"], [p["q\"uote's & ampersand.png"], p["broken"]], [0.95, 0.61]),
-    ]
 
 
 class PageParser(HTMLParser):

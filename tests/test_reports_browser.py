@@ -22,7 +22,8 @@ import pytest
 from dupe_scanner.display import visible
 from dupe_scanner.reports import write_reports
 from dupe_scanner.settings import ReportSettings
-from tests.test_reports import ALERT, CANARY, SETTINGS, T0, groups, many_groups, photos  # noqa: F401 - fixtures
+from tests.report_helpers import ALERT, CANARY, SETTINGS, T0
+from tests.test_reports import many_groups
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")

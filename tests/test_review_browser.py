@@ -23,7 +23,8 @@ from dupe_scanner.display import visible
 from dupe_scanner.reports import write_reports
 from tests.cli import call_main, run_cli, write_settings
 from tests.photos import make_photo, save
-from tests.test_reports import CANARY, SETTINGS, T0, PageParser, groups, photos  # noqa: F401 - fixtures
+from tests.report_helpers import CANARY, SETTINGS, T0
+from tests.test_reports import PageParser
 from tests.test_reports_browser import CHROMIUM, body_attributes, dump_dom
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")

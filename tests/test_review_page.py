@@ -18,7 +18,7 @@ from dupe_scanner.reports import review_page, write_reports
 from dupe_scanner.reports.change_kind import KINDS, change_kinds, kinds_mask
 from dupe_scanner.reports.review_data import review_document, split_path
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
-from tests.test_reports import CANARY, SETTINGS, T0, T1, groups, make_image, photos  # noqa: F401 - fixtures
+from tests.report_helpers import CANARY, SETTINGS, T0, T1, make_image
 
 
 def file(path: str, width=400, height=300, fmt="JPEG", content="") -> FileEntry:

@@ -25,31 +25,17 @@ from tests.service_helpers import (
     query,
     read_groups,
     save_image,
+    settings_text,
     smooth_image,
     wait_for,
 )
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the service targets Linux")
 
-FAST = """
-[index]
-stable_seconds = 0.5
-workers = 2
-retry_base_seconds = 1
-[scan]
-debounce_seconds = 0.5
-schedule = "interval:1h"
-"""
-
 
 def photo(seed: int):
     """A small photo-like picture, distinct from every other seed's."""
     return make_photo(seed, (160, 120))
-
-
-def settings_text(folders: list[str], extra: str = FAST) -> str:
-    watches = "".join(f'[[watch]]\npath = "{folder}"\n' for folder in folders)
-    return f'[paths]\nstate = "state/state.db"\nreports = "reports"\n{watches}{extra}'
 
 
 def groups_containing(reports: Path, *paths: Path) -> list[str] | None:

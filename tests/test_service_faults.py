@@ -18,8 +18,9 @@ from dupe_scanner.analysis.features import ANALYSER
 from tests.cli import run_cli
 from tests.photos import make_photo, save
 from dupe_scanner.service.processes import descendants, kill_all
-from tests.service_helpers import REPO, ServiceProcess, query, read_groups, save_image, smooth_image, wait_for
-from tests.test_service_e2e import FAST, settings_text
+from tests.service_helpers import (
+    FAST, REPO, ServiceProcess, query, read_groups, save_image, settings_text, smooth_image, wait_for,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the service targets Linux")
 

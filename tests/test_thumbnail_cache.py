@@ -20,7 +20,7 @@ from dupe_scanner.reports.thumbnail_cache import COUNT_FILE, FORMAT_VERSION, Thu
 from dupe_scanner.settings import ReportSettings
 from tests.cli import call_main, write_settings
 from tests.photos import make_photo, save
-from tests.test_reports import group, make_image
+from tests.report_helpers import group, make_image
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
 SETTINGS = ReportSettings(html_max_nodes=2000, thumbnail_size=64)
