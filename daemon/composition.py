@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from dupe_scanner.backends.base import Backend
 from dupe_scanner.indexer import Indexer
 from dupe_scanner.settings import Settings
-from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import LOCK_WAIT_SECONDS
+from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction, state_errors, write_transaction
 

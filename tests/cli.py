@@ -38,8 +38,9 @@ def call_main(*arguments: str, config: Path | None = None, timeout: float | None
     directory, an empty stdin, stdout and stderr written as the interpreter writes them and
     caught at file descriptors 1 and 2; and what ``main`` sets for the whole process (the
     logging, SIGTERM's handler, Pillow's size limit) is put back afterwards. For what is
-    about processes (signals, a kill mid-way, start-up) use ``run_cli``. ``timeout`` is
-    accepted for ``run_cli``'s callers; the test's own timeout applies."""
+    about processes (signals, a kill mid-way, start-up) use ``run_cli``. An exception
+    ``main`` lets out fails the test (where the process would print it and exit with 1).
+    ``timeout`` is accepted for ``run_cli``'s callers; the test's own timeout applies."""
     from dupe_scanner.cli import main
 
     argv = [*arguments, *(["--config", str(config)] if config is not None else [])]
