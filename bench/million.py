@@ -131,7 +131,6 @@ def one_new_file(folder: Path) -> tuple[float, float, int]:
     number = len(list(target.iterdir()))
     shutil.copyfile(samples[number % len(samples)], target / f"new-{number}.png")
     index_s, index_peak, _ = measured(cli(folder) + ["index", "--dir", str(target)], cwd=folder)
-    first_s, first_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
     return index_s, scan_s, max(index_peak, scan_peak)
 
