@@ -41,8 +41,13 @@ def main() -> int:
     parser.add_argument("--skip-speed", action="store_true", help="leave out the 12 MP speed runs")
     parser.add_argument("--details", action="store_true", help="also list every miss and false positive of dupe-scanner")
     parser.add_argument("--reuse", action="store_true", help="score the last runs again instead of running the tools (after a change of labels)")
-    parser.add_argument("--reuse-peer", action="store_true", help="run dupe-scanner afresh but score imagededup's last runs again (it did not change)")
-    parser.add_argument("--speed-only", action="store_true", help="score the last detection runs again (as --reuse) and run only the 12 MP speed runs afresh, every tool in the same run")
+    parser.add_argument(
+        "--reuse-peer", action="store_true", help="run dupe-scanner afresh but score imagededup's last runs again (it did not change)",
+    )
+    parser.add_argument(
+        "--speed-only", action="store_true",
+        help="score the last detection runs again (as --reuse) and run only the 12 MP speed runs afresh, every tool in the same run",
+    )
     args = parser.parse_args()
 
     skimage_dir = _skimage_data()
@@ -62,7 +67,8 @@ def main() -> int:
 
     report: list[str] = []
     say = lambda line="": (print(line, flush=True), report.append(line))  # noqa: E731
-    say(f"set: {len(labels['images'])} images from {len(seeds)} photographs; tune split {split_sizes['tune']} images, report split {split_sizes['report']} images")
+    say(f"set: {len(labels['images'])} images from {len(seeds)} photographs; "
+        f"tune split {split_sizes['tune']} images, report split {split_sizes['report']} images")
     say(f"labelled pairs: {len(labels['positives'])} positives, {len(labels['negatives'])} hard negatives (+ every cross-family pair)")
     say(f"left out of the scoring (blank pictures, no detail at all): {', '.join(labels['excluded']) or 'none'}")
 
@@ -86,7 +92,8 @@ def main() -> int:
         speed_images = build_speed_set(args.root, seeds)
         _, speed["dupe-scanner"] = run_dupe_scanner(speed_images[0].parent, args.root / "runs" / "speed", scan=False, reuse=args.reuse)
         if not args.skip_peer:
-            for method, (_, run) in run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0, reuse=args.reuse or args.reuse_peer).items():
+            peer_runs = run_peer(speed_images[0].parent, args.root / "runs" / "imagededup-speed.json", 0, reuse=args.reuse or args.reuse_peer)
+            for method, (_, run) in peer_runs.items():
                 speed[f"imagededup {method}"] = run
 
     print_tables(say, results, tune, speed, labels)
@@ -122,7 +129,9 @@ def blank_families(set_root: Path, labels: dict) -> list[str]:
 def _skimage_data() -> Path | None:
     if not PEER_PYTHON.exists():
         return None
-    found = subprocess.run([str(PEER_PYTHON), "-c", "import skimage.data, os; print(os.path.dirname(skimage.data.__file__))"], capture_output=True, text=True)
+    found = subprocess.run(
+        [str(PEER_PYTHON), "-c", "import skimage.data, os; print(os.path.dirname(skimage.data.__file__))"], capture_output=True, text=True,
+    )
     return Path(found.stdout.strip()) if found.returncode == 0 else None
 
 
@@ -209,7 +218,9 @@ def run_peer(images: Path, output: Path, max_distance: int, reuse: bool = False)
         part = output.with_suffix(f".{method}.json")
         meta = output.with_suffix(f".{method}.run.json")
         if not (reuse and meta.exists()):
-            seconds, peak, _ = measured([str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(images), str(part), str(max_distance), method])
+            seconds, peak, _ = measured(
+                [str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(images), str(part), str(max_distance), method],
+            )
             meta.write_text(json.dumps({"peak_bytes": peak, "wall_seconds": seconds}))
         found = json.loads(part.read_text())[method]
         scored = {key(a, b): float(64 - d) for a, b, d in found["pairs"]}
@@ -226,7 +237,8 @@ def print_tables(say, results, tune: Result, speed: dict, labels: dict) -> None:
     say(f"{'tool':38s} {'threshold':>10s} {'precision':>9s} {'recall':>7s} {'F1':>6s} {'FP':>5s} {'hard-neg>=0.6':>13s} {'hard-neg>=0.9':>13s}")
     for name, (result, threshold, _) in results.items():
         hard_exact = str(result.hard_negative_fp_exact) if name.startswith("dupe") else "-"
-        say(f"{name:38s} {threshold:>10s} {result.precision:9.4f} {result.recall:7.4f} {result.f1:6.4f} {result.fp:5d} {result.hard_negative_fp_near:>8d}/{result.hard_negatives:<4d} {hard_exact:>13s}")
+        say(f"{name:38s} {threshold:>10s} {result.precision:9.4f} {result.recall:7.4f} {result.f1:6.4f} {result.fp:5d} "
+            f"{result.hard_negative_fp_near:>8d}/{result.hard_negatives:<4d} {hard_exact:>13s}")
     say(f"(dupe-scanner on the tune split: precision {tune.precision:.4f}, recall {tune.recall:.4f}, F1 {tune.f1:.4f})")
     say()
     names = list(results)

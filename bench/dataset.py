@@ -212,7 +212,8 @@ def variations(original: Image.Image, rng: random.Random, seed_number: int) -> l
     out.append(("colour", "greyscale", saved(original.convert("L"), quality=90)))
     for share in (0.25, 0.5, 0.75):  # of the pixels
         scale = math.sqrt(share)
-        out.append(("size", f"{int(share * 100)}%px", saved(original.resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS), quality=90)))
+        resized = original.resize((round(w * scale), round(h * scale)), Image.Resampling.LANCZOS)
+        out.append(("size", f"{int(share * 100)}%px", saved(resized, quality=90)))
     out.append(("size", "200%px", saved(original.resize((round(w * 1.414), round(h * 1.414)), Image.Resampling.BICUBIC), quality=90)))
     out.append(("format", "png", saved(original, "PNG", "png")))
     out.append(("format", "webp", saved(original, "WEBP", "webp", quality=80)))
@@ -276,7 +277,7 @@ def perspective(seed: Image.Image, strength: float, rng: random.Random) -> Image
 
 def _perspective_coefficients(target, source):
     matrix = []
-    for (x, y), (u, v) in zip(target, source):
+    for (x, y), (u, v) in zip(target, source, strict=True):
         matrix.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
         matrix.append([0, 0, 0, x, y, 1, -v * x, -v * y])
     return np.linalg.solve(np.array(matrix, float), np.array(source, float).reshape(8)).tolist()
@@ -293,7 +294,10 @@ def hard_negatives(seed: Image.Image, rng: random.Random) -> list[tuple[str, Ima
     return [
         ("burst-frame", window(seed, sign() * 0.06, 0)),  # consecutive frame of a panning camera
         ("burst-frame-diagonal", window(seed, sign() * 0.04, sign() * 0.04)),
-        ("stereo-pair", window(seed.transform(seed.size, Image.Transform.AFFINE, (1, 0.04 * sign(), 0, 0, 1, 0), Image.Resampling.BICUBIC), sign() * 0.05, 0)),
+        (
+            "stereo-pair",
+            window(seed.transform(seed.size, Image.Transform.AFFINE, (1, 0.04 * sign(), 0, 0, 1, 0), Image.Resampling.BICUBIC), sign() * 0.05, 0),
+        ),
         ("viewpoint", perspective(seed, 0.12, rng)),
         ("exposure-bracket", exposure(window(seed.rotate(sign() * 1.5, Image.Resampling.BICUBIC), sign() * 0.03, 0), rng.choice((-1.0, 1.0)))),
         ("zoomed-reframe", window(seed, sign() * 0.07, sign() * 0.04, zoom=0.93)),  # reaches ~3 % past the original's edge

@@ -103,7 +103,7 @@ def settle(folder: Path) -> None:
 
 def timed_scan(folder: Path) -> dict:
     before = read_chars()
-    seconds, peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
+    seconds, peak, _ = measured([*cli(folder), "scan"], cwd=folder)
     return {"seconds": seconds, "peak": peak, "read": read_chars() - before}  # the reaped child's reads count to us
 
 
@@ -134,7 +134,9 @@ def read_chars() -> int:
 
 def print_table(rows: list[dict]) -> None:
     mb = lambda value: f"{value / 1e6:,.0f} MB"  # noqa: E731
-    header = ["N", "synthesis", "catch-up scan", "its peak", "scan of 100 added", "its peak", "its reads", "hashes, old way", "hashes, new way", "state"]
+    header = [
+        "N", "synthesis", "catch-up scan", "its peak", "scan of 100 added", "its peak", "its reads", "hashes, old way", "hashes, new way", "state",
+    ]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

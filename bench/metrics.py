@@ -49,10 +49,7 @@ def scored_negative(labels: dict, negative: dict) -> bool:
     """
     if negative["kind"] == "shot-vs-shot":
         return False
-    for name in (negative["first"], negative["second"]):
-        if labels["images"][name].get("kind") in CROP_KINDS:
-            return False
-    return True
+    return all(labels["images"][name].get("kind") not in CROP_KINDS for name in (negative["first"], negative["second"]))
 
 
 def evaluate(labels: dict, scored: dict[tuple[str, str], float], threshold: float, split: str | None, exact: float = 0.9) -> Result:
@@ -61,7 +58,11 @@ def evaluate(labels: dict, scored: dict[tuple[str, str], float], threshold: floa
     Images in ``labels["excluded"]`` (seeds with no detail at all) are left out of every pair.
     """
     excluded = set(labels.get("excluded", ()))
-    images = {name: info for name, info in labels["images"].items() if (split is None or info["split"] == split) and info["family"].split("#")[0] not in excluded}
+    images = {
+        name: info
+        for name, info in labels["images"].items()
+        if (split is None or info["split"] == split) and info["family"].split("#")[0] not in excluded
+    }
     positives = {key(p["first"], p["second"]): p for p in labels["positives"] if p["first"] in images and p["second"] in images}
     hard = {key(n["first"], n["second"]): n for n in labels["negatives"] if n["first"] in images and n["second"] in images}
     neutral = {pair for pair, n in hard.items() if not scored_negative(labels, n)}

@@ -89,9 +89,9 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray, before: Path | Non
         build(size, folder, real_hashes)
         (folder / ".complete").write_text(str(size))
     built = time.perf_counter() - started
-    first_s, first_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
-    scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
-    walk_s, walk_peak, _ = measured(cli(folder) + ["index", "--dir", str(folder / "library")], cwd=folder)
+    first_s, first_peak, _ = measured([*cli(folder), "scan"], cwd=folder)
+    scan_s, scan_peak, _ = measured([*cli(folder), "scan"], cwd=folder)
+    walk_s, walk_peak, _ = measured([*cli(folder), "index", "--dir", str(folder / "library")], cwd=folder)
     earlier = measure_before(folder, before) if before is not None else {}
     new_index_s, new_scan_s, new_peak = one_new_file(folder)
     state_bytes = sum(p.stat().st_size for p in (folder / "state").glob("state.db*") if p.is_file())
@@ -116,8 +116,8 @@ def measure_before(folder: Path, python: Path) -> dict:
     """The earlier version's no-change scan and reconcile walk, on the same state."""
     renamed = subprocess.run([str(python), "-c", "import dupe_scanner"], capture_output=True).returncode == 0
     command = [str(python), "-m", "dupe_scanner" if renamed else "daemon", "--config", str(folder / "settings.toml")]
-    scan_s, scan_peak, _ = measured(command + ["scan"], cwd=folder)
-    walk_s, walk_peak, _ = measured(command + ["index", "--dir", str(folder / "library")], cwd=folder)
+    scan_s, scan_peak, _ = measured([*command, "scan"], cwd=folder)
+    walk_s, walk_peak, _ = measured([*command, "index", "--dir", str(folder / "library")], cwd=folder)
     return {"before_scan_s": scan_s, "before_scan_peak": scan_peak, "before_walk_s": walk_s, "before_walk_peak": walk_peak}
 
 
@@ -130,8 +130,8 @@ def one_new_file(folder: Path) -> tuple[float, float, int]:
     target.mkdir(exist_ok=True)
     number = len(list(target.iterdir()))
     shutil.copyfile(samples[number % len(samples)], target / f"new-{number}.png")
-    index_s, index_peak, _ = measured(cli(folder) + ["index", "--dir", str(target)], cwd=folder)
-    scan_s, scan_peak, _ = measured(cli(folder) + ["scan"], cwd=folder)
+    index_s, index_peak, _ = measured([*cli(folder), "index", "--dir", str(target)], cwd=folder)
+    scan_s, scan_peak, _ = measured([*cli(folder), "scan"], cwd=folder)
     return index_s, scan_s, max(index_peak, scan_peak)
 
 
@@ -243,7 +243,10 @@ def _pair_row(first: str, second: str) -> dict:
 
 def print_table(rows: list[dict], before: bool = False) -> None:
     mb = lambda value: f"{value / 1e6:,.0f} MB"  # noqa: E731
-    header = ["N files", "built in", "first reports", "its peak", "no-change scan", "its peak", "reconcile walk", "its peak", "one new file: index", "then scan", "their peak", "state"]
+    header = [
+        "N files", "built in", "first reports", "its peak", "no-change scan", "its peak", "reconcile walk", "its peak",
+        "one new file: index", "then scan", "their peak", "state",
+    ]
     if before:
         header += ["no-change scan, before", "its peak", "reconcile walk, before", "its peak"]
     print("| " + " | ".join(header) + " |")

@@ -22,6 +22,7 @@ checkout without the cache runs steps 2 and 3 alike, with no cache).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import inspect
 import json
@@ -33,23 +34,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, os.environ.get("PYTHONPATH") or str(Path(__file__).resolve().parent.parent))
 
-from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair  # noqa: E402
-from dupe_scanner.reports import html_report, write_reports  # noqa: E402
-from dupe_scanner.settings import ReportSettings  # noqa: E402
+from dupe_scanner.groups import DuplicateGroup, FileEntry, FilePair
+from dupe_scanner.reports import html_report, write_reports
+from dupe_scanner.settings import ReportSettings
 
 POOL_SIZE = 300
 POOL_SIDE = (240, 180)
 GROUP_SIZES = (2, 2, 3, 2, 4, 2, 3, 5)  # cycled: mostly pairs, a few bigger groups
 FILES_PER_FOLDER = 1000
 MB = 1024 * 1024
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
 # --- the library -------------------------------------------------------------------
@@ -120,7 +121,7 @@ def edit_one_picture(groups: list[DuplicateGroup], index: int, pool: list[Path],
     with Image.open(pool[0]) as picture:
         Image.blend(picture.convert("RGB"), Image.new("RGB", picture.size, (shade, 0, 0)), 0.4).save(edited, quality=90)
     members = [*group.members[:-1], _entry(edited, edited.stat(), salt=f"edit-{shade}")]
-    return groups[:index] + [_group(members)] + groups[index + 1 :]
+    return [*groups[:index], _group(members), *groups[index + 1 :]]
 
 
 # --- one N, measured in its own process ---------------------------------------------------
@@ -183,10 +184,8 @@ def _peak_mb() -> float:
 
 def _reset_peak() -> None:
     """Linux resets the peak RSS (VmHWM) on "5"; elsewhere the peak is the process's so far."""
-    try:
+    with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _status_kb(field: str) -> int:

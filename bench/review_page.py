@@ -27,7 +27,6 @@ time (which includes writing out the whole DOM, the page's data with it).
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import html
 import json
 import re
@@ -37,17 +36,18 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report_scale import T0, _peak_mb, _reset_peak, make_groups, make_pool  # noqa: E402
-from bench.report_scale import print_table as print_markdown_table  # noqa: E402
-from dupe_scanner.keep import review_group  # noqa: E402
-from dupe_scanner.reports import write_reports  # noqa: E402
-from dupe_scanner.settings import KeepSettings, ReportSettings  # noqa: E402
+from bench.report_scale import T0, _peak_mb, _reset_peak, make_groups, make_pool
+from bench.report_scale import print_table as print_markdown_table
+from dupe_scanner.keep import review_group
+from dupe_scanner.reports import write_reports
+from dupe_scanner.settings import KeepSettings, ReportSettings
 
 MB = 1024 * 1024
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")

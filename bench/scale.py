@@ -90,7 +90,10 @@ def run_size(pool: Pool, size: int, tools: list[str], runs: Path, reuse: bool) -
             result = evaluate(labels, scored, 0.5, None)
             row.update(tool=tool, size=size, precision=result.precision, recall=result.recall, tp=result.tp, fp=result.fp, positives=result.positives)
             # Kept for looking into: which pairs were wrong, which copies were missed.
-            row.update(false_positives=[(a, b, pool.labels[a]["family"], pool.labels[b]["family"]) for a, b, _ in result.false_positives], misses=result.misses)
+            row.update(
+                false_positives=[(a, b, pool.labels[a]["family"], pool.labels[b]["family"]) for a, b, _ in result.false_positives],
+                misses=result.misses,
+            )
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(row))
         rows.append(row)
@@ -136,9 +139,13 @@ def run_imagededup(library: Path, extra: Path, workdir: Path) -> dict:
     fresh(workdir)
     output = workdir / "pairs.json"
     cpu_before = children_cpu_seconds()
-    seconds, peak, _ = measured([str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(library), str(output), str(PHASH_DISTANCE), "PHash"])
+    seconds, peak, _ = measured(
+        [str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(library), str(output), str(PHASH_DISTANCE), "PHash"],
+    )
     found = json.loads(output.read_text())["PHash"]
-    return {"scan_s": seconds, "scan_cpu_s": children_cpu_seconds() - cpu_before, "scan_peak": peak, "pairs": [key(a, b) for a, b, _ in found["pairs"]]}
+    return {
+        "scan_s": seconds, "scan_cpu_s": children_cpu_seconds() - cpu_before, "scan_peak": peak, "pairs": [key(a, b) for a, b, _ in found["pairs"]],
+    }
 
 
 def run_findimagedupes(library: Path, extra: Path, workdir: Path) -> dict:
@@ -248,17 +255,22 @@ def print_table(rows: list[dict]) -> None:
     mb = lambda row, column: f"{row[column] / MB:.0f}" if column in row else "-"  # noqa: E731
     print()
     print("Library scale (seconds wall time on this machine; MB: peak RSS of the tool and all its children)")
-    header = f"{'N':>7s} {'tool':16s} {'index s':>8s} {'1st scan s':>10s} {'CPU s':>7s} {'+100 scan s':>11s} {'no-change s':>11s} {'index MB':>8s} {'scan MB':>7s} {'state MB':>8s} {'precision':>9s} {'recall':>6s} {'pairs':>9s}"
+    header = (
+        f"{'N':>7s} {'tool':16s} {'index s':>8s} {'1st scan s':>10s} {'CPU s':>7s} {'+100 scan s':>11s} {'no-change s':>11s} "
+        f"{'index MB':>8s} {'scan MB':>7s} {'state MB':>8s} {'precision':>9s} {'recall':>6s} {'pairs':>9s}"
+    )
     print(header)
     for row in rows:
         pairs = f"{row['tp']}+{row['fp']}/{row['positives']}"
         state = f"{row['state_bytes'] / MB:.1f}" if "state_bytes" in row else "-"
         print(
-            f"{row['size']:7d} {row['tool']:16s} {seconds(row, 'index_s'):>8s} {seconds(row, 'scan_s'):>10s} {seconds(row, 'scan_cpu_s'):>7s} {seconds(row, 'added_s'):>11s} "
-            f"{seconds(row, 'unchanged_s'):>11s} {mb(row, 'index_peak'):>8s} {mb(row, 'scan_peak'):>7s} {state:>8s} {row['precision']:9.3f} {row['recall']:6.3f} {pairs:>9s}"
+            f"{row['size']:7d} {row['tool']:16s} {seconds(row, 'index_s'):>8s} {seconds(row, 'scan_s'):>10s} {seconds(row, 'scan_cpu_s'):>7s} "
+            f"{seconds(row, 'added_s'):>11s} {seconds(row, 'unchanged_s'):>11s} {mb(row, 'index_peak'):>8s} {mb(row, 'scan_peak'):>7s} {state:>8s} "
+            f"{row['precision']:9.3f} {row['recall']:6.3f} {pairs:>9s}"
         )
     print("(CPU s: CPU seconds of the first scan, all processes; the machine is shared, so wall seconds vary with others' load)")
-    print("(pairs: right + wrong reported pairs / planted pairs. imagededup: one run end to end, no state; findimagedupes: one command fingerprints and compares)")
+    print("(pairs: right + wrong reported pairs / planted pairs. imagededup: one run end to end, no state; "
+          "findimagedupes: one command fingerprints and compares)")
     print(flush=True)
 
 

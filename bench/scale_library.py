@@ -127,7 +127,9 @@ class Pool:
         if not mark.exists():
             mark.write_text(order)
         elif mark.read_text() != order:
-            raise SystemExit(f"the photographs differ from those {self.folder} was built from (another package set?): remove it or use another --root")
+            raise SystemExit(
+                f"the photographs differ from those {self.folder} was built from (another package set?): remove it or use another --root",
+            )
 
     @property
     def capacity(self) -> int:
@@ -168,7 +170,9 @@ class Pool:
         self.log(f"pool: writing pictures {have + 1}..{count} ({len(tile_positions)} tiles, {len(copy_positions)} copies)")
         written = self._write_tiles([(f"{p:06d}.jpg", p, self._next_tile(i)) for p, i in tile_positions])
         self._append(written)
-        originals = sorted((e for e in self.labels.values() if e["role"] == "original" and e["position"] is not None and not e["flat"]), key=lambda e: e["position"])
+        originals = sorted(
+            (e for e in self.labels.values() if e["role"] == "original" and e["position"] is not None and not e["flat"]), key=lambda e: e["position"],
+        )
         self._append([self._write_copy(position, originals) for position in copy_positions])
 
     def _tiles_before(self, position: int) -> int:
@@ -212,7 +216,10 @@ class Pool:
         else:
             kind, strength, write = made[turn]
             name = write(self.pictures / f"{stem}-{kind}".replace(">", "gt"))
-        return {"name": name, "position": position, "family": source["family"], "role": "copy", "source": source["name"], "kind": kind, "strength": strength, "flat": False}
+        return {
+            "name": name, "position": position, "family": source["family"], "role": "copy", "source": source["name"],
+            "kind": kind, "strength": strength, "flat": False,
+        }
 
     def added(self, library: list[str]) -> list[str]:
         """The 100 pictures added to a scanned library: 50 reserved tiles and 50 copies of its pictures."""

@@ -72,7 +72,7 @@ def index_base(pool, count: int, folder: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "settings.toml").write_text(SETTINGS)
     print(f"simulation: indexing {count} real pictures", flush=True)
-    seconds, _, _ = measured(cli(folder) + ["index", "--dir", str(pictures)], cwd=folder)
+    seconds, _, _ = measured([*cli(folder), "index", "--dir", str(pictures)], cwd=folder)
     families = {str(pictures / name): pool.labels[name]["family"] for name in names}
     (folder / "families.json").write_text(json.dumps(families))
     done.write_text(f"{seconds:.1f} {ANALYSER}")
@@ -206,7 +206,9 @@ def resized(picture: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     from PIL import Image
 
     if picture.ndim == 3:
-        channels = [np.asarray(Image.fromarray(picture[..., c]).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)) for c in range(picture.shape[2])]
+        channels = [
+            np.asarray(Image.fromarray(picture[..., c]).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)) for c in range(picture.shape[2])
+        ]
         return np.stack(channels, axis=2).astype(np.float32)
     return np.asarray(Image.fromarray(picture).resize((shape[1], shape[0]), Image.Resampling.BILINEAR), dtype=np.float32)
 
@@ -360,16 +362,15 @@ def insert(folder: Path, real: Real, numbers: range, tag: str, added_below: int 
 def timed_scan(folder: Path) -> dict:
     from bench.scale import measured
 
-    seconds, peak, done = measured(cli(folder) + ["--log-level", "debug", "scan"], cwd=folder)
+    seconds, peak, done = measured([*cli(folder), "--log-level", "debug", "scan"], cwd=folder)
     found = re.search(r"(\d+) candidate pairs", done.stderr)
     return {"scan_s": seconds, "scan_peak": peak, "candidates": int(found.group(1)) if found else None}
 
 
 def report_timing(folder: Path) -> dict:
     """Grouping and report writing of the scanned state, timed through the real functions (own process)."""
-    from bench.scale import measured
-
     from bench.__main__ import REPO
+    from bench.scale import measured
 
     _, _, done = measured([sys.executable, "-m", "bench.scale_simulate", "report-timing", str(folder)], cwd=REPO)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -413,22 +414,31 @@ def score(folder: Path, base: Path) -> dict:
     with_synthetic = [pair for pair in found if pair[0] in synthetic or pair[1] in synthetic]
     wrong = [pair for pair in with_synthetic if family(pair[0]) != family(pair[1])]
     planted_pairs = {tuple(sorted(pair)) for pair in planted}
-    return {"planted": len(planted_pairs), "recall": len(planted_pairs & found) / len(planted_pairs) if planted_pairs else 1.0, "synthetic_pairs": len(with_synthetic), "wrong_pairs": len(wrong)}
+    return {
+        "planted": len(planted_pairs),
+        "recall": len(planted_pairs & found) / len(planted_pairs) if planted_pairs else 1.0,
+        "synthetic_pairs": len(with_synthetic),
+        "wrong_pairs": len(wrong),
+    }
 
 
 def print_table(rows: list[dict]) -> None:
     cell = lambda row, column, form: format(row[column], form) if row.get(column) is not None else "-"  # noqa: E731
     print()
     print("Fingerprint simulation (synthetic fingerprints from real ones, real state, real scan; seconds wall time; MB peak RSS of all processes)")
-    print(f"{'N':>9s} {'scan s':>8s} {'scan MB':>8s} {'candidates':>10s} {'groups':>7s} {'group s':>8s} {'report s':>8s} {'+100 scan s':>11s} {'+100 cand.':>10s} {'state MB':>9s} {'recall':>6s} {'wrong':>9s} {'+100 recall':>11s}")
+    print(f"{'N':>9s} {'scan s':>8s} {'scan MB':>8s} {'candidates':>10s} {'groups':>7s} {'group s':>8s} {'report s':>8s} "
+          f"{'+100 scan s':>11s} {'+100 cand.':>10s} {'state MB':>9s} {'recall':>6s} {'wrong':>9s} {'+100 recall':>11s}")
     for row in rows:
         print(
-            f"{row['size']:9d} {cell(row, 'scan_s', '.1f'):>8s} {row['scan_peak'] / 2**20:8.0f} {cell(row, 'candidates', 'd'):>10s} {cell(row, 'groups', 'd'):>7s} "
-            f"{cell(row, 'group_s', '.2f'):>8s} {cell(row, 'report_s', '.2f'):>8s} {cell(row, 'added_scan_s', '.1f'):>11s} {cell(row, 'added_candidates', 'd'):>10s} "
-            f"{row.get('state_bytes', 0) / 2**20:9.0f} {row['recall']:6.3f} {cell(row, 'wrong_pairs', 'd'):>4s}/{cell(row, 'synthetic_pairs', 'd'):<4s} {cell(row, 'added_recall', '.3f'):>11s}"
+            f"{row['size']:9d} {cell(row, 'scan_s', '.1f'):>8s} {row['scan_peak'] / 2**20:8.0f} {cell(row, 'candidates', 'd'):>10s} "
+            f"{cell(row, 'groups', 'd'):>7s} {cell(row, 'group_s', '.2f'):>8s} {cell(row, 'report_s', '.2f'):>8s} "
+            f"{cell(row, 'added_scan_s', '.1f'):>11s} {cell(row, 'added_candidates', 'd'):>10s} {row.get('state_bytes', 0) / 2**20:9.0f} "
+            f"{row['recall']:6.3f} {cell(row, 'wrong_pairs', 'd'):>4s}/{cell(row, 'synthetic_pairs', 'd'):<4s} "
+            f"{cell(row, 'added_recall', '.3f'):>11s}"
         )
     print("(candidates: candidate pairs the scan verified, from its debug log; recall: planted copies found at 0.6 by the first scan;")
-    print(" wrong: pairs at 0.6 or more joining a synthetic content to another picture / all such pairs; +100 recall: after the added scan, over every planted copy)")
+    print(" wrong: pairs at 0.6 or more joining a synthetic content to another picture / all such pairs; "
+          "+100 recall: after the added scan, over every planted copy)")
     print(flush=True)
 
 

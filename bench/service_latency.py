@@ -16,12 +16,13 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.photos import make_photo, save  # noqa: E402
-from tests.service_helpers import ServiceProcess, query, wait_for  # noqa: E402
+from tests.photos import make_photo, save
+from tests.service_helpers import ServiceProcess, query, wait_for
 
 
 def main() -> int:
@@ -35,7 +36,7 @@ def main() -> int:
         for seed in range(arguments.pictures):
             save(make_photo(seed, (640, 480)), photos / f"p{seed}.jpg", quality=90)
         config = root / "settings.toml"
-        config.write_text(f'[paths]\nstate = "state/state.db"\nreports = "reports"\n[[watch]]\npath = "photos"\n')
+        config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n[[watch]]\npath = "photos"\n')
         service = ServiceProcess(root, config)
         state = root / "state" / "state.db"
         try:
@@ -53,7 +54,7 @@ def main() -> int:
                 copy = photos / f"new-copy-{round_}.jpg"
                 started = time.monotonic()
                 save(make_photo(seed, (640, 480)).resize((800, 600)), copy, quality=80)
-                wait_for(lambda: _reported(root / "reports", copy), timeout=300, interval=0.05, what="the report")
+                wait_for(partial(_reported, root / "reports", copy), timeout=300, interval=0.05, what="the report")
                 seconds.append(time.monotonic() - started)
                 print(f"round {round_ + 1}: {seconds[-1]:.1f} s", flush=True)
                 time.sleep(12)

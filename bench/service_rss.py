@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.service_helpers import ServiceProcess, query, save_image, smooth_image, wait_for  # noqa: E402
+from tests.service_helpers import ServiceProcess, query, save_image, smooth_image, wait_for
 
 MB = 1024 * 1024
 
