@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Callable, Collection, Iterable, Iterator
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, delete, exists, func, or_, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine
 
 from dupe_scanner.analysis.candidates import propose
 from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
@@ -34,14 +33,14 @@ from dupe_scanner.analysis.verify import VERIFIER
 from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.keypoint_store import KeypointStore
 from dupe_scanner.errors import BackendUnavailable
-from dupe_scanner.store.schema import contents, feature_hashes, features
+from dupe_scanner.store import fingerprints as stored
 from dupe_scanner.workers import end_with
 
 log = logging.getLogger(__name__)
 
 IDLE_RELEASE_SECONDS = 120.0  # worker processes stop after this long without work
 BATCH_PAIRS = 200  # candidate pairs verified per task sent to a worker
-SQL_CHUNK = 500  # keys per IN (...) query, well under SQLite's variable limit
+DESCRIPTOR_CHUNK = 500  # contents whose descriptors are read and decoded at a time
 
 
 def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None) -> np.ndarray:
@@ -140,8 +139,7 @@ class EmbeddedBackend:
     def health(self) -> Health:
         try:
             with self.engine.connect() as connection:
-                current = connection.scalar(select(func.count()).select_from(feature_hashes).where(feature_hashes.c.analyser == ANALYSER))
-                stale = connection.scalar(select(func.count()).select_from(feature_hashes).where(_another_analyser()))
+                current, stale = stored.counts(connection, ANALYSER)
         except Exception as error:  # health never raises
             return Health(False, f"embedded analyser {ANALYSER}: state database unusable ({error})")
         detail = f"embedded analyser {ANALYSER}, {current} contents analysed"
@@ -162,26 +160,19 @@ class EmbeddedBackend:
         return ImageInfo(analysis.width, analysis.height, analysis.format)
 
     def _store(self, content_hash: str, blob: bytes) -> None:
-        statement = sqlite_insert(features).values(hash=content_hash, analyser=ANALYSER, data=blob)
-        statement = statement.on_conflict_do_update(index_elements=[features.c.hash], set_={"analyser": ANALYSER, "data": blob})
-        with self.engine.connect().execution_options(write=True) as connection:
-            with connection.begin():
-                connection.execute(statement)
+        with self.engine.connect().execution_options(write=True) as connection, connection.begin():
+            stored.store(connection, content_hash, ANALYSER, blob)
 
     def forget(self, content_hashes: Collection[str]) -> None:
-        keys = list(content_hashes)
-        with self.engine.connect().execution_options(write=True) as connection:
-            with connection.begin():
-                for start in range(0, len(keys), SQL_CHUNK):
-                    connection.execute(delete(features).where(features.c.hash.in_(keys[start : start + SQL_CHUNK])))
+        with self.engine.connect().execution_options(write=True) as connection, connection.begin():
+            stored.forget(connection, content_hashes)
 
     def commit(self) -> None:
         """Every ``index`` call is committed as it finishes; nothing is buffered."""
 
     def clear(self) -> None:
-        with self.engine.connect().execution_options(write=True) as connection:
-            with connection.begin():
-                connection.execute(delete(features))
+        with self.engine.connect().execution_options(write=True) as connection, connection.begin():
+            stored.forget_all(connection)
         self.keypoints.clear()
 
     def close(self) -> None:
@@ -197,34 +188,19 @@ class EmbeddedBackend:
         """Contents the state knows that have no features of the current analyser: analysed
         by an older version, or whose features were lost (a crash between the state and
         the features, a damaged row). ``find_pairs`` cannot see them until indexed again."""
-        # Two queries that each read an index alone: "no features" probes the features' key
-        # (no row read per content, which made this a random read of every content's row);
-        # "another analyser's" starts from the analyser index, which names few or none.
-        any_features = select(feature_hashes.c.hash).where(feature_hashes.c.hash == contents.c.hash)
-        stale = (
-            select(feature_hashes.c.hash)
-            .join(contents, contents.c.hash == feature_hashes.c.hash)
-            .where(_another_analyser())
-        )
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(contents.c.hash).where(~exists(any_features)))) | set(connection.scalars(stale))
+            return stored.outdated(connection, ANALYSER)
 
     def stale_hashes(self) -> set[str]:
         """Contents whose stored features come from another analyser version: index them again."""
         with self.engine.connect() as connection:
-            return set(connection.scalars(select(feature_hashes.c.hash).where(_another_analyser())))
+            return stored.stale(connection, ANALYSER)
 
     def missing(self, content_hashes: Iterable[str]) -> set[str]:
         """Those of ``content_hashes`` with no features of the current analyser (never analysed, or stale)."""
-        keys = list(dict.fromkeys(content_hashes))
-        present: set[str] = set()
+        keys = set(content_hashes)
         with self.engine.connect() as connection:
-            for start in range(0, len(keys), SQL_CHUNK):
-                query = select(feature_hashes.c.hash).where(
-                    feature_hashes.c.hash.in_(keys[start : start + SQL_CHUNK]), feature_hashes.c.analyser == ANALYSER
-                )
-                present.update(connection.scalars(query))
-        return set(keys) - present
+            return keys - stored.present(connection, keys, ANALYSER)
 
     # -- finding pairs ----------------------------------------------------------------------
 
@@ -255,17 +231,9 @@ class EmbeddedBackend:
     def _load_hashes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Every analysed content's key, its hashes and when it was analysed (0 if the state
         does not know it: features left by a crash, which no pair will name)."""
-        # From ``feature_hashes``, not ``features``: SQLite reads a whole 20 KB blob to take
-        # its first bytes, and this reads every content's.
-        query = (
-            select(feature_hashes.c.hash, feature_hashes.c.prefix, func.coalesce(contents.c.analysed_at, 0.0))
-            .select_from(feature_hashes.outerjoin(contents, contents.c.hash == feature_hashes.c.hash))
-            .where(feature_hashes.c.analyser == ANALYSER)
-            .order_by(feature_hashes.c.hash)
-        )
         with self.engine.connect() as connection:
-            rows = connection.execute(query).all()
-        valid, hashes = decode_hash_rows([bytes(prefix) for _, prefix, _ in rows])  # damaged rows: treated as missing
+            rows = stored.hash_rows(connection, ANALYSER)
+        valid, hashes = decode_hash_rows([prefix for _, prefix, _ in rows])  # damaged rows: treated as missing
         keys = [key for (key, _, _), ok in zip(rows, valid.tolist()) if ok]
         times = np.array([analysed_at for _, _, analysed_at in rows], dtype=np.float64)[valid]
         return keys, hashes, times
@@ -275,8 +243,8 @@ class EmbeddedBackend:
         descriptors: list[np.ndarray] = []
         mirrored: list[np.ndarray] = []
         empty = np.zeros((0, 32), np.uint8)
-        for start in range(0, len(keys), SQL_CHUNK):
-            chunk = keys[start : start + SQL_CHUNK]
+        for start in range(0, len(keys), DESCRIPTOR_CHUNK):
+            chunk = keys[start : start + DESCRIPTOR_CHUNK]
             blobs = self._load_blobs(set(chunk))
             for key in chunk:
                 try:
@@ -331,20 +299,8 @@ class EmbeddedBackend:
             yield ScoredPair.of(first, second, score)
 
     def _load_blobs(self, keys: set[str]) -> dict[str, bytes]:
-        wanted = sorted(keys)
-        blobs: dict[str, bytes] = {}
-        query = select(features.c.hash, features.c.data).where(features.c.hash.in_(bindparam("keys", expanding=True)), features.c.analyser == ANALYSER)
         with self.engine.connect() as connection:
-            for start in range(0, len(wanted), SQL_CHUNK):
-                for key, data in connection.execute(query, {"keys": wanted[start : start + SQL_CHUNK]}):
-                    blobs[key] = bytes(data)
-        return blobs
-
-
-def _another_analyser():
-    """``analyser != ANALYSER`` as two ranges, which SQLite answers from the analyser index
-    (a "!=" makes it read every row): the rows to analyse again are few or none."""
-    return or_(feature_hashes.c.analyser < ANALYSER, feature_hashes.c.analyser > ANALYSER)
+            return stored.blobs(connection, keys, ANALYSER)
 
 
 def _drop_damaged(blobs: dict[str, bytes]) -> list[str]:
