@@ -19,8 +19,9 @@ whole library is scanned at once or each picture was scanned as it arrived.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol
+from typing import Protocol
 
 import faiss
 import numpy as np
@@ -78,7 +79,7 @@ def hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | No
     matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS, CROWDED)
     query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
     first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
-    return list(zip(first.tolist(), second.tolist(), orientation.tolist())), set(query_rows[matches.crowded].tolist())
+    return list(zip(first.tolist(), second.tolist(), orientation.tolist(), strict=True)), set(query_rows[matches.crowded].tolist())
 
 
 class PointIndex(Protocol):
@@ -100,7 +101,7 @@ class PointsInMemory:
         self.points = int(index.ntotal)
 
     @classmethod
-    def of(cls, stored: list[np.ndarray], partition: Partition | None = None) -> "PointsInMemory":
+    def of(cls, stored: list[np.ndarray], partition: Partition | None = None) -> PointsInMemory:
         """``stored[row]``: uint8[K, 32] descriptors of each image row."""
         counts = np.array([len(d) for d in stored], dtype=np.int64)
         database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
@@ -144,8 +145,8 @@ def keypoint_candidates(
         sizes = np.array([len(descriptors) for _, descriptors in batch], dtype=np.int64)
         distances, rows = _nearest(points, np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8), neighbours)
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        found = []
-        for (row, _), start, end in zip(batch, starts[:-1], starts[1:]):
+        found: list[tuple[int, int]] = []
+        for (row, _), start, end in zip(batch, starts[:-1], starts[1:], strict=True):
             voted = _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set()), age, hashes)
             found.extend((row, image) for image in voted)
         return found
@@ -271,7 +272,7 @@ def empty_descriptor_index(points: int, cells: Callable[[int], np.ndarray]):
     quantizer.add(centres)
     index = faiss.IndexBinaryIVF(quantizer, 256, len(centres))
     index.is_trained = True
-    index.referenced_quantizer = quantizer  # faiss does not own it: keep it alive with the index
+    index.referenced_quantizer = quantizer  # type: ignore[attr-defined]  # faiss does not own it: keep it alive with the index
     index.nprobe = 16
     return index
 

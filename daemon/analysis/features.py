@@ -111,5 +111,5 @@ def decode_hash_rows(prefixes: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
     A scan decodes every content's: one array operation, not a call per content.
     """
     valid = np.array([len(prefix) >= PREFIX_BYTES and prefix[: len(MAGIC)] == MAGIC for prefix in prefixes], dtype=bool)
-    words = b"".join(prefix[len(MAGIC) : PREFIX_BYTES] for prefix, ok in zip(prefixes, valid.tolist()) if ok)
+    words = b"".join(prefix[len(MAGIC) : PREFIX_BYTES] for prefix, ok in zip(prefixes, valid.tolist(), strict=True) if ok)
     return valid, np.frombuffer(words, dtype="<u8").astype(np.uint64).reshape(-1, 8)

@@ -148,7 +148,7 @@ def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if _ORB is None:
         # Many more points are detected than kept, so the grid below has some in every part of
         # the picture: large, sharp text would otherwise take every one of the strongest.
-        _ORB = cv2.ORB_create(nfeatures=40 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=EDGE_THRESHOLD, patchSize=15, fastThreshold=4)
+        _ORB = cv2.ORB.create(nfeatures=40 * ORB_FEATURES, scaleFactor=1.3, nlevels=6, edgeThreshold=EDGE_THRESHOLD, patchSize=15, fastThreshold=4)
     height, width = grey.shape
     found = _ORB.detect(grey, None) if min(height, width) >= MIN_KEYPOINT_SIDE else ()
     if not found:
@@ -160,9 +160,9 @@ def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         bucket = cells.setdefault(cell, [])
         if len(bucket) < per_cell:
             bucket.append(point)
-    chosen = sorted((p for bucket in cells.values() for p in bucket), key=lambda p: -p.response)[:ORB_FEATURES]
-    chosen, descriptors = _ORB.compute(grey, chosen)
-    if descriptors is None or not chosen:
+    strongest = sorted((p for bucket in cells.values() for p in bucket), key=lambda p: -p.response)[:ORB_FEATURES]
+    kept, descriptors = _ORB.compute(grey, strongest)  # drops points too near the border to describe
+    if descriptors is None or not kept:
         return _no_keypoints()
-    points = np.array([p.pt for p in chosen], dtype=np.float32) / np.array([width, height], dtype=np.float32)
+    points = np.array([p.pt for p in kept], dtype=np.float32) / np.array([width, height], dtype=np.float32)
     return points, np.ascontiguousarray(descriptors)

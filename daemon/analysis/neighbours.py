@@ -78,7 +78,7 @@ class MultiIndexHash:
         if not parts:
             empty = np.zeros(0, np.int64)
             return HashMatches(empty, empty, empty, empty)
-        query, value, orientation, distance = (np.concatenate(p) for p in zip(*parts))
+        query, value, orientation, distance = (np.concatenate(p) for p in zip(*parts, strict=True))
         sizes = self.value_start[value + 1] - self.value_start[value]
         positions = np.repeat(self.value_start[value], sizes) + _ranges(sizes)
         stored = self.by_value[positions]
@@ -122,7 +122,7 @@ class MultiIndexHash:
         if not parts:
             empty = np.zeros(0, np.int64)
             return HashMatches(empty, empty, empty, empty, empty)
-        return HashMatches(*(np.concatenate(p) for p in zip(*parts)))
+        return HashMatches(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
     def _keep_nearest(self, query, value, orientation, distance, rows, rank, entries, keys, span, limit, crowd, alike, crowded, any_age):
         # One hit per (query, value): its nearest orientation, the lowest on ties.

@@ -10,9 +10,10 @@ an exact duplicate (no visible change), 0.6 the usual near-duplicate threshold.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Collection, Iterator, Protocol
+from typing import Protocol
 
 # The values a backend returns live in dupe_scanner.values (the store uses them too); importable
 # from here as before.

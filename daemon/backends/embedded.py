@@ -17,10 +17,10 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Callable, Collection, Iterable, Iterator
 
 import numpy as np
 from sqlalchemy import Engine
@@ -234,7 +234,7 @@ class EmbeddedBackend:
         with self.engine.connect() as connection:
             rows = stored.hash_rows(connection, ANALYSER)
         valid, hashes = decode_hash_rows([prefix for _, prefix, _ in rows])  # damaged rows: treated as missing
-        keys = [key for (key, _, _), ok in zip(rows, valid.tolist()) if ok]
+        keys = [key for (key, _, _), ok in zip(rows, valid.tolist(), strict=True) if ok]
         times = np.array([analysed_at for _, _, analysed_at in rows], dtype=np.float64)[valid]
         return keys, hashes, times
 

@@ -24,15 +24,16 @@ import io
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Iterator, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import quote_plus
 
 import requests
 
 from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
-from dupe_scanner.backends.flow_http import (  # noqa: F401 (FlowError, new_session: imported from here by tests and the bench)
+from dupe_scanner.backends.flow_http import (
     DOCKER_COMMAND,
     FlowError,
     FlowHttp,
@@ -365,7 +366,7 @@ def _ordered_map(function: Callable[[T], R], items: Iterable[T], workers: int) -
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -6,8 +6,8 @@ can act on it (delete ``unknown_to_state`` from Flow, re-queue ``missing_in_flow
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 
 @dataclass(frozen=True)

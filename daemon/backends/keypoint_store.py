@@ -25,9 +25,10 @@ from __future__ import annotations
 import io
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import faiss
 import numpy as np
@@ -58,7 +59,7 @@ LoadDescriptors = Callable[[list[str]], list[np.ndarray]]
 
 @dataclass
 class _Base:
-    index: object  # faiss.IndexBinary, memory-mapped
+    index: faiss.IndexBinary  # memory-mapped
     keys: np.ndarray  # the content of each image in the base, in point order
     counts: np.ndarray  # points per image
 
@@ -192,13 +193,18 @@ def _built(keys: list[str], load: LoadDescriptors, kept_cells: Callable[[int], n
     cells = kept_cells(expected)
     if sample.counts is None and cells is None and _trains_on_everything(expected):
         sample = _whole(keys, load)  # training would read every content anyway: once is enough
-    index = empty_descriptor_index(expected, lambda lists: cells if cells is not None else _trained(sample, lists, keys, load))
+    index = empty_descriptor_index(expected, partial(_centres, cells, sample, keys, load))
     if sample.counts is not None:  # the sample is every content: no need to read them again
         if len(sample.descriptors):
             index.add(sample.descriptors)
         return index, sample.counts
     del sample
     return index, _add_in_chunks(index, keys, load)
+
+
+def _centres(kept: np.ndarray | None, sample: _Sample, keys: list[str], load: LoadDescriptors, lists: int) -> np.ndarray:
+    """The kept cells, or ``lists`` cells trained on the sample."""
+    return kept if kept is not None else _trained(sample, lists, keys, load)
 
 
 def _sample(keys: list[str], load: LoadDescriptors) -> _Sample:

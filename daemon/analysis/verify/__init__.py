@@ -46,6 +46,8 @@ The parts, each readable alone, imported one way (``verdict`` uses the other thr
 
 from __future__ import annotations
 
+from dupe_scanner.analysis.verify.alignment import MAX_SHAPE_ERROR
+from dupe_scanner.analysis.verify.comparison import CELL_AGREES, LAYOUT_BLUR, OVERLAY_ENERGY, OVERLAY_REST_DIFFERENCE, Structure
 from dupe_scanner.analysis.verify.relation import (
     MAX_KEYPOINT_SCALE,
     MIN_INLIERS,
@@ -57,8 +59,6 @@ from dupe_scanner.analysis.verify.relation import (
     hash_distance,
     views,
 )
-from dupe_scanner.analysis.verify.alignment import MAX_SHAPE_ERROR
-from dupe_scanner.analysis.verify.comparison import CELL_AGREES, LAYOUT_BLUR, OVERLAY_ENERGY, OVERLAY_REST_DIFFERENCE, Structure
 from dupe_scanner.analysis.verify.verdict import (
     CONTAINMENT,
     CROPPED,
@@ -81,18 +81,6 @@ from dupe_scanner.analysis.verify.verdict import (
 VERIFIER = "verify-8"  # 8: strangers settled before any alignment; flat pictures never exact on colour alone
 
 __all__ = [
-    "VERIFIER",
-    "Relation",
-    "Structure",
-    "Verdict",
-    "closest_orientation",
-    "from_keypoints",
-    "from_template",
-    "full_frame",
-    "hash_distance",
-    "is_flat",
-    "verify",
-    "views",
     "CELL_AGREES",
     "CONTAINMENT",
     "CROPPED",
@@ -110,4 +98,16 @@ __all__ = [
     "OTHER_SHOT_CORRELATION",
     "OVERLAY_ENERGY",
     "OVERLAY_REST_DIFFERENCE",
+    "VERIFIER",
+    "Relation",
+    "Structure",
+    "Verdict",
+    "closest_orientation",
+    "from_keypoints",
+    "from_template",
+    "full_frame",
+    "hash_distance",
+    "is_flat",
+    "verify",
+    "views",
 ]

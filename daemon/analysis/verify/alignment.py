@@ -41,15 +41,20 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
         # Coarse (half size) first, then one short pass at full size.
         half = _halve(matrix)
         coarse_keep = None if keep is None else cv2.resize(keep, _shrink(template).shape[::-1], interpolation=cv2.INTER_NEAREST)
-        _, coarse = cv2.findTransformECC(_shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, coarse_keep, 3)
-        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_FINE_ITERATIONS, ECC_EPSILON), keep, 3)
+        # A mask of None means "every pixel" to OpenCV; its type stubs do not say so.
+        _, coarse = cv2.findTransformECC(
+            _shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, coarse_keep, 3  # type: ignore[arg-type]
+        )
+        fine = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_FINE_ITERATIONS, ECC_EPSILON)
+        _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, fine, keep, 3)  # type: ignore[arg-type]
         if near(affine) and shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
             return affine
     except cv2.error:
         pass
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     resampled = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    mask = cv2.warpAffine(np.full(a_view.shape, 255, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    mask_flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    mask = cv2.warpAffine(np.full(a_view.shape, 255, np.uint8), matrix, (width, height), flags=mask_flags, borderValue=0)
     if keep is not None:
         mask = cv2.bitwise_and(mask, keep)
     try:

@@ -46,8 +46,8 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     height, width = b_view.shape
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    valid = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
-    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
+    covered = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    valid = cv2.erode(covered, np.ones((5, 5), np.uint8)) > 0
     if valid.sum() < MIN_PIXELS:
         return None
     first = cv2.GaussianBlur(warped, (0, 0), GRADIENT_BLUR)
@@ -118,7 +118,9 @@ def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
     two different pictures have stronger edges each in their own places.
     """
     def lopsided(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-        around = lambda cells: cv2.blur(cells.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+        def around(cells: np.ndarray) -> np.ndarray:
+            return cv2.blur(cells.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
+
         limit = np.log(OVERLAY_ENERGY)
         return (np.log((first + 1e-3) / (second + 1e-3)) > limit) & (np.log((around(first) + 1e-3) / (around(second) + 1e-3)) > limit)
 

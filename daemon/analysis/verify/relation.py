@@ -58,10 +58,12 @@ def from_keypoints(a: Features, b: Features) -> Relation | None:
         if len(matches) < MIN_INLIERS:
             continue
         b_points = points * np.array(b.thumb.shape[::-1], np.float32)
-        source = np.float32([b_points[m.queryIdx] for m in matches])
-        target = np.float32([a_points[m.trainIdx] for m in matches])
+        source = np.array([b_points[m.queryIdx] for m in matches], np.float32)
+        target = np.array([a_points[m.trainIdx] for m in matches], np.float32)
         threshold = RANSAC_THRESHOLD * max(a.thumb.shape)
-        matrix, inliers = cv2.estimateAffinePartial2D(source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995)
+        matrix, inliers = cv2.estimateAffinePartial2D(
+            source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995
+        )
         if matrix is None:
             continue
         scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
@@ -128,7 +130,7 @@ def from_template(a: Features, b: Features, orientation: int) -> Relation | None
                 # small pixel -> big pixel
                 matrix = np.array([[sx, 0, x + 0.5 * sx - 0.5], [0, sy, y + 0.5 * sy - 0.5]], np.float64)
                 if not inside_a:
-                    matrix = cv2.invertAffineTransform(matrix)
+                    matrix = np.asarray(cv2.invertAffineTransform(matrix), np.float64)
                 if np.isfinite(value) and (best is None or value > best[0]):
                     best = (float(value), matrix)
             scale *= TEMPLATE_SCALE_STEP

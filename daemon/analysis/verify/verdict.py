@@ -89,7 +89,9 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) 
     return realigned if realigned.score > verdict.score else verdict
 
 
-def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, guessed: bool = False) -> Verdict:
+def _judge(
+    a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, guessed: bool = False
+) -> Verdict:
     shape_error, _ = alignment.shape_error(matrix[:, :2].astype(np.float64))
     cover_a, cover_b = alignment.coverage(matrix, a_view.shape, b_view.shape)
     if cover_a <= MIN_OVERLAP or cover_b <= MIN_OVERLAP:
@@ -97,7 +99,8 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     structure = comparison.compare(a_view, b_view, matrix, a.levels, b.levels)
     if structure is None:
         return Verdict(0.0, False, "no overlap")
-    agreement, overall, correlation, difference, layout = structure.agreement, structure.overall, structure.correlation, structure.difference, structure.layout
+    agreement, overall, correlation = structure.agreement, structure.overall, structure.correlation
+    difference, layout = structure.difference, structure.layout
     similar = REJECTED_SCALE * max(0.0, agreement) * max(0.0, correlation)
     if shape_error > MAX_SHAPE_ERROR:
         return Verdict(min(similar, REJECTED_CEILING), False, f"not a similarity (shape error {shape_error:.3f})")
@@ -122,12 +125,14 @@ def _judge(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_v
     if crop_loss >= CROPPED and overlay_loss > MAX_CROPPED_OVERLAY:
         # A large crop whose content disagrees in places is the signature of another shot
         # (perspective, parallax): the overlapping part of two frames, aligned at best.
-        return Verdict(min(similar, REJECTED_CEILING), False, f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})")
+        reason = f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})"
+        return Verdict(min(similar, REJECTED_CEILING), False, reason)
     if guessed and 1.0 - SCORE_PER_VISIBLE * visible < NEAR_FLOOR:
         return Verdict(min(similar, REJECTED_CEILING), False, f"a guessed frame that differs too much (visible {visible:.2f})")
     score = max(NEAR_FLOOR, min(MAX_NEAR_SCORE, 1.0 - SCORE_PER_VISIBLE * visible))
     coincide = min(cover_a, cover_b) >= CONTAINMENT
-    return Verdict(round(float(score), SCORE_DECIMALS), True, f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}", decided=coincide)
+    losses = f"crop {crop_loss:.2f} overlay {overlay_loss:.2f} light {light_loss:.2f} colour {colour_loss:.2f}"
+    return Verdict(round(float(score), SCORE_DECIMALS), True, losses, decided=coincide)
 
 
 def is_flat(features: Features) -> bool:
@@ -145,7 +150,8 @@ def _flat_verdict(a: Features, b: Features) -> Verdict:
     """
     if _same_fingerprints(a, b):
         return Verdict(1.0, True, "flat pictures with identical fingerprints", decided=True)
-    same = comparison.colour_difference(a.colour, b.colour) < FLAT_SAME_COLOUR and abs(float(a.levels.mean()) - float(b.levels.mean())) < FLAT_SAME_LIGHT
+    same_colour = comparison.colour_difference(a.colour, b.colour) < FLAT_SAME_COLOUR
+    same = same_colour and abs(float(a.levels.mean()) - float(b.levels.mean())) < FLAT_SAME_LIGHT
     return Verdict(NEAR_FLOOR if same else 0.0, same, "flat pictures: one colour, too little detail to say more", decided=True)
 
 
