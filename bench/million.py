@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.report_scale import print_table as print_markdown
 from bench.scale import SCALE_ROOT, measured
 from bench.scale_simulate import DISTINCT_FLIPS, SETTINGS, cli
 
@@ -241,35 +242,33 @@ def _pair_row(first: str, second: str) -> dict:
 # -- the table ---------------------------------------------------------------------------------------
 
 
-def print_table(rows: list[dict], before: bool = False) -> None:
-    mb = lambda value: f"{value / 1e6:,.0f} MB"  # noqa: E731
-    header = [
-        "N files", "built in", "first reports", "its peak", "no-change scan", "its peak", "reconcile walk", "its peak",
-        "one new file: index", "then scan", "their peak", "state",
-    ]
-    if before:
-        header += ["no-change scan, before", "its peak", "reconcile walk, before", "its peak"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        cells = [
-            f"{row['size']:,}",
-            f"{row['built_s']:.0f} s",
-            f"{row['first_s']:.1f} s",
-            mb(row["first_peak"]),
-            f"{row['scan_s']:.1f} s",
-            mb(row["scan_peak"]),
-            f"{row['walk_s']:.1f} s",
-            mb(row["walk_peak"]),
-            f"{row['new_index_s']:.1f} s",
-            f"{row['new_scan_s']:.1f} s",
-            mb(row["new_peak"]),
-            mb(row["state_bytes"]),
-        ]
-        if before:
-            cells += [f"{row['before_scan_s']:.1f} s", mb(row["before_scan_peak"]), f"{row['before_walk_s']:.1f} s", mb(row["before_walk_peak"])]
-        print("| " + " | ".join(cells) + " |", flush=True)
+COLUMNS = (
+    ("N files", "size", "{:,}"),
+    ("built in s", "built_s", "{:.0f}"),
+    ("first reports s", "first_s", "{:.1f}"),
+    ("its peak MB", "first_peak_mb", "{:,.0f}"),
+    ("no-change scan s", "scan_s", "{:.1f}"),
+    ("its peak MB", "scan_peak_mb", "{:,.0f}"),
+    ("reconcile walk s", "walk_s", "{:.1f}"),
+    ("its peak MB", "walk_peak_mb", "{:,.0f}"),
+    ("one new file: index s", "new_index_s", "{:.1f}"),
+    ("then scan s", "new_scan_s", "{:.1f}"),
+    ("their peak MB", "new_peak_mb", "{:,.0f}"),
+    ("state MB", "state_mb", "{:,.0f}"),
+)
+BEFORE_COLUMNS = (
+    ("no-change scan, before s", "before_scan_s", "{:.1f}"),
+    ("its peak MB", "before_scan_peak_mb", "{:,.0f}"),
+    ("reconcile walk, before s", "before_walk_s", "{:.1f}"),
+    ("its peak MB", "before_walk_peak_mb", "{:,.0f}"),
+)
 
+
+def print_table(rows: list[dict], before: bool = False) -> None:
+    in_mb = [{**row, **{f"{key}_mb": value / 1e6 for key, value in row.items() if key.endswith(("peak", "bytes"))}} for row in rows]
+    for row in in_mb:
+        row["state_mb"] = row["state_bytes_mb"]
+    print_markdown(in_mb, COLUMNS + BEFORE_COLUMNS if before else COLUMNS)
 
 if __name__ == "__main__":
     sys.exit(main())
