@@ -19,7 +19,7 @@ from dupe_scanner.errors import BackendUnavailable, StateInUse, UsageError
 from dupe_scanner.indexer import Outcome
 from dupe_scanner.pathfilter import PathFilter
 from dupe_scanner.reconcile import reconcile
-from dupe_scanner.scanning import run_scan
+from dupe_scanner.scanning import reports_current, run_scan, scan_inputs
 from dupe_scanner.settings import DEFAULT_EXCLUDES, Settings
 from dupe_scanner.store import LOCK_WAIT_SECONDS
 from dupe_scanner.store import contents as content_store
@@ -164,14 +164,26 @@ def index(
 
 
 def scan(settings: Settings, threshold: float, full: bool, *, lock_wait: float = LOCK_WAIT_SECONDS) -> int:
+    watched = [watch.path for watch in settings.watch]
     with components(settings, lock_wait=lock_wait) as parts:
+        if not full:
+            # The service's rule (``ScanJob``): nothing new since the last scan, nothing to do.
+            with read_transaction(parts.engine) as connection:
+                inputs = scan_inputs(connection, threshold, settings.paths.reports, settings.report, settings.keep, watched)
+                current = reports_current(connection, inputs, settings.paths.reports, parts.backend.comparison)
+            if current is not None:
+                _say(
+                    f"Nothing changed since the scan of {_when(current.started_at)}: the reports in "
+                    f"{settings.paths.reports} are current ('scan --full' compares every image again)."
+                )
+                return 0
         health = parts.backend.health()
         if not health.reachable:
             raise BackendUnavailable(health.detail)
         with StageBars() as progress:
             outcome = run_scan(
                 parts.engine, parts.backend, threshold, settings.paths.reports, settings.report, full=full,
-                keep=settings.keep, progress=progress, watched_folders=[watch.path for watch in settings.watch],
+                keep=settings.keep, progress=progress, watched_folders=watched,
             )
     _say(f"Scanned {outcome.files} images at threshold {threshold}.")
     _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")

@@ -4,6 +4,10 @@ Scans are incremental: only contents analysed since the last scan are compared w
 rest, and the pairs found are kept in the state. Pairs are stored down to
 ``PAIR_FLOOR`` (or the threshold, if lower), so moving the threshold within that range
 needs no new comparison; a lower threshold than any stored makes the scan a full one.
+
+A scan with nothing to do need not run at all: ``reports_current`` tells when no file,
+no decision and no input (``scan_inputs``) changed since the last successful scan and its
+reports are still there. The service and ``dupe-scanner scan`` both ask it first.
 """
 
 from __future__ import annotations
@@ -15,16 +19,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dupe_scanner.backends.base import Backend
 from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from dupe_scanner.keep import review_group
-from dupe_scanner.reports import ReportOutcome, thumbnails_beside, write_reports
+from dupe_scanner.reports import ReportOutcome, reports_present, thumbnails_beside, write_reports
 from dupe_scanner.settings import KeepSettings, ReportSettings
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import decisions as decision_store
 from dupe_scanner.store import files as file_store
+from dupe_scanner.store.contents import ScanRecord
 from dupe_scanner.store.database import read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,7 @@ GONE_RETENTION_SECONDS = 7 * 86400
 ORPHAN_GRACE_SECONDS = 120.0
 FLOOR_KEY = "pairs_floor"
 COMPARISON_KEY = "pairs_comparison"
+INPUTS_KEY = "scan_inputs"  # the last successful scan's ``scan_inputs``
 
 # Told how a scan goes: (stage, done, total), e.g. ("writing reports", 0, 1). Stages are
 # said as what is being done; a stage may report its own counts from inside (the pair
@@ -49,6 +55,7 @@ class ScanOutcome:
     compared: int | None  # contents compared with the rest; None for a full scan
     files: int
     reports: ReportOutcome
+    inputs: str = ""  # the ``scan_inputs`` the reports were written for
 
     @property
     def duplicate_files(self) -> int:
@@ -120,6 +127,37 @@ def current_groups(
     return reviewed, file_count
 
 
+def scan_inputs(
+    connection: Connection,
+    threshold: float,
+    reports_dir: Path,
+    report_settings: ReportSettings,
+    keep: KeepSettings,
+    watched_folders: Sequence[Path],
+) -> str:
+    """What, besides the files, shapes the reports: the settings a scan is given and the
+    decisions in force (a decision's revision, not the decisions themselves)."""
+    decided = decision_store.revision(connection)
+    return repr((threshold, report_settings, str(reports_dir), keep, [str(folder) for folder in watched_folders], decided))
+
+
+def reports_current(connection: Connection, inputs: str, reports_dir: Path, comparison: str) -> ScanRecord | None:
+    """The last successful scan, if the reports it wrote still show what a scan now would:
+    no file changed since it started, no content awaits comparison, its inputs were
+    ``inputs``, the pairs were found by the backend's ``comparison``, and the reports are
+    there. None when a scan has work to do.
+
+    A few indexed lookups whatever the library's size (``file_store.changed_since``). A
+    failed scan left the reports as they were: it does not count.
+    """
+    last = content_store.last_successful_scan(connection)
+    if last is None or content_store.get_meta(connection, INPUTS_KEY) != inputs:
+        return None
+    if content_store.get_meta(connection, COMPARISON_KEY) != comparison or not reports_present(reports_dir):
+        return None
+    return None if file_store.changed_since(connection, last.started_at) else last
+
+
 def run_scan(
     engine: Engine,
     backend: Backend,
@@ -135,6 +173,8 @@ def run_scan(
 ) -> ScanOutcome:
     started = clock()
     with write_transaction(engine) as connection:
+        # Read as the scan starts: a decision made while it runs makes the next one run too.
+        inputs = scan_inputs(connection, threshold, reports_dir, report_settings, keep, watched_folders)
         scan_id = content_store.start_scan(connection, started, threshold, full)
     try:
         with _stage(progress, "forgetting deleted images"):
@@ -153,9 +193,10 @@ def run_scan(
         with write_transaction(engine) as connection:
             content_store.finish_scan(connection, scan_id, clock(), 0, 0, error=str(error))
         raise
-    outcome = ScanOutcome(groups, compared, file_count, reports)
+    outcome = ScanOutcome(groups, compared, file_count, reports, inputs)
     with write_transaction(engine) as connection:
         content_store.finish_scan(connection, scan_id, clock(), len(groups), outcome.duplicate_files)
+        content_store.set_meta(connection, INPUTS_KEY, inputs)
     log.info(
         "scan: %d files, %s, %d groups with %d files",
         file_count,

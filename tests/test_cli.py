@@ -152,10 +152,64 @@ def test_a_scan_after_the_scoring_changed_compares_everything_again(tmp_path):
     settings = write_settings(tmp_path)
     assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
     assert "compared all" in call_main("--log-level", "info", "scan", config=settings).stderr
-    assert "compared 0 new" in call_main("--log-level", "info", "scan", config=settings).stderr
+    assert "Nothing changed since the scan of" in call_main("--log-level", "info", "scan", config=settings).stdout
     with sqlite3.connect(tmp_path / "state" / "state.db") as connection:  # as left by an older release
         connection.execute("UPDATE meta SET value = 'embedded-older' WHERE key = 'pairs_comparison'")
     assert "compared all" in call_main("--log-level", "info", "scan", config=settings).stderr
+
+
+def test_a_scan_with_nothing_new_says_the_reports_are_current_and_leaves_them(tmp_path):
+    photos = tmp_path / "photos"
+    original = save(make_photo(7), photos / "a.jpg", quality=90)
+    shutil.copyfile(original, photos / "a-copy.jpg")
+    settings = write_settings(tmp_path)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    assert "Found 1 duplicate groups" in call_main("scan", config=settings).stdout
+    reports = tmp_path / "reports"
+    written = {path: path.stat().st_mtime_ns for path in reports.iterdir() if path.is_file()}
+
+    again = call_main("scan", config=settings)
+    assert again.returncode == 0, again.stderr
+    [line] = again.stdout.splitlines()
+    assert line.startswith("Nothing changed since the scan of ") and f"the reports in {reports} are current" in line
+    assert "'scan --full' compares every image again" in line
+    assert {path: path.stat().st_mtime_ns for path in reports.iterdir() if path.is_file()} == written
+    with sqlite3.connect(tmp_path / "state" / "state.db") as connection:
+        assert connection.execute("SELECT count(*) FROM scans").fetchone() == (1,)  # not run at all
+
+    full = call_main("scan", "--full", config=settings)
+    assert "Found 1 duplicate groups" in full.stdout  # --full always runs
+    with sqlite3.connect(tmp_path / "state" / "state.db") as connection:
+        assert connection.execute("SELECT count(*) FROM scans").fetchone() == (2,)
+
+
+@pytest.mark.parametrize("change", ["threshold", "new file", "reports deleted", "keep setting", "decision"])
+def test_a_scan_runs_again_after_anything_that_shapes_the_reports_changed(tmp_path, change):
+    photos = tmp_path / "photos"
+    original = save(make_photo(7), photos / "a.jpg", quality=90)
+    shutil.copyfile(original, photos / "a-copy.jpg")
+    settings = write_settings(tmp_path)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    assert call_main("scan", config=settings).returncode == 0
+    assert "Nothing changed" in call_main("scan", config=settings).stdout
+    options: tuple[str, ...] = ()
+    if change == "threshold":
+        options = ("--threshold", "0.95")
+    elif change == "new file":
+        shutil.copyfile(original, photos / "a-third.jpg")
+        assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    elif change == "reports deleted":
+        (tmp_path / "reports" / "review.html").unlink()
+    elif change == "keep setting":
+        write_settings(tmp_path, '[keep]\npreferred_formats = ["PNG", "JPEG"]\n')
+    else:
+        assert call_main("decide", "keep", str(photos / "a-copy.jpg"), config=settings).returncode == 0
+
+    rescanned = call_main("scan", *options, config=settings)
+    assert rescanned.returncode == 0, rescanned.stderr
+    assert "Nothing changed" not in rescanned.stdout and "Found 1 duplicate groups" in rescanned.stdout
+    assert (tmp_path / "reports" / "review.html").is_file()
+    assert "Nothing changed" in call_main("scan", *options, config=settings).stdout
 
 
 def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):
@@ -255,7 +309,7 @@ def on_a_terminal(*arguments: str, config: Path) -> tuple[int, str]:
 
 def test_scan_shows_each_stage_with_a_bar_on_a_terminal_and_nothing_in_a_pipe(indexed):
     (root, photos, settings, expected), first, scanned = indexed
-    code, shown = on_a_terminal("scan", config=settings)
+    code, shown = on_a_terminal("scan", "--full", config=settings)  # --full: the library is scanned already
     assert code == 0
     for stage in ("forgetting deleted images", "comparing images", "forming groups", "writing reports"):
         assert f"{stage}: 100%" in shown, shown

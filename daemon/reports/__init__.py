@@ -33,7 +33,7 @@ from dupe_scanner.reports import details_report, html_pages, html_report, json_r
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from dupe_scanner.settings import ReportSettings
 
-__all__ = ["ReportOutcome", "thumbnails_beside", "write_reports"]
+__all__ = ["ReportOutcome", "reports_present", "thumbnails_beside", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,13 @@ def write_reports(
     else:
         log.debug("reports: unchanged")
     return outcome
+
+
+def reports_present(reports_dir: Path) -> bool:
+    """Whether every report a scan always writes is in ``reports_dir`` (a person may have
+    deleted one, or the folder, to have them written again)."""
+    names = (json_report.FILE_NAME, details_report.FILE_NAME, html_pages.FILE_NAME, review_page.FILE_NAME)
+    return all((Path(reports_dir) / name).is_file() for name in names)
 
 
 def _is_current(path: Path, data: bytes, volatile: re.Pattern[bytes] | None) -> bool:

@@ -24,7 +24,7 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine
 
 from dupe_scanner.backends.base import Backend
-from dupe_scanner.scanning import run_scan
+from dupe_scanner.scanning import INPUTS_KEY, reports_current, run_scan, scan_inputs
 from dupe_scanner.service.decision_inbox import import_dropped
 from dupe_scanner.service.jobs import Coalesced
 from dupe_scanner.service.memory import release_memory
@@ -32,14 +32,11 @@ from dupe_scanner.service.notify import Notifier
 from dupe_scanner.service.scan_progress import ScanReport
 from dupe_scanner.settings import Settings
 from dupe_scanner.store import contents as content_store
-from dupe_scanner.store import decisions as decision_store
-from dupe_scanner.store import files as file_store
-from dupe_scanner.store.database import read_transaction, write_transaction
+from dupe_scanner.store.database import read_transaction
 
 log = logging.getLogger("dupe_scanner.service")
 
 MAX_SCAN_DELAY_FACTOR = 6  # a burst that never settles still gets a scan every debounce × this (≥ 60 s)
-SCAN_INPUTS_KEY = "service_scan_inputs"
 
 
 class ScanJob:
@@ -102,15 +99,20 @@ class ScanJob:
             self.runs.request({"settings"})
 
     def inputs(self) -> str:
-        """What, besides the state, shapes the reports; kept in the state's meta table so a
-        restart on an unchanged state need not scan again."""
+        """What, besides the state's files, shapes the reports (``scanning.scan_inputs``); the
+        last successful scan's are kept in the state, so a restart on an unchanged state need
+        not scan again."""
         settings = self._settings()
-        report = settings.report
         # A decision made on the command line while the service runs changes the reports too.
         with read_transaction(self._engine) as connection:
-            decided = decision_store.revision(connection)
-        return repr((settings.scan.threshold, report.html_max_nodes, report.thumbnail_size,
-                     str(settings.paths.reports), settings.keep, decided))
+            return scan_inputs(
+                connection, settings.scan.threshold, settings.paths.reports, settings.report, settings.keep,
+                self._watched_folders(settings),
+            )
+
+    @staticmethod
+    def _watched_folders(settings: Settings) -> list:
+        return [watch.path for watch in settings.watch]
 
     def _scan(self, reasons: set) -> None:
         with self._lock:
@@ -127,31 +129,25 @@ class ScanJob:
             outcome = run_scan(
                 self._engine, self._backend, settings.scan.threshold, settings.paths.reports,
                 settings.report, clock=self._clock, keep=settings.keep, progress=self.report,
-                watched_folders=[watch.path for watch in settings.watch],
+                watched_folders=self._watched_folders(settings),
             )
         finally:
             self.report = None
-        if inputs != self.last_inputs:
-            with write_transaction(self._engine) as connection:
-                content_store.set_meta(connection, SCAN_INPUTS_KEY, inputs)
-            self.last_inputs = inputs
+        self.last_inputs = outcome.inputs  # run_scan kept them in the state too
         if getattr(outcome.reports, "changed", True):
             self.last_reports_at = self._clock()
         del outcome
         release_memory()
 
     def _worth_scanning(self, inputs: str, reasons: set) -> bool:
-        """False when no file and no input changed since the last successful scan, and its
-        reports are there."""
-        reports = self._settings().paths.reports / "duplicates.json"
+        """False when the reports are current (``scanning.reports_current``): no file and no
+        input changed since the last successful scan, and its reports are there."""
+        reports = self._settings().paths.reports
         with read_transaction(self._engine) as connection:
-            # A failed scan left the reports as they were: it does not count, so the next
-            # scan writes them even if no file changed since.
-            last = content_store.last_successful_scan(connection)
-            changed = last is None or file_store.changed_since(connection, last.started_at)
+            current = reports_current(connection, inputs, reports, self._backend.comparison)
             if self.last_inputs is None:
-                self.last_inputs = content_store.get_meta(connection, SCAN_INPUTS_KEY)
-        if not changed and inputs == self.last_inputs and reports.exists():
+                self.last_inputs = content_store.get_meta(connection, INPUTS_KEY)
+        if current is not None:
             log.debug("scan (%s): nothing changed since the last one", ", ".join(sorted(reasons)))
             return False
         return True
