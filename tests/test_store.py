@@ -34,6 +34,7 @@ def test_migrations_build_exactly_the_schema_the_code_describes(tmp_path):
     assert tables == set(metadata.tables)
     for name, table in metadata.tables.items():
         assert {c["name"] for c in inspect(engine).get_columns(name)} == {c.name for c in table.columns}
+        assert {i["name"] for i in inspect(engine).get_indexes(name)} == {i.name for i in table.indexes}, name
 
 
 def test_downgrade_to_empty_and_upgrade_again_keeps_working(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import CompoundSelect, Connection, delete, exists, func, insert, or_, select, union, update
+from sqlalchemy import CompoundSelect, Connection, delete, exists, func, insert, or_, select, true, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import batches
@@ -71,7 +71,7 @@ def content_count(connection: Connection) -> int:
 
 
 def needing_scan(connection: Connection) -> list[str]:
-    return list(connection.execute(select(contents.c.hash).where(contents.c.needs_scan)).scalars())
+    return list(connection.execute(select(contents.c.hash).where(contents.c.needs_scan == true())).scalars())
 
 
 def mark_scanned(connection: Connection, hashes: Iterable[str]) -> None:

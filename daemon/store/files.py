@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import CompoundSelect, Connection, Select, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import CompoundSelect, Connection, Select, and_, delete, exists, func, insert, or_, select, true, update
 
 from dupe_scanner.store.batching import batches
 from dupe_scanner.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
@@ -185,9 +185,12 @@ def changed_since(connection: Connection, since: float) -> bool:
 
     A file seen, changed, gone or failed (``changed_at``), or indexed (``indexed_at``), or a
     content not yet compared with the others.
+
+    A few index lookups, whatever the library's size (ix_files_changed_at, ix_files_indexed_at,
+    ix_contents_needs_scan: ``needs_scan = 1``, which the index can seek, not ``needs_scan``).
     """
     touched = exists().where(or_(files.c.changed_at >= since, files.c.indexed_at >= since))
-    unscanned = exists().where(contents.c.needs_scan)
+    unscanned = exists().where(contents.c.needs_scan == true())
     return bool(connection.execute(select(or_(touched, unscanned))).scalar())
 
 

@@ -88,6 +88,9 @@ files = Table(
     Index("ix_files_state_next_attempt", "state", "next_attempt_at"),
     Index("ix_files_content_hash", "content_hash"),
     Index("ix_files_inode", "device", "inode"),
+    # "Has anything changed since the last scan?" in two lookups (store.files.changed_since).
+    Index("ix_files_changed_at", "changed_at"),
+    Index("ix_files_indexed_at", "indexed_at"),
 )
 
 contents = Table(
