@@ -3,6 +3,11 @@
 Events from the watcher are hints; this walk is the truth. It runs at start, on a
 schedule, whenever watching fails, and for ``index --dir``. "What differs between the disk
 and the state" is the pure ``diff`` of two listings; ``walk`` and ``apply`` do the I/O.
+
+At a million files the listings are most of the memory a walk takes, so ``reconcile``
+holds one: the state's, a path and its (size, mtime) each. The disk's files are compared
+with it as the walk finds them, and only those new or changed are kept (``sift``): a walk
+over an unchanged library holds no stat of it.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,43 +47,78 @@ class WalkResult:
     unreadable_folders: list[str] = field(default_factory=list)
 
 
+Signature = tuple[int, int]  # (size, mtime_ns): what tells a changed file from the one the state knows
+
+
 def diff(disk: Mapping[str, FileStat], state: Mapping[str, FileStat]) -> Changes:
     """What the state must learn: files new on disk, changed (size or mtime), and vanished."""
-    new = sorted(path for path in disk if path not in state)
-    changed = sorted(path for path, stat in disk.items() if path in state and not stat.same_content_as(state[path]))
-    vanished = sorted(path for path in state if path not in disk)
-    return Changes(tuple(new), tuple(changed), tuple(vanished))
+    _, changes = sift(disk.items(), {path: _signature(stat) for path, stat in state.items()})
+    return changes
+
+
+def sift(disk: Iterable[tuple[str, FileStat]], known: dict[str, Signature]) -> tuple[dict[str, FileStat], Changes]:
+    """``diff`` as the disk is listed: the stats of the files new or changed, and the changes.
+
+    ``known`` (the state's files) is consumed: a file found on disk leaves it, so what is left
+    at the end has vanished. An unchanged file is dropped as soon as it is found.
+    """
+    found: dict[str, FileStat] = {}
+    new: list[str] = []
+    changed: list[str] = []
+    for path, stat in disk:
+        before = known.pop(path, None)
+        if before is None:
+            new.append(path)
+        elif before != _signature(stat):
+            changed.append(path)
+        else:
+            continue
+        found[path] = stat
+    return found, Changes(tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(known)))
+
+
+def _signature(stat: FileStat) -> Signature:
+    return stat.size, stat.mtime_ns
 
 
 def walk(path_filter: PathFilter) -> WalkResult:
     """Every wanted image file below the filter's root, with its stat. Symlinks are not followed."""
     result = WalkResult()
+    result.listing.update(walk_files(path_filter, result.unreadable_folders))
+    return result
+
+
+def walk_files(path_filter: PathFilter, unreadable_folders: list[str]) -> Iterator[tuple[str, FileStat]]:
+    """``walk``'s files one at a time; each folder that cannot be listed is added to ``unreadable_folders``."""
     stack = [str(path_filter.root)]
     while stack:
         folder = stack.pop()
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    _visit(entry, path_filter, stack, result)
+                    found = _visit(entry, path_filter, stack)
+                    if found is not None:
+                        yield entry.path, found
         except OSError as error:
             # An unreadable folder must not make its files look deleted: the caller keeps them.
             log.warning("cannot list %s: %s", folder, error.strerror or error)
-            result.unreadable_folders.append(folder)
-    return result
+            unreadable_folders.append(folder)
 
 
-def _visit(entry: os.DirEntry, path_filter: PathFilter, stack: list[str], result: WalkResult) -> None:
-    """One entry of a folder. Names that are not UTF-8 are paths like any other (the state keeps them)."""
+def _visit(entry: os.DirEntry, path_filter: PathFilter, stack: list[str]) -> FileStat | None:
+    """One entry of a folder: its stat if it is a wanted file; a wanted folder goes on ``stack``.
+    Names that are not UTF-8 are paths like any other (the state keeps them)."""
     try:
         if entry.is_symlink():
-            return
+            return None
         if entry.is_dir():
             if path_filter.wants_folder(Path(entry.path)):
                 stack.append(entry.path)
         elif entry.is_file() and path_filter.wants(entry.path):
-            result.listing[entry.path] = FileStat.of(entry.stat())
+            return FileStat.of(entry.stat())
     except OSError:
         pass  # vanished between listing and stat: it is simply not there
+    return None
 
 
 def reconcile(engine: Engine, path_filter: PathFilter, now: float | None = None, drop_unwanted: bool = False) -> Changes:
@@ -91,17 +131,23 @@ def reconcile(engine: Engine, path_filter: PathFilter, now: float | None = None,
     """
     started = time.time()
     now = started if now is None else now
-    walked = walk(path_filter)
     root = str(path_filter.root)
+    known: dict[str, Signature] = {}
+    unwanted: list[str] = []
     with read_transaction(engine) as connection:
-        known = file_store.known_under(connection, root)
-    in_reach = [path for path in known if path_filter.recursive or os.path.dirname(path) == root.rstrip("/")]
-    state = {path: known[path].stat for path in in_reach if path_filter.wants(path)}
-    unwanted = [path for path in in_reach if path not in state] if drop_unwanted else []
-    changes = diff(walked.listing, state)
-    vanished = [path for path in changes.vanished if not _inside_any(path, walked.unreadable_folders)]
+        for path, size, mtime_ns in file_store.signatures_under(connection, root):
+            if not (path_filter.recursive or os.path.dirname(path) == root.rstrip("/")):
+                continue
+            if path_filter.wants(path):
+                known[path] = (size, mtime_ns)
+            elif drop_unwanted:
+                unwanted.append(path)
+    unreadable: list[str] = []
+    listing, changes = sift(walk_files(path_filter, unreadable), known)
+    del known
+    vanished = [path for path in changes.vanished if not _inside_any(path, unreadable)]
     changes = Changes(changes.new, changes.changed, tuple(vanished))
-    apply(engine, walked.listing, changes, unwanted, now, untouched_since=min(started, now))
+    apply(engine, listing, changes, unwanted, now, untouched_since=min(started, now))
     if changes or unwanted:
         log.info(
             "reconciled %s: %d new, %d changed, %d vanished",

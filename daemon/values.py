@@ -32,7 +32,7 @@ class ScoredPair:
         return ScoredPair(a, b, score) if a < b else ScoredPair(b, a, score)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileStat:
     """What ``stat`` says of a file: enough to tell whether it changed without reading it."""
 

@@ -3,7 +3,7 @@
 import os
 
 from dupe_scanner.pathfilter import PathFilter
-from dupe_scanner.reconcile import diff, reconcile, walk
+from dupe_scanner.reconcile import diff, reconcile, sift, walk
 from dupe_scanner.settings import DEFAULT_EXCLUDES
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction
@@ -21,6 +21,35 @@ def test_diff_is_new_changed_and_vanished():
     assert changes.new == ("a",)
     assert changes.changed == ("c",)
     assert changes.vanished == ("d",)
+
+
+def test_sift_keeps_the_stats_of_new_and_changed_files_alone():
+    """The walk of an unchanged library holds no stat of it: only what ``apply`` writes."""
+    disk = iter([("a", stat(1)), ("b", stat(2)), ("c", stat(3, mtime=9))])
+    known = {"b": (2, 1), "c": (3, 1), "d": (4, 1)}
+    found, changes = sift(disk, known)
+    assert found == {"a": stat(1), "c": stat(3, mtime=9)}
+    assert (changes.new, changes.changed, changes.vanished) == (("a",), ("c",), ("d",))
+
+
+def reconciled_pair(tmp_path, second: str):
+    """A folder of two files, a.jpg and ``second``, walked once into a new state."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"1")
+    (photos / second).write_bytes(b"2")
+    engine = open_state(tmp_path / "state.db")
+    reconcile(engine, PathFilter(photos))
+    return photos, engine
+
+
+def test_reconcile_queues_a_file_whose_size_or_mtime_changed(tmp_path):
+    photos, engine = reconciled_pair(tmp_path, "b.jpg")
+    (photos / "b.jpg").write_bytes(b"longer")
+    changes = reconcile(engine, PathFilter(photos))
+    assert (changes.new, changes.changed, changes.vanished) == ((), (str(photos / "b.jpg"),), ())
+    with read_transaction(engine) as connection:
+        assert file_store.get_by_path(connection, str(photos / "b.jpg")).stat.size == 6
 
 
 def test_walk_finds_images_and_skips_clutter_and_symlinks(tmp_path):
@@ -111,12 +140,7 @@ def test_files_recorded_while_a_walk_runs_are_not_marked_gone(tmp_path):
 
 
 def test_an_excluded_file_leaves_the_state_only_when_asked(tmp_path):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    (photos / "a.jpg").write_bytes(b"1")
-    (photos / "raw.jpg").write_bytes(b"2")
-    engine = open_state(tmp_path / "state.db")
-    reconcile(engine, PathFilter(photos))
+    photos, engine = reconciled_pair(tmp_path, "raw.jpg")
     reconcile(engine, PathFilter(photos, exclude=("raw.jpg",)))
     with read_transaction(engine) as connection:
         assert file_store.get_by_path(connection, str(photos / "raw.jpg")).state == "pending"

@@ -89,7 +89,7 @@ def test_known_under_a_folder_does_not_include_its_siblings(tmp_path):
     with write_transaction(engine) as connection:
         for path in ["/p/a.jpg", "/p/sub/b.jpg", "/p2/c.jpg", "/p-other/d.jpg"]:
             file_store.mark_seen(connection, path, STAT, now=1.0)
-        assert sorted(file_store.known_under(connection, "/p")) == ["/p/a.jpg", "/p/sub/b.jpg"]
+        assert sorted(path for path, _, _ in file_store.signatures_under(connection, "/p")) == ["/p/a.jpg", "/p/sub/b.jpg"]
 
 
 def test_a_move_keeps_the_analysis(tmp_path):

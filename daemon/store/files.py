@@ -53,10 +53,10 @@ def _known(row) -> KnownFile:
     )
 
 
-def known_under(connection: Connection, root: str) -> dict[str, KnownFile]:
-    """Every file the state knows below ``root`` and not already gone, by path."""
-    rows = connection.execute(select(files).where(_under(root), files.c.state != GONE))
-    return {row.path: _known(row) for row in rows}
+def signatures_under(connection: Connection, root: str) -> Iterator[tuple[str, int, int]]:
+    """Every file the state knows below ``root`` and not already gone, as (path, size,
+    mtime_ns), read as they are iterated: the reconcile walk holds a million of these."""
+    yield from connection.execute(select(files.c.path, files.c.size, files.c.mtime_ns).where(_under(root), files.c.state != GONE))
 
 
 def get_by_path(connection: Connection, path: str) -> KnownFile | None:
