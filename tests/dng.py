@@ -57,7 +57,8 @@ def write_dng(path: Path, picture: Image.Image, preview: Image.Image | None = No
         sub_ifd_at = len(out)
         out += _even(_ifd(sensor_ifd, sub_ifd_at))
         pw, ph = preview.size
-        ifd0 = dng_tags + [
+        ifd0 = [
+            *dng_tags,
             (254, LONG, [1]), (256, LONG, [pw]), (257, LONG, [ph]), (258, SHORT, [8, 8, 8]), (259, SHORT, [7]),
             (262, SHORT, [6]), (273, LONG, [preview_at]), (277, SHORT, [3]), (278, LONG, [ph]),
             (279, LONG, [len(preview_bytes)]), (284, SHORT, [1]), (330, LONG, [sub_ifd_at]),

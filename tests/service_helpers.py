@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from dupe_scanner.service.processes import descendants, kill_all
 
@@ -61,7 +62,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -154,19 +155,18 @@ class ServiceProcess:
         self.process: subprocess.Popen | None = None
         self.runs = 0
 
-    def start(self, wait_ready: bool = True, timeout: float = 60) -> "ServiceProcess":
+    def start(self, wait_ready: bool = True, timeout: float = 60) -> ServiceProcess:
         env = {**os.environ, "NOTIFY_SOCKET": self.notify.address, "PYTHONUNBUFFERED": "1"}
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
         env.pop("WATCHDOG_PID", None)
-        log = open(self.log_path, "a")
-        log.write(f"----- start {self.runs + 1}\n")
-        log.flush()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config), *self.arguments],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        with open(self.log_path, "a") as log:
+            log.write(f"----- start {self.runs + 1}\n")
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config), *self.arguments],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
         self.runs += 1
         if wait_ready:
             self.wait_ready(timeout)

@@ -13,6 +13,7 @@ driven in-process through the real ``Indexer``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -116,7 +117,7 @@ def library(tmp_path_factory):
 
 
 def test_indexing_goes_through_every_bad_file_and_exits_0(library):
-    root, photos, _, indexed, _, scanned = library
+    root, _photos, _, indexed, _, scanned = library
     clean(indexed)
     clean(scanned)
     assert "7 failed" in indexed.stdout
@@ -138,7 +139,7 @@ def test_a_huge_image_the_settings_allow_is_not_refused_as_a_bomb(library):
 
 
 def test_a_fifo_a_folder_and_a_dangling_symlink_named_jpg_neither_hang_nor_fail(library):
-    root, photos, _, indexed, *_ = library
+    root, photos, _, _indexed, *_ = library
     rows = file_rows(root / "state" / "state.db")
     assert str(photos / "fifo.jpg") not in rows
     assert str(photos / "dangling.jpg") not in rows
@@ -314,11 +315,8 @@ def fill(folder: Path, leave_bytes: int) -> Path:
     stat = os.statvfs(folder)
     filler = folder / "filler"
     size = max(0, stat.f_bavail * stat.f_frsize - leave_bytes)
-    with open(filler, "wb") as handle:
-        try:
-            handle.write(b"\0" * size)
-        except OSError:
-            pass
+    with open(filler, "wb") as handle, contextlib.suppress(OSError):
+        handle.write(b"\0" * size)
     return filler
 
 
@@ -434,9 +432,9 @@ def test_a_file_deleted_after_the_walk_is_gone_not_failed(tmp_path, parts):
 
 
 def test_a_file_replaced_by_a_fifo_after_the_walk_fails_without_hanging(tmp_path, parts):
-    from dupe_scanner.indexer import Outcome
-    from dupe_scanner.imaging import open_upright
     from dupe_scanner.errors import UnreadableImage
+    from dupe_scanner.imaging import open_upright
+    from dupe_scanner.indexer import Outcome
 
     photos = tmp_path / "photos"
     save(make_photo(11, (200, 150)), photos / "a.jpg")

@@ -36,6 +36,11 @@ def index(photos, settings) -> None:
     assert result.returncode == 0, result.stderr
 
 
+def read_bytes(path: bytes) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
+
+
 def test_not_duplicates_holds_at_every_threshold_and_after_a_rename_into_another_folder(library):
     root, photos, settings = library
     a, a_small, b, b_small = (str(photos / n) for n in ("a.jpg", "a-small.jpg", "b.jpg", "b-small.jpg"))
@@ -178,12 +183,12 @@ def test_files_named_with_bytes_that_are_not_utf8_can_be_decided_on_imported_app
     assert imported.returncode == 0, imported.stderr
     listed = call_main("decide", "list", config=settings)
     assert listed.returncode == 0, listed.stderr
-    assert f"3: not-duplicates" in listed.stdout and f"from {inbox}/d\\xe9cisions.json" in listed.stdout
+    assert "3: not-duplicates" in listed.stdout and f"from {inbox}/d\\xe9cisions.json" in listed.stdout
     assert f"{photos}/caf\\xe9-small.jpg" in listed.stdout
     assert scan_groups(tmp_path, settings) == [sorted([cafe, cafe_small])]
 
     before = {name: (folder + b"/" + name) for name in os.listdir(folder)}
-    before = {name: open(path, "rb").read() for name, path in before.items()}
+    before = {name: read_bytes(path) for name, path in before.items()}
     applied = call_main("apply", "--move-to", str(tmp_path / "aside"), config=settings)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "moved 1 files, refused 0" in applied.stdout
@@ -191,4 +196,4 @@ def test_files_named_with_bytes_that_are_not_utf8_can_be_decided_on_imported_app
     assert os.listdir(os.fsencode(tmp_path / "aside")) == [b"caf\xe9-small.jpg"]
     undone = call_main("undo", config=settings)
     assert undone.returncode == 0, undone.stdout + undone.stderr
-    assert {name: open(folder + b"/" + name, "rb").read() for name in os.listdir(folder)} == before
+    assert {name: read_bytes(folder + b"/" + name) for name in os.listdir(folder)} == before

@@ -72,7 +72,7 @@ def variants(original: Image.Image, folder: Path, name: str) -> list[Path]:
         f"{name}-rot90.jpg": lambda p: original.transpose(Image.Transpose.ROTATE_90).save(p, quality=90),
         f"{name}-mirror.tiff": lambda p: ImageOps.mirror(original).save(p),
         f"{name}-exif.jpg": lambda p: exif_rotated(original, p),
-        f"{name}-crop.jpg": lambda p: original.crop((int(original.width * 0.2), int(original.height * 0.1), original.width, original.height)).save(p, quality=90),
+        f"{name}-crop.jpg": lambda p: original.crop((int(original.width * 0.2), int(original.height * 0.1), *original.size)).save(p, quality=90),
     }
     paths = []
     for file_name, write in copies.items():

@@ -13,7 +13,6 @@ from dupe_scanner.reconcile import reconcile
 from dupe_scanner.settings import IndexSettings
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction
-from tests.flow_standin.fixtures import flow_settings, flow_standin  # noqa: F401 - fixtures
 from tests.photos import make_photo, save
 
 SETTINGS = IndexSettings(workers=2, max_attempts=3, retry_base_seconds=60)

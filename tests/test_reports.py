@@ -13,7 +13,7 @@ import io
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
@@ -96,7 +96,7 @@ def test_duplicates_json_has_the_original_shape_and_order(tmp_path, groups):
     assert document["group-2"] == sorted(groups[1].paths)
     assert document["group-3"] == sorted(groups[2].paths)
     assert raw.startswith(b'{\n    "group-1": [\n        "') and raw.endswith(b"]\n}\n")
-    assert "ünïcödé 写真.jpg".encode("utf-8") in raw  # readable UTF-8, not \u escapes
+    assert "ünïcödé 写真.jpg".encode() in raw  # readable UTF-8, not \u escapes
 
 
 def test_duplicates_json_sorts_paths_and_keeps_the_group_order_given(tmp_path):
@@ -160,7 +160,7 @@ def test_details_report_shape(tmp_path, groups, photos):
         "width": 400,
         "height": 300,
         "format": "JPEG",
-        "mtime": datetime.fromtimestamp(photos[CANARY].mtime, tz=timezone.utc).isoformat(timespec="seconds"),
+        "mtime": datetime.fromtimestamp(photos[CANARY].mtime, tz=UTC).isoformat(timespec="seconds"),
         "content_hash": f"hash-{CANARY}",
         "suggested_keep": False,
         "never_remove": False,

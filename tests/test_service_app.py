@@ -22,7 +22,7 @@ from dupe_scanner.service.status import StateCounts
 from dupe_scanner.settings import IndexSettings, parse_schedule, parse_settings
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction, write_transaction
-from tests.flow_standin.fixtures import flow_standin, standin_settings  # noqa: F401 - fixture
+from tests.flow_standin.fixtures import standin_settings
 from tests.photos import make_photo, save
 from tests.service_helpers import NotifySocket, save_image, smooth_image, wait_for
 

@@ -1,13 +1,12 @@
 """Pytest fixtures for the stand-in Flow server.
 
-Test modules import them (``from tests.flow_standin.fixtures import flow_standin, ...``);
-or tests/conftest.py can load them for every module with
-``pytest_plugins = ["tests.flow_standin.fixtures"]``.
+tests/conftest.py loads them for every test module (``pytest_plugins``), so a test names
+them as arguments without importing them; ``standin_settings`` is a plain function, imported.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
