@@ -79,6 +79,7 @@ def _as_its_own_process(cwd: Path) -> Iterator[dict[str, str]]:
             # sys.stdin, stdout and stderr own these until the finally closes them, before it
             # puts file descriptors 1 and 2 back: no with-block spans the yield that way.
             sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115
+            assert sys.__stdout__ is not None and sys.__stderr__ is not None  # the interpreter's own, wrapped afresh
             sys.stdout, sys.stderr = (
                 io.TextIOWrapper(open(fd, "wb", closefd=False), encoding=real.encoding, errors=real.errors, write_through=True)  # noqa: SIM115
                 for fd, real in ((1, sys.__stdout__), (2, sys.__stderr__))

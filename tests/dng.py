@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,9 +95,9 @@ def _even(data: bytes) -> bytes:
     return data + b"\0" * (len(data) % 2)
 
 
-def _ifd(entries: list[tuple[int, int, object]], at: int) -> bytes:
+def _ifd(tags: Sequence[tuple[int, int, object]], at: int) -> bytes:
     """One IFD placed at offset ``at``: its table, then the values that do not fit in 4 bytes."""
-    entries = sorted(entries, key=lambda entry: entry[0])
+    entries = sorted(tags, key=lambda entry: entry[0])
     table_size = 2 + 12 * len(entries) + 4
     table = bytearray(struct.pack("<H", len(entries)))
     overflow = bytearray()

@@ -198,6 +198,7 @@ def apply_killed_after(settings: Path, move_to: Path, journal_lines: int) -> Pat
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    assert process.stderr is not None  # a pipe
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
     (journal_file,) = folder.glob("apply-*.jsonl")
     return journal_file

@@ -198,6 +198,7 @@ def test_every_command_and_option_has_help_text():
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if a.dest == "verb")
+    assert verbs.choices is not None
     assert set(verbs.choices) == {"status", "index", "scan", "clear", "check-config", "decide", "apply", "undo", "run", "sample"}
     _assert_helped(verbs, "dupe-scanner")
 

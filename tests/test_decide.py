@@ -4,6 +4,7 @@ recorded by content, honoured by scans, listed, undone."""
 import json
 import os
 import shutil
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -94,7 +95,7 @@ def test_a_decisions_file_is_imported_all_or_none_and_once(library):
     scan_groups(root, settings)
     details = json.loads((root / "reports" / "duplicates.details.json").read_text())
     hashes = {m["path"]: m["content_hash"] for g in details["groups"] for m in g["members"]}
-    document = {
+    document: dict[str, Any] = {
         "format": "dupe-scanner decisions",
         "version": 1,
         "decisions": [

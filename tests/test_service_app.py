@@ -203,7 +203,7 @@ def test_an_unexpected_error_is_retried_later_then_failed(engine, indexer, tmp_p
         with read_transaction(engine) as connection:
             row = file_store.get_by_path(connection, path)
             [reason] = connection.exec_driver_sql("select error from files where path = ?", (path,)).one()
-        assert row.state == "pending" and row.attempts == 1
+        assert row is not None and row.state == "pending" and row.attempts == 1
         assert reason.startswith("internal error: RecursionError")
         with write_transaction(engine) as connection:  # time passes
             connection.exec_driver_sql("update files set next_attempt_at = 0")

@@ -33,10 +33,7 @@ def service_on(folder: Path, timings: str = FAST, arguments: tuple[str, ...] = (
     """A service watching ``folder/photos``, by default with the e2e tests' quick timings."""
     config = folder / "settings.toml"
     config.write_text(settings_text(["photos"], timings))
-    service = ServiceProcess(folder, config, arguments=arguments)
-    service.state = folder / "state" / "state.db"
-    service.reports = folder / "reports"
-    return service
+    return ServiceProcess(folder, config, arguments=arguments)
 
 
 @pytest.fixture

@@ -40,7 +40,9 @@ def two_groups(folder: Path) -> list[DuplicateGroup]:
 
 
 def cached(cache: Path, member: FileEntry) -> Path:
-    return ThumbnailCache(cache, SETTINGS.thumbnail_size).path_of(member.content_hash)
+    path = ThumbnailCache(cache, SETTINGS.thumbnail_size).path_of(member.content_hash)
+    assert path is not None  # a cache with a folder keeps every content's thumbnail somewhere
+    return path
 
 
 def stamps(paths: list[Path]) -> list[tuple[int, int]]:

@@ -7,6 +7,7 @@ them as arguments without importing them; ``standin_settings`` is a plain functi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ def flow_standin() -> Iterator[FlowStandIn]:
 
 def standin_settings(standin: FlowStandIn, **overrides) -> FlowSettings:
     """FlowSettings pointing at ``standin``, with timeouts short enough for a fast test suite."""
-    values = dict(
+    values: dict[str, Any] = dict(
         url=standin.url,
         collection=standin.collection,
         connect_timeout=0.5,

@@ -464,7 +464,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     standin: FlowStandIn
 
-    def process_request(self, request, client_address):  # type: ignore[override]
+    def process_request(self, request, client_address):
         with self.standin._lock:
             self.standin.connections_accepted += 1
             self.standin._open_sockets.add(request)
@@ -472,7 +472,7 @@ class _Server(ThreadingHTTPServer):
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request):  # type: ignore[override]
+    def shutdown_request(self, request):
         with self.standin._lock:
             self.standin._open_sockets.discard(request)
         super().shutdown_request(request)
