@@ -61,12 +61,16 @@ def main() -> int:
     add_real_stereo(set_root, skimage_dir, labels)
     labels["excluded"] = blank_families(set_root, labels)
     images = set_root / "images"
-    split_sizes = defaultdict(int)
+    split_sizes: defaultdict[str, int] = defaultdict(int)
     for info in labels["images"].values():
         split_sizes[info["split"]] += 1
 
     report: list[str] = []
-    say = lambda line="": (print(line, flush=True), report.append(line))  # noqa: E731
+
+    def say(line: str = "") -> None:
+        print(line, flush=True)
+        report.append(line)
+
     say(f"set: {len(labels['images'])} images from {len(seeds)} photographs; "
         f"tune split {split_sizes['tune']} images, report split {split_sizes['report']} images")
     say(f"labelled pairs: {len(labels['positives'])} positives, {len(labels['negatives'])} hard negatives (+ every cross-family pair)")

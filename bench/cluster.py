@@ -62,8 +62,8 @@ def build_cluster(photo: Path, size: int, folder: Path) -> Path:
     if done.exists() and done.read_text() == f"{photo} {size}":
         return folder
     fresh(folder)
-    with Image.open(photo) as image:
-        image = image.convert("RGB")
+    with Image.open(photo) as opened:
+        image = opened.convert("RGB")
         image.thumbnail((SIDE, SIDE))
         base = np.asarray(image).copy()
     rng = np.random.default_rng(size)

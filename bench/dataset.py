@@ -28,6 +28,7 @@ import os
 import random
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def _pixels(path: Path) -> int:
 # -- variations -------------------------------------------------------------------------------
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     for candidate in FONT_CANDIDATES:
         if Path(candidate).exists():
             return ImageFont.truetype(candidate, size)
@@ -149,8 +150,8 @@ def caption(image: Image.Image, text: str, share: float, rng: random.Random) -> 
     size = max(10, int(image.height * share))
     font = _font(size)
     box = draw.textbbox((0, 0), text, font=font, stroke_width=max(1, size // 15))
-    x = rng.randint(0, max(0, image.width - (box[2] - box[0])))
-    y = rng.randint(0, max(0, image.height - (box[3] - box[1])))
+    x = rng.randint(0, int(max(0, image.width - (box[2] - box[0]))))
+    y = rng.randint(0, int(max(0, image.height - (box[3] - box[1]))))
     draw.text((x, y), text, font=font, fill=(255, 255, 255), stroke_width=max(1, size // 15), stroke_fill=(20, 20, 20))
     return out
 
@@ -186,12 +187,12 @@ def exif_rotated(image: Image.Image, orientation: int) -> tuple[Image.Image, Ima
     return image.transpose(inverse), exif
 
 
-def variations(original: Image.Image, rng: random.Random, seed_number: int) -> list[tuple[str, str, object]]:
+def variations(original: Image.Image, rng: random.Random, seed_number: int) -> list[tuple[str, str, Callable[[Path], str]]]:
     """(kind, strength, maker) for every variation; maker(path_stem) writes the file(s), returns the file name."""
     w, h = original.size
-    out: list[tuple[str, str, object]] = []
+    out: list[tuple[str, str, Callable[[Path], str]]] = []
 
-    def saved(image: Image.Image, fmt: str = "JPEG", ext: str = "jpg", **options):
+    def saved(image: Image.Image, fmt: str = "JPEG", ext: str = "jpg", **options) -> Callable[[Path], str]:
         def write(stem: Path) -> str:
             path = stem.with_suffix("." + ext)
             image.save(path, fmt, **options)
@@ -310,8 +311,8 @@ def hard_negatives(seed: Image.Image, rng: random.Random) -> list[tuple[str, Ima
 def load_seed(seed: Seed, keep_alpha: bool = False) -> Image.Image:
     """The seed upright and at most the working size; transparency shown as dupe-scanner
     shows it (``dupe_scanner.imaging.flattened``), unless ``keep_alpha``."""
-    with Image.open(seed.path) as image:
-        image = ImageOps.exif_transpose(image)
+    with Image.open(seed.path) as opened:
+        image = ImageOps.exif_transpose(opened)
         if image.mode in ("RGBA", "LA", "PA", "P"):
             image = image.convert("RGBA")
             if not keep_alpha:
@@ -433,8 +434,8 @@ def build_speed_set(root: Path, seeds: list[Seed], count: int = 96) -> list[Path
     folder.mkdir(parents=True, exist_ok=True)
     chosen = sorted(seeds, key=lambda s: -_pixels(s.path))[:count]
     for seed in chosen:
-        with Image.open(seed.path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
+        with Image.open(seed.path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
         landscape = image.width >= image.height
         target = (4000, 3000) if landscape else (3000, 4000)
         ImageOps.fit(image, target, Image.Resampling.LANCZOS).save(folder / f"{seed.name}.jpg", quality=90)

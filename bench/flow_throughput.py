@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from dupe_scanner.backends.flow import FlowBackend, new_session  # noqa: E402
 from dupe_scanner.settings import FlowSettings  # noqa: E402
@@ -43,7 +44,7 @@ def photos(count: int, size: tuple[int, int]) -> list[Path]:
     missing = [n for n, path in enumerate(paths) if not path.exists()]
     if missing:
         print(f"generating {len(missing)} photos in {folder} (once)...", file=sys.stderr)
-        originals: dict[int, object] = {}
+        originals: dict[int, Image.Image] = {}
         for n in missing:
             seed = n % 100
             if seed not in originals:
@@ -64,6 +65,7 @@ def start_standin() -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None  # a pipe
     url = process.stdout.readline().strip()
     if not url.startswith("http://"):
         process.kill()
@@ -137,7 +139,8 @@ def main() -> int:
     parser.add_argument("--size", default="2048x1536", help="photo size WIDTHxHEIGHT (default 2048x1536)")
     parser.add_argument("--commit-every", type=int, default=100)
     arguments = parser.parse_args()
-    size = tuple(int(side) for side in arguments.size.lower().split("x"))
+    width, height = (int(side) for side in arguments.size.lower().split("x"))
+    size = (width, height)
     paths = photos(arguments.images, size)
     ids = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
     megabytes = sum(path.stat().st_size for path in paths) / 1e6
@@ -145,7 +148,8 @@ def main() -> int:
     try:
         results = [run(url, process.pid, paths, ids, workers, arguments.commit_every) for workers in arguments.workers]
     finally:
-        process.stdin.close()
+        if process.stdin is not None:  # a pipe
+            process.stdin.close()
         process.wait(timeout=10)
     n = len(paths)
     print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -96,6 +97,6 @@ def evaluate(labels: dict, scored: dict[tuple[str, str], float], threshold: floa
     return result
 
 
-def best_threshold(labels: dict, scored: dict[tuple[str, str], float], candidates: list[float], split: str) -> float:
+def best_threshold(labels: dict, scored: dict[tuple[str, str], float], candidates: Sequence[float], split: str) -> float:
     """The threshold with the best F1 on ``split`` (the tuning split: never the reported one)."""
     return max(candidates, key=lambda t: evaluate(labels, scored, t, split).f1)

@@ -137,7 +137,10 @@ def one_new_file(folder: Path) -> tuple[float, float, int]:
     """A real photograph written into the library, indexed, then scanned (a new one each run)."""
     from bench.__main__ import _skimage_data
 
-    samples = sorted(Path(_skimage_data()).glob("*.png"))
+    pictures = _skimage_data()
+    if pictures is None:
+        raise SystemExit("no scikit-image sample pictures: the peer's environment is not installed (see bench/README.md)")
+    samples = sorted(pictures.glob("*.png"))
     target = folder / "library" / "new"
     target.mkdir(exist_ok=True)
     number = len(list(target.iterdir()))

@@ -36,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFilter
 
@@ -135,13 +136,13 @@ def measure(count: int, root: Path, pool_dir: Path) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
     settings = ReportSettings()  # the defaults: 2,000 pictures a page, 160-pixel thumbnails
     has_cache = "thumbnail_cache" in inspect.signature(write_reports).parameters
-    row = {"groups": count, "files": sum(len(group.members) for group in groups)}
+    row: dict[str, Any] = {"groups": count, "files": sum(len(group.members) for group in groups)}
 
     def write(name: str, groups: list[DuplicateGroup], use_cache: bool) -> None:
         row[f"{name}_rss_before_mb"] = _rss_mb()
         _reset_peak()
         started, cpu_started = time.perf_counter(), _cpu_seconds()
-        options = {"thumbnail_cache": cache if use_cache else None} if has_cache else {}
+        options: dict[str, Any] = {"thumbnail_cache": cache if use_cache else None} if has_cache else {}
         outcome = write_reports(groups, reports, settings, 0.6, generated_at=T0, **options)
         row[f"{name}_s"] = time.perf_counter() - started
         row[f"{name}_cpu_s"] = _cpu_seconds() - cpu_started

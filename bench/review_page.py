@@ -38,6 +38,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -50,7 +51,7 @@ from dupe_scanner.reports import write_reports
 from dupe_scanner.settings import KeepSettings, ReportSettings
 
 MB = 1024 * 1024
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome") or ""  # "": none
 
 # Runs right after the page's own script (the first render is done), then reports.
 PROBE = """
@@ -86,7 +87,7 @@ def measure(count: int, root: Path) -> dict:
     # Reviewed as a scan does (keep rules, no decisions), so no report works that out again.
     groups = [replace(group, review=review_group(group.members, KeepSettings())) for group in make_groups(root, pool, count)]
     reports = root / "reports"
-    row = {"groups": count, "files": sum(len(group.members) for group in groups)}
+    row: dict[str, Any] = {"groups": count, "files": sum(len(group.members) for group in groups)}
     for name, moment in (("write", T0), ("rewrite", T0.replace(hour=13))):  # the rewrite: nothing changed
         _reset_peak()
         started = time.perf_counter()
@@ -209,7 +210,7 @@ def main() -> int:
     parser.add_argument("--groups", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--keep", type=Path, help="build the library here and keep it (default: a temporary folder)")
     args = parser.parse_args()
-    if CHROMIUM is None:
+    if not CHROMIUM:
         print("Chromium is not installed (apt-get install chromium)", file=sys.stderr)
         return 1
     root = args.keep or Path(tempfile.mkdtemp(prefix="review-page-"))

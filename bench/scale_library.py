@@ -233,11 +233,11 @@ class Pool:
         self._append(self._write_tiles([job for job in tiles if job[0] not in self.labels]))
         rng = random.Random(f"{POOL_VERSION}-{tag}")
         originals = [self.labels[name] for name in library if self.labels[name]["role"] == "original" and not self.labels[name]["flat"]]
-        copies = [self.copy_of(source, None, f"{tag}-{i:02d}", rng) for i, source in enumerate(rng.sample(originals, ADDED_DISTINCT))]
-        for entry in copies:
+        made = [self.copy_of(source, None, f"{tag}-{i:02d}", rng) for i, source in enumerate(rng.sample(originals, ADDED_DISTINCT))]
+        for entry in made:
             entry["added"] = tag
-        self._append(copies)
-        return sorted([job[0] for job in tiles] + [entry["name"] for entry in copies])
+        self._append(made)
+        return sorted([job[0] for job in tiles] + [entry["name"] for entry in made])
 
     def link(self, names: list[str], folder: Path) -> Path:
         """``folder`` holding exactly ``names`` (hard links into the pool, so no copying)."""
@@ -269,8 +269,8 @@ class Pool:
 
 def load_photograph(path: Path) -> Image.Image:
     """The photograph upright, at full resolution, transparency shown on white."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
+    with Image.open(path) as opened:
+        image = ImageOps.exif_transpose(opened)
         if image.mode in ("RGBA", "LA", "P", "PA"):
             image = Image.alpha_composite(Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA"))
         return image.convert("RGB")

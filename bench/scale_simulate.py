@@ -29,9 +29,14 @@ import shutil
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dupe_scanner.analysis.features import Features
 
 COPY_EVERY = 20  # planted copies: one content in 20
 ADDED = 100
@@ -231,7 +236,7 @@ def drawn_points(donors: list, mirrored: bool, count: int, rng: np.random.Genera
     return jittered, flip_descriptor_bits(np.concatenate(descriptors)[:count], DESCRIPTOR_FLIPS, rng)
 
 
-def distinct_features(real: Real, rng: np.random.Generator):
+def distinct_features(real: Real, rng: np.random.Generator) -> Features:
     """A new picture: hashes near one real picture's, looks blended from two, keypoints from four others."""
     from dupe_scanner.analysis.features import Features
 
@@ -255,7 +260,7 @@ def distinct_features(real: Real, rng: np.random.Generator):
     )
 
 
-def copy_features(source, rng: np.random.Generator):
+def copy_features(source: Features, rng: np.random.Generator) -> Features:
     """A near copy of ``source``: a few bits, a little noise, a tenth of its keypoints lost."""
     from dupe_scanner.analysis.features import Features
 
@@ -283,7 +288,7 @@ def is_planted_copy(number: int) -> bool:
     return number % COPY_EVERY == COPY_EVERY - 1
 
 
-def synthetic(real: Real, number: int, added_below: int | None = None) -> tuple[object, int | None, tuple[int, int, str]]:
+def synthetic(real: Real, number: int, added_below: int | None = None) -> tuple[Features, int | None, tuple[int, int, str]]:
     """Synthetic content ``number``: (features, the number it copies or None, its description).
 
     Made from ``number`` alone, so a copy's source is made again rather than kept in memory.
@@ -320,7 +325,7 @@ def synthetic_path(number: int) -> str:
     return f"/synthetic/{number // 10000:03d}/{number:07d}.jpg"
 
 
-def insert(folder: Path, real: Real, numbers: range, tag: str, added_below: int | None = None) -> list[list[str]]:
+def insert(folder: Path, real: Real, numbers: Sequence[int], tag: str, added_below: int | None = None) -> list[list[str]]:
     """Write synthetic contents ``numbers`` into the state; returns the planted (original, copy) content pairs."""
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -348,7 +353,9 @@ def insert(folder: Path, real: Real, numbers: range, tag: str, added_below: int 
                 path = synthetic_path(number)
                 stat = file_store.FileStat(size=10_000 + number, mtime_ns=number, inode=number + 1, device=0)
                 file_store.mark_seen(connection, path, stat, now)
-                file_store.mark_indexed(connection, file_store.get_by_path(connection, path), key, stat, now)
+                known = file_store.get_by_path(connection, path)
+                assert known is not None  # seen just above
+                file_store.mark_indexed(connection, known, key, stat, now)
                 if source is not None:
                     planted.append([content_key(source) if source >= 0 else real.keys[-1 - source], key])
         print(f"  {tag} {min(start + INSERT_BATCH, len(numbers))}/{len(numbers)}", flush=True)

@@ -90,7 +90,7 @@ def main() -> int:
             wait_idle(root, state, arguments.files)
             print(f"imported {arguments.files} files ({pictures} distinct pictures) in {time.monotonic() - started:.0f} s")
             time.sleep(15)
-            after_import = sample(service.process.pid, arguments.idle)
+            after_import = sample(service.started().pid, arguments.idle)
             print(f"idle after the import: {json.dumps(after_import)}", flush=True)
             service.terminate()
 
@@ -101,7 +101,7 @@ def main() -> int:
                      timeout=120, interval=1, what="the start-up walk")
             time.sleep(15)
             restart_scanned = _last_scan_at(root) > restarted
-            after_restart = sample(service.process.pid, arguments.idle)
+            after_restart = sample(service.started().pid, arguments.idle)
             print(f"idle after a restart on the unchanged folder (scanned again: {restart_scanned}): "
                   f"{json.dumps(after_restart)}", flush=True)
             service.terminate()

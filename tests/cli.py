@@ -10,9 +10,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,41 +70,44 @@ def _as_its_own_process(cwd: Path) -> Iterator[dict[str, str]]:
     for stream in streams[1:]:
         stream.flush()
     saved = [os.dup(1), os.dup(2)]
-    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
     output: dict[str, str] = {}
-    try:
-        os.dup2(files[0].fileno(), 1)
-        os.dup2(files[1].fileno(), 2)
-        sys.stdin = open(os.devnull, encoding="utf-8")
-        sys.stdout, sys.stderr = (
-            io.TextIOWrapper(open(fd, "wb", closefd=False), encoding=real.encoding, errors=real.errors, write_through=True)
-            for fd, real in ((1, sys.__stdout__), (2, sys.__stderr__))
-        )
-        os.chdir(cwd)
-        yield output
-    finally:
-        ours = sys.stdin, sys.stdout, sys.stderr
-        sys.stdin, sys.stdout, sys.stderr = streams
-        for stream in ours:
-            if stream not in streams:
-                stream.close()
-        for fd, copy in zip((1, 2), saved):
-            os.dup2(copy, fd)
-            os.close(copy)
-        for name, handle in zip(("stdout", "stderr"), files):
-            handle.seek(0)
-            output[name] = handle.read().decode()
-            handle.close()
-        os.chdir(folder)
-        for handler in root.handlers[:]:
-            if handler not in handlers:
-                root.removeHandler(handler)
-                handler.close()
-        for handler in handlers:
-            if handler not in root.handlers:
-                root.addHandler(handler)
-        root.setLevel(level)
-        for name, value in noisy.items():
-            logging.getLogger(name).setLevel(value)
-        signal.signal(signal.SIGTERM, sigterm)
-        Image.MAX_IMAGE_PIXELS = limit
+    with tempfile.TemporaryFile() as caught_stdout, tempfile.TemporaryFile() as caught_stderr:
+        files = [caught_stdout, caught_stderr]
+        try:
+            os.dup2(files[0].fileno(), 1)
+            os.dup2(files[1].fileno(), 2)
+            # sys.stdin, stdout and stderr own these until the finally closes them, before it
+            # puts file descriptors 1 and 2 back: no with-block spans the yield that way.
+            sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115
+            assert sys.__stdout__ is not None and sys.__stderr__ is not None  # the interpreter's own, wrapped afresh
+            sys.stdout, sys.stderr = (
+                io.TextIOWrapper(open(fd, "wb", closefd=False), encoding=real.encoding, errors=real.errors, write_through=True)  # noqa: SIM115
+                for fd, real in ((1, sys.__stdout__), (2, sys.__stderr__))
+            )
+            os.chdir(cwd)
+            yield output
+        finally:
+            ours = sys.stdin, sys.stdout, sys.stderr
+            sys.stdin, sys.stdout, sys.stderr = streams
+            for stream in ours:
+                if stream not in streams:
+                    stream.close()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+            for name, handle in zip(("stdout", "stderr"), files, strict=True):
+                handle.seek(0)
+                output[name] = handle.read().decode()
+            os.chdir(folder)
+            for handler in root.handlers[:]:
+                if handler not in handlers:
+                    root.removeHandler(handler)
+                    handler.close()
+            for handler in handlers:
+                if handler not in root.handlers:
+                    root.addHandler(handler)
+            root.setLevel(level)
+            for name, value in noisy.items():
+                logging.getLogger(name).setLevel(value)
+            signal.signal(signal.SIGTERM, sigterm)
+            Image.MAX_IMAGE_PIXELS = limit

@@ -1,4 +1,5 @@
-"""Fixtures shared by several test modules (pytest finds them here; no import needed)."""
+"""Fixtures shared by several test modules (pytest finds them here; no import needed),
+and the stand-in Flow server's (flow_standin, flow_settings, flow_backend), loaded as a plugin."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import pytest
 
 from dupe_scanner.groups import DuplicateGroup, FileEntry
 from tests.report_helpers import ALERT, CANARY, OTHER_NAMES, SCRIPT_BREAKER, entry, group, make_image
+
+pytest_plugins = ["tests.flow_standin.fixtures"]
 
 
 @pytest.fixture

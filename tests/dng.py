@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,8 @@ def write_dng(path: Path, picture: Image.Image, preview: Image.Image | None = No
         sub_ifd_at = len(out)
         out += _even(_ifd(sensor_ifd, sub_ifd_at))
         pw, ph = preview.size
-        ifd0 = dng_tags + [
+        ifd0 = [
+            *dng_tags,
             (254, LONG, [1]), (256, LONG, [pw]), (257, LONG, [ph]), (258, SHORT, [8, 8, 8]), (259, SHORT, [7]),
             (262, SHORT, [6]), (273, LONG, [preview_at]), (277, SHORT, [3]), (278, LONG, [ph]),
             (279, LONG, [len(preview_bytes)]), (284, SHORT, [1]), (330, LONG, [sub_ifd_at]),
@@ -93,9 +95,9 @@ def _even(data: bytes) -> bytes:
     return data + b"\0" * (len(data) % 2)
 
 
-def _ifd(entries: list[tuple[int, int, object]], at: int) -> bytes:
+def _ifd(tags: Sequence[tuple[int, int, object]], at: int) -> bytes:
     """One IFD placed at offset ``at``: its table, then the values that do not fit in 4 bytes."""
-    entries = sorted(entries, key=lambda entry: entry[0])
+    entries = sorted(tags, key=lambda entry: entry[0])
     table_size = 2 + 12 * len(entries) + 4
     table = bytearray(struct.pack("<H", len(entries)))
     overflow = bytearray()

@@ -21,7 +21,8 @@ def make_photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     base = np.zeros((height, width, 3))
     for channel in range(3):
         for _ in range(4):
-            fx, fy, phase = rng.uniform(0.5, 4, 2).tolist() + [rng.uniform(0, 6.28)]
+            fx, fy = rng.uniform(0.5, 4, 2).tolist()
+            phase = rng.uniform(0, 6.28)
             base[..., channel] += np.sin(fx * 6.28 * x + fy * 6.28 * y + phase) * rng.uniform(20, 60)
     image = Image.fromarray(np.clip(base + 128, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)

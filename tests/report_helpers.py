@@ -3,7 +3,7 @@ entries and groups built directly (the grouping rule has its own tests)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image
@@ -18,8 +18,8 @@ ALERT = "href<img src=x onerror=alert(1)>.jpg"
 SCRIPT_BREAKER = ("<", "script><script>document.body.setAttribute('data-pwned','2')<", "script> <!--.jpg")
 OTHER_NAMES = ("q\"uote's & ampersand.png", "ünïcödé 写真.jpg", "new\nline.jpg", "plain.jpg", "big.jpg")
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
-T1 = datetime(2024, 5, 2, 8, 30, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+T1 = datetime(2024, 5, 2, 8, 30, 0, tzinfo=UTC)
 SETTINGS = ReportSettings(html_max_nodes=2000, thumbnail_size=64)
 
 
@@ -56,7 +56,7 @@ def entry(path: Path, width: int = 400, height: int = 300, fmt: str = "JPEG", co
 
 def group(anchor: FileEntry, others: list[FileEntry], scores: list[float], extra: dict | None = None) -> DuplicateGroup:
     """A group whose members match the anchor with ``scores``; ``extra`` adds pairs between others."""
-    pairs = [FilePair(min(anchor.path, o.path), max(anchor.path, o.path), s) for o, s in zip(others, scores)]
+    pairs = [FilePair(min(anchor.path, o.path), max(anchor.path, o.path), s) for o, s in zip(others, scores, strict=True)]
     for (a, b), score in (extra or {}).items():
         pairs.append(FilePair(min(a.path, b.path), max(a.path, b.path), score))
     members = tuple(sorted([anchor, *others], key=lambda m: m.path))

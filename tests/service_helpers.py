@@ -11,15 +11,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from dupe_scanner.service.processes import descendants, kill_all
 
 T = TypeVar("T")
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> T:
+def wait_for(condition: Callable[[], T | None], timeout: float = 10.0, interval: float = 0.05, what: str = "condition") -> T:
     """Poll ``condition`` until it returns something truthy; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -61,7 +62,7 @@ class NotifySocket:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -99,7 +100,7 @@ def smooth_image(seed: int, size: tuple[int, int] = (96, 72)):
 
     rng = np.random.default_rng(seed)
     grid = (rng.random((6, 8, 3)) * 255).astype("uint8")
-    return Image.fromarray(grid).resize(size, Image.BICUBIC)
+    return Image.fromarray(grid).resize(size, Image.Resampling.BICUBIC)
 
 
 def save_image(image, path: Path, atomic: bool = False, **options) -> Path:
@@ -151,32 +152,38 @@ class ServiceProcess:
         self.watchdog_usec = watchdog_usec
         self.notify = NotifySocket(folder)
         self.log_path = folder / "service.log"
+        # The state and the reports where settings_text's [paths] put them, beside the settings.
+        self.state = folder / "state" / "state.db"
+        self.reports = folder / "reports"
         self.process: subprocess.Popen | None = None
         self.runs = 0
 
-    def start(self, wait_ready: bool = True, timeout: float = 60) -> "ServiceProcess":
+    def start(self, wait_ready: bool = True, timeout: float = 60) -> ServiceProcess:
         env = {**os.environ, "NOTIFY_SOCKET": self.notify.address, "PYTHONUNBUFFERED": "1"}
         if self.watchdog_usec:
             env["WATCHDOG_USEC"] = str(self.watchdog_usec)
         env.pop("WATCHDOG_PID", None)
-        log = open(self.log_path, "a")
-        log.write(f"----- start {self.runs + 1}\n")
-        log.flush()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config), *self.arguments],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
-        log.close()
+        with open(self.log_path, "a") as log:
+            log.write(f"----- start {self.runs + 1}\n")
+            log.flush()
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "dupe_scanner", "run", "--config", str(self.config), *self.arguments],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
         self.runs += 1
         if wait_ready:
             self.wait_ready(timeout)
         return self
 
+    def started(self) -> subprocess.Popen:
+        assert self.process is not None, "the service has not been started"
+        return self.process
+
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while len(self.notify.with_key("READY", "1")) < self.runs_ready_expected():
-            if self.process.poll() is not None:
-                raise AssertionError(f"the service exited with {self.process.returncode}:\n{self.log()}")
+            if self.started().poll() is not None:
+                raise AssertionError(f"the service exited with {self.started().returncode}:\n{self.log()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"no READY=1 within {timeout}s:\n{self.log()}")
             time.sleep(0.05)
@@ -192,20 +199,20 @@ class ServiceProcess:
             return ""
 
     def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
+        self.started().send_signal(signum)
 
     def terminate(self, timeout: float = 30) -> tuple[int, float]:
         started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout)
+        self.started().send_signal(signal.SIGTERM)
+        code = self.started().wait(timeout)
         return code, time.monotonic() - started
 
     def kill(self) -> None:
         """SIGKILL the service and then what it started (its analysis workers), as systemd
         does to the whole unit when the main process dies; otherwise they would linger."""
-        children = descendants(self.process.pid)
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(30)
+        children = descendants(self.started().pid)
+        self.started().send_signal(signal.SIGKILL)
+        self.started().wait(30)
         kill_all(children)
 
     def alive(self) -> bool:

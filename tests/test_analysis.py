@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
-from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from dupe_scanner.analysis.pairing import score_pair
 from tests.test_embedded_backend import photo
@@ -22,9 +22,9 @@ def test_multi_index_hashing_finds_exactly_what_brute_force_finds_within_the_gua
             queries[row] ^= np.uint64(1) << np.uint64(bit)
     index = MultiIndexHash(stored, chunk_radius=2)
     found = index.search(queries[:, None], radius=index.guaranteed_radius)
-    got = set(zip(found.query.tolist(), found.stored.tolist()))
+    got = set(zip(found.query.tolist(), found.stored.tolist(), strict=True))
     distances = np.bitwise_count(queries[:, None] ^ stored[None, :])
-    expected = set(zip(*np.nonzero(distances <= index.guaranteed_radius)))
+    expected = set(zip(*np.nonzero(distances <= index.guaranteed_radius), strict=True))
     assert got == {(int(q), int(s)) for q, s in expected}
     assert all(d <= index.guaranteed_radius for d in found.distance)
 
@@ -46,7 +46,8 @@ def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
         rank = np.arange(n) if age is None else age
         closest: dict[tuple[int, int], tuple[int, int]] = {}
         everything = index.search(queries, 12)
-        for query, entry, orientation, distance in zip(*(a.tolist() for a in (everything.query, everything.stored, everything.orientation, everything.distance))):
+        columns = (everything.query, everything.stored, everything.orientation, everything.distance)
+        for query, entry, orientation, distance in zip(*(a.tolist() for a in columns), strict=True):
             if entry != query and (age is None or rank[entry] < rank[query]):
                 closest[query, entry] = min(closest.get((query, entry), (99, 0)), (distance, orientation))
         expected = []
@@ -54,7 +55,7 @@ def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
             mine = sorted((max(d, alike), rank[entry], entry, o, d) for (q, entry), (d, o) in closest.items() if q == query)
             alike_ones = sum(d <= alike for *_, d in mine)
             expected += [(query, entry, o, d) for _, _, entry, o, d in mine[: crowd if alike_ones > crowded else limit]]
-        assert list(zip(*(a.tolist() for a in (got.query, got.stored, got.orientation, got.distance)))) == expected
+        assert list(zip(*(a.tolist() for a in (got.query, got.stored, got.orientation, got.distance)), strict=True)) == expected
 
 
 def test_reachable_says_what_a_search_finds():
@@ -104,7 +105,7 @@ def test_best_pairs_keeps_one_spelling_per_pair_and_the_closest_orientation():
     first, second, orientation, distance = best_pairs(
         np.array([0, 1, 0, 2]), np.array([1, 0, 1, 2]), np.array([3, 5, 0, 1]), np.array([4, 2, 6, 0])
     )
-    assert list(zip(first, second, orientation, distance)) == [(1, 0, 5, 2)]
+    assert list(zip(first, second, orientation, distance, strict=True)) == [(1, 0, 5, 2)]
 
 
 def test_the_hash_of_a_turned_picture_is_the_turned_hash():
@@ -202,11 +203,41 @@ def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeyp
     monkeypatch.setattr(pairing, "full_frame", lambda a, b, orientation: whole_frame)
     monkeypatch.setattr(pairing, "from_keypoints", lambda a, b: shifted)
     monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False: verdicts[id(relation)])
-    verdict = score_pair(None, None, 0)
+    verdict = score_pair(None, None, 0)  # type: ignore[arg-type]  # every step that reads features is stubbed
     assert not verdict.verified and verdict.score < 0.6
 
     verdicts[id(shifted)] = Verdict(0.85, True, "crop 0.10 overlay 0.00 light 0.00 colour 0.00")  # a crop: the better score wins
-    assert score_pair(None, None, 0).score == 0.91
+    assert score_pair(None, None, 0).score == 0.91  # type: ignore[arg-type]  # as above
+
+
+def test_a_crop_is_guessed_by_template_only_for_hashes_within_the_hash_searchs_reach(monkeypatch):
+    """With no keypoint relation, a template search guesses a crop; with hashes far apart the
+    guess is a look-alike far more often than a copy, so only the whole frames are compared."""
+    import dupe_scanner.analysis.pairing as pairing
+    from dupe_scanner.analysis.verify import Relation, Verdict
+
+    whole_frame = Relation(0, False, np.eye(2, 3, dtype=np.float32))
+    guessed_crop = Relation(0, False, np.array([[0.9, 0, 4], [0, 0.9, 4]], dtype=np.float32))
+    verdicts = {id(whole_frame): Verdict(0.3, False, "content disagrees"), id(guessed_crop): Verdict(0.8, True, "crop 0.19")}
+    searched = []
+
+    def template_search(a, b, orientation):
+        searched.append(orientation)
+        return guessed_crop
+
+    monkeypatch.setattr(pairing, "full_frame", lambda a, b, orientation: whole_frame)
+    monkeypatch.setattr(pairing, "from_keypoints", lambda a, b: None)
+    monkeypatch.setattr(pairing, "from_template", template_search)
+    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False: verdicts[id(relation)])
+    monkeypatch.setattr(pairing, "is_flat", lambda features: False)
+
+    monkeypatch.setattr(pairing, "hash_distance", lambda a, b: pairing.GUESS_HASH_DISTANCE)
+    assert score_pair(None, None, 0).score == 0.8 and searched  # type: ignore[arg-type]  # every step that reads features is stubbed
+
+    searched.clear()
+    monkeypatch.setattr(pairing, "hash_distance", lambda a, b: pairing.GUESS_HASH_DISTANCE + 2)
+    verdict = score_pair(None, None, 0)  # type: ignore[arg-type]  # as above
+    assert not verdict.verified and not searched
 
 
 def _smooth_picture(size: tuple[int, int] = (640, 400)) -> Image.Image:
@@ -216,7 +247,8 @@ def _smooth_picture(size: tuple[int, int] = (640, 400)) -> Image.Image:
     picture = _gradient(size, True, ((30, 70, 140), (230, 170, 90)))
     draw = ImageDraw.Draw(picture)
     width, height = size
-    for left, top, right, bottom, colour in ((60, 40, 300, 260, (200, 90, 60)), (380, 120, 600, 380, (40, 150, 110)), (220, 250, 420, 390, (240, 230, 200))):
+    shapes = ((60, 40, 300, 260, (200, 90, 60)), (380, 120, 600, 380, (40, 150, 110)), (220, 250, 420, 390, (240, 230, 200)))
+    for left, top, right, bottom, colour in shapes:
         draw.ellipse((left * width // 640, top * height // 400, right * width // 640, bottom * height // 400), fill=colour)
     return picture.filter(ImageFilter.GaussianBlur(6))
 
@@ -229,7 +261,8 @@ def _text_block(picture: Image.Image) -> Image.Image:
     draw = ImageDraw.Draw(captioned)
     font = ImageFont.load_default(size=picture.height // 9)
     for line, words in enumerate(("BEST DAY", "SUMMER 2024", "NOT FOR SALE")):
-        draw.text((20, picture.height // 3 + line * picture.height // 8), words, font=font, fill=(255, 255, 40), stroke_width=3, stroke_fill=(0, 0, 0))
+        at = (20, picture.height // 3 + line * picture.height // 8)
+        draw.text(at, words, font=font, fill=(255, 255, 40), stroke_width=3, stroke_fill=(0, 0, 0))
     return captioned
 
 
@@ -312,7 +345,7 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
         copy[points, columns] ^= (1 << bits).astype(np.uint8)  # about one flipped bit per point
         copies.append(copy)
     crop = picture[: 3 * MIN_VOTES]  # the points of a part of the picture
-    stored = copies + [crop]
+    stored = [*copies, crop]
     pairs = keypoint_candidates(PointsInMemory.of(stored), len(stored), {len(copies): [crop]})
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
 
@@ -341,7 +374,12 @@ def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(
 
     aligned = []
     real_verify = pairing.verify
-    monkeypatch.setattr(pairing, "verify", lambda *args, **kwargs: aligned.append(args) or real_verify(*args, **kwargs))
+
+    def recorded(*args, **kwargs):
+        aligned.append(args)
+        return real_verify(*args, **kwargs)
+
+    monkeypatch.setattr(pairing, "verify", recorded)
     first, stranger = _features(photo(11)), _features(photo(12))
     verdict = score_pair(first, stranger, None)
     assert verdict == pairing.NO_EVIDENCE and not aligned
@@ -368,7 +406,7 @@ def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
     queries = np.ascontiguousarray(base[:50])
 
     def close_sets(distances, points):
-        return [set(p[d < DESCRIPTOR_RADIUS].tolist()) for d, p in zip(distances, points)]
+        return [set(p[d < DESCRIPTOR_RADIUS].tolist()) for d, p in zip(distances, points, strict=True)]
 
     points = PointsInMemory(index, owners=np.arange(len(stored)))
     assert close_sets(*_nearest(points, queries, COMMON)) == close_sets(*index.search(queries, COMMON))

@@ -127,7 +127,7 @@ def test_undo_finishes_an_apply_a_crash_interrupted(library):
 
 
 def test_the_destination_must_lie_outside_the_watched_folders(library):
-    root, photos, settings = library
+    _root, photos, settings = library
     refused = call_main("apply", "--move-to", str(photos / "aside"), config=settings)
     assert refused.returncode == 2 and "inside the watched folder" in refused.stderr
 
@@ -198,6 +198,7 @@ def apply_killed_after(settings: Path, move_to: Path, journal_lines: int) -> Pat
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    assert process.stderr is not None  # a pipe
     assert process.returncode == -signal.SIGKILL, process.stderr.read().decode()
     (journal_file,) = folder.glob("apply-*.jsonl")
     return journal_file

@@ -13,6 +13,7 @@ driven in-process through the real ``Indexer``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -25,6 +26,7 @@ import threading
 import unicodedata
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -105,8 +107,8 @@ def library(tmp_path_factory):
     save(picture, photos / "folder.jpg" / "inside.jpg", quality=90)
     (photos / "dangling.jpg").symlink_to(photos / "nowhere.jpg")
     os.mkdir(os.fsencode(photos) + b"/dossier-\xe9")
-    for name in NOT_UTF8_NAMES:
-        with open(os.fsencode(photos) + name, "wb") as handle:
+    for raw_name in NOT_UTF8_NAMES:
+        with open(os.fsencode(photos) + raw_name, "wb") as handle:
             handle.write(data)
     settings = write_settings(root)
     indexed = run_cli("index", "--dir", str(photos), config=settings, timeout=120)
@@ -116,12 +118,12 @@ def library(tmp_path_factory):
 
 
 def test_indexing_goes_through_every_bad_file_and_exits_0(library):
-    root, photos, _, indexed, _, scanned = library
+    root, _photos, _, indexed, _, scanned = library
     clean(indexed)
     clean(scanned)
     assert "7 failed" in indexed.stdout
     rows = file_rows(root / "state" / "state.db")
-    reasons = {Path(path).name: error for path, (state, error) in rows.items() if state == "failed"}
+    reasons = {Path(path).name: error or "" for path, (state, error) in rows.items() if state == "failed"}
     assert "truncated" in reasons["half.jpg"]
     assert "Pillow" in reasons["bad-crc.png"]
     assert "empty file" in reasons["zero.jpg"]
@@ -134,11 +136,11 @@ def test_a_huge_image_the_settings_allow_is_not_refused_as_a_bomb(library):
     # Pillow's own limit (89 MP) used to refuse it although index.max_image_pixels is 250 MP.
     root, photos, *_ = library
     state, error = file_rows(root / "state" / "state.db")[str(photos / "huge.png")]
-    assert state == "failed" and "max_image_pixels" not in error and "too large" not in error
+    assert state == "failed" and error is not None and "max_image_pixels" not in error and "too large" not in error
 
 
 def test_a_fifo_a_folder_and_a_dangling_symlink_named_jpg_neither_hang_nor_fail(library):
-    root, photos, _, indexed, *_ = library
+    root, photos, _, _indexed, *_ = library
     rows = file_rows(root / "state" / "state.db")
     assert str(photos / "fifo.jpg") not in rows
     assert str(photos / "dangling.jpg") not in rows
@@ -241,7 +243,7 @@ def test_a_folder_whose_own_name_is_not_utf8_can_be_indexed(tmp_path):
     folder = os.fsencode(tmp_path) + b"/fotos-\xe9"
     os.mkdir(folder)
     save(make_photo(16, (200, 150)), Path(os.fsdecode(folder + b"/a.jpg")))
-    command = [sys.executable, "-m", "dupe_scanner", "index", "--dir", folder, "--config", str(settings)]
+    command: list[str | bytes] = [sys.executable, "-m", "dupe_scanner", "index", "--dir", folder, "--config", str(settings)]
     result = clean(subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=tmp_path))
     assert f"{tmp_path}/fotos-\\xe9: 1 new" in result.stdout and "1 analysed" in result.stdout  # shown, not raw bytes
 
@@ -314,11 +316,8 @@ def fill(folder: Path, leave_bytes: int) -> Path:
     stat = os.statvfs(folder)
     filler = folder / "filler"
     size = max(0, stat.f_bavail * stat.f_frsize - leave_bytes)
-    with open(filler, "wb") as handle:
-        try:
-            handle.write(b"\0" * size)
-        except OSError:
-            pass
+    with open(filler, "wb") as handle, contextlib.suppress(OSError):
+        handle.write(b"\0" * size)
     return filler
 
 
@@ -402,7 +401,7 @@ def _queue(parts, folder: Path):
 
 def _run(indexer, jobs, seconds: float = 60):
     """``indexer.run(jobs)`` in a thread, so a hang fails the test instead of stopping it."""
-    outcome = {}
+    outcome: dict[str, Any] = {}
     worker = threading.Thread(target=lambda: outcome.update(summary=indexer.run(jobs)), daemon=True)
     worker.start()
     worker.join(seconds)
@@ -434,9 +433,9 @@ def test_a_file_deleted_after_the_walk_is_gone_not_failed(tmp_path, parts):
 
 
 def test_a_file_replaced_by_a_fifo_after_the_walk_fails_without_hanging(tmp_path, parts):
-    from dupe_scanner.indexer import Outcome
-    from dupe_scanner.imaging import open_upright
     from dupe_scanner.errors import UnreadableImage
+    from dupe_scanner.imaging import open_upright
+    from dupe_scanner.indexer import Outcome
 
     photos = tmp_path / "photos"
     save(make_photo(11, (200, 150)), photos / "a.jpg")
@@ -445,7 +444,7 @@ def test_a_file_replaced_by_a_fifo_after_the_walk_fails_without_hanging(tmp_path
     os.mkfifo(photos / "a.jpg")
     summary = _run(parts.indexer, jobs)
     assert summary.counts[Outcome.FAILED] == 1
-    assert "named pipe" in file_rows(tmp_path / "state" / "state.db")[str(photos / "a.jpg")][1]
+    assert "named pipe" in (file_rows(tmp_path / "state" / "state.db")[str(photos / "a.jpg")][1] or "")
     with pytest.raises(UnreadableImage, match="named pipe"):  # the decoder refuses it too, at once
         open_upright(photos / "a.jpg")
 
@@ -514,7 +513,7 @@ def test_an_unexpected_error_analysing_one_file_fails_that_file_with_a_reason_an
     rows = file_rows(tmp_path / "state" / "state.db")
     assert rows[str(photos / "fine.jpg")] == ("indexed", None)
     state, reason = rows[str(photos / "breaks.jpg")]
-    assert state == "failed"
+    assert state == "failed" and reason is not None
     assert reason.startswith(f"{photos / 'breaks.jpg'}: the 210x150 image was read but could not be analysed (error: OpenCV")
     assert "\n" not in reason and "--retry-failed" in reason
 

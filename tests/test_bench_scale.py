@@ -35,7 +35,7 @@ def test_bit_flips_change_exactly_the_asked_number_of_bits():
     rng = np.random.default_rng(3)
     words = np.array([0, 2**63, 12345], dtype=np.uint64)
     flipped = flip_bits(words, np.array([5, 0, 17]), rng)
-    assert [bin(int(a ^ b)).count("1") for a, b in zip(words, flipped)] == [5, 0, 17]
+    assert [bin(int(a ^ b)).count("1") for a, b in zip(words, flipped, strict=True)] == [5, 0, 17]
 
 
 def test_descriptor_flips_stay_within_the_bound():

@@ -36,14 +36,14 @@ def library(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def indexed(library):
-    root, photos, settings, expected = library
+    _root, photos, settings, _expected = library
     first = run_cli("index", "--dir", str(photos), config=settings)
     scanned = run_cli("scan", config=settings)
     return library, first, scanned
 
 
 def test_index_then_scan_groups_every_original_with_exactly_its_copies(indexed):
-    (root, photos, settings, expected), first, scanned = indexed
+    (root, _photos, _settings, expected), first, scanned = indexed
     assert first.returncode == 0, first.stderr
     assert scanned.returncode == 0, scanned.stderr
     report = json.loads((root / "reports" / "duplicates.json").read_text())
@@ -60,7 +60,7 @@ def test_duplicates_json_is_biggest_group_first_with_sorted_paths(indexed):
 
 
 def test_unreadable_images_fail_with_a_reason_and_the_run_goes_on(indexed):
-    (root, photos, settings, _), first, _ = indexed
+    (_root, photos, settings, _), first, _ = indexed
     assert "2 failed" in first.stdout
     status = call_main("status", config=settings)
     assert status.returncode == 0, status.stderr
@@ -70,14 +70,14 @@ def test_unreadable_images_fail_with_a_reason_and_the_run_goes_on(indexed):
 
 
 def test_indexing_an_unchanged_folder_again_decodes_nothing(indexed):
-    (root, photos, settings, _), _, _ = indexed
+    (_root, photos, settings, _), _, _ = indexed
     again = call_main("index", "--dir", str(photos), config=settings)
     assert again.returncode == 0, again.stderr
     assert "0 new, 0 changed, 0 gone; 0 to index" in again.stdout
 
 
 def test_a_second_scan_writes_the_same_reports(indexed):
-    (root, photos, settings, _), _, _ = indexed
+    (root, _photos, settings, _), _, _ = indexed
     before = (root / "reports" / "duplicates.json").read_bytes()
     assert call_main("scan", config=settings).returncode == 0
     assert (root / "reports" / "duplicates.json").read_bytes() == before
@@ -252,6 +252,7 @@ def test_every_command_and_option_has_help_text():
 
     parser = build_parser()
     verbs = next(a for a in parser._actions if a.dest == "verb")
+    assert verbs.choices is not None
     assert set(verbs.choices) == {"status", "index", "scan", "clear", "check-config", "decide", "apply", "undo", "run", "sample"}
     _assert_helped(verbs, "dupe-scanner")
 
@@ -308,7 +309,7 @@ def on_a_terminal(*arguments: str, config: Path) -> tuple[int, str]:
 
 
 def test_scan_shows_each_stage_with_a_bar_on_a_terminal_and_nothing_in_a_pipe(indexed):
-    (root, photos, settings, expected), first, scanned = indexed
+    (_root, _photos, settings, _expected), _first, scanned = indexed
     code, shown = on_a_terminal("scan", "--full", config=settings)  # --full: the library is scanned already
     assert code == 0
     for stage in ("forgetting deleted images", "comparing images", "forming groups", "writing reports"):

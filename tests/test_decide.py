@@ -4,6 +4,7 @@ recorded by content, honoured by scans, listed, undone."""
 import json
 import os
 import shutil
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -34,6 +35,11 @@ def scan_groups(root, settings, *options) -> list[list[str]]:
 def index(photos, settings) -> None:
     result = call_main("index", "--dir", str(photos), config=settings)
     assert result.returncode == 0, result.stderr
+
+
+def read_bytes(path: bytes) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def test_not_duplicates_holds_at_every_threshold_and_after_a_rename_into_another_folder(library):
@@ -89,7 +95,7 @@ def test_a_decisions_file_is_imported_all_or_none_and_once(library):
     scan_groups(root, settings)
     details = json.loads((root / "reports" / "duplicates.details.json").read_text())
     hashes = {m["path"]: m["content_hash"] for g in details["groups"] for m in g["members"]}
-    document = {
+    document: dict[str, Any] = {
         "format": "dupe-scanner decisions",
         "version": 1,
         "decisions": [
@@ -178,12 +184,12 @@ def test_files_named_with_bytes_that_are_not_utf8_can_be_decided_on_imported_app
     assert imported.returncode == 0, imported.stderr
     listed = call_main("decide", "list", config=settings)
     assert listed.returncode == 0, listed.stderr
-    assert f"3: not-duplicates" in listed.stdout and f"from {inbox}/d\\xe9cisions.json" in listed.stdout
+    assert "3: not-duplicates" in listed.stdout and f"from {inbox}/d\\xe9cisions.json" in listed.stdout
     assert f"{photos}/caf\\xe9-small.jpg" in listed.stdout
     assert scan_groups(tmp_path, settings) == [sorted([cafe, cafe_small])]
 
     before = {name: (folder + b"/" + name) for name in os.listdir(folder)}
-    before = {name: open(path, "rb").read() for name, path in before.items()}
+    before = {name: read_bytes(path) for name, path in before.items()}
     applied = call_main("apply", "--move-to", str(tmp_path / "aside"), config=settings)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "moved 1 files, refused 0" in applied.stdout
@@ -191,4 +197,4 @@ def test_files_named_with_bytes_that_are_not_utf8_can_be_decided_on_imported_app
     assert os.listdir(os.fsencode(tmp_path / "aside")) == [b"caf\xe9-small.jpg"]
     undone = call_main("undo", config=settings)
     assert undone.returncode == 0, undone.stdout + undone.stderr
-    assert {name: open(folder + b"/" + name, "rb").read() for name in os.listdir(folder)} == before
+    assert {name: read_bytes(folder + b"/" + name) for name in os.listdir(folder)} == before

@@ -23,7 +23,8 @@ def drop(folder, name: str, document, age: float = 60.0):
 def test_a_dropped_file_is_imported_once_and_renamed(tmp_path):
     engine = open_state(tmp_path / "state.db")
     inbox = tmp_path / "reports" / "decisions"
-    document = {"format": "dupe-scanner decisions", "version": 1, "decisions": [{"kind": "not-duplicates", "files": [{"content_hash": A}, {"content_hash": B}]}]}
+    decision = {"kind": "not-duplicates", "files": [{"content_hash": A}, {"content_hash": B}]}
+    document = {"format": "dupe-scanner decisions", "version": 1, "decisions": [decision]}
     drop(inbox, "review.json", document)
     assert import_dropped(engine, tmp_path / "reports", now=1_000_000.0, settled_seconds=5) == 1
     assert sorted(p.name for p in inbox.iterdir()) == ["review.json.imported"]

@@ -26,7 +26,7 @@ def photo(seed: int, size: tuple[int, int] = (640, 440)) -> Image.Image:
     for _ in range(45):
         cx, cy, r = rng.integers(0, width), rng.integers(0, height), rng.integers(8, width // 6)
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        box = [cx - r, cy - r * rng.uniform(0.3, 1.5), cx + r, cy + r]
+        box = [float(v) for v in (cx - r, cy - r * rng.uniform(0.3, 1.5), cx + r, cy + r)]  # Pillow reads them as doubles
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=colour)
     image = image.filter(ImageFilter.GaussianBlur(1.2))
     noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 5, (height, width, 3))
@@ -72,7 +72,7 @@ def variants(original: Image.Image, folder: Path, name: str) -> list[Path]:
         f"{name}-rot90.jpg": lambda p: original.transpose(Image.Transpose.ROTATE_90).save(p, quality=90),
         f"{name}-mirror.tiff": lambda p: ImageOps.mirror(original).save(p),
         f"{name}-exif.jpg": lambda p: exif_rotated(original, p),
-        f"{name}-crop.jpg": lambda p: original.crop((int(original.width * 0.2), int(original.height * 0.1), original.width, original.height)).save(p, quality=90),
+        f"{name}-crop.jpg": lambda p: original.crop((int(original.width * 0.2), int(original.height * 0.1), *original.size)).save(p, quality=90),
     }
     paths = []
     for file_name, write in copies.items():
@@ -242,6 +242,7 @@ def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, mo
         path = tmp_path / "a.png"
         photo(2, (160, 120)).save(path)
         backend.index("a" * 64, path)
+        assert backend._pool is not None
         workers = list(backend._pool._processes.values())
         assert workers and all(process.is_alive() for process in workers)
         deadline = time.monotonic() + 10

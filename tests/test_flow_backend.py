@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from urllib.parse import urlencode
 import time
+from urllib.parse import urlencode
 
 import pytest
 from PIL import Image
@@ -16,7 +16,7 @@ from dupe_scanner.backends.flow import FlowBackend, FlowError, analyze_form, sea
 from dupe_scanner.errors import BackendLimitReached, BackendUnavailable, FileVanished, UnreadableImage
 from dupe_scanner.settings import FlowSettings
 from tests.flow_standin import FlowStandIn
-from tests.flow_standin.fixtures import flow_backend, flow_settings, flow_standin, standin_settings  # noqa: F401
+from tests.flow_standin.fixtures import standin_settings
 from tests.flow_standin.pictures import picture, write_picture
 
 HOSTILE_NAME = "a b&c=d#e?f%20g+h;i ü 日本.png"
@@ -413,15 +413,15 @@ def test_malformed_json_names_the_endpoint(flow_standin, flow_backend, tmp_path)
     with pytest.raises(BackendUnavailable, match="no 'outputs' object"):
         flow_backend.index("h", path)
     flow_standin.malformed_next(1, endpoint="count", body=b'{"response": {"numFound": "many"}}')
-    with pytest.raises(BackendUnavailable, match="Flow count at .*numFound"):
+    with pytest.raises(BackendUnavailable, match=r"Flow count at .*numFound"):
         flow_backend.document_count()
     flow_standin.malformed_next(1, endpoint="select", body=b"[1, 2]")
-    with pytest.raises(BackendUnavailable, match="Flow list ids at .*JSON array"):
+    with pytest.raises(BackendUnavailable, match=r"Flow list ids at .*JSON array"):
         list(flow_backend.document_ids())
     flow_standin.malformed_next(1, endpoint="duplicate", body=b'{"response": {"docs": [{"id": "x", "score": 7}]}}')
     flow_backend.index("h", path)
     flow_backend.commit()
-    with pytest.raises(BackendUnavailable, match="Flow duplicate at .*outside"):
+    with pytest.raises(BackendUnavailable, match=r"Flow duplicate at .*outside"):
         list(flow_backend.find_pairs(None, 0.6))
 
 

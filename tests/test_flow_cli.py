@@ -1,8 +1,9 @@
 """The real command line on the Flow backend, end to end, against the stand-in Flow server.
 
 The first test runs the CLI as a subprocess (``python -m dupe_scanner``), the others call
-``cli.main`` in this process; the stand-in runs in this process and records what arrived. The stand-in's similarity is a perceptual hash, blind to rotation of
-the pixels, so only the copies a hash sees are expected in a group (Flow itself sees more).
+``cli.main`` in this process; the stand-in runs in this process and records what arrived.
+The stand-in's similarity is a perceptual hash, blind to rotation of the pixels, so only
+the copies a hash sees are expected in a group (Flow itself sees more).
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dupe_scanner.backends.flow_drift import Drift, compare
-from tests.flow_standin.fixtures import flow_backend, flow_settings, flow_standin  # noqa: F401
 from tests.flow_standin.pictures import picture
 
 

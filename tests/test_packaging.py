@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def test_light_commands_do_not_import_the_analysis_stack(arguments, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> zipfile.ZipFile:
+def wheel(tmp_path_factory) -> Iterator[zipfile.ZipFile]:
     """The wheel, built from a copy of the working tree (setuptools reuses a stale build/)."""
     source = tmp_path_factory.mktemp("source") / "dupe-scanner"
     anywhere = shutil.ignore_patterns("__pycache__", "*.egg-info")

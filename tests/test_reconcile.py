@@ -2,12 +2,21 @@
 
 import os
 
+from sqlalchemy import Connection
+
 from dupe_scanner.pathfilter import PathFilter
 from dupe_scanner.reconcile import diff, reconcile, sift, walk
 from dupe_scanner.settings import DEFAULT_EXCLUDES
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction
-from dupe_scanner.store.files import FileStat
+from dupe_scanner.store.files import FileStat, KnownFile
+
+
+def known(connection: Connection, path: str) -> KnownFile:
+    """The state's row for ``path``, which the test has put there."""
+    found = file_store.get_by_path(connection, path)
+    assert found is not None, path
+    return found
 
 
 def stat(size, mtime=1):
@@ -49,7 +58,7 @@ def test_reconcile_queues_a_file_whose_size_or_mtime_changed(tmp_path):
     changes = reconcile(engine, PathFilter(photos))
     assert (changes.new, changes.changed, changes.vanished) == ((), (str(photos / "b.jpg"),), ())
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "b.jpg")).stat.size == 6
+        assert known(connection, str(photos / "b.jpg")).stat.size == 6
 
 
 def test_walk_finds_images_and_skips_clutter_and_symlinks(tmp_path):
@@ -84,7 +93,7 @@ def test_reconcile_queues_new_files_and_marks_deleted_ones_gone(tmp_path):
     assert second.new == (str(photos / "c.jpg"),)
     assert second.vanished == (str(photos / "b.jpg"),)
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "b.jpg")).state == "gone"
+        assert known(connection, str(photos / "b.jpg")).state == "gone"
     assert not reconcile(engine, PathFilter(photos))
 
 
@@ -106,7 +115,7 @@ def test_an_unreadable_folder_does_not_make_its_files_vanish(tmp_path, monkeypat
     changes = reconcile(engine, PathFilter(photos))
     assert changes.vanished == ()
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "locked" / "a.jpg")).state == "pending"
+        assert known(connection, str(photos / "locked" / "a.jpg")).state == "pending"
 
 
 def test_a_walk_that_is_not_recursive_leaves_subfolders_alone(tmp_path):
@@ -119,7 +128,7 @@ def test_a_walk_that_is_not_recursive_leaves_subfolders_alone(tmp_path):
     changes = reconcile(engine, PathFilter(photos, recursive=False))
     assert not changes
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "sub" / "b.jpg")).state == "pending"
+        assert known(connection, str(photos / "sub" / "b.jpg")).state == "pending"
 
 
 def test_files_recorded_while_a_walk_runs_are_not_marked_gone(tmp_path):
@@ -136,14 +145,14 @@ def test_files_recorded_while_a_walk_runs_are_not_marked_gone(tmp_path):
 
     apply(engine, {}, Changes(vanished=(str(photos / "new.jpg"),)), [], now=200.0, untouched_since=100.0)
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "new.jpg")).state == "pending"
+        assert known(connection, str(photos / "new.jpg")).state == "pending"
 
 
 def test_an_excluded_file_leaves_the_state_only_when_asked(tmp_path):
     photos, engine = reconciled_pair(tmp_path, "raw.jpg")
     reconcile(engine, PathFilter(photos, exclude=("raw.jpg",)))
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "raw.jpg")).state == "pending"
+        assert known(connection, str(photos / "raw.jpg")).state == "pending"
     reconcile(engine, PathFilter(photos, exclude=("raw.jpg",)), drop_unwanted=True)
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, str(photos / "raw.jpg")).state == "gone"
+        assert known(connection, str(photos / "raw.jpg")).state == "gone"

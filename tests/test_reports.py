@@ -13,7 +13,7 @@ import io
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from importlib import resources
 from pathlib import Path
@@ -96,7 +96,7 @@ def test_duplicates_json_has_the_original_shape_and_order(tmp_path, groups):
     assert document["group-2"] == sorted(groups[1].paths)
     assert document["group-3"] == sorted(groups[2].paths)
     assert raw.startswith(b'{\n    "group-1": [\n        "') and raw.endswith(b"]\n}\n")
-    assert "ünïcödé 写真.jpg".encode("utf-8") in raw  # readable UTF-8, not \u escapes
+    assert "ünïcödé 写真.jpg".encode() in raw  # readable UTF-8, not \u escapes
 
 
 def test_duplicates_json_sorts_paths_and_keeps_the_group_order_given(tmp_path):
@@ -160,7 +160,7 @@ def test_details_report_shape(tmp_path, groups, photos):
         "width": 400,
         "height": 300,
         "format": "JPEG",
-        "mtime": datetime.fromtimestamp(photos[CANARY].mtime, tz=timezone.utc).isoformat(timespec="seconds"),
+        "mtime": datetime.fromtimestamp(photos[CANARY].mtime, tz=UTC).isoformat(timespec="seconds"),
         "content_hash": f"hash-{CANARY}",
         "suggested_keep": False,
         "never_remove": False,
@@ -277,13 +277,14 @@ def test_html_is_standalone_and_only_the_templates_own_markup(tmp_path, groups):
         assert "src" not in attributes, (tag, attributes)  # every script is inline
         assert tag != "link"
         if tag == "a":
-            assert re.fullmatch(r"duplicates(-\d+)?\.html", attributes["href"])
+            assert re.fullmatch(r"duplicates(-\d+)?\.html", attributes["href"] or "")
         if "style" in attributes:
-            assert re.fullmatch(r"background: #[0-9A-F]{6}", attributes["style"]), attributes
+            assert re.fullmatch(r"background: #[0-9A-F]{6}", attributes["style"] or ""), attributes
     scripts = [attrs for attrs, _ in parser.scripts]
     assert scripts == [{"type": "application/json", "id": "report-data"}, {}, {}]
     assert tags.count("script") == 3
     csp = next(a["content"] for t, a in parser.tags if t == "meta" and a.get("http-equiv") == "Content-Security-Policy")
+    assert csp is not None
     assert "default-src 'none'" in csp and "img-src data:" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
     shipped = (resources.files("pyvis") / "templates/lib/vis-9.1.2/vis-network.min.js").read_text(encoding="utf-8")
     assert parser.scripts[1][1] == shipped  # vis-network 9.1.2 from pyvis, inline
@@ -402,7 +403,7 @@ def test_large_results_are_split_into_linked_pages(tmp_path):
     outcome = write_reports(groups, reports, settings, 0.6, generated_at=T0)
     files = ["duplicates.html", "duplicates-2.html", "duplicates-3.html", "duplicates-4.html"]
     assert outcome.html_pages == 4 and [p.name for p in outcome.written][2:] == [*files, "review.html"]
-    seen = []
+    seen: list[str] = []
     for number, name in enumerate(files, start=1):
         data = page_data(reports / name)
         assert 0 < len(data["nodes"]) <= 6
@@ -495,7 +496,12 @@ def test_an_unchanged_page_is_not_rendered_again(tmp_path, groups, monkeypatch):
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
     calls = []
     real = html_report.thumbnail_data_uris
-    monkeypatch.setattr(html_report, "thumbnail_data_uris", lambda *a, **k: calls.append(a) or real(*a, **k))
+
+    def counted(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(html_report, "thumbnail_data_uris", counted)
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T1)
     assert calls == []  # nothing decoded when nothing changed
     write_reports(groups, tmp_path / "reports", ReportSettings(html_max_nodes=2000, thumbnail_size=48), 0.6, generated_at=T1)

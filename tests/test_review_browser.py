@@ -27,7 +27,7 @@ from tests.report_helpers import CANARY, SETTINGS, T0
 from tests.test_reports import PageParser
 from tests.test_reports_browser import CHROMIUM, body_attributes, dump_dom
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed (apt-get install chromium)")
 
 NOT_UTF8 = "caf\udce9.jpg"  # the byte 0xE9, as os.fsdecode gives it
 

@@ -105,7 +105,9 @@ def test_a_group_past_the_graph_pages_has_no_graph_link():
 
 def page_data(page: Path) -> dict:
     text = page.read_text(encoding="utf-8")
-    return json.loads(re.search(r'<script type="application/json" id="review-data">(.*?)</script>', text, re.S).group(1))
+    found = re.search(r'<script type="application/json" id="review-data">(.*?)</script>', text, re.S)
+    assert found is not None, "no review data in the page"
+    return json.loads(found.group(1))
 
 
 def test_thumbnails_are_files_by_content_readable_by_others_and_made_once(tmp_path, groups):
@@ -137,6 +139,8 @@ def test_a_hex_content_hash_needs_no_thumbnail_path_in_the_data(tmp_path):
 
 def test_ensure_files_decodes_each_missing_content_once(tmp_path):
     cache = ThumbnailCache(tmp_path / "cache", 32, mode=0o644)
+    thumbnail = cache.path_of("c" * 64)
+    assert thumbnail is not None
     a = make_image(tmp_path / "a.jpg")
     members = [FileEntry(str(a), 1, 0.0, 400, 300, "JPEG", "c" * 64), FileEntry(str(a) + "-copy", 1, 0.0, 400, 300, "JPEG", "c" * 64)]
     calls = []
@@ -145,14 +149,14 @@ def test_ensure_files_decodes_each_missing_content_once(tmp_path):
         calls.append(list(paths))
         return [b"\xff\xd8" + b"x" * 20 + b"\xff\xd9" for _ in paths]
 
-    assert cache.ensure_files(members, decode) == [cache.path_of("c" * 64)] * 2 and len(calls) == len(calls[0]) == 1
-    assert cache.ensure_files(members, decode) == [cache.path_of("c" * 64)] * 2 and len(calls) == 1
-    assert cache.path_of("c" * 64).stat().st_mode & 0o777 == 0o644
+    assert cache.ensure_files(members, decode) == [thumbnail] * 2 and len(calls) == len(calls[0]) == 1
+    assert cache.ensure_files(members, decode) == [thumbnail] * 2 and len(calls) == 1
+    assert thumbnail.stat().st_mode & 0o777 == 0o644
     listing = cache.listing()
     assert listing == {"c" * 64 + ".jpg"}
-    assert cache.ensure_files(members, decode, listing) == [cache.path_of("c" * 64)] * 2 and len(calls) == 1
-    cache.path_of("c" * 64).unlink()  # gone since the listing: decoded again only without one
-    assert cache.ensure_files(members, decode) == [cache.path_of("c" * 64)] * 2 and len(calls) == 2
+    assert cache.ensure_files(members, decode, listing) == [thumbnail] * 2 and len(calls) == 1
+    thumbnail.unlink()  # gone since the listing: decoded again only without one
+    assert cache.ensure_files(members, decode) == [thumbnail] * 2 and len(calls) == 2
 
 
 def test_the_page_is_standalone_and_names_reach_it_only_as_json(tmp_path, groups, photos):

@@ -2,10 +2,12 @@
 anything that shapes the reports change since the last successful scan?"""
 
 import time
+from typing import cast
 
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from dupe_scanner.backends.base import Backend
 from dupe_scanner.scanning import reports_current, scan_inputs
 from dupe_scanner.service.notify import Notifier
 from dupe_scanner.service.scan_job import ScanJob
@@ -49,7 +51,8 @@ def test_the_service_skips_what_the_command_line_would_skip_and_scans_when_a_wat
     settings = load_settings(write_settings(tmp_path))
     engine = open_state(settings.paths.state)
     current = {"settings": settings}
-    job = ScanJob(engine, NoPairs(), lambda: current["settings"], scheduler, Notifier(None), time.time)
+    backend = cast(Backend, NoPairs())  # a scan asks a backend only what NoPairs answers
+    job = ScanJob(engine, backend, lambda: current["settings"], scheduler, Notifier(None), time.time)
 
     def scan(reason: str) -> None:
         job.request({reason})

@@ -22,7 +22,7 @@ from dupe_scanner.service.status import StateCounts
 from dupe_scanner.settings import IndexSettings, parse_schedule, parse_settings
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import open_state, read_transaction, write_transaction
-from tests.flow_standin.fixtures import flow_standin, standin_settings  # noqa: F401 - fixture
+from tests.flow_standin.fixtures import standin_settings
 from tests.photos import make_photo, save
 from tests.service_helpers import NotifySocket, save_image, smooth_image, wait_for
 
@@ -203,7 +203,7 @@ def test_an_unexpected_error_is_retried_later_then_failed(engine, indexer, tmp_p
         with read_transaction(engine) as connection:
             row = file_store.get_by_path(connection, path)
             [reason] = connection.exec_driver_sql("select error from files where path = ?", (path,)).one()
-        assert row.state == "pending" and row.attempts == 1
+        assert row is not None and row.state == "pending" and row.attempts == 1
         assert reason.startswith("internal error: RecursionError")
         with write_transaction(engine) as connection:  # time passes
             connection.exec_driver_sql("update files set next_attempt_at = 0")

@@ -56,24 +56,27 @@ def recorder():
 
 
 @pytest.fixture
-def reloader(settings_file, recorder):
-    notifier = FakeNotifier()
+def notifier():
+    return FakeNotifier()
+
+
+@pytest.fixture
+def reloader(settings_file, recorder, notifier):
     created = ConfigReloader(
         settings_file, load_settings(settings_file), recorder, notifier=notifier, debounce=0.2, poll_seconds=0.5
     )
-    created.notifier = notifier
     created.start()
     yield created
     created.stop()
 
 
-def test_an_edit_is_applied(reloader, settings_file, recorder):
+def test_an_edit_is_applied(reloader, settings_file, recorder, notifier):
     settings_file.write_text(GOOD.format(threshold=0.8))
     wait_for(lambda: recorder.count() == 1, what="the change")
     old, new = recorder.changes[0]
     assert old.scan.threshold == 0.6 and new.scan.threshold == 0.8
     assert reloader.settings.scan.threshold == 0.8
-    assert reloader.notifier.sent[-2:] == ["RELOADING", "READY"]
+    assert notifier.sent[-2:] == ["RELOADING", "READY"]
 
 
 def test_an_editor_that_replaces_the_file(reloader, settings_file, recorder, tmp_path):
@@ -118,12 +121,12 @@ def test_broken_toml_and_a_deleted_file_keep_the_settings(reloader, settings_fil
     assert reloader.settings.scan.threshold == 0.6
 
 
-def test_sighup_reloads_even_an_unchanged_file(reloader, recorder, caplog):
+def test_sighup_reloads_even_an_unchanged_file(reloader, recorder, notifier, caplog):
     with caplog.at_level(logging.INFO, logger="dupe_scanner.service.config_reload"):
         reloader.request("SIGHUP")
         wait_for(lambda: "settings reloaded (SIGHUP): nothing changed" in caplog.text, what="the reload")
     assert recorder.count() == 0
-    assert reloader.notifier.sent == ["RELOADING", "READY"]
+    assert notifier.sent == ["RELOADING", "READY"]
 
 
 def test_rewriting_the_same_settings_changes_nothing(reloader, settings_file, recorder, caplog):

@@ -54,9 +54,16 @@ def wait_not_reported(reports: Path, path: Path, timeout: float = 30) -> None:
     wait_for(lambda: all(str(path) not in group for group in read_groups(reports)), timeout, what=f"{path.name} to leave")
 
 
-def state_of(state: Path, path: Path) -> tuple | None:
+def row_of(state: Path, path: Path) -> tuple | None:
     rows = query(state, "select id, state, content_hash, error, attempts from files where path = ?", str(path))
     return rows[0] if rows else None
+
+
+def state_of(state: Path, path: Path) -> tuple:
+    """``row_of`` for a file the state has."""
+    row = row_of(state, path)
+    assert row is not None, f"{path} is not in the state"
+    return row
 
 
 # One service through a day in its life ---------------------------------------------------------
@@ -70,9 +77,6 @@ def life(tmp_path):
     config = root / "settings.toml"
     config.write_text(settings_text(["one", "two"]))
     service = ServiceProcess(root, config, watchdog_usec=2_000_000)
-    service.root = root
-    service.state = root / "state" / "state.db"
-    service.reports = root / "reports"
     yield service
     service.close()
 
@@ -88,47 +92,47 @@ def step_ready_status_and_watchdog(life):
 
 
 def step_add(life):
-    original = save_image(photo(1), life.root / "one" / "a.png")
-    copy = save_image(photo(1).resize((240, 180)), life.root / "two" / "a-bigger.jpg", atomic=True, quality=85)
+    original = save_image(photo(1), life.folder / "one" / "a.png")
+    copy = save_image(photo(1).resize((240, 180)), life.folder / "two" / "a-bigger.jpg", atomic=True, quality=85)
     wait_group(life.reports, original, copy)
     assert state_of(life.state, original)[1] == "indexed"
 
 
 def step_rename_keeps_the_analysis(life):
-    old = life.root / "one" / "a.png"
+    old = life.folder / "one" / "a.png"
     before = state_of(life.state, old)
     contents = query(life.state, "select count(*) from contents")[0][0]
-    new = life.root / "one" / "renamed.png"
+    new = life.folder / "one" / "renamed.png"
     old.rename(new)
-    wait_group(life.reports, new, life.root / "two" / "a-bigger.jpg")
+    wait_group(life.reports, new, life.folder / "two" / "a-bigger.jpg")
     after = state_of(life.state, new)
     assert after[0] == before[0] and after[2] == before[2] and after[1] == "indexed"  # same row, same content
-    assert state_of(life.state, old) is None
+    assert row_of(life.state, old) is None
     assert query(life.state, "select count(*) from contents")[0][0] == contents
 
 
 def step_move_between_watched_folders(life):
-    source = life.root / "two" / "a-bigger.jpg"
+    source = life.folder / "two" / "a-bigger.jpg"
     content = state_of(life.state, source)[2]
-    destination = life.root / "one" / "sub" / "moved.jpg"
+    destination = life.folder / "one" / "sub" / "moved.jpg"
     destination.parent.mkdir()
     source.rename(destination)
-    group = wait_group(life.reports, life.root / "one" / "renamed.png", destination)
+    group = wait_group(life.reports, life.folder / "one" / "renamed.png", destination)
     assert str(source) not in group
     wait_for(lambda: state_of(life.state, destination)[1] == "indexed", what="the moved file indexed")
     assert state_of(life.state, destination)[2] == content
 
 
 def step_modify(life):
-    renamed = life.root / "one" / "renamed.png"
+    renamed = life.folder / "one" / "renamed.png"
     save_image(photo(99), renamed)  # now another picture: no longer a duplicate
     wait_not_reported(life.reports, renamed)
     wait_for(lambda: state_of(life.state, renamed)[1] == "indexed", what="the new content indexed")
 
 
 def step_delete(life):
-    first = save_image(photo(2), life.root / "one" / "b.png")
-    second = save_image(photo(2), life.root / "two" / "b.jpg", quality=90)
+    first = save_image(photo(2), life.folder / "one" / "b.png")
+    second = save_image(photo(2), life.folder / "two" / "b.jpg", quality=90)
     wait_group(life.reports, first, second)
     second.unlink()
     wait_not_reported(life.reports, first)
@@ -136,9 +140,9 @@ def step_delete(life):
 
 
 def step_folder_deleted_inside_a_watched_folder(life):
-    folder = life.root / "one" / "album"
+    folder = life.folder / "one" / "album"
     first = save_image(photo(3), folder / "c.png")
-    second = save_image(photo(3), life.root / "two" / "c.png")
+    second = save_image(photo(3), life.folder / "two" / "c.png")
     wait_group(life.reports, first, second)
     shutil.rmtree(folder)
     wait_not_reported(life.reports, second)
@@ -147,10 +151,10 @@ def step_folder_deleted_inside_a_watched_folder(life):
 def step_a_file_written_slowly_in_chunks(life):
     """Written over ~1.5 s in small chunks with pauses shorter than the stability delay:
     it is analysed once, whole, and never recorded as a broken image."""
-    model = save_image(photo(4).resize((400, 300)), life.root / "model.jpg", quality=90)
+    model = save_image(photo(4).resize((400, 300)), life.folder / "model.jpg", quality=90)
     data = model.read_bytes()
-    twin = life.root / "two" / "d-twin.jpg"
-    slow = life.root / "one" / "d-slow.jpg"
+    twin = life.folder / "two" / "d-twin.jpg"
+    slow = life.folder / "one" / "d-slow.jpg"
     with open(slow, "wb") as handle:
         for start in range(0, len(data), max(1, len(data) // 8)):
             handle.write(data[start : start + max(1, len(data) // 8)])
@@ -181,21 +185,21 @@ def step_an_invalid_edit_is_reported_and_ignored(life):
     assert f"{life.config}: scan.speed: unknown key" in log
     assert life.alive()
     # Still working on the last good settings.
-    first = save_image(photo(5), life.root / "one" / "e.png")
-    second = save_image(photo(5), life.root / "two" / "e.png")
+    first = save_image(photo(5), life.folder / "one" / "e.png")
+    second = save_image(photo(5), life.folder / "two" / "e.png")
     wait_group(life.reports, first, second)
     life.config.write_text(good)
 
 
 def step_an_edit_adding_and_removing_folders(life):
-    three = life.root / "three"
+    three = life.folder / "three"
     first = save_image(photo(6), three / "f.png")
     second = save_image(photo(6).resize((120, 90)), three / "deeper" / "f.jpg", quality=90)
-    still = life.root / "one" / "d-slow.jpg"
+    still = life.folder / "one" / "d-slow.jpg"
     assert groups_containing(life.reports, still)
     life.config.write_text(settings_text(["one", "three"]))
     wait_group(life.reports, first, second)  # walked when added
-    wait_not_reported(life.reports, life.root / "two" / "d-twin.jpg")  # two is no longer watched
+    wait_not_reported(life.reports, life.folder / "two" / "d-twin.jpg")  # two is no longer watched
     wait_for(lambda: "three" in " ".join(f["path"] for f in _folders(life)), what="the status file to list three")
     # And the new folder is watched, not just walked.
     third = save_image(photo(6), three / "f-again.png", atomic=True)
@@ -248,7 +252,7 @@ def _folders(life) -> list[dict]:
     import json
 
     try:
-        return json.loads((life.root / "state" / "service-status.json").read_text())["folders"]
+        return json.loads((life.folder / "state" / "service-status.json").read_text())["folders"]
     except (OSError, ValueError, KeyError):
         return []
 

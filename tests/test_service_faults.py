@@ -15,12 +15,10 @@ from pathlib import Path
 import pytest
 
 from dupe_scanner.analysis.features import ANALYSER
+from dupe_scanner.service.processes import descendants, kill_all
 from tests.cli import run_cli
 from tests.photos import make_photo, save
-from dupe_scanner.service.processes import descendants, kill_all
-from tests.service_helpers import (
-    FAST, REPO, ServiceProcess, query, read_groups, save_image, settings_text, smooth_image, wait_for,
-)
+from tests.service_helpers import FAST, REPO, ServiceProcess, query, read_groups, save_image, settings_text, smooth_image, wait_for
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the service targets Linux")
 
@@ -35,10 +33,7 @@ def service_on(folder: Path, timings: str = FAST, arguments: tuple[str, ...] = (
     """A service watching ``folder/photos``, by default with the e2e tests' quick timings."""
     config = folder / "settings.toml"
     config.write_text(settings_text(["photos"], timings))
-    service = ServiceProcess(folder, config, arguments=arguments)
-    service.state = folder / "state" / "state.db"
-    service.reports = folder / "reports"
-    return service
+    return ServiceProcess(folder, config, arguments=arguments)
 
 
 @pytest.fixture

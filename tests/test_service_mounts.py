@@ -55,6 +55,7 @@ def test_mount_of(mounts, path, fstype, network):
 
 def test_sources_and_mount_points_are_unescaped(mounts):
     cifs = mount_of("/mnt/smb share", mounts)
+    assert cifs is not None
     assert cifs.mount_point == "/mnt/smb share"
     assert cifs.source == "//server/Photos Archive"
 
@@ -86,7 +87,9 @@ def test_filesystem_of_resolves_symlinks(tmp_path):
     link = tmp_path / "link"
     link.symlink_to(target)
     text = f"1 0 0:1 / / rw - ext4 /dev/root rw\n2 1 0:2 / {target} rw - nfs4 h:/p rw\n"
-    assert filesystem_of(link, text).fstype == "nfs4"
+    mount = filesystem_of(link, text)
+    assert mount is not None
+    assert mount.fstype == "nfs4"
 
 
 def test_the_live_table_is_read(tmp_path):

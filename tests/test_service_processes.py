@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs /proc"
 def test_descendants_are_found_and_ended():
     parent = subprocess.Popen(["sh", "-c", "sleep 60 & sleep 60 & wait"])
     try:
-        found = wait_for(lambda: len(descendants(parent.pid)) == 2 and descendants(parent.pid), what="two children")
+        found = wait_for(lambda: descendants(parent.pid) if len(descendants(parent.pid)) == 2 else None, what="two children")
         kill_all(found)
         wait_for(lambda: not descendants(parent.pid), what="the children to end")
         parent.wait(10)
@@ -29,7 +29,7 @@ def test_grandchildren_too():
     script = "import subprocess, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
     parent = subprocess.Popen(["sh", "-c", f"{sys.executable} -c \"{script}\" & wait"])
     try:
-        found = wait_for(lambda: len(descendants(parent.pid)) == 2 and descendants(parent.pid), what="a grandchild")
+        found = wait_for(lambda: descendants(parent.pid) if len(descendants(parent.pid)) == 2 else None, what="a grandchild")
         kill_all(found)
         kill_all(found)  # already gone: no error
     finally:

@@ -14,7 +14,8 @@ class Clock:
 
 
 def test_each_stage_is_announced_at_once_and_counts_at_most_every_second():
-    clock, said = Clock(), []
+    clock = Clock()
+    said: list[str] = []
     report = ScanReport(said.append, clock)
     report("forming groups", 0, 1)
     report("verifying candidate pairs", 0, 40_000)

@@ -2,6 +2,7 @@
 
 from dataclasses import FrozenInstanceError
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ def settings_in(folder: Path):
 
 
 def status(**changes) -> ServiceStatus:
-    values = dict(
+    values: dict[str, Any] = dict(
         pid=4242, started_at=1000.0, heartbeat_at=5000.0, heartbeat_seconds=10.0, phase="running",
         settings="/etc/dupe-scanner/settings.toml",
         folders=[{"path": "/srv/photos", "mode": "inotify", "reason": ""},
@@ -40,7 +41,9 @@ def test_round_trip(tmp_path):
 def test_unknown_keys_from_a_newer_service_are_ignored(tmp_path):
     path = tmp_path / "s.json"
     path.write_bytes(status().to_json().replace(b'"pid"', b'"future": 1, "pid"'))
-    assert read_status(path).pid == 4242
+    found = read_status(path)
+    assert found is not None
+    assert found.pid == 4242
 
 
 def test_garbage_reads_as_no_status(tmp_path):
@@ -102,4 +105,4 @@ def test_state_counts_read_the_files_by_state_and_the_last_scan(tmp_path):
         engine.dispose()
     assert counts == StateCounts(pending=1, last_scan_at=210.0, last_scan_groups=3)
     with pytest.raises(FrozenInstanceError):
-        counts.pending = 2
+        counts.pending = 2  # type: ignore[misc]  # frozen: the assignment this test expects to be refused

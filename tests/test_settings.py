@@ -75,7 +75,10 @@ def test_a_missing_file_is_a_settings_error(tmp_path):
 
 @pytest.mark.parametrize(
     "text, seconds, cron",
-    [("interval:90s", 90, None), ("interval:15m", 900, None), ("interval:2h", 7200, None), ("cron:0 3 * * *", None, "0 3 * * *"), ("*/5 * * * *", None, "*/5 * * * *")],
+    [
+        ("interval:90s", 90, None), ("interval:15m", 900, None), ("interval:2h", 7200, None),
+        ("cron:0 3 * * *", None, "0 3 * * *"), ("*/5 * * * *", None, "*/5 * * * *"),
+    ],
 )
 def test_schedules(text, seconds, cron):
     schedule = parse_schedule(text)

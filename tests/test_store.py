@@ -2,16 +2,23 @@
 
 import sqlite3
 
-from sqlalchemy import inspect
+from sqlalchemy import Connection, inspect
 
 from dupe_scanner.backends.base import ImageInfo, ScoredPair
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.database import current_revision, head_revision, open_state, read_transaction, upgrade, write_transaction
-from dupe_scanner.store.files import FileStat
+from dupe_scanner.store.files import FileStat, KnownFile
 from dupe_scanner.store.schema import metadata
 
 STAT = FileStat(size=10, mtime_ns=1_000, inode=1, device=1)
+
+
+def known(connection: Connection, path: str) -> KnownFile:
+    """The state's row for ``path``, which the test has put there."""
+    found = file_store.get_by_path(connection, path)
+    assert found is not None, path
+    return found
 
 
 def test_a_new_state_is_created_at_the_newest_revision_in_wal_mode(tmp_path):
@@ -58,7 +65,7 @@ def test_reopening_an_existing_state_keeps_its_rows(tmp_path):
     engine.dispose()
     engine = open_state(tmp_path / "state.db")
     with read_transaction(engine) as connection:
-        assert file_store.get_by_path(connection, "/p/a.jpg").state == "pending"
+        assert known(connection, "/p/a.jpg").state == "pending"
 
 
 def test_seen_files_queue_once_and_again_only_when_they_change(tmp_path):
@@ -100,7 +107,7 @@ def test_a_move_keeps_the_analysis(tmp_path):
         content_store.record_content(connection, "h1", ImageInfo(4, 3, "JPEG"), now=1.0)
         file_store.mark_indexed(connection, job, "h1", STAT, now=1.0)
         assert file_store.move(connection, "/p/a.jpg", "/q/b.jpg", STAT, now=2.0)
-        moved = file_store.get_by_path(connection, "/q/b.jpg")
+        moved = known(connection, "/q/b.jpg")
     assert moved.state == "indexed" and moved.content_hash == "h1"
 
 
@@ -110,7 +117,7 @@ def test_contents_no_file_holds_are_orphans_and_take_their_pairs_along(tmp_path)
         for path, digest in [("/p/a.jpg", "h1"), ("/p/b.jpg", "h2")]:
             file_store.mark_seen(connection, path, STAT, now=1.0)
             content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-            file_store.mark_indexed(connection, file_store.get_by_path(connection, path), digest, STAT, now=1.0)
+            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
         content_store.replace_pairs(connection, [ScoredPair.of("h2", "h1", 0.8)], changed=None)
         file_store.mark_gone(connection, ["/p/b.jpg"], now=2.0)
         assert content_store.orphaned_contents(connection, gone_before=1.0) == []  # it may come back
@@ -127,7 +134,7 @@ def test_a_content_is_an_orphan_only_when_no_file_holds_it_any_more(tmp_path):
         for path, digest in held:
             file_store.mark_seen(connection, path, STAT, now=1.0)
             content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-            file_store.mark_indexed(connection, file_store.get_by_path(connection, path), digest, STAT, now=1.0)
+            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
         content_store.record_content(connection, "never-held", ImageInfo(4, 3, "JPEG"), now=1.0)
         file_store.mark_gone(connection, ["/p/moved-away.jpg", "/p/gone.jpg"], now=2.0)
         file_store.mark_gone(connection, ["/p/recent.jpg"], now=5.0)
@@ -147,9 +154,9 @@ def test_an_analysis_is_not_recorded_over_a_file_that_changed_meanwhile(tmp_path
         file_store.mark_gone(connection, ["/p/b.jpg"], now=2.0)
         assert not file_store.mark_indexed(connection, job_a, "h1", STAT, now=3.0)
         assert not file_store.mark_indexed(connection, job_b, "h1", STAT, now=3.0)
-        assert file_store.get_by_path(connection, "/p/a.jpg").state == "pending"
-        assert file_store.get_by_path(connection, "/p/a.jpg").stat.size == 99
-        assert file_store.get_by_path(connection, "/p/b.jpg").state == "gone"
+        assert known(connection, "/p/a.jpg").state == "pending"
+        assert known(connection, "/p/a.jpg").stat.size == 99
+        assert known(connection, "/p/b.jpg").state == "gone"
 
 
 def test_upgrading_from_the_previous_revision_keeps_rows_and_adds_decisions(tmp_path):

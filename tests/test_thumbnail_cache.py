@@ -11,7 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dupe_scanner.groups import DuplicateGroup, FileEntry
@@ -22,7 +22,7 @@ from tests.cli import call_main, write_settings
 from tests.photos import make_photo, save
 from tests.report_helpers import group, make_image
 
-T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 SETTINGS = ReportSettings(html_max_nodes=2000, thumbnail_size=64)
 
 
@@ -40,7 +40,9 @@ def two_groups(folder: Path) -> list[DuplicateGroup]:
 
 
 def cached(cache: Path, member: FileEntry) -> Path:
-    return ThumbnailCache(cache, SETTINGS.thumbnail_size).path_of(member.content_hash)
+    path = ThumbnailCache(cache, SETTINGS.thumbnail_size).path_of(member.content_hash)
+    assert path is not None  # a cache with a folder keeps every content's thumbnail somewhere
+    return path
 
 
 def stamps(paths: list[Path]) -> list[tuple[int, int]]:

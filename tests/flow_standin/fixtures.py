@@ -1,13 +1,13 @@
 """Pytest fixtures for the stand-in Flow server.
 
-Test modules import them (``from tests.flow_standin.fixtures import flow_standin, ...``);
-or tests/conftest.py can load them for every module with
-``pytest_plugins = ["tests.flow_standin.fixtures"]``.
+tests/conftest.py loads them for every test module (``pytest_plugins``), so a test names
+them as arguments without importing them; ``standin_settings`` is a plain function, imported.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ def flow_standin() -> Iterator[FlowStandIn]:
 
 def standin_settings(standin: FlowStandIn, **overrides) -> FlowSettings:
     """FlowSettings pointing at ``standin``, with timeouts short enough for a fast test suite."""
-    values = dict(
+    values: dict[str, Any] = dict(
         url=standin.url,
         collection=standin.collection,
         connect_timeout=0.5,

@@ -22,7 +22,7 @@ def write_picture(
     path: Path,
     seed: int,
     size: tuple[int, int] = (320, 240),
-    format: str | None = None,  # noqa: A002 - Pillow's name
+    format: str | None = None,
     exif_orientation: int | None = None,
 ) -> Path:
     """Write ``picture(seed, size)`` to ``path`` (format from the suffix unless given)."""

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import io
 import json
 import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
@@ -114,14 +116,14 @@ class FlowStandIn:
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> "FlowStandIn":
+    def start(self) -> FlowStandIn:
         self._listen(self.port)
         return self
 
     def stop(self) -> None:
         self.refuse_connections()
 
-    def __enter__(self) -> "FlowStandIn":
+    def __enter__(self) -> FlowStandIn:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
@@ -141,10 +143,8 @@ class FlowStandIn:
         with self._lock:
             sockets, self._open_sockets = set(self._open_sockets), set()
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -454,7 +454,9 @@ def _decode_mark(mark: str) -> str:
     try:
         return base64.urlsafe_b64decode(mark.removeprefix("AoE").encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
-        raise Reject(400, f"Unable to parse 'cursorMark' after totem: value must either be '*' or the nextCursorMark returned by a previous search: {mark}") from None
+        raise Reject(
+            400, f"Unable to parse 'cursorMark' after totem: value must either be '*' or the nextCursorMark returned by a previous search: {mark}"
+        ) from None
 
 
 class _Server(ThreadingHTTPServer):
@@ -462,7 +464,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     standin: FlowStandIn
 
-    def process_request(self, request, client_address):  # type: ignore[override]
+    def process_request(self, request, client_address):
         with self.standin._lock:
             self.standin.connections_accepted += 1
             self.standin._open_sockets.add(request)
@@ -470,7 +472,7 @@ class _Server(ThreadingHTTPServer):
         request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().process_request(request, client_address)
 
-    def shutdown_request(self, request):  # type: ignore[override]
+    def shutdown_request(self, request):
         with self.standin._lock:
             self.standin._open_sockets.discard(request)
         super().shutdown_request(request)
@@ -480,7 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Jetty in front of Solr does
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def do_GET(self) -> None:
