@@ -210,36 +210,6 @@ def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeyp
     assert score_pair(None, None, 0).score == 0.91  # type: ignore[arg-type]  # as above
 
 
-def test_a_crop_is_guessed_by_template_only_for_hashes_within_the_hash_searchs_reach(monkeypatch):
-    """With no keypoint relation, a template search guesses a crop; with hashes far apart the
-    guess is a look-alike far more often than a copy, so only the whole frames are compared."""
-    import dupe_scanner.analysis.pairing as pairing
-    from dupe_scanner.analysis.verify import Relation, Verdict
-
-    whole_frame = Relation(0, False, np.eye(2, 3, dtype=np.float32))
-    guessed_crop = Relation(0, False, np.array([[0.9, 0, 4], [0, 0.9, 4]], dtype=np.float32))
-    verdicts = {id(whole_frame): Verdict(0.3, False, "content disagrees"), id(guessed_crop): Verdict(0.8, True, "crop 0.19")}
-    searched = []
-
-    def template_search(a, b, orientation):
-        searched.append(orientation)
-        return guessed_crop
-
-    monkeypatch.setattr(pairing, "full_frame", lambda a, b, orientation: whole_frame)
-    monkeypatch.setattr(pairing, "from_keypoints", lambda a, b: None)
-    monkeypatch.setattr(pairing, "from_template", template_search)
-    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False: verdicts[id(relation)])
-    monkeypatch.setattr(pairing, "is_flat", lambda features: False)
-
-    monkeypatch.setattr(pairing, "hash_distance", lambda a, b: pairing.GUESS_HASH_DISTANCE)
-    assert score_pair(None, None, 0).score == 0.8 and searched  # type: ignore[arg-type]  # every step that reads features is stubbed
-
-    searched.clear()
-    monkeypatch.setattr(pairing, "hash_distance", lambda a, b: pairing.GUESS_HASH_DISTANCE + 2)
-    verdict = score_pair(None, None, 0)  # type: ignore[arg-type]  # as above
-    assert not verdict.verified and not searched
-
-
 def _smooth_picture(size: tuple[int, int] = (640, 400)) -> Image.Image:
     """A wallpaper-like picture: a colour ramp and a few large soft shapes, little fine detail."""
     from PIL import ImageDraw, ImageFilter

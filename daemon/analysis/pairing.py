@@ -9,7 +9,7 @@ frame; keypoint matches suggest a crop); whichever verifies with the best score 
 whole-frame verdict that settles the pair (the frames coincide, or they align but each shows
 what the other lacks) ends the search; so does a keypoint relation showing another shot, which
 outweighs a whole-frame alignment; a template search is made only when the keypoints give no
-estimate and the hashes are close (``GUESS_HASH_DISTANCE``)."""
+estimate."""
 
 from __future__ import annotations
 
@@ -31,14 +31,6 @@ from dupe_scanner.analysis.verify import (
 # verified candidate pairs 5 fail it (2 of them across families), against 34 % of all
 # candidates (60 % of those across families) that it settles without an alignment.
 EVIDENCE_HASH_DISTANCE = 20
-# Bits of 64 beyond which a pair with no keypoint relation is not searched for a crop by
-# template either: only its whole frames are compared. A template search guesses a relation
-# with nothing behind it, and with hashes this far apart the guess is far likelier to be
-# another shot or a look-alike than a copy. On the tune split, of the 64 candidate pairs
-# verified by a guess at 13 to 20 bits none was a labelled copy and 33 joined different
-# photographs; every pair within 12 bits is proposed by the hash search itself
-# (``candidates.HASH_RADIUS``), so this is the reach the hash is trusted with anyway.
-GUESS_HASH_DISTANCE = 12
 
 
 def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
@@ -54,8 +46,6 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
     relation, guessed = keypoints, False
     if relation is None:
         if best.verified and best.score >= 0.9:
-            return best
-        if hash_distance(a, b) > GUESS_HASH_DISTANCE:
             return best
         # No keypoint estimate (too few matches: smooth skies, illustrations): search one
         # frame inside the other by gradient magnitudes. Not when keypoints did agree on a

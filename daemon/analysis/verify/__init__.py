@@ -78,7 +78,7 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-9"  # 9: no template search beyond 12 bits of hash (8: strangers settled before any alignment)
+VERIFIER = "verify-8"  # 8: strangers settled before any alignment; flat pictures never exact on colour alone
 
 __all__ = [
     "CELL_AGREES",
