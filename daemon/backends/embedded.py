@@ -31,6 +31,7 @@ from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
 from dupe_scanner.analysis.pairing import score_batch
 from dupe_scanner.analysis.verify import VERIFIER
 from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
+from dupe_scanner.backends.hash_store import HashStore, HashTable
 from dupe_scanner.backends.keypoint_store import KeypointStore
 from dupe_scanner.errors import BackendUnavailable
 from dupe_scanner.store import fingerprints as stored
@@ -60,14 +61,24 @@ def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None) -> n
     return age
 
 
+def _hash_table(rows: list[tuple[str, bytes, float]]) -> HashTable:
+    valid, hashes = decode_hash_rows([prefix for _, prefix, _ in rows])  # damaged rows: treated as missing
+    keys = [key for (key, _, _), ok in zip(rows, valid.tolist(), strict=True) if ok]
+    times = np.array([analysed_at for _, _, analysed_at in rows], dtype=np.float64)[valid]
+    return HashTable.of(keys, hashes, times)
+
+
 class EmbeddedBackend:
     kind = "embedded"
     compares_every_pair = False  # only the proposed candidates are verified
     comparison = f"{ANALYSER}+{VERIFIER}"
 
-    def __init__(self, engine: Engine, workers: int, max_image_pixels: int, keypoint_file: Path | None = None):
+    def __init__(
+        self, engine: Engine, workers: int, max_image_pixels: int, keypoint_file: Path | None = None, hash_file: Path | None = None
+    ):
         self.engine = engine
         self.keypoints = KeypointStore(keypoint_file, ANALYSER)  # kept between scans where a file is given
+        self.hashes = HashStore(hash_file, ANALYSER)  # likewise
         self.workers = max(1, workers)
         self.max_image_pixels = max_image_pixels
         self._pool: ProcessPoolExecutor | None = None
@@ -174,6 +185,7 @@ class EmbeddedBackend:
         with self.engine.connect().execution_options(write=True) as connection, connection.begin():
             stored.forget_all(connection)
         self.keypoints.clear()
+        self.hashes.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -207,7 +219,7 @@ class EmbeddedBackend:
     def find_pairs(
         self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
     ) -> Iterator[ScoredPair]:
-        keys, hashes, analysed_at = self._load_hashes()
+        keys, hashes, analysed_at = self._load_hashes(changed)
         if not keys:
             return
         if changed is None:
@@ -228,15 +240,21 @@ class EmbeddedBackend:
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify(candidates, progress)
 
-    def _load_hashes(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+    def _load_hashes(self, changed: Collection[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Every analysed content's key, its hashes and when it was analysed (0 if the state
-        does not know it: features left by a crash, which no pair will name)."""
-        with self.engine.connect() as connection:
-            rows = stored.hash_rows(connection, ANALYSER)
-        valid, hashes = decode_hash_rows([prefix for _, prefix, _ in rows])  # damaged rows: treated as missing
-        keys = [key for (key, _, _), ok in zip(rows, valid.tolist(), strict=True) if ok]
-        times = np.array([analysed_at for _, _, analysed_at in rows], dtype=np.float64)[valid]
-        return keys, hashes, times
+        does not know it: features left by a crash, which no pair will name), in key order;
+        from the table kept since the last scan where it still adds up (``HashStore``)."""
+
+        def read_all() -> HashTable:
+            with self.engine.connect() as connection:
+                return _hash_table(stored.hash_rows(connection, ANALYSER))
+
+        def read_some(keys: Collection[str]) -> tuple[HashTable, int]:
+            with self.engine.connect() as connection, connection.begin():
+                return _hash_table(stored.hash_rows(connection, ANALYSER, keys)), stored.counts(connection, ANALYSER)[0]
+
+        table = self.hashes.table(changed, read_all, read_some)
+        return table.key_list(), table.hashes, table.analysed_at
 
     def _load_descriptors(self, keys: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """ORB descriptors of these contents (and of their mirror), in the order of ``keys``."""

@@ -63,9 +63,10 @@ def present(connection: Connection, content_hashes: Collection[str], analyser: s
     return found
 
 
-def hash_rows(connection: Connection, analyser: str) -> list[tuple[str, bytes, float]]:
+def hash_rows(connection: Connection, analyser: str, content_hashes: Collection[str] | None = None) -> list[tuple[str, bytes, float]]:
     """Every current fingerprint's (key, hash prefix, when its content was analysed, or 0
-    for a row the state does not know: left by a crash), in key order."""
+    for a row the state does not know: left by a crash), in key order; only those of
+    ``content_hashes`` where given."""
     # From ``feature_hashes``, not ``features``: SQLite reads a whole 20 KB blob to take its
     # first bytes, and this reads every content's.
     query = (
@@ -74,7 +75,13 @@ def hash_rows(connection: Connection, analyser: str) -> list[tuple[str, bytes, f
         .where(feature_hashes.c.analyser == analyser)
         .order_by(feature_hashes.c.hash)
     )
-    return [(key, bytes(prefix), float(analysed_at)) for key, prefix, analysed_at in connection.execute(query)]
+    if content_hashes is None:
+        return [(key, bytes(prefix), float(analysed_at)) for key, prefix, analysed_at in connection.execute(query)]
+    some = query.where(feature_hashes.c.hash.in_(bindparam("keys", expanding=True)))
+    rows = []
+    for batch in batches(sorted(content_hashes)):
+        rows += [(key, bytes(prefix), float(analysed_at)) for key, prefix, analysed_at in connection.execute(some, {"keys": batch})]
+    return sorted(rows)
 
 
 def blobs(connection: Connection, content_hashes: Collection[str], analyser: str) -> dict[str, bytes]:

@@ -1,0 +1,125 @@
+"""The embedded backend's table of every content's hashes, kept on disk between scans.
+
+Every scan searches the hashes of the contents it compares among the hashes of all contents,
+so it needs all of them, with when each content was analysed (the order pairs are asked in).
+Read from the state, that is a join of two tables of a million rows and a sort: about 10 s
+at a million contents, for a scan that compares a hundred new pictures. So the table the last
+scan used is kept in a file beside the state, and a scan reads from the state only the rows
+of the contents it compares (all of them new or analysed again since) and merges them in.
+
+The file is a cache. A content's hashes depend only on its bytes and the analyser, so a kept
+row is never wrong while the analyser is the same; what the file cannot know is a content
+forgotten since. So the merged table must hold exactly as many contents as the state has
+fingerprints: when it does not (a content forgotten, a scan by another process that did not
+write the file), or the file is missing, unreadable or of another analyser, the table is read
+from the state whole, and written again.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dupe_scanner.errors import FileWriteError
+from dupe_scanner.fileio import atomic_write_bytes, remove_quietly
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HashTable:
+    """Every analysed content's key, in key order, its hashes and when it was analysed."""
+
+    keys: np.ndarray  # S64: content keys, sorted
+    hashes: np.ndarray  # uint64[N, 8]: the hash of each orientation
+    analysed_at: np.ndarray  # float64[N]: 0 where the state does not know the content
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @classmethod
+    def of(cls, keys: list[str], hashes: np.ndarray, analysed_at: np.ndarray) -> HashTable:
+        """From rows in any order."""
+        encoded = np.array(keys, dtype="S64")
+        order = np.argsort(encoded, kind="stable")
+        return cls(encoded[order], np.asarray(hashes, np.uint64).reshape(-1, 8)[order], np.asarray(analysed_at, np.float64)[order])
+
+    def key_list(self) -> list[str]:
+        return [key.decode("ascii") for key in self.keys.tolist()]
+
+    def merged(self, fresh: HashTable) -> HashTable:
+        """This table with ``fresh``'s rows added, or put in place of the rows of the same key."""
+        kept = ~np.isin(self.keys, fresh.keys)
+        keys = np.concatenate([self.keys[kept], fresh.keys])
+        order = np.argsort(keys, kind="stable")
+        hashes = np.concatenate([self.hashes[kept], fresh.hashes])[order]
+        analysed_at = np.concatenate([self.analysed_at[kept], fresh.analysed_at])[order]
+        return HashTable(keys[order], hashes, analysed_at)
+
+
+# Reads from the state: every content's rows; the rows of some contents, with how many
+# contents have a fingerprint of the current analyser (read together, so no content indexed
+# in between can make the two disagree).
+ReadAll = Callable[[], HashTable]
+ReadSome = Callable[[Collection[str]], tuple[HashTable, int]]
+
+
+class HashStore:
+    """Gives each scan every content's hashes, from the kept table when it can."""
+
+    def __init__(self, path: Path | None, analyser: str):
+        self.path = path  # None: nothing is kept, every scan reads the state
+        self.analyser = analyser
+
+    def table(self, changed: Collection[str] | None, read_all: ReadAll, read_some: ReadSome) -> HashTable:
+        """Every content's hashes. ``changed``: the contents analysed since the last scan (it
+        read every other), or None when every content is read from the state anyway."""
+        kept = self._read() if changed is not None else None
+        if kept is not None and changed is not None:
+            fresh, count = read_some(changed)
+            table = kept.merged(fresh)
+            if len(table) == count:
+                self._write(table)
+                return table
+            log.debug("%s: the kept hash table no longer adds up to the state's contents; read again", self.path)
+        table = read_all()
+        self._write(table)
+        return table
+
+    def clear(self) -> None:
+        if self.path is not None:
+            remove_quietly(self.path)
+
+    def _read(self) -> HashTable | None:
+        if self.path is None:
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as saved:
+                if str(saved["analyser"]) != self.analyser:
+                    return None
+                table = HashTable(saved["keys"], saved["hashes"], saved["analysed_at"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError) as error:
+            log.info("%s: the kept hash table is unreadable (%s); it is read from the state again", self.path, error)
+            return None
+        if table.hashes.shape != (len(table), 8) or table.analysed_at.shape != (len(table),) or table.keys.dtype != np.dtype("S64"):
+            log.info("%s: the kept hash table is malformed; it is read from the state again", self.path)
+            return None
+        return table
+
+    def _write(self, table: HashTable) -> None:
+        if self.path is None:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, keys=table.keys, hashes=table.hashes, analysed_at=table.analysed_at, analyser=np.array(self.analyser))
+        try:
+            atomic_write_bytes(self.path, buffer.getvalue())
+        except FileWriteError as error:  # a cache; an old file must not outlive the scan that outdated it
+            remove_quietly(self.path)
+            log.warning("the hash table is not kept for the next scan: %s", error)

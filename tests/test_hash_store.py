@@ -1,0 +1,133 @@
+"""The hash table kept between scans: a scan reads from the state only the contents it
+compares, and the whole table whenever the kept one cannot be trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Collection
+
+import numpy as np
+import pytest
+
+from dupe_scanner.backends import hash_store
+from dupe_scanner.backends.hash_store import HashStore, HashTable
+from dupe_scanner.errors import FileWriteError
+
+
+def key(number: int) -> str:
+    return hashlib.sha256(str(number).encode()).hexdigest()
+
+
+class State:
+    """Stands for the state's rows: a content's hashes follow from its key, as they follow from its bytes."""
+
+    def __init__(self, numbers: list[int]):
+        self.rows = {key(n): (np.full(8, n, np.uint64), float(n)) for n in numbers}
+        self.read_whole = 0
+        self.read_keys: list[str] = []
+
+    def add(self, number: int, analysed_at: float | None = None) -> str:
+        self.rows[key(number)] = (np.full(8, number, np.uint64), float(number if analysed_at is None else analysed_at))
+        return key(number)
+
+    def forget(self, number: int) -> None:
+        del self.rows[key(number)]
+
+    def _table(self, keys: Collection[str]) -> HashTable:
+        keys = list(keys)
+        return HashTable.of(keys, np.array([self.rows[k][0] for k in keys]).reshape(-1, 8), np.array([self.rows[k][1] for k in keys]))
+
+    def expected(self) -> HashTable:
+        """What a read of the whole state gives, without counting as one."""
+        return self._table(self.rows)
+
+    def read_all(self) -> HashTable:
+        self.read_whole += 1
+        return self._table(self.rows)
+
+    def read_some(self, keys: Collection[str]) -> tuple[HashTable, int]:
+        found = [k for k in keys if k in self.rows]
+        self.read_keys += found
+        return self._table(found), len(self.rows)
+
+    def table(self, store: HashStore, changed: Collection[str] | None) -> HashTable:
+        return store.table(changed, self.read_all, self.read_some)
+
+
+def same(first: HashTable, second: HashTable) -> bool:
+    return (
+        np.array_equal(first.keys, second.keys)
+        and np.array_equal(first.hashes, second.hashes)
+        and np.array_equal(first.analysed_at, second.analysed_at)
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    return HashStore(tmp_path / "state.db.hashes.npz", "analyser-1")
+
+
+def test_a_scan_of_new_contents_reads_only_them_and_gets_the_whole_table(store):
+    state = State(list(range(50)))
+    state.table(store, None)
+    assert state.read_whole == 1
+    new = [state.add(50), state.add(51)]
+    again = state.add(7, analysed_at=99.0)  # analysed again since: its row is replaced
+    table = state.table(store, [*new, again])
+    assert state.read_whole == 1 and sorted(state.read_keys) == sorted([*new, again])
+    assert same(table, state.expected())
+    assert table.key_list() == sorted(state.rows)
+
+
+def test_a_content_forgotten_since_makes_the_table_read_whole_again(store):
+    state = State(list(range(20)))
+    state.table(store, None)
+    state.forget(3)
+    table = state.table(store, [state.add(20)])
+    assert state.read_whole == 2 and key(3) not in table.key_list()
+    assert same(table, state.expected())
+
+
+def test_a_scan_by_another_process_that_kept_nothing_is_noticed(store):
+    state = State(list(range(20)))
+    state.table(store, None)
+    state.add(20)  # compared by a scan that did not write the file
+    table = state.table(store, [state.add(21)])
+    assert state.read_whole == 2 and key(20) in table.key_list()
+
+
+def test_a_table_of_another_analyser_or_an_unreadable_file_is_read_from_the_state(store, tmp_path, caplog):
+    state = State(list(range(10)))
+    state.table(store, None)
+    HashStore(store.path, "analyser-2").table([state.add(10)], state.read_all, state.read_some)
+    assert state.read_whole == 2
+    assert store.path is not None
+    store.path.write_bytes(b"not a table")
+    with caplog.at_level(logging.INFO, logger="dupe_scanner.backends.hash_store"):
+        table = state.table(store, [state.add(11)])
+    assert state.read_whole == 3 and same(table, state.expected())
+    assert "unreadable" in caplog.text
+    state.table(store, [state.add(12)])
+    assert state.read_whole == 3, "the table written after it is kept, and used"
+
+
+def test_a_table_that_cannot_be_written_leaves_no_older_one_behind(store, monkeypatch, caplog):
+    state = State(list(range(10)))
+    state.table(store, None)
+
+    def disk_full(path, data, mode=None):
+        raise FileWriteError(f"{path}: no space left on device")
+
+    monkeypatch.setattr(hash_store, "atomic_write_bytes", disk_full)
+    state.table(store, [state.add(10)])
+    assert store.path is not None and not store.path.exists()
+    assert "not kept for the next scan" in caplog.text
+
+
+def test_without_a_file_every_scan_reads_the_state():
+    state = State(list(range(5)))
+    store = HashStore(None, "analyser-1")
+    state.table(store, None)
+    state.table(store, [state.add(5)])
+    assert state.read_whole == 2
