@@ -47,12 +47,12 @@ class WalkResult:
     unreadable_folders: list[str] = field(default_factory=list)
 
 
-Signature = tuple[int, int]  # (size, mtime_ns): what tells a changed file from the one the state knows
+Signature = tuple[int, int]  # FileStat.signature: (size, mtime_ns)
 
 
 def diff(disk: Mapping[str, FileStat], state: Mapping[str, FileStat]) -> Changes:
     """What the state must learn: files new on disk, changed (size or mtime), and vanished."""
-    _, changes = sift(disk.items(), {path: _signature(stat) for path, stat in state.items()})
+    _, changes = sift(disk.items(), {path: stat.signature for path, stat in state.items()})
     return changes
 
 
@@ -69,16 +69,12 @@ def sift(disk: Iterable[tuple[str, FileStat]], known: dict[str, Signature]) -> t
         before = known.pop(path, None)
         if before is None:
             new.append(path)
-        elif before != _signature(stat):
+        elif before != stat.signature:
             changed.append(path)
         else:
             continue
         found[path] = stat
     return found, Changes(tuple(sorted(new)), tuple(sorted(changed)), tuple(sorted(known)))
-
-
-def _signature(stat: FileStat) -> Signature:
-    return stat.size, stat.mtime_ns
 
 
 def walk(path_filter: PathFilter) -> WalkResult:

@@ -45,5 +45,10 @@ class FileStat:
     def of(result) -> FileStat:
         return FileStat(result.st_size, result.st_mtime_ns, result.st_ino, result.st_dev)
 
+    @property
+    def signature(self) -> tuple[int, int]:
+        """(size, mtime_ns): what tells a changed file from the one the state knows."""
+        return self.size, self.mtime_ns
+
     def same_content_as(self, other: FileStat) -> bool:
-        return self.size == other.size and self.mtime_ns == other.mtime_ns
+        return self.signature == other.signature
