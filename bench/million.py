@@ -24,9 +24,9 @@ Then, with the real command line, each a subprocess measured with all its childr
    (the same groups: every planted pair scores 0.9). What a real change costs.
 4. *reconcile walk*: ``dupe-scanner index --dir ROOT`` with nothing changed: the walk the
    service makes at start and on its reconcile schedule, here over every file.
-5. *one new file*: one file written and indexed (``index --dir``), then ``scan``. Its
-   fingerprint is a real picture's, so it is searched against every hash of the library;
-   the others' keypoints are absent, so the keypoint search's share is not in this figure.
+5. *one new file*: one photo-like picture written and indexed (``index --dir``), then
+   ``scan``. It is searched against every hash of the library; the others' keypoints are
+   absent, so the keypoint search's share is not in this figure.
 
 ``--before PYTHON``: the interpreter of another environment with an earlier version installed
 (``python3 -m venv /tmp/before && /tmp/before/bin/pip install CHECKOUT``); its no-change scan
@@ -134,17 +134,19 @@ def measure_before(folder: Path, python: Path) -> dict:
 
 
 def one_new_file(folder: Path) -> tuple[float, float, int]:
-    """A real photograph written into the library, indexed, then scanned (a new one each run)."""
-    from bench.__main__ import _skimage_data
+    """A new photo-like picture written into the library, indexed, then scanned (a new one each run).
 
-    pictures = _skimage_data()
-    if pictures is None:
-        raise SystemExit("no scikit-image sample pictures: the peer's environment is not installed (see bench/README.md)")
-    samples = sorted(pictures.glob("*.png"))
+    Not a real photograph: the library's hashes are made from real ones, so a real one's
+    hash would propose candidates among them, and their fingerprints (the hash prefix alone)
+    cannot be verified: the scan would drop them as damaged, which makes the next scan read
+    every hash again. A made-up picture is searched against every hash all the same.
+    """
+    from tests.photos import make_photo, save
+
     target = folder / "library" / "new"
     target.mkdir(exist_ok=True)
     number = len(list(target.iterdir()))
-    shutil.copyfile(samples[number % len(samples)], target / f"new-{number}.png")
+    save(make_photo(1_000_000 + number), target / f"new-{number}.jpg", quality=90)
     index_s, index_peak, _ = measured([*cli(folder), "index", "--dir", str(target)], cwd=folder)
     scan_s, scan_peak, _ = measured([*cli(folder), "scan"], cwd=folder)
     return index_s, scan_s, max(index_peak, scan_peak)

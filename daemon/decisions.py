@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import combinations
 
 from dupe_scanner.store.schema import KEEP, NOT_DUPLICATES
@@ -50,6 +51,16 @@ class Decisions:
 
     def kept(self) -> dict[str, str]:
         """Content hash to keep, with the path it was decided on (the newest decision wins)."""
+        return self._kept
+
+    def touching(self, hashes: Iterable[str]) -> list[Decision]:
+        """The decisions that name any of ``hashes``, oldest first."""
+        found = {position: decision for digest in hashes for position, decision in self._naming.get(digest, ())}
+        return [found[position] for position in sorted(found)]
+
+    # Read once per scan for every group: worked out once, not per group.
+    @cached_property
+    def _kept(self) -> dict[str, str]:
         return {
             content.content_hash: content.path
             for decision in sorted(self.all, key=lambda d: d.id)
@@ -57,7 +68,11 @@ class Decisions:
             for content in decision.contents
         }
 
-    def touching(self, hashes: Iterable[str]) -> list[Decision]:
-        """The decisions that name any of ``hashes``, oldest first."""
-        wanted = set(hashes)
-        return [decision for decision in self.all if decision.hashes & wanted]
+    @cached_property
+    def _naming(self) -> dict[str, list[tuple[int, Decision]]]:
+        """Each content's decisions, with their positions in ``all``."""
+        naming: dict[str, list[tuple[int, Decision]]] = {}
+        for position, decision in enumerate(self.all):
+            for digest in decision.hashes:
+                naming.setdefault(digest, []).append((position, decision))
+        return naming

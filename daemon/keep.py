@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -105,14 +106,15 @@ def _rank(member: FileEntry, rules: KeepSettings) -> tuple:
     return (*(rule.key(member) for rule in _rules(rules)), member.path)
 
 
-def _rules(rules: KeepSettings) -> list[_Rule]:
-    return [
+@lru_cache(maxsize=8)  # one set of rules per scan, asked for by every member of every group
+def _rules(rules: KeepSettings) -> tuple[_Rule, ...]:
+    return (
         _Rule(lambda m: not in_preferred_folder(m, rules), lambda c, _r: f"in a preferred folder ({_preferred_folder(c, rules)})"),
         _Rule(lambda m: _format_rank(m, rules), lambda c, r: f"preferred format: {_format_name(c)} against {_format_name(r)}"),
         _Rule(lambda m: -m.pixels, lambda c, r: f"most pixels: {c.width}x{c.height} against {r.width}x{r.height}"),
         _Rule(lambda m: -m.size, lambda c, r: f"largest file: {c.size} bytes against {r.size}"),
         _Rule(lambda m: m.mtime, lambda c, r: f"oldest: modified {_day(c.mtime)} against {_day(r.mtime)}"),
-    ]
+    )
 
 
 def in_preferred_folder(member: FileEntry, rules: KeepSettings) -> bool:
@@ -120,12 +122,14 @@ def in_preferred_folder(member: FileEntry, rules: KeepSettings) -> bool:
 
 
 def _preferred_folder(member: FileEntry, rules: KeepSettings) -> str | None:
+    if not rules.preferred_folders:
+        return None
     path = PurePosixPath(member.path)
     return next((str(folder) for folder in rules.preferred_folders if PurePosixPath(folder) in path.parents), None)
 
 
 def _format_name(member: FileEntry) -> str:
-    suffix = PurePosixPath(member.path).suffix.lower()
+    suffix = _suffix(member.path)
     return suffix[1:].upper() if suffix in RAW_SUFFIXES else member.format.upper()
 
 
@@ -133,6 +137,13 @@ def _format_rank(member: FileEntry, rules: KeepSettings) -> int:
     names = (_format_name(member), member.format.upper())
     ranks = [index for index, preferred in enumerate(rules.preferred_formats) if preferred in names]
     return min(ranks, default=len(rules.preferred_formats))
+
+
+def _suffix(path: str) -> str:
+    """``PurePosixPath(path).suffix.lower()``, without building a path object for every member of every group."""
+    name = path.rpartition("/")[2]
+    dot = name.rfind(".")
+    return name[dot:].lower() if 0 < dot < len(name) - 1 else ""
 
 
 def _day(mtime: float) -> str:
@@ -147,10 +158,10 @@ def find_companions(members: Sequence[FileEntry]) -> tuple[tuple[str, str], ...]
     """
     by_shot: dict[tuple[str, str], dict[str, list[str]]] = {}
     for member in members:
-        path = PurePosixPath(member.path)
-        suffix = path.suffix.lower()
+        suffix = _suffix(member.path)
         kind = "raw" if suffix in RAW_SUFFIXES else "jpeg" if suffix in JPEG_SUFFIXES else None
         if kind:
+            path = PurePosixPath(member.path)
             by_shot.setdefault((str(path.parent), path.stem.lower()), {}).setdefault(kind, []).append(member.path)
     return tuple(
         sorted((raw, jpeg) for kinds in by_shot.values() for raw in kinds.get("raw", []) for jpeg in kinds.get("jpeg", []))

@@ -113,10 +113,11 @@ def current_groups(
     # Only pictures that match something, and byte-identical copies, can be in a group: the
     # rest of the library (most of it) is never read.
     with read_transaction(engine) as connection:
-        content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.pairs_among_matched(connection, threshold)]
+        matched = content_store.matched_contents(connection, threshold)
+        content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.pairs_among(connection, matched)]
         entries = [
             FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash)
-            for f in file_store.indexed_files(connection, holding=content_store.matched_contents(threshold))
+            for f in file_store.files_holding(connection, matched | file_store.copied_contents(connection))
         ]
         file_count = file_store.indexed_count(connection)
         decisions = decision_store.load(connection)

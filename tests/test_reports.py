@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from importlib import resources
@@ -506,6 +507,28 @@ def test_an_unchanged_page_is_not_rendered_again(tmp_path, groups, monkeypatch):
     assert calls == []  # nothing decoded when nothing changed
     write_reports(groups, tmp_path / "reports", ReportSettings(html_max_nodes=2000, thumbnail_size=48), 0.6, generated_at=T1)
     assert len(calls) == 1  # a new thumbnail size is a change
+
+
+def test_a_page_is_written_again_when_what_it_draws_changes(tmp_path, groups):
+    """The fingerprint is made of the page's groups, not of the graph drawn from them: each
+    thing the graph shows, and the code that draws it, must still change it."""
+    reports = tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+    first = groups[0]
+    converted = replace(first.members[0], format="WEBP" if first.members[0].format != "WEBP" else "PNG")  # only its tooltip shows it
+    other_format = [DuplicateGroup(first.anchor, (converted, *first.members[1:]), first.pairs), *groups[1:]]
+    assert "duplicates.html" in {p.name for p in write_reports(other_format, reports, SETTINGS, 0.6, generated_at=T1).written}
+
+    moved = [DuplicateGroup(first.members[-1].path, first.members, first.pairs), *groups[1:]]  # another anchor
+    assert "duplicates.html" in {p.name for p in write_reports(moved, reports, SETTINGS, 0.6, generated_at=T1).written}
+    assert write_reports(moved, reports, SETTINGS, 0.6, generated_at=T1).written == ()
+
+
+def test_a_page_drawn_by_other_code_is_written_again(tmp_path, groups, monkeypatch):
+    reports = tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+    monkeypatch.setattr(html_report, "_graph_code", lambda: "a later release's drawing code")
+    assert {p.name for p in write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0).written} == {"duplicates.html"}
 
 
 def test_many_thinned_groups_share_one_notice(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import CompoundSelect, Connection, delete, exists, func, insert, or_, select, true, union, update
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select, true, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import batches
@@ -106,22 +106,27 @@ def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPai
         yield ScoredPair(row.first, row.second, row.score)
 
 
-def matched_contents(threshold: float) -> CompoundSelect:
-    """A query selecting the contents with at least one pair scoring ``threshold`` or more."""
-    return union(select(pairs.c.first).where(pairs.c.score >= threshold), select(pairs.c.second).where(pairs.c.score >= threshold))
+def matched_contents(connection: Connection, threshold: float) -> set[str]:
+    """The contents with at least one pair scoring ``threshold`` or more."""
+    query = union(select(pairs.c.first).where(pairs.c.score >= threshold), select(pairs.c.second).where(pairs.c.score >= threshold))
+    return set(connection.execute(query).scalars())
+
+
+def pairs_among(connection: Connection, among: set[str]) -> Iterator[ScoredPair]:
+    """Every stored pair (whatever its score) between two contents of ``among``."""
+    # Not "first IN among AND second IN among" in one query: SQLite probes the pairs' key
+    # with every combination of the two lists, |among|² lookups (9 s for 2,000 pairs in a
+    # library of 100,000). Each pair is found once, by its first content, in index order.
+    for batch in batches(sorted(among)):
+        for row in connection.execute(select(pairs).where(pairs.c.first.in_(batch))):
+            if row.second in among:
+                yield ScoredPair(row.first, row.second, row.score)
 
 
 def pairs_among_matched(connection: Connection, threshold: float) -> Iterator[ScoredPair]:
-    """Every stored pair (whatever its score) between two contents that match something at
-    ``threshold``: all that grouping needs, however many strangers the state holds."""
-    # Not "first IN matched AND second IN matched" in one query: SQLite probes the pairs' key
-    # with every combination of the two lists, |matched|² lookups (9 s for 2,000 pairs in a
-    # library of 100,000). Each pair is found once, by its first content, in index order.
-    matched = set(connection.execute(matched_contents(threshold)).scalars())
-    for batch in batches(sorted(matched)):
-        for row in connection.execute(select(pairs).where(pairs.c.first.in_(batch))):
-            if row.second in matched:
-                yield ScoredPair(row.first, row.second, row.score)
+    """Every stored pair between two contents that match something at ``threshold``: all
+    that grouping needs, however many strangers the state holds."""
+    return pairs_among(connection, matched_contents(connection, threshold))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import CompoundSelect, Connection, Select, and_, delete, exists, func, insert, or_, select, true, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, or_, select, true, update
 
 from dupe_scanner.store.batching import batches
 from dupe_scanner.store.schema import FAILED, GONE, INDEXED, PENDING, contents, files
@@ -298,21 +298,33 @@ class IndexedFile:
     format: str
 
 
-def indexed_files(connection: Connection, holding: Select | CompoundSelect | None = None) -> Iterator[IndexedFile]:
-    """Indexed files with their content's description, in path order: every one, or those
-    holding one of the contents the query ``holding`` selects, or a content another indexed
-    file holds too (a byte-identical copy)."""
-    query = (
-        select(files.c.path, files.c.size, files.c.mtime_ns, files.c.content_hash, contents.c.width, contents.c.height, contents.c.format)
-        .join(contents, contents.c.hash == files.c.content_hash)
-        .where(files.c.state == INDEXED)
-        .order_by(files.c.path)
-    )
-    if holding is not None:
-        copied = select(files.c.content_hash).where(files.c.state == INDEXED).group_by(files.c.content_hash).having(func.count() > 1)
-        query = query.where(or_(files.c.content_hash.in_(holding), files.c.content_hash.in_(copied)))
-    for row in connection.execute(query):
-        yield IndexedFile(row.path, row.size, row.mtime_ns, row.content_hash, row.width, row.height, row.format)
+def files_holding(connection: Connection, holding: Iterable[str]) -> list[IndexedFile]:
+    """The indexed files holding one of the contents ``holding``, with their content's
+    description, in path order."""
+    found = []
+    for batch in batches(sorted(set(holding))):
+        # By content alone, the state checked here: given the state too, SQLite walks the state
+        # index, every indexed file of the library (2.6 s at a million), not the few asked for.
+        query = (
+            select(files.c.path, files.c.size, files.c.mtime_ns, files.c.content_hash, files.c.state)
+            .add_columns(contents.c.width, contents.c.height, contents.c.format)
+            .join(contents, contents.c.hash == files.c.content_hash)
+            .where(files.c.content_hash.in_(batch))
+        )
+        found += [
+            IndexedFile(row.path, row.size, row.mtime_ns, row.content_hash, row.width, row.height, row.format)
+            for row in connection.execute(query)
+            if row.state == INDEXED
+        ]
+    return sorted(found, key=lambda file: file.path)
+
+
+def copied_contents(connection: Connection) -> set[str]:
+    """Contents more than one file row holds, whatever the rows' states: byte-identical
+    copies, and some that were (the caller reads the files' states). One pass over the
+    content index: 0.5 s at a million files, against 1.7 s when each row's state is read too."""
+    query = select(files.c.content_hash).where(files.c.content_hash.is_not(None)).group_by(files.c.content_hash).having(func.count() > 1)
+    return set(connection.execute(query).scalars())
 
 
 def indexed_count(connection: Connection) -> int:
