@@ -186,7 +186,7 @@ def scan(settings: Settings, threshold: float, full: bool, *, lock_wait: float =
                 keep=settings.keep, progress=progress, watched_folders=watched,
             )
     _say(f"Scanned {outcome.files} images at threshold {threshold}.")
-    _say(f"Found {len(outcome.groups)} duplicate groups with {outcome.duplicate_files} images.")
+    _say(f"Found {outcome.group_count} duplicate groups with {outcome.duplicate_files} images.")
     for path in outcome.reports.files:
         _say(f"Report: {path}")
     return 0

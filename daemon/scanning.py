@@ -7,7 +7,9 @@ needs no new comparison; a lower threshold than any stored makes the scan a full
 
 A scan with nothing to do need not run at all: ``reports_current`` tells when no file,
 no decision and no input (``scan_inputs``) changed since the last successful scan and its
-reports are still there. The service and ``dupe-scanner scan`` both ask it first.
+reports are still there. The service and ``dupe-scanner scan`` both ask it first. A scan
+that runs and finds the groups made from what the last reports were (new pictures that
+match nothing) leaves the reports as they are without forming a group (``report_source``).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from dupe_scanner.backends.base import Backend
+from dupe_scanner.decisions import Decisions
 from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from dupe_scanner.keep import review_group
-from dupe_scanner.reports import ReportOutcome, reports_present, thumbnails_beside, write_reports
+from dupe_scanner.report_source import WrittenReports, source_digest
+from dupe_scanner.reports import ReportOutcome, reports_kept, reports_present, thumbnails_beside, write_reports
 from dupe_scanner.settings import KeepSettings, ReportSettings
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import decisions as decision_store
@@ -42,6 +46,7 @@ ORPHAN_GRACE_SECONDS = 120.0
 FLOOR_KEY = "pairs_floor"
 COMPARISON_KEY = "pairs_comparison"
 INPUTS_KEY = "scan_inputs"  # the last successful scan's ``scan_inputs``
+REPORTS_KEY = "reports_written"  # what the last reports were written from (``report_source``)
 
 # Told how a scan goes: (stage, done, total), e.g. ("writing reports", 0, 1). Stages are
 # said as what is being done; a stage may report its own counts from inside (the pair
@@ -51,15 +56,12 @@ ScanProgress = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class ScanOutcome:
-    groups: list[DuplicateGroup]
+    group_count: int
+    duplicate_files: int  # files in all groups
     compared: int | None  # contents compared with the rest; None for a full scan
     files: int
     reports: ReportOutcome
     inputs: str = ""  # the ``scan_inputs`` the reports were written for
-
-    @property
-    def duplicate_files(self) -> int:
-        return sum(len(group.members) for group in self.groups)
 
 
 def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
@@ -101,17 +103,20 @@ def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool,
     return None if changed_or_all is None else len(changed_or_all)
 
 
-def current_groups(
-    engine: Engine, threshold: float, unscored_are_far: bool, keep: KeepSettings = KeepSettings()
-) -> tuple[list[DuplicateGroup], int]:
-    """Groups of indexed files, from the stored content pairs and byte-identical files,
-    each reviewed by the keep rules and the decisions in force.
+@dataclass(frozen=True)
+class Grouping:
+    """What forming the groups reads from the state."""
 
-    ``unscored_are_far``: the backend compared every pair, so a pair it did not report is
-    far apart (see ``Backend.compares_every_pair``).
-    """
-    # Only pictures that match something, and byte-identical copies, can be in a group: the
-    # rest of the library (most of it) is never read.
+    content_pairs: list[tuple[str, str, float]]
+    entries: list[FileEntry]  # the files of matching and byte-identical contents, by path
+    file_count: int  # indexed files in all
+    decisions: Decisions
+
+
+def read_grouping(engine: Engine, threshold: float) -> Grouping:
+    """The pairs among pictures that match something at ``threshold``, the files holding
+    them or a byte-identical copy, and the decisions. The rest of the library (most of it)
+    is never read."""
     with read_transaction(engine) as connection:
         matched = content_store.matched_contents(connection, threshold)
         content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.pairs_among(connection, matched)]
@@ -119,13 +124,30 @@ def current_groups(
             FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash)
             for f in file_store.files_holding(connection, matched | file_store.copied_contents(connection))
         ]
-        file_count = file_store.indexed_count(connection)
-        decisions = decision_store.load(connection)
+        return Grouping(content_pairs, entries, file_store.indexed_count(connection), decision_store.load(connection))
+
+
+def form_groups(grouping: Grouping, threshold: float, unscored_are_far: bool, keep: KeepSettings = KeepSettings()) -> list[DuplicateGroup]:
+    """The groups, each reviewed by the keep rules and the decisions in force.
+
+    ``unscored_are_far``: the backend compared every pair, so a pair it did not report is
+    far apart (see ``Backend.compares_every_pair``).
+    """
+    decisions = grouping.decisions
     groups = group_with_copies(
-        entries, content_pairs, threshold, unscored_are_far=unscored_are_far, forbidden_contents=decisions.forbidden_pairs()
+        grouping.entries, grouping.content_pairs, threshold,
+        unscored_are_far=unscored_are_far, forbidden_contents=decisions.forbidden_pairs(),
     )
-    reviewed = [replace(group, review=review_group(group.members, keep, decisions)) for group in groups]
-    return reviewed, file_count
+    return [replace(group, review=review_group(group.members, keep, decisions)) for group in groups]
+
+
+def current_groups(
+    engine: Engine, threshold: float, unscored_are_far: bool, keep: KeepSettings = KeepSettings()
+) -> tuple[list[DuplicateGroup], int]:
+    """Groups of indexed files, from the stored content pairs and byte-identical files,
+    reviewed (``form_groups``), and how many files are indexed."""
+    grouping = read_grouping(engine, threshold)
+    return form_groups(grouping, threshold, unscored_are_far, keep), grouping.file_count
 
 
 def scan_inputs(
@@ -183,29 +205,61 @@ def run_scan(
         with _stage(progress, "comparing images"):
             compared = update_pairs(engine, backend, threshold, full, progress)
         with _stage(progress, "forming groups"):
-            groups, file_count = current_groups(engine, threshold, backend.compares_every_pair, keep)
+            grouping = read_grouping(engine, threshold)
+            digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
+            # ``scan --full`` writes every report again, whatever it finds, as it compares every pair.
+            unchanged = None if full else _unchanged_reports(engine, digest, reports_dir)
+            if unchanged is not None:
+                written, reports = unchanged
+            else:
+                groups = form_groups(grouping, threshold, backend.compares_every_pair, keep)
         with _stage(progress, "writing reports"):
-            reports = write_reports(
-                groups, reports_dir, report_settings, threshold,
-                thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
-                watched_folders=watched_folders,
-            )
+            if unchanged is None:
+                reports = write_reports(
+                    groups, reports_dir, report_settings, threshold,
+                    thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
+                    watched_folders=watched_folders,
+                )
+                written = _written(digest, groups, reports)
     except Exception as error:
         with write_transaction(engine) as connection:
             content_store.finish_scan(connection, scan_id, clock(), 0, 0, error=str(error))
         raise
-    outcome = ScanOutcome(groups, compared, file_count, reports, inputs)
+    outcome = ScanOutcome(written.groups, written.duplicate_files, compared, grouping.file_count, reports, inputs)
     with write_transaction(engine) as connection:
-        content_store.finish_scan(connection, scan_id, clock(), len(groups), outcome.duplicate_files)
+        content_store.finish_scan(connection, scan_id, clock(), outcome.group_count, outcome.duplicate_files)
         content_store.set_meta(connection, INPUTS_KEY, inputs)
+        content_store.set_meta(connection, REPORTS_KEY, written.encoded())
     log.info(
-        "scan: %d files, %s, %d groups with %d files",
-        file_count,
+        "scan: %d files, %s, %d groups with %d files%s",
+        grouping.file_count,
         "compared all" if compared is None else f"compared {compared} new",
-        len(groups),
+        outcome.group_count,
         outcome.duplicate_files,
+        "" if unchanged is None else " (the same as before: the reports were left as they are)",
     )
     return outcome
+
+
+def _unchanged_reports(engine: Engine, digest: str, reports_dir: Path) -> tuple[WrittenReports, ReportOutcome] | None:
+    """The last reports, if they were written from ``digest`` and are all still there
+    (``report_source``): what a scan would write again."""
+    with read_transaction(engine) as connection:
+        last = WrittenReports.decoded(content_store.get_meta(connection, REPORTS_KEY))
+    if last is None or last.digest != digest:
+        return None
+    kept = reports_kept(reports_dir, last.html_pages, last.html_omitted_groups)
+    return None if kept is None else (last, kept)
+
+
+def _written(digest: str, groups: Sequence[DuplicateGroup], reports: ReportOutcome) -> WrittenReports:
+    return WrittenReports(
+        digest=digest,
+        groups=len(groups),
+        duplicate_files=sum(len(group.members) for group in groups),
+        html_pages=reports.html_pages,
+        html_omitted_groups=reports.html_omitted_groups,
+    )
 
 
 @contextmanager

@@ -158,12 +158,18 @@ def test_a_scan_after_the_scoring_changed_compares_everything_again(tmp_path):
     assert "compared all" in call_main("--log-level", "info", "scan", config=settings).stderr
 
 
-def test_a_scan_with_nothing_new_says_the_reports_are_current_and_leaves_them(tmp_path):
+def indexed_photo_and_copy(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A folder of a photograph and a byte-identical copy, indexed: (photos, the original, settings)."""
     photos = tmp_path / "photos"
     original = save(make_photo(7), photos / "a.jpg", quality=90)
     shutil.copyfile(original, photos / "a-copy.jpg")
     settings = write_settings(tmp_path)
     assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    return photos, original, settings
+
+
+def test_a_scan_with_nothing_new_says_the_reports_are_current_and_leaves_them(tmp_path):
+    _photos, _original, settings = indexed_photo_and_copy(tmp_path)
     assert "Found 1 duplicate groups" in call_main("scan", config=settings).stdout
     reports = tmp_path / "reports"
     written = {path: path.stat().st_mtime_ns for path in reports.iterdir() if path.is_file()}
@@ -185,11 +191,7 @@ def test_a_scan_with_nothing_new_says_the_reports_are_current_and_leaves_them(tm
 
 @pytest.mark.parametrize("change", ["threshold", "new file", "reports deleted", "keep setting", "decision"])
 def test_a_scan_runs_again_after_anything_that_shapes_the_reports_changed(tmp_path, change):
-    photos = tmp_path / "photos"
-    original = save(make_photo(7), photos / "a.jpg", quality=90)
-    shutil.copyfile(original, photos / "a-copy.jpg")
-    settings = write_settings(tmp_path)
-    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    photos, original, settings = indexed_photo_and_copy(tmp_path)
     assert call_main("scan", config=settings).returncode == 0
     assert "Nothing changed" in call_main("scan", config=settings).stdout
     options: tuple[str, ...] = ()
@@ -210,6 +212,31 @@ def test_a_scan_runs_again_after_anything_that_shapes_the_reports_changed(tmp_pa
     assert "Nothing changed" not in rescanned.stdout and "Found 1 duplicate groups" in rescanned.stdout
     assert (tmp_path / "reports" / "review.html").is_file()
     assert "Nothing changed" in call_main("scan", *options, config=settings).stdout
+
+
+def test_a_scan_of_new_pictures_that_match_nothing_leaves_the_reports_as_they_were(tmp_path):
+    photos, _original, settings = indexed_photo_and_copy(tmp_path)
+    assert call_main("scan", config=settings).returncode == 0
+    reports = tmp_path / "reports"
+    written = {path: (path.stat().st_mtime_ns, path.stat().st_ino) for path in reports.iterdir() if path.is_file()}
+
+    save(make_photo(8), photos / "b.jpg", quality=90)  # like nothing in the library
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    rescanned = call_main("--log-level", "info", "scan", config=settings)
+    assert rescanned.returncode == 0, rescanned.stderr
+    assert "compared 1 new" in rescanned.stderr and "the reports were left as they are" in rescanned.stderr
+    assert "Found 1 duplicate groups with 2 images." in rescanned.stdout
+    assert sorted(line for line in rescanned.stdout.splitlines() if line.startswith("Report: ")) == sorted(
+        f"Report: {path}" for path in written
+    )
+    assert {path: (path.stat().st_mtime_ns, path.stat().st_ino) for path in reports.iterdir() if path.is_file()} == written
+
+    (reports / "duplicates.details.json").unlink()  # a report gone is written again, though nothing else changed
+    save(make_photo(9), photos / "c.jpg", quality=90)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    again = call_main("--log-level", "info", "scan", config=settings)
+    assert "the reports were left as they are" not in again.stderr and "Found 1 duplicate groups" in again.stdout
+    assert json.loads((reports / "duplicates.details.json").read_text())["groups"]
 
 
 def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):

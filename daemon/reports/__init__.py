@@ -33,7 +33,7 @@ from dupe_scanner.reports import details_report, html_pages, html_report, json_r
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from dupe_scanner.settings import ReportSettings
 
-__all__ = ["ReportOutcome", "reports_present", "thumbnails_beside", "write_reports"]
+__all__ = ["ReportOutcome", "reports_kept", "reports_present", "thumbnails_beside", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,17 @@ def reports_present(reports_dir: Path) -> bool:
     deleted one, or the folder, to have them written again)."""
     names = (json_report.FILE_NAME, details_report.FILE_NAME, html_pages.FILE_NAME, review_page.FILE_NAME)
     return all((Path(reports_dir) / name).is_file() for name in names)
+
+
+def reports_kept(reports_dir: Path, page_count: int, omitted_groups: int = 0) -> ReportOutcome | None:
+    """Leaving the reports of ``page_count`` HTML pages as they are, as ``write_reports``
+    would for the same groups: None if any of their files is missing, to be written again."""
+    reports_dir = Path(reports_dir).absolute()
+    pages = [html_pages.page_file_name(number) for number in range(1, page_count + 1)]
+    paths = tuple(reports_dir / name for name in (json_report.FILE_NAME, details_report.FILE_NAME, *pages, review_page.FILE_NAME))
+    if not all(path.is_file() for path in paths):
+        return None
+    return ReportOutcome(written=(), unchanged=paths, removed=(), html_pages=page_count, html_omitted_groups=omitted_groups)
 
 
 def _is_current(path: Path, data: bytes, volatile: re.Pattern[bytes] | None) -> bool:
