@@ -24,15 +24,18 @@ from pathlib import Path
 
 from dupe_scanner.decisions import Decisions
 from dupe_scanner.groups import FileEntry
+from dupe_scanner.reports import FileStamp
 
 REPORT_LIBRARIES = ("pyvis", "jinja2", "networkx")
 
 
 @dataclass(frozen=True)
 class WrittenReports:
-    """The last reports written: from what (``digest``), and what the scan counted."""
+    """The last reports written: from what (``digest``), the files as written (so one
+    replaced since, by hand or by another version, is noticed), and what the scan counted."""
 
     digest: str
+    files: tuple[FileStamp, ...]
     groups: int
     duplicate_files: int
     html_pages: int
@@ -45,8 +48,12 @@ class WrittenReports:
     def decoded(cls, text: str | None) -> WrittenReports | None:
         """The record in ``text``, or None if there is none or it is not one (an older version's)."""
         try:
-            return cls(**json.loads(text)) if text else None
-        except (TypeError, ValueError):
+            record = json.loads(text) if text else None
+            if not isinstance(record, dict):
+                return None
+            files = tuple((str(name), int(size), int(mtime), int(inode)) for name, size, mtime, inode in record.pop("files"))
+            return cls(files=files, **record)
+        except (TypeError, ValueError, KeyError):
             return None
 
 

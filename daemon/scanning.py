@@ -28,7 +28,7 @@ from dupe_scanner.decisions import Decisions
 from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from dupe_scanner.keep import review_group
 from dupe_scanner.report_source import WrittenReports, source_digest
-from dupe_scanner.reports import ReportOutcome, reports_kept, reports_present, thumbnails_beside, write_reports
+from dupe_scanner.reports import ReportOutcome, report_stamps, reports_kept, reports_present, thumbnails_beside, write_reports
 from dupe_scanner.settings import KeepSettings, ReportSettings
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import decisions as decision_store
@@ -248,13 +248,14 @@ def _unchanged_reports(engine: Engine, digest: str, reports_dir: Path) -> tuple[
         last = WrittenReports.decoded(content_store.get_meta(connection, REPORTS_KEY))
     if last is None or last.digest != digest:
         return None
-    kept = reports_kept(reports_dir, last.html_pages, last.html_omitted_groups)
+    kept = reports_kept(reports_dir, last.files, last.html_pages, last.html_omitted_groups)
     return None if kept is None else (last, kept)
 
 
 def _written(digest: str, groups: Sequence[DuplicateGroup], reports: ReportOutcome) -> WrittenReports:
     return WrittenReports(
         digest=digest,
+        files=report_stamps(reports),
         groups=len(groups),
         duplicate_files=sum(len(group.members) for group in groups),
         html_pages=reports.html_pages,

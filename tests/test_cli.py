@@ -238,6 +238,12 @@ def test_a_scan_of_new_pictures_that_match_nothing_leaves_the_reports_as_they_we
     assert "the reports were left as they are" not in again.stderr and "Found 1 duplicate groups" in again.stdout
     assert json.loads((reports / "duplicates.details.json").read_text())["groups"]
 
+    (reports / "duplicates.json").write_text("{}\n")  # as another program (or an older version) left it
+    save(make_photo(10), photos / "d.jpg", quality=90)
+    assert call_main("index", "--dir", str(photos), config=settings).returncode == 0
+    assert "the reports were left as they are" not in call_main("--log-level", "info", "scan", config=settings).stderr
+    assert json.loads((reports / "duplicates.json").read_text()) == {"group-1": [str(photos / "a-copy.jpg"), str(photos / "a.jpg")]}
+
 
 def test_clear_needs_confirmation_and_then_empties_the_state(tmp_path):
     photos = tmp_path / "photos"

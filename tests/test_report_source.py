@@ -72,8 +72,11 @@ def test_a_change_to_any_module_of_the_package_changes_the_code_digest(monkeypat
 
 
 def test_a_record_of_an_older_version_reads_as_none():
-    written = WrittenReports("d" * 64, groups=3, duplicate_files=7, html_pages=1, html_omitted_groups=0)
+    files = (("duplicates.json", 120, 1_700_000_000_000_000_000, 42),)
+    written = WrittenReports("d" * 64, files, groups=3, duplicate_files=7, html_pages=1, html_omitted_groups=0)
     assert WrittenReports.decoded(written.encoded()) == written
     assert WrittenReports.decoded('{"digest": "x"}') is None
+    assert WrittenReports.decoded('{"digest": "x", "files": [["a", 1]], "groups": 1}') is None
+    assert WrittenReports.decoded("[1, 2]") is None
     assert WrittenReports.decoded("not json") is None
     assert WrittenReports.decoded(None) is None

@@ -33,7 +33,7 @@ from dupe_scanner.reports import details_report, html_pages, html_report, json_r
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from dupe_scanner.settings import ReportSettings
 
-__all__ = ["ReportOutcome", "reports_kept", "reports_present", "thumbnails_beside", "write_reports"]
+__all__ = ["FileStamp", "ReportOutcome", "report_stamps", "reports_kept", "reports_present", "thumbnails_beside", "write_reports"]
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +160,37 @@ def reports_present(reports_dir: Path) -> bool:
     return all((Path(reports_dir) / name).is_file() for name in names)
 
 
-def reports_kept(reports_dir: Path, page_count: int, omitted_groups: int = 0) -> ReportOutcome | None:
-    """Leaving the reports of ``page_count`` HTML pages as they are, as ``write_reports``
-    would for the same groups: None if any of their files is missing, to be written again."""
+# A report file as written: its name in the reports folder, size, mtime (ns) and inode.
+FileStamp = tuple[str, int, int, int]
+
+
+def report_stamps(outcome: ReportOutcome) -> tuple[FileStamp, ...]:
+    """Every current report file of ``outcome`` as it is on disk now."""
+    stamps = []
+    for path in outcome.files:
+        status = path.stat()
+        stamps.append((path.name, status.st_size, status.st_mtime_ns, status.st_ino))
+    return tuple(stamps)
+
+
+def reports_kept(reports_dir: Path, stamps: Sequence[FileStamp], page_count: int, omitted_groups: int = 0) -> ReportOutcome | None:
+    """Leaving the reports as they are, as ``write_reports`` would for the same groups: None
+    if a report file is missing or is not the one written then (``stamps``): replaced by hand
+    or by another version, it is written again."""
     reports_dir = Path(reports_dir).absolute()
-    pages = [html_pages.page_file_name(number) for number in range(1, page_count + 1)]
-    paths = tuple(reports_dir / name for name in (json_report.FILE_NAME, details_report.FILE_NAME, *pages, review_page.FILE_NAME))
-    if not all(path.is_file() for path in paths):
+    paths = []
+    for name, size, mtime_ns, inode in stamps:
+        path = reports_dir / name
+        try:
+            status = path.stat()
+        except OSError:
+            return None
+        if (status.st_size, status.st_mtime_ns, status.st_ino) != (size, mtime_ns, inode):
+            return None
+        paths.append(path)
+    if not reports_present(reports_dir):
         return None
-    return ReportOutcome(written=(), unchanged=paths, removed=(), html_pages=page_count, html_omitted_groups=omitted_groups)
+    return ReportOutcome(written=(), unchanged=tuple(paths), removed=(), html_pages=page_count, html_omitted_groups=omitted_groups)
 
 
 def _is_current(path: Path, data: bytes, volatile: re.Pattern[bytes] | None) -> bool:
