@@ -21,7 +21,8 @@ Then, with the real command line, each a subprocess measured with all its childr
    nothing changed, and says so without regrouping or writing anything.
 3. *a setting changed*: ``dupe-scanner scan --threshold 0.61``: nothing to compare (the
    pairs are stored down to 0.6), but every group formed again and every report written
-   (the same groups: every planted pair scores 0.9). What a real change costs.
+   (the same groups: every planted pair scores 0.9). What a real change costs. Then, not
+   measured, ``scan`` at the default threshold again.
 4. *reconcile walk*: ``dupe-scanner index --dir ROOT`` with nothing changed: the walk the
    service makes at start and on its reconcile schedule, here over every file.
 5. *one new file*: one photo-like picture written and indexed (``index --dir``), then
@@ -101,6 +102,7 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray, before: Path | Non
     if not skipped.stdout.startswith("Nothing changed"):
         raise RuntimeError(f"the no-change scan ran: {skipped.stdout}")
     regroup_s, regroup_peak, _ = measured([*cli(folder), "scan", "--threshold", "0.61"], cwd=folder)
+    measured([*cli(folder), "scan"], cwd=folder)  # back at the default threshold, so the last step changes one file alone
     walk_s, walk_peak, _ = measured([*cli(folder), "index", "--dir", str(folder / "library")], cwd=folder)
     earlier = measure_before(folder, before) if before is not None else {}
     new_index_s, new_scan_s, new_peak = one_new_file(folder, size, real_hashes)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
@@ -208,6 +211,44 @@ def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeyp
 
     verdicts[id(shifted)] = Verdict(0.85, True, "crop 0.10 overlay 0.00 light 0.00 colour 0.00")  # a crop: the better score wins
     assert score_pair(None, None, 0).score == 0.91  # type: ignore[arg-type]  # as above
+
+    # Nothing visible between two frames of one size: the keypoints' shift says nothing then.
+    verdicts[id(whole_frame)] = Verdict(1.0, True, "pixel-identical")
+    verdicts[id(shifted)] = Verdict(0.49, False, "neither frame contains the other (0.908, 0.909)", decided=True)
+    assert score_pair(None, None, 0).score == 1.0  # type: ignore[arg-type]  # as above
+
+
+def test_two_frames_of_one_size_aligned_as_they_are_cover_each_other_whole():
+    """The overlap of two coinciding outlines, with the float noise an alignment leaves (OpenCV's
+    own polygon intersection lost half of it)."""
+    from dupe_scanner.analysis.verify.alignment import coverage
+
+    almost_identity = np.array([[1.0, 2.3e-11, 2.3e-8], [1.6e-10, 1.0, -6.2e-9]], np.float32)
+    assert coverage(almost_identity, (160, 128), (160, 128)) == pytest.approx((1.0, 1.0))
+    assert coverage(np.eye(2, 3, dtype=np.float32), (160, 128), (80, 64)) == pytest.approx((0.25, 1.0))
+    halfway = np.array([[1.0, 0.0, 64.0], [0.0, 1.0, 0.0]], np.float32)
+    assert coverage(halfway, (160, 128), (160, 128)) == pytest.approx((0.5, 0.5))
+
+
+def test_the_same_pixels_are_a_duplicate_however_a_repeating_patterns_keypoints_pair_up():
+    """A tiled pattern saved again in another format: its keypoints pair up one period off
+    (another shot, by the rule above), yet nothing visible tells the two frames apart."""
+    from tests.photos import make_photo
+
+    period = 96
+    tile = np.asarray(make_photo(2, (period, period)))
+    pattern = Image.fromarray(np.tile(tile, (5, 4, 1)))
+    decoded = Image.open(_saved(pattern, "JPEG")).convert("RGB")
+    converted = Image.open(_saved(decoded, "PNG")).convert("RGB")  # the same pixels
+    verdict = score_pair(features_of(decoded, decoded.size), features_of(converted, converted.size), None)
+    assert verdict.verified and verdict.score == 1.0, verdict.reason
+
+
+def _saved(picture: Image.Image, image_format: str) -> io.BytesIO:
+    buffer = io.BytesIO()
+    picture.save(buffer, image_format, **({"quality": 90} if image_format == "JPEG" else {}))
+    buffer.seek(0)
+    return buffer
 
 
 def _smooth_picture(size: tuple[int, int] = (640, 400)) -> Image.Image:

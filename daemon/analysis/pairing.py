@@ -41,7 +41,9 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
     if not worth_aligning(a, b, keypoints):
         return NO_EVIDENCE
     best = verify(a, b, full_frame(a, b, orientation))
-    if best.decided:
+    if best.decided or best.score >= 1.0:
+        # Nothing visible tells two frames of one size apart: however a repeating pattern's
+        # keypoints pair up (one period off, a look-alike's signature below), one picture.
         return best
     relation, guessed = keypoints, False
     if relation is None:

@@ -78,7 +78,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-8"  # 8: strangers settled before any alignment; flat pictures never exact on colour alone
+VERIFIER = "verify-10"  # 10: two frames of one size aligned as they are cover each other whole; nothing visible apart wins over keypoints
+# (9 was a trial, reverted: no template search beyond 12 bits of hash)
 
 __all__ = [
     "CELL_AGREES",

@@ -107,13 +107,50 @@ def coverage(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, i
     """Share of A covered by B's frame, and share of B's frame that falls inside A."""
     b_height, b_width = b_shape
     a_height, a_width = a_shape
-    corners = np.array([[-0.5, -0.5], [b_width - 0.5, -0.5], [b_width - 0.5, b_height - 0.5], [-0.5, b_height - 0.5]], np.float32)
-    mapped = (corners @ matrix[:, :2].T.astype(np.float32)) + matrix[:, 2].astype(np.float32)
-    if cv2.contourArea(mapped) < 0:
-        mapped = mapped[::-1]
-    frame = np.array([[-0.5, -0.5], [a_width - 0.5, -0.5], [a_width - 0.5, a_height - 0.5], [-0.5, a_height - 0.5]], np.float32)
-    area, _ = cv2.intersectConvexConvex(np.ascontiguousarray(mapped), frame)
-    b_area = abs(cv2.contourArea(mapped))
+    corners = np.array([[-0.5, -0.5], [b_width - 0.5, -0.5], [b_width - 0.5, b_height - 0.5], [-0.5, b_height - 0.5]])
+    mapped = corners @ matrix[:, :2].T.astype(np.float64) + matrix[:, 2].astype(np.float64)
+    b_area = abs(_area(mapped))
     if b_area <= 0:
         return 0.0, 0.0
-    return float(area) / (a_width * a_height), float(area) / b_area
+    area = abs(_area(_inside_frame(mapped, a_width, a_height)))
+    return area / (a_width * a_height), area / b_area
+
+
+def _inside_frame(polygon: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The part of convex ``polygon`` inside the frame [-0.5, width - 0.5] x [-0.5, height - 0.5].
+
+    Clipped one side of the frame at a time (Sutherland-Hodgman). OpenCV's
+    ``intersectConvexConvex`` is not used: where the two outlines coincide, as two frames of
+    one size aligned as they are do, it can lose half the overlap.
+    """
+    points = [tuple(point) for point in polygon]
+    for axis, bound, below in ((0, -0.5, False), (0, width - 0.5, True), (1, -0.5, False), (1, height - 0.5, True)):
+        points = _clip(points, axis, bound, below)
+        if not points:
+            return np.zeros((0, 2))
+    return np.array(points)
+
+
+def _clip(points: list[tuple[float, float]], axis: int, bound: float, below: bool) -> list[tuple[float, float]]:
+    """``points`` (a polygon) cut by the line ``x[axis] = bound``, the side kept ``below`` it or above."""
+
+    def inside(point: tuple[float, float]) -> bool:
+        return point[axis] <= bound if below else point[axis] >= bound
+
+    kept: list[tuple[float, float]] = []
+    for index, current in enumerate(points):
+        previous = points[index - 1]
+        if inside(current) != inside(previous):
+            share = (bound - previous[axis]) / (current[axis] - previous[axis])
+            kept.append((previous[0] + share * (current[0] - previous[0]), previous[1] + share * (current[1] - previous[1])))
+        if inside(current):
+            kept.append(current)
+    return kept
+
+
+def _area(polygon: np.ndarray) -> float:
+    """Signed area (shoelace)."""
+    if len(polygon) < 3:
+        return 0.0
+    x, y = polygon[:, 0], polygon[:, 1]
+    return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2
