@@ -96,6 +96,7 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray, before: Path | Non
         build(size, folder, real_hashes)
         (folder / ".complete").write_text(str(size))
     built = time.perf_counter() - started
+    as_compared_by_this_version(folder)
     shutil.rmtree(folder / "reports", ignore_errors=True)
     first_s, first_peak, _ = measured([*cli(folder), "scan"], cwd=folder)
     scan_s, scan_peak, skipped = measured([*cli(folder), "scan"], cwd=folder)
@@ -155,6 +156,17 @@ def one_new_file(folder: Path, size: int, real_hashes: np.ndarray) -> tuple[floa
     scan_s, scan_peak, _ = measured([*cli(folder), "scan"], cwd=folder)
     restore_fingerprints(folder, size, real_hashes)
     return index_s, scan_s, max(index_peak, scan_peak)
+
+
+def as_compared_by_this_version(folder: Path) -> None:
+    """Mark the library's pairs as this version's comparison found them. After a verifier
+    change a scan would compare every pair again, and the synthetic fingerprints cannot be
+    verified (see ``one_new_file``): the library stands for a library this version scanned."""
+    from dupe_scanner.backends.embedded import EmbeddedBackend
+    from dupe_scanner.scanning import COMPARISON_KEY
+
+    with sqlite3.connect(folder / "state" / "state.db") as connection:
+        connection.execute("update meta set value = ? where key = ?", (EmbeddedBackend.comparison, COMPARISON_KEY))
 
 
 def restore_fingerprints(folder: Path, size: int, real_hashes: np.ndarray) -> int:

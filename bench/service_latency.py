@@ -73,10 +73,11 @@ def main() -> int:
 
 
 def in_library(root: Path, rounds: int) -> int:
-    from bench.million import _real_hashes, restore_fingerprints
+    from bench.million import _real_hashes, as_compared_by_this_version, restore_fingerprints
     from bench.scale import SCALE_ROOT
 
     size = int((root / ".complete").read_text())
+    as_compared_by_this_version(root)
     real_hashes = _real_hashes(SCALE_ROOT)
     config = root / "service.toml"
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n[[watch]]\npath = "library"\n')
