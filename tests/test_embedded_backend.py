@@ -257,6 +257,18 @@ def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, mo
         backend.close()
 
 
+@pytest.mark.parametrize("order", ["sorted", "any order"])
+def test_the_kept_keypoint_base_finds_each_of_its_pictures_now_and_the_new_ones(order):
+    from dupe_scanner.backends.keypoint_store import _rows_of
+
+    base = np.array([b"a" * 64, b"b" * 64, b"c" * 64], dtype="S64")  # as written: sorted
+    keys = ["a" * 64, "c" * 64, "d" * 64] if order == "sorted" else ["d" * 64, "c" * 64, "a" * 64]
+    rows, fresh = _rows_of(base, keys)
+    expected_rows = [0, -1, 1] if order == "sorted" else [2, -1, 1]
+    assert rows.tolist() == expected_rows and [keys[row] for row in fresh] == ["d" * 64]  # b is gone, d is new
+    assert _rows_of(base, [])[0].tolist() == [-1, -1, -1] and _rows_of(np.array([], dtype="S64"), keys)[1] == [0, 1, 2]
+
+
 def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pictures(tmp_path, monkeypatch):
     import dupe_scanner.analysis.candidates as candidates
     from dupe_scanner.analysis.candidates import keypoint_candidates
