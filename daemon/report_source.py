@@ -8,8 +8,8 @@ files holding them, the decisions) and digests it with the scan's inputs and the
 state keeps the digest of the last reports written, with their counts (``WrittenReports``).
 The same digest means the same groups and the same reports.
 
-The code counts too: every module of the package and the libraries that draw the reports,
-so an upgrade writes the reports again once, whatever it changed.
+The code counts too (``code_version``): an upgrade writes the reports again once, whatever
+it changed.
 """
 
 from __future__ import annotations
@@ -18,15 +18,11 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from functools import lru_cache
-from importlib import metadata
-from pathlib import Path
 
+from dupe_scanner.code_version import code_digest
 from dupe_scanner.decisions import Decisions
 from dupe_scanner.groups import FileEntry
 from dupe_scanner.reports import FileStamp
-
-REPORT_LIBRARIES = ("pyvis", "jinja2", "networkx")
 
 
 @dataclass(frozen=True)
@@ -75,16 +71,4 @@ def source_digest(
     for entry in entries:
         fields = (entry.path, entry.size, entry.mtime, entry.width, entry.height, entry.format, entry.content_hash)
         digest.update(repr(fields).encode("ascii", "backslashreplace"))
-    return digest.hexdigest()
-
-
-@lru_cache(maxsize=1)
-def code_digest() -> str:
-    """The package's source and the versions of the libraries that draw the reports."""
-    digest = hashlib.sha256()
-    for name in REPORT_LIBRARIES:
-        digest.update(f"{name} {metadata.version(name)}\n".encode())
-    package = Path(__file__).parent
-    for source in sorted(package.rglob("*.py")):
-        digest.update(str(source.relative_to(package)).encode() + b"\0" + source.read_bytes())
     return digest.hexdigest()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dupe_scanner import report_source
+from dupe_scanner import code_version, report_source
 from dupe_scanner.decisions import DecidedContent, Decision, Decisions
 from dupe_scanner.groups import FileEntry
 from dupe_scanner.report_source import WrittenReports, source_digest
@@ -54,21 +54,21 @@ def test_other_code_changes_the_digest(monkeypatch):
 
 
 def test_a_change_to_any_module_of_the_package_changes_the_code_digest(monkeypatch):
-    report_source.code_digest.cache_clear()
-    before = report_source.code_digest()
+    code_version.code_digest.cache_clear()
+    before = code_version.code_digest()
     real = Path.read_bytes
 
     def edited(path: Path) -> bytes:
         return real(path) + (b"# edited" if path.name == "keep.py" else b"")
 
     monkeypatch.setattr(Path, "read_bytes", edited)
-    report_source.code_digest.cache_clear()
+    code_version.code_digest.cache_clear()
     try:
-        assert report_source.code_digest() != before
+        assert code_version.code_digest() != before
     finally:
         monkeypatch.undo()
-        report_source.code_digest.cache_clear()
-    assert report_source.code_digest() == before
+        code_version.code_digest.cache_clear()
+    assert code_version.code_digest() == before
 
 
 def test_a_record_of_an_older_version_reads_as_none():

@@ -527,7 +527,7 @@ def test_a_page_is_written_again_when_what_it_draws_changes(tmp_path, groups):
 def test_a_page_drawn_by_other_code_is_written_again(tmp_path, groups, monkeypatch):
     reports = tmp_path / "reports"
     write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
-    monkeypatch.setattr(html_report, "_graph_code", lambda: "a later release's drawing code")
+    monkeypatch.setattr(html_report, "code_digest", lambda: "a later release's drawing code")
     assert {p.name for p in write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0).written} == {"duplicates.html"}
 
 

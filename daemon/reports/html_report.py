@@ -33,16 +33,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
-from dupe_scanner import display
+from dupe_scanner.code_version import code_digest
 from dupe_scanner.groups import DuplicateGroup
-from dupe_scanner.reports import details_report, html_graph, html_pages, html_template
-from dupe_scanner.reports import thumbnails as thumbnails_module
+from dupe_scanner.reports import html_template
 from dupe_scanner.reports.details_report import iso_time
 from dupe_scanner.reports.html_graph import (
     PHYSICS_MAX_NODES,
@@ -250,7 +249,7 @@ def _header(plan: HtmlPlan, page: PagePlan, threshold: float) -> dict[str, Any]:
 def _graph_inputs(page: PagePlan) -> list[Any]:
     """Everything ``build_network`` and the thumbnails read of a page's groups.
 
-    The fingerprint is made of these and the code that builds the graph (``_graph_code``)
+    The fingerprint is made of these and the code that builds the graph (``code_digest``)
     rather than of the graph itself, which costs as much to build as the page (3 s of the
     20 pages at a million files) and would be built for every page a scan leaves as it was.
     """
@@ -266,21 +265,11 @@ def _graph_inputs(page: PagePlan) -> list[Any]:
     ]
 
 
-@lru_cache(maxsize=1)
-def _graph_code() -> str:
-    """A digest of the code that turns a page's groups into its graph: the modules' source
-    and pyvis's version. A page written by other code is written again."""
-    digest = hashlib.sha256(f"pyvis {metadata.version('pyvis')}\n".encode())
-    for module in (html_graph, html_pages, details_report, thumbnails_module, display):
-        digest.update(Path(module.__file__ or "").read_bytes())
-    return digest.hexdigest()
-
-
 def _fingerprint(content: dict[str, Any]) -> str:
     digest = hashlib.sha256()
     digest.update(f"render {RENDER_VERSION}\n".encode())
     digest.update(_assets()["digest"].encode())
-    digest.update(_graph_code().encode())
+    digest.update(code_digest().encode())
     digest.update(f"physics up to {PHYSICS_MAX_NODES} nodes\n".encode())
     digest.update(json.dumps(content, sort_keys=True, ensure_ascii=True, allow_nan=False).encode("ascii"))
     return digest.hexdigest()
