@@ -6,13 +6,14 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from dupe_scanner.analysis.pairing import score_pair
+from dupe_scanner.analysis.verify import from_template
 from tests.test_embedded_backend import photo
 
 
@@ -179,6 +180,48 @@ def test_two_different_plain_pictures_under_one_watermark_are_not_duplicates():
 def test_a_watermarked_copy_of_a_photograph_is_a_duplicate():
     original = photo(23, (640, 460))
     assert score_pair(_features(original), _features(_watermarked(original)), None).verified
+
+
+def _night_sky(seed: int, size: tuple[int, int] = (512, 512)) -> Image.Image:
+    """A deep-sky photograph: a glowing object of its own shape at the centre of a black sky sprinkled with stars."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    sky = np.zeros((height, width, 3))
+    for _ in range(6):
+        cx, cy = width / 2 + rng.normal(0, width / 20), height / 2 + rng.normal(0, height / 20)
+        sx, sy = rng.uniform(width / 40, width / 10, 2)
+        sky += np.exp(-(((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2) / 2)[..., None] * rng.uniform(60, 200, 3)
+    for _ in range(int(rng.integers(40, 80))):
+        cx, cy, radius = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.6, 2.0)
+        sky += np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius**2))[..., None] * rng.uniform(120, 255)
+    return Image.fromarray(np.clip(sky + rng.normal(0, 2, sky.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", [8, 23, 31])
+def test_two_different_objects_on_a_black_sky_are_not_duplicates(seed):
+    # Both plain black but for a glow at the centre: they align, and agree where both are
+    # dark and around the glows, yet each has edges (stars, the object's shape) the other lacks.
+    verdict = score_pair(_features(_night_sky(seed)), _features(_night_sky(seed + 100)), None)
+    assert not verdict.verified and "edges the other lacks" in verdict.reason
+
+
+def test_a_captioned_copy_of_a_night_sky_is_a_duplicate():
+    from PIL import ImageDraw, ImageFont
+
+    sky = _night_sky(8)
+    captioned = sky.copy()
+    ImageDraw.Draw(captioned).text((20, 440), "M 42  Orion nebula  2026-11-30", fill=(230, 230, 230), font=ImageFont.load_default(size=28))
+    assert score_pair(_features(sky), _features(captioned), None).verified
+
+
+def test_the_template_search_finds_a_crop_of_a_smooth_picture_but_not_a_likeness_in_another():
+    # Soft pictures have few keypoints, so a crop of one is found by template search; the
+    # gradients of two different soft pictures also correlate a little, which is no relation.
+    smooth = _smooth_picture()
+    assert from_template(_features(smooth), _features(smooth.crop((60, 40, 560, 360))), 0) is not None
+    soft, other = (photo(seed).filter(ImageFilter.GaussianBlur(12)) for seed in (2, 52))
+    assert from_template(_features(soft), _features(other.crop((100, 50, 500, 350))), 0) is None
 
 
 def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(tmp_path):

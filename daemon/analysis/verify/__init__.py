@@ -24,6 +24,11 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
 - Two different pictures under one overlay (a photographer's watermark on every picture)
   align on the overlay alone; an edit or an overlay leaves the broad layout of light and
   dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``).
+- An edit moves no edge: outside an overlay, what one picture shows the other shows too,
+  and what it adds or takes away (text, noise, blur) is in one picture only. Two different
+  subjects on one plain ground (nebulae on a black sky) agree on the ground and around the
+  centre, yet most of their textured cells hold edges the other lacks, in both pictures
+  (``MAX_UNEXPLAINED``, ``MIN_EACH_LACKS``).
 - Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
   contains the other, that settles it (no other relation is searched for, which would only
   find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
@@ -64,7 +69,9 @@ from dupe_scanner.analysis.verify.verdict import (
     CROPPED,
     MAX_CROPPED_OVERLAY,
     MAX_TILT,
+    MAX_UNEXPLAINED,
     MIN_AGREEMENT,
+    MIN_EACH_LACKS,
     MIN_GRADIENT_CORRELATION,
     MIN_LAYOUT_CORRELATION,
     NEAR_FLOOR,
@@ -78,7 +85,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-10"  # 10: two frames of one size aligned as they are cover each other whole; nothing visible apart wins over keypoints
+VERIFIER = "verify-11"  # 11: edges one picture lacks, no overlay to explain them, reject (MAX_UNEXPLAINED); a weak template match is no relation
+# 10: two frames of one size aligned as they are cover each other whole; nothing visible apart wins over keypoints
 # (9 was a trial, reverted: no template search beyond 12 bits of hash)
 
 __all__ = [
@@ -90,7 +98,9 @@ __all__ = [
     "MAX_KEYPOINT_SCALE",
     "MAX_SHAPE_ERROR",
     "MAX_TILT",
+    "MAX_UNEXPLAINED",
     "MIN_AGREEMENT",
+    "MIN_EACH_LACKS",
     "MIN_GRADIENT_CORRELATION",
     "MIN_INLIERS",
     "MIN_LAYOUT_CORRELATION",

@@ -39,6 +39,8 @@ class Structure:
     difference: float  # mean difference of the raw grey levels, 0..1
     layout: float  # correlation of the broad light-and-dark layout
     overlay: np.ndarray  # pixels of B's frame under an overlay (see ``_overlaid``)
+    unexplained: float  # share of the cells textured in either, overlay aside, that disagree: edges one picture lacks
+    each_lacks: float  # the smaller of the two pictures' shares of their own textured cells (overlay aside) the other does not match
 
 
 def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
@@ -97,9 +99,25 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     else:
         agreement = 1.0 if correlation > 0.5 else 0.0
     overall = agree_either / either if either else agreement
+    unexplained = _unexplained(either_mask & ~overlay, agrees)
+    each_lacks = min(_unexplained(textured_a & ~overlay, agrees), _unexplained(textured_b & ~overlay, agrees))
     difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
     layout = _layout_correlation(warped, b_view.astype(np.float32), valid)
-    return Structure(agreement, overall, correlation, difference, layout, overlay_pixels)
+    return Structure(agreement, overall, correlation, difference, layout, overlay_pixels, unexplained, each_lacks)
+
+
+def _unexplained(textured: np.ndarray, agrees: np.ndarray) -> float:
+    """Share of the ``textured`` cells (no overlay there) whose gradients disagree.
+
+    An edit moves no edge: outside an overlay, what one picture shows the other shows too,
+    sharper or softer. Two different pictures on one dark ground (nebulae, products on a
+    white table) agree where both are plain and around a central subject, yet each has
+    edges where the other has none; an edit adds edges to one picture only (text the
+    overlay test missed, noise) or takes them from one only (blur), so the other's edges
+    all agree. Too few cells say nothing either way.
+    """
+    count = int(textured.sum())
+    return float((textured & ~agrees).sum()) / count if count >= MIN_CONTENT_CELLS else 0.0
 
 
 def cell_side(shape: tuple[int, int]) -> int:

@@ -25,7 +25,11 @@ RANSAC_THRESHOLD = 0.02  # share of the thumbnail's long side a keypoint may lan
 MIN_TEMPLATE_AREA = 0.5  # a template search tries only scales at which the smaller frame keeps this share of the larger's area
 MIN_TEMPLATE_SIDE = 8  # pixels: a smaller template has too little to match
 TEMPLATE_SCALE_STEP = 0.97  # each scale tried is 3 % below the last; the refinement (``alignment.refine``) fits the scale between
-MIN_TEMPLATE_MATCH = 0.3  # normalised correlation of gradient magnitudes below which the best match is no relation at all
+# Normalised correlation of gradient magnitudes below which the best match is no relation at
+# all. A crop's own pixels match far above it (on the tune split the template search's one
+# verified positive matched at 0.88); among strangers in a library of photograph tiles, 86 %
+# of searches ended below 0.5 and none of those verified, yet each cost an alignment.
+MIN_TEMPLATE_MATCH = 0.5
 
 
 @dataclass(frozen=True)

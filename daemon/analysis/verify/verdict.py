@@ -29,6 +29,13 @@ OTHER_SHOT_CORRELATION = 0.6  # ...with gradients this well correlated: the over
 CROPPED = 0.15  # a frame cut this much (share of the larger frame's area)...
 MAX_CROPPED_OVERLAY = 0.10  # ...must agree nearly everywhere: no more disagreeing area than this
 MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pictures (see comparison._layout_correlation)
+# Share of the textured cells, overlay aside, with edges one picture has and the other lacks
+# (``Structure.unexplained``) beyond which the two are different pictures, when each of them
+# has such edges: each lacks this share of the other's (``Structure.each_lacks``). An edit
+# adds edges to one picture only or takes them from one only. On the tune split no verified
+# positive came above 0.53 of the first (large text blocks, a tiled watermark, heavy noise).
+MAX_UNEXPLAINED = 0.6
+MIN_EACH_LACKS = 0.25
 
 # Scores of a pair that fails. The score is on Flow's scale, where 0.6 is the lowest score of
 # an edited copy and the default near-duplicate threshold: a failure must stay below it.
@@ -114,6 +121,9 @@ def _judge(
         return Verdict(min(similar, REJECTED_CEILING), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
     if layout < MIN_LAYOUT_CORRELATION:
         return Verdict(min(similar, REJECTED_CEILING), False, f"light and dark laid out differently (layout {layout:.2f}): only an overlay agrees")
+    if structure.unexplained > MAX_UNEXPLAINED and structure.each_lacks > MIN_EACH_LACKS:
+        reason = f"each picture has edges the other lacks, no overlay to explain them ({structure.unexplained:.2f} of the textured cells)"
+        return Verdict(min(similar, REJECTED_CEILING), False, reason)
     # How visible the difference is: cropped area, disagreeing (overlaid) area, light, colour.
     crop_loss = 1.0 - min(cover_a, cover_b)
     overlay_loss = max(0.0, (1.0 - overall) - OVERLAY_TOLERANCE)
