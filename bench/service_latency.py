@@ -3,7 +3,7 @@
 Starts the real service (``python -m dupe_scanner run``) on a folder of photo-like pictures,
 waits until they are indexed and scanned, then, several times, writes a resized, recompressed copy
 of one of them and times until ``duplicates.json`` lists it. Default settings
-throughout (stable_seconds 5, debounce_seconds 10, workers = cores).
+throughout (stable_seconds 5, debounce_seconds 5, workers = cores).
 
     .venv/bin/python bench/service_latency.py [--pictures 40] [--rounds 3]
 

@@ -319,7 +319,7 @@ class ScanSettings:
     )
     mode: str = choice('Flow only: `"balanced"` or `"speed"` (approximate search sooner)', "balanced", SCAN_MODES)
     debounce_seconds: float = number(
-        "the service rescans this long after a burst of changes settles", 10, _at_least(0),
+        "the service rescans this long after a burst of changes settles", 5, _at_least(0),
     )
 
 
