@@ -99,22 +99,19 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     else:
         agreement = 1.0 if correlation > 0.5 else 0.0
     overall = agree_either / either if either else agreement
-    unexplained = _unexplained(either_mask & ~overlay, agrees)
-    each_lacks = min(_unexplained(textured_a & ~overlay, agrees), _unexplained(textured_b & ~overlay, agrees))
+    unexplained = _share_disagreeing(either_mask & ~overlay, agrees)
+    each_lacks = min(_share_disagreeing(textured_a & ~overlay, agrees), _share_disagreeing(textured_b & ~overlay, agrees))
     difference = float(np.abs(raw_warped - raw_b)[valid].mean() / 255.0)
     layout = _layout_correlation(warped, b_view.astype(np.float32), valid)
     return Structure(agreement, overall, correlation, difference, layout, overlay_pixels, unexplained, each_lacks)
 
 
-def _unexplained(textured: np.ndarray, agrees: np.ndarray) -> float:
-    """Share of the ``textured`` cells (no overlay there) whose gradients disagree.
+def _share_disagreeing(textured: np.ndarray, agrees: np.ndarray) -> float:
+    """Share of the ``textured`` cells whose gradients disagree; 0 when they are too few to say.
 
-    An edit moves no edge: outside an overlay, what one picture shows the other shows too,
-    sharper or softer. Two different pictures on one dark ground (nebulae, products on a
-    white table) agree where both are plain and around a central subject, yet each has
-    edges where the other has none; an edit adds edges to one picture only (text the
-    overlay test missed, noise) or takes them from one only (blur), so the other's edges
-    all agree. Too few cells say nothing either way.
+    Taken over the cells textured in either picture it says how many edges one picture has
+    that the other lacks; over each picture's own cells, in which of the two they are (an
+    edit adds edges to one picture or takes them from one: see ``verdict.MAX_UNEXPLAINED``).
     """
     count = int(textured.sum())
     return float((textured & ~agrees).sum()) / count if count >= MIN_CONTENT_CELLS else 0.0
