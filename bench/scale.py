@@ -13,7 +13,8 @@ bench/scale_library.py), in one run:
 Pair precision and recall are those of the first scan of the library: every two members of
 a reported group count as a reported pair, right when both show the same tile; recall is over
 the planted (tile, copy) pairs (bench/metrics.py ``evaluate``). Tiles of sky or plain colour
-are in the library but no pair with them is scored.
+are in the library but no pair with them is scored; nor is a pair of two tiles of a repeating
+pattern that show the same pixels (bench/scale_repeats.py: the labels are wrong there).
 
 ``--simulate N[,N...]`` then runs the fingerprint-level simulation (bench/scale_simulate.py).
 """
@@ -34,6 +35,7 @@ import psutil
 from bench.__main__ import CACHE, PEER_PYTHON, REPO, _read_details, _rss, _skimage_data
 from bench.metrics import evaluate, key
 from bench.scale_library import Pool
+from bench.scale_repeats import RepeatCheck
 
 SCALE_ROOT = CACHE / "scale"
 PHASH_DISTANCE = 10  # imagededup's own default for PHash
@@ -78,11 +80,12 @@ def run_size(pool: Pool, size: int, tools: list[str], runs: Path, reuse: bool) -
     library = pool.link(names, runs.parent / "libraries" / f"library-{size}")
     extra = pool.link(added, runs.parent / "libraries" / f"added-{size}")
     labels = pool.scoring_labels(names)
+    repeats = RepeatCheck(pool.seeds)
     rows = []
     for tool in tools:
         saved = runs / f"{tool.replace(' ', '-')}-{size}.json"
         if reuse and saved.exists():
-            row = json.loads(saved.read_text())
+            row = leave_out_repeats(json.loads(saved.read_text()), repeats)
         else:
             print(f"N={size}: {tool}", flush=True)
             row = RUNNERS[tool](library, extra, runs / f"{tool.replace(' ', '-')}-{size}")
@@ -94,10 +97,23 @@ def run_size(pool: Pool, size: int, tools: list[str], runs: Path, reuse: bool) -
                 false_positives=[(a, b, pool.labels[a]["family"], pool.labels[b]["family"]) for a, b, _ in result.false_positives],
                 misses=result.misses,
             )
+            row = leave_out_repeats(row, repeats)
             saved.parent.mkdir(parents=True, exist_ok=True)
             saved.write_text(json.dumps(row))
         rows.append(row)
     return rows
+
+
+def leave_out_repeats(row: dict, repeats: RepeatCheck) -> dict:
+    """``row`` with its wrong pairs of two tiles showing the same pixels taken out of the scoring
+    (a repeating pattern: see bench/scale_repeats.py); they are counted in ``repeats``."""
+    wrong = [pair for pair in row["false_positives"] if not repeats.same_pixels(pair[2], pair[3])]
+    left_out = len(row["false_positives"]) - len(wrong)
+    if not left_out:
+        return row | {"repeats": row.get("repeats", 0)}
+    fp = row["fp"] - left_out
+    precision = row["tp"] / (row["tp"] + fp) if row["tp"] + fp else 1.0
+    return row | {"false_positives": wrong, "fp": fp, "precision": precision, "repeats": row.get("repeats", 0) + left_out}
 
 
 # -- dupe-scanner -----------------------------------------------------------------------------------
@@ -257,7 +273,7 @@ def print_table(rows: list[dict]) -> None:
     print("Library scale (seconds wall time on this machine; MB: peak RSS of the tool and all its children)")
     header = (
         f"{'N':>7s} {'tool':16s} {'index s':>8s} {'1st scan s':>10s} {'CPU s':>7s} {'+100 scan s':>11s} {'no-change s':>11s} "
-        f"{'index MB':>8s} {'scan MB':>7s} {'state MB':>8s} {'precision':>9s} {'recall':>6s} {'pairs':>9s}"
+        f"{'index MB':>8s} {'scan MB':>7s} {'state MB':>8s} {'precision':>9s} {'recall':>6s} {'pairs':>9s} {'repeats':>7s}"
     )
     print(header)
     for row in rows:
@@ -266,11 +282,13 @@ def print_table(rows: list[dict]) -> None:
         print(
             f"{row['size']:7d} {row['tool']:16s} {seconds(row, 'index_s'):>8s} {seconds(row, 'scan_s'):>10s} {seconds(row, 'scan_cpu_s'):>7s} "
             f"{seconds(row, 'added_s'):>11s} {seconds(row, 'unchanged_s'):>11s} {mb(row, 'index_peak'):>8s} {mb(row, 'scan_peak'):>7s} {state:>8s} "
-            f"{row['precision']:9.3f} {row['recall']:6.3f} {pairs:>9s}"
+            f"{row['precision']:9.3f} {row['recall']:6.3f} {pairs:>9s} {row.get('repeats', 0):7d}"
         )
     print("(CPU s: CPU seconds of the first scan, all processes; the machine is shared, so wall seconds vary with others' load)")
     print("(pairs: right + wrong reported pairs / planted pairs. imagededup: one run end to end, no state; "
           "findimagedupes: one command fingerprints and compares)")
+    print("(repeats: reported pairs of two tiles of a repeating pattern that show the same pixels, "
+          "left out of the scoring; see bench/scale_repeats.py)")
     print(flush=True)
 
 

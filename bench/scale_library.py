@@ -113,7 +113,8 @@ class Pool:
         self.pictures.mkdir(parents=True, exist_ok=True)
         self.labels_path = self.folder / "labels.jsonl"
         self.log = log
-        self.tiles = tile_order(all_seeds(skimage_dir))
+        self.seeds = all_seeds(skimage_dir)
+        self.tiles = tile_order(self.seeds)
         self.library_tiles = self.tiles[: len(self.tiles) - RESERVED_TILES]
         self.reserved_tiles = self.tiles[len(self.tiles) - RESERVED_TILES :]
         self._check_same_tiles()

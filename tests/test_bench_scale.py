@@ -1,13 +1,18 @@
-"""bench/scale's pure helpers: tiles that never overlap, findimagedupes' output, bit flips."""
+"""bench/scale's helpers: tiles that never overlap, findimagedupes' output, bit flips, repeating patterns."""
 
 from __future__ import annotations
 
 import random
 
+import cv2
 import numpy as np
+import pytest
+from PIL import Image
 
+from bench.dataset import Seed
 from bench.scale import group_pairs
 from bench.scale_library import TILE_SIDES, split_boxes
+from bench.scale_repeats import RepeatCheck
 from bench.scale_simulate import flip_bits, flip_descriptor_bits
 
 
@@ -44,3 +49,36 @@ def test_descriptor_flips_stay_within_the_bound():
     flipped = flip_descriptor_bits(descriptors, 4, rng)
     distances = np.unpackbits(descriptors ^ flipped, axis=1).sum(axis=1)
     assert flipped.shape == descriptors.shape and distances.max() <= 4
+
+
+@pytest.fixture
+def _photograph_check(tmp_path):
+    def check_on(pixels: np.ndarray) -> RepeatCheck:
+        path = tmp_path / "wallpaper.png"
+        Image.fromarray(pixels).save(path)
+        return RepeatCheck([Seed("wallpaper", "test", path)])
+
+    return check_on
+
+
+def test_two_tiles_of_a_mirrored_pattern_show_the_same_pixels(_photograph_check):
+    motif = np.random.default_rng(5).integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
+    motif = cv2.GaussianBlur(motif, (0, 0), 3)  # a painting's strokes, not noise
+    wallpaper = np.concatenate([motif, motif[:, ::-1]], axis=1)  # the motif, then its mirror image
+    check = _photograph_check(wallpaper)
+    assert check.same_pixels("wallpaper@20,20,260,180", "wallpaper@340,20,580,180")
+
+
+def test_two_tiles_of_a_photograph_that_does_not_repeat_are_different(_photograph_check):
+    scene = cv2.GaussianBlur(np.random.default_rng(6).integers(0, 256, size=(200, 600, 3), dtype=np.uint8), (0, 0), 3)
+    check = _photograph_check(scene)
+    assert not check.same_pixels("wallpaper@20,20,260,180", "wallpaper@340,20,580,180")
+
+
+def test_smooth_gradients_of_other_colours_are_not_the_same_pixels(_photograph_check):
+    # Correlation alone matches any two gradients of one hue; the light must be the same too.
+    ramp = np.linspace(0, 1, 600, dtype=np.float32)[None, :, None]
+    colour = np.where(np.arange(600)[None, :, None] < 300, [40, 80, 160], [80, 160, 255]).astype(np.float32)
+    gradient = np.repeat((colour * (0.5 + 0.5 * ramp)).astype(np.uint8), 200, axis=0)
+    check = _photograph_check(gradient)
+    assert not check.same_pixels("wallpaper@20,20,260,180", "wallpaper@340,20,580,180")
