@@ -62,8 +62,8 @@ def _photograph_check(tmp_path):
 
 
 def test_two_tiles_of_a_mirrored_pattern_show_the_same_pixels(_photograph_check):
-    motif = np.random.default_rng(5).integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
-    motif = cv2.GaussianBlur(motif, (0, 0), 3)  # a painting's strokes, not noise
+    noise = np.random.default_rng(5).integers(0, 256, size=(200, 300, 3), dtype=np.uint8)
+    motif = cv2.GaussianBlur(noise, (0, 0), 3)  # a painting's strokes, not noise
     wallpaper = np.concatenate([motif, motif[:, ::-1]], axis=1)  # the motif, then its mirror image
     check = _photograph_check(wallpaper)
     assert check.same_pixels("wallpaper@20,20,260,180", "wallpaper@340,20,580,180")
