@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import numpy as np
@@ -475,3 +476,73 @@ def test_many_prefixes_decode_at_once_as_one_by_one_and_damaged_ones_are_left_ou
     assert valid.tolist() == [True, False, True, False]
     assert np.array_equal(hashes, np.stack([decode_hashes(prefixes[0]), decode_hashes(prefixes[2])]))
     assert hashes.dtype == np.uint64
+
+
+def _hash_apart(picture, reference, bits: int):
+    """``picture`` with its hash as displayed ``bits`` bits from ``reference``'s."""
+    flipped = int(reference.hashes[0]) ^ ((1 << bits) - 1)
+    hashes = picture.hashes.copy()
+    hashes[0] = np.uint64(flipped)
+    return dataclasses.replace(picture, hashes=hashes)
+
+
+def _with_few_keypoints(picture, count: int = 100):
+    """``picture`` as if its keypoint detector had found only ``count`` points (a smooth picture)."""
+    return dataclasses.replace(picture, keypoints=picture.keypoints[:count], descriptors=picture.descriptors[:count])
+
+
+def _recording(monkeypatch, name: str) -> list:
+    import dupe_scanner.analysis.pairing as pairing
+
+    calls: list = []
+    real = getattr(pairing, name)
+
+    def recorded(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pairing, name, recorded)
+    return calls
+
+
+def test_two_textured_strangers_a_hash_band_apart_are_settled_without_an_alignment(monkeypatch):
+    import dupe_scanner.analysis.pairing as pairing
+    from dupe_scanner.analysis.verify import hash_distance
+
+    aligned = _recording(monkeypatch, "verify")
+    first = _features(photo(11))
+    stranger = _hash_apart(_features(photo(12)), first, 16)
+    assert pairing.textured(first) and pairing.textured(stranger)
+    assert hash_distance(first, stranger) == 16  # within EVIDENCE_HASH_DISTANCE, beyond the textured reach
+    assert score_pair(first, stranger, None) == pairing.NO_EVIDENCE and not aligned
+    # A smooth picture's copy may lose its keypoints to an edit: the same distance is worth aligning.
+    assert score_pair(first, _with_few_keypoints(stranger), None) != pairing.NO_EVIDENCE and aligned
+
+
+def test_no_template_search_between_two_textured_pictures_the_keypoints_do_not_relate(monkeypatch):
+
+    searched = _recording(monkeypatch, "from_template")
+    first = _features(photo(14))
+    stranger = _hash_apart(_features(photo(15)), first, 8)  # near enough to align the whole frames
+    assert not score_pair(first, stranger, None).verified and not searched
+    assert not score_pair(first, _with_few_keypoints(stranger), None).verified and searched
+
+
+def test_a_stretch_is_measured_whatever_either_image_is_turned_by():
+    from dupe_scanner.analysis.verify.alignment import shape_error, stretch
+
+    def turn(degrees: float) -> np.ndarray:
+        angle = np.radians(degrees)
+        return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+    def as_map(linear: np.ndarray) -> np.ndarray:
+        return np.hstack([linear, [[3.0], [-2.0]]])
+
+    assert stretch(as_map(1.7 * turn(90))) == pytest.approx(0.0, abs=1e-12)  # a similarity: no stretch
+    wide = np.diag([1.1, 1.0])  # two whole frames of other aspects, one on the other
+    assert stretch(as_map(wide)) == pytest.approx(shape_error(wide)[0])
+    for degrees in (-20, -3, 0.5, 7, 33):
+        # Refining by a turn and a shift (the Euclidean refit) can never bring the map within
+        # a similarity's shape error: the stretch is a floor under it.
+        assert stretch(as_map(turn(degrees) @ wide @ turn(-2 * degrees))) == pytest.approx(stretch(as_map(wide)))
+        assert shape_error(wide @ turn(degrees))[0] >= stretch(as_map(wide)) - 1e-12

@@ -51,6 +51,10 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
             return affine
     except cv2.error:
         pass
+    if stretch(matrix) > MAX_SHAPE_ERROR:
+        # A turn and a shift keep the estimate's stretch (two frames of other aspects, whole
+        # frame on whole frame): nothing refined from it here can come out a similarity.
+        return matrix
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     resampled = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
     mask_flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
@@ -94,6 +98,19 @@ def shape_error(linear: np.ndarray) -> tuple[float, float]:
         error = float(np.linalg.norm(linear - scale * rotation)) / (scale * np.sqrt(2))
         best = min(best, (error, scale))
     return best
+
+
+def stretch(matrix: np.ndarray) -> float:
+    """How far ``matrix``'s linear part is from any similarity, whatever its rotation (relative).
+
+    The part of a 2 x 2 map that no similarity has (``[[c, d], [d, -c]]``), against its
+    similar part (``[[a, -b], [b, a]]``): unchanged by turning either image, and a lower
+    bound of ``shape_error`` for the map turned by any angle.
+    """
+    linear = matrix[:, :2].astype(np.float64)
+    similar = np.hypot(linear[0, 0] + linear[1, 1], linear[1, 0] - linear[0, 1])
+    other = np.hypot(linear[0, 0] - linear[1, 1], linear[0, 1] + linear[1, 0])
+    return float(other / similar) if similar > 0 else float("inf")
 
 
 def tilt(matrix: np.ndarray) -> float:
