@@ -522,8 +522,8 @@ def test_two_textured_strangers_a_hash_band_apart_are_settled_without_an_alignme
 def test_no_template_search_between_two_textured_pictures_the_keypoints_do_not_relate(monkeypatch):
 
     searched = _recording(monkeypatch, "from_template")
-    first = _features(photo(14))
-    stranger = _hash_apart(_features(photo(15)), first, 8)  # near enough to align the whole frames
+    first = _features(photo(16))
+    stranger = _hash_apart(_features(photo(17)), first, 8)  # near enough to align the whole frames
     assert not score_pair(first, stranger, None).verified and not searched
     assert not score_pair(first, _with_few_keypoints(stranger), None).verified and searched
 
@@ -546,3 +546,18 @@ def test_a_stretch_is_measured_whatever_either_image_is_turned_by():
         # a similarity's shape error: the stretch is a floor under it.
         assert stretch(as_map(turn(degrees) @ wide @ turn(-2 * degrees))) == pytest.approx(stretch(as_map(wide)))
         assert shape_error(wide @ turn(degrees))[0] >= stretch(as_map(wide)) - 1e-12
+
+
+def test_a_textured_pair_the_keypoints_relate_from_one_side_only_is_not_taken_for_strangers(monkeypatch):
+    """The fit matches each of B's points to its nearest in A: it can relate a pair one way only
+    (a large crop, asked from the crop's side). Either way is enough to align the pair."""
+    import dupe_scanner.analysis.pairing as pairing
+    from dupe_scanner.analysis.verify import from_keypoints
+
+    aligned = _recording(monkeypatch, "verify")
+    first = _features(photo(14))
+    second = _hash_apart(_features(photo(15)), first, 16)
+    assert from_keypoints(first, second) is None and from_keypoints(second, first) is not None
+    assert pairing.textured(first) and pairing.textured(second)
+    assert not pairing.textured_strangers(first, second)
+    assert score_pair(first, second, None) != pairing.NO_EVIDENCE and aligned

@@ -62,10 +62,10 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
         # No keypoint estimate (too few matches: smooth skies, illustrations): search one
         # frame inside the other by gradient magnitudes. Not when keypoints did agree on a
         # relation: that is the relation, and a template search would only find some other
-        # frame that happens to look alike (another shot's overlap, rescaled). Nor when both
-        # pictures are textured enough to fill their keypoint quota: a crop keeping half of
-        # one (all a template search tries) keeps enough of its points for the keypoint fit.
-        if textured(a) and textured(b):
+        # frame that happens to look alike (another shot's overlap, rescaled). Nor between
+        # textured strangers: a crop keeping half of a textured picture (all a template
+        # search tries) keeps enough of its points for the keypoint fit.
+        if textured_strangers(a, b):
             return best
         relation, guessed = from_template(a, b, orientation), True
     if relation is not None:
@@ -90,18 +90,30 @@ def worth_aligning(a: Features, b: Features, keypoints: Relation | None) -> bool
     in a library are strangers sharing a few commonplace descriptors. A copy shows itself by
     a hash within ``EVIDENCE_HASH_DISTANCE`` bits in some orientation (whole-frame edits), by
     keypoints agreeing on one geometric relation (crops, overlays), or is plain (nothing to
-    fingerprint: only the pixels can tell). Two textured pictures need a nearer hash
+    fingerprint: only the pixels can tell). Textured strangers need a nearer hash
     (``TEXTURED_EVIDENCE_HASH_DISTANCE``).
     """
     if keypoints is not None or is_flat(a) or is_flat(b):
         return True
-    reach = TEXTURED_EVIDENCE_HASH_DISTANCE if textured(a) and textured(b) else EVIDENCE_HASH_DISTANCE
-    return hash_distance(a, b) <= reach
+    distance = hash_distance(a, b)
+    if distance > EVIDENCE_HASH_DISTANCE:
+        return False
+    return distance <= TEXTURED_EVIDENCE_HASH_DISTANCE or not textured_strangers(a, b)
 
 
 def textured(features: Features) -> bool:
     """Whether the picture filled its keypoint quota (``fingerprints.ORB_FEATURES``): points all over it."""
     return len(features.descriptors) >= ORB_FEATURES
+
+
+def textured_strangers(a: Features, b: Features) -> bool:
+    """Two textured pictures whose keypoints relate them from neither side.
+
+    The keypoint fit matches each of B's points to its nearest in A, so it can find a relation
+    one way and not the other (a large crop, scanned from the crop's side); ``score_pair``
+    asks one way first, and this the other way before calling the two strangers.
+    """
+    return textured(a) and textured(b) and from_keypoints(a, b) is None and from_keypoints(b, a) is None
 
 
 def score_batch(blobs: dict[str, bytes], candidates: list[tuple[str, str, int | None]]) -> list[tuple[str, str, float]]:
