@@ -559,5 +559,5 @@ def test_a_textured_pair_the_keypoints_relate_from_one_side_only_is_not_taken_fo
     second = _hash_apart(_features(photo(15)), first, 16)
     assert from_keypoints(first, second) is None and from_keypoints(second, first) is not None
     assert pairing.textured(first) and pairing.textured(second)
-    assert not pairing.textured_strangers(first, second)
+    assert not pairing.textured_strangers(first, second, from_keypoints(first, second))
     assert score_pair(first, second, None) != pairing.NO_EVIDENCE and aligned

@@ -65,7 +65,7 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
         # frame that happens to look alike (another shot's overlap, rescaled). Nor between
         # textured strangers: a crop keeping half of a textured picture (all a template
         # search tries) keeps enough of its points for the keypoint fit.
-        if textured_strangers(a, b):
+        if textured_strangers(a, b, keypoints):
             return best
         relation, guessed = from_template(a, b, orientation), True
     if relation is not None:
@@ -98,7 +98,7 @@ def worth_aligning(a: Features, b: Features, keypoints: Relation | None) -> bool
     distance = hash_distance(a, b)
     if distance > EVIDENCE_HASH_DISTANCE:
         return False
-    return distance <= TEXTURED_EVIDENCE_HASH_DISTANCE or not textured_strangers(a, b)
+    return distance <= TEXTURED_EVIDENCE_HASH_DISTANCE or not textured_strangers(a, b, keypoints)
 
 
 def textured(features: Features) -> bool:
@@ -106,14 +106,15 @@ def textured(features: Features) -> bool:
     return len(features.descriptors) >= ORB_FEATURES
 
 
-def textured_strangers(a: Features, b: Features) -> bool:
+def textured_strangers(a: Features, b: Features, keypoints: Relation | None) -> bool:
     """Two textured pictures whose keypoints relate them from neither side.
 
     The keypoint fit matches each of B's points to its nearest in A, so it can find a relation
-    one way and not the other (a large crop, scanned from the crop's side); ``score_pair``
-    asks one way first, and this the other way before calling the two strangers.
+    one way and not the other (a large crop, scanned from the crop's side). ``keypoints`` is
+    ``score_pair``'s fit of B to A, made already; this asks the other way only when that one
+    found nothing.
     """
-    return textured(a) and textured(b) and from_keypoints(a, b) is None and from_keypoints(b, a) is None
+    return keypoints is None and textured(a) and textured(b) and from_keypoints(b, a) is None
 
 
 def score_batch(blobs: dict[str, bytes], candidates: list[tuple[str, str, int | None]]) -> list[tuple[str, str, float]]:
