@@ -34,7 +34,7 @@ import psutil
 
 from bench.__main__ import CACHE, PEER_PYTHON, REPO, _read_details, _rss, _skimage_data
 from bench.metrics import evaluate, key
-from bench.scale_library import Pool
+from bench.scale_library import POOL_VERSION, TILE_SIDES, Pool
 from bench.scale_repeats import RepeatCheck
 
 SCALE_ROOT = CACHE / "scale"
@@ -51,12 +51,14 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="print the last results of each size and tool instead of running them again")
     parser.add_argument("--simulate", default="", help="also the fingerprint simulation at these sizes, e.g. 10000,100000,1000000")
     parser.add_argument("--simulate-base", type=int, default=2000, help="real pictures indexed for the simulation (default 2000)")
+    parser.add_argument("--pool", default=POOL_VERSION, choices=sorted(TILE_SIDES), help=f"which tiles of the photographs (default {POOL_VERSION})")
     parser.add_argument("--root", type=Path, default=SCALE_ROOT, help=f"where the pictures, runs and results live (default {SCALE_ROOT})")
     args = parser.parse_args()
 
     started = time.perf_counter()
-    pool = Pool(args.root, _skimage_data(), log=lambda line: print(line, flush=True))
-    print(f"pool: {len(pool.tiles)} tiles of real photographs; libraries of up to {pool.capacity} pictures", flush=True)
+    pool = Pool(args.root, _skimage_data(), log=lambda line: print(line, flush=True), version=args.pool)
+    low, high = TILE_SIDES[args.pool]
+    print(f"pool: {len(pool.tiles)} tiles ({low} to {high} px) of real photographs; libraries of up to {pool.capacity} pictures", flush=True)
     rows = []
     for size in [int(s) for s in args.sizes.split(",") if s]:
         if size > pool.capacity:
@@ -65,7 +67,7 @@ def main() -> int:
         if time.perf_counter() - started > args.max_seconds:
             print(f"N={size}: not started, past --max-seconds", flush=True)
             break
-        rows += run_size(pool, size, args.tools.split(","), args.root / "runs", args.reuse)
+        rows += run_size(pool, size, args.tools.split(","), pool.folder / "runs", args.reuse)
         print_table(rows)  # after every size, so an interrupted run still shows what it reached
     if args.simulate:
         from bench.scale_simulate import simulate

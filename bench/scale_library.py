@@ -31,11 +31,12 @@ from PIL import Image, ImageOps
 
 from bench.dataset import Seed, find_seeds, variations
 
-POOL_VERSION = "pool-v1"
 COPY_EVERY = 20  # one planted copy in 20 pictures: 5 %, spread over every kind of change
-# A tile's sides in the photograph's pixels. Smaller than a camera's pictures: the
+# A tile's sides in the photograph's pixels, by pool. Smaller than a camera's pictures: the
 # photographs at hand hold about 800 megapixels, and every tile must be a picture of its own.
-TILE_SIDES = (192, 640)
+# pool-v1's tiles give 4,592 pictures; pool-v2 cuts smaller ones so they give 16,000 (16,952).
+TILE_SIDES = {"pool-v1": (192, 640), "pool-v2": (104, 336)}
+POOL_VERSION = "pool-v2"  # the default
 SHRINK = (0.6, 1.0)  # a tile is written at this share of its size (several scales)
 FLAT_STD = 12.0  # tiles of sky or plain colour are left out: any two of them look alike
 ADDED_DISTINCT = 50  # the "100 added" step: 50 new pictures and 50 copies of library pictures
@@ -72,32 +73,32 @@ def _size(path: Path) -> tuple[int, int]:
     return (height, width) if turned else (width, height)
 
 
-def split_boxes(box: tuple[int, int, int, int], rng: random.Random) -> list[tuple[int, int, int, int]]:
-    """Cut ``box`` into rectangles with sides within TILE_SIDES: guillotine cuts at random places."""
+def split_boxes(box: tuple[int, int, int, int], sides: tuple[int, int], rng: random.Random) -> list[tuple[int, int, int, int]]:
+    """Cut ``box`` into rectangles with sides within ``sides``: guillotine cuts at random places."""
     left, top, right, bottom = box
     width, height = right - left, bottom - top
-    low, high = TILE_SIDES
+    low, high = sides
     if width < low or height < low:
         return []
     if width <= high and height <= high:
         return [box]
     if width >= height:
         cut = left + rng.randint(low, min(high, width - low)) if width >= 2 * low else left + high
-        return split_boxes((left, top, cut, bottom), rng) + split_boxes((cut, top, right, bottom), rng)
+        return split_boxes((left, top, cut, bottom), sides, rng) + split_boxes((cut, top, right, bottom), sides, rng)
     cut = top + rng.randint(low, min(high, height - low)) if height >= 2 * low else top + high
-    return split_boxes((left, top, right, cut), rng) + split_boxes((left, cut, right, bottom), rng)
+    return split_boxes((left, top, right, cut), sides, rng) + split_boxes((left, cut, right, bottom), sides, rng)
 
 
-def seed_tiles(seed: Seed) -> list[Tile]:
-    rng = random.Random(f"{POOL_VERSION}-{seed.name}")
+def seed_tiles(seed: Seed, version: str) -> list[Tile]:
+    rng = random.Random(f"{version}-{seed.name}")
     width, height = _size(seed.path)
-    return [Tile(seed, box, round(rng.uniform(*SHRINK), 3)) for box in split_boxes((0, 0, width, height), rng)]
+    return [Tile(seed, box, round(rng.uniform(*SHRINK), 3)) for box in split_boxes((0, 0, width, height), TILE_SIDES[version], rng)]
 
 
-def tile_order(seeds: list[Seed]) -> list[Tile]:
+def tile_order(seeds: list[Seed], version: str) -> list[Tile]:
     """Every tile of every seed, in one fixed shuffled order (so any prefix mixes the sources)."""
-    tiles = [tile for seed in seeds for tile in seed_tiles(seed)]
-    random.Random(POOL_VERSION).shuffle(tiles)
+    tiles = [tile for seed in seeds for tile in seed_tiles(seed, version)]
+    random.Random(version).shuffle(tiles)
     return tiles
 
 
@@ -105,16 +106,17 @@ def tile_order(seeds: list[Seed]) -> list[Tile]:
 
 
 class Pool:
-    """The written pictures and their labels, under ``root``/POOL_VERSION; grows on demand."""
+    """The written pictures and their labels, under ``root``/``version``; grows on demand."""
 
-    def __init__(self, root: Path, skimage_dir: Path | None, log=print):
-        self.folder = root / POOL_VERSION
+    def __init__(self, root: Path, skimage_dir: Path | None, log=print, version: str = POOL_VERSION):
+        self.version = version
+        self.folder = root / version
         self.pictures = self.folder / "pictures"
         self.pictures.mkdir(parents=True, exist_ok=True)
         self.labels_path = self.folder / "labels.jsonl"
         self.log = log
         self.seeds = all_seeds(skimage_dir)
-        self.tiles = tile_order(self.seeds)
+        self.tiles = tile_order(self.seeds, version)
         self.library_tiles = self.tiles[: len(self.tiles) - RESERVED_TILES]
         self.reserved_tiles = self.tiles[len(self.tiles) - RESERVED_TILES :]
         self._check_same_tiles()
@@ -201,7 +203,7 @@ class Pool:
 
     def _write_copy(self, position: int, originals: list[dict]) -> dict:
         """A planted copy of a tile earlier in the sequence (``originals``: by position), with the next variation in turn."""
-        rng = random.Random(f"{POOL_VERSION}-copy-{position}")
+        rng = random.Random(f"{self.version}-copy-{position}")
         earlier = bisect.bisect_left([e["position"] for e in originals], position)
         source = originals[rng.randrange(earlier)]
         return self.copy_of(source, position, f"{position:06d}-copy", rng)
@@ -232,7 +234,7 @@ class Pool:
         self.log(f"pool: writing the 100 pictures added to the library of {len(library)}")
         # The 50 new tiles are the same for every library: none of them is in any library.
         self._append(self._write_tiles([job for job in tiles if job[0] not in self.labels]))
-        rng = random.Random(f"{POOL_VERSION}-{tag}")
+        rng = random.Random(f"{self.version}-{tag}")
         originals = [self.labels[name] for name in library if self.labels[name]["role"] == "original" and not self.labels[name]["flat"]]
         made = [self.copy_of(source, None, f"{tag}-{i:02d}", rng) for i, source in enumerate(rng.sample(originals, ADDED_DISTINCT))]
         for entry in made:

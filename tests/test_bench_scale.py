@@ -16,19 +16,26 @@ from bench.scale_repeats import RepeatCheck
 from bench.scale_simulate import flip_bits, flip_descriptor_bits
 
 
-def test_tiles_cover_the_photograph_without_overlap_within_the_side_range():
-    boxes = split_boxes((0, 0, 3840, 2160), random.Random(7))
+@pytest.mark.parametrize("pool", sorted(TILE_SIDES))
+def test_tiles_cover_the_photograph_without_overlap_within_the_side_range(pool):
+    low, high = TILE_SIDES[pool]
+    boxes = split_boxes((0, 0, 3840, 2160), (low, high), random.Random(7))
     covered = np.zeros((2160, 3840), np.uint8)
     for left, top, right, bottom in boxes:
-        assert TILE_SIDES[0] <= right - left <= TILE_SIDES[1]
-        assert TILE_SIDES[0] <= bottom - top <= TILE_SIDES[1]
+        assert low <= right - left <= high
+        assert low <= bottom - top <= high
         covered[top:bottom, left:right] += 1
     assert covered.max() == 1  # no pixel in two tiles
     assert len(boxes) >= 24  # a 4K wallpaper gives dozens of pictures
 
 
+def test_smaller_tiles_give_more_pictures_of_the_same_photograph():
+    sizes = {pool: len(split_boxes((0, 0, 3840, 2160), TILE_SIDES[pool], random.Random(7))) for pool in ("pool-v1", "pool-v2")}
+    assert sizes["pool-v2"] >= 3 * sizes["pool-v1"]
+
+
 def test_a_photograph_smaller_than_a_tile_gives_none():
-    assert split_boxes((0, 0, 100, 900), random.Random(1)) == []
+    assert split_boxes((0, 0, 100, 900), TILE_SIDES["pool-v2"], random.Random(1)) == []
 
 
 def test_each_findimagedupes_line_is_a_group_of_pairs():
