@@ -561,3 +561,31 @@ def test_a_textured_pair_the_keypoints_relate_from_one_side_only_is_not_taken_fo
     assert pairing.textured(first) and pairing.textured(second)
     assert not pairing.textured_strangers(first, second, from_keypoints(first, second))
     assert score_pair(first, second, None) != pairing.NO_EVIDENCE and aligned
+
+
+def _waves(seed: int, size: tuple[int, int]) -> Image.Image:
+    """Soft colour waves with no keypoints at all: a smooth wallpaper."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    channels = [
+        np.sin(x * rng.uniform(3, 12) + y * rng.uniform(-6, 6) + rng.uniform(0, 6)) * 70 + 128 + np.sin(y * rng.uniform(2, 9)) * 30
+        for _ in range(3)
+    ]
+    return Image.fromarray(np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8))
+
+
+def test_a_crop_of_a_smooth_picture_is_found_from_either_side():
+    """The alignment fits the second picture into the first: from the crop's side its original
+    sticks out of the crop's frame, and the fit stops short of nesting the two."""
+    from dupe_scanner.analysis.pairing import _score_from
+
+    original = _waves(3, (640, 300))
+    crop = original.crop((0, 0, 576, 270))  # the corner 10 % of each side away
+    a, b = _features(crop), _features(original)
+    assert len(a.descriptors) == len(b.descriptors) == 0  # nothing for the keypoint fit
+    from_the_crop = _score_from(a, b, None)
+    assert not from_the_crop.verified and from_the_crop.unnested
+    assert _score_from(b, a, None).verified
+    assert score_pair(a, b, None).verified and score_pair(b, a, None).verified
+

@@ -9,7 +9,8 @@ frame; keypoint matches suggest a crop); whichever verifies with the best score 
 whole-frame verdict that settles the pair (the frames coincide, or they align but each shows
 what the other lacks) ends the search; so does a keypoint relation showing another shot, which
 outweighs a whole-frame alignment; a template search is made only when the keypoints give no
-estimate."""
+estimate. A pair whose best verdict is two frames that agree but do not nest is scored again
+from its other picture's side (``score_pair``)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,24 @@ TEXTURED_EVIDENCE_HASH_DISTANCE = 12
 
 
 def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
-    """The best verdict over the relations worth trying for this pair, cheapest first."""
+    """The best verdict over the relations worth trying for this pair, cheapest first, from
+    A's side; and from B's when that ends with two frames that agree but do not nest.
+
+    The alignment fits B's pixels into A's frame. When A is the crop, B's frame sticks out of
+    A's, and the fit can stop short of nesting them: a 5 % crop then reads as another shot
+    (two frames each showing what the other lacks). Fitted the other way round, the crop's
+    pixels all lie inside its original's frame. A pair is asked from one side (its newer
+    picture's), so either may be the crop.
+    """
+    verdict = _score_from(a, b, orientation)
+    if verdict.verified or not verdict.unnested:
+        return verdict
+    other_side = _score_from(b, a, None)
+    return other_side if other_side.score > verdict.score else verdict
+
+
+def _score_from(a: Features, b: Features, orientation: int | None) -> Verdict:
+    """``score_pair`` from A's side only."""
     if orientation is None:
         orientation = closest_orientation(a, b)
     keypoints = from_keypoints(a, b)

@@ -85,7 +85,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-12"  # 12: two textured pictures need keypoints or a near hash; no Euclidean refit of a stretch
+VERIFIER = "verify-13"  # 13: frames that agree but do not nest are aligned again from the other side
+# 12: two textured pictures need keypoints or a near hash; no Euclidean refit of a stretch
 # 11: edges one picture lacks, no overlay to explain them, reject (MAX_UNEXPLAINED); a weak template match is no relation
 # 10: two frames of one size aligned as they are cover each other whole; nothing visible apart wins over keypoints
 # (9 was a trial, reverted: no template search beyond 12 bits of hash)

@@ -69,6 +69,9 @@ class Verdict:
     # No other relation needs trying: the frames coincide (verified, nothing cropped), or they
     # align well but each shows a part of the scene the other lacks (another shot).
     decided: bool = False
+    # Failed on containment alone: the content agreed, but neither aligned frame lay inside the
+    # other. What a crop aligned from its original's side can look like (``pairing.score_pair``).
+    unnested: bool = False
 
 
 def verify(a: Features, b: Features, relation: Relation, guessed: bool = False) -> Verdict:
@@ -116,7 +119,9 @@ def _judge(
         return Verdict(min(similar, REJECTED_CEILING), False, f"tilted by {tilt:.2f} degrees: another shot")
     if max(cover_a, cover_b) < CONTAINMENT:
         other_shot = agreement >= OTHER_SHOT_AGREEMENT and correlation >= OTHER_SHOT_CORRELATION
-        return Verdict(min(similar, REJECTED_CEILING), False, f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})", decided=other_shot)
+        unnested = agreement >= MIN_AGREEMENT and correlation >= MIN_GRADIENT_CORRELATION
+        reason = f"neither frame contains the other ({cover_a:.3f}, {cover_b:.3f})"
+        return Verdict(min(similar, REJECTED_CEILING), False, reason, decided=other_shot, unnested=unnested)
     if agreement < MIN_AGREEMENT or correlation < MIN_GRADIENT_CORRELATION:
         return Verdict(min(similar, REJECTED_CEILING), False, f"content disagrees (agreement {agreement:.2f}, correlation {correlation:.2f})")
     if layout < MIN_LAYOUT_CORRELATION:
