@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from dupe_scanner.backends.base import Backend
 from dupe_scanner.decisions import Decisions
+from dupe_scanner.found_pairs import FoundPairs
 from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from dupe_scanner.keep import review_group
 from dupe_scanner.report_source import WrittenReports, source_digest
@@ -94,7 +95,7 @@ def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool,
     if changed_or_all is not None and not changed_or_all:
         return 0
     backend.commit()
-    found = list(backend.find_pairs(changed_or_all, floor, progress))
+    found = FoundPairs.collect(backend.find_pairs(changed_or_all, floor, progress))
     with write_transaction(engine) as connection:
         content_store.replace_pairs(connection, found, changed_or_all)
         content_store.mark_scanned(connection, changed)

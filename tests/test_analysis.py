@@ -589,3 +589,12 @@ def test_a_crop_of_a_smooth_picture_is_found_from_either_side():
     assert _score_from(b, a, None).verified
     assert score_pair(a, b, None).verified and score_pair(b, a, None).verified
 
+
+def test_a_pair_proposed_twice_is_verified_once_with_the_hashs_orientation_hint():
+    from dupe_scanner.analysis.candidates import NO_ORIENTATION, Candidates
+
+    proposed = np.array([[5, 2, 3], [2, 5, NO_ORIENTATION], [1, 0, NO_ORIENTATION], [5, 2, NO_ORIENTATION]])  # the hash's first
+    candidates = Candidates.of(proposed, image_count=10)
+    keys = [f"key{n}" for n in range(10)]
+    assert len(candidates) == 2
+    assert [pair for batch in candidates.batches(keys, 1) for pair in batch] == [("key1", "key0", None), ("key5", "key2", 3)]

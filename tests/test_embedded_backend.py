@@ -342,3 +342,22 @@ def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_wh
     queries = {row: [pictures[keys[row]]] for row in (50, 51)}
     at_once = PointsInMemory.of([pictures[key] for key in keys])
     assert keypoint_candidates(kept, len(keys), queries) == keypoint_candidates(at_once, len(keys), queries) == [(50, 3), (51, 30)]
+
+
+def test_a_full_scan_reads_the_pictures_keypoints_a_chunk_at_a_time_and_finds_the_same_pairs(backend, tmp_path, monkeypatch):
+    import dupe_scanner.analysis.candidates as candidates
+
+    paths = variants(photo(1), tmp_path, "alpha") + variants(photo(2), tmp_path, "beta")
+    index_all(backend, paths)
+    at_once = list(backend.find_pairs(None, 0.6))
+    reads: list[int] = []
+    load = backend._load_descriptors
+
+    def counted(keys):
+        reads.append(len(keys))
+        return load(keys)
+
+    monkeypatch.setattr(backend, "_load_descriptors", counted)
+    monkeypatch.setattr(candidates, "QUERY_CHUNK", 3)
+    assert list(backend.find_pairs(None, 0.6)) == at_once
+    assert reads.count(3) == len(paths) // 3  # every picture's query, three at a time (beside the index's own reads)

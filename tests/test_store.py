@@ -258,3 +258,23 @@ def test_grouping_reads_every_pair_between_matched_contents_and_none_touching_st
         read = sorted((pair.first, pair.second, pair.score) for pair in content_store.pairs_among_matched(connection, 0.6))
 
     assert read == [("a", "b", 0.9), ("a", "c", 0.4), ("b", "c", 0.8)]
+
+
+def test_pairs_are_stored_a_batch_at_a_time_the_last_score_of_a_pair_standing(tmp_path, monkeypatch):
+    monkeypatch.setattr(content_store, "PAIR_WRITES", 2)
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for digest in ("a", "b", "c", "d"):
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+        found = [
+            ScoredPair.of("a", "b", 0.9),
+            ScoredPair.of("b", "c", 0.1),
+            ScoredPair.of("c", "gone-meanwhile", 0.8),  # its content went during the scan
+            ScoredPair.of("c", "d", 0.7),
+            ScoredPair.of("c", "b", 0.4),  # the pair again, in a later batch: this score stands
+        ]
+        written = content_store.replace_pairs(connection, iter(found), changed=None)  # read once, as the scan hands it over
+    with read_transaction(engine) as connection:
+        stored = sorted((pair.first, pair.second, pair.score) for pair in content_store.stored_pairs(connection, 0.0))
+    assert stored == [("a", "b", 0.9), ("b", "c", 0.4), ("c", "d", 0.7)]
+    assert written == 4  # rows written, the pair written twice counted twice

@@ -19,7 +19,7 @@ whole library is scanned at once or each picture was scanned as it arrived.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -75,11 +75,18 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray 
 
 def hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None = None) -> tuple[list[tuple[int, int, int]], set[int]]:
     """``hash_candidates``, and the query rows found in a crowd."""
+    found, crowded = _hash_search(hashes, query_rows, age)
+    return [(first, second, orientation) for first, second, orientation in found.tolist()], crowded
+
+
+def _hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None) -> tuple[np.ndarray, set[int]]:
+    """int64[n, 3]: (query row, stored row, orientation) of ``hash_candidates``; and the query rows in a crowd."""
     index = MultiIndexHash(hashes[:, 0])
     matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS, CROWDED)
     query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
     first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
-    return list(zip(first.tolist(), second.tolist(), orientation.tolist(), strict=True)), set(query_rows[matches.crowded].tolist())
+    found = np.stack([first, second, orientation], axis=1).astype(np.int64).reshape(-1, 3)
+    return found, set(query_rows[matches.crowded].tolist())
 
 
 class PointIndex(Protocol):
@@ -277,37 +284,70 @@ def empty_descriptor_index(points: int, cells: Callable[[int], np.ndarray]):
     return index
 
 
+# Query rows whose descriptors are loaded and searched at once: a full scan reads each
+# picture's (10 KB with its mirror's) a chunk at a time, not the whole library's together.
+QUERY_CHUNK = 2_000
+NO_ORIENTATION = -1  # a keypoint candidate's orientation hint: none
+
+
+class Candidates:
+    """Candidate pairs as rows of the key list: (first, second, orientation hint or
+    ``NO_ORIENTATION``), one row per pair, sorted by pair. 24 bytes a pair: a first scan
+    verifies tens a picture."""
+
+    def __init__(self, rows: np.ndarray):
+        self.rows = rows
+
+    @classmethod
+    def of(cls, proposed: np.ndarray, image_count: int) -> Candidates:
+        """One row per pair of ``proposed`` (first, second, orientation), its first proposal kept."""
+        low, high = np.minimum(proposed[:, 0], proposed[:, 1]), np.maximum(proposed[:, 0], proposed[:, 1])
+        _, first_proposal = np.unique(low * image_count + high, return_index=True)
+        return cls(proposed[first_proposal])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batches(self, keys: list[str], size: int) -> Iterator[list[tuple[str, str, int | None]]]:
+        """(first key, second key, orientation hint or None), ``size`` pairs at a time."""
+        for start in range(0, len(self.rows), size):
+            yield [
+                (keys[first], keys[second], None if orientation == NO_ORIENTATION else orientation)
+                for first, second, orientation in self.rows[start : start + size].tolist()
+            ]
+
+
 def propose(
     keys: list[str],
     hashes: np.ndarray,
     query_rows: np.ndarray,
     points: PointIndex | None = None,
-    queries: dict[int, list[np.ndarray]] | None = None,
+    descriptors_of: Callable[[list[int]], dict[int, list[np.ndarray]]] | None = None,
     threads: int = 1,
     age: np.ndarray | None = None,
-) -> list[tuple[str, str, int | None]]:
-    """Candidate pairs (first key, second key, orientation hint or None) touching ``query_rows``.
+) -> Candidates:
+    """Candidate pairs touching ``query_rows``; the hash's orientation hint where it proposed one.
 
-    ``points``: the stored ORB descriptors of every row; ``queries[row]``: those of each query
-    row and of its mirror; ``threads``: how many cores the keypoint search may use;
+    ``points``: the stored ORB descriptors of every row; ``descriptors_of(rows)``: the
+    descriptor sets of those query rows (each picture's and its mirror's), asked for
+    ``QUERY_CHUNK`` rows at a time; ``threads``: how many cores the keypoint search may use;
     ``age[row]``: the order in which the rows came (distinct values): each query row is then
     paired only with older rows, so give every query row a younger age than the rows it
     must meet. Without it, pairs are proposed from either side.
     """
-    proposals: dict[tuple[int, int], tuple[str, str, int | None]] = {}
+    hashed, crowded = _hash_search(hashes, query_rows, age)
     by_hash: dict[int, set[int]] = {}
-    hashed, crowded = hash_search(hashes, query_rows, age)
-    for first, second, orientation in hashed:
-        pair = (min(first, second), max(first, second))
-        proposals.setdefault(pair, (keys[first], keys[second], orientation))
+    for first, second, _ in hashed.tolist():
         by_hash.setdefault(first, set()).add(second)
         by_hash.setdefault(second, set()).add(first)
+    proposed = [hashed]
     # A picture in a crowd searches no keypoints: the crowd's first pictures, which did, hold
     # the same points, and found its crops and overlays; its own search would look through
     # every copy of each of its points, the crowd's size squared in all.
-    queries = {row: sets for row, sets in (queries or {}).items() if row not in crowded}
-    if points is not None and queries:
-        for first, second in keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes):
-            pair = (min(first, second), max(first, second))
-            proposals.setdefault(pair, (keys[first], keys[second], None))
-    return [proposals[pair] for pair in sorted(proposals)]
+    searching = [row for row in query_rows.tolist() if row not in crowded]
+    if points is not None and descriptors_of is not None:
+        for start in range(0, len(searching), QUERY_CHUNK):
+            queries = descriptors_of(searching[start : start + QUERY_CHUNK])
+            found = keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes)
+            proposed.append(np.array([(first, second, NO_ORIENTATION) for first, second in found], dtype=np.int64).reshape(-1, 3))
+    return Candidates.of(np.concatenate(proposed), len(keys))

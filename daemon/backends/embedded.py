@@ -231,14 +231,16 @@ class EmbeddedBackend:
                 return
         age = arrival_order(analysed_at, None if changed is None else query_rows)
         points = self.keypoints.points(keys, lambda some: self._load_descriptors(some)[0])
-        query_keys = [keys[row] for row in query_rows]
-        own, mirrored = self._load_descriptors(query_keys)
-        queries = {int(row): [own[at], mirrored[at]] for at, row in enumerate(query_rows)}
-        candidates = propose(keys, hashes, query_rows, points, queries, threads=self.workers, age=age)
-        del points, queries
+
+        def descriptors_of(rows: list[int]) -> dict[int, list[np.ndarray]]:
+            own, mirrored = self._load_descriptors([keys[row] for row in rows])
+            return {row: [own[at], mirrored[at]] for at, row in enumerate(rows)}
+
+        candidates = propose(keys, hashes, query_rows, points, descriptors_of, threads=self.workers, age=age)
+        del points
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
-        yield from self._verify(candidates, progress)
+        yield from self._verify(candidates.batches(keys, BATCH_PAIRS), len(candidates), progress)
 
     def _load_hashes(self, changed: Collection[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Every analysed content's key, its hashes and when it was analysed (0 if the state
@@ -275,7 +277,13 @@ class EmbeddedBackend:
                 mirrored.append(decoded.mirror_descriptors)
         return descriptors, mirrored
 
-    def _verify(self, candidates: list[tuple[str, str, int | None]], progress: Callable[[str, int, int], None] | None = None) -> Iterator[ScoredPair]:
+    def _verify(
+        self,
+        batches: Iterable[list[tuple[str, str, int | None]]],
+        total: int,
+        progress: Callable[[str, int, int], None] | None = None,
+    ) -> Iterator[ScoredPair]:
+        """The verdicts on ``total`` candidates (first key, second key, orientation hint), given a batch at a time."""
         pending: list[Future] = []
         verified = 0
 
@@ -285,11 +293,10 @@ class EmbeddedBackend:
                 verified += 1
                 yield pair
             if progress is not None:
-                progress("verifying candidate pairs", verified, len(candidates))
+                progress("verifying candidate pairs", verified, total)
 
         damaged: set[str] = set()
-        for start in range(0, len(candidates), BATCH_PAIRS):
-            batch = candidates[start : start + BATCH_PAIRS]
+        for batch in batches:
             blobs = self._load_blobs({key for pair in batch for key in pair[:2]})
             damaged.update(_drop_damaged(blobs))
             batch = [pair for pair in batch if pair[0] in blobs and pair[1] in blobs]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from sqlalchemy import Connection, delete, exists, func, insert, or_, select, true, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -11,6 +12,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from dupe_scanner.store.batching import batches
 from dupe_scanner.store.schema import GONE, contents, features, files, meta, pairs, scans
 from dupe_scanner.values import ImageInfo, ScoredPair
+
+PAIR_WRITES = 5_000  # pairs written per statement by ``replace_pairs``
 
 
 def has_content(connection: Connection, content_hash: str) -> bool:
@@ -80,24 +83,40 @@ def mark_scanned(connection: Connection, hashes: Iterable[str]) -> None:
 
 
 def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: list[str] | None) -> int:
-    """Store the pairs a scan found: all of them (``changed=None``) or those touching ``changed``."""
+    """Store the pairs a scan found: all of them (``changed=None``) or those touching ``changed``.
+
+    Written ``PAIR_WRITES`` at a time as ``found`` is read, never all held at once: a first
+    scan finds tens of pairs a picture. Where a pair comes twice, the last score stands.
+    """
     if changed is None:
         connection.execute(delete(pairs))
     else:
         for batch in batches(changed):
             connection.execute(delete(pairs).where(or_(pairs.c.first.in_(batch), pairs.c.second.in_(batch))))
-    rows = {(pair.first, pair.second): pair.score for pair in found if pair.first != pair.second}
-    # Only pairs between contents still known (one may have gone during the scan); the
-    # contents the pairs name are looked up, not the whole library.
-    named = {key for pair in rows for key in pair}
-    known = {key for batch in batches(named) for key in connection.execute(select(contents.c.hash).where(contents.c.hash.in_(batch))).scalars()}
-    rows = {pair: score for pair, score in rows.items() if pair[0] in known and pair[1] in known}
-    if rows:
-        statement = sqlite_insert(pairs).on_conflict_do_update(
-            index_elements=[pairs.c.first, pairs.c.second], set_={"score": sqlite_insert(pairs).excluded.score}
-        )
-        connection.execute(statement, [{"first": a, "second": b, "score": s} for (a, b), s in rows.items()])
-    return len(rows)
+    statement = sqlite_insert(pairs).on_conflict_do_update(
+        index_elements=[pairs.c.first, pairs.c.second], set_={"score": sqlite_insert(pairs).excluded.score}
+    )
+    written = 0
+    for some in _lazy_batches(found, PAIR_WRITES):
+        # Only pairs between contents still known (one may have gone during the scan); the
+        # contents the pairs name are looked up, not the whole library.
+        named = {key for pair in some for key in (pair.first, pair.second)}
+        known = {key for batch in batches(named) for key in connection.execute(select(contents.c.hash).where(contents.c.hash.in_(batch))).scalars()}
+        rows = [
+            {"first": pair.first, "second": pair.second, "score": pair.score}
+            for pair in some
+            if pair.first != pair.second and pair.first in known and pair.second in known
+        ]
+        if rows:
+            connection.execute(statement, rows)
+        written += len(rows)
+    return written
+
+
+def _lazy_batches(items: Iterable[ScoredPair], size: int) -> Iterator[list[ScoredPair]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPair]:
