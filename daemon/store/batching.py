@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import TypeVar
 
 Item = TypeVar("Item")
@@ -12,7 +13,8 @@ BATCH = 500
 
 
 def batches(items: Iterable[Item], size: int = BATCH) -> Iterator[list[Item]]:
-    """``items`` in lists of at most ``size``, in order."""
-    items = list(items)
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    """``items`` in lists of at most ``size``, in order, read as they are needed (a generator
+    of a scan's pairs is never held whole)."""
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
 
 from sqlalchemy import Connection, delete, exists, func, insert, or_, select, true, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -97,7 +96,7 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
         index_elements=[pairs.c.first, pairs.c.second], set_={"score": sqlite_insert(pairs).excluded.score}
     )
     written = 0
-    for some in _lazy_batches(found, PAIR_WRITES):
+    for some in batches(found, PAIR_WRITES):
         # Only pairs between contents still known (one may have gone during the scan); the
         # contents the pairs name are looked up, not the whole library.
         named = {key for pair in some for key in (pair.first, pair.second)}
@@ -111,12 +110,6 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
             connection.execute(statement, rows)
         written += len(rows)
     return written
-
-
-def _lazy_batches(items: Iterable[ScoredPair], size: int) -> Iterator[list[ScoredPair]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPair]:
