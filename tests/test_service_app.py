@@ -184,6 +184,31 @@ def test_stop_finishes_in_flight_and_leaves_the_rest_pending(engine, indexer, fl
     assert counts["pending"] == 30 - started > 0
 
 
+def test_a_restart_racing_the_stop_leaves_the_worker_stopped(engine, indexer, monkeypatch):
+    """The heartbeat restarts a queue worker whose thread it finds gone; during the service's
+    stop that is every time, and on a loaded machine a thread takes a while to start."""
+    from dupe_scanner.service import queue_worker
+
+    made = []
+
+    class SlowToStart(threading.Thread):
+        def start(self):
+            made.append(self)
+            time.sleep(0.05)
+            super().start()
+
+    monkeypatch.setattr(queue_worker.threading, "Thread", SlowToStart)
+    worker = QueueWorker(engine, indexer, 1, lambda job, outcome: None)  # its thread not alive, as if it had died
+    heartbeat = threading.Thread(target=worker.start)
+    heartbeat.start()
+    wait_for(lambda: made, interval=0.001, what="the restart under way")
+    assert worker.stop(time.monotonic() + 5)
+    heartbeat.join()
+    made.clear()
+    worker.start()  # after the stop: nothing starts
+    assert not made and not worker.alive()
+
+
 def test_an_unexpected_error_is_retried_later_then_failed(engine, indexer, tmp_path, caplog, monkeypatch):
     # A bug in the backend: an error that is none of the ones Indexer.process expects.
     attempts = []

@@ -191,3 +191,31 @@ def test_stop_ends_the_threads(settings_file, recorder):
     reloader.start()
     reloader.stop()
     wait_for(lambda: not (set(threading.enumerate()) - before), what="threads to end")
+
+
+def test_a_restart_racing_the_stop_leaves_it_stopped(settings_file, recorder):
+    """The heartbeat restarts a reloader whose thread it finds gone; during the service's stop
+    that is every time, and a restart may come just as the stop joins the thread."""
+    before = set(threading.enumerate())
+    for _ in range(30):
+        reloader = ConfigReloader(settings_file, load_settings(settings_file), recorder, poll_seconds=0.2)
+        reloader.start()
+        both = threading.Barrier(2)
+        failures: list[Exception] = []
+
+        def restart(reloader=reloader, both=both, failures=failures):
+            both.wait()
+            try:
+                reloader.start()
+            except Exception as error:
+                failures.append(error)
+
+        heartbeat = threading.Thread(target=restart)
+        heartbeat.start()
+        both.wait()
+        reloader.stop()
+        heartbeat.join()
+        assert not failures
+        reloader.start()  # after the stop: nothing starts
+        assert not reloader.alive()
+    wait_for(lambda: not (set(threading.enumerate()) - before), what="threads to end")

@@ -95,6 +95,7 @@ class ConfigReloader:
         self._force = False
         self._stop = threading.Event()
         self._lock = threading.Lock()  # one reload at a time
+        self._life = threading.Lock()  # start and stop one at a time
         self._fingerprint = _fingerprint(path)
         self._observer: BaseObserver | None = None  # Observer: the best kind this system has
         self._thread: threading.Thread | None = None
@@ -105,11 +106,15 @@ class ConfigReloader:
         return self._settings
 
     def start(self) -> None:
-        """Start watching (again, if the worker thread died: the folder watch is kept)."""
-        if self._observer is None or not self._observer.is_alive():
-            self._watch_folder()
-        self._thread = threading.Thread(target=self._run, name="config-reload", daemon=True)
-        self._thread.start()
+        """Start watching (again, if the worker thread died: the folder watch is kept); once
+        stopped, never again: the heartbeat may find the thread gone while the service stops."""
+        with self._life:
+            if self._stop.is_set():
+                return
+            if self._observer is None or not self._observer.is_alive():
+                self._watch_folder()
+            self._thread = threading.Thread(target=self._run, name="config-reload", daemon=True)
+            self._thread.start()
 
     def _watch_folder(self) -> None:
         folder = self.path.resolve().parent if self.path.exists() else self.path.absolute().parent
@@ -137,14 +142,16 @@ class ConfigReloader:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._requested.set()
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(5)
+        with self._life:
+            self._stop.set()
+            self._requested.set()
+            observer, thread = self._observer, self._thread
             self._observer = None
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        if observer is not None:
+            observer.stop()
+            observer.join(5)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
 
     def reload(self, reason: str) -> ReloadOutcome:
         """Read the file now; keep the last good settings if it is invalid."""

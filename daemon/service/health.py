@@ -111,6 +111,8 @@ class Health:
         return []
 
     def _restart_dead_threads(self) -> list[str]:
+        if self._phase() in ("stopping", "stopped"):
+            return []  # stopped on purpose
         problems = []
         with self._threads_guard:
             threads = list(self._threads)

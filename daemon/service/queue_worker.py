@@ -59,6 +59,7 @@ class QueueWorker:
         self._in_flight: dict[int, Future] = {}
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._life = threading.Lock()  # start and stop one at a time
         self._paused_until = 0.0
         self._thread: threading.Thread | None = None
         self.last_beat = time.monotonic()
@@ -68,8 +69,13 @@ class QueueWorker:
         return len(self._in_flight)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="queue", daemon=True)
-        self._thread.start()
+        """Start (again, if the thread died); once stopped, never again: the heartbeat may
+        find the thread gone while the service stops."""
+        with self._life:
+            if self._stopping.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name="queue", daemon=True)
+            self._thread.start()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -163,10 +169,12 @@ class QueueWorker:
     def stop(self, deadline: float) -> bool:
         """Stop taking files; wait until ``deadline`` (monotonic) for those in flight.
         Returns True when nothing is left running."""
-        self._stopping.set()
+        with self._life:
+            self._stopping.set()
+            thread = self._thread
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=False, cancel_futures=True)
         running = [future for future in list(self._in_flight.values()) if not future.done()]
         if running:
