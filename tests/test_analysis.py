@@ -598,3 +598,21 @@ def test_a_pair_proposed_twice_is_verified_once_with_the_hashs_orientation_hint(
     keys = [f"key{n}" for n in range(10)]
     assert len(candidates) == 2
     assert [pair for batch in candidates.batches(keys, 1) for pair in batch] == [("key1", "key0", None), ("key5", "key2", 3)]
+
+
+def test_a_verification_compares_the_pictures_once_for_each_pixel_map_it_judges(monkeypatch):
+    # A failed refinement keeps its estimate, and the overlay check looks at that estimate
+    # too: each map's comparison is made once, however many steps ask for it.
+    import dupe_scanner.analysis.verify.verdict as verdict_module
+
+    maps: list[bytes] = []
+    real = verdict_module.comparison.compare
+
+    def recorded(a_view, b_view, matrix, *rest):
+        maps.append(np.asarray(matrix, np.float32).tobytes())
+        return real(a_view, b_view, matrix, *rest)
+
+    monkeypatch.setattr(verdict_module.comparison, "compare", recorded)
+    first, second = _features(_night_sky(8, (512, 512))), _features(_night_sky(108, (640, 400)))
+    assert not score_pair(first, second, 0).verified
+    assert maps and len(maps) == len(set(maps))
