@@ -249,7 +249,7 @@ def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeyp
     }
     monkeypatch.setattr(pairing, "full_frame", lambda a, b, orientation: whole_frame)
     monkeypatch.setattr(pairing, "from_keypoints", lambda a, b: shifted)
-    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False: verdicts[id(relation)])
+    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False, hash_alone=False: verdicts[id(relation)])
     verdict = score_pair(None, None, 0)  # type: ignore[arg-type]  # every step that reads features is stubbed
     assert not verdict.verified and verdict.score < 0.6
 
@@ -520,12 +520,38 @@ def test_two_textured_strangers_a_hash_band_apart_are_settled_without_an_alignme
 
 
 def test_no_template_search_between_two_textured_pictures_the_keypoints_do_not_relate(monkeypatch):
+    import dupe_scanner.analysis.verify.verdict as verdict_module
 
     searched = _recording(monkeypatch, "from_template")
     first = _features(photo(16))
     stranger = _hash_apart(_features(photo(17)), first, 8)  # near enough to align the whole frames
     assert not score_pair(first, stranger, None).verified and not searched
+    # Between smooth pictures a crop may leave the keypoints nothing to go by: searched, once
+    # the layouts do not already settle it (these two photographs' do: MIN_FIRST_LAYOUT).
+    monkeypatch.setattr(verdict_module, "MIN_FIRST_LAYOUT", -1.0)
     assert not score_pair(first, _with_few_keypoints(stranger), None).verified and searched
+
+
+def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before_any_alignment(monkeypatch):
+    import dupe_scanner.analysis.verify.alignment as alignment
+
+    refined: list = []
+    real = alignment.refine
+
+    def recorded(*args, **kwargs):
+        refined.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(alignment, "refine", recorded)
+    searched = _recording(monkeypatch, "from_template")
+    first = _features(photo(16))
+    stranger = _with_few_keypoints(_hash_apart(_features(photo(17)), first, 8))
+    verdict = score_pair(first, stranger, None)
+    assert not verdict.verified and "before any alignment" in verdict.reason
+    assert not refined and not searched
+    # A copy with its light changed keeps its layout where the hash puts it: aligned, and a duplicate.
+    brighter = _with_few_keypoints(_features(photo(16).point(lambda level: min(255, int(level * 1.3)))), 4)  # fewer than a fit needs
+    assert score_pair(first, brighter, 0).verified and refined
 
 
 def test_a_stretch_is_measured_whatever_either_image_is_turned_by():

@@ -6,8 +6,9 @@ relation nor a hash within reach of a whole-frame edit is settled as far apart w
 alignment (``worth_aligning``). The others are aligned as before: the candidate proposals say
 which geometric relations to try first (a hash match in some orientation suggests the whole
 frame; keypoint matches suggest a crop); whichever verifies with the best score wins. A
-whole-frame verdict that settles the pair (the frames coincide, or they align but each shows
-what the other lacks) ends the search; so does a keypoint relation showing another shot, which
+whole-frame verdict that settles the pair (the frames coincide, they align but each shows
+what the other lacks, or only the hash relates them and their layouts disagree before any
+alignment) ends the search; so does a keypoint relation showing another shot, which
 outweighs a whole-frame alignment; a template search is made only when the keypoints give no
 estimate. A pair whose best verdict is two frames that agree but do not nest is scored again
 from its other picture's side (``score_pair``)."""
@@ -68,7 +69,7 @@ def _score_from(a: Features, b: Features, orientation: int | None) -> Verdict:
     keypoints = from_keypoints(a, b)
     if not worth_aligning(a, b, keypoints):
         return NO_EVIDENCE
-    best = verify(a, b, full_frame(a, b, orientation))
+    best = verify(a, b, full_frame(a, b, orientation), hash_alone=keypoints is None)
     if best.decided or best.score >= 1.0:
         # Nothing visible tells two frames of one size apart: however a repeating pattern's
         # keypoints pair up (one period off, a look-alike's signature below), one picture.

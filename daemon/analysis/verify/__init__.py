@@ -23,7 +23,9 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   the same login screen over two wallpapers has a logo over one's smooth sky, too.
 - Two different pictures under one overlay (a photographer's watermark on every picture)
   align on the overlay alone; an edit or an overlay leaves the broad layout of light and
-  dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``).
+  dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``); where only the hash
+  relates two pictures, already at the whole-frame estimate, before any alignment
+  (``MIN_FIRST_LAYOUT``).
 - An edit moves no edge: outside an overlay, what one picture shows the other shows too,
   and what it adds or takes away (text, noise, blur) is in one picture only. Two different
   subjects on one plain ground (nebulae on a black sky) agree on the ground and around the
@@ -72,6 +74,7 @@ from dupe_scanner.analysis.verify.verdict import (
     MAX_UNEXPLAINED,
     MIN_AGREEMENT,
     MIN_EACH_LACKS,
+    MIN_FIRST_LAYOUT,
     MIN_GRADIENT_CORRELATION,
     MIN_LAYOUT_CORRELATION,
     NEAR_FLOOR,
@@ -85,7 +88,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-13"  # 13: frames that agree but do not nest are aligned again from the other side
+VERIFIER = "verify-14"  # 14: a pair only the hash relates is not aligned when its layouts disagree at first sight
+# 13: frames that agree but do not nest are aligned again from the other side
 # 12: two textured pictures need keypoints or a near hash; no Euclidean refit of a stretch
 # 11: edges one picture lacks, no overlay to explain them, reject (MAX_UNEXPLAINED); a weak template match is no relation
 # 10: two frames of one size aligned as they are cover each other whole; nothing visible apart wins over keypoints
@@ -103,6 +107,7 @@ __all__ = [
     "MAX_UNEXPLAINED",
     "MIN_AGREEMENT",
     "MIN_EACH_LACKS",
+    "MIN_FIRST_LAYOUT",
     "MIN_GRADIENT_CORRELATION",
     "MIN_INLIERS",
     "MIN_LAYOUT_CORRELATION",
