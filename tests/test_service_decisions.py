@@ -35,7 +35,9 @@ def test_a_dropped_decisions_file_is_imported_once_and_splits_the_group(tmp_path
     thread.start()
     reports = tmp_path / "reports"
     try:
-        wait_for(lambda: "b.jpg" in _read(reports / "duplicates.json"), timeout=60, what="the group")
+        # The reports are written one after another: the details may lag the summary by a moment.
+        both = (reports / "duplicates.json", reports / "duplicates.details.json")
+        wait_for(lambda: all("b.jpg" in _read(report) for report in both), timeout=60, what="the group")
         (group,) = json.loads((reports / "duplicates.details.json").read_text())["groups"]
         document = {
             "format": "dupe-scanner decisions",
