@@ -63,6 +63,43 @@ def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
         assert list(zip(*(a.tolist() for a in (got.query, got.stored, got.orientation, got.distance)), strict=True)) == expected
 
 
+def test_a_batch_whose_probes_find_too_many_values_is_searched_in_halves_with_the_same_matches(monkeypatch):
+    from dupe_scanner.analysis import neighbours
+
+    rng = np.random.default_rng(5)
+    stored = rng.integers(0, 2**63, 8, dtype=np.uint64)[rng.integers(0, 8, 2000)]
+    for row in range(len(stored)):  # values crowding around eight hashes
+        for bit in rng.choice(64, int(rng.integers(0, 6)), replace=False):
+            stored[row] ^= np.uint64(1) << np.uint64(int(bit))
+    queries = np.stack([stored[:300], ~stored[:300]], axis=1)
+    index = MultiIndexHash(stored)
+    whole = index.search(queries, HASH_RADIUS)
+    batch_sizes = []
+    search_batch = MultiIndexHash._search_batch
+
+    def counted(self, some, offset, radius):
+        batch_sizes.append(len(some))
+        return search_batch(self, some, offset, radius)
+
+    monkeypatch.setattr(neighbours, "FOUND_AT_ONCE", 500)
+    monkeypatch.setattr(MultiIndexHash, "_search_batch", counted)
+    halved = index.search(queries, HASH_RADIUS)
+    assert min(batch_sizes) < neighbours.QUERY_BATCH
+    for column in ("query", "stored", "orientation", "distance"):
+        assert getattr(halved, column).tolist() == getattr(whole, column).tolist()
+
+
+def test_a_point_is_owned_by_the_image_that_added_it_however_many_points_each_image_has():
+    from dupe_scanner.analysis.candidates import PointOwners
+
+    rows, counts = np.array([7, 3, 5, -1, 9]), np.array([2, 0, 3, 1, 1])  # image 3 has none; the fourth is gone
+    owners = PointOwners(rows, counts)
+    ids = np.array([[0, 1, 2, 3, 4], [5, 6, -1, -1, 0]])
+    assert owners.of(ids).tolist() == [[7, 7, 5, 5, 5], [-1, 9, -1, -1, 7]]
+    assert owners.of(ids).tolist() == np.where(ids >= 0, np.repeat(rows, counts)[np.maximum(ids, 0)], -1).tolist()
+    assert PointOwners(np.array([4]), np.array([0])).of(np.array([[-1, -1]])).tolist() == [[-1, -1]]
+
+
 def test_reachable_says_what_a_search_finds():
     rng = np.random.default_rng(4)
     stored = rng.integers(0, 2**63, 400, dtype=np.uint64)
@@ -405,6 +442,21 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
 
 
+def test_the_pictures_the_hash_proposed_take_none_of_the_keypoint_places(monkeypatch):
+    from dupe_scanner.analysis import candidates
+    from dupe_scanner.analysis.candidates import Partners, PointsInMemory, keypoint_candidates
+
+    rng = np.random.default_rng(8)
+    picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
+    stored = [picture, picture.copy(), picture[:100].copy(), picture[:60].copy()]  # votes: 160, 100, 60
+    monkeypatch.setattr(candidates, "MOST_PER_IMAGE", 1)
+    queries = {0: [picture]}
+    assert keypoint_candidates(PointsInMemory.of(stored), 4, queries) == [(0, 1)]
+    by_hash = Partners(np.array([[1, 0], [2, 3]]), 4)
+    assert by_hash.of(0).tolist() == [1] and by_hash.of(3).tolist() == [2] and by_hash.of(2).tolist() == [3]
+    assert keypoint_candidates(PointsInMemory.of(stored), 4, queries, proposed=by_hash) == [(0, 2)]
+
+
 def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():
     """In a crowd the hash keeps a few neighbours of each picture; the keypoints must not
     propose the others, or a crowd of copies fills every keypoint place again."""
@@ -448,7 +500,7 @@ def test_strangers_are_settled_without_an_alignment_but_a_crop_is_still_aligned(
 def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
     import faiss
 
-    from dupe_scanner.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, PointsInMemory, _nearest
+    from dupe_scanner.analysis.candidates import COMMON, DESCRIPTOR_RADIUS, FIRST_LOOK, PointOwners, PointsInMemory, _nearest
 
     rng = np.random.default_rng(7)
     base = rng.integers(0, 256, (400, 32), dtype=np.uint8)
@@ -463,7 +515,7 @@ def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
     def close_sets(distances, points):
         return [set(p[d < DESCRIPTOR_RADIUS].tolist()) for d, p in zip(distances, points, strict=True)]
 
-    points = PointsInMemory(index, owners=np.arange(len(stored)))
+    points = PointsInMemory(index, PointOwners(np.arange(len(stored)), np.ones(len(stored), dtype=np.int64)))
     assert close_sets(*_nearest(points, queries, COMMON)) == close_sets(*index.search(queries, COMMON))
 
 

@@ -99,12 +99,31 @@ class PointIndex(Protocol):
         nearest first; row -1 where there is no point (or it belongs to no current image)."""
 
 
+class PointOwners:
+    """The image row of each point of an index filled image by image (point ids in that order),
+    told from how many points each image has: a number a picture, not one a point (which
+    took as much memory as a fifth of the index itself)."""
+
+    def __init__(self, rows: np.ndarray, counts: np.ndarray):
+        """``rows[i]``: the image row of the i-th image added (-1: none now); ``counts[i]``: its points."""
+        added = np.asarray(counts) > 0
+        self.rows = np.asarray(rows, dtype=np.int64)[added]
+        self.ends = np.cumsum(np.asarray(counts, dtype=np.int64)[added])  # one past each image's last point
+
+    def of(self, ids: np.ndarray) -> np.ndarray:
+        """The image row of each point id (-1 for -1, faiss's "no point")."""
+        if not len(self.rows):
+            return np.full(ids.shape, -1, dtype=np.int64)
+        image = np.minimum(np.searchsorted(self.ends, np.maximum(ids, 0), side="right"), len(self.rows) - 1)
+        return np.where(ids >= 0, self.rows[image], -1)
+
+
 class PointsInMemory:
     """A ``PointIndex`` over descriptors held in memory: exhaustive up to ``IVF_ABOVE`` points,
     an inverted-file index beyond."""
 
-    def __init__(self, index, owners: np.ndarray):
-        self.index, self.owners = index, owners  # owners[point id] = image row
+    def __init__(self, index, owners: PointOwners):
+        self.index, self.owners = index, owners
         self.points = int(index.ntotal)
 
     @classmethod
@@ -112,18 +131,18 @@ class PointsInMemory:
         """``stored[row]``: uint8[K, 32] descriptors of each image row."""
         counts = np.array([len(d) for d in stored], dtype=np.int64)
         database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
-        return cls(descriptor_index(database, partition or train_partition), np.repeat(np.arange(len(stored)), counts))
+        return cls(descriptor_index(database, partition or train_partition), PointOwners(np.arange(len(stored)), counts))
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         distances, ids = self.index.search(descriptors, k)
-        return distances, np.where(ids >= 0, self.owners[np.maximum(ids, 0)], -1)
+        return distances, self.owners.of(ids)
 
 
 def keypoint_candidates(
     points: PointIndex,
     image_count: int,
     queries: dict[int, list[np.ndarray]],
-    proposed: dict[int, set[int]] | None = None,
+    proposed: Partners | None = None,
     threads: int = 1,
     age: np.ndarray | None = None,
     hashes: np.ndarray | None = None,
@@ -132,7 +151,7 @@ def keypoint_candidates(
 
     ``points``: the stored descriptors of ``image_count`` image rows; ``queries[row]``: the
     descriptor sets to search with for that row (the image's own and its mirror's).
-    ``proposed[row]``: rows already proposed with it (by the hash); they do not take up its
+    ``proposed.of(row)``: rows already proposed with it (by the hash); they do not take up its
     ``MOST_PER_IMAGE`` places, which go to what only keypoints find: crops and overlays. A
     picture with many whole-frame copies would otherwise fill its places with them.
     ``age[row]``: when given, a query row is paired only with older rows, and its places go
@@ -141,7 +160,7 @@ def keypoint_candidates(
     row reaches are the hash's to propose or leave out (``HASH_NEIGHBOURS``), never the
     keypoints': in a crowd of near-identical pictures they would fill every place.
     """
-    proposed = proposed or {}
+    none = np.zeros(0, dtype=np.int64)
     if not points.points or not queries:
         return []
     searches = [(row, descriptors) for row, sets in queries.items() for descriptors in sets if len(descriptors) >= MIN_VOTES]
@@ -154,7 +173,7 @@ def keypoint_candidates(
         starts = np.concatenate([[0], np.cumsum(sizes)])
         found: list[tuple[int, int]] = []
         for (row, _), start, end in zip(batch, starts[:-1], starts[1:], strict=True):
-            voted = _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.get(row, set()), age, hashes)
+            voted = _most_voted(row, distances[start:end], rows[start:end], image_count, proposed.of(row) if proposed else none, age, hashes)
             found.extend((row, image) for image in voted)
         return found
 
@@ -201,7 +220,7 @@ def _most_voted(
     distances: np.ndarray,
     rows: np.ndarray,
     image_count: int,
-    already: set[int],
+    already: np.ndarray,
     age: np.ndarray | None = None,
     hashes: np.ndarray | None = None,
 ) -> list[int]:
@@ -218,7 +237,7 @@ def _most_voted(
     # One vote per query descriptor per image, however many of its points are close.
     votes = np.unique(query_of * image_count + rows[close]) % image_count
     other, count = np.unique(votes, return_counts=True)
-    keep = (count >= MIN_VOTES) & (other != row) & np.array([o not in already for o in other.tolist()], dtype=bool)
+    keep = (count >= MIN_VOTES) & (other != row) & ~np.isin(other, already)
     if age is not None:
         keep &= age[other] < age[row]
     if hashes is not None and keep.any():
@@ -290,6 +309,22 @@ QUERY_CHUNK = 2_000
 NO_ORIENTATION = -1  # a keypoint candidate's orientation hint: none
 
 
+class Partners:
+    """Each row's partners in a list of pairs, as slices of one array: a first scan's hash
+    proposes tens of pairs a picture, and a set of them for every picture took about 2 KB a
+    picture, 2 GB at a million."""
+
+    def __init__(self, pairs: np.ndarray, image_count: int):
+        """``pairs``: int[n, 2] rows, each pair once (either way round)."""
+        ends = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        order = np.argsort(ends, kind="stable")
+        self.partners = np.concatenate([pairs[:, 1], pairs[:, 0]])[order]
+        self.starts = np.searchsorted(ends[order], np.arange(image_count + 1))
+
+    def of(self, row: int) -> np.ndarray:
+        return self.partners[self.starts[row] : self.starts[row + 1]]
+
+
 class Candidates:
     """Candidate pairs as rows of the key list: (first, second, orientation hint or
     ``NO_ORIENTATION``), one row per pair, sorted by pair. 24 bytes a pair: a first scan
@@ -336,10 +371,7 @@ def propose(
     must meet. Without it, pairs are proposed from either side.
     """
     hashed, crowded = _hash_search(hashes, query_rows, age)
-    by_hash: dict[int, set[int]] = {}
-    for first, second, _ in hashed.tolist():
-        by_hash.setdefault(first, set()).add(second)
-        by_hash.setdefault(second, set()).add(first)
+    by_hash = Partners(hashed[:, :2], len(keys))
     proposed = [hashed]
     # A picture in a crowd searches no keypoints: the crowd's first pictures, which did, hold
     # the same points, and found its crops and overlays; its own search would look through

@@ -18,6 +18,10 @@ import numpy as np
 CHUNKS = 4
 CHUNK_BITS = 16
 FOUND_AT_ONCE = 4_000_000  # bucket entries a query batch may gather before it is split (about 100 MB)
+# Queries probed at once: each probes 137 values of each of its 4 chunks in each of its 8
+# orientations, and the probes' positions are held until the batch's matches are gathered
+# (about 70 KB a query). 2,048 at once held 150 MB, and more while a crowded batch was halved.
+QUERY_BATCH = 256
 
 
 def _flip_masks(bits: int, radius: int) -> np.ndarray:
@@ -67,7 +71,7 @@ class MultiIndexHash:
     def _chunk(hashes: np.ndarray, chunk: int) -> np.ndarray:
         return (hashes >> np.uint64(chunk * CHUNK_BITS)) & np.uint64((1 << CHUNK_BITS) - 1)
 
-    def search(self, queries: np.ndarray, radius: int, batch: int = 2048) -> HashMatches:
+    def search(self, queries: np.ndarray, radius: int, batch: int = QUERY_BATCH) -> HashMatches:
         """Entries within ``radius`` bits of any orientation of each query (``queries``: uint64[M, K]).
 
         Every match within ``guaranteed_radius`` is found; farther ones up to ``radius`` are
@@ -96,7 +100,7 @@ class MultiIndexHash:
         crowd: int | None = None,
         alike: int = 0,
         crowded: int = 0,
-        batch: int = 2048,
+        batch: int = QUERY_BATCH,
     ) -> HashMatches:
         """For each query, the entries within ``radius`` bits of any of its orientations (as
         ``search`` finds them), at most ``limit`` of them, nearest first, then oldest first.
@@ -183,33 +187,36 @@ class MultiIndexHash:
         for start in range(0, len(queries), batch):
             yield from self._search_batch(queries[start : start + batch], start, radius)
 
+    def _probe(self, flat: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query orientation, first position, entries) of each probe of ``chunk`` that finds
+        values in its table: the probes that find none (most, in a small library) are not kept."""
+        keys = self.tables[chunk][0]
+        probes = (self._chunk(flat, chunk)[:, None] ^ self.masks[None, :]).reshape(-1)
+        left = np.searchsorted(keys, probes, side="left")
+        counts = np.searchsorted(keys, probes, side="right") - left
+        hit = np.flatnonzero(counts)
+        return hit // len(self.masks), left[hit], counts[hit]
+
     def _search_batch(self, queries: np.ndarray, offset: int, radius: int):
         rows, kinds = queries.shape
         flat = queries.reshape(-1)  # row-major: index = row * kinds + orientation
-        probed = []
-        for chunk, (keys, order) in enumerate(self.tables):
-            probes = (self._chunk(flat, chunk)[:, None] ^ self.masks[None, :]).reshape(-1)
-            left = np.searchsorted(keys, probes, side="left")
-            probed.append((left, np.searchsorted(keys, probes, side="right") - left, order))
-        if rows > 1 and sum(int(counts.sum()) for _, counts, _ in probed) > FOUND_AT_ONCE:
-            # Values crowd around these queries (many distinct hashes a few bits apart): halve the batch.
+        probed = [self._probe(flat, chunk) for chunk in range(CHUNKS)]
+        if rows > 1 and sum(int(counts.sum()) for _, _, counts in probed) > FOUND_AT_ONCE:
+            # Values crowd around these queries (many distinct hashes a few bits apart): halve
+            # the batch, letting go of this one's probes first.
+            del probed
             half = rows // 2
             yield from self._search_batch(queries[:half], offset, radius)
             yield from self._search_batch(queries[half:], offset + half, radius)
             return
         pairs_q: list[np.ndarray] = []
         pairs_s: list[np.ndarray] = []
-        for left, counts, order in probed:
-            hit = counts > 0
-            if not hit.any():
-                continue
-            left, counts = left[hit], counts[hit]
-            probe_owner = (np.nonzero(hit)[0] // len(self.masks)).astype(np.int64)
-            pairs_q.append(np.repeat(probe_owner, counts))
+        for (owner, left, counts), (_, order) in zip(probed, self.tables, strict=True):
+            pairs_q.append(np.repeat(owner, counts))
             pairs_s.append(order[np.repeat(left, counts) + _ranges(counts)])
-        if not pairs_q:
-            return
         owner = np.concatenate(pairs_q)
+        if not len(owner):
+            return
         value = np.concatenate(pairs_s).astype(np.int64)
         distance = np.bitwise_count(flat[owner] ^ self.values[value]).astype(np.int64)
         keep = distance <= radius

@@ -34,6 +34,7 @@ from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.hash_store import HashStore, HashTable
 from dupe_scanner.backends.keypoint_store import KeypointStore
 from dupe_scanner.errors import BackendUnavailable
+from dupe_scanner.memory import release_memory
 from dupe_scanner.store import fingerprints as stored
 from dupe_scanner.workers import end_with
 
@@ -238,6 +239,7 @@ class EmbeddedBackend:
 
         candidates = propose(keys, hashes, query_rows, points, descriptors_of, threads=self.workers, age=age)
         del points
+        release_memory()  # the search's arrays, before the long verification
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify(candidates.batches(keys, BATCH_PAIRS), len(candidates), progress)

@@ -35,6 +35,7 @@ import numpy as np
 
 from dupe_scanner.analysis.candidates import (
     TRAINING_PER_CELL,
+    PointOwners,
     PointsInMemory,
     empty_descriptor_index,
     list_count,
@@ -75,12 +76,12 @@ class KeptPoints:
 
     def __init__(self, base: _Base, base_rows: np.ndarray, delta: PointsInMemory):
         self.base, self.delta = base, delta
-        self.point_rows = np.repeat(base_rows, base.counts)  # base point id -> current row, or -1
+        self.base_owners = PointOwners(base_rows, base.counts)  # the current row of a base point, or -1
         self.points = int(base.index.ntotal) + delta.points
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         distances, ids = self.base.index.search(descriptors, k)
-        base_rows = np.where(ids >= 0, self.point_rows[np.maximum(ids, 0)], -1)
+        base_rows = self.base_owners.of(ids)
         if not self.delta.points:
             return distances, base_rows
         return merge_nearest([(distances, base_rows), self.delta.search(descriptors, k)], k)
@@ -107,7 +108,7 @@ class KeypointStore:
         cells = old.cells if old is not None else None
         index, counts = _built(keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None)
         self._write_base(index, keys, counts)
-        return PointsInMemory(index, np.repeat(np.arange(len(keys)), counts))
+        return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -184,7 +185,7 @@ def _delta(base: _Base, fresh: list[int], fresh_keys: list[str], load: LoadDescr
     """The fresh rows' points: searched exhaustively while few, beyond that in the base's cells."""
     cells = base.cells
     index, counts = _built(fresh_keys, load, lambda _expected: cells)
-    return PointsInMemory(index, np.repeat(np.array(fresh, dtype=np.int64), counts))
+    return PointsInMemory(index, PointOwners(np.array(fresh, dtype=np.int64), counts))
 
 
 @dataclass

@@ -30,9 +30,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import Engine
 
 from dupe_scanner.errors import is_bug
+from dupe_scanner.memory import release_memory
 from dupe_scanner.reconcile import reconcile
 from dupe_scanner.service.jobs import Coalesced
-from dupe_scanner.service.memory import release_memory
 from dupe_scanner.service.stability import Settled, StabilityTracker
 from dupe_scanner.service.watching import CHANGED, DELETED, MOVED, RESCAN, Hint, path_filter_for
 from dupe_scanner.settings import Settings, WatchSettings

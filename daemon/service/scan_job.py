@@ -24,10 +24,10 @@ from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import Engine
 
 from dupe_scanner.backends.base import Backend
+from dupe_scanner.memory import release_memory
 from dupe_scanner.scanning import INPUTS_KEY, reports_current, run_scan, scan_inputs
 from dupe_scanner.service.decision_inbox import import_dropped
 from dupe_scanner.service.jobs import Coalesced
-from dupe_scanner.service.memory import release_memory
 from dupe_scanner.service.notify import Notifier
 from dupe_scanner.service.scan_progress import ScanReport
 from dupe_scanner.settings import Settings
