@@ -306,6 +306,28 @@ def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pict
     assert len(loaded) == 1 + len(keys)  # built again from every picture
 
 
+def test_the_kept_keypoint_base_is_searched_without_faiss_starting_prefetch_threads(tmp_path, monkeypatch):
+    # faiss reads the memory-mapped lists as OnDiskInvertedLists, which by default starts 32
+    # threads before each search to touch the lists it will probe: twice the search's CPU.
+    import faiss
+
+    import dupe_scanner.analysis.candidates as candidates
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)
+    rng = np.random.default_rng(5)
+    pictures = {f"{n:064x}": rng.integers(0, 256, (160, 32), dtype=np.uint8) for n in range(40)}
+    keys = sorted(pictures)
+    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store.points(keys, lambda some: [pictures[key] for key in some])  # writes the base
+
+    base = store._read_base()
+    assert base is not None and isinstance(base.index, faiss.IndexBinaryIVF)
+    lists = faiss.downcast_InvertedLists(base.index.invlists)
+    assert isinstance(lists, faiss.OnDiskInvertedLists) and lists.prefetch_nthread == 0
+    assert base.index.search(pictures[keys[3]][:1], 1)[1][0, 0] == 3 * 160  # the picture's first point
+
+
 def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_path):
     paths = variants(photo(7), tmp_path, "theta")[:4]
     index_all(backend, paths)

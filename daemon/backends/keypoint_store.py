@@ -132,6 +132,7 @@ class KeypointStore:
             return None
         if isinstance(index, faiss.IndexBinaryIVF):
             index.nprobe = 16
+            _without_prefetch(index)
         return _Base(index, keys, counts)
 
     def _write_base(self, index, keys: list[str], counts: np.ndarray) -> None:
@@ -159,6 +160,16 @@ class KeypointStore:
             return
         for path in self.keys_file.parent.glob(f"{self.keys_file.name}*"):
             remove_quietly(path)
+
+
+def _without_prefetch(index: faiss.IndexBinaryIVF) -> None:
+    """Search the memory-mapped lists in the calling thread. faiss reads them as
+    ``OnDiskInvertedLists``, which before each search starts 32 threads to touch the lists
+    it will probe: on the kept base of 16,000 pictures that doubled the search's CPU
+    (5.1 against 2.6 s for the same 51,464 descriptors), for pages the search reads anyway."""
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    if isinstance(lists, faiss.OnDiskInvertedLists):
+        lists.prefetch_nthread = 0
 
 
 def _rows_of(base_keys: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[int]]:
