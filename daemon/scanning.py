@@ -40,6 +40,12 @@ from dupe_scanner.store.database import read_transaction, write_transaction
 log = logging.getLogger(__name__)
 
 PAIR_FLOOR = KINSHIP
+# Pictures compared, and their pairs stored, at a time. A first scan of a large library
+# takes hours (about a day for a million pictures on two cores); stored part by part, a scan
+# stopped by a restart, a reboot or a kill loses at most a part's work, and holds at most a
+# part's verdicts before storing them.
+COMPARISON_PART = 5_000
+COMPARING = "comparing images"
 GONE_RETENTION_SECONDS = 7 * 86400
 # How long the analysis of a content whose last file went away is kept, in case the file
 # reappears elsewhere (a move between watched folders is a delete and a create).
@@ -82,26 +88,53 @@ def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
 
 
 def update_pairs(engine: Engine, backend: Backend, threshold: float, full: bool, progress: ScanProgress | None = None) -> int | None:
-    """Ask the backend for the pairs it has not been asked about yet; None means a full comparison."""
+    """Ask the backend for the pairs it has not been asked about yet; None means a full comparison.
+
+    A full comparison (asked for, a floor lower than the stored pairs', another comparison)
+    first marks every content as awaiting comparison under the new floor and comparison, and
+    is then carried out as any other: the contents awaiting comparison are compared
+    ``COMPARISON_PART`` at a time in the order they were analysed, and each part's pairs are
+    stored, its contents marked compared, as the part ends. A part's contents are paired with
+    the contents before them and those not awaiting comparison, never with the rest of the
+    parts (``pending``, see ``Backend.find_pairs``): the parts store what one comparison of
+    them all would, and a scan that is stopped resumes at the part it was in.
+    """
     floor = min(PAIR_FLOOR, threshold)
     with read_transaction(engine) as connection:
         stored_floor = content_store.get_meta(connection, FLOOR_KEY)
         stored_comparison = content_store.get_meta(connection, COMPARISON_KEY)
-        changed = content_store.needing_scan(connection)
-    if full or stored_floor is None or float(stored_floor) > floor or stored_comparison != backend.comparison:
-        changed_or_all = None
-    else:
-        changed_or_all = changed
-    if changed_or_all is not None and not changed_or_all:
-        return 0
-    backend.commit()
-    found = FoundPairs.collect(backend.find_pairs(changed_or_all, floor, progress))
-    with write_transaction(engine) as connection:
-        content_store.replace_pairs(connection, found, changed_or_all)
-        content_store.mark_scanned(connection, changed)
-        content_store.set_meta(connection, FLOOR_KEY, repr(floor))
-        content_store.set_meta(connection, COMPARISON_KEY, backend.comparison)
-    return None if changed_or_all is None else len(changed_or_all)
+    everything = full or stored_floor is None or float(stored_floor) > floor or stored_comparison != backend.comparison
+    if everything:
+        with write_transaction(engine) as connection:
+            content_store.mark_all_for_scan(connection)
+            content_store.set_meta(connection, FLOOR_KEY, repr(floor))
+            content_store.set_meta(connection, COMPARISON_KEY, backend.comparison)
+    with read_transaction(engine) as connection:
+        pending = content_store.needing_scan(connection)
+    if pending:
+        backend.commit()
+    for start in range(0, len(pending), COMPARISON_PART):
+        part = pending[start : start + COMPARISON_PART]
+        told = progress if len(pending) <= COMPARISON_PART else _within_part(progress, start, len(part), len(pending))
+        found = FoundPairs.collect(backend.find_pairs(part, floor, told, pending=pending[start:]))
+        with write_transaction(engine) as connection:
+            content_store.replace_pairs(connection, found, part)
+            content_store.mark_scanned(connection, part)
+        if len(pending) > COMPARISON_PART:
+            log.info("compared %d of %d pictures; their pairs are stored", start + len(part), len(pending))
+    return None if everything else len(pending)
+
+
+def _within_part(progress: ScanProgress | None, before: int, size: int, total: int) -> ScanProgress | None:
+    """A part's progress told as the whole comparison's, in pictures: one estimate of the
+    time left for all the parts, not one a part."""
+    if progress is None:
+        return None
+
+    def told(_step: str, done: int, of: int) -> None:
+        progress(COMPARING, before + (size * done // of if of else 0), total)
+
+    return told
 
 
 @dataclass(frozen=True)
@@ -203,7 +236,7 @@ def run_scan(
     try:
         with _stage(progress, "forgetting deleted images"):
             collect_garbage(engine, backend, started)
-        with _stage(progress, "comparing images"):
+        with _stage(progress, COMPARING):
             compared = update_pairs(engine, backend, threshold, full, progress)
         with _stage(progress, "forming groups"):
             grouping = read_grouping(engine, threshold)

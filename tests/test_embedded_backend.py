@@ -257,6 +257,20 @@ def test_idle_worker_processes_are_released_and_come_back_on_demand(tmp_path, mo
         backend.close()
 
 
+@pytest.mark.parametrize("large_from, workers_kept", [(10, True), (9, False)], ids=["small search", "large search"])
+def test_idle_workers_are_stopped_before_a_large_search_and_kept_for_a_small_one(backend, tmp_path, monkeypatch, large_from, workers_kept):
+    import dupe_scanner.backends.embedded as embedded
+
+    monkeypatch.setattr(embedded, "SEARCH_WITHOUT_WORKERS", large_from)  # the search compares nine pictures
+    paths = variants(photo(4), tmp_path, "delta")
+    index_all(backend, paths)
+    indexing_workers = backend._pool
+    assert indexing_workers is not None
+
+    assert matches(backend, None)  # verified by workers again
+    assert (backend._pool is indexing_workers) == workers_kept and backend._pool is not None
+
+
 @pytest.mark.parametrize("order", ["sorted", "any order"])
 def test_the_kept_keypoint_base_finds_each_of_its_pictures_now_and_the_new_ones(order):
     from dupe_scanner.backends.keypoint_store import _rows_of

@@ -80,6 +80,25 @@ def test_a_scan_of_new_contents_reads_only_them_and_gets_the_whole_table(store):
     assert table.key_list() == sorted(state.rows)
 
 
+def test_a_table_that_already_holds_the_contents_compared_is_not_written_again(store, monkeypatch):
+    state = State(list(range(30)))
+    state.table(store, None)
+    writes: list[int] = []
+    write = store._write
+
+    def counted(table: HashTable) -> None:
+        writes.append(len(table))
+        write(table)
+
+    monkeypatch.setattr(store, "_write", counted)
+
+    assert same(state.table(store, [key(4), key(5)]), state.expected())  # a later part of one scan: read before
+    assert writes == []
+    state.add(5, analysed_at=77.0)  # analysed again since the table was kept
+    assert same(state.table(store, [key(4), key(5)]), state.expected())
+    assert writes == [30]
+
+
 def test_a_content_forgotten_since_makes_the_table_read_whole_again(store):
     state = State(list(range(20)))
     state.table(store, None)

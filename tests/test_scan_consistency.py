@@ -12,12 +12,15 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 import dupe_scanner.analysis.candidates as candidates
+import dupe_scanner.scanning as scanning
 from dupe_scanner.backends.embedded import EmbeddedBackend
 from dupe_scanner.scanning import update_pairs
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store.database import open_state, read_transaction, write_transaction
+from dupe_scanner.store.schema import contents
 from tests.photos import make_photo, save
 
 # Corners and edges of one photo, 60 to 75 % of each side: each overlaps the others and
@@ -84,3 +87,77 @@ def test_a_new_picture_is_compared_with_the_library_even_when_the_clock_went_bac
     update_pairs(engine, backend, threshold=0.6, full=False)
 
     assert [score for score in stored(engine).values() if score >= 0.6]
+
+
+def recording(find_pairs, asked: list, what):
+    """``find_pairs``, noting ``what(changed)`` of each call in ``asked``."""
+
+    def recorded(changed, *args, **kwargs):
+        asked.append(what(changed))
+        return find_pairs(changed, *args, **kwargs)
+
+    return recorded
+
+
+class Stopped(Exception):
+    """A scan stopped where it was: the service stopped, the machine went down."""
+
+
+def arriving_one_by_one(engine, backend, folder: Path) -> None:
+    for number, path in enumerate(pictures(folder)):
+        add(engine, backend, [path], 1000.0 + number)
+
+
+def test_a_full_comparison_made_in_parts_stores_the_pairs_of_one_made_at_once(state, tmp_path, monkeypatch):
+    monkeypatch.setattr(candidates, "MOST_PER_IMAGE", 2)  # which side asks for a pair matters
+    engine, backend = state
+    arriving_one_by_one(engine, backend, tmp_path / "photos")
+    update_pairs(engine, backend, threshold=0.6, full=True)
+    at_once = stored(engine)
+
+    monkeypatch.setattr(scanning, "COMPARISON_PART", 2)
+    parts: list[int] = []
+    told: list[tuple[str, int, int]] = []
+    monkeypatch.setattr(backend, "find_pairs", recording(backend.find_pairs, parts, len))
+    update_pairs(engine, backend, threshold=0.6, full=True, progress=lambda *said: told.append(said))
+
+    assert parts == [2, 2, 2, 1]
+    assert stored(engine) == at_once
+    assert sum(score >= 0.6 for score in at_once.values()) >= 2
+    assert {step for step, _, _ in told} == {"comparing images"} and {total for _, _, total in told} == {7}
+    done = [done for _, done, _ in told]
+    assert done == sorted(done) and done[-1] == 7  # one count for all the parts, never going back
+
+
+def test_a_scan_stopped_during_a_part_resumes_there_and_ends_with_the_pairs_of_one_never_stopped(state, tmp_path, monkeypatch):
+    engine, backend = state
+    arriving_one_by_one(engine, backend, tmp_path / "photos")
+    update_pairs(engine, backend, threshold=0.6, full=True)
+    never_stopped = stored(engine)
+
+    monkeypatch.setattr(scanning, "COMPARISON_PART", 3)
+    ask = backend.find_pairs
+    asked: list[list[str]] = []
+
+    def stopped_in_the_second_part(changed, *args, **kwargs):
+        asked.append(list(changed))
+        if len(asked) == 2:
+            raise Stopped
+        return ask(changed, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "find_pairs", stopped_in_the_second_part)
+    with pytest.raises(Stopped):
+        update_pairs(engine, backend, threshold=0.6, full=True)
+    with read_transaction(engine) as connection:
+        assert content_store.needing_scan(connection) == asked[1] + sorted_by_arrival(engine)[6:]  # the first part is done
+
+    asked.clear()
+    monkeypatch.setattr(backend, "find_pairs", recording(ask, asked, list))
+    assert update_pairs(engine, backend, threshold=0.6, full=False) == 4  # the rest, not everything again
+    assert [len(part) for part in asked] == [3, 1]
+    assert stored(engine) == never_stopped
+
+
+def sorted_by_arrival(engine) -> list[str]:
+    with read_transaction(engine) as connection:
+        return [row.hash for row in connection.execute(select(contents.c.hash).order_by(contents.c.analysed_at))]

@@ -29,7 +29,7 @@ class NoPairs:
     def commit(self) -> None:
         pass
 
-    def find_pairs(self, changed, floor, progress=None):
+    def find_pairs(self, changed, floor, progress=None, pending=None):
         return iter(())
 
 

@@ -57,7 +57,11 @@ class Backend(Protocol):
         """Make everything indexed so far visible to ``find_pairs``."""
 
     def find_pairs(
-        self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
+        self,
+        changed: Collection[str] | None,
+        min_score: float,
+        progress: Callable[[str, int, int], None] | None = None,
+        pending: Collection[str] | None = None,
     ) -> Iterator[ScoredPair]:
         """Pairs scoring at least ``min_score``; ``progress(step, done, total)`` is told how it goes.
 
@@ -65,6 +69,12 @@ class Backend(Protocol):
         side is in ``changed`` are needed (an incremental scan). A backend that does not
         compare every pair also yields the pairs it compared and found different, with
         their lower score: grouping must know "different" from "never compared".
+
+        ``pending``: when ``changed`` is the first part of the contents awaiting comparison,
+        all of them, in the order they were analysed; the rest will be asked for later. A
+        backend that asks each pair from one side only (the embedded one: the newer) asks
+        none of a part's pairs with the later parts from the part's side, so the parts
+        together find what one comparison of them all finds.
         """
 
     def outdated(self) -> set[str]:

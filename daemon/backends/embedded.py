@@ -43,15 +43,21 @@ log = logging.getLogger(__name__)
 IDLE_RELEASE_SECONDS = 120.0  # worker processes stop after this long without work
 BATCH_PAIRS = 200  # candidate pairs verified per task sent to a worker
 DESCRIPTOR_CHUNK = 500  # contents whose descriptors are read and decoded at a time
+# Contents compared from which idle workers (about 90 MB each) are stopped before the
+# candidate search: a search of thousands holds hundreds of MB, and a second of starting the
+# workers again is nothing beside its verification. Fewer (the service's scan of a few new
+# pictures) keep them.
+SEARCH_WITHOUT_WORKERS = 1_000
 
 
-def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None) -> np.ndarray:
+def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None, as_given: bool = False) -> np.ndarray:
     """Each row's rank in the order the contents came: by analysis time, ties by row.
 
     A pair is proposed from its newer content's search only (see dupe_scanner.analysis.candidates),
     so a full scan and the incremental scans before it propose the same pairs. In an
     incremental scan the changed rows come after every other whatever the clock said, so
-    that a clock set back never hides a new content from the library it joins.
+    that a clock set back never hides a new content from the library it joins; ``as_given``:
+    in the order of ``changed_rows``, which the scan compares part by part.
     """
     later = np.zeros(len(analysed_at), dtype=np.int8)
     if changed_rows is not None:
@@ -59,7 +65,21 @@ def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None) -> n
     order = np.lexsort((np.arange(len(analysed_at)), analysed_at, later))
     age = np.empty(len(analysed_at), dtype=np.int64)
     age[order] = np.arange(len(analysed_at))
+    if as_given and changed_rows is not None:
+        age[changed_rows] = len(analysed_at) - len(changed_rows) + np.arange(len(changed_rows))
     return age
+
+
+def _rows_among(keys: list[str], wanted: Collection[str]) -> np.ndarray:
+    """The rows of ``keys`` that are in ``wanted``, in row order."""
+    wanted = set(wanted)
+    return np.array([row for row, key in enumerate(keys) if key in wanted], dtype=np.int64)
+
+
+def _rows_in_order(keys: list[str], wanted: Collection[str]) -> np.ndarray:
+    """The rows of ``wanted`` (those in ``keys``), in the order of ``wanted``."""
+    row_of = {key: row for row, key in enumerate(keys)}
+    return np.array([row_of[key] for key in wanted if key in row_of], dtype=np.int64)
 
 
 def _hash_table(rows: list[tuple[str, bytes, float]]) -> HashTable:
@@ -134,11 +154,17 @@ class EmbeddedBackend:
 
     def _release_if_idle(self, submissions_then: int) -> None:
         with self._lock:
-            if self._busy or self._submissions != submissions_then or self._pool is None:
+            if self._submissions != submissions_then or not self._release_locked():
                 return
-            pool, self._pool = self._pool, None
         log.debug("embedded backend idle for %.0f s: analysis workers stopped", IDLE_RELEASE_SECONDS)
+
+    def _release_locked(self) -> bool:
+        """Stop the worker processes if no task runs (the lock held); whether they were stopped."""
+        if self._busy or self._pool is None:
+            return False
+        pool, self._pool = self._pool, None
         pool.shutdown(wait=False)
+        return True
 
     def _reset(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -218,7 +244,11 @@ class EmbeddedBackend:
     # -- finding pairs ----------------------------------------------------------------------
 
     def find_pairs(
-        self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
+        self,
+        changed: Collection[str] | None,
+        min_score: float,
+        progress: Callable[[str, int, int], None] | None = None,
+        pending: Collection[str] | None = None,
     ) -> Iterator[ScoredPair]:
         keys, hashes, analysed_at = self._load_hashes(changed)
         if not keys:
@@ -226,11 +256,21 @@ class EmbeddedBackend:
         if changed is None:
             query_rows = np.arange(len(keys))
         else:
-            wanted = set(changed)
-            query_rows = np.array([row for row, key in enumerate(keys) if key in wanted], dtype=np.int64)
+            query_rows = _rows_among(keys, changed)
             if not len(query_rows):
                 return
-        age = arrival_order(analysed_at, None if changed is None else query_rows)
+        if pending is None:
+            age = arrival_order(analysed_at, None if changed is None else query_rows)
+        else:
+            # The contents still to compare come after every other, in the order the scan
+            # compares them: this part's searches do not reach the later parts'.
+            age = arrival_order(analysed_at, _rows_in_order(keys, pending), as_given=True)
+        if len(query_rows) >= SEARCH_WITHOUT_WORKERS:
+            # A large search needs the memory idle workers hold, and what the part of a long
+            # scan before it freed (its verdicts); the workers start again for its verification.
+            with self._lock:
+                self._release_locked()
+            release_memory()
         points = self.keypoints.points(keys, lambda some: self._load_descriptors(some)[0])
 
         def descriptors_of(rows: list[int]) -> dict[int, list[np.ndarray]]:

@@ -221,7 +221,11 @@ class FlowBackend:
     # ----------------------------------------------------------------- searching
 
     def find_pairs(
-        self, changed: Collection[str] | None, min_score: float, progress: Callable[[str, int, int], None] | None = None
+        self,
+        changed: Collection[str] | None,
+        min_score: float,
+        progress: Callable[[str, int, int], None] | None = None,
+        pending: Collection[str] | None = None,  # Flow asks every changed content, whatever comes later
     ) -> Iterator[ScoredPair]:
         size = self.document_count()
         approximate, smartfilter = search_options(size, self.mode)

@@ -52,6 +52,18 @@ class HashTable:
     def key_list(self) -> list[str]:
         return [key.decode("ascii") for key in self.keys.tolist()]
 
+    def holds(self, rows: HashTable) -> bool:
+        """Whether every row of ``rows`` is in this table, as it is."""
+        at = np.minimum(np.searchsorted(self.keys, rows.keys), max(0, len(self) - 1))
+        if not len(rows):
+            return True
+        return bool(
+            len(self)
+            and np.array_equal(self.keys[at], rows.keys)
+            and np.array_equal(self.hashes[at], rows.hashes)
+            and np.array_equal(self.analysed_at[at], rows.analysed_at)
+        )
+
     def merged(self, fresh: HashTable) -> HashTable:
         """This table with ``fresh``'s rows added, or put in place of the rows of the same key."""
         kept = ~np.isin(self.keys, fresh.keys)
@@ -84,7 +96,8 @@ class HashStore:
             fresh, count = read_some(changed)
             table = kept.merged(fresh)
             if len(table) == count:
-                self._write(table)
+                if not kept.holds(fresh):  # the parts of a long scan after the first: nothing new to keep
+                    self._write(table)
                 return table
             log.debug("%s: the kept hash table no longer adds up to the state's contents; read again", self.path)
         table = read_all()

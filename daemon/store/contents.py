@@ -73,7 +73,15 @@ def content_count(connection: Connection) -> int:
 
 
 def needing_scan(connection: Connection) -> list[str]:
-    return list(connection.execute(select(contents.c.hash).where(contents.c.needs_scan == true())).scalars())
+    """The contents awaiting comparison, in the order they were analysed (ties by key): the
+    order in which a scan compares them part by part (``scanning.update_pairs``)."""
+    query = select(contents.c.hash).where(contents.c.needs_scan == true()).order_by(contents.c.analysed_at, contents.c.hash)
+    return list(connection.execute(query).scalars())
+
+
+def mark_all_for_scan(connection: Connection) -> None:
+    """Every content awaits comparison: a full one, which scans then carry out part by part."""
+    connection.execute(update(contents).values(needs_scan=True))
 
 
 def mark_scanned(connection: Connection, hashes: Iterable[str]) -> None:
