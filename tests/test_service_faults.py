@@ -215,3 +215,55 @@ def test_the_status_line_says_how_the_scan_goes(service):
     said = [message["STATUS"] for message in service.notify.with_key("STATUS")]
     for stage in ("forgetting deleted images", "comparing images", "forming groups", "writing reports"):
         assert any(f"scan: {stage}: 0 of 1" in line for line in said), said
+
+
+# The real command line, its comparison made two pictures at a time, so that a few photos
+# make several parts (a part is 5,000 pictures).
+SCAN_IN_PARTS_OF_TWO = "import sys, dupe_scanner.scanning as s; s.COMPARISON_PART = 2; from dupe_scanner.cli import main; sys.exit(main())"
+
+
+def library_of_copies(photos: Path, seeds: range) -> None:
+    for seed in seeds:
+        photo = make_photo(seed, (240, 180))
+        save(photo, photos / f"photo-{seed}.jpg")
+        save(photo.resize((120, 90)), photos / f"photo-{seed}-small.png")
+
+
+def settings_for(folder: Path, photos: Path) -> Path:
+    folder.mkdir()
+    config = folder / "settings.toml"
+    config.write_text(f'[paths]\nstate = "state/state.db"\nreports = "reports"\n[[watch]]\npath = "{photos}"\n')
+    return config
+
+
+@pytest.mark.timeout(300)
+def test_a_scan_killed_after_a_part_goes_on_from_the_next_and_ends_as_one_never_killed(tmp_path):
+    photos = tmp_path / "photos"
+    library_of_copies(photos, range(20, 23))  # six pictures: three parts
+    killed, never_killed = settings_for(tmp_path / "killed", photos), settings_for(tmp_path / "never-killed", photos)
+    assert run_cli("index", "--dir", str(photos), config=killed).returncode == 0
+    # The same state for both: which of two pictures counts as the newer follows the order
+    # the workers finished them in, and a rejected pair's score the side that asked.
+    shutil.copytree(tmp_path / "killed" / "state", tmp_path / "never-killed" / "state")
+
+    command = [sys.executable, "-c", SCAN_IN_PARTS_OF_TWO, "--config", str(killed), "--log-level", "info", "scan"]
+    scan = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert scan.stderr is not None
+        for line in scan.stderr:
+            if "compared 2 of 6 pictures; their pairs are stored" in line:
+                scan.send_signal(signal.SIGKILL)  # a power cut, the OOM killer
+                break
+        assert scan.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+
+    resumed = run_cli("--log-level", "info", "scan", config=killed)
+    assert resumed.returncode == 0
+    assert "compared 4 new" in resumed.stderr or "compared 2 new" in resumed.stderr  # not all six again
+    assert run_cli("scan", config=never_killed).returncode == 0
+    assert read_groups(tmp_path / "killed" / "reports") == read_groups(tmp_path / "never-killed" / "reports")
+    assert len(read_groups(tmp_path / "killed" / "reports")) == 3
+    pairs = "select first, second, round(score, 6) from pairs order by first, second"
+    assert query(tmp_path / "killed" / "state" / "state.db", pairs) == query(tmp_path / "never-killed" / "state" / "state.db", pairs)
