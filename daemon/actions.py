@@ -43,6 +43,7 @@ def status(settings: Settings, failures: int, repair: bool, *, lock_wait: float 
         with read_transaction(parts.engine) as connection:
             counts = file_store.counts_by_state(connection)
             contents = content_store.content_count(connection)
+            awaiting = content_store.awaiting_scan_count(connection)
             last = content_store.last_scan(connection)
             failed = file_store.failures(connection, failures)
             decisions = decision_store.count(connection)
@@ -54,6 +55,8 @@ def status(settings: Settings, failures: int, repair: bool, *, lock_wait: float 
             f"files: {counts['indexed']} indexed, {counts['pending']} pending, {counts['failed']} failed, "
             f"{counts['gone']} gone; {contents} distinct contents analysed"
         )
+        if awaiting:  # a scan stopped in the middle leaves the rest here, and the next goes on with them
+            _say(f"comparison: {awaiting} of {contents} contents not compared yet ('dupe-scanner scan', or the service, compares them)")
         _say(f"decisions: {decisions}" + (" ('dupe-scanner decide list' lists them)" if decisions else ""))
         if last:
             _say(

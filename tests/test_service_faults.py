@@ -259,7 +259,10 @@ def test_a_scan_killed_after_a_part_goes_on_from_the_next_and_ends_as_one_never_
         if scan.poll() is None:
             scan.kill()
 
+    said = run_cli("status", config=killed).stdout
+    assert "comparison: 4 of 6 contents not compared yet" in said or "comparison: 2 of 6 contents not compared yet" in said
     resumed = run_cli("--log-level", "info", "scan", config=killed)
+    assert "not compared yet" not in run_cli("status", config=killed).stdout
     assert resumed.returncode == 0
     assert "compared 4 new" in resumed.stderr or "compared 2 new" in resumed.stderr  # not all six again
     assert run_cli("scan", config=never_killed).returncode == 0

@@ -79,6 +79,10 @@ def needing_scan(connection: Connection) -> list[str]:
     return list(connection.execute(query).scalars())
 
 
+def awaiting_scan_count(connection: Connection) -> int:
+    return connection.execute(select(func.count()).select_from(contents).where(contents.c.needs_scan == true())).scalar_one()
+
+
 def mark_all_for_scan(connection: Connection) -> None:
     """Every content awaits comparison: a full one, which scans then carry out part by part."""
     connection.execute(update(contents).values(needs_scan=True))
