@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -40,6 +39,7 @@ from pathlib import Path
 import psutil
 
 from bench.__main__ import CACHE
+from bench.scan_memory import copy_before_first_scan
 
 PART_STORED = "their pairs are stored"
 MB = 2**20
@@ -70,24 +70,15 @@ def main() -> int:
         return 1
     runs: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="resume-") as scratch:
-        killed_copy = fresh_copy(folder, Path(scratch) / "killed")
+        killed_copy = copy_before_first_scan(folder, Path(scratch) / "killed")
         killed = scan_in(killed_copy, f"killed after {arguments.parts_before_kill} part(s)", kill_after=arguments.parts_before_kill)
         resumed = scan_in(killed_copy, "  then resumed", full=False)
         runs += [killed, resumed, total_of("  killed + resumed", killed, resumed)]
-        runs.insert(0, scan_in(fresh_copy(folder, Path(scratch) / "never-stopped"), "never stopped"))
+        runs.insert(0, scan_in(copy_before_first_scan(folder, Path(scratch) / "never-stopped"), "never stopped"))
         if arguments.peer_at_once:
-            runs.append(scan_in(fresh_copy(folder, Path(scratch) / "at-once"), "at once (peer)", at_once=True))
+            runs.append(scan_in(copy_before_first_scan(folder, Path(scratch) / "at-once"), "at once (peer)", at_once=True))
     print_table(arguments.size, runs)
     return 0
-
-
-def fresh_copy(folder: Path, scratch: Path) -> Path:
-    """``folder``'s state and settings in ``scratch``, without the kept indexes a scan writes."""
-    (scratch / "state").mkdir(parents=True)
-    with sqlite3.connect(folder / "state" / "state.db") as source, sqlite3.connect(scratch / "state" / "state.db") as copy:
-        source.backup(copy)
-    shutil.copy(folder / "settings.toml", scratch / "settings.toml")
-    return scratch
 
 
 def scan_in(scratch: Path, name: str, full: bool = True, kill_after: int | None = None, at_once: bool = False) -> Run:

@@ -66,13 +66,20 @@ def main() -> int:
 
 def first_scan_peaks(folder: Path, scratch: Path, search_only: bool) -> Peaks:
     """Copy ``folder``'s state to ``scratch`` without its kept indexes, and scan it in full."""
-    (scratch / "state").mkdir()
-    with sqlite3.connect(folder / "state" / "state.db") as source, sqlite3.connect(scratch / "state" / "state.db") as copy:
-        source.backup(copy)
-    shutil.copy(folder / "settings.toml", scratch / "settings.toml")
+    copy_before_first_scan(folder, scratch)
     command = [sys.executable, "-m", "dupe_scanner", "--config", str(scratch / "settings.toml"), "--log-level", "debug", "scan", "--full"]
     print(f"{folder.name}: {' '.join(command[1:])}", flush=True)
     return watched(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), search_only)
+
+
+def copy_before_first_scan(folder: Path, scratch: Path) -> Path:
+    """``folder``'s state and settings in ``scratch``, without the kept indexes a scan writes
+    beside the state: as a first scan finds them."""
+    (scratch / "state").mkdir(parents=True)
+    with sqlite3.connect(folder / "state" / "state.db") as source, sqlite3.connect(scratch / "state" / "state.db") as copy:
+        source.backup(copy)
+    shutil.copy(folder / "settings.toml", scratch / "settings.toml")
+    return scratch
 
 
 def watched(process: subprocess.Popen, search_only: bool) -> Peaks:
