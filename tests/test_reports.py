@@ -26,7 +26,7 @@ from dupe_scanner import fileio
 from dupe_scanner.display import visible
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.groups import DuplicateGroup, FilePair
-from dupe_scanner.reports import ReportOutcome, html_report, json_report, write_reports
+from dupe_scanner.reports import PartialComparison, ReportOutcome, html_report, json_report, write_reports
 from dupe_scanner.reports.details_report import render_details
 from dupe_scanner.reports.json_report import render_duplicates
 from dupe_scanner.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
@@ -140,8 +140,9 @@ def test_a_report_written_a_member_at_a_time_has_the_bytes_of_one_dump():
 def test_details_report_shape(tmp_path, groups, photos):
     write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
     details = json.loads((tmp_path / "reports" / "duplicates.details.json").read_text(encoding="utf-8"))
-    assert list(details) == ["schema", "generated_at", "threshold", "exact_score", "counts", "note", "groups"]
-    assert details["schema"] == 2
+    assert list(details) == ["schema", "generated_at", "threshold", "complete", "exact_score", "counts", "note", "groups"]
+    assert details["schema"] == 3
+    assert details["complete"] is True
     assert details["generated_at"] == "2024-05-01T12:00:00+00:00"
     assert details["threshold"] == 0.6
     assert details["counts"] == {"groups": 3, "files": 9, "pairs": 7, "exact_pairs": 3, "near_pairs": 4}
@@ -172,6 +173,26 @@ def test_details_report_shape(tmp_path, groups, photos):
     assert pairs[tuple(sorted([photos["big.jpg"].path, photos["breaker"].path]))] == (0.7, "near")
     assert pairs[tuple(sorted([photos[CANARY].path, photos[ALERT].path]))] == (0.93, "exact")
     assert [(p["first"], p["second"]) for p in first["pairs"]] == sorted(pairs)
+
+
+def test_reports_written_while_the_scan_still_compares_say_how_far_it_is(tmp_path, groups):
+    reports = tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0, partial=PartialComparison(5000, 120000))
+
+    details = json.loads((reports / "duplicates.details.json").read_text(encoding="utf-8"))
+    assert details["complete"] is False
+    assert details["comparison"] == {"compared": 5000, "pictures": 120000}
+    said = "still comparing: 5,000 of the 120,000 pictures it compares are done"
+    assert said in (reports / "duplicates.html").read_text(encoding="utf-8")
+    assert said in (reports / "review.html").read_text(encoding="utf-8")
+
+    finished = write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0)
+
+    details = json.loads((reports / "duplicates.details.json").read_text(encoding="utf-8"))
+    assert details["complete"] is True and "comparison" not in details
+    assert said not in (reports / "duplicates.html").read_text(encoding="utf-8")
+    assert said not in (reports / "review.html").read_text(encoding="utf-8")
+    assert reports / "duplicates.json" in finished.unchanged  # the original shape has no room to say it
 
 
 def test_suggested_keep_prefers_pixels_then_size_then_age(tmp_path):

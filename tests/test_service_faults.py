@@ -5,6 +5,7 @@ Real folders, a real SQLite state, ``python -m dupe_scanner`` as a subprocess.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import sqlite3
@@ -236,6 +237,23 @@ def settings_for(folder: Path, photos: Path) -> Path:
     return config
 
 
+def scan_killed_once_it_says(words: str, code: str, config: Path) -> None:
+    """Run ``scan`` through ``code`` (a ``python -c`` that calls the command line) and SIGKILL
+    it, as a power cut or the OOM killer would, as soon as its log says ``words``."""
+    command = [sys.executable, "-c", code, "--config", str(config), "--log-level", "info", "scan"]
+    scan = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert scan.stderr is not None
+        for line in scan.stderr:
+            if words in line:
+                scan.send_signal(signal.SIGKILL)
+                break
+        assert scan.wait(timeout=60) == -signal.SIGKILL, f"the scan ended without saying {words!r}"
+    finally:
+        if scan.poll() is None:
+            scan.kill()
+
+
 @pytest.mark.timeout(300)
 def test_a_scan_killed_after_a_part_goes_on_from_the_next_and_ends_as_one_never_killed(tmp_path):
     photos = tmp_path / "photos"
@@ -246,18 +264,7 @@ def test_a_scan_killed_after_a_part_goes_on_from_the_next_and_ends_as_one_never_
     # the workers finished them in, and a rejected pair's score the side that asked.
     shutil.copytree(tmp_path / "killed" / "state", tmp_path / "never-killed" / "state")
 
-    command = [sys.executable, "-c", SCAN_IN_PARTS_OF_TWO, "--config", str(killed), "--log-level", "info", "scan"]
-    scan = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        assert scan.stderr is not None
-        for line in scan.stderr:
-            if "compared 2 of 6 pictures; their pairs are stored" in line:
-                scan.send_signal(signal.SIGKILL)  # a power cut, the OOM killer
-                break
-        assert scan.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if scan.poll() is None:
-            scan.kill()
+    scan_killed_once_it_says("compared 2 of 6 pictures; their pairs are stored", SCAN_IN_PARTS_OF_TWO, killed)
 
     said = run_cli("status", config=killed).stdout
     assert "comparison: 4 of 6 contents not compared yet" in said or "comparison: 2 of 6 contents not compared yet" in said
@@ -270,3 +277,31 @@ def test_a_scan_killed_after_a_part_goes_on_from_the_next_and_ends_as_one_never_
     assert len(read_groups(tmp_path / "killed" / "reports")) == 3
     pairs = "select first, second, round(score, 6) from pairs order by first, second"
     assert query(tmp_path / "killed" / "state" / "state.db", pairs) == query(tmp_path / "never-killed" / "state" / "state.db", pairs)
+
+
+SCAN_IN_PARTS_OF_TWO_REPORTING_BETWEEN = (
+    "import sys, dupe_scanner.scanning as s; s.COMPARISON_PART = 2; s.INTERIM_REPORT_SECONDS = 0; s.INTERIM_REPORT_SHARE = 1e9; "
+    "from dupe_scanner.cli import main; sys.exit(main())"
+)
+
+
+@pytest.mark.timeout(300)
+def test_a_long_scan_writes_the_reports_between_its_parts_and_says_they_are_not_complete(tmp_path):
+    photos = tmp_path / "photos"
+    library_of_copies(photos, range(30, 33))  # six pictures: three parts
+    config = settings_for(tmp_path / "scanned", photos)
+    reports = tmp_path / "scanned" / "reports"
+    assert run_cli("index", "--dir", str(photos), config=config).returncode == 0
+
+    scan_killed_once_it_says("reports written for the 4 of 6 pictures compared so far", SCAN_IN_PARTS_OF_TWO_REPORTING_BETWEEN, config)
+
+    details = json.loads((reports / "duplicates.details.json").read_text())
+    assert details["complete"] is False and details["comparison"] == {"compared": 4, "pictures": 6}
+    assert "4 of the 6 pictures it compares are done" in (reports / "duplicates.html").read_text()
+    assert 1 <= len(read_groups(reports)) <= 2  # what the first four found: not the third group yet
+
+    assert run_cli("scan", config=config).returncode == 0
+    details = json.loads((reports / "duplicates.details.json").read_text())
+    assert details["complete"] is True and "comparison" not in details
+    assert len(read_groups(reports)) == 3
+

@@ -30,10 +30,14 @@ from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import atomic_write_all, remove_stale_temp_files
 from dupe_scanner.groups import DuplicateGroup
 from dupe_scanner.reports import details_report, html_pages, html_report, json_report, review_page
+from dupe_scanner.reports.partial import PartialComparison
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
 from dupe_scanner.settings import ReportSettings
 
-__all__ = ["FileStamp", "ReportOutcome", "report_stamps", "reports_kept", "reports_present", "thumbnails_beside", "write_reports"]
+__all__ = [
+    "FileStamp", "PartialComparison", "ReportOutcome",
+    "report_stamps", "reports_kept", "reports_present", "thumbnails_beside", "write_reports",
+]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ def write_reports(
     generated_at: datetime | None = None,
     thumbnail_cache: Path | None = None,
     watched_folders: Sequence[Path | str] = (),
+    partial: PartialComparison | None = None,
 ) -> ReportOutcome:
     """Write (or leave, if current) every report for ``groups`` into ``reports_dir``.
 
@@ -80,6 +85,7 @@ def write_reports(
     (UTC). ``thumbnail_cache``: a folder where thumbnails are kept by content between
     runs (see ``thumbnail_cache``); None decodes every picture of a changed page.
     ``watched_folders``: the review page shows each path relative to the one holding it.
+    ``partial``: written while the scan still compares; every report says how far it is.
     Raises ``FileWriteError`` if a report cannot be written (full disk, no
     permission); then no report was replaced: all keep their previous version.
     """
@@ -101,12 +107,12 @@ def write_reports(
     consider(reports_dir / json_report.FILE_NAME, json_report.render_duplicates(groups))
     consider(
         reports_dir / details_report.FILE_NAME,
-        details_report.render_details(groups, threshold, generated_at),
+        details_report.render_details(groups, threshold, generated_at, partial),
         volatile=details_report.VOLATILE,
     )
     thumbnails = ThumbnailCache(thumbnail_cache, settings.thumbnail_size)
     plan, pages = html_report.prepare_pages(
-        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at, thumbnails=thumbnails
+        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at, thumbnails=thumbnails, partial=partial
     )
     for page in pages:
         path = reports_dir / page.file_name
@@ -118,7 +124,7 @@ def write_reports(
     consider(
         reports_dir / review_page.FILE_NAME,
         review_page.render_review(
-            groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails
+            groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails, partial
         ),
         volatile=review_page.VOLATILE,
     )

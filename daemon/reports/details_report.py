@@ -1,11 +1,13 @@
 """``duplicates.details.json``: everything behind each group, for people and scripts.
 
-Shape (``schema`` 2)::
+Shape (``schema`` 3)::
 
     {
-        "schema": 2,
+        "schema": 3,
         "generated_at": "2024-05-01T12:00:00+00:00",   # when this content was first written
         "threshold": 0.6,
+        "complete": true,                                # false: written while the scan compares
+        "comparison": {"compared": 5000, "pictures": 100000},   # only when not complete
         "exact_score": 0.9,                              # pairs at or above are "exact"
         "counts": {"groups": 2, "files": 5, "pairs": 4, "exact_pairs": 3, "near_pairs": 1},
         "note": "...",
@@ -31,7 +33,9 @@ Shape (``schema`` 2)::
     }
 
 Schema 2 added ``keep_reason``, ``decided``, ``decisions``, ``companions`` and each
-member's ``never_remove``; everything in schema 1 is unchanged.
+member's ``never_remove``; everything in schema 1 is unchanged. Schema 3 added ``complete``
+and ``comparison``: a first scan of a large library writes the reports between the parts of
+its comparison (see ``partial``), from the pictures compared so far.
 
 Groups in the order of ``duplicates.json``; members sorted by path; pairs sorted by
 path; times in UTC. The same groups give the same bytes except ``generated_at``. The
@@ -48,9 +52,10 @@ from typing import Any
 from dupe_scanner.decisions import Decision
 from dupe_scanner.groups import EXACT_SCORE, DuplicateGroup, FileEntry, FilePair
 from dupe_scanner.reports.json_report import encode_json, group_id
+from dupe_scanner.reports.partial import PartialComparison
 
 FILE_NAME = "duplicates.details.json"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCORE_DECIMALS = 4  # more is noise, and rounding keeps reruns byte-identical
 NOTE = (
     "suggested_keep is a suggestion (your keep decisions, then the keep rules: preferred folders, preferred "
@@ -62,14 +67,19 @@ NOTE = (
 VOLATILE = re.compile(rb'\n    "generated_at": "[^"\n]*",\n')
 
 
-def build_details(groups: Sequence[DuplicateGroup], threshold: float, generated_at: datetime) -> dict[str, Any]:
+def build_details(
+    groups: Sequence[DuplicateGroup], threshold: float, generated_at: datetime, partial: PartialComparison | None = None
+) -> dict[str, Any]:
     """The document; its ``groups`` a generator, so ``encode_json`` builds one group at a time."""
     pairs = sum(len(group.pairs) for group in groups)
     exact = sum(1 for group in groups for pair in group.pairs if pair.kind == "exact")
+    progress = {} if partial is None else {"comparison": partial.as_json()}
     return {
         "schema": SCHEMA_VERSION,
         "generated_at": iso_time(generated_at),
         "threshold": threshold,
+        "complete": partial is None,
+        **progress,
         "exact_score": EXACT_SCORE,
         "counts": {
             "groups": len(groups),
@@ -83,8 +93,10 @@ def build_details(groups: Sequence[DuplicateGroup], threshold: float, generated_
     }
 
 
-def render_details(groups: Sequence[DuplicateGroup], threshold: float, generated_at: datetime) -> bytes:
-    return encode_json(build_details(groups, threshold, generated_at))
+def render_details(
+    groups: Sequence[DuplicateGroup], threshold: float, generated_at: datetime, partial: PartialComparison | None = None
+) -> bytes:
+    return encode_json(build_details(groups, threshold, generated_at, partial))
 
 
 def iso_time(moment: datetime) -> str:

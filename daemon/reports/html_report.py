@@ -63,6 +63,7 @@ from dupe_scanner.reports.html_pages import (
     page_file_name,
     plan_pages,
 )
+from dupe_scanner.reports.partial import PartialComparison
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
 from dupe_scanner.reports.thumbnails import thumbnail_data_uris
 
@@ -108,15 +109,17 @@ def prepare_pages(
     generated_at: datetime,
     max_pages: int | None = None,
     thumbnails: ThumbnailCache | None = None,
+    partial: PartialComparison | None = None,
 ) -> tuple[HtmlPlan, list[RenderedPage]]:
     """The plan, and every page of the HTML report with its fingerprint and a way to render it.
 
     ``thumbnails``: where the pages rendered find the thumbnails of earlier reports.
+    ``partial``: the scan is still comparing; each page says how far it is.
     """
     plan = plan_pages(groups, max_nodes, MAX_PAGES if max_pages is None else max_pages)
     pages = []
     for page in plan.pages:
-        header = _header(plan, page, threshold)
+        header = _header(plan, page, threshold, partial)
         fingerprint = _fingerprint({"header": header, "graph": _graph_inputs(page), "thumbnail_size": thumbnail_size})
         pages.append(
             RenderedPage(
@@ -182,13 +185,13 @@ def script_json(value: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _header(plan: HtmlPlan, page: PagePlan, threshold: float) -> dict[str, Any]:
+def _header(plan: HtmlPlan, page: PagePlan, threshold: float, partial: PartialComparison | None = None) -> dict[str, Any]:
     totals = plan.totals
     summary = (
         f"{totals['groups']} duplicate groups with {totals['files']} pictures and {totals['pairs']} matching pairs "
         f"at threshold {threshold:g} (0.9 and above: exact duplicates)."
     )
-    notices = []
+    notices = [] if partial is None else [partial.notice()]
     if len(plan.pages) > 1:
         shown = [placed.id for placed in page.groups]
         if shown:

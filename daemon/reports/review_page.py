@@ -39,6 +39,7 @@ from dupe_scanner.reports import review_template
 from dupe_scanner.reports.details_report import iso_time
 from dupe_scanner.reports.html_pages import HtmlPlan, page_file_name
 from dupe_scanner.reports.html_report import script_json
+from dupe_scanner.reports.partial import PartialComparison
 from dupe_scanner.reports.review_data import review_document
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
 from dupe_scanner.reports.thumbnails import thumbnail_jpegs
@@ -66,8 +67,10 @@ def render_review(
     watched_folders: Sequence[str],
     reports_dir: Path,
     thumbnails: ThumbnailCache,
+    partial: PartialComparison | None = None,
 ) -> bytes:
-    """The page for ``groups``; makes the thumbnails it links to that are not there yet."""
+    """The page for ``groups``; makes the thumbnails it links to that are not there yet.
+    ``partial``: the scan is still comparing; the summary says how far it is."""
     urls = _thumbnail_urls(groups, thumbnails, Path(reports_dir))
     page_of = [-1] * len(groups)
     for page in plan.pages:
@@ -84,6 +87,8 @@ def render_review(
     )
     files = sum(len(group.members) for group in groups)
     summary = f"{len(groups)} duplicate groups with {files} pictures at threshold {threshold:g}."
+    if partial is not None:
+        summary += " " + partial.notice()
     html = _environment().from_string(review_template.PAGE).render(
         title="Duplicate images: review",
         generated_at=iso_time(generated_at).replace("T", " ")[:16] + " UTC",
