@@ -380,6 +380,77 @@ def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_wh
     assert keypoint_candidates(kept, len(keys), queries) == keypoint_candidates(at_once, len(keys), queries) == [(50, 3), (51, 30)]
 
 
+def a_library_in_shards(monkeypatch, size: int) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``size`` pictures of 160 random points each, in a base built from shards of 1,000 points."""
+    import dupe_scanner.analysis.candidates as candidates
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+
+    monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)
+    monkeypatch.setattr(keypoint_store, "LOAD_CHUNK", 7)
+    monkeypatch.setattr(keypoint_store, "SAMPLE_CONTENTS", 10)
+    monkeypatch.setattr(keypoint_store, "SHARD_POINTS", 1000)
+    monkeypatch.setattr(keypoint_store, "TRAINING_PER_CELL", 4)  # a library too large to train on all of it
+    rng = np.random.default_rng(8)
+    keys = [f"{n:064x}" for n in range(size)]
+    return keys, {key: rng.integers(0, 256, (160, 32), dtype=np.uint8) for key in keys}
+
+
+def searched_alike(kept, pictures: dict[str, np.ndarray]) -> bool:
+    """Whether ``kept`` finds for each picture's points what an index built at once in its cells finds."""
+    from dupe_scanner.analysis.candidates import PointsInMemory
+
+    at_once = PointsInMemory.of(list(pictures.values()), partition=lambda _database, _lists: kept.base.cells)
+    queries = np.concatenate(list(pictures.values()))
+    found, expected = kept.search(queries, 20), at_once.search(queries, 20)
+    return bool(np.array_equal(found[0], expected[0]) and np.array_equal(found[1], expected[1]))
+
+
+def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_searches_as_one_built_at_once(tmp_path, monkeypatch):
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    from dupe_scanner.backends.keypoint_store import KeptPoints, KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)  # 9,600 points
+    copied: list[int] = []
+    copy = keypoint_store._copy_shards
+
+    def copy_counting(index, files):
+        copied.append(len(files))
+        copy(index, files)
+
+    monkeypatch.setattr(keypoint_store, "_copy_shards", copy_counting)
+
+    kept = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+
+    assert copied and copied[0] >= 8  # a shard of 7 pictures' 1,120 points at a time
+    assert isinstance(kept, KeptPoints)  # searched from its file: what built it is given back
+    assert searched_alike(kept, pictures)
+    assert not list(tmp_path.glob("*.shard"))
+
+
+def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_same(tmp_path, monkeypatch, caplog):
+    import faiss
+
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+    write = faiss.write_index_binary
+    shards: list[str] = []
+
+    def no_room_after_the_first_shard(index, path):
+        if path.endswith(".shard"):
+            shards.append(path)
+            if len(shards) > 1:
+                raise RuntimeError(f"Error: 'ret == (n)' failed: write error in {path}: No space left on device")
+        write(index, path)
+
+    monkeypatch.setattr(faiss, "write_index_binary", no_room_after_the_first_shard)
+    kept = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+
+    assert len(shards) == 2 and "built in memory in one go" in caplog.text and "No space left on device" in caplog.text
+    assert searched_alike(kept, pictures)
+    assert not list(tmp_path.glob("*.shard"))  # the one written is gone too
+
+
 def test_a_full_scan_reads_the_pictures_keypoints_a_chunk_at_a_time_and_finds_the_same_pairs(backend, tmp_path, monkeypatch):
     import dupe_scanner.analysis.candidates as candidates
 

@@ -293,7 +293,12 @@ def empty_descriptor_index(points: int, cells: Callable[[int], np.ndarray]):
     beyond that inverted lists in the cells ``cells(lists)`` gives (uint8[lists, 32])."""
     if searched_exhaustively(points):
         return faiss.IndexBinaryFlat(256)
-    centres = np.ascontiguousarray(cells(list_count(points)), dtype=np.uint8)
+    return inverted_lists_in(cells(list_count(points)))
+
+
+def inverted_lists_in(cells: np.ndarray) -> faiss.IndexBinaryIVF:
+    """An empty inverted-file index over the cells of these centres (uint8[lists, 32])."""
+    centres = np.ascontiguousarray(cells, dtype=np.uint8)
     quantizer = faiss.IndexBinaryFlat(256)
     quantizer.add(centres)
     index = faiss.IndexBinaryIVF(quantizer, 256, len(centres))

@@ -14,6 +14,11 @@ a scan that compares a hundred new pictures. So the index is kept:
   built at each scan from the ``features`` table;
 - contents gone since are skipped at search time (their points belong to no current row).
 
+A large base is built a shard at a time (``SHARD_POINTS``), written beside the state and
+copied into lists of their exact size, then searched from its file: the build holds the base
+once, not the slack of lists grown by doubling, and the search holds none of it but the
+pages it reads.
+
 The base is written anew when the delta or the gone outgrow ``REWRITE_SHARE`` of it, or its
 cells no longer suit the collection's size: each rewrite is then paid for by a growth of a
 quarter, so its cost per picture stays constant. The files are a cache: missing, unreadable
@@ -29,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 import faiss
 import numpy as np
@@ -38,6 +44,7 @@ from dupe_scanner.analysis.candidates import (
     PointOwners,
     PointsInMemory,
     empty_descriptor_index,
+    inverted_lists_in,
     list_count,
     merge_nearest,
     searched_exhaustively,
@@ -45,6 +52,7 @@ from dupe_scanner.analysis.candidates import (
 )
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import atomic_write_bytes, fsync_file, remove_quietly
+from dupe_scanner.memory import release_memory
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,12 @@ REWRITE_SHARE = 0.25  # the base is written anew once the new or the gone exceed
 # into its whole 20 KB features blob, so a million at once would hold 20 GB.
 LOAD_CHUNK = 2000
 SAMPLE_CONTENTS = 2000  # contents read first to size the index (exactly, up to this many)
+# Points a build holds in memory at once. Built in one go, faiss grows each inverted list by
+# doubling it: a million simulated contents (37.7 million points, 1.5 GB) peaked at 2.4 GB.
+# A larger base is built a shard of this many points at a time, each written to a file beside
+# the state, then copied shard by shard into lists given their exact size once.
+SHARD_POINTS = 1 << 20  # 42 MB of points
+SHARD_SUFFIX = ".shard"
 
 # keys -> the descriptors of those contents, in the same order (empty arrays where none)
 LoadDescriptors = Callable[[list[str]], list[np.ndarray]]
@@ -103,12 +117,21 @@ class KeypointStore:
                 return KeptPoints(base, base_rows, _delta(base, fresh, [keys[row] for row in fresh], load))
         return self._rewrite(keys, load, base)
 
-    def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Base | None) -> PointsInMemory:
-        """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time."""
+    def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Base | None) -> PointsInMemory | KeptPoints:
+        """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
+        searched from its file once written: the memory that built it is given back before
+        the search."""
         cells = old.cells if old is not None else None
-        index, counts = _built(keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None)
-        self._write_base(index, keys, counts)
-        return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
+        self._remove_stale_shards()
+        index, counts = _built(
+            keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None, self.keys_file
+        )
+        base = self._read_base() if self._write_base(index, keys, counts) else None
+        if base is None:
+            return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
+        del index
+        release_memory()
+        return KeptPoints(base, np.arange(len(keys)), _delta(base, [], [], load))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -135,9 +158,10 @@ class KeypointStore:
             _without_prefetch(index)
         return _Base(index, keys, counts)
 
-    def _write_base(self, index, keys: list[str], counts: np.ndarray) -> None:
+    def _write_base(self, index, keys: list[str], counts: np.ndarray) -> bool:
+        """Keep ``index`` for the next scans; whether it was written."""
         if self.keys_file is None:
-            return
+            return False
         folder = self.keys_file.parent
         suffix = ".ivf" if isinstance(index, faiss.IndexBinaryIVF) else ".flat"
         index_name = f"{self.keys_file.name}.{uuid.uuid4().hex[:12]}{suffix}"
@@ -150,9 +174,16 @@ class KeypointStore:
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the next scan builds it again
             remove_quietly(folder / index_name)
             log.warning("the keypoint index is not kept for the next scan: %s", error)
-            return
+            return False
         for stale in folder.glob(f"{self.keys_file.name}.*"):
             if stale.name != index_name and stale.suffix in (".ivf", ".flat"):
+                remove_quietly(stale)
+        return True
+
+    def _remove_stale_shards(self) -> None:
+        """Shards a build stopped midway left (one service per state: none is being written)."""
+        if self.keys_file is not None:
+            for stale in self.keys_file.parent.glob(f"{self.keys_file.name}.*{SHARD_SUFFIX}"):
                 remove_quietly(stale)
 
     def clear(self) -> None:
@@ -206,11 +237,15 @@ class _Sample:
     counts: np.ndarray | None  # points per content, when the sample is every content
 
 
-def _built(keys: list[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None]) -> tuple[object, np.ndarray]:
+def _built(
+    keys: list[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None], shards_beside: Path | None = None
+) -> tuple[object, np.ndarray]:
     """An index over the descriptors of ``keys`` and the points of each, read a chunk at a time.
 
     ``kept_cells(expected points)``: cells to reuse, or None to train new ones. A first
     sample of the contents sizes the index (exhaustive or inverted lists, how many cells).
+    ``shards_beside``: a file the shards of a large index are written beside (``SHARD_POINTS``);
+    None builds it in memory in one go.
     """
     sample = _sample(keys, load)
     expected = round(len(sample.descriptors) * len(keys) / max(1, sample.contents))
@@ -223,6 +258,8 @@ def _built(keys: list[str], load: LoadDescriptors, kept_cells: Callable[[int], n
             index.add(sample.descriptors)
         return index, sample.counts
     del sample
+    if shards_beside is not None and isinstance(index, faiss.IndexBinaryIVF) and expected > SHARD_POINTS:
+        return _built_in_shards(index, keys, load, shards_beside)
     return index, _add_in_chunks(index, keys, load)
 
 
@@ -274,6 +311,69 @@ def _add_in_chunks(index, keys: list[str], load: LoadDescriptors) -> np.ndarray:
         if counts[start : start + len(stored)].any():
             index.add(_stacked(stored))
     return counts
+
+
+def _built_in_shards(index: faiss.IndexBinaryIVF, keys: list[str], load: LoadDescriptors, beside: Path) -> tuple[faiss.IndexBinaryIVF, np.ndarray]:
+    """``_add_in_chunks`` into ``index`` (empty), holding at most ``SHARD_POINTS`` points
+    besides the lists, which are each sized once, exactly. A shard that cannot be written (a
+    full disk) leaves the build to memory, in one go, as for a small library."""
+    centres = index.quantizer.reconstruct_n(0, index.nlist).astype(np.uint8)
+    counts = np.zeros(len(keys), dtype=np.int64)
+    files: list[Path] = []
+    try:
+        _write_shards(centres, keys, load, beside, counts, files)
+        _copy_shards(index, files)
+        return index, counts
+    except (OSError, RuntimeError, FileWriteError) as error:
+        log.warning("the keypoint index is built in memory in one go: its shards cannot be kept beside the state (%s)", error)
+    finally:
+        for path in files:
+            remove_quietly(path)
+    whole = inverted_lists_in(centres)
+    return whole, _add_in_chunks(whole, keys, load)
+
+
+def _write_shards(centres: np.ndarray, keys: list[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path]) -> None:
+    """Fill ``counts`` with each content's points, and write them a shard at a time, in key
+    order, to files beside ``beside`` (named in ``files`` as each is written)."""
+    shard = inverted_lists_in(centres)
+    for start in range(0, len(keys), LOAD_CHUNK):
+        stored = load(keys[start : start + LOAD_CHUNK])
+        counts[start : start + len(stored)] = [len(d) for d in stored]
+        if counts[start : start + len(stored)].any():
+            shard.add(_stacked(stored))
+        if shard.ntotal >= SHARD_POINTS or start + LOAD_CHUNK >= len(keys):
+            files.append(beside.with_name(f"{beside.name}.{uuid.uuid4().hex[:12]}{SHARD_SUFFIX}"))
+            faiss.write_index_binary(shard, str(files[-1]))
+            shard = inverted_lists_in(centres)
+
+
+def _copy_shards(index: faiss.IndexBinaryIVF, files: list[Path]) -> None:
+    """The shards' points into ``index``'s lists, each list sized first to hold them all; a
+    shard's points numbered on from the last one's. One shard is mapped at a time."""
+    sizes = np.zeros((len(files), index.nlist), dtype=np.int64)
+    for number, path in enumerate(files):
+        shard = _mapped_shard(path)
+        sizes[number] = [shard.invlists.list_size(cell) for cell in range(index.nlist)]
+    lists = faiss.downcast_InvertedLists(index.invlists)
+    for cell in np.flatnonzero(sizes.sum(axis=0)).tolist():
+        lists.resize(cell, int(sizes[:, cell].sum()))
+    filled = np.zeros(index.nlist, dtype=np.int64)
+    first_point = 0
+    for number, path in enumerate(files):
+        shard = _mapped_shard(path)
+        for cell in np.flatnonzero(sizes[number]).tolist():
+            size = int(sizes[number, cell])
+            ids = faiss.rev_swig_ptr(shard.invlists.get_ids(cell), size) + first_point
+            lists.update_entries(cell, int(filled[cell]), size, faiss.swig_ptr(ids), shard.invlists.get_codes(cell))
+        filled += sizes[number]
+        first_point += int(shard.ntotal)
+        del shard  # unmapped: its pages leave this process
+    index.ntotal = first_point
+
+
+def _mapped_shard(path: Path) -> faiss.IndexBinaryIVF:
+    return cast(faiss.IndexBinaryIVF, faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP))
 
 
 def _stacked(stored: list[np.ndarray]) -> np.ndarray:
