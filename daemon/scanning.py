@@ -248,13 +248,16 @@ def run_scan(
 ) -> ScanOutcome:
     started = clock()
 
-    def write_partial(partial: PartialComparison) -> int:
-        groups = form_groups(read_grouping(engine, threshold), threshold, backend.compares_every_pair, keep)
-        write_reports(
+    def write(groups: Sequence[DuplicateGroup], partial: PartialComparison | None = None) -> ReportOutcome:
+        return write_reports(
             groups, reports_dir, report_settings, threshold,
             thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
             watched_folders=watched_folders, partial=partial,
         )
+
+    def write_partial(partial: PartialComparison) -> int:
+        groups = form_groups(read_grouping(engine, threshold), threshold, backend.compares_every_pair, keep)
+        write(groups, partial)
         return len(groups)
 
     with write_transaction(engine) as connection:
@@ -277,11 +280,7 @@ def run_scan(
                 groups = form_groups(grouping, threshold, backend.compares_every_pair, keep)
         with _stage(progress, "writing reports"):
             if unchanged is None:
-                reports = write_reports(
-                    groups, reports_dir, report_settings, threshold,
-                    thumbnail_cache=thumbnail_cache or thumbnails_beside(engine.url.database),
-                    watched_folders=watched_folders,
-                )
+                reports = write(groups)
                 written = _written(digest, groups, reports)
     except Exception as error:
         with write_transaction(engine) as connection:
