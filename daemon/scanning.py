@@ -113,7 +113,9 @@ def update_pairs(
     parts (``pending``, see ``Backend.find_pairs``): the parts store what one comparison of
     them all would, and a scan that is stopped resumes at the part it was in.
     ``between_parts(compared, pictures)`` is called after each part but the last, once its
-    pairs are stored.
+    pairs are stored: ``compared`` of the state's ``pictures`` need no comparison any more,
+    those compared by a scan that was stopped before this one included, since the reports
+    written then show their pairs too.
     """
     floor = min(PAIR_FLOOR, threshold)
     with read_transaction(engine) as connection:
@@ -127,6 +129,7 @@ def update_pairs(
             content_store.set_meta(connection, COMPARISON_KEY, backend.comparison)
     with read_transaction(engine) as connection:
         pending = content_store.needing_scan(connection)
+        pictures = content_store.content_count(connection)
     if pending:
         backend.commit()
     for start in range(0, len(pending), COMPARISON_PART):
@@ -139,7 +142,7 @@ def update_pairs(
         if len(pending) > COMPARISON_PART:
             log.info("compared %d of %d pictures; their pairs are stored", start + len(part), len(pending))
         if between_parts is not None and start + len(part) < len(pending):
-            between_parts(start + len(part), len(pending))
+            between_parts(pictures - (len(pending) - start - len(part)), pictures)
     return None if everything else len(pending)
 
 
@@ -323,7 +326,7 @@ class InterimReports:
         except FileWriteError as error:
             log.warning("%s; the scan goes on comparing, and writes the reports again when it ends", error)
         else:
-            log.info("reports written for the %d of %d pictures compared so far: %d groups; the scan goes on", compared, pictures, groups)
+            log.info("reports written with %d of the %d pictures compared: %d groups; the scan goes on", compared, pictures, groups)
         self.last = self.clock()
         self.cost = self.last - began
 

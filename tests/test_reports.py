@@ -182,7 +182,7 @@ def test_reports_written_while_the_scan_still_compares_say_how_far_it_is(tmp_pat
     details = json.loads((reports / "duplicates.details.json").read_text(encoding="utf-8"))
     assert details["complete"] is False
     assert details["comparison"] == {"compared": 5000, "pictures": 120000}
-    said = "still comparing: 5,000 of the 120,000 pictures it compares are done"
+    said = "still comparing: 5,000 of the 120,000 pictures are compared"
     assert said in (reports / "duplicates.html").read_text(encoding="utf-8")
     assert said in (reports / "review.html").read_text(encoding="utf-8")
 

@@ -153,8 +153,11 @@ def test_a_scan_stopped_during_a_part_resumes_there_and_ends_with_the_pairs_of_o
 
     asked.clear()
     monkeypatch.setattr(backend, "find_pairs", recording(ask, asked, list))
-    assert update_pairs(engine, backend, threshold=0.6, full=False) == 4  # the rest, not everything again
+    reported: list[tuple[int, int]] = []
+    resumed = update_pairs(engine, backend, threshold=0.6, full=False, between_parts=lambda *said: reported.append(said))
+    assert resumed == 4  # the rest, not everything again
     assert [len(part) for part in asked] == [3, 1]
+    assert reported == [(6, 7)]  # the reports between parts count what the stopped scan compared too
     assert stored(engine) == never_stopped
 
 

@@ -293,11 +293,11 @@ def test_a_long_scan_writes_the_reports_between_its_parts_and_says_they_are_not_
     reports = tmp_path / "scanned" / "reports"
     assert run_cli("index", "--dir", str(photos), config=config).returncode == 0
 
-    scan_killed_once_it_says("reports written for the 4 of 6 pictures compared so far", SCAN_IN_PARTS_OF_TWO_REPORTING_BETWEEN, config)
+    scan_killed_once_it_says("reports written with 4 of the 6 pictures compared", SCAN_IN_PARTS_OF_TWO_REPORTING_BETWEEN, config)
 
     details = json.loads((reports / "duplicates.details.json").read_text())
     assert details["complete"] is False and details["comparison"] == {"compared": 4, "pictures": 6}
-    assert "4 of the 6 pictures it compares are done" in (reports / "duplicates.html").read_text()
+    assert "4 of the 6 pictures are compared" in (reports / "duplicates.html").read_text()
     assert 1 <= len(read_groups(reports)) <= 2  # what the first four found: not the third group yet
 
     assert run_cli("scan", config=config).returncode == 0

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class PartialComparison:
-    """How far the comparison was when the reports were written: ``compared`` of ``pictures``."""
+    """How far the comparison was when the reports were written: ``compared`` of the state's
+    ``pictures`` need no comparison any more (those of an earlier, stopped scan included)."""
 
     compared: int
     pictures: int
 
     def notice(self) -> str:
         return (
-            f"The scan is still comparing: {self.compared:,} of the {self.pictures:,} pictures it compares are done, "
-            "and these reports show what it found so far. Groups may still grow and new ones appear; the reports are "
+            f"The scan is still comparing: {self.compared:,} of the {self.pictures:,} pictures are compared, "
+            "and these reports show what it found among them so far. Groups may still grow and new ones appear; the reports are "
             "written again as the scan goes on and when it ends."
         )
 
