@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import logging
 import os
 import re
 from dataclasses import replace
@@ -29,7 +30,7 @@ from dupe_scanner.groups import DuplicateGroup, FilePair
 from dupe_scanner.reports import PartialComparison, ReportOutcome, html_report, json_report, write_reports
 from dupe_scanner.reports.details_report import render_details
 from dupe_scanner.reports.json_report import render_duplicates
-from dupe_scanner.reports.thumbnails import placeholder_data_uri, thumbnail_data_uri
+from dupe_scanner.reports.thumbnails import NAMED_UNREADABLE, UnreadablePictures, placeholder_data_uri, thumbnail_data_uri
 from dupe_scanner.settings import ReportSettings
 from tests.report_helpers import ALERT, CANARY, SETTINGS, T0, T1, entry, group, make_image
 
@@ -399,6 +400,52 @@ def test_thumbnails_are_upright_and_unreadable_files_get_a_placeholder(tmp_path)
     (tmp_path / "text.jpg").write_text("not an image")
     assert thumbnail_data_uri(tmp_path / "text.jpg", 100) == placeholder_data_uri(100)
     assert thumbnail_data_uri(tmp_path, 100) == placeholder_data_uri(100)  # a folder
+
+
+def thumbnail_lines(caplog) -> tuple[list[str], list[str]]:
+    """The thumbnail warnings logged: those naming one file, and the counts of the rest."""
+    messages = [r.getMessage() for r in caplog.records if r.name.endswith(".thumbnails") and r.levelno == logging.WARNING]
+    return [m for m in messages if m.startswith("report thumbnail: ")], [m for m in messages if m.startswith("report thumbnails: ")]
+
+
+def test_a_report_run_names_a_few_unreadable_pictures_and_counts_the_rest(tmp_path, caplog):
+    # A folder deleted during a long scan: every picture of its groups is gone.
+    members = [entry(make_image(tmp_path / "deleted" / f"{n:02d}.jpg", size=(40, 30))) for n in range(12)]
+    groups = [group(members[start], members[start + 1 : start + 4], [0.9] * 3) for start in range(0, 12, 4)]
+    for member in members:
+        os.unlink(member.path)
+    with caplog.at_level(logging.WARNING, logger="dupe_scanner.reports.thumbnails"):
+        write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    named, counted = thumbnail_lines(caplog)
+    # Each picture fails twice (the graph's thumbnail and the review page's) but counts once.
+    assert len(named) == NAMED_UNREADABLE == len({line.split(": ")[1] for line in named})
+    assert all("the file disappeared" in line for line in named)
+    assert counted == [
+        f"report thumbnails: {12 - NAMED_UNREADABLE} more pictures could not be read ({12 - NAMED_UNREADABLE} gone, 0 unreadable "
+        "or not images) and show as a grey placeholder; files that are gone leave the reports once their folder is indexed "
+        "again (the service walks its folders by itself); the others need read access for the service user, or are damaged"
+    ]
+    nodes = page_data(tmp_path / "reports" / "duplicates.html")["nodes"]
+    assert len(nodes) == 12 and all(node["image"] == placeholder_data_uri(SETTINGS.thumbnail_size) for node in nodes)
+
+
+def test_few_unreadable_pictures_are_each_named_and_not_counted(tmp_path, caplog, groups, photos):
+    with caplog.at_level(logging.WARNING, logger="dupe_scanner.reports.thumbnails"):
+        write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0)
+    named, counted = thumbnail_lines(caplog)
+    assert len(named) == 1 and photos["broken"].path in named[0] and counted == []
+
+
+def test_the_count_of_unreadable_pictures_tells_gone_ones_from_unreadable_ones(caplog):
+    unreadable = UnreadablePictures()
+    with caplog.at_level(logging.WARNING, logger="dupe_scanner.reports.thumbnails"):
+        for n in range(NAMED_UNREADABLE + 1500):
+            unreadable.add(f"/photos/{n}.jpg", f"/photos/{n}.jpg: why", gone=n % 3 != 0)
+        unreadable.add("/photos/0.jpg", "/photos/0.jpg: why, again", gone=False)
+        unreadable.log_rest()
+    named, [count] = thumbnail_lines(caplog)
+    assert named == [f"report thumbnail: /photos/{n}.jpg: why" for n in range(NAMED_UNREADABLE)]
+    assert count.startswith("report thumbnails: 1,500 more pictures could not be read (1,000 gone, 500 unreadable or not images)")
 
 
 # --- large results: pages, caps, physics ----------------------------------------------------

@@ -32,6 +32,7 @@ from dupe_scanner.groups import DuplicateGroup
 from dupe_scanner.reports import details_report, html_pages, html_report, json_report, review_page
 from dupe_scanner.reports.partial import PartialComparison
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache, thumbnails_beside
+from dupe_scanner.reports.thumbnails import UnreadablePictures
 from dupe_scanner.settings import ReportSettings
 
 __all__ = [
@@ -111,8 +112,12 @@ def write_reports(
         volatile=details_report.VOLATILE,
     )
     thumbnails = ThumbnailCache(thumbnail_cache, settings.thumbnail_size)
+    # One account for the graph pages and the review page: a picture neither can show is
+    # counted once, and a deleted folder's thousands are one line, not one each.
+    unreadable = UnreadablePictures()
     plan, pages = html_report.prepare_pages(
-        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at, thumbnails=thumbnails, partial=partial
+        groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at,
+        thumbnails=thumbnails, partial=partial, unreadable=unreadable,
     )
     for page in pages:
         path = reports_dir / page.file_name
@@ -124,10 +129,12 @@ def write_reports(
     consider(
         reports_dir / review_page.FILE_NAME,
         review_page.render_review(
-            groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails, partial
+            groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails, partial,
+            unreadable,
         ),
         volatile=review_page.VOLATILE,
     )
+    unreadable.log_rest()  # every thumbnail of this run is made
     atomic_write_all(to_write)
     written = [path for path, _ in to_write]
     removed = _remove_stale_pages(reports_dir, len(pages))

@@ -65,7 +65,7 @@ from dupe_scanner.reports.html_pages import (
 )
 from dupe_scanner.reports.partial import PartialComparison
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
-from dupe_scanner.reports.thumbnails import thumbnail_data_uris
+from dupe_scanner.reports.thumbnails import UnreadablePictures, thumbnail_data_uris
 
 # The rendering's names, and those of html_pages and html_graph its callers use from here.
 __all__ = [
@@ -110,11 +110,13 @@ def prepare_pages(
     max_pages: int | None = None,
     thumbnails: ThumbnailCache | None = None,
     partial: PartialComparison | None = None,
+    unreadable: UnreadablePictures | None = None,
 ) -> tuple[HtmlPlan, list[RenderedPage]]:
     """The plan, and every page of the HTML report with its fingerprint and a way to render it.
 
     ``thumbnails``: where the pages rendered find the thumbnails of earlier reports.
     ``partial``: the scan is still comparing; each page says how far it is.
+    ``unreadable``: the report run's account of pictures that could not be read.
     """
     plan = plan_pages(groups, max_nodes, MAX_PAGES if max_pages is None else max_pages)
     pages = []
@@ -126,7 +128,7 @@ def prepare_pages(
                 number=page.number,
                 file_name=page_file_name(page.number),
                 fingerprint=fingerprint,
-                render=_renderer(page, header, fingerprint, thumbnail_size, generated_at, thumbnails),
+                render=_renderer(page, header, fingerprint, thumbnail_size, generated_at, thumbnails, unreadable),
             )
         )
     return plan, pages
@@ -145,11 +147,12 @@ def existing_fingerprint(path: Path) -> str | None:
 
 def _renderer(
     page: PagePlan, header: dict[str, Any], fingerprint: str, thumbnail_size: int, generated_at: datetime,
-    thumbnails: ThumbnailCache | None,
+    thumbnails: ThumbnailCache | None, unreadable: UnreadablePictures | None,
 ) -> Callable[[], bytes]:
     def render() -> bytes:
         members = [member for placed in page.groups for member in placed.members]
-        uris = dict(zip((m.path for m in members), thumbnail_data_uris(members, thumbnail_size, thumbnails), strict=True))
+        images = thumbnail_data_uris(members, thumbnail_size, thumbnails, unreadable=unreadable)
+        uris = dict(zip((m.path for m in members), images, strict=True))
         network = build_network(
             page, thumbnail_size, image=lambda member: uris[member.path], physics_max_nodes=PHYSICS_MAX_NODES
         )

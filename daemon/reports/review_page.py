@@ -42,7 +42,7 @@ from dupe_scanner.reports.html_report import script_json
 from dupe_scanner.reports.partial import PartialComparison
 from dupe_scanner.reports.review_data import review_document
 from dupe_scanner.reports.thumbnail_cache import ThumbnailCache
-from dupe_scanner.reports.thumbnails import thumbnail_jpegs
+from dupe_scanner.reports.thumbnails import UnreadablePictures, thumbnail_jpegs
 
 FILE_NAME = "review.html"
 THUMBNAIL_FOLDER = "thumbnails"
@@ -68,10 +68,12 @@ def render_review(
     reports_dir: Path,
     thumbnails: ThumbnailCache,
     partial: PartialComparison | None = None,
+    unreadable: UnreadablePictures | None = None,
 ) -> bytes:
     """The page for ``groups``; makes the thumbnails it links to that are not there yet.
-    ``partial``: the scan is still comparing; the summary says how far it is."""
-    urls = _thumbnail_urls(groups, thumbnails, Path(reports_dir))
+    ``partial``: the scan is still comparing; the summary says how far it is.
+    ``unreadable``: the report run's account of pictures that could not be read."""
+    urls = _thumbnail_urls(groups, thumbnails, Path(reports_dir), unreadable)
     page_of = [-1] * len(groups)
     for page in plan.pages:
         for placed in page.groups:
@@ -112,14 +114,16 @@ def in_use(groups: Sequence[DuplicateGroup]) -> set[str]:
     return {member.content_hash for group in groups for member in group.members if member.content_hash}
 
 
-def _thumbnail_urls(groups: Sequence[DuplicateGroup], thumbnails: ThumbnailCache, reports_dir: Path) -> dict[str, str]:
+def _thumbnail_urls(
+    groups: Sequence[DuplicateGroup], thumbnails: ThumbnailCache, reports_dir: Path, unreadable: UnreadablePictures | None
+) -> dict[str, str]:
     members = [member for group in groups for member in group.members]
     listing = thumbnails.listing()  # 10 s of stats at 300,000 pictures, a second as one listing
     base = len(str(reports_dir)) + 1  # relative by string: pathlib's relative_to costs seconds here
     urls: dict[str, str] = {}
     for start in range(0, len(members), DECODE_BATCH):
         batch: list[FileEntry] = members[start : start + DECODE_BATCH]
-        paths = thumbnails.ensure_files(batch, lambda files: thumbnail_jpegs(files, THUMBNAIL_SIZE), listing)
+        paths = thumbnails.ensure_files(batch, lambda files: thumbnail_jpegs(files, THUMBNAIL_SIZE, unreadable=unreadable), listing)
         for member, path in zip(batch, paths, strict=True):
             if path is not None:
                 urls[member.path] = str(path)[base:]

@@ -2,7 +2,9 @@
 
 Images are decoded through ``open_upright`` (EXIF orientation applied, JPEG draft
 decoding, decompression bombs refused). A file that cannot be read (gone, corrupt,
-no permission) gets a neutral placeholder and a log line; the report goes on. Thumbnails
+no permission) gets a neutral placeholder and the report goes on. A report run tells of
+such files through one ``UnreadablePictures``: a few by name, the rest as one count, so a
+folder deleted during a long scan is not thousands of log lines at every report. Thumbnails
 are kept by content between reports (``thumbnail_cache``), placeholders never.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -27,6 +30,46 @@ log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 80
 MAX_WORKERS = 4  # decoding releases the GIL; more threads than this only adds memory
+# Unreadable pictures a report run names in the log; the rest are one count. A person needs
+# a few examples to see what is wrong, not every file of a deleted folder.
+NAMED_UNREADABLE = 5
+
+
+class UnreadablePictures:
+    """The pictures a report run could not make thumbnails of: the first ``NAMED_UNREADABLE``
+    logged with their reason as they come, the rest counted for ``log_rest``.
+
+    One instance per report run, shared by the graph pages and the review page, so a
+    picture both fail on counts once. Safe to share between the decoding threads.
+    """
+
+    def __init__(self) -> None:
+        self._gone: dict[str, bool] = {}  # path: gone (else unreadable), in the order they came
+        self._lock = threading.Lock()
+
+    def add(self, path: str, reason: str, gone: bool) -> None:
+        """``path`` shows as a placeholder because of ``reason`` (which names it)."""
+        with self._lock:
+            if path in self._gone:
+                return
+            self._gone[path] = gone
+            named = len(self._gone) <= NAMED_UNREADABLE
+        if named:
+            log.warning("report thumbnail: %s", reason)
+
+    def log_rest(self) -> None:
+        """One line for every picture not named: how many, and what a person can do about them."""
+        with self._lock:
+            rest = list(self._gone.values())[NAMED_UNREADABLE:]
+        if not rest:
+            return
+        gone = sum(rest)
+        log.warning(
+            "report thumbnails: %s more pictures could not be read (%s gone, %s unreadable or not images) and show "
+            "as a grey placeholder; files that are gone leave the reports once their folder is indexed again (the "
+            "service walks its folders by itself); the others need read access for the service user, or are damaged",
+            f"{len(rest):,}", f"{gone:,}", f"{len(rest) - gone:,}",
+        )
 
 
 def thumbnail_data_uri(path: str | Path, size: int) -> str:
@@ -37,43 +80,54 @@ def thumbnail_data_uri(path: str | Path, size: int) -> str:
     return _data_uri(thumbnail_jpeg(path, size), size)
 
 
-def thumbnail_jpeg(path: str | Path, size: int) -> bytes | None:
-    """The JPEG thumbnail of ``path``, or None (and a log line) if it cannot be read."""
+def thumbnail_jpeg(path: str | Path, size: int, unreadable: UnreadablePictures | None = None) -> bytes | None:
+    """The JPEG thumbnail of ``path``, or None if it cannot be read: told to ``unreadable``
+    (a report run's), or without one in a log line of its own."""
     try:
-        image, _format, _full_size = open_upright(Path(path), draft_side=size)
-        image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-        if image.mode not in ("RGB", "L"):
-            image = image.convert("RGB")
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+        return _jpeg(Path(path), size)
     except (UnreadableImage, FileVanished) as error:
-        log.warning("report thumbnail: %s", error)
-        return None
+        reason, gone = str(error), isinstance(error, FileVanished)
     except (OSError, ValueError, MemoryError) as error:
-        log.warning("report thumbnail: %s: cannot be shrunk (%s: %s)", path, type(error).__name__, error)
-        return None
-    return buffer.getvalue()
+        reason, gone = f"{path}: cannot be shrunk ({type(error).__name__}: {error})", False
+    if unreadable is None:
+        log.warning("report thumbnail: %s", reason)
+    else:
+        unreadable.add(str(path), reason, gone)
+    return None
 
 
 def thumbnail_data_uris(
-    members: Sequence[FileEntry], size: int, cache: ThumbnailCache | None = None, workers: int = MAX_WORKERS
+    members: Sequence[FileEntry], size: int, cache: ThumbnailCache | None = None, workers: int = MAX_WORKERS,
+    unreadable: UnreadablePictures | None = None,
 ) -> list[str]:
     """A thumbnail URI for each member, in order: from ``cache`` by content, else decoded in a few threads."""
     cache = cache if cache is not None else ThumbnailCache(None, size)
-    jpegs = cache.jpegs(members, lambda paths: _decode_all(paths, size, workers))
+    jpegs = cache.jpegs(members, lambda paths: _decode_all(paths, size, workers, unreadable))
     return [_data_uri(jpeg, size) for jpeg in jpegs]
 
 
-def thumbnail_jpegs(paths: Sequence[str], size: int, workers: int = MAX_WORKERS) -> list[bytes | None]:
+def thumbnail_jpegs(
+    paths: Sequence[str], size: int, workers: int = MAX_WORKERS, unreadable: UnreadablePictures | None = None
+) -> list[bytes | None]:
     """The JPEG thumbnail of each path, in order (None where unreadable), in a few threads."""
-    return _decode_all(paths, size, workers)
+    return _decode_all(paths, size, workers, unreadable)
 
 
-def _decode_all(paths: Sequence[str], size: int, workers: int) -> list[bytes | None]:
+def _jpeg(path: Path, size: int) -> bytes:
+    image, _format, _full_size = open_upright(path, draft_side=size)
+    image.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
+    return buffer.getvalue()
+
+
+def _decode_all(paths: Sequence[str], size: int, workers: int, unreadable: UnreadablePictures | None) -> list[bytes | None]:
     if len(paths) <= 1 or workers <= 1:
-        return [thumbnail_jpeg(path, size) for path in paths]
+        return [thumbnail_jpeg(path, size, unreadable) for path in paths]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thumbnail") as pool:
-        return list(pool.map(lambda path: thumbnail_jpeg(path, size), paths))
+        return list(pool.map(lambda path: thumbnail_jpeg(path, size, unreadable), paths))
 
 
 def _data_uri(jpeg: bytes | None, size: int) -> str:
