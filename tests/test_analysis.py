@@ -584,7 +584,7 @@ def test_no_template_search_between_two_textured_pictures_the_keypoints_do_not_r
     assert not score_pair(first, _with_few_keypoints(stranger), None).verified and searched
 
 
-def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before_any_alignment(monkeypatch):
+def _recording_refinements(monkeypatch) -> list:
     import dupe_scanner.analysis.verify.alignment as alignment
 
     refined: list = []
@@ -595,6 +595,11 @@ def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before
         return real(*args, **kwargs)
 
     monkeypatch.setattr(alignment, "refine", recorded)
+    return refined
+
+
+def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before_any_alignment(monkeypatch):
+    refined = _recording_refinements(monkeypatch)
     searched = _recording(monkeypatch, "from_template")
     first = _features(photo(16))
     stranger = _with_few_keypoints(_hash_apart(_features(photo(17)), first, 8))
@@ -604,6 +609,30 @@ def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before
     # A copy with its light changed keeps its layout where the hash puts it: aligned, and a duplicate.
     brighter = _with_few_keypoints(_features(photo(16).point(lambda level: min(255, int(level * 1.3)))), 4)  # fewer than a fit needs
     assert score_pair(first, brighter, 0).verified and refined
+
+
+def test_frames_of_other_shapes_only_the_hash_relates_must_be_laid_out_more_alike_before_they_are_aligned(monkeypatch):
+    import dupe_scanner.analysis.verify.verdict as verdict_module
+    from dupe_scanner.analysis.verify import comparison, full_frame
+    from dupe_scanner.analysis.verify.relation import views
+
+    refined = _recording_refinements(monkeypatch)
+    first = _features(photo(16))
+    same_shape = _with_few_keypoints(_hash_apart(_features(photo(17)), first, 8))
+    other_shape = _with_few_keypoints(_hash_apart(_features(photo(17).resize((640, 360))), first, 8))
+
+    def first_layout(other) -> float:
+        relation = full_frame(first, other, 0)
+        compared = comparison.compare(*views(first, other, relation), relation.matrix, first.levels, other.levels)
+        assert compared is not None
+        return compared.layout
+
+    # Floors between which both pairs' layouts lie: only the frames of other shapes are settled.
+    monkeypatch.setattr(verdict_module, "MIN_FIRST_LAYOUT", min(first_layout(same_shape), first_layout(other_shape)) - 0.01)
+    monkeypatch.setattr(verdict_module, "MIN_FIRST_LAYOUT_OTHER_SHAPES", first_layout(other_shape) + 0.01)
+    settled = score_pair(first, other_shape, 0)
+    assert not settled.verified and "before any alignment" in settled.reason and not refined
+    assert "before any alignment" not in score_pair(first, same_shape, 0).reason and refined
 
 
 def test_a_stretch_is_measured_whatever_either_image_is_turned_by():

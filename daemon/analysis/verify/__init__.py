@@ -25,7 +25,8 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   align on the overlay alone; an edit or an overlay leaves the broad layout of light and
   dark in place, so it must correlate (``MIN_LAYOUT_CORRELATION``); where only the hash
   relates two pictures, already at the whole-frame estimate, before any alignment
-  (``MIN_FIRST_LAYOUT``).
+  (``MIN_FIRST_LAYOUT``; more strictly for frames of other shapes, which only a crop can
+  relate: ``MIN_FIRST_LAYOUT_OTHER_SHAPES``).
 - An edit moves no edge: outside an overlay, what one picture shows the other shows too,
   and what it adds or takes away (text, noise, blur) is in one picture only. Two different
   subjects on one plain ground (nebulae on a black sky) agree on the ground and around the
@@ -75,6 +76,7 @@ from dupe_scanner.analysis.verify.verdict import (
     MIN_AGREEMENT,
     MIN_EACH_LACKS,
     MIN_FIRST_LAYOUT,
+    MIN_FIRST_LAYOUT_OTHER_SHAPES,
     MIN_GRADIENT_CORRELATION,
     MIN_LAYOUT_CORRELATION,
     NEAR_FLOOR,
@@ -88,7 +90,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-14"  # 14: a pair only the hash relates is not aligned when its layouts disagree at first sight
+VERIFIER = "verify-15"  # 15: ...nor when its frames are of other shapes and their layouts agree less than 0.55
+# 14: a pair only the hash relates is not aligned when its layouts disagree at first sight
 # 13: frames that agree but do not nest are aligned again from the other side
 # 12: two textured pictures need keypoints or a near hash; no Euclidean refit of a stretch
 # 11: edges one picture lacks, no overlay to explain them, reject (MAX_UNEXPLAINED); a weak template match is no relation
@@ -108,6 +111,7 @@ __all__ = [
     "MIN_AGREEMENT",
     "MIN_EACH_LACKS",
     "MIN_FIRST_LAYOUT",
+    "MIN_FIRST_LAYOUT_OTHER_SHAPES",
     "MIN_GRADIENT_CORRELATION",
     "MIN_INLIERS",
     "MIN_LAYOUT_CORRELATION",

@@ -37,6 +37,14 @@ MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pict
 # library of 16,000 tiles, 29 % of such strangers the hash proposed read below it, and 62 %
 # of those proposed by shared descriptors.
 MIN_FIRST_LAYOUT = 0.4
+# ...and when the two frames are of other shapes (the whole-frame estimate is no similarity,
+# ``alignment.stretch``), so only one cut from the other can be a copy. A crop near enough
+# for the hash keeps its layout; two strangers of other shapes laid frame on frame rarely do,
+# and each costs two alignments and a template search (a quarter of a first scan in the
+# library of 16,000 tiles). Chosen on the tune split's candidates of that kind: its 110
+# verified pairs read 0.566 and up (all but one 0.76 and up); in the library, 47 % of such
+# pairs read below it, 31 % below ``MIN_FIRST_LAYOUT``.
+MIN_FIRST_LAYOUT_OTHER_SHAPES = 0.55
 # Share of the textured cells, overlay aside, with edges one picture has and the other lacks
 # (``Structure.unexplained``) beyond which the two are different pictures, when each of them
 # has such edges: each lacks this share of the other's (``Structure.each_lacks``). An edit
@@ -90,8 +98,9 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
     keypoint matches; with nothing else behind it, the aligned pictures must also look
     alike (the visible difference within what a verified pair may show above the floor).
     ``hash_alone``: a whole-frame relation that only the hash suggests (no keypoint
-    relation): its broad layout must correlate before it is aligned (``MIN_FIRST_LAYOUT``),
-    or the pair is decided as it stands.
+    relation): its broad layout must correlate before it is aligned (``MIN_FIRST_LAYOUT``, or
+    ``MIN_FIRST_LAYOUT_OTHER_SHAPES`` for frames of other shapes), or the pair is decided as
+    it stands.
     """
     a_view, b_view = views(a, b, relation)
     if is_flat(a) and is_flat(b):  # nothing to align: plain pictures match on colour alone
@@ -99,7 +108,7 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
     compared = _Comparisons(a, b, a_view, b_view)
     if hash_alone:
         first = compared.at(relation.matrix)
-        if first is not None and first.layout < MIN_FIRST_LAYOUT:
+        if first is not None and first.layout < _first_layout_floor(relation.matrix):
             reason = f"light and dark laid out differently before any alignment (layout {first.layout:.2f}), and no keypoints relate them"
             return Verdict(_rejected_score(first), False, reason, decided=True)
     verdict = _judge(a, b, relation, compared, alignment.refine(a_view, b_view, relation.matrix), guessed)
@@ -115,6 +124,11 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
     overlay = cv2.dilate(before.overlay.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
     realigned = _judge(a, b, relation, compared, alignment.refine(a_view, b_view, relation.matrix, ignore=overlay), guessed)
     return realigned if realigned.score > verdict.score else verdict
+
+
+def _first_layout_floor(matrix: np.ndarray) -> float:
+    """How well a pair only the hash relates must be laid out alike before it is aligned."""
+    return MIN_FIRST_LAYOUT_OTHER_SHAPES if alignment.stretch(matrix) > MAX_SHAPE_ERROR else MIN_FIRST_LAYOUT
 
 
 class _Comparisons:
