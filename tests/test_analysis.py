@@ -635,6 +635,35 @@ def test_frames_of_other_shapes_only_the_hash_relates_must_be_laid_out_more_alik
     assert "before any alignment" not in score_pair(first, same_shape, 0).reason and refined
 
 
+def test_an_affine_fit_far_from_a_similarity_at_half_size_is_not_refined_at_full_size(monkeypatch):
+    import cv2
+
+    from dupe_scanner.analysis.verify import alignment, full_frame
+    from dupe_scanner.analysis.verify.relation import views
+
+    sizes: list[tuple[int, int]] = []  # the image size of each affine ECC fit
+    real = cv2.findTransformECC
+
+    def recorded(template, image, warp, motion, *args):
+        if motion == cv2.MOTION_AFFINE:
+            sizes.append(image.shape)
+        return real(template, image, warp, motion, *args)
+
+    monkeypatch.setattr(cv2, "findTransformECC", recorded)
+    original = _features(photo(16))
+    brighter = _features(photo(16).point(lambda level: min(255, int(level * 1.2))))
+    stranger = _features(photo(17).resize((640, 300)))  # another shape: the estimate stretches it
+
+    for other, refined_at_full_size in ((brighter, True), (stranger, False)):
+        sizes.clear()
+        relation = full_frame(original, other, 0)
+        a_view, b_view = views(original, other, relation)
+        matrix = alignment.refine(a_view, b_view, relation.matrix)
+        assert sizes[0] != a_view.shape  # the half-size fit, always
+        assert (a_view.shape in sizes) is refined_at_full_size
+        assert bool(alignment.shape_error(matrix[:, :2].astype(np.float64))[0] <= alignment.MAX_SHAPE_ERROR) is refined_at_full_size
+
+
 def test_a_stretch_is_measured_whatever_either_image_is_turned_by():
     from dupe_scanner.analysis.verify.alignment import shape_error, stretch
 

@@ -90,7 +90,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-15"  # 15: ...nor when its frames are of other shapes and their layouts agree less than 0.55
+VERIFIER = "verify-16"  # 16: an affine fit far from a similarity at half size is not refined at full size
+# 15: ...nor when its frames are of other shapes and their layouts agree less than 0.55
 # 14: a pair only the hash relates is not aligned when its layouts disagree at first sight
 # 13: frames that agree but do not nest are aligned again from the other side
 # 12: two textured pictures need keypoints or a near hash; no Euclidean refit of a stretch
