@@ -30,10 +30,10 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
 
     First as a free affine map, at half size and then briefly at full size (only if the half
     size fit is near a similarity: ``MAX_COARSE_SHAPE_ERROR``): when that comes out a
-    similarity, it is the answer (a panned or sheared other shot shows itself here). When it does not (an overlay can pull an affine
-    fit askew), the estimate is refined again with rotation and translation only, the scale
-    kept; when ECC fails or wanders off, the estimate stands as it was. ``ignore``: pixels
-    of B left out of the fit (an overlay).
+    similarity, it is the answer (a panned or sheared other shot shows itself here). When it
+    does not (an overlay can pull an affine fit askew), the estimate is refined again with
+    rotation and translation only, the scale kept; when ECC fails or wanders off, the
+    estimate stands as it was. ``ignore``: pixels of B left out of the fit (an overlay).
     """
     template = b_view.astype(np.float32)
     keep = None if ignore is None else np.where(ignore, 0, 255).astype(np.uint8)

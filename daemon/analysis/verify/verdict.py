@@ -40,8 +40,8 @@ MIN_FIRST_LAYOUT = 0.4
 # ...and when the two frames are of other shapes (the whole-frame estimate is no similarity,
 # ``alignment.stretch``), so only one cut from the other can be a copy. A crop near enough
 # for the hash keeps its layout; two strangers of other shapes laid frame on frame rarely do,
-# and each costs two alignments and a template search (a quarter of a first scan in the
-# library of 16,000 tiles). Chosen on the tune split's candidates of that kind: its 110
+# and each costs two alignments and a template search (such pairs were over a third of the
+# verification CPU in the library of 16,000 tiles). Chosen on the tune split's candidates of that kind: its 110
 # verified pairs read 0.566 and up (all but one 0.76 and up); in the library, 47 % of such
 # pairs read below it, 31 % below ``MIN_FIRST_LAYOUT``.
 MIN_FIRST_LAYOUT_OTHER_SHAPES = 0.55
