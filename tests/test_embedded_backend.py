@@ -395,14 +395,19 @@ def a_library_in_shards(monkeypatch, size: int) -> tuple[list[str], dict[str, np
     return keys, {key: rng.integers(0, 256, (160, 32), dtype=np.uint8) for key in keys}
 
 
-def searched_alike(kept, pictures: dict[str, np.ndarray]) -> bool:
-    """Whether ``kept`` finds for each picture's points what an index built at once in its cells finds."""
+def searched_alike(kept, pictures: dict[str, np.ndarray], ties_at_the_end: bool = False) -> bool:
+    """Whether ``kept`` finds for each picture's points what an index built at once in its cells
+    finds; ``ties_at_the_end``: the points tied at the last distance found may be other ones."""
     from dupe_scanner.analysis.candidates import PointsInMemory
 
     at_once = PointsInMemory.of(list(pictures.values()), partition=lambda _database, _lists: kept.base.cells)
     queries = np.concatenate(list(pictures.values()))
-    found, expected = kept.search(queries, 20), at_once.search(queries, 20)
-    return bool(np.array_equal(found[0], expected[0]) and np.array_equal(found[1], expected[1]))
+    (distances, rows), (expected_distances, expected_rows) = kept.search(queries, 20), at_once.search(queries, 20)
+    if not ties_at_the_end:
+        return bool(np.array_equal(distances, expected_distances) and np.array_equal(rows, expected_rows))
+    before_last = distances < distances[:, -1:]
+    same_before_last = np.array_equal(np.where(before_last, rows, -2), np.where(before_last, expected_rows, -2))
+    return bool(np.array_equal(distances, expected_distances) and same_before_last)
 
 
 def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_searches_as_one_built_at_once(tmp_path, monkeypatch):
@@ -425,6 +430,34 @@ def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_searches_as_one_bu
     assert isinstance(kept, KeptPoints)  # searched from its file: what built it is given back
     assert searched_alike(kept, pictures)
     assert not list(tmp_path.glob("*.shard"))
+
+
+def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_finds_what_one_index_of_them_all_finds(tmp_path, monkeypatch):
+    import faiss
+
+    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)  # 9,600 points in 392 cells
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store.points(keys, load)  # writes the base
+    rng = np.random.default_rng(9)
+    new = [f"{n:064x}" for n in range(1000, 1006)]  # after every old key, as rows come
+    for original, key in enumerate(new):
+        pictures[key] = pictures[keys[original]] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)
+    everything = keys + new
+
+    few = store.points(everything, load, queries=1)
+    many = store.points(everything, load, queries=len(new))
+
+    assert isinstance(few.delta.index, faiss.IndexBinaryFlat) and isinstance(many.delta.index, faiss.IndexBinaryIVF)
+    # As one index of every picture in the base's cells, but for which of the points tied at
+    # the last distance kept are kept: they come in another order.
+    assert searched_alike(many, {key: pictures[key] for key in everything}, ties_at_the_end=True)
+    queries = {everything.index(key): [pictures[key]] for key in new}
+    copies = [(everything.index(key), original) for original, key in enumerate(new)]
+    assert keypoint_candidates(many, len(everything), queries) == keypoint_candidates(few, len(everything), queries) == copies
 
 
 def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_same(tmp_path, monkeypatch, caplog):

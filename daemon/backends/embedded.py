@@ -271,7 +271,7 @@ class EmbeddedBackend:
             with self._lock:
                 self._release_locked()
             release_memory()
-        points = self.keypoints.points(keys, lambda some: self._load_descriptors(some)[0])
+        points = self.keypoints.points(keys, lambda some: self._load_descriptors(some)[0], len(query_rows))
 
         def descriptors_of(rows: list[int]) -> dict[int, list[np.ndarray]]:
             own, mirrored = self._load_descriptors([keys[row] for row in rows])

@@ -10,8 +10,9 @@ a scan that compares a hundred new pictures. So the index is kept:
 - its *keys*: the content of each point's image (points are numbered by image, in key order),
   in a second file that names the base and the analyser version; written last, it is the
   commit point, so a crash leaves the old pair or the new one;
-- the *delta*: contents analysed since, in a small in-memory index over the base's cells,
-  built at each scan from the ``features`` table;
+- the *delta*: contents analysed since, in an in-memory index built at each scan from the
+  ``features`` table: searched exhaustively for the few pictures of a small search, filed in
+  the base's cells for a large one, which then looks in the same cells of both;
 - contents gone since are skipped at search time (their points belong to no current row).
 
 A large base is built a shard at a time (``SHARD_POINTS``), written beside the state and
@@ -94,11 +95,19 @@ class KeptPoints:
         self.points = int(base.index.ntotal) + delta.points
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances, ids = self.base.index.search(descriptors, k)
-        base_rows = self.base_owners.of(ids)
         if not self.delta.points:
-            return distances, base_rows
-        return merge_nearest([(distances, base_rows), self.delta.search(descriptors, k)], k)
+            distances, ids = self.base.index.search(descriptors, k)
+            return distances, self.base_owners.of(ids)
+        if not isinstance(self.delta.index, faiss.IndexBinaryIVF):
+            distances, ids = self.base.index.search(descriptors, k)
+            return merge_nearest([(distances, self.base_owners.of(ids)), self.delta.search(descriptors, k)], k)
+        # A delta in inverted lists is in the base's cells (``_delta``): each descriptor's
+        # nearest cells are found once for both.
+        base = cast(faiss.IndexBinaryIVF, self.base.index)
+        cell_distances, nearest_cells = base.quantizer.search(descriptors, base.nprobe)
+        distances, ids = base.search_preassigned(descriptors, k, nearest_cells, cell_distances)
+        fresh_distances, fresh_ids = self.delta.index.search_preassigned(descriptors, k, nearest_cells, cell_distances)
+        return merge_nearest([(distances, self.base_owners.of(ids)), (fresh_distances, self.delta.owners.of(fresh_ids))], k)
 
 
 class KeypointStore:
@@ -108,13 +117,15 @@ class KeypointStore:
         self.keys_file = keys_file  # None: nothing is kept, every scan builds the index
         self.analyser = analyser
 
-    def points(self, keys: list[str], load: LoadDescriptors):
+    def points(self, keys: list[str], load: LoadDescriptors, queries: int = 0):
+        """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures."""
         base = self._read_base()
         if base is not None:
             base_rows, fresh = _rows_of(base.keys, keys)
             gone = int((base_rows < 0).sum())
             if max(len(fresh), gone) <= REWRITE_SHARE * max(1, len(base.keys)) and _cells_suit(base, base.counts.sum() + 160 * len(fresh)):
-                return KeptPoints(base, base_rows, _delta(base, fresh, [keys[row] for row in fresh], load))
+                searched = 2 * queries * float(base.counts.mean()) if len(base.counts) else 0.0  # each picture's points and its mirror's
+                return KeptPoints(base, base_rows, _delta(base, fresh, [keys[row] for row in fresh], load, searched))
         return self._rewrite(keys, load, base)
 
     def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Base | None) -> PointsInMemory | KeptPoints:
@@ -131,7 +142,7 @@ class KeypointStore:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
         del index
         release_memory()
-        return KeptPoints(base, np.arange(len(keys)), _delta(base, [], [], load))
+        return KeptPoints(base, np.arange(len(keys)), _delta(base, [], [], load, 0))
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -223,10 +234,21 @@ def _rows_of(base_keys: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[i
     return base_rows, np.flatnonzero(~in_base).tolist()
 
 
-def _delta(base: _Base, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors) -> PointsInMemory:
-    """The fresh rows' points: searched exhaustively while few, beyond that in the base's cells."""
+def _delta(base: _Base, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors, searched: float) -> PointsInMemory:
+    """The fresh rows' points, for a search of about ``searched`` descriptors: filed in the
+    base's cells for a large search, else searched exhaustively.
+
+    Searched exhaustively, every descriptor is compared with every fresh point. Filed in the
+    base's cells, every fresh point is first compared with every cell, then a descriptor only
+    with the fresh points of the cells the base's search probes anyway. So the cells pay once
+    a search has about as many descriptors as there are cells, however many fresh points there
+    are: a first scan's part or a scan of a hundred new pictures files them, the service's scan
+    of a few new ones does not (filing the quarter of a library the delta may grow to would
+    cost it more than the rest of its scan).
+    """
     cells = base.cells
-    index, counts = _built(fresh_keys, load, lambda _expected: cells)
+    index = inverted_lists_in(cells) if cells is not None and searched >= len(cells) else faiss.IndexBinaryFlat(256)
+    counts = _add_in_chunks(index, fresh_keys, load)
     return PointsInMemory(index, PointOwners(np.array(fresh, dtype=np.int64), counts))
 
 
