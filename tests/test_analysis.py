@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search
+from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search, merge_nearest
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
@@ -32,6 +32,17 @@ def test_multi_index_hashing_finds_exactly_what_brute_force_finds_within_the_gua
     expected = set(zip(*np.nonzero(distances <= index.guaranteed_radius), strict=True))
     assert got == {(int(q), int(s)) for q, s in expected}
     assert all(d <= index.guaranteed_radius for d in found.distance)
+
+
+def test_merged_searches_keep_the_nearest_points_and_the_first_searchs_at_equal_distances():
+    nothing = np.iinfo(np.int32).max
+    base = (np.array([[1, 4, 9], [2, 3, 5], [0, 0, 7]], np.int32), np.array([[10, 11, 12], [20, 21, 22], [30, 31, 32]]))
+    delta = (np.array([[3, 9, nothing], [5, nothing, nothing], [nothing] * 3], np.int32), np.array([[13, 14, -1], [23, -1, -1], [-1] * 3]))
+
+    distances, rows = merge_nearest([base, delta], 3)
+
+    assert distances.tolist() == [[1, 3, 4], [2, 3, 5], [0, 0, 7]]
+    assert rows.tolist() == [[10, 13, 11], [20, 21, 22], [30, 31, 32]]  # 5 from the base before 5 from the delta
 
 
 def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():

@@ -208,11 +208,25 @@ def _nearest(points: PointIndex, descriptors: np.ndarray, neighbours: int) -> tu
 
 
 def merge_nearest(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest of several searches' (distances, rows), nearest first."""
-    distances = np.concatenate([d for d, _ in results], axis=1)
-    rows = np.concatenate([r for _, r in results], axis=1)
-    order = np.argsort(distances, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(distances, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    """The ``k`` nearest of several searches' (distances, rows), each nearest first with ``k``
+    columns; points at equal distances in the order of the searches.
+
+    A row changes only where a later search found a point nearer than the last one kept so
+    far: the delta of a kept index (``backends.keypoint_store``) is small, and in most rows it
+    has nothing that near, so only the few others are sorted again.
+    """
+    distances, rows = results[0]
+    for more_distances, more_rows in results[1:]:
+        changing = np.flatnonzero(more_distances[:, 0] < distances[:, -1])
+        if not len(changing):
+            continue
+        both_distances = np.concatenate([distances[changing], more_distances[changing]], axis=1)
+        both_rows = np.concatenate([rows[changing], more_rows[changing]], axis=1)
+        order = np.argsort(both_distances, axis=1, kind="stable")[:, :k]
+        distances, rows = distances.copy(), rows.copy()
+        distances[changing] = np.take_along_axis(both_distances, order, axis=1)
+        rows[changing] = np.take_along_axis(both_rows, order, axis=1)
+    return distances, rows
 
 
 def _most_voted(
