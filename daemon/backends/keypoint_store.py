@@ -95,19 +95,17 @@ class KeptPoints:
         self.points = int(base.index.ntotal) + delta.points
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if not self.delta.points:
-            distances, ids = self.base.index.search(descriptors, k)
-            return distances, self.base_owners.of(ids)
-        if not isinstance(self.delta.index, faiss.IndexBinaryIVF):
-            distances, ids = self.base.index.search(descriptors, k)
-            return merge_nearest([(distances, self.base_owners.of(ids)), self.delta.search(descriptors, k)], k)
-        # A delta in inverted lists is in the base's cells (``_delta``): each descriptor's
-        # nearest cells are found once for both.
-        base = cast(faiss.IndexBinaryIVF, self.base.index)
-        cell_distances, nearest_cells = base.quantizer.search(descriptors, base.nprobe)
-        distances, ids = base.search_preassigned(descriptors, k, nearest_cells, cell_distances)
-        fresh_distances, fresh_ids = self.delta.index.search_preassigned(descriptors, k, nearest_cells, cell_distances)
-        return merge_nearest([(distances, self.base_owners.of(ids)), (fresh_distances, self.delta.owners.of(fresh_ids))], k)
+        if self.delta.points and isinstance(self.delta.index, faiss.IndexBinaryIVF):
+            # A delta in inverted lists is in the base's cells (``_delta``): each descriptor's
+            # nearest cells are found once for both.
+            base = cast(faiss.IndexBinaryIVF, self.base.index)
+            cell_distances, nearest_cells = base.quantizer.search(descriptors, base.nprobe)
+            distances, ids = base.search_preassigned(descriptors, k, nearest_cells, cell_distances)
+            fresh_distances, fresh_ids = self.delta.index.search_preassigned(descriptors, k, nearest_cells, cell_distances)
+            return merge_nearest([(distances, self.base_owners.of(ids)), (fresh_distances, self.delta.owners.of(fresh_ids))], k)
+        distances, ids = self.base.index.search(descriptors, k)
+        found = distances, self.base_owners.of(ids)
+        return merge_nearest([found, self.delta.search(descriptors, k)], k) if self.delta.points else found
 
 
 class KeypointStore:
@@ -242,8 +240,8 @@ def _delta(base: _Base, fresh: list[int], fresh_keys: list[str], load: LoadDescr
     base's cells, every fresh point is first compared with every cell, then a descriptor only
     with the fresh points of the cells the base's search probes anyway. So the cells pay once
     a search has about as many descriptors as there are cells, however many fresh points there
-    are: a first scan's part or a scan of a hundred new pictures files them, the service's scan
-    of a few new ones does not (filing the quarter of a library the delta may grow to would
+    are: a part of a full comparison or a scan of a hundred new pictures files them, the
+    service's scan of a few new ones does not (filing the quarter of a library the delta may grow to would
     cost it more than the rest of its scan).
     """
     cells = base.cells
