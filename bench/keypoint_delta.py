@@ -35,40 +35,51 @@ WAYS = {"exhaustive": 0, "in cells": 10**9}  # the search size the store is told
 
 
 def measure(state: Path, searched: str, told: int) -> dict:
-    """One search in this process (``--one``)."""
-    from sqlalchemy import create_engine
-
-    from dupe_scanner.analysis.candidates import propose
-    from dupe_scanner.backends.embedded import EmbeddedBackend, arrival_order
-
+    """One search in this process (``--one``), on copies of the kept files."""
     with tempfile.TemporaryDirectory() as scratch:
         for kept in state.glob("state.db.keypoints.npz*"):
             shutil.copy(kept, Path(scratch) / kept.name)
-        backend = EmbeddedBackend(
-            create_engine(f"sqlite:///{state / 'state.db'}"), 2, 10**9, keypoint_file=Path(scratch) / "state.db.keypoints.npz"
-        )
-        keys, hashes, analysed_at = backend._load_hashes(None)
-        newest = np.argsort(analysed_at, kind="stable")
-        query_rows = np.sort(newest if searched == "all" else newest[-int(searched) :])
-        age = arrival_order(analysed_at, None if searched == "all" else query_rows)
-        wall, cpu = time.perf_counter(), time.process_time()
-        points = backend.keypoints.points(keys, lambda some: backend._load_descriptors(some)[0], told)
+        return proposed_for_newest(backend_on(state, Path(scratch) / "state.db.keypoints.npz"), searched, told)
 
-        def descriptors_of(rows: list[int]) -> dict[int, list[np.ndarray]]:
-            own, mirrored = backend._load_descriptors([keys[row] for row in rows])
-            return {row: [own[at], mirrored[at]] for at, row in enumerate(rows)}
 
-        candidates = propose(keys, hashes, query_rows, points, descriptors_of, threads=2, age=age)
-        delta = getattr(points, "delta", None)
-        return {
-            "cpu": time.process_time() - cpu,
-            "wall": time.perf_counter() - wall,
-            "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "pictures": len(keys),
-            "delta": 0 if delta is None else len(delta.owners.rows),
-            "candidates": len(candidates),
-            "digest": hashlib.sha256(np.ascontiguousarray(candidates.rows).tobytes()).hexdigest()[:12],
-        }
+def backend_on(state: Path, keypoint_file: Path):
+    """The embedded backend on ``state``'s ``state.db``, its kept keypoint files at ``keypoint_file``."""
+    from sqlalchemy import create_engine
+
+    from dupe_scanner.backends.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(create_engine(f"sqlite:///{state / 'state.db'}"), 2, 10**9, keypoint_file=keypoint_file)
+
+
+def proposed_for_newest(backend, searched: str, told: int) -> dict:
+    """The candidates of the newest ``searched`` pictures (``all``: every one) through the real
+    ``propose``, the store told the search looks up ``told`` pictures: CPU and wall seconds,
+    peak RSS of this process, the delta's pictures, the candidates and their digest."""
+    from dupe_scanner.analysis.candidates import propose
+    from dupe_scanner.backends.embedded import arrival_order
+
+    keys, hashes, analysed_at = backend._load_hashes(None)
+    newest = np.argsort(analysed_at, kind="stable")
+    query_rows = np.sort(newest if searched == "all" else newest[-int(searched) :])
+    age = arrival_order(analysed_at, None if searched == "all" else query_rows)
+    wall, cpu = time.perf_counter(), time.process_time()
+    points = backend.keypoints.points(keys, lambda some: backend._load_descriptors(some)[0], told)
+
+    def descriptors_of(rows: list[int]) -> dict[int, list[np.ndarray]]:
+        own, mirrored = backend._load_descriptors([keys[row] for row in rows])
+        return {row: [own[at], mirrored[at]] for at, row in enumerate(rows)}
+
+    candidates = propose(keys, hashes, query_rows, points, descriptors_of, threads=2, age=age)
+    delta = getattr(points, "delta", None)
+    return {
+        "cpu": time.process_time() - cpu,
+        "wall": time.perf_counter() - wall,
+        "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "pictures": len(keys),
+        "delta": 0 if delta is None else len(delta.owners.rows),
+        "candidates": len(candidates),
+        "digest": hashlib.sha256(np.ascontiguousarray(candidates.rows).tobytes()).hexdigest()[:12],
+    }
 
 
 def main() -> None:

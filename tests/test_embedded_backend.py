@@ -335,11 +335,11 @@ def test_the_kept_keypoint_base_is_searched_without_faiss_starting_prefetch_thre
     store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
     store.points(keys, lambda some: [pictures[key] for key in some])  # writes the base
 
-    base = store._read_base()
-    assert base is not None and isinstance(base.index, faiss.IndexBinaryIVF)
-    lists = faiss.downcast_InvertedLists(base.index.invlists)
+    kept = store._read_kept()
+    assert kept is not None and isinstance(kept.base.index, faiss.IndexBinaryIVF)
+    lists = faiss.downcast_InvertedLists(kept.base.index.invlists)
     assert isinstance(lists, faiss.OnDiskInvertedLists) and lists.prefetch_nthread == 0
-    assert base.index.search(pictures[keys[3]][:1], 1)[1][0, 0] == 3 * 160  # the picture's first point
+    assert kept.base.index.search(pictures[keys[3]][:1], 1)[1][0, 0] == 3 * 160  # the picture's first point
 
 
 def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_path):
@@ -400,7 +400,7 @@ def searched_alike(kept, pictures: dict[str, np.ndarray], ties_at_the_end: bool 
     finds; ``ties_at_the_end``: the points tied at the last distance found may be other ones."""
     from dupe_scanner.analysis.candidates import PointsInMemory
 
-    at_once = PointsInMemory.of(list(pictures.values()), partition=lambda _database, _lists: kept.base.cells)
+    at_once = PointsInMemory.of(list(pictures.values()), partition=lambda _database, _lists: kept.cells)
     queries = np.concatenate(list(pictures.values()))
     (distances, rows), (expected_distances, expected_rows) = kept.search(queries, 20), at_once.search(queries, 20)
     if not ties_at_the_end:
@@ -458,6 +458,116 @@ def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_f
     queries = {everything.index(key): [pictures[key]] for key in new}
     copies = [(everything.index(key), original) for original, key in enumerate(new)]
     assert keypoint_candidates(many, len(everything), queries) == keypoint_candidates(few, len(everything), queries) == copies
+
+
+def copies_of(pictures: dict[str, np.ndarray], originals: list[str], first: int, seed: int) -> list[str]:
+    """New pictures, each a copy of one of ``originals`` with a few bits off, keyed after every old key."""
+    rng = np.random.default_rng(seed)
+    new = [f"{n:064x}" for n in range(first, first + len(originals))]
+    for original, key in zip(originals, new, strict=True):
+        pictures[key] = pictures[original] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)
+    return new
+
+
+def test_new_pictures_are_filed_in_segments_beside_the_base_so_a_scan_reads_only_those_new_since_and_finds_them_all(tmp_path, monkeypatch):
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)
+    monkeypatch.setattr(keypoint_store, "SEGMENT_CONTENTS", 4)
+    loaded: list[str] = []
+
+    def load(some):
+        loaded.extend(some)
+        return [pictures[key] for key in some]
+
+    def scan(new: list[str]):
+        loaded.clear()
+        everything = sorted(pictures)
+        points = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(everything, load, queries=1)  # a new process each time
+        queries = {everything.index(key): [pictures[key]] for key in new}
+        return points, keypoint_candidates(points, len(everything), queries)
+
+    def kept_files() -> list[str]:
+        return sorted(path.suffix for path in tmp_path.iterdir())
+
+    scan([])  # writes the base
+    added: list[str] = []
+    for batch, (first, size) in enumerate([(1000, 3), (1003, 2), (1005, 5), (1010, 4), (1014, 1)]):
+        new = copies_of(pictures, keys[first - 1000 : first - 1000 + size], first, seed=batch)
+        added += new
+        points, found = scan(new)
+        assert found == [(len(keys) + added.index(key), first - 1000 + n) for n, key in enumerate(new)]  # each copy finds its original
+
+    # Batches of 3 (a delta), then 5 with the 2 more (a segment), 5 (a segment as large: the
+    # two merged into one of 10), 4 (a second), 1 (a delta): only the last was read again.
+    assert [len(segment.keys) for segment in points.kept.segments] == [10, 4] and loaded == added[-1:]
+    assert kept_files() == [".ivf", ".npz", ".segment", ".segment"]  # the merged ones removed
+    # A large search files the delta in the cells too: then as one index of every picture in them.
+    everything = sorted(pictures)
+    large = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(everything, load, queries=len(everything))
+    assert searched_alike(large, {key: pictures[key] for key in everything}, ties_at_the_end=True)
+
+
+def test_segments_merge_while_the_newest_is_as_large_as_the_one_before_it_or_there_are_too_many():
+    from dupe_scanner.backends.keypoint_store import MAX_SEGMENTS, _merges
+
+    assert _merges([1000]) == 0 and _merges([1000, 1000]) == 1 and _merges([2000, 1000]) == 0
+    assert _merges([4000, 2000, 1000, 1000]) == 3  # to one of 8,000
+    assert _merges([8000, 2000, 1000, 1500]) == 2  # 8,000 and 4,500
+    assert _merges([2**n for n in range(MAX_SEGMENTS + 1, 0, -1)]) == 1  # falling sizes, one too many
+
+
+def test_a_segment_that_finds_no_room_leaves_its_pictures_in_the_delta_and_the_kept_files_as_they_were(tmp_path, monkeypatch, caplog):
+    import faiss
+
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 40)
+    monkeypatch.setattr(keypoint_store, "SEGMENT_CONTENTS", 2)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store.points(keys, load)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    new = copies_of(pictures, keys[:3], 1000, seed=4)
+    write = faiss.write_index_binary
+
+    def no_room_for_segments(index, path):
+        if path.endswith(".segment"):
+            write(index, path)  # a part of it, as a full disk leaves it
+            raise RuntimeError(f"Error: 'ret == (n)' failed: write error in {path}: No space left on device")
+        write(index, path)
+
+    monkeypatch.setattr(faiss, "write_index_binary", no_room_for_segments)
+    everything = sorted(pictures)
+    points = store.points(everything, load, queries=1)
+
+    assert "the keypoints of 3 new pictures are not kept for the next scan" in caplog.text and "No space left on device" in caplog.text
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert not points.kept.segments and len(points.delta.owners.rows) == 3
+    queries = {everything.index(key): [pictures[key]] for key in new}
+    assert keypoint_candidates(points, len(everything), queries) == [(everything.index(key), n) for n, key in enumerate(new)]
+
+
+def test_the_base_is_written_anew_once_the_pictures_new_since_it_outgrow_a_quarter_of_it_segments_included(tmp_path, monkeypatch):
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 40)
+    monkeypatch.setattr(keypoint_store, "SEGMENT_CONTENTS", 4)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store.points(keys, load)
+    copies_of(pictures, keys[:8], 1000, seed=1)
+    assert len(store.points(sorted(pictures), load).kept.segments) == 1  # 8 new: a segment, under a quarter of 40
+    copies_of(pictures, keys[8:11], 1008, seed=2)
+    rewritten = store.points(sorted(pictures), load)  # 11 new: over a quarter
+
+    assert not rewritten.kept.segments and len(rewritten.kept.base.keys) == 51 and not rewritten.delta.points
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".ivf", ".npz"]
 
 
 def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_same(tmp_path, monkeypatch, caplog):

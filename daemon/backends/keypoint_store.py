@@ -7,23 +7,35 @@ a scan that compares a hundred new pictures. So the index is kept:
 - the *base*: a faiss inverted-file index over the descriptors of the contents known when it
   was written, in a file beside the state, memory-mapped: a search reads only the lists it
   probes, not the whole file;
-- its *keys*: the content of each point's image (points are numbered by image, in key order),
-  in a second file that names the base and the analyser version; written last, it is the
-  commit point, so a crash leaves the old pair or the new one;
-- the *delta*: contents analysed since, in an in-memory index built at each scan from the
-  ``features`` table: searched exhaustively for the few pictures of a small search, filed in
-  the base's cells for a large one, which then looks in the same cells of both;
+- its *segments*: contents analysed since, filed in the base's cells ``SEGMENT_CONTENTS`` or
+  more at a time, each in a file of its own, also memory-mapped; the newest are merged into
+  one as they come to outnumber the older (``_merges``), so a few of them hold a growth of
+  a quarter;
+- the *keys*: the content of each point's image (points are numbered by image, in key order),
+  for the base and each segment, in a file that names them and the analyser version; written
+  last, it is the commit point, so a crash leaves the old files or the new ones;
+- the *delta*: fewer than ``SEGMENT_CONTENTS`` contents analysed since the last segment, in an
+  in-memory index built at each scan from the ``features`` table: searched exhaustively for
+  the few pictures of a small search, filed in the base's cells for a large one;
 - contents gone since are skipped at search time (their points belong to no current row).
+
+The segments bound what a scan reads and searches afresh: without them, the delta grew to a
+quarter of the library between rewrites, and at a million pictures each scan would read its
+250,000 contents' features (5 GB) and search their 9 million points exhaustively.
+
+A search looks up each descriptor's nearest cells once, then the same cells of the base, of
+each segment and of a delta filed in them.
 
 A large base is built a shard at a time (``SHARD_POINTS``), written beside the state and
 copied into lists of their exact size, then searched from its file: the build holds the base
 once, not the slack of lists grown by doubling, and the search holds none of it but the
 pages it reads.
 
-The base is written anew when the delta or the gone outgrow ``REWRITE_SHARE`` of it, or its
-cells no longer suit the collection's size: each rewrite is then paid for by a growth of a
-quarter, so its cost per picture stays constant. The files are a cache: missing, unreadable
-or of another analyser, the base is built again from the ``features`` table.
+The base is written anew when the new (segments and delta) or the gone outgrow
+``REWRITE_SHARE`` of it, or its cells no longer suit the collection's size: each rewrite is
+then paid for by a growth of a quarter, so its cost per picture stays constant. The files are
+a cache: missing, unreadable or of another analyser, the base is built again from the
+``features`` table.
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ import io
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import cast
@@ -58,6 +70,12 @@ from dupe_scanner.memory import release_memory
 log = logging.getLogger(__name__)
 
 REWRITE_SHARE = 0.25  # the base is written anew once the new or the gone exceed this share of it
+# New contents past which they are filed as a segment: a scan reads the features of at most
+# this many (20 MB) and searches their points afresh, whatever the library's size.
+SEGMENT_CONTENTS = 1000
+# Segments kept at most: past it the newest two are merged whatever their sizes (each one is
+# searched apart, in the same cells: a few lists' overhead for each descriptor).
+MAX_SEGMENTS = 8
 # Contents whose descriptors are read at once when an index is built: each content's are views
 # into its whole 20 KB features blob, so a million at once would hold 20 GB.
 LOAD_CHUNK = 2000
@@ -68,48 +86,82 @@ SAMPLE_CONTENTS = 2000  # contents read first to size the index (exactly, up to 
 # the state, then copied shard by shard into lists given their exact size once.
 SHARD_POINTS = 1 << 20  # 42 MB of points
 SHARD_SUFFIX = ".shard"
+KEPT_SUFFIXES = (".ivf", ".flat", ".segment")  # the base (either kind) and the segments
 
 # keys -> the descriptors of those contents, in the same order (empty arrays where none)
 LoadDescriptors = Callable[[list[str]], list[np.ndarray]]
 
 
 @dataclass
-class _Base:
+class _Part:
+    """A kept index file and the contents whose points it holds."""
+
     index: faiss.IndexBinary  # memory-mapped
-    keys: np.ndarray  # the content of each image in the base, in point order
+    keys: np.ndarray  # the content of each image, in point order
     counts: np.ndarray  # points per image
+    name: str  # the file's, beside the keys file
+
+
+@dataclass
+class _Kept:
+    base: _Part
+    segments: list[_Part] = field(default_factory=list)  # oldest first; only beside a base of inverted lists
+
+    @property
+    def parts(self) -> list[_Part]:
+        return [self.base, *self.segments]
+
+    @property
+    def keys(self) -> np.ndarray:
+        return np.concatenate([part.keys for part in self.parts]) if self.segments else self.base.keys
 
     @property
     def cells(self) -> np.ndarray | None:
-        if not isinstance(self.index, faiss.IndexBinaryIVF):
+        index = self.base.index
+        if not isinstance(index, faiss.IndexBinaryIVF):
             return None
-        return self.index.quantizer.reconstruct_n(0, self.index.nlist).astype(np.uint8)
+        return index.quantizer.reconstruct_n(0, index.nlist).astype(np.uint8)
+
+    def filed(self) -> int:
+        """Contents filed since the base was written."""
+        return sum(len(segment.keys) for segment in self.segments)
 
 
 class KeptPoints:
-    """A ``PointIndex`` over the base and the delta, with image rows of the current ``keys``."""
+    """A ``PointIndex`` over the kept files and the delta, with image rows of the current ``keys``."""
 
-    def __init__(self, base: _Base, base_rows: np.ndarray, delta: PointsInMemory):
-        self.base, self.delta = base, delta
-        self.base_owners = PointOwners(base_rows, base.counts)  # the current row of a base point, or -1
-        self.points = int(base.index.ntotal) + delta.points
+    def __init__(self, kept: _Kept, kept_rows: np.ndarray, delta: PointsInMemory):
+        """``kept_rows``: the current row of each image of ``kept.keys`` (-1: gone)."""
+        self.kept, self.delta = kept, delta
+        ends = np.cumsum([len(part.keys) for part in kept.parts])[:-1]
+        self.owners = [PointOwners(rows, part.counts) for part, rows in zip(kept.parts, np.split(kept_rows, ends), strict=True)]
+        self.points = sum(int(part.index.ntotal) for part in kept.parts) + delta.points
+
+    @property
+    def cells(self) -> np.ndarray | None:
+        return self.kept.cells
 
     def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        if self.delta.points and isinstance(self.delta.index, faiss.IndexBinaryIVF):
-            # A delta in inverted lists is in the base's cells (``_delta``): each descriptor's
-            # nearest cells are found once for both.
-            base = cast(faiss.IndexBinaryIVF, self.base.index)
+        base = self.kept.base.index
+        if not isinstance(base, faiss.IndexBinaryIVF):  # a small library: one exhaustive base, no segments
+            distances, ids = base.search(descriptors, k)
+            found = [(distances, self.owners[0].of(ids))]
+        else:  # each descriptor's nearest cells found once for every part, and a delta filed in them
             cell_distances, nearest_cells = base.quantizer.search(descriptors, base.nprobe)
-            distances, ids = base.search_preassigned(descriptors, k, nearest_cells, cell_distances)
-            fresh_distances, fresh_ids = self.delta.index.search_preassigned(descriptors, k, nearest_cells, cell_distances)
-            return merge_nearest([(distances, self.base_owners.of(ids)), (fresh_distances, self.delta.owners.of(fresh_ids))], k)
-        distances, ids = self.base.index.search(descriptors, k)
-        found = distances, self.base_owners.of(ids)
-        return merge_nearest([found, self.delta.search(descriptors, k)], k) if self.delta.points else found
+            in_cells = [(part.index, owners) for part, owners in zip(self.kept.parts, self.owners, strict=True)]
+            if isinstance(self.delta.index, faiss.IndexBinaryIVF):
+                in_cells.append((self.delta.index, self.delta.owners))
+            found = []
+            for index, owners in in_cells:
+                distances, ids = index.search_preassigned(descriptors, k, nearest_cells, cell_distances)
+                found.append((distances, owners.of(ids)))
+        if self.delta.points and not isinstance(self.delta.index, faiss.IndexBinaryIVF):
+            found.append(self.delta.search(descriptors, k))
+        return merge_nearest(found, k)
 
 
 class KeypointStore:
-    """Gives each scan a point index over the current contents, from the kept base when it can."""
+    """Gives each scan a point index over the current contents, from the kept files when it can."""
 
     def __init__(self, keys_file: Path | None, analyser: str):
         self.keys_file = keys_file  # None: nothing is kept, every scan builds the index
@@ -117,16 +169,22 @@ class KeypointStore:
 
     def points(self, keys: list[str], load: LoadDescriptors, queries: int = 0):
         """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures."""
-        base = self._read_base()
-        if base is not None:
-            base_rows, fresh = _rows_of(base.keys, keys)
-            gone = int((base_rows < 0).sum())
-            if max(len(fresh), gone) <= REWRITE_SHARE * max(1, len(base.keys)) and _cells_suit(base, base.counts.sum() + 160 * len(fresh)):
-                searched = 2 * queries * float(base.counts.mean()) if len(base.counts) else 0.0  # each picture's points and its mirror's
-                return KeptPoints(base, base_rows, _delta(base, fresh, [keys[row] for row in fresh], load, searched))
-        return self._rewrite(keys, load, base)
+        kept = self._read_kept()
+        if kept is None:
+            return self._rewrite(keys, load, None)
+        kept_rows, fresh = _rows_of(kept.keys, keys)
+        if not _still_suits(kept, kept_rows, len(fresh)):
+            return self._rewrite(keys, load, kept)
+        if len(fresh) >= SEGMENT_CONTENTS and kept.cells is not None:
+            with_segment = self._with_segment(kept, [keys[row] for row in fresh], load)
+            if with_segment is not None:
+                kept = with_segment
+                kept_rows, fresh = _rows_of(kept.keys, keys)
+        counts = kept.base.counts
+        searched = 2 * queries * float(counts.mean()) if len(counts) else 0.0  # each picture's points and its mirror's
+        return KeptPoints(kept, kept_rows, _delta(kept, fresh, [keys[row] for row in fresh], load, searched))
 
-    def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Base | None) -> PointsInMemory | KeptPoints:
+    def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Kept | None) -> PointsInMemory | KeptPoints:
         """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
         searched from its file once written: the memory that built it is given back before
         the search."""
@@ -135,59 +193,133 @@ class KeypointStore:
         index, counts = _built(
             keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None, self.keys_file
         )
-        base = self._read_base() if self._write_base(index, keys, counts) else None
-        if base is None:
+        kept = self._read_kept() if self._write_base(index, keys, counts) else None
+        if kept is None:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
         del index
         release_memory()
-        return KeptPoints(base, np.arange(len(keys)), _delta(base, [], [], load, 0))
+        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0))
+
+    def _with_segment(self, kept: _Kept, fresh_keys: list[str], load: LoadDescriptors) -> _Kept | None:
+        """``kept`` with the contents of ``fresh_keys`` filed in a new segment, the newest
+        segments merged as ``_merges`` says; None where it cannot be written (the delta then
+        holds them, as before)."""
+        assert kept.cells is not None
+        segment = inverted_lists_in(kept.cells)
+        counts = _add_in_chunks(segment, fresh_keys, load)
+        try:
+            self._commit_segment(kept, segment, np.array(fresh_keys, dtype="S64"), counts)
+        except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the delta holds them meanwhile
+            log.warning("the keypoints of %d new pictures are not kept for the next scan: %s", len(fresh_keys), error)
+            self._remove_unreferenced(kept.parts)
+            return None
+        del segment
+        release_memory()  # a merge held the lists of the segments it merged (up to a quarter of the base)
+        return self._read_kept()
+
+    def _commit_segment(self, kept: _Kept, segment: faiss.IndexBinaryIVF, keys: np.ndarray, counts: np.ndarray) -> None:
+        """Write ``segment`` beside ``kept``'s files, merge the newest, and name them all in the keys file."""
+        assert kept.cells is not None
+        segments = [*kept.segments, self._written_part(segment, keys, counts, ".segment")]
+        for _ in range(_merges([len(part.keys) for part in segments])):
+            segments[-2:] = [self._merged(kept.cells, segments[-2:])]
+        self._commit(kept.base, segments)
+
+    def _merged(self, cells: np.ndarray, parts: list[_Part]) -> _Part:
+        """One segment holding the points of ``parts``, in their order."""
+        assert self.keys_file is not None
+        merged = inverted_lists_in(cells)
+        _copy_shards(merged, [self.keys_file.with_name(part.name) for part in parts])
+        return self._written_part(merged, np.concatenate([part.keys for part in parts]), np.concatenate([part.counts for part in parts]), ".segment")
 
     # -- files ----------------------------------------------------------------------------------
 
-    def _read_base(self) -> _Base | None:
+    def _read_kept(self) -> _Kept | None:
         if self.keys_file is None:
             return None
         try:
             with np.load(self.keys_file, allow_pickle=False) as saved:
                 if str(saved["analyser"]) != self.analyser:
                     return None
-                keys, counts, index_name = saved["keys"], saved["counts"], str(saved["index"])
-            index_path = self.keys_file.with_name(index_name)
-            index = faiss.read_index_binary(str(index_path), faiss.IO_FLAG_MMAP if index_name.endswith(".ivf") else 0)
+                base = self._read_part(str(saved["index"]), saved["keys"], saved["counts"])
+                segments = []
+                if "segments" in saved.files and len(saved["segments"]):  # keys files written before segments name none
+                    ends = np.cumsum(saved["segment_sizes"])[:-1]
+                    keys, counts = np.split(saved["segment_keys"], ends), np.split(saved["segment_counts"], ends)
+                    segments = [self._read_part(str(name), *found) for name, *found in zip(saved["segments"], keys, counts, strict=True)]
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, RuntimeError) as error:
             log.info("%s: the kept keypoint index is unreadable (%s); it is built again", self.keys_file, error)
             return None
-        if int(index.ntotal) != int(counts.sum()) or len(keys) != len(counts):
+        kept = _Kept(base, segments)
+        if not all(int(part.index.ntotal) == int(part.counts.sum()) and len(part.keys) == len(part.counts) for part in kept.parts) or (
+            segments and not _all_in_cells_of(base.index, segments)
+        ):
             log.info("%s: the kept keypoint index disagrees with its keys; it is built again", self.keys_file)
             return None
+        return kept
+
+    def _read_part(self, name: str, keys: np.ndarray, counts: np.ndarray) -> _Part:
+        assert self.keys_file is not None
+        index = faiss.read_index_binary(str(self.keys_file.with_name(name)), faiss.IO_FLAG_MMAP if not name.endswith(".flat") else 0)
         if isinstance(index, faiss.IndexBinaryIVF):
             index.nprobe = 16
             _without_prefetch(index)
-        return _Base(index, keys, counts)
+        return _Part(index, keys, counts, name)
 
     def _write_base(self, index, keys: list[str], counts: np.ndarray) -> bool:
-        """Keep ``index`` for the next scans; whether it was written."""
+        """Keep ``index`` for the next scans, with no segments; whether it was written."""
         if self.keys_file is None:
             return False
-        folder = self.keys_file.parent
         suffix = ".ivf" if isinstance(index, faiss.IndexBinaryIVF) else ".flat"
-        index_name = f"{self.keys_file.name}.{uuid.uuid4().hex[:12]}{suffix}"
         try:
-            faiss.write_index_binary(index, str(folder / index_name))
-            fsync_file(folder / index_name)
-            buffer = io.BytesIO()
-            np.savez(buffer, keys=np.array(keys, dtype="S64"), counts=counts, index=np.array(index_name), analyser=np.array(self.analyser))
-            atomic_write_bytes(self.keys_file, buffer.getvalue())
+            base = self._written_part(index, np.array(keys, dtype="S64"), counts, suffix)
+            self._commit(base, [])
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the next scan builds it again
-            remove_quietly(folder / index_name)
+            self._remove_unreferenced([])
             log.warning("the keypoint index is not kept for the next scan: %s", error)
             return False
-        for stale in folder.glob(f"{self.keys_file.name}.*"):
-            if stale.name != index_name and stale.suffix in (".ivf", ".flat"):
-                remove_quietly(stale)
         return True
+
+    def _written_part(self, index, keys: np.ndarray, counts: np.ndarray, suffix: str) -> _Part:
+        """``index`` written in a new file beside the keys file (not yet named by it)."""
+        assert self.keys_file is not None
+        name = f"{self.keys_file.name}.{uuid.uuid4().hex[:12]}{suffix}"
+        path = self.keys_file.with_name(name)
+        try:
+            faiss.write_index_binary(index, str(path))
+            fsync_file(path)
+        except BaseException:
+            remove_quietly(path)
+            raise
+        return _Part(index, keys, counts, name)
+
+    def _commit(self, base: _Part, segments: list[_Part]) -> None:
+        """Name ``base`` and ``segments`` in the keys file, then remove the files they replace."""
+        assert self.keys_file is not None
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            keys=base.keys,
+            counts=base.counts,
+            index=np.array(base.name),
+            analyser=np.array(self.analyser),
+            segments=np.array([segment.name for segment in segments], dtype=str),
+            segment_sizes=np.array([len(segment.keys) for segment in segments], dtype=np.int64),
+            segment_keys=np.concatenate([segment.keys for segment in segments] or [np.zeros(0, dtype="S64")]),
+            segment_counts=np.concatenate([segment.counts for segment in segments] or [np.zeros(0, dtype=np.int64)]),
+        )
+        atomic_write_bytes(self.keys_file, buffer.getvalue())
+        self._remove_unreferenced([base, *segments])
+
+    def _remove_unreferenced(self, parts: list[_Part]) -> None:
+        """Kept index files no part of ``parts`` is: replaced, or written by a change that failed."""
+        assert self.keys_file is not None
+        named = {part.name for part in parts}
+        for path in self.keys_file.parent.glob(f"{self.keys_file.name}.*"):
+            if path.suffix in KEPT_SUFFIXES and path.name not in named:
+                remove_quietly(path)
 
     def _remove_stale_shards(self) -> None:
         """Shards a build stopped midway left (one service per state: none is being written)."""
@@ -232,19 +364,48 @@ def _rows_of(base_keys: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[i
     return base_rows, np.flatnonzero(~in_base).tolist()
 
 
-def _delta(base: _Base, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors, searched: float) -> PointsInMemory:
+def _still_suits(kept: _Kept, kept_rows: np.ndarray, fresh: int) -> bool:
+    """Whether the kept files serve a scan that finds ``fresh`` contents new since the last
+    segment: neither the new since the base (filed or not) nor the gone outgrow
+    ``REWRITE_SHARE`` of it, and its cells suit the collection's size."""
+    gone = int((kept_rows < 0).sum())
+    kept_points = sum(int(part.counts.sum()) for part in kept.parts)
+    return max(kept.filed() + fresh, gone) <= REWRITE_SHARE * max(1, len(kept.base.keys)) and _cells_suit(kept, kept_points + 160 * fresh)
+
+
+def _merges(sizes: list[int]) -> int:
+    """How many times the newest two of segments of these sizes (oldest first) are merged:
+    while the newest is as large as the one before it, or there are more than ``MAX_SEGMENTS``.
+
+    As in a binary counter, the sizes then fall from the oldest to the newest, a growth of G
+    contents is held in about log2(G / ``SEGMENT_CONTENTS``) segments, and a point is copied
+    that many times at most.
+    """
+    sizes = list(sizes)
+    merges = 0
+    while len(sizes) > 1 and (sizes[-1] >= sizes[-2] or len(sizes) > MAX_SEGMENTS):
+        sizes[-2:] = [sizes[-2] + sizes[-1]]
+        merges += 1
+    return merges
+
+
+def _all_in_cells_of(base: faiss.IndexBinary, segments: list[_Part]) -> bool:
+    return isinstance(base, faiss.IndexBinaryIVF) and all(
+        isinstance(segment.index, faiss.IndexBinaryIVF) and segment.index.nlist == base.nlist for segment in segments
+    )
+
+
+def _delta(kept: _Kept, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors, searched: float) -> PointsInMemory:
     """The fresh rows' points, for a search of about ``searched`` descriptors: filed in the
     base's cells for a large search, else searched exhaustively.
 
     Searched exhaustively, every descriptor is compared with every fresh point. Filed in the
     base's cells, every fresh point is first compared with every cell, then a descriptor only
     with the fresh points of the cells the base's search probes anyway. So the cells pay once
-    a search has about as many descriptors as there are cells, however many fresh points there
-    are: a part of a full comparison or a scan of a hundred new pictures files them, the
-    service's scan of a few new ones does not (filing the quarter of a library the delta may grow to would
-    cost it more than the rest of its scan).
+    a search has about as many descriptors as there are cells: a part of a full comparison or
+    a scan of a hundred new pictures files them, the service's scan of a few new ones does not.
     """
-    cells = base.cells
+    cells = kept.cells
     index = inverted_lists_in(cells) if cells is not None and searched >= len(cells) else faiss.IndexBinaryFlat(256)
     counts = _add_in_chunks(index, fresh_keys, load)
     return PointsInMemory(index, PointOwners(np.array(fresh, dtype=np.int64), counts))
@@ -405,9 +566,9 @@ def _lists_suit(lists: int, points: int) -> bool:
     return wanted / 2 <= lists <= 2 * wanted
 
 
-def _cells_suit(base: _Base, points: int) -> bool:
+def _cells_suit(kept: _Kept, points: int) -> bool:
     """Whether the base's kind of index (and its cells) still suits a collection of ``points``."""
-    cells = base.cells
+    cells = kept.cells
     if cells is None:
         return searched_exhaustively(points)
     return not searched_exhaustively(points) and _lists_suit(len(cells), points)
