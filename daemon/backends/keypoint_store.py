@@ -45,7 +45,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import cast
 
@@ -115,7 +115,7 @@ class _Kept:
     def keys(self) -> np.ndarray:
         return np.concatenate([part.keys for part in self.parts]) if self.segments else self.base.keys
 
-    @property
+    @cached_property  # asked for by each step of a scan's ``points``: the centres copied out once
     def cells(self) -> np.ndarray | None:
         index = self.base.index
         if not isinstance(index, faiss.IndexBinaryIVF):
@@ -277,6 +277,8 @@ class KeypointStore:
             base = self._written_part(index, np.array(keys, dtype="S64"), counts, suffix)
             self._commit(base, [])
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the next scan builds it again
+            # The old files too: the base they hold is being replaced, and on a full disk their
+            # room is what the next build needs (the next scan, finding them gone, builds it).
             self._remove_unreferenced([])
             log.warning("the keypoint index is not kept for the next scan: %s", error)
             return False
