@@ -82,7 +82,8 @@ def test_the_service_log_under_systemd_and_elsewhere(tmp_path, monkeypatch, jour
     warning = next(line for line in lines if "missing: folder not found" in line)
     running = next(line for line in lines if "running: 2 folders watched" in line)
     if journal:
-        assert all(PREFIX.match(line) for line in lines), lines
+        unprefixed = [line for line in lines if not PREFIX.match(line)]
+        assert not unprefixed, f"lines without a priority: {unprefixed!r}\n--- the whole log:\n{service.log()}"
         assert warning.startswith("<4>WARNING ")
         assert running.startswith("<6>INFO ")
         assert any(line.startswith("<7>DEBUG ") for line in lines)
