@@ -2,6 +2,10 @@
 with a syslog priority prefix (sd-daemon(3)) when stderr is systemd's journal, so that
 ``journalctl -p warning`` shows the warnings and errors.
 
+Python's warnings and a thread's uncaught exception would reach stderr raw, without a
+priority (the journal files them as notices); they go through logging instead, in the main
+process and in the analysis workers alike.
+
 Nothing here reads the environment: the command line passes ``JOURNAL_STREAM`` in.
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Mapping
 
 # sd-daemon(3): "<3>" error, "<4>" warning, "<6>" info, "<7>" debug (SD_ERR ... SD_DEBUG).
@@ -68,3 +73,30 @@ def configure_logging(level: str, verb: str, journal: bool) -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    _strays_through_logging()
+
+
+def configure_worker_logging(journal: bool) -> None:
+    """An analysis worker's: it logs nothing of its own, but a library's warning there (a
+    decompression bomb, a numeric oddity) reaches the same stderr, so it goes out as the
+    main process's warnings do."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter((JournalFormatter if journal else logging.Formatter)("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    _strays_through_logging()
+
+
+def _strays_through_logging() -> None:
+    logging.captureWarnings(True)  # as the logger "py.warnings", at WARNING
+    threading.excepthook = _log_thread_failure
+
+
+def _log_thread_failure(failure: threading.ExceptHookArgs) -> None:
+    if failure.exc_type is SystemExit:  # as the default hook: a thread may end itself so
+        return
+    name = failure.thread.name if failure.thread is not None else "a thread"
+    logging.getLogger("dupe_scanner").error(
+        "%s stopped on an unexpected error; this is a bug, please report it with these lines",
+        name,
+        exc_info=(failure.exc_type, failure.exc_value, failure.exc_traceback),  # type: ignore[arg-type]
+    )

@@ -23,12 +23,21 @@ import signal
 import threading
 import time
 
+from dupe_scanner.logs import configure_worker_logging, stderr_is_journal
+
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 POLL_SECONDS = 1.0
 
 
+def start_worker(main_pid: int) -> None:
+    """A process pool's ``initializer``: log as the main process does (see ``dupe_scanner.logs``),
+    and end with ``main_pid``."""
+    configure_worker_logging(stderr_is_journal(os.environ))
+    end_with(main_pid)
+
+
 def end_with(main_pid: int) -> None:
-    """A process pool's ``initializer``: end this worker when ``main_pid`` or the parent ends."""
+    """End this worker when ``main_pid`` or the parent ends."""
     _killed_with_parent()
     _watch(main_pid)
 

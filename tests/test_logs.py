@@ -110,3 +110,36 @@ def test_a_one_shot_command_error_line(tmp_path, journal):
     assert result.returncode == 2
     expected = f"dupe-scanner: error: --dir {tmp_path / 'nowhere'}: not a folder"
     assert stderr_path.read_text().splitlines() == [f"<3>{expected}" if journal else expected]
+
+
+STRAYS = """
+import os, multiprocessing, threading, warnings
+from concurrent.futures import ProcessPoolExecutor
+from dupe_scanner.logs import configure_logging, stderr_is_journal
+from dupe_scanner.workers import start_worker
+
+configure_logging("info", "run", stderr_is_journal(os.environ))
+warnings.warn("odd in the main process")
+thread = threading.Thread(target=lambda: 1 / 0, name="watcher")
+thread.start()
+thread.join()
+context = multiprocessing.get_context("forkserver")
+with ProcessPoolExecutor(1, mp_context=context, initializer=start_worker, initargs=(os.getpid(),)) as pool:
+    pool.submit(warnings.warn, "odd in a worker").result()
+"""
+
+
+def test_warnings_and_a_failed_thread_reach_the_journal_with_their_priority(tmp_path):
+    """Python prints these to stderr itself, where the journal would file them as notices."""
+    log = tmp_path / "stderr"
+    log.touch()
+    environment = {**os.environ, "JOURNAL_STREAM": stream_id(log), "PYTHONPATH": os.pathsep.join(sys.path)}
+    with open(log, "a") as stderr:
+        done = subprocess.run([sys.executable, "-c", STRAYS], stderr=stderr, env=environment, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, log.read_text()
+    lines = log.read_text().splitlines()
+    assert all(PREFIX.match(line) for line in lines), log.read_text()
+    assert any(line.startswith("<4>WARNING py.warnings:") and "odd in the main process" in line for line in lines)
+    assert any(line.startswith("<4>WARNING py.warnings:") and "odd in a worker" in line for line in lines)
+    assert any(line.startswith("<3>ERROR dupe_scanner: watcher stopped on an unexpected error") for line in lines)
+    assert any(line.startswith("<3>ZeroDivisionError") for line in lines)

@@ -36,7 +36,7 @@ from dupe_scanner.backends.keypoint_store import KeypointStore
 from dupe_scanner.errors import BackendUnavailable
 from dupe_scanner.memory import release_memory
 from dupe_scanner.store import fingerprints as stored
-from dupe_scanner.workers import end_with
+from dupe_scanner.workers import start_worker
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ class EmbeddedBackend:
             if self._pool is None:
                 context = multiprocessing.get_context("forkserver")
                 self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=context, initializer=end_with, initargs=(os.getpid(),)
+                    max_workers=self.workers, mp_context=context, initializer=start_worker, initargs=(os.getpid(),)
                 )
             return self._pool
 
