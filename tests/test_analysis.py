@@ -453,6 +453,57 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
 
 
+def _crowded_point_library(owner_hashes: np.ndarray, seed: int) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Pictures holding the same points, each a few bits apart, with ``owner_hashes`` as their
+    hashes; among strangers enough to make the library deeper than COMMON; and a crop of the
+    first: its points 10 bits from theirs (close, but not nearly equal, as a crop's are)."""
+    from dupe_scanner.analysis.candidates import COMMON, MIN_VOTES
+
+    rng = np.random.default_rng(seed)
+    picture = rng.integers(0, 256, (3 * MIN_VOTES, 32), dtype=np.uint8)
+
+    def flipped(descriptors: np.ndarray, bits: int) -> np.ndarray:
+        changed = descriptors.copy()
+        for point in changed:
+            for bit in rng.choice(256, bits, replace=False):
+                point[bit // 8] ^= np.uint8(1 << (bit % 8))
+        return changed
+
+    holders = [flipped(picture, 2) for _ in owner_hashes]
+    strangers = [rng.integers(0, 256, (40, 32), dtype=np.uint8) for _ in range(COMMON // 8)]
+    stored = [*holders, *strangers, flipped(picture, 10)]
+    hashes = rng.integers(0, 2**63, (len(stored), 8), dtype=np.uint64)
+    hashes[: len(owner_hashes), 0] = owner_hashes
+    return stored, hashes, np.arange(len(stored))
+
+
+def test_a_crop_meets_the_family_of_copies_that_crowds_its_points():
+    """60 copies of a picture crowd each of its points, more than the first look sees; their
+    hashes are one family's, so the crop's points are looked up deep and vote for them all."""
+    from dupe_scanner.analysis.candidates import FIRST_LOOK, PointsInMemory, keypoint_candidates
+
+    rng = np.random.default_rng(11)
+    family = np.uint64(rng.integers(0, 2**63)) ^ (np.uint64(1) << rng.integers(0, 64, 60).astype(np.uint64))
+    stored, hashes, age = _crowded_point_library(family, seed=3)
+    assert len(family) > FIRST_LOOK
+    crop = len(stored) - 1
+    pairs = keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age, hashes=hashes)
+    assert {second for _, second in pairs} == set(range(40))  # its MOST_PER_IMAGE places, all the family's
+
+
+def test_points_that_unrelated_pictures_share_are_commonplace_and_propose_nothing():
+    """A texture or a grid's corner: 60 pictures hold the point, but their hashes are strangers'."""
+    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates
+
+    rng = np.random.default_rng(12)
+    strangers = rng.integers(0, 2**63, 60, dtype=np.uint64)
+    stored, hashes, age = _crowded_point_library(strangers, seed=3)
+    crop = len(stored) - 1
+    assert keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age, hashes=hashes) == []
+    # Without hashes to tell them apart, every crowded point is looked up deep, and votes.
+    assert keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age)
+
+
 def test_the_pictures_the_hash_proposed_take_none_of_the_keypoint_places(monkeypatch):
     from dupe_scanner.analysis import candidates
     from dupe_scanner.analysis.candidates import Partners, PointsInMemory, keypoint_candidates
@@ -527,7 +578,10 @@ def test_the_shallow_first_look_finds_every_close_point_a_full_search_finds():
         return [set(p[d < DESCRIPTOR_RADIUS].tolist()) for d, p in zip(distances, points, strict=True)]
 
     points = PointsInMemory(index, PointOwners(np.arange(len(stored)), np.ones(len(stored), dtype=np.int64)))
-    assert close_sets(*_nearest(points, queries, COMMON)) == close_sets(*index.search(queries, COMMON))
+    distances, rows, commonplace = _nearest(points, queries, COMMON)
+    full_distances, full_rows = index.search(queries, COMMON)
+    assert close_sets(distances, rows) == close_sets(full_distances, full_rows)
+    assert commonplace.tolist() == (full_distances[:, -1] < DESCRIPTOR_RADIUS).tolist() and commonplace[0]
 
 
 def test_many_prefixes_decode_at_once_as_one_by_one_and_damaged_ones_are_left_out():
