@@ -177,19 +177,52 @@ def as_compared_by_this_version(folder: Path) -> None:
 
 
 def restore_fingerprints(folder: Path, size: int, real_hashes: np.ndarray) -> int:
-    """Write again the synthetic fingerprints a scan dropped as damaged (see ``one_new_file``)."""
+    """Put back the library's contents a scan dropped as damaged (see ``one_new_file``): their
+    synthetic fingerprints, and, where a later scan already let go of the content (its files
+    waiting to be indexed again, which would give them the tiny JPEG's real fingerprint and
+    make them one group), the content, its files' link to it and its planted pair. How many."""
     from dupe_scanner.analysis.features import ANALYSER, MAGIC
 
     with sqlite3.connect(folder / "state" / "state.db") as connection:
         unfingerprinted = "select hash from contents c where not exists (select 1 from features f where f.hash = c.hash)"
         missing = [row[0] for row in connection.execute(unfingerprinted)]
-        if not missing:
+        waiting = _library_files_waiting(connection, folder / "library", size)
+        if not missing and not waiting:
             return 0
-        hashes, keys = _synthetic_library(size, real_hashes)
+        hashes, keys, partners = _synthetic_library_and_pairs(size, real_hashes)
         number_of = {key: number for number, key in enumerate(keys)}
-        rows = [(key, ANALYSER, MAGIC + hashes[number_of[key]].astype("<u8").tobytes()) for key in missing if key in number_of]
-        connection.executemany("insert into features (hash, analyser, data) values (?, ?, ?)", rows)
+        numbers = [number_of[key] for key in missing if key in number_of] + [number for _, number in waiting]
+        for path, number in waiting:
+            content = _content_row(keys[number])
+            connection.execute(f"insert or ignore into contents ({', '.join(content)}) values ({', '.join(':' + name for name in content)})", content)
+            connection.execute("update files set content_hash = ?, state = 'indexed' where path = ?", (keys[number], path))
+            planted = [_pair_row(keys[first], keys[second]) for first, second in partners.get(number, [])]
+            connection.executemany("insert or ignore into pairs (first, second, score) values (:first, :second, :score)", planted)
+        rows = [(keys[number], ANALYSER, MAGIC + hashes[number].astype("<u8").tobytes()) for number in numbers]
+        connection.executemany("insert or ignore into features (hash, analyser, data) values (?, ?, ?)", rows)
     return len(rows)
+
+
+def _library_files_waiting(connection: sqlite3.Connection, library: Path, size: int) -> list[tuple[str, int]]:
+    """(path, number) of the library's files whose content was let go, waiting to be indexed again."""
+    found = []
+    for (path,) in connection.execute("select path from files where state = 'pending' and content_hash is null"):
+        where = Path(path)
+        if where.parent.parent == library and where.stem.isdigit() and int(where.stem) < size:
+            found.append((path, int(where.stem)))
+    return found
+
+
+def _synthetic_library_and_pairs(size: int, real_hashes: np.ndarray) -> tuple[np.ndarray, list[str], dict[int, list[tuple[int, int]]]]:
+    """``_synthetic_library`` as ``write_state`` drew it, and its planted pairs by each of their numbers."""
+    rng = np.random.default_rng(size)
+    hashes, keys = _synthetic_library(size, real_hashes, rng)
+    partners: dict[int, list[tuple[int, int]]] = {}
+    for number in range(COPY_EVERY - 1, size, COPY_EVERY):  # the order write_state draws them in
+        original = number - 1 - int(rng.integers(0, min(number, 500)))
+        for end in (original, number):
+            partners.setdefault(end, []).append((original, number))
+    return hashes, keys, partners
 
 
 # -- building a library ----------------------------------------------------------------------------
