@@ -68,9 +68,7 @@ def configure_logging(level: str, verb: str, journal: bool) -> None:
         form = "%(levelname)s %(name)s: %(message)s"  # the journal stamps each line itself
     else:
         form = "%(asctime)s %(levelname)s %(message)s"  # on a terminal the time helps
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter((JournalFormatter if journal else logging.Formatter)(form, datefmt="%H:%M:%S"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[_stderr_handler(form, journal)], force=True)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     _strays_through_logging()
@@ -80,10 +78,14 @@ def configure_worker_logging(journal: bool) -> None:
     """An analysis worker's: it logs nothing of its own, but a library's warning there (a
     decompression bomb, a numeric oddity) reaches the same stderr, so it goes out as the
     main process's warnings do."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter((JournalFormatter if journal else logging.Formatter)("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.basicConfig(level=logging.WARNING, handlers=[_stderr_handler("%(levelname)s %(name)s: %(message)s", journal)], force=True)
     _strays_through_logging()
+
+
+def _stderr_handler(form: str, journal: bool) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter((JournalFormatter if journal else logging.Formatter)(form, datefmt="%H:%M:%S"))
+    return handler
 
 
 def _strays_through_logging() -> None:
