@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search, merge_nearest
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
@@ -698,6 +698,40 @@ def test_frames_of_other_shapes_only_the_hash_relates_must_be_laid_out_more_alik
     settled = score_pair(first, other_shape, 0)
     assert not settled.verified and "before any alignment" in settled.reason and not refined
     assert "before any alignment" not in score_pair(first, same_shape, 0).reason and refined
+
+
+def test_frames_of_shapes_far_apart_only_the_hash_relates_are_judged_as_they_lie(monkeypatch):
+    from dupe_scanner.analysis.verify import full_frame, verify
+
+    refined = _recording_refinements(monkeypatch)
+    first = _features(_smooth_picture((640, 400)))
+    squashed = _with_few_keypoints(_features(_smooth_picture((640, 400)).resize((640, 300))))  # laid frame on frame: stretched a third
+    verdict = verify(first, squashed, full_frame(first, squashed, 0), hash_alone=True)
+    assert not verdict.verified and "not a similarity" in verdict.reason and not refined
+    # Shapes nearer each other are aligned frame on frame: a small cut is within the alignment's reach.
+    nearer = _with_few_keypoints(_features(_smooth_picture((640, 400)).resize((640, 380))))
+    verify(first, nearer, full_frame(first, nearer, 0), hash_alone=True)
+    assert refined
+
+
+def test_a_guess_whose_cut_and_colour_already_show_too_much_is_rejected_before_it_is_aligned(monkeypatch):
+    from dupe_scanner.analysis.verify import from_template, verify
+
+    refined = _recording_refinements(monkeypatch)
+    smooth = _smooth_picture()
+    original = _features(smooth)
+    cut = smooth.crop((0, 0, 480, 400))  # a quarter of the area cut away
+    grey = _features(ImageOps.grayscale(cut).convert("RGB"))
+    guess = from_template(original, grey, 0)
+    assert guess is not None
+    verdict = verify(original, grey, guess, guessed=True)
+    assert not verdict.verified and "before any alignment" in verdict.reason and not refined
+    # The same cut in its own colours shows no more than a guess may (greyed, it also lost its
+    # colours): aligned, and a duplicate.
+    coloured = _features(cut)
+    in_colour = from_template(original, coloured, 0)
+    assert in_colour is not None
+    assert verify(original, coloured, in_colour, guessed=True).verified and refined
 
 
 def test_an_affine_fit_far_from_a_similarity_at_half_size_is_not_refined_at_full_size(monkeypatch):

@@ -70,6 +70,8 @@ from dupe_scanner.analysis.verify.relation import (
 from dupe_scanner.analysis.verify.verdict import (
     CONTAINMENT,
     CROPPED,
+    GUESS_CUT_SLACK,
+    MAX_ALIGNED_STRETCH,
     MAX_CROPPED_OVERLAY,
     MAX_TILT,
     MAX_UNEXPLAINED,
@@ -91,6 +93,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
 VERIFIER = "verify-16"  # 16: an affine fit far from a similarity at half size is not refined at full size
+# (not bumped for MAX_ALIGNED_STRETCH and GUESS_CUT_SLACK: no verdict changed among 35,000 pairs
+# scored again; some rejected pairs' scores did, and stored pairs may keep theirs)
 # 15: ...nor when its frames are of other shapes and their layouts agree less than 0.55
 # 14: a pair only the hash relates is not aligned when its layouts disagree at first sight
 # 13: frames that agree but do not nest are aligned again from the other side
@@ -103,7 +107,9 @@ __all__ = [
     "CELL_AGREES",
     "CONTAINMENT",
     "CROPPED",
+    "GUESS_CUT_SLACK",
     "LAYOUT_BLUR",
+    "MAX_ALIGNED_STRETCH",
     "MAX_CROPPED_OVERLAY",
     "MAX_KEYPOINT_SCALE",
     "MAX_SHAPE_ERROR",

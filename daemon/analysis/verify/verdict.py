@@ -45,6 +45,21 @@ MIN_FIRST_LAYOUT = 0.4
 # verified pairs read 0.566 and up (all but one 0.76 and up); in the library, 47 % of such
 # pairs read below it, 31 % below ``MIN_FIRST_LAYOUT``.
 MIN_FIRST_LAYOUT_OTHER_SHAPES = 0.55
+# ...and past that, frames whose shapes differ this much (``alignment.stretch`` of the
+# whole-frame estimate) are not aligned frame on frame at all: an alignment from that far
+# hardly ever ends a similarity (``alignment.MAX_COARSE_SHAPE_ERROR``), and only a crop can
+# relate them, which the template search that follows looks for. In the library of 16,000 tiles such pairs were most of the pairs the
+# hash proposed between smooth pictures; left unaligned, 20,000 of its stored pairs scored
+# again kept every verdict. Chosen on the tune split: at 0.1 none of its 15,000 pairs changed
+# verdict, at 0.04 eleven verified pairs were lost.
+MAX_ALIGNED_STRETCH = 0.1
+# A relation the template search guessed (``guessed``) must not need the score floor; before
+# aligning it, its cut and the colour change already show how visible the difference is at
+# the least. The alignment moves the cut a little: on the template relations of the tune split
+# and of the library of 16,000 tiles (370) refining it shrank the cut by 0.022 at most. Less
+# this, a guess already too visible is rejected unaligned: about three quarters of those in
+# the library, none of those that verified on the tune split.
+GUESS_CUT_SLACK = 0.05
 # Share of the textured cells, overlay aside, with edges one picture has and the other lacks
 # (``Structure.unexplained``) beyond which the two are different pictures, when each of them
 # has such edges: each lacks this share of the other's (``Structure.each_lacks``). An edit
@@ -100,7 +115,9 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
     ``hash_alone``: a whole-frame relation that only the hash suggests (no keypoint
     relation): its broad layout must correlate before it is aligned (``MIN_FIRST_LAYOUT``, or
     ``MIN_FIRST_LAYOUT_OTHER_SHAPES`` for frames of other shapes), or the pair is decided as
-    it stands.
+    it stands; frames of shapes further apart (``MAX_ALIGNED_STRETCH``) are judged as they
+    lie, unaligned. A guessed relation whose cut and colour change alone show more than a
+    guess may (``GUESS_CUT_SLACK``) is rejected before it is aligned.
     """
     a_view, b_view = views(a, b, relation)
     if is_flat(a) and is_flat(b):  # nothing to align: plain pictures match on colour alone
@@ -111,6 +128,16 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
         if first is not None and first.layout < _first_layout_floor(relation.matrix):
             reason = f"light and dark laid out differently before any alignment (layout {first.layout:.2f}), and no keypoints relate them"
             return Verdict(_rejected_score(first), False, reason, decided=True)
+        if alignment.stretch(relation.matrix) > MAX_ALIGNED_STRETCH:
+            return _judge(a, b, relation, compared, relation.matrix, guessed)  # "not a similarity", unaligned
+    if guessed:
+        least_visible = _least_visible(a, b, relation, a_view, b_view)
+        if _too_visible_for_a_guess(least_visible):
+            # Scored as it lies, as a failed alignment that kept the estimate would be: grouping
+            # reads how alike a rejected pair looked (``groups.KINSHIP``).
+            first = compared.at(relation.matrix)
+            reason = f"a guessed frame that differs too much before any alignment (visible {least_visible:.2f} or more)"
+            return Verdict(0.0 if first is None else _rejected_score(first), False, reason)
     verdict = _judge(a, b, relation, compared, alignment.refine(a_view, b_view, relation.matrix), guessed)
     if verdict.verified:
         return verdict
@@ -124,6 +151,18 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
     overlay = cv2.dilate(before.overlay.astype(np.uint8), np.ones((margin, margin), np.uint8)) > 0
     realigned = _judge(a, b, relation, compared, alignment.refine(a_view, b_view, relation.matrix, ignore=overlay), guessed)
     return realigned if realigned.score > verdict.score else verdict
+
+
+def _least_visible(a: Features, b: Features, relation: Relation, a_view: np.ndarray, b_view: np.ndarray) -> float:
+    """The visible difference (``_judge``'s) that aligning ``relation`` can leave at the least: its
+    cut, less what the alignment may win back (``GUESS_CUT_SLACK``), and the colour change."""
+    cover_a, cover_b = alignment.coverage(relation.matrix, a_view.shape, b_view.shape)
+    cut = max(0.0, 1.0 - min(cover_a, cover_b) - GUESS_CUT_SLACK)
+    return cut + comparison.colour_difference(a.colour, b.colour)
+
+
+def _too_visible_for_a_guess(visible: float) -> bool:
+    return 1.0 - SCORE_PER_VISIBLE * visible < NEAR_FLOOR
 
 
 def _first_layout_floor(matrix: np.ndarray) -> float:
@@ -192,7 +231,7 @@ def _judge(a: Features, b: Features, relation: Relation, compared: _Comparisons,
         # (perspective, parallax): the overlapping part of two frames, aligned at best.
         reason = f"a cropped frame whose content disagrees (crop {crop_loss:.2f}, overlay {overlay_loss:.2f})"
         return Verdict(similar, False, reason)
-    if guessed and 1.0 - SCORE_PER_VISIBLE * visible < NEAR_FLOOR:
+    if guessed and _too_visible_for_a_guess(visible):
         return Verdict(similar, False, f"a guessed frame that differs too much (visible {visible:.2f})")
     score = max(NEAR_FLOOR, min(MAX_NEAR_SCORE, 1.0 - SCORE_PER_VISIBLE * visible))
     coincide = min(cover_a, cover_b) >= CONTAINMENT
