@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
@@ -271,6 +272,24 @@ def test_the_template_search_finds_a_crop_of_a_smooth_picture_but_not_a_likeness
     assert from_template(_features(smooth), _features(smooth.crop((60, 40, 560, 360))), 0) is not None
     soft, other = (photo(seed).filter(ImageFilter.GaussianBlur(12)) for seed in (2, 52))
     assert from_template(_features(soft), _features(other.crop((100, 50, 500, 350))), 0) is None
+
+
+def test_the_template_search_puts_a_crop_where_it_was_cut_from_either_side():
+    # Searched at half size first, then near there at full size: the place and scale must
+    # still be the cut's to within the search's step (3 % of scale, a thumbnail pixel).
+    smooth = _smooth_picture()  # 640 x 400: a 160 x 100 thumbnail, 4 pixels of it to one
+    crop = smooth.crop((60, 40, 560, 360))  # 500 x 320: a 160 x 102 thumbnail, 3.125 to one
+    scale = 3.125 / 4
+    offset = np.array([(60 + 0.5 * 3.125) / 4 - 0.5, (40 + 0.5 * 3.125) / 4 - 0.5])
+    crop_in_original = from_template(_features(smooth), _features(crop), 0)
+    original_in_crop = from_template(_features(crop), _features(smooth), 0)
+    assert crop_in_original is not None and original_in_crop is not None
+    found = crop_in_original.matrix
+    assert np.allclose(np.diag(found[:, :2]), scale, rtol=0.03)
+    assert np.allclose(found[:, 2], offset, atol=1.5)
+    inverse = cv2.invertAffineTransform(original_in_crop.matrix)  # the same map, found from the other side
+    assert np.allclose(np.diag(inverse[:, :2]), scale, rtol=0.03)
+    assert np.allclose(inverse[:, 2], offset, atol=1.5)
 
 
 def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(tmp_path):

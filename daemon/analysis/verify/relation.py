@@ -25,6 +25,18 @@ RANSAC_THRESHOLD = 0.02  # share of the thumbnail's long side a keypoint may lan
 MIN_TEMPLATE_AREA = 0.5  # a template search tries only scales at which the smaller frame keeps this share of the larger's area
 MIN_TEMPLATE_SIDE = 8  # pixels: a smaller template has too little to match
 TEMPLATE_SCALE_STEP = 0.97  # each scale tried is 3 % below the last; the refinement (``alignment.refine``) fits the scale between
+# The template search is made at half size first, at every scale, where each search costs
+# about a third; the scales (of both directions) with the best half-size matches are
+# searched again at full size, within ``TEMPLATE_WINDOW`` pixels of where the half-size
+# search put them: these many, and any other within ``TEMPLATE_NEAR_BEST`` of the best (a
+# smooth gradient matches nearly as well at every scale, and which wins there decides the
+# guess). Chosen on the calls of a library of 16,000 tiles (6,753) and of the labelled set
+# (3,175): 98 % and 97 % end with the relation a full-size search of every scale finds, and
+# of the labelled set's 573 guesses that verified, one (at the floor) is lost and two are
+# gained; the search costs 0.65 and 0.56 of the full-size one.
+TEMPLATE_FINALISTS = 6
+TEMPLATE_WINDOW = 6
+TEMPLATE_NEAR_BEST = 0.02
 # Normalised correlation of gradient magnitudes below which the best match is no relation at
 # all. A crop's own pixels match far above it (on the tune split the template search's one
 # verified positive matched at 0.88); among strangers in a library of photograph tiles, 86 %
@@ -109,38 +121,90 @@ def from_template(a: Features, b: Features, orientation: int) -> Relation | None
 
     For pictures with few keypoints (smooth skies, illustrations): B is searched for inside
     A in the given orientation at every scale that keeps at least half the area, and A
-    inside B likewise.
+    inside B likewise: first at half size, then the best of those again at full size, near
+    where they were found (``TEMPLATE_FINALISTS``).
     """
     a_view = np.ascontiguousarray(orient(a.thumb, orientation))
-    b_view = b.thumb
-    a_grad, b_grad = _magnitude(a_view), _magnitude(b_view)
+    a_grad, b_grad = _magnitude(a_view), _magnitude(b.thumb)
+    searches = [search for inside_a in (True, False) for search in _template_searches(a_grad, b_grad, inside_a)]
+    unranked = [search for search in searches if search.half_size_match is None]
+    ranked = sorted((search for search in searches if search.half_size_match is not None), key=_half_size_rank)
     best: tuple[float, np.ndarray] | None = None
-    for inside_a in (True, False):
-        big, small = (a_grad, b_grad) if inside_a else (b_grad, a_grad)
-        big_h, big_w = big.shape
-        small_h, small_w = small.shape
-        top = min(big_w / small_w, big_h / small_h)
-        bottom = np.sqrt(MIN_TEMPLATE_AREA * big_w * big_h / (small_w * small_h))
-        if bottom > top or small_w < MIN_TEMPLATE_SIDE or small_h < MIN_TEMPLATE_SIDE:
-            continue
-        scale = top
-        while scale >= bottom:
-            width, height = round(small_w * scale), round(small_h * scale)
-            if MIN_TEMPLATE_SIDE <= width <= big_w and MIN_TEMPLATE_SIDE <= height <= big_h:
-                template = cv2.resize(small, (width, height), interpolation=cv2.INTER_AREA)
-                result = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
-                _, value, _, (x, y) = cv2.minMaxLoc(result)
-                sx, sy = width / small_w, height / small_h
-                # small pixel -> big pixel
-                matrix = np.array([[sx, 0, x + 0.5 * sx - 0.5], [0, sy, y + 0.5 * sy - 0.5]], np.float64)
-                if not inside_a:
-                    matrix = np.asarray(cv2.invertAffineTransform(matrix), np.float64)
-                if np.isfinite(value) and (best is None or value > best[0]):
-                    best = (float(value), matrix)
-            scale *= TEMPLATE_SCALE_STEP
+    finalists = ranked[:TEMPLATE_FINALISTS]
+    if ranked:
+        near_best = (ranked[0].half_size_match or 0.0) - TEMPLATE_NEAR_BEST
+        finalists += [search for search in ranked[TEMPLATE_FINALISTS:] if (search.half_size_match or 0.0) >= near_best]
+    for search in unranked + finalists:
+        value, matrix = search.at_full_size()
+        if np.isfinite(value) and (best is None or value > best[0]):
+            best = (value, matrix)
     if best is None or best[0] < MIN_TEMPLATE_MATCH:
         return None
     return Relation(orientation, False, best[1].astype(np.float32))
+
+
+def _half_size_rank(search: _TemplateSearch) -> float:
+    return -(search.half_size_match or 0.0)
+
+
+@dataclass(frozen=True)
+class _TemplateSearch:
+    """The smaller frame at one scale, searched for inside the larger one: where the half-size
+    search put it, and the full-size search there."""
+
+    big: np.ndarray  # gradient magnitudes, full size
+    small: np.ndarray
+    inside_a: bool  # B is the smaller frame, searched for inside A
+    width: int  # the smaller frame at this scale, full size
+    height: int
+    half_size_match: float | None  # None: too small to search at half size, so searched everywhere at full size
+    x: int  # where the half-size search put it, in full-size pixels
+    y: int
+
+    def at_full_size(self) -> tuple[float, np.ndarray]:
+        """The best match at full size, and its map from the smaller frame's pixels to the larger's (from B's to A's)."""
+        big_h, big_w = self.big.shape
+        reach = max(big_w, big_h) if self.half_size_match is None else TEMPLATE_WINDOW
+        left, top = max(0, self.x - reach), max(0, self.y - reach)
+        right, bottom = min(big_w, self.x + reach + self.width), min(big_h, self.y + reach + self.height)
+        template = cv2.resize(self.small, (self.width, self.height), interpolation=cv2.INTER_AREA)
+        result = cv2.matchTemplate(self.big[top:bottom, left:right], template, cv2.TM_CCOEFF_NORMED)
+        _, value, _, (x, y) = cv2.minMaxLoc(result)
+        small_h, small_w = self.small.shape
+        sx, sy = self.width / small_w, self.height / small_h
+        # small pixel -> big pixel
+        matrix = np.array([[sx, 0, left + x + 0.5 * sx - 0.5], [0, sy, top + y + 0.5 * sy - 0.5]], np.float64)
+        if not self.inside_a:
+            matrix = np.asarray(cv2.invertAffineTransform(matrix), np.float64)
+        return float(value), matrix
+
+
+def _template_searches(a_grad: np.ndarray, b_grad: np.ndarray, inside_a: bool) -> list[_TemplateSearch]:
+    """The smaller frame (B inside A, or A inside B) at every scale tried, each searched for at half size."""
+    big, small = (a_grad, b_grad) if inside_a else (b_grad, a_grad)
+    big_h, big_w = big.shape
+    small_h, small_w = small.shape
+    top = min(big_w / small_w, big_h / small_h)
+    bottom = np.sqrt(MIN_TEMPLATE_AREA * big_w * big_h / (small_w * small_h))
+    if bottom > top or small_w < MIN_TEMPLATE_SIDE or small_h < MIN_TEMPLATE_SIDE:
+        return []
+    half_big = cv2.resize(big, ((big_w + 1) // 2, (big_h + 1) // 2), interpolation=cv2.INTER_AREA)
+    half_small = cv2.resize(small, ((small_w + 1) // 2, (small_h + 1) // 2), interpolation=cv2.INTER_AREA)
+    searches = []
+    scale = top
+    while scale >= bottom:
+        width, height = round(small_w * scale), round(small_h * scale)
+        if MIN_TEMPLATE_SIDE <= width <= big_w and MIN_TEMPLATE_SIDE <= height <= big_h:
+            half_width, half_height = min(half_big.shape[1], round(width / 2)), min(half_big.shape[0], round(height / 2))
+            match: float | None = None
+            x = y = 0
+            if min(half_width, half_height) >= MIN_TEMPLATE_SIDE:
+                template = cv2.resize(half_small, (half_width, half_height), interpolation=cv2.INTER_LINEAR)
+                _, value, _, (x, y) = cv2.minMaxLoc(cv2.matchTemplate(half_big, template, cv2.TM_CCOEFF_NORMED))
+                match = float(value) if np.isfinite(value) else -1.0
+            searches.append(_TemplateSearch(big, small, inside_a, width, height, match, min(2 * x, big_w - width), min(2 * y, big_h - height)))
+        scale *= TEMPLATE_SCALE_STEP
+    return searches
 
 
 def _magnitude(image: np.ndarray) -> np.ndarray:
