@@ -274,6 +274,25 @@ def test_the_template_search_finds_a_crop_of_a_smooth_picture_but_not_a_likeness
     assert from_template(_features(soft), _features(other.crop((100, 50, 500, 350))), 0) is None
 
 
+def test_a_likeness_that_matches_poorly_at_half_size_is_not_searched_again_at_full_size(monkeypatch):
+    from dupe_scanner.analysis.verify import relation
+
+    searched_at_full_size = []
+    full_size = relation._TemplateSearch.at_full_size
+
+    def recorded(search):
+        searched_at_full_size.append(search)
+        return full_size(search)
+
+    monkeypatch.setattr(relation._TemplateSearch, "at_full_size", recorded)
+    soft, other = (photo(seed).filter(ImageFilter.GaussianBlur(12)) for seed in (2, 52))
+    assert from_template(_features(soft), _features(other.crop((100, 50, 500, 350))), 0) is None
+    assert searched_at_full_size == []
+    smooth = _smooth_picture()
+    assert from_template(_features(smooth), _features(smooth.crop((60, 40, 560, 360))), 0) is not None
+    assert len(searched_at_full_size) >= relation.TEMPLATE_FINALISTS
+
+
 def test_the_template_search_puts_a_crop_where_it_was_cut_from_either_side():
     # Searched at half size first, then near there at full size: the place and scale must
     # still be the cut's to within the search's step (3 % of scale, a thumbnail pixel).
