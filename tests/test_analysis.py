@@ -14,7 +14,7 @@ from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEI
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
-from dupe_scanner.analysis.pairing import score_pair
+from dupe_scanner.analysis.pairing import score_batch, score_pair
 from dupe_scanner.analysis.verify import from_template
 from tests.test_embedded_backend import photo
 
@@ -182,6 +182,28 @@ def test_features_survive_the_blob_and_the_prefix_holds_the_hashes():
 
 def _features(image: Image.Image):
     return decode(encode(features_of(image, image.size)))
+
+
+def test_a_batch_leaves_out_the_candidates_of_a_damaged_fingerprint_and_names_it():
+    picture = photo(5)
+    whole = encode(features_of(picture, picture.size))
+    smaller = picture.resize((320, 220), Image.Resampling.LANCZOS)
+    blobs = {"whole": whole, "smaller": encode(features_of(smaller, smaller.size)), "cut": whole[: len(whole) // 3]}
+
+    batch = score_batch(blobs, [("whole", "smaller", None), ("whole", "cut", None), ("cut", "smaller", None)])
+
+    assert [(first, second) for first, second, _ in batch.scores] == [("whole", "smaller")]
+    assert batch.scores[0][2] >= 0.6
+    assert batch.damaged == ["cut"]
+
+
+def test_a_fingerprint_cut_short_anywhere_does_not_decode():
+    picture = photo(6)
+    whole = encode(features_of(picture, picture.size))
+    for length in range(0, len(whole), 97):
+        with pytest.raises(ValueError):
+            decode(whole[:length])
+    assert decode(whole) is not None
 
 
 def test_a_crop_is_a_duplicate_but_a_panned_frame_is_not():

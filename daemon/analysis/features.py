@@ -8,6 +8,7 @@ the rest (thumbnails, keypoints) is read only for the candidate pairs being veri
 from __future__ import annotations
 
 import io
+import math
 import struct
 from dataclasses import dataclass
 
@@ -74,28 +75,40 @@ def decode(blob: bytes) -> Features:
         raise ValueError("not a features blob of this analyser version")
     try:
         return _decoded(memoryview(blob))
-    except (struct.error, TypeError, ValueError) as error:
+    except (IndexError, struct.error, TypeError, ValueError) as error:
         raise ValueError(f"a damaged features blob ({error})") from None
 
 
 def _decoded(view: memoryview) -> Features:
+    # Every verified pair decodes two blobs, so this runs hundreds of thousands of times in a
+    # first scan: plain Python arithmetic and known dtypes, not numpy calls on tuples.
     offset = len(MAGIC)
     hashes = np.frombuffer(view[offset : offset + 64], dtype="<u8").astype(np.uint64)
     offset += 64
     arrays = {}
     for name in _ARRAYS:
-        (dtype_len,) = struct.unpack_from("<B", view, offset)
+        dtype_len = view[offset]
         offset += 1
-        dtype = np.dtype(bytes(view[offset : offset + dtype_len]).decode())
+        dtype = _dtype(bytes(view[offset : offset + dtype_len]))
         offset += dtype_len
-        (ndim,) = struct.unpack_from("<B", view, offset)
+        ndim = view[offset]
         offset += 1
         shape = struct.unpack_from(f"<{ndim}I", view, offset)
         offset += 4 * ndim
-        size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = math.prod(shape) * dtype.itemsize
         arrays[name] = np.frombuffer(view[offset : offset + size], dtype=dtype).reshape(shape)
         offset += size
     return Features(hashes=hashes, **arrays)
+
+
+_DTYPES: dict[bytes, np.dtype] = {}
+
+
+def _dtype(name: bytes) -> np.dtype:
+    """The numpy dtype a blob names (``<f4``, ``|u1``...), made once per name."""
+    if name not in _DTYPES:
+        _DTYPES[name] = np.dtype(name.decode())
+    return _DTYPES[name]
 
 
 def decode_hashes(prefix: bytes) -> np.ndarray:

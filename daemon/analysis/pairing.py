@@ -15,6 +15,8 @@ from its other picture's side (``score_pair``)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from dupe_scanner.analysis.features import Features, decode
 from dupe_scanner.analysis.fingerprints import ORB_FEATURES
 from dupe_scanner.analysis.verify import (
@@ -136,17 +138,33 @@ def textured_strangers(a: Features, b: Features, keypoints: Relation | None) -> 
     return keypoints is None and textured(a) and textured(b) and from_keypoints(b, a) is None
 
 
-def score_batch(blobs: dict[str, bytes], candidates: list[tuple[str, str, int | None]]) -> list[tuple[str, str, float]]:
-    """The score of every candidate (first, second, orientation hint), rejected ones included."""
-    cache: dict[str, Features] = {}
+@dataclass(frozen=True)
+class ScoredBatch:
+    scores: list[tuple[str, str, float]]  # (first, second, score) of every candidate scored, rejected ones included
+    damaged: list[str]  # contents whose stored fingerprints do not decode (cut short by a full disk, say): their candidates are left out
 
-    def features(key: str) -> Features:
+
+def score_batch(blobs: dict[str, bytes], candidates: list[tuple[str, str, int | None]]) -> ScoredBatch:
+    """The score of every candidate (first, second, orientation hint) whose two fingerprints decode.
+
+    The worker finds damaged fingerprints as it decodes them, so the scan's main process
+    need not decode every blob it sends once more just to check it.
+    """
+    cache: dict[str, Features | None] = {}
+    damaged: list[str] = []
+
+    def features(key: str) -> Features | None:
         if key not in cache:
-            cache[key] = decode(blobs[key])
+            try:
+                cache[key] = decode(blobs[key])
+            except ValueError:
+                cache[key] = None
+                damaged.append(key)
         return cache[key]
 
     scored = []
     for first, second, orientation in candidates:
-        verdict = score_pair(features(first), features(second), orientation)
-        scored.append((first, second, verdict.score))
-    return scored
+        a, b = features(first), features(second)
+        if a is not None and b is not None:
+            scored.append((first, second, score_pair(a, b, orientation).score))
+    return ScoredBatch(scored, damaged)

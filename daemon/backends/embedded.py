@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from dupe_scanner.analysis.candidates import propose
 from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
 from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
-from dupe_scanner.analysis.pairing import score_batch
+from dupe_scanner.analysis.pairing import ScoredBatch, score_batch
 from dupe_scanner.analysis.verify import VERIFIER
 from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.hash_store import HashStore, HashTable
@@ -328,19 +328,20 @@ class EmbeddedBackend:
         """The verdicts on ``total`` candidates (first key, second key, orientation hint), given a batch at a time."""
         pending: list[Future] = []
         verified = 0
+        damaged: set[str] = set()
 
         def collected(future: Future) -> Iterator[ScoredPair]:
             nonlocal verified
-            for pair in self._collect(future):
+            scored = self._collect(future)
+            damaged.update(scored.damaged)
+            for first, second, score in scored.scores:
                 verified += 1
-                yield pair
+                yield ScoredPair.of(first, second, score)
             if progress is not None:
                 progress("verifying candidate pairs", verified, total)
 
-        damaged: set[str] = set()
         for batch in batches:
             blobs = self._load_blobs({key for pair in batch for key in pair[:2]})
-            damaged.update(_drop_damaged(blobs))
             batch = [pair for pair in batch if pair[0] in blobs and pair[1] in blobs]
             pending.append(self._submit(score_batch, blobs, batch))
             if len(pending) >= 2 * self.workers:
@@ -357,26 +358,14 @@ class EmbeddedBackend:
             )
 
     @staticmethod
-    def _collect(future: Future) -> Iterator[ScoredPair]:
+    def _collect(future: Future) -> ScoredBatch:
         try:
-            results = future.result()
+            return future.result()
         except BrokenProcessPool:
             raise BackendUnavailable("a verification worker died (out of memory?); scan again") from None
-        for first, second, score in results:
-            yield ScoredPair.of(first, second, score)
 
     def _load_blobs(self, keys: set[str]) -> dict[str, bytes]:
         with self.engine.connect() as connection:
             return stored.blobs(connection, keys, ANALYSER)
 
 
-def _drop_damaged(blobs: dict[str, bytes]) -> list[str]:
-    """Remove from ``blobs`` those that do not decode, and name them: one damaged row must not fail every scan."""
-    damaged = []
-    for key, blob in list(blobs.items()):
-        try:
-            decode(blob)
-        except ValueError:
-            damaged.append(key)
-            del blobs[key]
-    return damaged
