@@ -34,9 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.stored_state import open_read_only, pair_features
 from dupe_scanner.analysis import pairing
 from dupe_scanner.analysis.candidates import HASH_RADIUS
-from dupe_scanner.analysis.features import PREFIX_BYTES, decode
+from dupe_scanner.analysis.features import PREFIX_BYTES
 from dupe_scanner.analysis.verify import alignment, comparison
 
 STAGES = ("keypoint fit", "alignment", "comparison", "template search")
@@ -54,11 +55,10 @@ def main() -> int:
     parser.add_argument("--state", type=Path, required=True, help="a scanned state folder (holding state.db)")
     parser.add_argument("--sample", type=int, default=6000, help="stored pairs to score again (default 6000)")
     options = parser.parse_args()
-    database = options.state / "state.db"
-    if not database.exists():
-        print(f"no state.db in {options.state}: give the state folder a scan wrote", file=sys.stderr)
+    connection = open_read_only(options.state)
+    if connection is None:
         return 2
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as connection:
+    with connection:
         pairs = connection.execute("SELECT first, second FROM pairs").fetchall()
         sample = random.Random(7).sample(pairs, min(options.sample, len(pairs)))
         kinds = score_again(connection, sample)
@@ -73,11 +73,7 @@ def main() -> int:
 def score_again(connection: sqlite3.Connection, sample: list[tuple[str, str]]) -> dict[tuple[str, str, str], Kind]:
     kinds: dict[tuple[str, str, str], Kind] = defaultdict(Kind)
     with _timed_stages() as spent:
-        for first, second in sample:
-            blobs = dict(connection.execute("SELECT hash, data FROM features WHERE hash IN (?, ?)", (first, second)).fetchall())
-            if len(blobs) < 2:
-                continue  # features let go of since the scan
-            a, b = decode(blobs[first]), decode(blobs[second])
+        for _, _, a, b in pair_features(connection, sample):
             spent.clear()
             start = time.process_time()
             verdict = pairing.score_pair(a, b, None)
