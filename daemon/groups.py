@@ -20,7 +20,9 @@ Within each connected component the anchor is the file with the most matches (th
 highest summed score, then the smallest path, so the result is deterministic). Its
 unassigned matches join its group strongest match first; then any member tied more
 strongly to pictures outside the group than inside leaves it (``_settle``), and the rest
-of the component is grouped again the same way.
+of the component is grouped again the same way. A tie weighs what its score stands above
+``kinship``: a match that only just verifies (two look-alike nebulae at the floor, 0.61) is
+weak evidence, a copy at 0.99 strong, so two weak ties no longer outweigh one strong one.
 """
 
 from __future__ import annotations
@@ -153,7 +155,7 @@ def group_duplicates(
         anchors = _AnchorQueue(remaining)
         while remaining.number_of_edges():
             anchor = anchors.best()
-            members = _settle(anchor, _gather(anchor, remaining, verdicts, far_partners), remaining)
+            members = _settle(anchor, _gather(anchor, remaining, verdicts, far_partners), remaining, floor)
             if len(members) > 1:
                 groups.append(_make_group(anchor, sorted(members), matches, by_path))
             anchors.removing(members)
@@ -213,13 +215,15 @@ def _gather(
     return members
 
 
-def _settle(anchor: str, members: list[str], remaining: nx.Graph) -> list[str]:
+def _settle(anchor: str, members: list[str], remaining: nx.Graph, floor: float) -> list[str]:
     """``members`` without those tied more strongly to pictures outside the group than inside.
 
     A picture that matches the anchor only weakly (an overlay the two share) while it
     matches its own edits, still ungrouped, strongly belongs with them: it leaves, and
-    joins their group in a later round. Each round looks again only at the members whose
-    ties changed: the neighbours of those that left.
+    joins their group in a later round. Ties are weighed above ``floor`` (``_ties``): summed
+    raw scores let two look-alikes at the floor (2 x 0.61) hold a picture away from its own
+    copy at 0.99, which then stayed in no group at all. Each round looks again only at the
+    members whose ties changed: the neighbours of those that left.
     """
     inside = set(members)
     doubtful = [member for member in members if member != anchor]
@@ -227,7 +231,7 @@ def _settle(anchor: str, members: list[str], remaining: nx.Graph) -> list[str]:
         leaving = {
             member
             for member in doubtful
-            if _ties(member, remaining, inside, outside=True) > _ties(member, remaining, inside, outside=False)
+            if _ties(member, remaining, inside, floor, outside=True) > _ties(member, remaining, inside, floor, outside=False)
         }
         if not leaving:
             return [member for member in members if member in inside]
@@ -235,9 +239,9 @@ def _settle(anchor: str, members: list[str], remaining: nx.Graph) -> list[str]:
         doubtful = sorted({other for member in leaving for other in remaining[member] if other in inside and other != anchor})
 
 
-def _ties(node: str, graph: nx.Graph, group: set[str], outside: bool) -> float:
-    """The summed scores of ``node``'s matches outside ``group`` (or inside, itself excluded)."""
-    return math.fsum(data["score"] for other, data in graph[node].items() if (other not in group) == outside)
+def _ties(node: str, graph: nx.Graph, group: set[str], floor: float, outside: bool) -> float:
+    """The summed margins above ``floor`` of ``node``'s matches outside ``group`` (or inside, itself excluded)."""
+    return math.fsum(data["score"] - floor for other, data in graph[node].items() if (other not in group) == outside)
 
 
 def group_with_copies(

@@ -90,6 +90,18 @@ def test_a_picture_tied_more_strongly_to_its_own_copies_leaves_a_group_it_joined
     assert sorted(g.paths for g in groups) == [sorted(ours), sorted(theirs)]
 
 
+def test_a_picture_leaves_look_alikes_it_matches_at_the_floor_for_its_own_copy():
+    # A hub of look-alikes (nebulae on a black sky) that only just verify with each other, and
+    # one of them has a real copy, which looks like none of the rest.
+    look_alikes = ["hub", "nebula1", "nebula2", "nebula3", "nebula4", "nebula5"]
+    entries = [entry(p) for p in [*look_alikes, "nebula1-copy"]]
+    pairs = [pair("hub", other, 0.61) for other in look_alikes[1:]] + [pair("nebula1", "nebula2", 0.61)]
+    pairs.append(pair("nebula1", "nebula1-copy", 0.99))
+    pairs += [pair("nebula1-copy", other, 0.2) for other in ("hub", "nebula2")]  # compared: different pictures
+    groups = group_duplicates(entries, pairs, 0.6, unscored_are_far=False)
+    assert ["nebula1", "nebula1-copy"] in [g.paths for g in groups]
+
+
 def test_biggest_group_first_then_by_path_and_deterministic():
     entries = [entry(p) for p in ["x1", "x2", "y1", "y2", "y3"]]
     pairs = [pair("x1", "x2", 0.9), pair("y1", "y2", 0.9), pair("y1", "y3", 0.9), pair("y2", "y3", 0.9)]
