@@ -24,6 +24,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine
 
 from dupe_scanner.backends.base import Backend
+from dupe_scanner.code_version import code_digest
 from dupe_scanner.decisions import Decisions
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.found_pairs import FoundPairs
@@ -213,10 +214,13 @@ def scan_inputs(
     keep: KeepSettings,
     watched_folders: Sequence[Path],
 ) -> str:
-    """What, besides the files, shapes the reports: the settings a scan is given and the
-    decisions in force (a decision's revision, not the decisions themselves)."""
+    """What, besides the files, shapes the reports: the settings a scan is given, the
+    decisions in force (a decision's revision, not the decisions themselves) and the code
+    (``code_digest``): a new version that groups or draws otherwise writes the reports again
+    at its first scan, though no file changed and nothing is compared again."""
     decided = decision_store.revision(connection)
-    return repr((threshold, report_settings, str(reports_dir), keep, [str(folder) for folder in watched_folders], decided))
+    folders = [str(folder) for folder in watched_folders]
+    return repr((threshold, report_settings, str(reports_dir), keep, folders, decided, code_digest()))
 
 
 def reports_current(connection: Connection, inputs: str, reports_dir: Path, comparison: str) -> ScanRecord | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from dupe_scanner import scanning
 from tests.cli import call_main, run_cli, write_settings
 from tests.photos import copies_of, make_photo, save
 
@@ -189,8 +190,8 @@ def test_a_scan_with_nothing_new_says_the_reports_are_current_and_leaves_them(tm
         assert connection.execute("SELECT count(*) FROM scans").fetchone() == (2,)
 
 
-@pytest.mark.parametrize("change", ["threshold", "new file", "reports deleted", "keep setting", "decision"])
-def test_a_scan_runs_again_after_anything_that_shapes_the_reports_changed(tmp_path, change):
+@pytest.mark.parametrize("change", ["threshold", "new file", "reports deleted", "keep setting", "decision", "new version"])
+def test_a_scan_runs_again_after_anything_that_shapes_the_reports_changed(tmp_path, change, monkeypatch):
     photos, original, settings = indexed_photo_and_copy(tmp_path)
     assert call_main("scan", config=settings).returncode == 0
     assert "Nothing changed" in call_main("scan", config=settings).stdout
@@ -204,6 +205,8 @@ def test_a_scan_runs_again_after_anything_that_shapes_the_reports_changed(tmp_pa
         (tmp_path / "reports" / "review.html").unlink()
     elif change == "keep setting":
         write_settings(tmp_path, '[keep]\npreferred_formats = ["PNG", "JPEG"]\n')
+    elif change == "new version":  # an upgrade that groups otherwise, with no file changed
+        monkeypatch.setattr(scanning, "code_digest", lambda: "the next release")
     else:
         assert call_main("decide", "keep", str(photos / "a-copy.jpg"), config=settings).returncode == 0
 
