@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 
 from bench.dataset import SET_VERSION, add_real_stereo, build, build_speed_set, find_seeds
-from bench.metrics import Result, best_threshold, evaluate, key
+from bench.metrics import Result, best_threshold, evaluate, group_pairs, key
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path("/root/.cache/dupe-scanner-bench")
@@ -197,19 +197,15 @@ def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True, reuse: bool
 
 def _read_details(images: Path, workdir: Path) -> dict[tuple[str, str], float]:
     details = json.loads((workdir / "reports" / "duplicates.details.json").read_text())
-    scored: dict[tuple[str, str], float] = {}
     root = images.resolve()
     name = lambda path: Path(path).resolve().relative_to(root).as_posix()  # noqa: E731
-    for group in details["groups"]:
-        members = [name(m["path"]) for m in group["members"]]
-        # Every two members of a group are reported as duplicates of each other; the
-        # scores of the pairs the report lists are kept, the rest count at the threshold.
-        for i, first in enumerate(members):
-            for second in members[i + 1 :]:
-                scored[key(first, second)] = details["threshold"]
-        for pair in group["pairs"]:
-            scored[key(name(pair["first"]), name(pair["second"]))] = pair["score"]
-    return scored
+    # Every two members of a group are reported as duplicates of each other; the scores of
+    # the pairs the report lists are kept, the rest count at the threshold.
+    groups = (
+        ([name(m["path"]) for m in group["members"]], [(name(p["first"]), name(p["second"]), p["score"]) for p in group["pairs"]])
+        for group in details["groups"]
+    )
+    return group_pairs(groups, details["threshold"])
 
 
 def run_peer(images: Path, output: Path, max_distance: int, reuse: bool = False) -> dict[str, tuple[dict[tuple[str, str], float], dict]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
@@ -36,6 +36,19 @@ class Result:
 
 def key(a: str, b: str) -> tuple[str, str]:
     return (a, b) if a < b else (b, a)
+
+
+def group_pairs(groups: Iterable[tuple[list[str], Iterable[tuple[str, str, float]]]], threshold: float) -> dict[tuple[str, str], float]:
+    """The pairs a tool reports through its groups (each: its member names, and the scored
+    pairs it lists): every two members of a group, at the score listed, else ``threshold``."""
+    scored: dict[tuple[str, str], float] = {}
+    for members, listed in groups:
+        for at, first in enumerate(members):
+            for second in members[at + 1 :]:
+                scored[key(first, second)] = threshold
+        for first, second, score in listed:
+            scored[key(first, second)] = score
+    return scored
 
 
 CROP_KINDS = ("crop", "crop>25%")

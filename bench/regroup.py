@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from bench.metrics import evaluate, key
+from bench.metrics import evaluate, group_pairs
 
 CACHE = Path.home() / ".cache" / "dupe-scanner-bench"
 THRESHOLD = 0.6  # the default, at which both benches score
@@ -115,22 +115,16 @@ def _groups(state: Path, library: Path):
 
 def reported_pairs(groups: Iterable, library: Path, threshold: float = 1.0) -> dict[tuple[str, str], float]:
     """Every two members of each group as a reported pair, by name under ``library``: the
-    score of a pair the group lists, ``threshold`` for the rest (as ``bench/__main__``'s
-    ``_read_details`` reads the reports)."""
+    score of a pair the group lists, ``threshold`` for the rest (as the benches read reports)."""
     root = library.resolve()
 
     def name(path: str) -> str:
         return Path(path).resolve().relative_to(root).as_posix()
 
-    scored: dict[tuple[str, str], float] = {}
-    for group in groups:
-        names = [name(member.path) for member in group.members]
-        for at, first in enumerate(names):
-            for second in names[at + 1 :]:
-                scored[key(first, second)] = threshold
-        for pair in group.pairs:
-            scored[key(name(pair.first), name(pair.second))] = pair.score
-    return scored
+    return group_pairs(
+        (([name(member.path) for member in group.members], [(name(p.first), name(p.second), p.score) for p in group.pairs]) for group in groups),
+        threshold,
+    )
 
 
 def print_table(rows: list[dict]) -> None:
