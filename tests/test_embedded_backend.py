@@ -611,3 +611,36 @@ def test_a_full_scan_reads_the_pictures_keypoints_a_chunk_at_a_time_and_finds_th
     monkeypatch.setattr(candidates, "QUERY_CHUNK", 3)
     assert list(backend.find_pairs(None, 0.6)) == at_once
     assert reads.count(3) == len(paths) // 3  # every picture's query, three at a time (beside the index's own reads)
+
+
+def test_a_scan_after_pictures_were_forgotten_reads_only_the_new_contents_hashes_from_the_state(tmp_path, monkeypatch):
+    from dupe_scanner.backends import embedded
+
+    engine = open_engine(tmp_path / "state.db")
+    backend = EmbeddedBackend(engine, workers=1, max_image_pixels=10**8, hash_file=tmp_path / "state.db.hashes.npz")
+    whole_reads: list[int] = []
+    hash_rows = embedded.stored.hash_rows
+
+    def counted(connection, analyser, content_hashes=None):
+        if content_hashes is None:
+            whole_reads.append(1)
+        return hash_rows(connection, analyser, content_hashes)
+
+    monkeypatch.setattr(embedded.stored, "hash_rows", counted)
+    try:
+        originals = [tmp_path / f"photo-{n}.jpg" for n in range(4)]
+        for number, path in enumerate(originals):
+            photo(20 + number, (320, 220)).save(path, quality=92)
+        index_all(backend, originals)
+        assert matches(backend, None) == [] and whole_reads == [1]
+
+        backend.forget(["photo-1.jpg", "photo-2.jpg"])  # deleted from the library
+        copy = tmp_path / "photo-3-small.png"
+        Image.open(originals[3]).resize((160, 110), Image.Resampling.LANCZOS).save(copy)
+        index_all(backend, [copy])
+
+        assert [(pair.first, pair.second) for pair in matches(backend, {copy.name})] == [(copy.name, "photo-3.jpg")]
+        assert whole_reads == [1]
+    finally:
+        backend.close()
+        engine.dispose()

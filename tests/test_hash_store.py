@@ -99,13 +99,32 @@ def test_a_table_that_already_holds_the_contents_compared_is_not_written_again(s
     assert writes == [30]
 
 
-def test_a_content_forgotten_since_makes_the_table_read_whole_again(store):
+def test_a_content_the_store_is_told_was_forgotten_leaves_the_kept_table_and_no_scan_reads_the_state_whole(store):
     state = State(list(range(20)))
     state.table(store, None)
     state.forget(3)
+    store.forget([key(3), key(99)])  # 99: never in the table
+    table = state.table(store, [state.add(20)])
+    assert state.read_whole == 1 and key(3) not in table.key_list()
+    assert same(table, state.expected())
+
+
+def test_a_content_forgotten_untold_makes_the_table_read_whole_again(store):
+    state = State(list(range(20)))
+    state.table(store, None)
+    state.forget(3)  # a crash between the state's forgetting and the store's
     table = state.table(store, [state.add(20)])
     assert state.read_whole == 2 and key(3) not in table.key_list()
     assert same(table, state.expected())
+
+
+def test_forgetting_what_the_kept_table_does_not_hold_writes_nothing(store, monkeypatch):
+    store.forget([key(1)])  # no table kept yet
+    assert store.path is not None and not store.path.exists()
+    State(list(range(5))).table(store, None)
+    monkeypatch.setattr(store, "_write", lambda table: pytest.fail("nothing taken out, nothing to write"))
+    store.forget([key(99)])
+    store.forget([])
 
 
 def test_a_scan_by_another_process_that_kept_nothing_is_noticed(store):

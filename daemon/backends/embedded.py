@@ -204,6 +204,9 @@ class EmbeddedBackend:
     def forget(self, content_hashes: Collection[str]) -> None:
         with self.engine.connect().execution_options(write=True) as connection, connection.begin():
             stored.forget(connection, content_hashes)
+        # After the state's commit: a crash in between leaves the kept table holding rows the
+        # state let go of, which the next scan notices (it no longer adds up) and reads whole.
+        self.hashes.forget(content_hashes)
 
     def commit(self) -> None:
         """Every ``index`` call is committed as it finishes; nothing is buffered."""

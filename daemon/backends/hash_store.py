@@ -8,11 +8,16 @@ scan used is kept in a file beside the state, and a scan reads from the state on
 of the contents it compares (all of them new or analysed again since) and merges them in.
 
 The file is a cache. A content's hashes depend only on its bytes and the analyser, so a kept
-row is never wrong while the analyser is the same; what the file cannot know is a content
-forgotten since. So the merged table must hold exactly as many contents as the state has
-fingerprints: when it does not (a content forgotten, a scan by another process that did not
-write the file), or the file is missing, unreadable or of another analyser, the table is read
-from the state whole, and written again.
+row is never wrong while the analyser is the same; what the file cannot know by itself is a
+content forgotten since. So the backend tells it (``forget``: its rows are taken out as the
+state lets go of them), and the merged table must hold exactly as many contents as the state
+has fingerprints: when it does not (a crash between the state and the file, a scan by another
+process that did not write the file), or the file is missing, unreadable or of another
+analyser, the table is read from the state whole, and written again.
+
+Contents are forgotten whenever a picture is deleted, moved out of the watched folders or
+edited, and whenever a damaged fingerprint is found. Before ``forget``, the scan after any of
+that read the whole table from the state: 8 s and 1 GB at a million contents.
 """
 
 from __future__ import annotations
@@ -103,6 +108,15 @@ class HashStore:
         table = read_all()
         self._write(table)
         return table
+
+    def forget(self, keys: Collection[str]) -> None:
+        """Take the rows of these contents (forgotten by the state) out of the kept table."""
+        kept = self._read() if keys else None
+        if kept is None:
+            return
+        staying = ~np.isin(kept.keys, np.array(sorted(keys), dtype="S64"))
+        if not staying.all():
+            self._write(HashTable(kept.keys[staying], kept.hashes[staying], kept.analysed_at[staying]))
 
     def clear(self) -> None:
         if self.path is not None:
