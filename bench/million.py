@@ -32,6 +32,12 @@ Then, with the real command line, each a subprocess measured with all its childr
    scan drops them as damaged, which a real library does not make it do, so the table
    says how many it met (a new picture each run, so it varies), and the scan's log is kept
    in ``new-file-scan.log`` beside the library.
+6. *files gone, one new*: ten of the library's files moved out of it (their folder's
+   ``index --dir`` notices), their removal dated back past the grace a scan gives a moved
+   file (``scanning.ORPHAN_GRACE_SECONDS``: as if the scan came two minutes later), then one
+   new file indexed and ``scan``: it lets go of the ten contents and compares the new one,
+   what the scan after any deletion, move or edit in a library does. The files are then put
+   back as they were (``put_back``).
 
 ``--before PYTHON``: the interpreter of another environment with an earlier version installed
 (``python3 -m venv /tmp/before && /tmp/before/bin/pip install CHECKOUT``); its no-change scan
@@ -111,6 +117,7 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray, before: Path | Non
     walk_s, walk_peak, _ = measured([*cli(folder), "index", "--dir", str(folder / "library")], cwd=folder)
     earlier = measure_before(folder, before) if before is not None else {}
     new_index_s, new_scan_s, new_peak, unverifiable = one_new_file(folder, size, real_hashes)
+    gone_scan_s, gone_peak = files_gone_and_one_new(folder, size, real_hashes)
     state_bytes = sum(p.stat().st_size for p in (folder / "state").glob("state.db*") if p.is_file())
     return {
         "size": size,
@@ -127,6 +134,8 @@ def measure(size: int, folder: Path, real_hashes: np.ndarray, before: Path | Non
         "new_scan_s": new_scan_s,
         "new_peak": new_peak,
         "unverifiable": unverifiable,
+        "gone_scan_s": gone_scan_s,
+        "gone_peak": gone_peak,
         "state_bytes": state_bytes,
         **earlier,
     }
@@ -152,6 +161,15 @@ def one_new_file(folder: Path, size: int, real_hashes: np.ndarray) -> tuple[floa
     run starts from the same library; else its scan would read every hash again, as after a
     real damaged fingerprint.
     """
+    index_s, index_peak = write_and_index_a_new_file(folder)
+    scan_s, scan_peak, scan = measured([*cli(folder), "scan"], cwd=folder)
+    (folder / "new-file-scan.log").write_text(scan.stdout + scan.stderr)
+    unverifiable = restore_fingerprints(folder, size, real_hashes)
+    return index_s, scan_s, max(index_peak, scan_peak), unverifiable
+
+
+def write_and_index_a_new_file(folder: Path) -> tuple[float, int]:
+    """A new photo-like picture (another each run) written into the library and indexed: the seconds and peak RSS."""
     from tests.photos import make_photo, save
 
     target = folder / "library" / "new"
@@ -159,10 +177,64 @@ def one_new_file(folder: Path, size: int, real_hashes: np.ndarray) -> tuple[floa
     number = len(list(target.iterdir()))
     save(make_photo(1_000_000 + number), target / f"new-{number}.jpg", quality=90)
     index_s, index_peak, _ = measured([*cli(folder), "index", "--dir", str(target)], cwd=folder)
+    return index_s, index_peak
+
+
+GONE_FILES = 10
+
+
+def files_gone_and_one_new(folder: Path, size: int, real_hashes: np.ndarray) -> tuple[float, int]:
+    """``GONE_FILES`` of the library's files moved out of it and noticed, one new file indexed,
+    then ``scan``: its seconds and peak RSS. The files are put back afterwards (``put_back``)."""
+    from dupe_scanner.scanning import ORPHAN_GRACE_SECONDS
+
+    shelf = folder / "moved-out"
+    shelf.mkdir(exist_ok=True)
+    numbers = range(size - 1 - GONE_FILES, size - 1)  # not the last file: a planted copy's number is 50 k - 1
+    moved = [_library_path(folder / "library", number) for number in numbers]
+    for path in moved:
+        path.rename(shelf / path.name)
+    measured([*cli(folder), "index", "--dir", str(moved[0].parent)], cwd=folder)
+    with sqlite3.connect(folder / "state" / "state.db") as connection:
+        dated = [(ORPHAN_GRACE_SECONDS + 60, str(path)) for path in moved]
+        connection.executemany("update files set changed_at = changed_at - ? where path = ? and state = 'gone'", dated)
+    write_and_index_a_new_file(folder)
     scan_s, scan_peak, scan = measured([*cli(folder), "scan"], cwd=folder)
-    (folder / "new-file-scan.log").write_text(scan.stdout + scan.stderr)
-    unverifiable = restore_fingerprints(folder, size, real_hashes)
-    return index_s, scan_s, max(index_peak, scan_peak), unverifiable
+    (folder / "gone-files-scan.log").write_text(scan.stdout + scan.stderr)
+    put_back(folder, size, real_hashes, moved, shelf)
+    return scan_s, scan_peak
+
+
+def put_back(folder: Path, size: int, real_hashes: np.ndarray, moved: list[Path], shelf: Path) -> None:
+    """The moved files back in the library as they were: on disk (the same inode and mtime, so a
+    walk finds them unchanged), and in the state (their contents, synthetic fingerprints and
+    planted pairs: ``restore_fingerprints``)."""
+    for path in moved:
+        (shelf / path.name).rename(path)
+    with sqlite3.connect(folder / "state" / "state.db") as connection:
+        waiting = [(str(path),) for path in moved]
+        connection.executemany("update files set state = 'pending', content_hash = null where path = ?", waiting)
+    restore_fingerprints(folder, size, real_hashes)
+
+
+def rewrite_kept_hashes(folder: Path) -> None:
+    """The hash table kept beside the state (``backends.hash_store``) read again from the state, as a
+    scan reads it when the kept one no longer adds up: the bench wrote rows behind its back."""
+    from dupe_scanner.backends.embedded import EmbeddedBackend
+    from dupe_scanner.store.database import open_state
+
+    database = folder / "state" / "state.db"
+    engine = open_state(database)
+    try:
+        backend = EmbeddedBackend(engine, workers=1, max_image_pixels=1, hash_file=database.with_name(database.name + ".hashes.npz"))
+        backend._load_hashes(None)
+        backend.close()
+    finally:
+        engine.dispose()
+
+
+def _library_path(library: Path, number: int) -> Path:
+    return library / f"{number // PER_FOLDER:04d}" / f"{number:07d}.jpg"
 
 
 def as_compared_by_this_version(folder: Path) -> None:
@@ -180,7 +252,8 @@ def restore_fingerprints(folder: Path, size: int, real_hashes: np.ndarray) -> in
     """Put back the library's contents a scan dropped as damaged (see ``one_new_file``): their
     synthetic fingerprints, and, where a later scan already let go of the content (its files
     waiting to be indexed again, which would give them the tiny JPEG's real fingerprint and
-    make them one group), the content, its files' link to it and its planted pair. How many."""
+    make them one group), the content, its files' link to it and its planted pair; then the hash
+    table kept beside the state, which the scan took them out of (``rewrite_kept_hashes``). How many."""
     from dupe_scanner.analysis.features import ANALYSER, MAGIC
 
     with sqlite3.connect(folder / "state" / "state.db") as connection:
@@ -200,6 +273,7 @@ def restore_fingerprints(folder: Path, size: int, real_hashes: np.ndarray) -> in
             connection.executemany("insert or ignore into pairs (first, second, score) values (:first, :second, :score)", planted)
         rows = [(keys[number], ANALYSER, MAGIC + hashes[number].astype("<u8").tobytes()) for number in numbers]
         connection.executemany("insert or ignore into features (hash, analyser, data) values (?, ?, ?)", rows)
+    rewrite_kept_hashes(folder)
     return len(rows)
 
 
@@ -239,9 +313,9 @@ def write_files(library: Path, size: int) -> list[str]:
     picture = tiny_jpeg()
     paths = []
     for number in range(size):
+        path = _library_path(library, number)
         if number % PER_FOLDER == 0:
-            (library / f"{number // PER_FOLDER:04d}").mkdir(parents=True)
-        path = library / f"{number // PER_FOLDER:04d}" / f"{number:07d}.jpg"
+            path.parent.mkdir(parents=True)
         path.write_bytes(picture)
         paths.append(str(path))
         if number % 100_000 == 99_999:
@@ -351,6 +425,8 @@ COLUMNS = (
     ("then scan s", "new_scan_s", "{:.1f}"),
     ("its unverifiable candidates", "unverifiable", "{:,}"),
     ("their peak MB", "new_peak_mb", "{:,.0f}"),
+    (f"{GONE_FILES} files gone, one new: scan s", "gone_scan_s", "{:.1f}"),
+    ("its peak MB", "gone_peak_mb", "{:,.0f}"),
     ("state MB", "state_mb", "{:,.0f}"),
 )
 BEFORE_COLUMNS = (
