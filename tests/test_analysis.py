@@ -794,6 +794,33 @@ def test_a_guess_whose_cut_and_colour_already_show_too_much_is_rejected_before_i
     assert verify(original, coloured, in_colour, guessed=True).verified and refined
 
 
+def test_no_template_search_where_even_the_largest_frame_it_could_guess_would_be_rejected_unaligned(monkeypatch):
+    import dupe_scanner.analysis.pairing as pairing_module
+    import dupe_scanner.analysis.verify.verdict as verdict_module
+    from dupe_scanner.analysis.verify import guess_may_verify
+
+    for floor in ("MIN_FIRST_LAYOUT", "MIN_FIRST_LAYOUT_OTHER_SHAPES"):
+        monkeypatch.setattr(verdict_module, floor, -1.0)  # no layout settles these pairs at first sight
+    smooth = _smooth_picture()
+    original = _features(smooth)
+    # A greyed narrow strip, its hash near enough to align: cut by almost two thirds, its colours gone.
+    strip = _hash_apart(_with_few_keypoints(_features(ImageOps.grayscale(smooth.crop((0, 0, 240, 400))).convert("RGB")), 0), original, 8)
+    assert not guess_may_verify(original, strip, 0)
+    assert guess_may_verify(original, strip, 1)  # turned a quarter, the strip's shape fits: it may be a guess
+    searched = _recording(monkeypatch, "from_template")
+    verdict = score_pair(original, strip, 0)
+    assert not verdict.verified and not searched
+    # The search it saved would have come to the same verdict.
+    monkeypatch.setattr(pairing_module, "guess_may_verify", lambda *args: True)
+    assert not score_pair(original, strip, 0).verified and searched
+    # A quarter cut in its own colours shows no more than a guess may: searched, and a duplicate.
+    quarter_cut = _hash_apart(_with_few_keypoints(_features(smooth.crop((0, 0, 480, 400))), 0), original, 8)
+    assert guess_may_verify(original, quarter_cut, 0)
+    monkeypatch.setattr(pairing_module, "guess_may_verify", guess_may_verify)
+    searched.clear()
+    assert score_pair(original, quarter_cut, 0).verified and searched
+
+
 def test_an_affine_fit_far_from_a_similarity_at_half_size_is_not_refined_at_full_size(monkeypatch):
     import cv2
 

@@ -10,8 +10,8 @@ whole-frame verdict that settles the pair (the frames coincide, they align but e
 what the other lacks, or only the hash relates them and their layouts disagree before any
 alignment) ends the search; so does a keypoint relation showing another shot, which
 outweighs a whole-frame alignment; a template search is made only when the keypoints give no
-estimate. A pair whose best verdict is two frames that agree but do not nest is scored again
-from its other picture's side (``score_pair``)."""
+estimate and some frame it could guess might verify. A pair whose best verdict is two frames
+that agree but do not nest is scored again from its other picture's side (``score_pair``)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from dupe_scanner.analysis.verify import (
     from_keypoints,
     from_template,
     full_frame,
+    guess_may_verify,
     hash_distance,
     is_flat,
     verify,
@@ -85,8 +86,9 @@ def _score_from(a: Features, b: Features, orientation: int | None) -> Verdict:
         # relation: that is the relation, and a template search would only find some other
         # frame that happens to look alike (another shot's overlap, rescaled). Nor between
         # textured strangers: a crop keeping half of a textured picture (all a template
-        # search tries) keeps enough of its points for the keypoint fit.
-        if textured_strangers(a, b, keypoints):
+        # search tries) keeps enough of its points for the keypoint fit. Nor where even the
+        # largest frame it could guess would be rejected unaligned (``guess_may_verify``).
+        if textured_strangers(a, b, keypoints) or not guess_may_verify(a, b, orientation):
             return best
         relation, guessed = from_template(a, b, orientation), True
     if relation is not None:

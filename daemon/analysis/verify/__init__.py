@@ -85,6 +85,7 @@ from dupe_scanner.analysis.verify.verdict import (
     OTHER_SHOT_AGREEMENT,
     OTHER_SHOT_CORRELATION,
     Verdict,
+    guess_may_verify,
     is_flat,
     verify,
 )
@@ -94,7 +95,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # MAGIC: daemon/analysis/__init__.py.
 VERIFIER = "verify-16"  # 16: an affine fit far from a similarity at half size is not refined at full size
 # (not bumped for MAX_ALIGNED_STRETCH and GUESS_CUT_SLACK: no verdict changed among 35,000 pairs
-# scored again; some rejected pairs' scores did, and stored pairs may keep theirs)
+# scored again; some rejected pairs' scores did, and stored pairs may keep theirs; nor for
+# ``guess_may_verify``, which skips only template searches whose every guess would be rejected)
 # 15: ...nor when its frames are of other shapes and their layouts agree less than 0.55
 # 14: a pair only the hash relates is not aligned when its layouts disagree at first sight
 # 13: frames that agree but do not nest are aligned again from the other side
@@ -135,6 +137,7 @@ __all__ = [
     "from_keypoints",
     "from_template",
     "full_frame",
+    "guess_may_verify",
     "hash_distance",
     "is_flat",
     "verify",
