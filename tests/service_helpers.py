@@ -48,6 +48,7 @@ class NotifySocket:
         else:
             assert folder is not None
             path = folder / "notify.sock"
+            path.unlink(missing_ok=True)  # left by an earlier run in the same folder (a bench's library)
             self.sock.bind(str(path))
             self.address = str(path)
         self.sock.settimeout(0.2)
