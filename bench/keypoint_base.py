@@ -15,7 +15,11 @@ store asks for them, as it would read them from the state:
    workers), and the base's size on disk;
 2. *search*: one part of a first scan (``--part`` pictures, the newest, against every older
    one): the CPU seconds a picture and the peak RSS, the base read from its file as the next
-   part reads it.
+   part reads it; twice, on the same base: with every picture's hashes, as a scan searches
+   (a descriptor close to many points whose owners' hashes are no family is commonplace at
+   once, without the deep lookup: ``candidates.FAMILY_SHARE``), and without them, as this
+   bench searched before. Each picture's hashes are its shape donor's with 12 to 32 bits
+   flipped in each, as the simulation makes a distinct content's (``DISTINCT_FLIPS``).
 
 Each size runs in a process of its own. ``--peer-in-one-go`` runs each size again with the
 base built in one go (``SHARD_POINTS`` past its size), as before shards, in the same run.
@@ -35,10 +39,10 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench.scale_simulate import drawn_points, read_real
+from bench.scale_simulate import DISTINCT_FLIPS, drawn_points, read_real
 
 CACHE = Path.home() / ".cache" / "dupe-scanner-bench"
-BASE = CACHE / "scale-sim" / "simulation" / "base-2000"
+BASE = CACHE / "scale" / "simulation" / "base-2000"  # bench/scale --simulate indexes it (bench.incremental: base-1000)
 SCRATCH = CACHE / "keypoint-base"
 
 
@@ -114,10 +118,14 @@ def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
 
     points = keypoint_store.KeypointStore(folder / "state.db.keypoints.npz", "bench").points(keys, lambda some: [])
     queries = {row: [descriptors.of(row), descriptors.of(row, mirrored=True)] for row in range(size - part, size)}
-    memory.reset()
-    cpu = time.process_time()
-    found = keypoint_candidates(points, size, queries, threads=2, age=np.arange(size))
-    row.update(search_ms=1000 * (time.process_time() - cpu) / part, search_mb=memory.reset() / 1e6, candidates=len(found) / part)
+    hashes = descriptors.hashes(size)
+    for name, given in (("scan", hashes), ("no_hashes", None)):
+        memory.reset()
+        cpu = time.process_time()
+        found = keypoint_candidates(points, size, queries, threads=2, age=np.arange(size), hashes=given)
+        row[f"{name}_search_ms"] = 1000 * (time.process_time() - cpu) / part
+        row[f"{name}_search_mb"] = memory.reset() / 1e6
+        row[f"{name}_candidates"] = len(found) / part
     return row
 
 
@@ -134,16 +142,34 @@ class Descriptors:
         count = len(shape.mirror_descriptors if mirrored else shape.descriptors)
         return drawn_points(donors, mirrored, count, rng)[1]
 
+    def hashes(self, size: int, chunk: int = 20_000) -> np.ndarray:
+        """uint64[size, 8]: each picture's hashes, its shape donor's (the one ``of`` draws first)
+        with ``DISTINCT_FLIPS`` bits flipped in each, as ``scale_simulate.distinct_features`` makes them."""
+        real = np.stack([features.hashes for features in self.real.features]).astype(np.uint64)
+        shapes = np.array([np.random.default_rng(2 * number).choice(len(real), size=5, replace=False)[0] for number in range(size)])
+        out = np.empty((size, real.shape[1]), np.uint64)
+        rng = np.random.default_rng(size)
+        bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
+        for start in range(0, size, chunk):
+            rows = shapes[start : start + chunk]
+            flips = rng.integers(DISTINCT_FLIPS[0], DISTINCT_FLIPS[1] + 1, size=(len(rows), real.shape[1], 1))
+            chosen = np.argsort(rng.random((len(rows), real.shape[1], 64)), axis=2) < flips  # that many random bits a word
+            out[start : start + len(rows)] = real[rows] ^ np.bitwise_or.reduce(np.where(chosen, bits, np.uint64(0)), axis=2)
+        return out
+
 
 def print_table(rows: list[dict]) -> None:
+    searches = "".join(f" {name + ' ms/pic':>17} {'MB':>5} {'cand./pic':>9}" for name in ("as a scan", "no hashes"))
     print(
-        f"\n{'N':>9} {'build':>10} {'points':>11} {'build s':>8} {'build CPU s':>11} {'build MB':>9} {'base MB':>8} "
-        f"{'search ms/pic':>13} {'search MB':>9} {'cand./pic':>9}"
+        f"\n{'N':>9} {'build':>10} {'points':>11} {'build s':>8} {'build CPU s':>11} {'build MB':>9} {'base MB':>8}{searches}"
     )
     for row in rows:
+        found = "".join(
+            f" {row[name + '_search_ms']:>17.1f} {row[name + '_search_mb']:>5.0f} {row[name + '_candidates']:>9.1f}" for name in ("scan", "no_hashes")
+        )
         print(
             f"{row['N']:>9} {row['build']:>10} {row['points']:>11} {row['build_s']:>8.0f} {row['build_cpu']:>11.0f} "
-            f"{row['build_mb']:>9.0f} {row['base_mb']:>8.0f} {row['search_ms']:>13.1f} {row['search_mb']:>9.0f} {row['candidates']:>9.1f}",
+            f"{row['build_mb']:>9.0f} {row['base_mb']:>8.0f}{found}",
             flush=True,
         )
 
