@@ -157,8 +157,13 @@ def _least_visible(a: Features, b: Features, relation: Relation, a_view: np.ndar
     """The visible difference (``_judge``'s) that aligning ``relation`` can leave at the least: its
     cut, less what the alignment may win back (``GUESS_CUT_SLACK``), and the colour change."""
     cover_a, cover_b = alignment.coverage(relation.matrix, a_view.shape, b_view.shape)
-    cut = max(0.0, 1.0 - min(cover_a, cover_b) - GUESS_CUT_SLACK)
-    return cut + comparison.colour_difference(a.colour, b.colour)
+    return _least_visible_at(a, b, min(cover_a, cover_b))
+
+
+def _least_visible_at(a: Features, b: Features, cover: float) -> float:
+    """A guessed frame's least visible difference when it covers ``cover`` of the larger frame:
+    its cut less ``GUESS_CUT_SLACK``, and the colour change."""
+    return max(0.0, 1.0 - cover - GUESS_CUT_SLACK) + comparison.colour_difference(a.colour, b.colour)
 
 
 def _too_visible_for_a_guess(visible: float) -> bool:
@@ -183,8 +188,7 @@ def guess_may_verify(a: Features, b: Features, orientation: int) -> bool:
     a_aspect, b_aspect = a_width / a_height, b_width / b_height
     rounding = 1.0 / min(a_height, a_width, b_height, b_width)
     largest_cover = min(1.0, min(a_aspect, b_aspect) / max(a_aspect, b_aspect) + rounding)
-    least_cut = max(0.0, 1.0 - largest_cover - GUESS_CUT_SLACK)
-    return not _too_visible_for_a_guess(least_cut + comparison.colour_difference(a.colour, b.colour))
+    return not _too_visible_for_a_guess(_least_visible_at(a, b, largest_cover))
 
 
 def _first_layout_floor(matrix: np.ndarray) -> float:
