@@ -68,26 +68,30 @@ def full_frame(a: Features, b: Features, orientation: int) -> Relation:
 
 
 def from_keypoints(a: Features, b: Features) -> Relation | None:
-    """The similarity relating B (or its mirror) to A that most keypoint matches agree on."""
+    """The similarity relating B (or its mirror) to A that most keypoint matches agree on.
+
+    Each of B's descriptors is matched to its nearest in A (``_nearest``) and the matches are
+    fitted by RANSAC; most candidate pairs are strangers settled here, so it is kept to two
+    array operations and the fit.
+    """
     best: tuple[int, Relation] | None = None
     a_points = a.keypoints * np.array(a.thumb.shape[::-1], np.float32)
     for mirror, (points, descriptors) in enumerate(((b.keypoints, b.descriptors), (b.mirror_keypoints, b.mirror_descriptors))):
         if len(descriptors) < MIN_INLIERS or len(a.descriptors) < MIN_INLIERS:
             continue
-        matches = _matcher().match(np.ascontiguousarray(descriptors), np.ascontiguousarray(a.descriptors))
-        matches = [m for m in matches if m.distance <= MAX_DESCRIPTOR_DISTANCE]
-        if len(matches) < MIN_INLIERS:
+        distances, nearest = _nearest(descriptors, a.descriptors)
+        close = distances <= MAX_DESCRIPTOR_DISTANCE
+        if np.count_nonzero(close) < MIN_INLIERS:
             continue
-        b_points = points * np.array(b.thumb.shape[::-1], np.float32)
-        source = np.array([b_points[m.queryIdx] for m in matches], np.float32)
-        target = np.array([a_points[m.trainIdx] for m in matches], np.float32)
+        source = (points * np.array(b.thumb.shape[::-1], np.float32))[close]
+        target = a_points[nearest[close]]
         threshold = RANSAC_THRESHOLD * max(a.thumb.shape)
         matrix, inliers = cv2.estimateAffinePartial2D(
             source, target, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.995
         )
         if matrix is None:
             continue
-        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        scale = float(np.sqrt(abs(matrix[0, 0] * matrix[1, 1] - matrix[0, 1] * matrix[1, 0])))
         if not 1 / MAX_KEYPOINT_SCALE <= scale <= MAX_KEYPOINT_SCALE:
             continue  # matches collapsed onto a few points: no estimate
         count = int(inliers.sum())
@@ -96,14 +100,13 @@ def from_keypoints(a: Features, b: Features) -> Relation | None:
     return None if best is None else best[1]
 
 
-_MATCHER = None
-
-
-def _matcher():
-    global _MATCHER
-    if _MATCHER is None:
-        _MATCHER = cv2.BFMatcher(cv2.NORM_HAMMING)
-    return _MATCHER
+def _nearest(query: np.ndarray, stored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``query``'s ORB descriptors, the Hamming distance to its nearest in ``stored``
+    and that one's row: a brute-force matcher's matches, as arrays rather than match objects."""
+    distances, nearest = cv2.batchDistance(
+        np.ascontiguousarray(query), np.ascontiguousarray(stored), cv2.CV_32S, normType=cv2.NORM_HAMMING, K=1, update=0, crosscheck=False
+    )
+    return distances.ravel(), nearest.ravel()
 
 
 def _hash_distances(a: Features, b: Features) -> np.ndarray:

@@ -1,0 +1,52 @@
+"""The comparison's measures over an overlap, taken as masked sums (``comparison``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dupe_scanner.analysis.verify import comparison
+
+
+def _ramp(height: int = 96, width: int = 120) -> np.ndarray:
+    rows, cols = np.mgrid[0:height, 0:width]
+    return (40 + 1.2 * cols + 0.5 * rows).astype(np.float32)
+
+
+def _overlay_in_the_middle(shape: tuple[int, int]) -> np.ndarray:
+    overlay = np.zeros(shape, bool)
+    overlay[40:56, 48:72] = True
+    return overlay
+
+
+def test_grey_levels_that_follow_a_change_of_light_around_an_overlay_are_one_picture():
+    picture = _ramp()
+    darker = picture * 0.6 + 20
+    everywhere = np.ones(picture.shape, bool)
+    assert comparison._same_around(picture, darker, everywhere, _overlay_in_the_middle(picture.shape), cell=8)
+
+
+def test_a_flat_grey_around_an_overlay_is_not_the_same_picture_as_one_with_detail_there():
+    # The line fitting a flat grey to the detail is flat (a slope of nothing, not a light
+    # change): the two are compared as they are, and differ.
+    picture = _ramp()
+    flat = np.full(picture.shape, 62.0, np.float32)
+    everywhere = np.ones(picture.shape, bool)
+    assert not comparison._same_around(picture, flat, everywhere, _overlay_in_the_middle(picture.shape), cell=8)
+
+
+def test_the_layout_is_correlated_over_the_overlap_only():
+    picture = _ramp()
+    other = picture.copy()
+    other[:, 60:] = 255 - other[:, 60:]  # the half outside the overlap disagrees
+    inside = np.zeros(picture.shape, np.float32)
+    inside[:, :60] = 1
+    assert comparison._layout_correlation(picture, other, inside, int(inside.sum())) > 0.99
+    everywhere = np.ones(picture.shape, np.float32)
+    assert comparison._layout_correlation(picture, other, everywhere, int(everywhere.sum())) < 0.5
+
+
+def test_cell_sums_are_the_sums_of_each_whole_cell():
+    values = np.arange(20 * 27, dtype=np.float32).reshape(20, 27) % 7
+    sums = comparison._cell_sums(values, rows=2, cols=3, cell=8)
+    expected = values[:16, :24].reshape(2, 8, 3, 8).sum(axis=(1, 3))
+    np.testing.assert_allclose(sums, expected, rtol=1e-6)
