@@ -100,7 +100,7 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     content = both_mask & ~overlay
     both, agree_both = int(np.count_nonzero(content)), int(np.count_nonzero(agrees & content))
     either, agree_either = int(np.count_nonzero(either_mask)), int(np.count_nonzero(agrees & either_mask))
-    pixels = inside_overlap
+    pixels = None  # the overlap, which ``dot`` and the energies are zero outside already
     if overlay.any():
         outside_overlay = valid & ~overlay_pixels
         if np.count_nonzero(outside_overlay) >= MIN_PIXELS:
