@@ -5,7 +5,7 @@
 A scan keeps every verdict, rejected ones too (``daemon/found_pairs.py``). This takes a random
 sample of a scanned state's pairs and scores each again in this one process, through the real
 ``pairing.score_pair``, timing its stages: the keypoint fit (``from_keypoints``), ECC alignment
-(``alignment.refine``), comparison of aligned pictures (``comparison.compare``) and the template
+(``alignment.refine``), comparison of aligned pictures (``comparison.overlap``, ``layout`` and ``structure``) and the template
 search (``from_template``). A pair's *kind* is what relates it and how far it went:
 
 - ``keypoints`` when the keypoint fit finds a relation, else ``hash`` (proposed by the hash, or
@@ -102,13 +102,15 @@ def _kind_of(a, b, spent: dict[str, float], verified: bool) -> tuple[str, str, s
 def _timed_stages() -> Iterator[dict[str, float]]:
     """CPU seconds spent in each stage while inside, summed since the dict was last cleared."""
     spent: dict[str, float] = {}
-    places = {
-        "keypoint fit": (pairing, "from_keypoints"),
-        "alignment": (alignment, "refine"),
-        "comparison": (comparison, "compare"),
-        "template search": (pairing, "from_template"),
-    }
-    originals = {stage: getattr(module, name) for stage, (module, name) in places.items()}
+    places = [
+        ("keypoint fit", pairing, "from_keypoints"),
+        ("alignment", alignment, "refine"),
+        ("comparison", comparison, "overlap"),
+        ("comparison", comparison, "layout"),
+        ("comparison", comparison, "structure"),
+        ("template search", pairing, "from_template"),
+    ]
+    originals = [getattr(module, name) for _, module, name in places]
 
     def timed(stage: str, function):
         def wrapper(*args, **kwargs):
@@ -120,13 +122,13 @@ def _timed_stages() -> Iterator[dict[str, float]]:
 
         return wrapper
 
-    for stage, (module, name) in places.items():
-        setattr(module, name, timed(stage, originals[stage]))
+    for (stage, module, name), original in zip(places, originals, strict=True):
+        setattr(module, name, timed(stage, original))
     try:
         yield spent
     finally:
-        for stage, (module, name) in places.items():
-            setattr(module, name, originals[stage])
+        for (_, module, name), original in zip(places, originals, strict=True):
+            setattr(module, name, original)
 
 
 def pairs_within_radius(connection: sqlite3.Connection, pairs: list[tuple[str, str]]) -> np.ndarray:

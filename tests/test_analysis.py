@@ -736,6 +736,36 @@ def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before
     assert score_pair(first, brighter, 0).verified and refined
 
 
+def test_a_pair_settled_by_its_layout_at_first_sight_is_not_compared_further_and_stays_far_apart(monkeypatch):
+    import dupe_scanner.analysis.verify.verdict as verdict_module
+    from dupe_scanner.groups import KINSHIP
+
+    layouts: list[bytes] = []
+    structures: list[bytes] = []
+    real_layout, real_structure = verdict_module.comparison.layout, verdict_module.comparison.structure
+
+    def layout(overlapping):
+        layouts.append(overlapping.warped.tobytes())
+        return real_layout(overlapping)
+
+    def structure(overlapping, *rest):
+        structures.append(overlapping.warped.tobytes())
+        return real_structure(overlapping, *rest)
+
+    monkeypatch.setattr(verdict_module.comparison, "layout", layout)
+    monkeypatch.setattr(verdict_module.comparison, "structure", structure)
+    first = _features(photo(16))
+    stranger = _with_few_keypoints(_hash_apart(_features(photo(17)), first, 8))
+    settled = score_pair(first, stranger, None)
+    assert "before any alignment" in settled.reason and layouts and not structures
+    assert settled.score < KINSHIP  # grouping reads it as far apart, as a pair laid out that differently is
+    # A pair that goes on is compared whole where it is judged; each layout is taken once.
+    layouts.clear()
+    brighter = _with_few_keypoints(_features(photo(16).point(lambda level: min(255, int(level * 1.3)))), 4)
+    assert score_pair(first, brighter, 0).verified and structures
+    assert len(layouts) == len(set(layouts))
+
+
 def test_frames_of_other_shapes_only_the_hash_relates_must_be_laid_out_more_alike_before_they_are_aligned(monkeypatch):
     import dupe_scanner.analysis.verify.verdict as verdict_module
     from dupe_scanner.analysis.verify import comparison, full_frame
@@ -928,13 +958,13 @@ def test_a_verification_compares_the_pictures_once_for_each_pixel_map_it_judges(
     import dupe_scanner.analysis.verify.verdict as verdict_module
 
     maps: list[bytes] = []
-    real = verdict_module.comparison.compare
+    real = verdict_module.comparison.overlap
 
-    def recorded(a_view, b_view, matrix, *rest):
+    def recorded(a_view, b_view, matrix):
         maps.append(np.asarray(matrix, np.float32).tobytes())
-        return real(a_view, b_view, matrix, *rest)
+        return real(a_view, b_view, matrix)
 
-    monkeypatch.setattr(verdict_module.comparison, "compare", recorded)
+    monkeypatch.setattr(verdict_module.comparison, "overlap", recorded)
     first, second = _features(_night_sky(8, (512, 512))), _features(_night_sky(108, (640, 400)))
     assert not score_pair(first, second, 0).verified
     assert maps and len(maps) == len(set(maps))

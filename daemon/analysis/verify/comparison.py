@@ -43,26 +43,58 @@ class Structure:
     each_lacks: float  # the smaller of the two pictures' shares of their own textured cells (overlay aside) the other does not match
 
 
+@dataclass(frozen=True)
+class Overlap:
+    """A's view warped into B's frame by a pixel map, and where it covers B: what every
+    measure of the two aligned pictures is taken over (see ``overlap``)."""
+
+    warped: np.ndarray  # A's view in B's frame, float32
+    b_float: np.ndarray  # B's view, float32
+    valid: np.ndarray  # bool: B's pixels A covers, a few pixels in from its warped edge
+    inside: np.ndarray  # the same as float32 0/1, for masked sums
+    count: int  # how many pixels are valid
+
+
 def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
-    """Gradient agreement after alignment, in B's frame.
+    """Every measure of the two pictures aligned by ``matrix`` (``structure``); None when they overlap too little."""
+    overlapping = overlap(a_view, b_view, matrix)
+    return None if overlapping is None else structure(overlapping, a_levels, b_levels)
+
+
+def overlap(a_view, b_view, matrix) -> Overlap | None:
+    """A's view warped onto B's by ``matrix`` (B pixel -> A pixel); None when they share fewer than ``MIN_PIXELS``."""
+    height, width = b_view.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    covered = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+    valid = cv2.erode(covered, np.ones((5, 5), np.uint8)) > 0
+    count = int(np.count_nonzero(valid))
+    if count < MIN_PIXELS:
+        return None
+    return Overlap(warped, b_view.astype(np.float32), valid, valid.astype(np.float32), count)
+
+
+def layout(overlapping: Overlap) -> float:
+    """Correlation of the broad light-and-dark layout over the overlap (``_layout_correlation``):
+    a third of the cost of ``structure``, and all a first look at a pair only the hash relates needs."""
+    return _layout_correlation(overlapping.warped, overlapping.b_float, overlapping.inside, overlapping.count)
+
+
+def structure(overlapping: Overlap, a_levels, b_levels, layout_correlation: float | None = None) -> Structure:
+    """Gradient agreement after alignment, in B's frame (``layout_correlation``: ``layout``'s, if
+    already taken).
 
     Sums over the overlap are sums of products with its 0/1 mask, accumulated in double
     precision by OpenCV, and cell sums come from OpenCV's area resampling: picking the
     overlap's pixels out by a boolean mask in numpy, and summing cells by reshaping, took a
     third of the time, and a comparison is made for most candidates past the keypoint fit.
     """
-    height, width = b_view.shape
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    covered = cv2.warpAffine(np.ones(a_view.shape, np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
-    valid = cv2.erode(covered, np.ones((5, 5), np.uint8)) > 0
-    valid_count = int(np.count_nonzero(valid))
-    if valid_count < MIN_PIXELS:
-        return None
-    b_float = b_view.astype(np.float32)
+    warped, b_float, valid, inside_overlap, valid_count = (
+        overlapping.warped, overlapping.b_float, overlapping.valid, overlapping.inside, overlapping.count
+    )
+    height, width = b_float.shape
     first = cv2.GaussianBlur(warped, (0, 0), GRADIENT_BLUR)
     second = cv2.GaussianBlur(b_float, (0, 0), GRADIENT_BLUR)
-    inside_overlap = valid.astype(np.float32)
     gradients, energies, strengths = [], [], []
     for image in (first, second):
         gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
@@ -76,7 +108,7 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     energy_a, energy_b = energies
     dot = (ax * bx + ay * by) * (inside_overlap * np.float32(1.0 / (strengths[0] * strengths[1])))
 
-    cell = cell_side(b_view.shape)
+    cell = cell_side(b_float.shape)
     rows, cols = height // cell, width // cell
 
     def cells(values: np.ndarray) -> np.ndarray:
@@ -114,8 +146,9 @@ def compare(a_view, b_view, matrix, a_levels, b_levels) -> Structure | None:
     unexplained = _share_disagreeing(either_mask & ~overlay, agrees)
     each_lacks = min(_share_disagreeing(textured_a & ~overlay, agrees), _share_disagreeing(textured_b & ~overlay, agrees))
     difference = _sum(cv2.absdiff(raw_warped, raw_b), inside_overlap) / valid_count / 255.0
-    layout = _layout_correlation(warped, b_float, inside_overlap, valid_count)
-    return Structure(agreement, overall, correlation, difference, layout, overlay_pixels, unexplained, each_lacks)
+    if layout_correlation is None:
+        layout_correlation = layout(overlapping)
+    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks)
 
 
 def _sum(values: np.ndarray, mask: np.ndarray | None = None) -> float:
