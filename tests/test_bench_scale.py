@@ -1,4 +1,4 @@
-"""bench/scale's helpers: tiles that never overlap, findimagedupes' output, bit flips, repeating patterns."""
+"""bench/scale's helpers: tiles that never overlap, findimagedupes' output, bit flips, repeating patterns, the scan against the index."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from bench.dataset import Seed
-from bench.scale import group_pairs
+from bench.scale import group_pairs, scan_against_index
 from bench.scale_library import TILE_SIDES, split_boxes
 from bench.scale_repeats import RepeatCheck
 from bench.scale_simulate import flip_bits, flip_descriptor_bits
@@ -36,6 +36,12 @@ def test_smaller_tiles_give_more_pictures_of_the_same_photograph():
 
 def test_a_photograph_smaller_than_a_tile_gives_none():
     assert split_boxes((0, 0, 100, 900), TILE_SIDES["pool-v2"], random.Random(1)) == []
+
+
+def test_the_scan_is_read_against_the_index_on_cpu_where_the_tool_has_an_index():
+    assert scan_against_index({"index_cpu_s": 40.0, "scan_cpu_s": 10.0}) == "0.25"
+    assert scan_against_index({"scan_cpu_s": 10.0}) == "-"  # a peer, or a run saved before the column
+    assert scan_against_index({"index_cpu_s": 0.0, "scan_cpu_s": 10.0}) == "-"
 
 
 def test_each_findimagedupes_line_is_a_group_of_pairs():
