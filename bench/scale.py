@@ -126,12 +126,8 @@ def run_dupe_scanner(library: Path, extra: Path, workdir: Path) -> dict:
     config = workdir / "settings.toml"
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
     cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
-    cpu_before = children_cpu_seconds()
-    index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(library)], cwd=workdir)
-    index_cpu = children_cpu_seconds() - cpu_before
-    cpu_before = children_cpu_seconds()
-    scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)
-    scan_cpu = children_cpu_seconds() - cpu_before
+    index_seconds, index_peak, _, index_cpu = measured_with_cpu([*cli, "index", "--dir", str(library)], cwd=workdir)
+    scan_seconds, scan_peak, _, scan_cpu = measured_with_cpu([*cli, "scan"], cwd=workdir)
     pairs = list(_read_details(library, workdir))
     measured([*cli, "index", "--dir", str(extra)], cwd=workdir)  # not timed: the added pictures' analysis
     added_seconds, added_peak, _ = measured([*cli, "scan"], cwd=workdir)
@@ -159,14 +155,11 @@ def run_imagededup(library: Path, extra: Path, workdir: Path) -> dict:
         raise SystemExit(f"the imagededup environment is missing ({PEER_PYTHON}): run bench/scale")
     fresh(workdir)
     output = workdir / "pairs.json"
-    cpu_before = children_cpu_seconds()
-    seconds, peak, _ = measured(
+    seconds, peak, _, cpu = measured_with_cpu(
         [str(PEER_PYTHON), str(REPO / "bench" / "peer_imagededup.py"), str(library), str(output), str(PHASH_DISTANCE), "PHash"],
     )
     found = json.loads(output.read_text())["PHash"]
-    return {
-        "scan_s": seconds, "scan_cpu_s": children_cpu_seconds() - cpu_before, "scan_peak": peak, "pairs": [key(a, b) for a, b, _ in found["pairs"]],
-    }
+    return {"scan_s": seconds, "scan_cpu_s": cpu, "scan_peak": peak, "pairs": [key(a, b) for a, b, _ in found["pairs"]]}
 
 
 def run_findimagedupes(library: Path, extra: Path, workdir: Path) -> dict:
@@ -174,9 +167,7 @@ def run_findimagedupes(library: Path, extra: Path, workdir: Path) -> dict:
     fresh(workdir)
     database = workdir / "fingerprints.db"
     command = ["findimagedupes", "--quiet", "--fingerprints", str(database), "--recurse"]
-    cpu_before = children_cpu_seconds()
-    scan_seconds, scan_peak, first = measured([*command, str(library)])
-    scan_cpu = children_cpu_seconds() - cpu_before
+    scan_seconds, scan_peak, first, scan_cpu = measured_with_cpu([*command, str(library)])
     added_seconds, added_peak, _ = measured([*command, str(library), str(extra)])
     unchanged_seconds, unchanged_peak, _ = measured([*command, str(library), str(extra)])
     return {
@@ -260,6 +251,13 @@ def _cpu(process: psutil.Process) -> float:
         return times.user + times.system
     except psutil.Error:
         return 0.0
+
+
+def measured_with_cpu(command: list[str], **options) -> tuple[float, int, subprocess.CompletedProcess, float]:
+    """``measured``, and the CPU seconds the command and all its children took."""
+    cpu_before = children_cpu_seconds()
+    seconds, peak, finished = measured(command, **options)
+    return seconds, peak, finished, children_cpu_seconds() - cpu_before
 
 
 def children_cpu_seconds() -> float:
