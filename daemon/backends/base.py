@@ -10,16 +10,16 @@ an exact duplicate (no visible change), 0.6 the usual near-duplicate threshold.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # The values a backend returns live in dupe_scanner.values (the store uses them too); importable
 # from here as before.
 from dupe_scanner.values import ImageInfo, ScoredPair
 
-__all__ = ["Backend", "Health", "ImageInfo", "ScoredPair"]
+__all__ = ["Backend", "Health", "ImageInfo", "PairVerifier", "ScoredPair"]
 
 
 @dataclass(frozen=True)
@@ -85,3 +85,16 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release threads, processes and connections."""
+
+
+@runtime_checkable
+class PairVerifier(Protocol):
+    """A backend that can be asked about given pairs, not only find its own (the embedded one).
+
+    A backend that compares every pair (Flow) has nothing to add: a pair it did not report
+    is far apart already.
+    """
+
+    def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Iterator[ScoredPair]:
+        """The score of each of these pairs of contents, rejected ones included; a pair with
+        a content the backend no longer holds, or whose fingerprint is damaged, is left out."""

@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -286,6 +286,12 @@ class EmbeddedBackend:
         log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify(candidates.batches(keys, BATCH_PAIRS), len(candidates), progress)
+
+    def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Iterator[ScoredPair]:
+        """The verdict on each of these pairs, asked outright rather than proposed by the search
+        (``scanning.complete_groups``), by the same workers as ``find_pairs``'."""
+        asked: list[tuple[str, str, int | None]] = [(first, second, None) for first, second in pairs]
+        yield from self._verify((asked[start : start + BATCH_PAIRS] for start in range(0, len(asked), BATCH_PAIRS)), len(asked))
 
     def _load_hashes(self, changed: Collection[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Every analysed content's key, its hashes and when it was analysed (0 if the state
