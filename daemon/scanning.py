@@ -221,7 +221,7 @@ def complete_groups(
     Grouping reads a pair never compared as saying nothing (``groups``), so a look-alike that
     matches strangers at the floor holds them in one group. In a library of 16,000 tiles of
     wallpapers and photographs of nebulae a quarter of the wrong pairs reported were such
-    pairs (bench/README.md, "Every tool again"). The pairs are stored, so ``apply`` and
+    pairs (bench/README.md, "Completing small groups"). The pairs are stored, so ``apply`` and
     ``decide``, which form the groups from the state alone, see the groups the reports show.
     A backend that compares every pair has nothing to add.
     """
