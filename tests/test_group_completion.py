@@ -87,28 +87,30 @@ def three_photos(tmp_path):
     return paths, settings, tmp_path / "state" / "state.db", tmp_path / "reports" / "duplicates.json"
 
 
-def test_strangers_a_look_alike_matches_at_the_floor_are_compared_and_not_reported_together(three_photos):
-    (hub, first, second), settings, database, report = three_photos
-    as_if_compared(database, [(hub, first, 0.61), (hub, second, 0.61)], never=(first, second))
-
-    scanned = scan_after_a_new_picture(settings, hub.parent)
-
+def both_matched_at(three_photos, score: float):
+    """The first photo stored as matching the other two at ``score``, those two never compared,
+    then a scan that forms the groups: its result, the two's stored score, the groups reported."""
+    (anchor, first, second), settings, database, report = three_photos
+    as_if_compared(database, [(anchor, first, score), (anchor, second, score)], never=(first, second))
+    scanned = scan_after_a_new_picture(settings, anchor.parent)
     assert scanned.returncode == 0, scanned.stderr
-    assert "compared 1 pairs of grouped pictures never compared before" in scanned.stderr
-    score = stored_score(database, content_of(first), content_of(second))
-    assert score is not None and score < 0.5  # compared by the real backend: far apart
     groups = list(json.loads(report.read_text()).values())
-    assert groups == [sorted([str(hub), str(first)])]  # the stronger tie stays; the stranger far from it leaves
+    return scanned, stored_score(database, content_of(first), content_of(second)), groups
+
+
+def test_strangers_a_look_alike_matches_at_the_floor_are_compared_and_not_reported_together(three_photos):
+    scanned, score, groups = both_matched_at(three_photos, 0.61)
+
+    hub, first, _second = three_photos[0]
+    assert "compared 1 pairs of grouped pictures never compared before" in scanned.stderr
+    assert score is not None and score < 0.5  # compared by the real backend: far apart
+    assert groups == [sorted([str(hub), str(first)])]  # the first to join stays; the stranger far from it leaves
 
 
 def test_pictures_tied_strongly_to_their_group_are_not_compared_again_and_stay_together(three_photos):
-    (original, first, second), settings, database, report = three_photos
-    as_if_compared(database, [(original, first, 0.85), (original, second, 0.85)], never=(first, second))
+    scanned, score, groups = both_matched_at(three_photos, 0.85)
 
-    scanned = scan_after_a_new_picture(settings, original.parent)
-
-    assert scanned.returncode == 0, scanned.stderr
     assert "Found 1 duplicate groups with 3 images." in scanned.stdout
     assert "never compared before" not in scanned.stderr
-    assert stored_score(database, content_of(first), content_of(second)) is None
-    assert list(json.loads(report.read_text()).values()) == [sorted(str(path) for path in (original, first, second))]
+    assert score is None
+    assert groups == [sorted(str(path) for path in three_photos[0])]
