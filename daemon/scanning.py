@@ -216,7 +216,7 @@ def complete_groups(
 ) -> tuple[Grouping, list[DuplicateGroup]]:
     """The groups, once the pairs never compared inside the small groups with a weak tie
     (``never_compared``) have been compared by the backend and stored; and what they were
-    formed from.
+    formed from: ``grouping`` itself when nothing needed comparing.
 
     Grouping reads a pair never compared as saying nothing (``groups``), so a look-alike that
     matches strangers at the floor holds them in one group. In a library of 16,000 tiles of
@@ -347,8 +347,10 @@ def run_scan(
             if unchanged is not None:
                 written, reports = unchanged
             else:
-                grouping, groups = complete_groups(engine, backend, threshold, grouping, keep)
-                digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
+                completed, groups = complete_groups(engine, backend, threshold, grouping, keep)
+                if completed is not grouping:  # pairs were added: the reports are made from more
+                    grouping = completed
+                    digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
         with _stage(progress, "writing reports"):
             if unchanged is None:
                 reports = write(groups)
