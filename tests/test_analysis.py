@@ -8,7 +8,7 @@ import io
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search, merge_nearest
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
@@ -259,11 +259,7 @@ def _night_sky(seed: int, size: tuple[int, int] = (512, 512)) -> Image.Image:
     rng = np.random.default_rng(seed)
     width, height = size
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
-    sky = np.zeros((height, width, 3))
-    for _ in range(6):
-        cx, cy = width / 2 + rng.normal(0, width / 20), height / 2 + rng.normal(0, height / 20)
-        sx, sy = rng.uniform(width / 40, width / 10, 2)
-        sky += np.exp(-(((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2) / 2)[..., None] * rng.uniform(60, 200, 3)
+    sky = _centred_glow(rng, size, parts=6, wander=20, widest=10, narrowest=40)
     for _ in range(int(rng.integers(40, 80))):
         cx, cy, radius = rng.uniform(0, width), rng.uniform(0, height), rng.uniform(0.6, 2.0)
         sky += np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius**2))[..., None] * rng.uniform(120, 255)
@@ -285,6 +281,42 @@ def test_a_captioned_copy_of_a_night_sky_is_a_duplicate():
     captioned = sky.copy()
     ImageDraw.Draw(captioned).text((20, 440), "M 42  Orion nebula  2026-11-30", fill=(230, 230, 230), font=ImageFont.load_default(size=28))
     assert score_pair(_features(sky), _features(captioned), None).verified
+
+
+def _centred_glow(rng: np.random.Generator, size: tuple[int, int], parts: int, wander: float, widest: float, narrowest: float) -> np.ndarray:
+    """A glowing object of its own shape near the centre of a black frame: ``parts`` coloured
+    Gaussian blobs, each off the centre by about 1/``wander`` of the frame and between
+    1/``narrowest`` and 1/``widest`` of it across (float RGB, 0 and up)."""
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    glow = np.zeros((height, width, 3))
+    for _ in range(parts):
+        cx, cy = width / 2 + rng.normal(0, width / wander), height / 2 + rng.normal(0, height / wander)
+        sx, sy = rng.uniform(width / narrowest, width / widest, 2)
+        glow += np.exp(-(((x - cx) / sx) ** 2 + ((y - cy) / sy) ** 2) / 2)[..., None] * rng.uniform(60, 200, 3)
+    return glow
+
+
+def _glow(seed: int, side: int = 400) -> Image.Image:
+    """A small soft subject of its own shape alone at the centre of a black ground (no stars)."""
+    rng = np.random.default_rng(seed)
+    glow = _centred_glow(rng, (side, side), parts=5, wander=28, widest=14, narrowest=60)
+    return Image.fromarray(np.clip(glow + rng.normal(0, 1.5, glow.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("seed", [1, 13, 21])
+def test_two_different_small_subjects_on_a_plain_ground_are_not_duplicates(seed):
+    # Detail in a fifth of the frame, and no keypoints: the two glows agree cell by cell (a
+    # blob's edges point outwards like any other's), but not pixel by pixel.
+    verdict = score_pair(_features(_glow(seed)), _features(_glow(seed + 100)), None)
+    assert not verdict.verified and "small subjects on a plain ground" in verdict.reason
+
+
+@pytest.mark.parametrize("seed", [1, 13, 21])
+def test_a_brightened_smaller_copy_of_a_small_subject_is_a_duplicate(seed):
+    glow = _glow(seed)
+    copy = ImageEnhance.Brightness(glow).enhance(1.3).resize((300, 300), Image.Resampling.LANCZOS)
+    assert score_pair(_features(glow), _features(copy), None).verified
 
 
 def test_the_template_search_finds_a_crop_of_a_smooth_picture_but_not_a_likeness_in_another():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dupe_scanner.analysis.verify import comparison
+from dupe_scanner.analysis.verify import comparison, verdict
 
 
 def _ramp(height: int = 96, width: int = 120) -> np.ndarray:
@@ -50,3 +50,20 @@ def test_cell_sums_are_the_sums_of_each_whole_cell():
     sums = comparison._cell_sums(values, rows=2, cols=3, cell=8)
     expected = values[:16, :24].reshape(2, 8, 3, 8).sum(axis=(1, 3))
     np.testing.assert_allclose(sums, expected, rtol=1e-6)
+
+
+def test_textured_says_how_much_of_the_frame_holds_detail():
+    rng = np.random.default_rng(5)
+    detail = rng.uniform(0, 255, (128, 128)).astype(np.float32)
+    small_subject = np.zeros((128, 128), np.float32)
+    small_subject[48:80, 48:80] = detail[48:80, 48:80]  # detail in four of the 64 cells, and at their borders
+    identity = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+    levels = np.array([0, 255])
+
+    def textured(picture: np.ndarray) -> float:
+        overlapping = comparison.overlap(picture, picture, identity)
+        assert overlapping is not None
+        return comparison.structure(overlapping, levels, levels).textured
+
+    assert textured(small_subject) < verdict.SMALL_SUBJECT
+    assert textured(detail) > 0.9

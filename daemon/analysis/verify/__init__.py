@@ -31,7 +31,10 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   and what it adds or takes away (text, noise, blur) is in one picture only. Two different
   subjects on one plain ground (nebulae on a black sky) agree on the ground and around the
   centre, yet most of their textured cells hold edges the other lacks, in both pictures
-  (``MAX_UNEXPLAINED``, ``MIN_EACH_LACKS``).
+  (``MAX_UNEXPLAINED``, ``MIN_EACH_LACKS``). Where the subjects are small (detail in under a
+  third of the frame's cells) a round blob agrees cell by cell with any other, and no
+  keypoints tie them, the edges must also correlate pixel by pixel (``SMALL_SUBJECT``,
+  ``MIN_SMALL_SUBJECT_CORRELATION``).
 - Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
   contains the other, that settles it (no other relation is searched for, which would only
   find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
@@ -81,9 +84,11 @@ from dupe_scanner.analysis.verify.verdict import (
     MIN_FIRST_LAYOUT_OTHER_SHAPES,
     MIN_GRADIENT_CORRELATION,
     MIN_LAYOUT_CORRELATION,
+    MIN_SMALL_SUBJECT_CORRELATION,
     NEAR_FLOOR,
     OTHER_SHOT_AGREEMENT,
     OTHER_SHOT_CORRELATION,
+    SMALL_SUBJECT,
     Verdict,
     guess_may_verify,
     is_flat,
@@ -93,7 +98,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-16"  # 16: an affine fit far from a similarity at half size is not refined at full size
+VERIFIER = "verify-17"  # 17: small subjects on a plain ground, no keypoints: their edges must correlate (SMALL_SUBJECT)
+# 16: an affine fit far from a similarity at half size is not refined at full size
 # (not bumped for MAX_ALIGNED_STRETCH and GUESS_CUT_SLACK: no verdict changed among 35,000 pairs
 # scored again; some rejected pairs' scores did, and stored pairs may keep theirs; nor for
 # ``guess_may_verify``, which skips only template searches whose every guess would be rejected)
@@ -124,11 +130,13 @@ __all__ = [
     "MIN_GRADIENT_CORRELATION",
     "MIN_INLIERS",
     "MIN_LAYOUT_CORRELATION",
+    "MIN_SMALL_SUBJECT_CORRELATION",
     "NEAR_FLOOR",
     "OTHER_SHOT_AGREEMENT",
     "OTHER_SHOT_CORRELATION",
     "OVERLAY_ENERGY",
     "OVERLAY_REST_DIFFERENCE",
+    "SMALL_SUBJECT",
     "VERIFIER",
     "Relation",
     "Structure",

@@ -41,6 +41,7 @@ class Structure:
     overlay: np.ndarray  # pixels of B's frame under an overlay (see ``_overlaid``)
     unexplained: float  # share of the cells textured in either, overlay aside, that disagree: edges one picture lacks
     each_lacks: float  # the smaller of the two pictures' shares of their own textured cells (overlay aside) the other does not match
+    textured: float  # share of the overlap's cells textured in the more textured picture: how much of the frame holds detail
 
 
 @dataclass(frozen=True)
@@ -146,9 +147,10 @@ def structure(overlapping: Overlap, a_levels, b_levels, layout_correlation: floa
     unexplained = _share_disagreeing(either_mask & ~overlay, agrees)
     each_lacks = min(_share_disagreeing(textured_a & ~overlay, agrees), _share_disagreeing(textured_b & ~overlay, agrees))
     difference = _sum(cv2.absdiff(raw_warped, raw_b), inside_overlap) / valid_count / 255.0
+    textured = max(int(textured_a.sum()), int(textured_b.sum())) / max(1, int(inside.sum()))
     if layout_correlation is None:
         layout_correlation = layout(overlapping)
-    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks)
+    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks, textured)
 
 
 def _sum(values: np.ndarray, mask: np.ndarray | None = None) -> float:
