@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine
 
-from dupe_scanner.backends.base import Backend, PairVerifier
+from dupe_scanner.backends.base import VERIFIED, Backend, PairVerifier
 from dupe_scanner.code_version import code_digest
 from dupe_scanner.decisions import Decisions
 from dupe_scanner.errors import FileWriteError
@@ -69,6 +69,10 @@ GONE_RETENTION_SECONDS = 7 * 86400
 COMPLETE_UP_TO = 16
 WEAK_TIE = 0.65  # a crop of up to 40 % and nothing else scores 0.68 and more
 COMPLETION_ROUNDS = 3  # a group formed again may hold pairs never compared once more; not forever
+# Verified pairs scored again at a time after an upgrade that only tightens the verifier
+# (``rejudge_verified``): a million pictures' are never all held, and a scan stopped then
+# keeps the pages it stored.
+REJUDGE_PAGE = 50_000
 # How long the analysis of a content whose last file went away is kept, in case the file
 # reappears elsewhere (a move between watched folders is a delete and a create).
 ORPHAN_GRACE_SECONDS = 120.0
@@ -119,9 +123,11 @@ def update_pairs(
 ) -> int | None:
     """Ask the backend for the pairs it has not been asked about yet; None means a full comparison.
 
-    A full comparison (asked for, a floor lower than the stored pairs', another comparison)
-    first marks every content as awaiting comparison under the new floor and comparison, and
-    is then carried out as any other: the contents awaiting comparison are compared
+    A new comparison that only tightens the stored pairs' has their verified pairs scored again
+    (``rejudge_verified``); any other new comparison is a full one. A full comparison (asked
+    for, a floor lower than the stored pairs', another comparison) first marks every content
+    as awaiting comparison under the new floor and comparison, and is then carried out as any
+    other: the contents awaiting comparison are compared
     ``COMPARISON_PART`` at a time in the order they were analysed, and each part's pairs are
     stored, its contents marked compared, as the part ends. A part's contents are paired with
     the contents before them and those not awaiting comparison, never with the rest of the
@@ -136,7 +142,12 @@ def update_pairs(
     with read_transaction(engine) as connection:
         stored_floor = content_store.get_meta(connection, FLOOR_KEY)
         stored_comparison = content_store.get_meta(connection, COMPARISON_KEY)
-    everything = full or stored_floor is None or float(stored_floor) > floor or stored_comparison != backend.comparison
+    everything = full or stored_floor is None or float(stored_floor) > floor
+    if not everything and stored_comparison != backend.comparison:
+        if stored_comparison is not None and isinstance(backend, PairVerifier) and backend.tightens(stored_comparison):
+            rejudge_verified(engine, backend, found_by=stored_comparison, comparison=backend.comparison)
+        else:
+            everything = True
     if everything:
         with write_transaction(engine) as connection:
             content_store.mark_all_for_scan(connection)
@@ -159,6 +170,34 @@ def update_pairs(
         if between_parts is not None and start + len(part) < len(pending):
             between_parts(pictures - (len(pending) - start - len(part)), pictures)
     return None if everything else len(pending)
+
+
+def rejudge_verified(engine: Engine, backend: PairVerifier, found_by: str, comparison: str) -> None:
+    """Make the stored pairs, ``found_by`` one comparison, the backend's ``comparison``'s, where
+    that only tightens the first (``PairVerifier.tightens``): the pairs the first verified are
+    scored again, and only they can change. Each is asked from its newer content's side, as
+    the comparison that found it asked it: a verdict may depend on the side.
+
+    A new comparison otherwise compares every picture again: a first scan's work, a day at a
+    million pictures, for a check that at most rejects some of the pairs reported. Stopped
+    half-way, the comparison is still recorded as the old one and the next scan starts it again.
+    """
+    log.info("pairs were found by %s; %s only tightens it: scoring its verified pairs again", found_by, comparison)
+    scored = rejected = 0
+    after: tuple[str, str] | None = None
+    while True:
+        with read_transaction(engine) as connection:
+            page, after = content_store.pairs_newer_first(connection, VERIFIED, after, REJUDGE_PAGE)
+        found = FoundPairs.collect(backend.verify_pairs(page))
+        with write_transaction(engine) as connection:
+            content_store.replace_pairs(connection, found, [])
+        scored, rejected = scored + len(page), rejected + sum(1 for pair in found if pair.score < VERIFIED)
+        if after is None:
+            break
+        log.info("scored %d verified pairs again", scored)
+    with write_transaction(engine) as connection:
+        content_store.set_meta(connection, COMPARISON_KEY, comparison)
+    log.info("%d of the %d verified pairs scored again no longer verify", rejected, scored)
 
 
 def _within_part(progress: ScanProgress | None, before: int, size: int, total: int) -> ScanProgress | None:

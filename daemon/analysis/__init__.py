@@ -27,6 +27,9 @@ which pairs to settle without one). Bump it whenever the same pair of fingerprin
 get another score or verdict: a new check, a moved limit, a changed weight. Stored pairs
 are then out of date: the next scan compares every pair again (the verifier is part of the
 embedded backend's ``comparison``, which the state records after each scan). Features are
-kept; nothing is analysed again. A change that leaves every score identical (a refactor;
+kept; nothing is analysed again. A bump that only rejects pairs the verifier before it
+verified (a new check that only rejects) names the verifiers it tightens in
+``verify.TIGHTENS``: the next scan then scores again only the stored pairs they verified,
+not every candidate of every picture. A change that leaves every score identical (a refactor;
 check with real pairs, to the bit) needs no bump.
 """

@@ -19,7 +19,11 @@ from typing import Protocol, runtime_checkable
 # from here as before.
 from dupe_scanner.values import ImageInfo, ScoredPair
 
-__all__ = ["Backend", "Health", "ImageInfo", "PairVerifier", "ScoredPair"]
+__all__ = ["VERIFIED", "Backend", "Health", "ImageInfo", "PairVerifier", "ScoredPair"]
+
+# A verified pair scores this or more, a rejected one less (the embedded backend: 0.61 and up,
+# 0.59 at most; Flow's near-duplicate threshold).
+VERIFIED = 0.6
 
 
 @dataclass(frozen=True)
@@ -96,5 +100,12 @@ class PairVerifier(Protocol):
     """
 
     def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Iterator[ScoredPair]:
-        """The score of each of these pairs of contents, rejected ones included; a pair with
-        a content the backend no longer holds, or whose fingerprint is damaged, is left out."""
+        """The score of each of these pairs of contents, rejected ones included, each asked from
+        its first content's side; a pair with a content the backend no longer holds, or whose
+        fingerprint is damaged, is left out."""
+
+    def tightens(self, comparison: str) -> bool:
+        """Whether this backend's ``comparison`` differs from ``comparison`` (the one that found
+        the stored pairs) only by rejecting some pairs that one verified: then the stored pairs
+        scoring ``VERIFIED`` or more, scored again, make them this comparison's, and no picture
+        needs comparing again (``scanning.rejudge_verified``)."""

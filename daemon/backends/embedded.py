@@ -29,7 +29,7 @@ from dupe_scanner.analysis.candidates import propose
 from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
 from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
 from dupe_scanner.analysis.pairing import ScoredBatch, score_batch
-from dupe_scanner.analysis.verify import VERIFIER
+from dupe_scanner.analysis.verify import TIGHTENS, VERIFIER
 from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.hash_store import HashStore, HashTable
 from dupe_scanner.backends.keypoint_store import KeypointStore
@@ -292,6 +292,11 @@ class EmbeddedBackend:
         (``scanning.complete_groups``), by the same workers as ``find_pairs``'."""
         asked: list[tuple[str, str, int | None]] = [(first, second, None) for first, second in pairs]
         yield from self._verify((asked[start : start + BATCH_PAIRS] for start in range(0, len(asked), BATCH_PAIRS)), len(asked))
+
+    def tightens(self, comparison: str) -> bool:
+        """Whether ``comparison`` is this analyser's with a verifier this one only tightens
+        (``verify.TIGHTENS``): its stored pairs need only the verified ones scored again."""
+        return comparison in {f"{ANALYSER}+{verifier}" for verifier in TIGHTENS}
 
     def _load_hashes(self, changed: Collection[str] | None) -> tuple[list[str], np.ndarray, np.ndarray]:
         """Every analysed content's key, its hashes and when it was analysed (0 if the state

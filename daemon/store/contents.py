@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, true, union, update
+from sqlalchemy import Connection, delete, exists, func, insert, or_, select, true, tuple_, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import batches
@@ -128,6 +128,30 @@ def stored_pairs(connection: Connection, min_score: float) -> Iterator[ScoredPai
     rows = connection.execute(select(pairs).where(pairs.c.score >= min_score))
     for row in rows:
         yield ScoredPair(row.first, row.second, row.score)
+
+
+def pairs_newer_first(
+    connection: Connection, min_score: float, after: tuple[str, str] | None, limit: int
+) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """Up to ``limit`` of the pairs scoring ``min_score`` or more that come after ``after`` in
+    the pairs' key order, each named from its more recently analysed content: the side a
+    scan's search asked it from (see ``Backend.find_pairs``), which a verdict may depend on;
+    and the key to go on after (None at the end). Read a page at a time, a million pictures'
+    pairs are never all held at once."""
+    first, second = contents.alias("first_content"), contents.alias("second_content")
+    query = (
+        select(pairs.c.first, pairs.c.second, first.c.analysed_at, second.c.analysed_at)
+        .join(first, first.c.hash == pairs.c.first)
+        .join(second, second.c.hash == pairs.c.second)
+        .where(pairs.c.score >= min_score)
+        .order_by(pairs.c.first, pairs.c.second)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(tuple_(pairs.c.first, pairs.c.second) > tuple_(*after))
+    rows = connection.execute(query).all()
+    page = [(a, b) if a_time >= b_time else (b, a) for a, b, a_time, b_time in rows]
+    return page, (rows[-1][0], rows[-1][1]) if len(rows) == limit else None
 
 
 def matched_contents(connection: Connection, threshold: float) -> set[str]:

@@ -111,6 +111,14 @@ VERIFIER = "verify-17"  # 17: small subjects on a plain ground, no keypoints: th
 # 10: two frames of one size aligned as they are cover each other whole; nothing visible apart wins over keypoints
 # (9 was a trial, reverted: no template search beyond 12 bits of hash)
 
+# The earlier verifiers this one only tightens: every pair it verifies, they verified, and
+# every pair they rejected it rejects with the same score (a new check that only rejects).
+# After an upgrade from one of them, a scan scores again only the stored pairs they verified
+# (``scanning.rejudge_verified``), not every candidate of every picture: the time that takes
+# follows the duplicates, not the library. Empty it at a bump that may verify a pair they
+# rejected, or move a rejected pair's score.
+TIGHTENS: tuple[str, ...] = ("verify-16",)
+
 __all__ = [
     "CELL_AGREES",
     "CONTAINMENT",
@@ -137,6 +145,7 @@ __all__ = [
     "OVERLAY_ENERGY",
     "OVERLAY_REST_DIFFERENCE",
     "SMALL_SUBJECT",
+    "TIGHTENS",
     "VERIFIER",
     "Relation",
     "Structure",
