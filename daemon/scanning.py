@@ -275,9 +275,50 @@ def complete_groups(
         with write_transaction(engine) as connection:
             content_store.replace_pairs(connection, found, [])
         log.info("compared %d pairs of grouped pictures never compared before", len(missing))
-        grouping = read_grouping(engine, threshold)
-        groups = form_groups(grouping, threshold, backend.compares_every_pair, keep)
+        grouping, groups = formed_again_around(grouping, groups, [(pair.first, pair.second, pair.score) for pair in found], threshold, keep)
     return grouping, groups
+
+
+def formed_again_around(
+    grouping: Grouping, groups: list[DuplicateGroup], added: list[tuple[str, str, float]], threshold: float, keep: KeepSettings
+) -> tuple[Grouping, list[DuplicateGroup]]:
+    """``grouping`` with the pairs ``added`` between pictures it holds, and its groups formed
+    again where those pairs can move them; the rest as they were.
+
+    Groups are formed within each set of pictures joined by matches (``groups.group_duplicates``
+    reads nothing outside it), and pairs added inside groups join no new pictures: only the
+    groups of the sets the added pairs touch can change. Forming every group again, and
+    reading them all from the state first, cost 2.7 s of a 7.5 s scan of 100 added pictures
+    in a library of 16,000, and grows with the library.
+    """
+    content_pairs = [*grouping.content_pairs, *added]
+    around = joined_by_matches({content for first, second, _ in added for content in (first, second)}, content_pairs, threshold)
+    part = Grouping(
+        [pair for pair in content_pairs if pair[0] in around and pair[1] in around],
+        [entry for entry in grouping.entries if entry.content_hash in around],
+        grouping.file_count,
+        grouping.decisions,
+    )
+    untouched = [group for group in groups if not any(member.content_hash in around for member in group.members)]
+    regrouped = [*untouched, *form_groups(part, threshold, unscored_are_far=False, keep=keep)]
+    regrouped.sort(key=lambda group: (-len(group.members), group.members[0].path))
+    return replace(grouping, content_pairs=content_pairs), regrouped
+
+
+def joined_by_matches(start: set[str], content_pairs: Sequence[tuple[str, str, float]], threshold: float) -> set[str]:
+    """The contents joined to ``start`` by a chain of pairs scoring ``threshold`` or more, and ``start``."""
+    neighbours: dict[str, list[str]] = {}
+    for first, second, score in content_pairs:
+        if score >= threshold:
+            neighbours.setdefault(first, []).append(second)
+            neighbours.setdefault(second, []).append(first)
+    reached, frontier = set(start), list(start)
+    while frontier:
+        for other in neighbours.get(frontier.pop(), ()):
+            if other not in reached:
+                reached.add(other)
+                frontier.append(other)
+    return reached
 
 
 def never_compared(groups: Sequence[DuplicateGroup], content_pairs: Sequence[tuple[str, str, float]]) -> list[tuple[str, str]]:

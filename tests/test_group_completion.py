@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from dupe_scanner.decisions import Decisions
 from dupe_scanner.groups import DuplicateGroup, FileEntry
-from dupe_scanner.scanning import COMPLETE_UP_TO, WEAK_TIE, never_compared
+from dupe_scanner.scanning import COMPLETE_UP_TO, WEAK_TIE, Grouping, form_groups, formed_again_around, never_compared
+from dupe_scanner.settings import KeepSettings
 from tests.cli import call_main, write_settings
 from tests.photos import make_photo, save
 
@@ -44,6 +46,25 @@ def test_a_group_larger_than_the_limit_is_not_completed():
     pairs = [("original", other, WEAK_TIE - 0.04) for other in others]
     assert never_compared([group("original", *others)], pairs) == []
     assert len(never_compared([group("original", *others[:-1])], pairs)) == (COMPLETE_UP_TO - 1) * (COMPLETE_UP_TO - 2) // 2
+
+
+def test_pairs_added_inside_some_groups_regroup_only_those_and_as_forming_every_group_would():
+    # Two sets of matching pictures, and byte-identical files of one picture in the first: the
+    # pair added between two strangers of the first set splits it; the second set's groups are kept as they were.
+    entries = [entry(content) for content in ("hub", "a", "b", "x", "y", "z")] + [FileEntry("/photos/b-copy.jpg", 1000, 1.7e9, 800, 600, "JPEG", "b")]
+    pairs = [("hub", "a", 0.61), ("hub", "b", 0.61), ("x", "y", 0.9), ("y", "z", 0.62), ("b", "x", 0.3)]
+    grouping = Grouping(pairs, entries, len(entries), Decisions())
+    groups = form_groups(grouping, 0.6, unscored_are_far=False)
+    added = [("a", "b", 0.1)]
+
+    again, regrouped = formed_again_around(grouping, groups, added, 0.6, KeepSettings())
+
+    assert again.content_pairs == [*pairs, *added]
+    assert regrouped == form_groups(again, 0.6, unscored_are_far=False)
+    assert [group for group in regrouped if "x" in {member.content_hash for member in group.members}] == [
+        group for group in groups if "x" in {member.content_hash for member in group.members}
+    ]
+    assert len(regrouped) == len(groups) + 1  # hub, a and b's copies: split in two
 
 
 def content_of(path: Path) -> str:
