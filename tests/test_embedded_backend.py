@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from sqlalchemy import create_engine, select, update
 
 from dupe_scanner.analysis.features import ANALYSER
-from dupe_scanner.backends.embedded import EmbeddedBackend
+from dupe_scanner.backends.embedded import EmbeddedBackend, _rows_among, _rows_in_order
 from dupe_scanner.errors import FileVanished, UnreadableImage
 from dupe_scanner.store.schema import features
 
@@ -644,3 +644,12 @@ def test_a_scan_after_pictures_were_forgotten_reads_only_the_new_contents_hashes
     finally:
         backend.close()
         engine.dispose()
+
+
+def test_the_rows_of_the_contents_asked_for_come_in_the_order_asked_and_unknown_ones_are_left_out():
+    first, middle, last = ("a" * 64, "b" * 64, "c" * 64)
+    sorted_keys = np.array([first, middle, last], dtype="S64")  # a hash table's keys
+    assert _rows_in_order(sorted_keys, [last, "z" * 64, first, "0" * 64]).tolist() == [2, 0]
+    assert _rows_among(sorted_keys, [last, first, last]).tolist() == [0, 2]
+    assert _rows_in_order(sorted_keys, []).tolist() == []
+    assert _rows_in_order(sorted_keys[:0], [first]).tolist() == []

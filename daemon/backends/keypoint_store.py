@@ -167,19 +167,20 @@ class KeypointStore:
         self.keys_file = keys_file  # None: nothing is kept, every scan builds the index
         self.analyser = analyser
 
-    def points(self, keys: list[str], load: LoadDescriptors, queries: int = 0):
-        """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures."""
+    def points(self, keys: list[str], load: LoadDescriptors, queries: int = 0, encoded: np.ndarray | None = None):
+        """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures
+        (``encoded``: the same keys as S64 bytes, where the caller holds them already)."""
         kept = self._read_kept()
         if kept is None:
             return self._rewrite(keys, load, None)
-        kept_rows, fresh = _rows_of(kept.keys, keys)
+        kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
         if not _still_suits(kept, kept_rows, len(fresh)):
             return self._rewrite(keys, load, kept)
         if len(fresh) >= SEGMENT_CONTENTS and kept.cells is not None:
             with_segment = self._with_segment(kept, [keys[row] for row in fresh], load)
             if with_segment is not None:
                 kept = with_segment
-                kept_rows, fresh = _rows_of(kept.keys, keys)
+                kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
         counts = kept.base.counts
         searched = 2 * queries * float(counts.mean()) if len(counts) else 0.0  # each picture's points and its mirror's
         return KeptPoints(kept, kept_rows, _delta(kept, fresh, [keys[row] for row in fresh], load, searched))
@@ -346,13 +347,14 @@ def _without_prefetch(index: faiss.IndexBinaryIVF) -> None:
         lists.prefetch_nthread = 0
 
 
-def _rows_of(base_keys: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[int]]:
-    """The current row of each base image (-1: gone), and the rows the base lacks.
+def _rows_of(base_keys: np.ndarray, keys: list[str], encoded: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+    """The current row of each base image (-1: gone), and the rows the base lacks
+    (``encoded``: ``keys`` as S64 bytes, if at hand: converting a million keys is a quarter of the cost).
 
     By a binary search of the keys (which come sorted, as the hash table keeps them), not a
     dictionary of a million strings: half the time at a million contents.
     """
-    current = np.array(keys, dtype="S64")
+    current = np.array(keys, dtype="S64") if encoded is None else encoded
     if not len(current):
         return np.full(len(base_keys), -1, dtype=np.int64), []
     order = None if bool(np.all(current[1:] >= current[:-1])) else np.argsort(current, kind="stable")
