@@ -319,6 +319,62 @@ def test_a_brightened_smaller_copy_of_a_small_subject_is_a_duplicate(seed):
     assert score_pair(_features(glow), _features(copy), None).verified
 
 
+TILE_COLOURS = [(230, 230, 235), (120, 50, 190), (220, 120, 20)]  # pale grey, purple, orange
+
+
+def _tiling(colours: list[int], seed: int, side: int = 400) -> Image.Image:
+    """A square grid of flat tiles in ``TILE_COLOURS`` (indices, row by row) on dark grout."""
+    across = int(len(colours) ** 0.5)
+    tile = side // across
+    picture = np.full((side, side, 3), 20.0)
+    for place, colour in enumerate(colours):
+        top, left = divmod(place, across)
+        picture[top * tile + 6 : (top + 1) * tile, left * tile + 6 : (left + 1) * tile] = TILE_COLOURS[colour]
+    picture += np.random.default_rng(seed).normal(0, 2, picture.shape)
+    return Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8))
+
+
+def _tile_colours(seed: int) -> list[int]:
+    return [int(colour) for colour in np.random.default_rng(seed).integers(0, 3, 16)]
+
+
+def _hue_turned(picture: Image.Image, degrees: int) -> Image.Image:
+    hsv = np.asarray(picture.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(int) + degrees * 256 // 360) % 256
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_two_tilings_whose_tiles_swap_colours_place_by_place_are_not_duplicates(seed):
+    # One grid, every edge in its place: every other purple tile is orange in the other
+    # picture and every other orange one purple, the rest as they were. No single change of
+    # colour turns one into the other, either way.
+    colours = _tile_colours(seed)
+    seen = {1: 0, 2: 0}
+    swapped = []
+    for colour in colours:
+        if colour in seen:
+            seen[colour] += 1
+            colour = 3 - colour if seen[colour] % 2 == 0 else colour
+        swapped.append(colour)
+    assert min(seen.values()) >= 2
+    verdict = score_pair(_features(_tiling(colours, seed)), _features(_tiling(swapped, seed + 50)), None)
+    assert not verdict.verified and "colours differ place by place" in verdict.reason
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_copy_with_every_colour_changed_alike_is_a_duplicate(seed):
+    tiling = _tiling(_tile_colours(seed), seed)
+    copies = {
+        "hue turned by 90 degrees": _hue_turned(tiling, 90),
+        "greyscale": ImageOps.grayscale(tiling).convert("RGB"),
+        "tinted blue": Image.blend(tiling, Image.new("RGB", tiling.size, (0, 60, 255)), 0.4),
+        "saturated": ImageEnhance.Color(tiling).enhance(2.0),
+    }
+    for change, copy in copies.items():
+        assert score_pair(_features(tiling), _features(copy), None).verified, change
+
+
 def test_the_template_search_finds_a_crop_of_a_smooth_picture_but_not_a_likeness_in_another():
     # Soft pictures have few keypoints, so a crop of one is found by template search; the
     # gradients of two different soft pictures also correlate a little, which is no relation.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from dupe_scanner.analysis.verify import comparison, verdict
@@ -67,3 +68,40 @@ def test_textured_says_how_much_of_the_frame_holds_detail():
 
     assert textured(small_subject) < verdict.SMALL_SUBJECT
     assert textured(detail) > 0.9
+
+
+def _stripes_of(colours: list[tuple[int, int, int]], side: int = 16) -> np.ndarray:
+    """A colour thumbnail of vertical stripes, two pixels wide each, in ``colours`` in turn (float32, 0..1)."""
+    picture = np.zeros((side, side, 3), np.float32)
+    for column in range(side):
+        picture[:, column] = np.array(colours[(column // 2) % len(colours)], np.float32) / 255
+    return picture
+
+
+def _conflicts(first: np.ndarray, second: np.ndarray) -> float | None:
+    """``colour_conflicts`` of two colour thumbnails laid frame on frame, over grey views of 64 x 64."""
+    views, identity = np.zeros((64, 64), np.float32), np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    overlapping = comparison.overlap(views, views, identity)
+    assert overlapping is not None
+    stretched = cv2.resize(first, (64, 64), interpolation=cv2.INTER_LINEAR)  # as relation.colour_views stretches A's
+    return comparison.colour_conflicts(stretched, second, identity, overlapping, np.zeros((64, 64), bool))
+
+
+RED, GREEN, BLUE, GREY = (200, 40, 40), (40, 160, 60), (40, 60, 200), (128, 128, 128)
+
+
+def test_colours_mapped_one_to_one_do_not_conflict():
+    assert _conflicts(_stripes_of([RED, GREEN, BLUE]), _stripes_of([GREEN, BLUE, RED])) == 0.0
+
+
+def test_colours_mapped_many_to_one_do_not_conflict_either():
+    # Greyscale: every colour turns into a grey. The grey picture's colours are not a
+    # function of the colour one's, but the colour one's are of the grey one's.
+    assert _conflicts(_stripes_of([RED, GREEN, BLUE]), _stripes_of([GREY])) == 0.0
+
+
+def test_one_colour_turned_into_two_others_place_by_place_conflicts():
+    # Red stripes alternate between green and blue in the other picture, and back again:
+    # neither picture's colours follow from the other's.
+    conflicts = _conflicts(_stripes_of([RED, GREEN, RED, BLUE]), _stripes_of([GREEN, RED, BLUE, RED]))
+    assert conflicts is not None and conflicts > verdict.MAX_COLOUR_CONFLICTS

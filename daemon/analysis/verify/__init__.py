@@ -35,6 +35,11 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   third of the frame's cells) a round blob agrees cell by cell with any other, and no
   keypoints tie them, the edges must also correlate pixel by pixel (``SMALL_SUBJECT``,
   ``MIN_SMALL_SUBJECT_CORRELATION``).
+- An edit changes every pixel of one colour alike (light, contrast, saturation, a tint, a
+  turn of hue, greyscale): where one picture has one colour, the other has one colour too,
+  in one direction at least. Two tiles of one pattern whose blocks are coloured or lit
+  otherwise place by place align edge on edge, but one colour in one is two in the other
+  (``MAX_COLOUR_CONFLICTS``, measured on the colour thumbnails, text on either aside).
 - Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
   contains the other, that settles it (no other relation is searched for, which would only
   find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
@@ -75,6 +80,7 @@ from dupe_scanner.analysis.verify.verdict import (
     CROPPED,
     GUESS_CUT_SLACK,
     MAX_ALIGNED_STRETCH,
+    MAX_COLOUR_CONFLICTS,
     MAX_CROPPED_OVERLAY,
     MAX_TILT,
     MAX_UNEXPLAINED,
@@ -98,7 +104,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-17"  # 17: small subjects on a plain ground, no keypoints: their edges must correlate (SMALL_SUBJECT)
+VERIFIER = "verify-18"  # 18: the same colour in one picture, the same colour in the other (MAX_COLOUR_CONFLICTS)
+# 17: small subjects on a plain ground, no keypoints: their edges must correlate (SMALL_SUBJECT)
 # 16: an affine fit far from a similarity at half size is not refined at full size
 # (not bumped for MAX_ALIGNED_STRETCH and GUESS_CUT_SLACK: no verdict changed among 35,000 pairs
 # scored again; some rejected pairs' scores did, and stored pairs may keep theirs; nor for
@@ -117,7 +124,7 @@ VERIFIER = "verify-17"  # 17: small subjects on a plain ground, no keypoints: th
 # (``scanning.rejudge_verified``), not every candidate of every picture: the time that takes
 # follows the duplicates, not the library. Empty it at a bump that may verify a pair they
 # rejected, or move a rejected pair's score.
-TIGHTENS: tuple[str, ...] = ("verify-16",)
+TIGHTENS: tuple[str, ...] = ("verify-16", "verify-17")
 
 __all__ = [
     "CELL_AGREES",
@@ -126,6 +133,7 @@ __all__ = [
     "GUESS_CUT_SLACK",
     "LAYOUT_BLUR",
     "MAX_ALIGNED_STRETCH",
+    "MAX_COLOUR_CONFLICTS",
     "MAX_CROPPED_OVERLAY",
     "MAX_KEYPOINT_SCALE",
     "MAX_SHAPE_ERROR",

@@ -3,8 +3,9 @@
 ``compare`` warps A onto B's frame and measures, cell by cell, whether the gradients agree,
 which cells carry an overlay (text or a mark one picture has and the other lacks), how much
 the grey levels differ and whether the broad layout of light and dark correlates: a
-``Structure``. ``colour_difference`` compares the colour thumbnails. Measures only: what
-they make of a pair is ``verdict``'s business.
+``Structure``. ``colour_difference`` compares the colour thumbnails overall,
+``colour_conflicts`` place by place. Measures only: what they make of a pair is
+``verdict``'s business.
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ MIN_CELL_SIDE = 8  # pixels: no cell smaller than this, however small the thumbn
 CELL_INSIDE = 0.7  # share of a cell's pixels that must fall inside the overlap for the cell to count
 CELL_TEXTURED = 0.05  # mean gradient energy per pixel (of the picture's average, 1.0) that makes a cell textured, not plain
 MIN_CONTENT_CELLS = 4  # textured cells shared by both below which agreement is read from the correlation alone
+COLOUR_CELLS = 16  # B's frame is cut into this many cells each way to compare colours in: a pixel of its colour thumbnail each
+MIN_COLOUR_CELLS = 12  # cells left to compare (inside the overlap, no text, no fine detail) below which colours are not compared place by place
+SAME_COLOUR = 0.03  # two cells this close in colour (RGB distance, 0..1 a channel) are one colour...
+OTHER_COLOUR = 0.15  # ...and an edit cannot have made them this far apart: five times as far, and more than noise
+# Two pictures whose cells all lie nearer than this each (in any channel) cannot conflict:
+# twins of one colour would be more than OTHER_COLOUR apart in the other. Most copies (a size,
+# a format, a crop) are settled on this.
+CONFLICT_FREE = (OTHER_COLOUR - SAME_COLOUR) / 2 / np.sqrt(3)
+MAX_CELL_SPREAD = 16.0  # grey levels (of 255, standard deviation) within a cell above which it holds fine detail, not one colour
+SPLIT_SHARE = 0.25  # a cell conflicts when more than this share of its colour twins is far from it in the other picture
 TINT_WEIGHT = 1.5  # a shift of the mean hue or tint shows more than...
 SATURATION_WEIGHT = 1.0  # ...the same change in saturation
 
@@ -38,10 +49,16 @@ class Structure:
     correlation: float  # gradient correlation, overlay aside
     difference: float  # mean difference of the raw grey levels, 0..1
     layout: float  # correlation of the broad light-and-dark layout
-    overlay: np.ndarray  # pixels of B's frame under an overlay (see ``_overlaid``)
+    overlay: np.ndarray  # pixels of B's frame under an overlay (see ``_lopsided``)
     unexplained: float  # share of the cells textured in either, overlay aside, that disagree: edges one picture lacks
     each_lacks: float  # the smaller of the two pictures' shares of their own textured cells (overlay aside) the other does not match
     textured: float  # share of the overlap's cells textured in the more textured picture: how much of the frame holds detail
+    marked: np.ndarray  # cells (``cell`` pixels square) where either picture has edges the other lacks (``overlay`` is one picture's)
+    cell: int
+
+    def marked_pixels(self) -> np.ndarray:
+        """``marked`` spread over the pixels of B's frame."""
+        return _pixels_of(self.marked, self.overlay, self.cell)
 
 
 @dataclass(frozen=True)
@@ -125,9 +142,10 @@ def structure(overlapping: Overlap, a_levels, b_levels, layout_correlation: floa
     # A's raw grey levels, warped, are its warped thumbnail rescaled: the warp is linear.
     raw_warped = warped * np.float32(float(a_levels[1] - a_levels[0]) / 255.0) + np.float32(a_levels[0])
     raw_b = b_float * np.float32(float(b_levels[1] - b_levels[0]) / 255.0) + np.float32(b_levels[0])
-    overlay = either_mask & _overlaid(sum_a * strengths[0] ** 2, sum_b * strengths[1] ** 2)
-    overlay_pixels = np.zeros_like(valid)
-    overlay_pixels[: rows * cell, : cols * cell] = np.repeat(np.repeat(overlay, cell, axis=0), cell, axis=1)
+    on_a, on_b = _lopsided(sum_a * strengths[0] ** 2, sum_b * strengths[1] ** 2)
+    overlay = either_mask & (on_a if on_a.sum() > on_b.sum() else on_b)  # the picture with more such cells carries it
+    overlay_pixels = _pixels_of(overlay, valid, cell)
+    marked = either_mask & (on_a | on_b)
     if overlay.any() and not _same_around(raw_warped, raw_b, valid, overlay_pixels, cell):
         overlay, overlay_pixels = np.zeros_like(overlay), np.zeros_like(overlay_pixels)
     content = both_mask & ~overlay
@@ -150,7 +168,7 @@ def structure(overlapping: Overlap, a_levels, b_levels, layout_correlation: floa
     textured = max(int(textured_a.sum()), int(textured_b.sum())) / max(1, int(inside.sum()))
     if layout_correlation is None:
         layout_correlation = layout(overlapping)
-    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks, textured)
+    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks, textured, marked, cell)
 
 
 def _sum(values: np.ndarray, mask: np.ndarray | None = None) -> float:
@@ -181,16 +199,26 @@ def cell_side(shape: tuple[int, int]) -> int:
     return max(MIN_CELL_SIDE, min(shape) // CELLS_ACROSS)
 
 
-def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
-    """Cells where one picture has edges the other lacks: text or a mark laid over it.
+def _pixels_of(cells: np.ndarray, like: np.ndarray, cell: int) -> np.ndarray:
+    """Boolean ``cells`` spread over the pixels they cover, in an array shaped as ``like``."""
+    pixels = np.zeros_like(like)
+    rows, cols = cells.shape
+    pixels[: rows * cell, : cols * cell] = np.repeat(np.repeat(cells, cell, axis=0), cell, axis=1)
+    return pixels
+
+
+def _lopsided(energy_a: np.ndarray, energy_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cells where A has edges B lacks, and cells where B has edges A lacks: text or a mark
+    laid over one of them.
 
     An overlay adds sharp edges to one picture: where it lies, that picture's gradient
     energy far outweighs the other's (thumbnails are stretched to their full range, so a
     contrast edit does not do this), in the cell and in the cells around it (an edge shifted
     by a misalignment only moves energy to a neighbour). Such cells are a visible difference,
-    not content that disagrees. Only the picture with more such cells carries an overlay:
-    two different pictures have stronger edges each in their own places.
+    not content that disagrees. Only the picture with more such cells carries an overlay
+    (``structure``): two different pictures have stronger edges each in their own places.
     """
+
     def lopsided(first: np.ndarray, second: np.ndarray) -> np.ndarray:
         def around(cells: np.ndarray) -> np.ndarray:
             return cv2.blur(cells.astype(np.float32), (3, 3), borderType=cv2.BORDER_REPLICATE)
@@ -198,8 +226,7 @@ def _overlaid(energy_a: np.ndarray, energy_b: np.ndarray) -> np.ndarray:
         limit = np.log(OVERLAY_ENERGY)
         return (np.log((first + 1e-3) / (second + 1e-3)) > limit) & (np.log((around(first) + 1e-3) / (around(second) + 1e-3)) > limit)
 
-    on_a, on_b = lopsided(energy_a, energy_b), lopsided(energy_b, energy_a)
-    return on_a if on_a.sum() > on_b.sum() else on_b
+    return lopsided(energy_a, energy_b), lopsided(energy_b, energy_a)
 
 
 def _same_around(raw_a: np.ndarray, raw_b: np.ndarray, valid: np.ndarray, overlay_pixels: np.ndarray, cell: int) -> bool:
@@ -248,6 +275,91 @@ def _layout_correlation(first: np.ndarray, second: np.ndarray, inside: np.ndarra
     if min(first_spread, second_spread) < count:  # a standard deviation under 1 grey level
         return 1.0  # no layout to compare (a plain picture): the other checks decide
     return max(-1.0, min(1.0, _sum(broad_first * broad_second) / float(np.sqrt(first_spread * second_spread))))
+
+
+def colour_conflicts(a_colour: np.ndarray, b_colour: np.ndarray, matrix: np.ndarray, overlapping: Overlap, overlay: np.ndarray) -> float | None:
+    """How far one picture's colours are from being a function of the other's, over the
+    overlap's cells (overlay aside): the share of cells a good part of whose colour twins in
+    one picture (cells of the same colour, not next to it: ``SPLIT_SHARE``) are far from it in
+    the other; the smaller share of the two directions. None when too few cells lie inside
+    the overlap.
+
+    An edit changes every pixel of one colour alike (brightness, contrast, saturation, a
+    tint, a turn of hue, greyscale, curves): the same colour in, the same colour out, in at
+    least one direction (greyscale cannot be undone). Two tiles of one pattern whose blocks
+    are coloured or lit otherwise place by place are not: where one has a colour, the other
+    has it in some places and another colour in others. A cell counts only when a good part
+    of its twins disagree with it, so a caption the overlay missed counts its own cells, not
+    every cell of the colour it covers. Twins next to each other are not compared: a little
+    misalignment or blur mixes the colours of neighbouring cells.
+
+    ``a_colour`` and ``b_colour`` are ``relation.colour_views`` (A's stretched to its grey
+    view's size); ``matrix`` maps B's grey view's pixels to A's; ``overlapping`` and
+    ``overlay`` are in B's grey view.
+    """
+    clear = (overlapping.valid & ~overlay).astype(np.float32)
+    inside = cv2.resize(clear, (COLOUR_CELLS, COLOUR_CELLS), interpolation=cv2.INTER_AREA).ravel() >= 1.0 - 1e-6
+    inside &= _plain_cells(overlapping.warped) & _plain_cells(overlapping.b_float)
+    if int(inside.sum()) < MIN_COLOUR_CELLS:
+        return None
+    a_cells, b_cells = _cells(a_colour, b_colour, matrix, overlapping.valid.shape)
+    first, second = a_cells.reshape(-1, 3)[inside], b_cells.reshape(-1, 3)[inside]
+    if float(np.abs(first - second).max()) < CONFLICT_FREE:
+        return 0.0
+    apart = _CELLS_APART[inside][:, inside]
+    first_distances, second_distances = _squared_distances(first), _squared_distances(second)
+    return min(_conflicting_share(first_distances, second_distances, apart), _conflicting_share(second_distances, first_distances, apart))
+
+
+def _cells(a_colour: np.ndarray, b_colour: np.ndarray, matrix: np.ndarray, b_shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A's colour laid on B's frame by ``matrix`` and B's, each averaged over the cells of B's
+    frame (``COLOUR_CELLS`` each way): both thumbnails stretched smoothly to the grey views'
+    sizes first, so that a crop's finer thumbnail and its original's coarser one are averaged
+    over the same areas of the scene."""
+    height, width = b_shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(a_colour, np.asarray(matrix, np.float64), (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    b_view = cv2.resize(b_colour, (width, height), interpolation=cv2.INTER_LINEAR)
+    grid = (COLOUR_CELLS, COLOUR_CELLS)
+    return cv2.resize(warped, grid, interpolation=cv2.INTER_AREA), cv2.resize(b_view, grid, interpolation=cv2.INTER_AREA)
+
+
+def _plain_cells(grey: np.ndarray) -> np.ndarray:
+    """Which cells of ``grey`` (a stretched grey view, 0..255) hold one level of light, not fine
+    detail: a cell's mean colour follows from its pixels' colours through any edit only if
+    they are alike. (Lighten a fine black and white texture and its whites clip: the cell's
+    mean grows less than a plain cell's of the same mean.)"""
+    grid = (COLOUR_CELLS, COLOUR_CELLS)
+    mean = cv2.resize(grey, grid, interpolation=cv2.INTER_AREA)
+    spread = cv2.resize(grey * grey, grid, interpolation=cv2.INTER_AREA) - mean * mean
+    return (spread < MAX_CELL_SPREAD * MAX_CELL_SPREAD).ravel()
+
+
+def _cells_apart(side: int) -> np.ndarray:
+    """For every two cells of a ``side`` x ``side`` grid (row by row), whether they are not neighbours."""
+    rows, cols = np.divmod(np.arange(side * side), side)
+    return (np.abs(rows[:, None] - rows[None, :]) > 1) | (np.abs(cols[:, None] - cols[None, :]) > 1)
+
+
+_CELLS_APART = _cells_apart(COLOUR_CELLS)
+
+
+def _squared_distances(colours: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances (0..1 a channel) between every two of ``colours`` (n x 3, float32)."""
+    lengths = np.einsum("ij,ij->i", colours, colours)
+    distances = colours @ colours.T
+    distances *= -2.0
+    distances += lengths[:, None]
+    distances += lengths[None, :]
+    return distances
+
+
+def _conflicting_share(source: np.ndarray, target: np.ndarray, apart: np.ndarray) -> float:
+    """Share of cells more than ``SPLIT_SHARE`` of whose twins (of the same colour in
+    ``source``, ``apart`` from them) have a colour in ``target`` far from theirs (squared distances)."""
+    twins = apart & (source < SAME_COLOUR * SAME_COLOUR)
+    far = np.count_nonzero(twins & (target > OTHER_COLOUR * OTHER_COLOUR), axis=1)
+    return float(np.count_nonzero(far > SPLIT_SHARE * np.count_nonzero(twins, axis=1))) / len(source)
 
 
 def colour_difference(first: np.ndarray, second: np.ndarray) -> float:

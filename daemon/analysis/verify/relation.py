@@ -227,3 +227,15 @@ def views(a: Features, b: Features, relation: Relation) -> tuple[np.ndarray, np.
     a_view = np.ascontiguousarray(orient(a.thumb, relation.orientation))
     b_view = np.ascontiguousarray(b.thumb[:, ::-1] if relation.mirror else b.thumb)
     return a_view, b_view
+
+
+def colour_views(a: Features, b: Features, relation: Relation) -> tuple[np.ndarray, np.ndarray]:
+    """The colour thumbnails laid out as ``views`` lays out the grey ones (A turned, B
+    mirrored), float32 0..1; A's stretched smoothly to its grey view's size, so that a pixel
+    map between the grey views applies to it as it stands. (They are square whatever the
+    picture's shape: a pixel of one is a sixteenth of its frame each way.)"""
+    a_view, _ = views(a, b, relation)
+    a_colour = np.ascontiguousarray(orient(a.colour, relation.orientation)).astype(np.float32) * np.float32(1.0 / 255.0)
+    b_colour = np.ascontiguousarray(b.colour[:, ::-1] if relation.mirror else b.colour).astype(np.float32) * np.float32(1.0 / 255.0)
+    height, width = a_view.shape
+    return cv2.resize(a_colour, (width, height), interpolation=cv2.INTER_LINEAR), b_colour
