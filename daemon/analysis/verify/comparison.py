@@ -53,12 +53,11 @@ class Structure:
     unexplained: float  # share of the cells textured in either, overlay aside, that disagree: edges one picture lacks
     each_lacks: float  # the smaller of the two pictures' shares of their own textured cells (overlay aside) the other does not match
     textured: float  # share of the overlap's cells textured in the more textured picture: how much of the frame holds detail
-    marked: np.ndarray  # cells (``cell`` pixels square) where either picture has edges the other lacks (``overlay`` is one picture's)
-    cell: int
+    marked: np.ndarray  # cells (``cell_side``) where either picture has edges the other lacks (``overlay`` is one picture's)
 
     def marked_pixels(self) -> np.ndarray:
         """``marked`` spread over the pixels of B's frame."""
-        return _pixels_of(self.marked, self.overlay, self.cell)
+        return _pixels_of(self.marked, self.overlay, cell_side(self.overlay.shape))
 
 
 @dataclass(frozen=True)
@@ -168,7 +167,7 @@ def structure(overlapping: Overlap, a_levels, b_levels, layout_correlation: floa
     textured = max(int(textured_a.sum()), int(textured_b.sum())) / max(1, int(inside.sum()))
     if layout_correlation is None:
         layout_correlation = layout(overlapping)
-    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks, textured, marked, cell)
+    return Structure(agreement, overall, correlation, difference, layout_correlation, overlay_pixels, unexplained, each_lacks, textured, marked)
 
 
 def _sum(values: np.ndarray, mask: np.ndarray | None = None) -> float:
