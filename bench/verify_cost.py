@@ -1,6 +1,7 @@
 """Where a first scan's verification CPU goes, by the kind of candidate pair.
 
-``python -m bench.verify_cost --state DIR [--sample 6000]`` prints two tables.
+``python -m bench.verify_cost --state DIR [--sample 6000] [--labels LABELS.json --split tune]``
+prints three tables.
 
 A scan keeps every verdict, rejected ones too (``daemon/found_pairs.py``). This takes a random
 sample of a scanned state's pairs and scores each again in this one process, through the real
@@ -15,8 +16,19 @@ search (``from_template``). A pair's *kind* is what relates it and how far it we
   was made too;
 - its verdict again: verified (0.6 or more) or rejected.
 
-The second table is how many pairs within the hash's radius (``candidates.HASH_RADIUS``) each
+The second table puts the same pairs by their pictures and the bits between their hashes
+(nearest orientation): both flat (``verdict.is_flat``), both textured (``pairing.textured``: each
+filled its keypoint quota), or smooth (any other pair: at least one picture has few keypoints);
+then 0 to 4 bits, 5 to 8, 9 to 12 (the hash's radius), 13 to 20 (the evidence reach,
+``pairing.EVIDENCE_HASH_DISTANCE``) or more. How many of each verify says what the CPU a kind
+costs buys: a library and the labelled set can spend alike on one kind and find copies in only
+one of them.
+
+The third table is how many pairs within the hash's radius (``candidates.HASH_RADIUS``) each
 picture is in: the hash's share of the candidates, and its growth with a library's density.
+
+``--labels``/``--split``: only pairs of two pictures of that split of the labelled set (as
+``bench.rescore`` takes them), never the report split while anything is being tuned.
 """
 
 from __future__ import annotations
@@ -34,13 +46,17 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.rescore import pairs_of_split
 from bench.stored_state import open_read_only, pair_features
 from dupe_scanner.analysis import pairing
 from dupe_scanner.analysis.candidates import HASH_RADIUS
-from dupe_scanner.analysis.features import PREFIX_BYTES
-from dupe_scanner.analysis.verify import alignment, comparison
+from dupe_scanner.analysis.features import PREFIX_BYTES, Features
+from dupe_scanner.analysis.verify import alignment, comparison, hash_distance, is_flat
 
 STAGES = ("keypoint fit", "alignment", "comparison", "template search")
+# Upper ends (bits) of the hash distances the second table is cut by: alike, near, the hash's
+# radius, the evidence reach; anything further is "> 20".
+DISTANCE_BUCKETS = (4, 8, HASH_RADIUS, pairing.EVIDENCE_HASH_DISTANCE)
 
 
 @dataclass
@@ -48,30 +64,47 @@ class Kind:
     pairs: int = 0
     cpu: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    verified: int = 0
+
+
+# Pairs by (related by, path, verdict), and by (pictures, hash distance bucket).
+Kinds = dict[tuple[str, str, str], Kind]
+ByDistance = dict[tuple[str, int], Kind]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.verify_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--state", type=Path, required=True, help="a scanned state folder (holding state.db)")
     parser.add_argument("--sample", type=int, default=6000, help="stored pairs to score again (default 6000)")
+    parser.add_argument("--labels", type=Path, help="the labelled set's labels.json, to take one split's pairs only")
+    parser.add_argument("--split", help="with --labels: the split whose pairs are scored (tune or report)")
     options = parser.parse_args()
+    if (options.labels is None) != (options.split is None):
+        parser.error("--labels and --split go together")
     connection = open_read_only(options.state)
     if connection is None:
         return 2
     with connection:
         pairs = connection.execute("SELECT first, second FROM pairs").fetchall()
+        if options.labels is not None:
+            pairs = pairs_of_split(connection, pairs, options.labels, options.split)
         sample = random.Random(7).sample(pairs, min(options.sample, len(pairs)))
-        kinds = score_again(connection, sample)
+        kinds, by_distance = score_again(connection, sample)
         hash_pairs = pairs_within_radius(connection, pairs)
     print(f"{len(sample)} of the state's {len(pairs)} stored pairs scored again in one process")
     print_kinds(kinds)
+    print()
+    print_by_distance(by_distance)
     print()
     print_hash_pairs(hash_pairs, len(pairs))
     return 0
 
 
-def score_again(connection: sqlite3.Connection, sample: list[tuple[str, str]]) -> dict[tuple[str, str, str], Kind]:
-    kinds: dict[tuple[str, str, str], Kind] = defaultdict(Kind)
+def score_again(connection: sqlite3.Connection, sample: list[tuple[str, str]]) -> tuple[Kinds, ByDistance]:
+    """The sample's CPU by kind (what relates each pair, how far it went, its verdict), and by
+    its pictures and hash distance (``pictures_of``, ``distance_bucket``)."""
+    kinds: Kinds = defaultdict(Kind)
+    by_distance: ByDistance = defaultdict(Kind)
     with _timed_stages() as spent:
         for _, _, a, b in pair_features(connection, sample):
             spent.clear()
@@ -79,12 +112,34 @@ def score_again(connection: sqlite3.Connection, sample: list[tuple[str, str]]) -
             verdict = pairing.score_pair(a, b, None)
             cpu = time.process_time() - start
             stages = dict(spent)  # before _kind_of fits keypoints again
-            kind = kinds[_kind_of(a, b, stages, verdict.verified)]
-            kind.pairs += 1
-            kind.cpu += cpu
-            for stage in STAGES:
-                kind.stages[stage] += stages.get(stage, 0.0)
-    return kinds
+            for kind in (kinds[_kind_of(a, b, stages, verdict.verified)], by_distance[(pictures_of(a, b), distance_bucket(hash_distance(a, b)))]):
+                kind.pairs += 1
+                kind.cpu += cpu
+                kind.verified += verdict.verified
+                for stage in STAGES:
+                    kind.stages[stage] += stages.get(stage, 0.0)
+    return kinds, by_distance
+
+
+def pictures_of(a: Features, b: Features) -> str:
+    """``flat`` when both pictures are, ``textured`` when both are, else ``smooth``."""
+    if is_flat(a) and is_flat(b):
+        return "flat"
+    if pairing.textured(a) and pairing.textured(b):
+        return "textured"
+    return "smooth"
+
+
+def distance_bucket(bits: int) -> int:
+    """The index in ``DISTANCE_BUCKETS`` of the first upper end ``bits`` is within; past the last, its length."""
+    return next((index for index, end in enumerate(DISTANCE_BUCKETS) if bits <= end), len(DISTANCE_BUCKETS))
+
+
+def bucket_name(index: int) -> str:
+    if index == len(DISTANCE_BUCKETS):
+        return f"> {DISTANCE_BUCKETS[-1]}"
+    start = 0 if index == 0 else DISTANCE_BUCKETS[index - 1] + 1
+    return f"{start}-{DISTANCE_BUCKETS[index]}"
 
 
 def _kind_of(a, b, spent: dict[str, float], verified: bool) -> tuple[str, str, str]:
@@ -145,7 +200,7 @@ def pairs_within_radius(connection: sqlite3.Connection, pairs: list[tuple[str, s
     return np.array(sorted(count.values()), dtype=np.int64)
 
 
-def print_kinds(kinds: dict[tuple[str, str, str], Kind]) -> None:
+def print_kinds(kinds: Kinds) -> None:
     pairs = sum(kind.pairs for kind in kinds.values())
     cpu = sum(kind.cpu for kind in kinds.values())
     stage_heads = " ".join(f"{stage:>15}" for stage in STAGES)
@@ -157,6 +212,18 @@ def print_kinds(kinds: dict[tuple[str, str, str], Kind]) -> None:
     stages = " ".join(f"{sum(k.stages[stage] for k in kinds.values()) / cpu:>15.1%}" for stage in STAGES)
     print(f"{'all':<10} {'':<18} {'':<9} {pairs:>6} {1:>9.1%} {1:>7.1%} {1000 * cpu / pairs:>10.1f}  {stages}")
     print("(stage columns: share of all the sample's CPU; a pair's keypoint fit may run twice, once from each side)")
+
+
+def print_by_distance(by_distance: ByDistance) -> None:
+    pairs = sum(kind.pairs for kind in by_distance.values())
+    cpu = sum(kind.cpu for kind in by_distance.values())
+    print(f"{'pictures':<9} {'hash bits':>9} {'pairs':>6} {'of pairs':>9} {'verified':>9} {'of them':>8} {'of CPU':>7} {'ms a pair':>10}")
+    for (pictures, bucket), kind in sorted(by_distance.items()):
+        print(
+            f"{pictures:<9} {bucket_name(bucket):>9} {kind.pairs:>6} {kind.pairs / pairs:>9.1%} {kind.verified:>9} "
+            f"{kind.verified / kind.pairs:>8.1%} {kind.cpu / cpu:>7.1%} {1000 * kind.cpu / kind.pairs:>10.1f}"
+        )
+    print("(hash bits: between B's hash and the nearest orientation of A's; smooth: at least one of the two has few keypoints)")
 
 
 def print_hash_pairs(counts: np.ndarray, stored: int) -> None:
