@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from dupe_scanner.analysis.candidates import CROWD_NEIGHBOURS, CROWDED, HASH_NEIGHBOURS, HASH_RADIUS, hash_candidates, hash_search, merge_nearest
+from dupe_scanner.analysis.candidates import (
+    CROWD_NEIGHBOURS,
+    CROWDED,
+    HASH_NEIGHBOURS,
+    HASH_RADIUS,
+    NEAR_BITS,
+    hash_candidates,
+    hash_search,
+    merge_nearest,
+)
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
@@ -153,6 +162,50 @@ def test_a_family_keeps_every_pair_however_crowded_the_library_around_it():
     pairs = {(min(a, b), max(a, b)) for a, b, _ in hash_candidates(hashes, np.arange(len(stored)), np.arange(len(stored)))}
     assert {(a, b) for a in range(len(members)) for b in range(a + 1, len(members))} <= pairs
     assert len(pairs) <= len(members) ** 2 / 2 + 3000 * CROWD_NEIGHBOURS + CROWDED**2 / 2
+
+
+def far_neighbours_of_one_query(far_count: int, near_count: int) -> tuple[np.ndarray, list[int], list[int]]:
+    """Hashes of stored pictures 1.. and a query (the last row): ``near_count`` of them
+    NEAR_BITS or fewer bits from the query, ``far_count`` further (up to 11, which the search always reaches), none nearer than the one before."""
+    query = np.uint64(0x0123_4567_89AB_CDEF)
+    flips = lambda count, start: sum(np.uint64(1) << np.uint64((start + 5 * b) % 64) for b in range(count))  # noqa: E731
+    near = [query ^ flips(1 + n % NEAR_BITS, n) for n in range(near_count)]
+    far = [query ^ flips(NEAR_BITS + 1 + n * (HASH_RADIUS - NEAR_BITS - 2) // max(1, far_count - 1), n) for n in range(far_count)]
+    stored = np.array(near + far + [query], dtype=np.uint64)
+    return np.repeat(stored[:, None], 8, axis=1), list(range(near_count)), list(range(near_count, near_count + far_count))
+
+
+def test_a_querys_far_hash_neighbours_are_asked_a_block_at_a_time_nearest_first():
+    from dupe_scanner.analysis.candidates import FAR_BLOCK, propose
+
+    hashes, near, far = far_neighbours_of_one_query(far_count=2 * FAR_BLOCK + 3, near_count=3)
+    query = len(hashes) - 1
+    keys = [f"key{row:03d}" for row in range(len(hashes))]
+    candidates = propose(keys, hashes, np.array([query]), age=np.arange(len(hashes)))
+    asked = {int(row[1]) for row in candidates.rows}
+    assert asked == set(near) | set(far[:FAR_BLOCK])  # the near ones, and the nearest block of the far
+    assert {int(row[1]) for row in candidates.far.earned(1, {query}).rows} == set(far[FAR_BLOCK : 2 * FAR_BLOCK])
+    assert {int(row[1]) for row in candidates.far.earned(2, {query}).rows} == set(far[2 * FAR_BLOCK :])
+    assert not len(candidates.far.earned(1, set())) and not len(candidates.far.earned(3, {query}))
+
+
+def test_a_verified_pair_in_a_block_is_told_by_its_keys_in_either_order():
+    from dupe_scanner.analysis.candidates import propose
+
+    hashes, _, far = far_neighbours_of_one_query(far_count=4, near_count=0)
+    query = len(hashes) - 1
+    keys = ["z-query" if row == query else f"key{row}" for row in range(len(hashes))]
+    candidates = propose(keys, hashes, np.array([query]), age=np.arange(len(hashes)))
+    assert candidates.far.of_block(0, keys) == {(f"key{row}", "z-query"): query for row in far}
+
+
+def test_a_query_with_few_far_neighbours_has_them_all_asked_at_once():
+    from dupe_scanner.analysis.candidates import FAR_BLOCK, propose
+
+    hashes, near, far = far_neighbours_of_one_query(far_count=FAR_BLOCK, near_count=2)
+    candidates = propose([f"k{row}" for row in range(len(hashes))], hashes, np.array([len(hashes) - 1]), age=np.arange(len(hashes)))
+    assert {int(row[1]) for row in candidates.rows} == set(near) | set(far)
+    assert not len(candidates.far.earned(1, {len(hashes) - 1}))
 
 
 def test_best_pairs_keeps_one_spelling_per_pair_and_the_closest_orientation():

@@ -352,6 +352,47 @@ def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_p
     assert told[-1][1:] == (len(pairs), len(pairs))
 
 
+def test_a_family_of_copies_is_found_whole_when_each_hash_neighbour_must_be_earned_by_the_one_before(backend, tmp_path, monkeypatch):
+    from dupe_scanner.analysis import candidates
+
+    paths = variants(photo(11), tmp_path, "iota") + variants(photo(12), tmp_path, "kappa")
+    index_all(backend, paths)
+    everything_at_once = {(pair.first, pair.second) for pair in matches(backend, None)}
+    monkeypatch.setattr(candidates, "NEAR_BITS", -1)  # every hash neighbour is far...
+    monkeypatch.setattr(candidates, "FAR_BLOCK", 1)  # ...and asked one at a time
+    assert {(pair.first, pair.second) for pair in matches(backend, None)} == everything_at_once
+
+
+@pytest.mark.parametrize("first_block_holds_a_copy", [True, False])
+def test_a_querys_next_block_of_far_hash_neighbours_is_asked_only_when_its_block_before_held_a_copy(backend, monkeypatch, first_block_holds_a_copy):
+    from dupe_scanner.analysis import candidates
+    from dupe_scanner.values import ScoredPair
+
+    monkeypatch.setattr(candidates, "NEAR_BITS", -1)
+    monkeypatch.setattr(candidates, "FAR_BLOCK", 2)
+    query = np.uint64(0xF0F0_1234_5678_9ABC)
+    neighbours = [query ^ (np.uint64(1) << np.uint64(bit)) for bit in (3, 17, 29, 41, 53)]  # one bit apart each
+    hashes = np.repeat(np.array([*neighbours, query], dtype=np.uint64)[:, None], 8, axis=1)
+    keys = [f"older{row}" for row in range(5)] + ["query"]
+    proposed = candidates.propose(keys, hashes, np.array([5]), age=np.arange(6))
+    copy = "older0" if first_block_holds_a_copy else "older4"
+    asked: list[set[str]] = []
+
+    def verify(batches, total, progress=None):
+        pairs = [pair for batch in batches for pair in batch]
+        asked.append({key for pair in pairs for key in pair[:2]} - {"query"})
+        for first, second, _ in pairs:
+            yield ScoredPair.of(first, second, 0.8 if copy in (first, second) else 0.1)
+
+    monkeypatch.setattr(backend, "_verify", verify)
+    verdicts = list(backend._verify_as_earned(proposed, keys, None))
+    if first_block_holds_a_copy:
+        assert asked == [{"older0", "older1"}, {"older2", "older3"}]  # the second block held none: no third
+    else:
+        assert asked == [{"older0", "older1"}]
+    assert len(verdicts) == sum(len(block) for block in asked)
+
+
 def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_what_one_built_at_once_finds(tmp_path, monkeypatch):
     import dupe_scanner.analysis.candidates as candidates
     import dupe_scanner.backends.keypoint_store as keypoint_store

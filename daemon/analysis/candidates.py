@@ -5,6 +5,8 @@
   Catches copies changed in colour, light, size, format, clarity and orientation. Every
   neighbour of a query is kept (up to ``HASH_NEIGHBOURS``), unless more than ``CROWDED``
   are near-identical: then it is in a crowd, and meets only its ``CROWD_NEIGHBOURS`` nearest.
+  Those further than ``NEAR_BITS`` are asked ``FAR_BLOCK`` at a time, nearest first, each
+  block only if the one before held a duplicate (``FarNeighbours``).
 - Keypoint neighbours: ORB descriptors (of each image and of its mirror) against the stored
   descriptors of all images, through an inverted-file index (faiss, binary, the ``COMMON``
   nearest points of each descriptor); two images sharing ``MIN_VOTES`` close descriptors are
@@ -20,7 +22,7 @@ whole library is scanned at once or each picture was scanned as it arrived.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -43,6 +45,19 @@ HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be propose
 # which grouping makes one group. Keypoint candidates within the hash's reach are left to
 # the hash (``keypoint_candidates``), or they would fill a crowd's places again.
 HASH_NEIGHBOURS = 256
+# Beyond NEAR_BITS, hash neighbours are asked for as the evidence comes: a query's nearest
+# FAR_BLOCK at once, and each further block only when the block before held a verified pair
+# (a family of copies, whose edits lie far apart, goes on; among strangers the asking stops).
+# Smooth pictures' hashes crowd together: in the bench/scale library of 16,000 tiles a tenth
+# of the pictures have 161 or more hash neighbours, and smooth pairs only the hash relates, 5
+# to 20 bits apart, took 56 % of a first scan's verification for 3 copies in 1,758 pairs.
+# There this holds back half of the hash candidates (110,974 of 222,044), 31 % of the
+# verification CPU, and of the verified pairs no planted copy's, 276 joining two families
+# (``bench.far_neighbours``). Chosen on the labelled set's tune split: with blocks of 16 no
+# verified pair is held back, at 2, 4 or 6 near bits; blocks of 8 hold back 19. 4 bits, not
+# 2: a pair that near is worth its verification whatever else the query met.
+NEAR_BITS = 4
+FAR_BLOCK = 16
 ALIKE_BITS = 2  # bits of 64: as near as makes no difference between two hashes
 CROWDED = 128
 CROWD_NEIGHBOURS = 3  # not 1: a first picture that fails verification does not split the crowd
@@ -88,16 +103,15 @@ def hash_candidates(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray 
 def hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None = None) -> tuple[list[tuple[int, int, int]], set[int]]:
     """``hash_candidates``, and the query rows found in a crowd."""
     found, crowded = _hash_search(hashes, query_rows, age)
-    return [(first, second, orientation) for first, second, orientation in found.tolist()], crowded
+    return [(first, second, orientation) for first, second, orientation, _ in found.tolist()], crowded
 
 
 def _hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | None) -> tuple[np.ndarray, set[int]]:
-    """int64[n, 3]: (query row, stored row, orientation) of ``hash_candidates``; and the query rows in a crowd."""
+    """int64[n, 4]: (query row, stored row, orientation, bits apart) of ``hash_candidates``; and the query rows in a crowd."""
     index = MultiIndexHash(hashes[:, 0])
     matches = index.nearest(hashes[query_rows], query_rows, HASH_RADIUS, HASH_NEIGHBOURS, age, CROWD_NEIGHBOURS, ALIKE_BITS, CROWDED)
     query, stored, orientation, distance = query_rows[matches.query], matches.stored, matches.orientation, matches.distance
-    first, second, orientation, _ = best_pairs(query, stored, orientation, distance)
-    found = np.stack([first, second, orientation], axis=1).astype(np.int64).reshape(-1, 3)
+    found = np.stack(best_pairs(query, stored, orientation, distance), axis=1).astype(np.int64).reshape(-1, 4)
     return found, set(query_rows[matches.crowded].tolist())
 
 
@@ -393,17 +407,19 @@ class Partners:
 class Candidates:
     """Candidate pairs as rows of the key list: (first, second, orientation hint or
     ``NO_ORIENTATION``), one row per pair, sorted by pair. 24 bytes a pair: a first scan
-    verifies tens a picture."""
+    verifies tens a picture. ``far``: the hash neighbours held back, asked block by block
+    as the evidence warrants (``FAR_BLOCK``)."""
 
-    def __init__(self, rows: np.ndarray):
+    def __init__(self, rows: np.ndarray, far: FarNeighbours | None = None):
         self.rows = rows
+        self.far = far if far is not None else FarNeighbours.none(len(rows))
 
     @classmethod
-    def of(cls, proposed: np.ndarray, image_count: int) -> Candidates:
+    def of(cls, proposed: np.ndarray, image_count: int, far: FarNeighbours | None = None) -> Candidates:
         """One row per pair of ``proposed`` (first, second, orientation), its first proposal kept."""
         low, high = np.minimum(proposed[:, 0], proposed[:, 1]), np.maximum(proposed[:, 0], proposed[:, 1])
         _, first_proposal = np.unique(low * image_count + high, return_index=True)
-        return cls(proposed[first_proposal])
+        return cls(proposed[first_proposal], far)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -415,6 +431,52 @@ class Candidates:
                 (keys[first], keys[second], None if orientation == NO_ORIENTATION else orientation)
                 for first, second, orientation in self.rows[start : start + size].tolist()
             ]
+
+
+class FarNeighbours:
+    """A query's hash neighbours further than ``NEAR_BITS``, in blocks of ``FAR_BLOCK``,
+    nearest first: block 0 is asked with the other candidates, block n + 1 of a query only
+    when its block n held a verified pair (``earned``). int64 rows (query, stored,
+    orientation, block), 32 bytes a pair."""
+
+    def __init__(self, rows: np.ndarray, image_count: int):
+        self.rows, self.image_count = rows, image_count
+
+    @classmethod
+    def none(cls, image_count: int) -> FarNeighbours:
+        return cls(np.zeros((0, 4), np.int64), image_count)
+
+    @classmethod
+    def of(
+        cls, hashed: np.ndarray, image_count: int, age: np.ndarray | None, near_bits: int | None = None, block: int | None = None
+    ) -> FarNeighbours:
+        """The neighbours of ``hashed`` (``_hash_search``'s rows) further than ``near_bits``
+        (``NEAR_BITS``), in blocks of ``block`` (``FAR_BLOCK``): nearest first, then oldest
+        first, as the hash search ranks them."""
+        near_bits = NEAR_BITS if near_bits is None else near_bits
+        far = hashed[hashed[:, 3] > near_bits]
+        rank = far[:, 1] if age is None else age[far[:, 1]]
+        far = far[np.lexsort((rank, far[:, 3], far[:, 0]))]
+        starts = np.flatnonzero(np.r_[True, far[1:, 0] != far[:-1, 0]]) if len(far) else np.zeros(0, np.int64)
+        place = np.arange(len(far)) - np.repeat(starts, np.diff(np.r_[starts, len(far)]))
+        return cls(np.column_stack([far[:, :3], place // (block or FAR_BLOCK)]).astype(np.int64).reshape(-1, 4), image_count)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def held_back(self) -> np.ndarray:
+        """bool[len(self)]: the rows not asked with the other candidates."""
+        return self.rows[:, 3] > 0
+
+    def of_block(self, block: int, keys: list[str]) -> dict[tuple[str, str], int]:
+        """The query row of each pair of ``block``, by its two keys in ``ScoredPair`` order."""
+        rows = self.rows[self.rows[:, 3] == block]
+        return {(min(keys[q], keys[s]), max(keys[q], keys[s])): q for q, s in rows[:, :2].tolist()}
+
+    def earned(self, block: int, queries: Collection[int]) -> Candidates:
+        """Block ``block`` of these queries: those whose block before held a verified pair."""
+        rows = self.rows[(self.rows[:, 3] == block) & np.isin(self.rows[:, 0], np.fromiter(queries, np.int64, len(queries)))]
+        return Candidates.of(rows[:, :3], self.image_count)
 
 
 def propose(
@@ -436,8 +498,11 @@ def propose(
     must meet. Without it, pairs are proposed from either side.
     """
     hashed, crowded = _hash_search(hashes, query_rows, age)
-    by_hash = Partners(hashed[:, :2], len(keys))
-    proposed = [hashed]
+    by_hash = Partners(hashed[:, :2], len(keys))  # held back or not, they are the hash's (``keypoint_candidates``)
+    far = FarNeighbours.of(hashed, len(keys), age)
+    held = far.rows[far.held_back()]
+    asked = ~np.isin(hashed[:, 0] * len(keys) + hashed[:, 1], held[:, 0] * len(keys) + held[:, 1])
+    proposed = [hashed[asked, :3]]
     # A picture in a crowd searches no keypoints: the crowd's first pictures, which did, hold
     # the same points, and found its crops and overlays; its own search would look through
     # every copy of each of its points, the crowd's size squared in all.
@@ -447,4 +512,4 @@ def propose(
             queries = descriptors_of(searching[start : start + QUERY_CHUNK])
             found = keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes)
             proposed.append(np.array([(first, second, NO_ORIENTATION) for first, second in found], dtype=np.int64).reshape(-1, 3))
-    return Candidates.of(np.concatenate(proposed), len(keys))
+    return Candidates.of(np.concatenate(proposed), len(keys), far)

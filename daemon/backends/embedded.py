@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import Engine
 
-from dupe_scanner.analysis.candidates import propose
+from dupe_scanner.analysis.candidates import Candidates, propose
 from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
 from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
 from dupe_scanner.analysis.pairing import ScoredBatch, score_batch
 from dupe_scanner.analysis.verify import TIGHTENS, VERIFIER
-from dupe_scanner.backends.base import Health, ImageInfo, ScoredPair
+from dupe_scanner.backends.base import VERIFIED, Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.hash_store import HashStore, HashTable
 from dupe_scanner.backends.keypoint_store import KeypointStore
 from dupe_scanner.errors import BackendUnavailable
@@ -68,6 +68,13 @@ def arrival_order(analysed_at: np.ndarray, changed_rows: np.ndarray | None, as_g
     if as_given and changed_rows is not None:
         age[changed_rows] = len(analysed_at) - len(changed_rows) + np.arange(len(changed_rows))
     return age
+
+
+def _after(progress: Callable[[str, int, int], None] | None, done: int) -> Callable[[str, int, int], None] | None:
+    """``progress``, told of ``done`` pairs verified before."""
+    if progress is None:
+        return None
+    return lambda step, verified, total: progress(step, done + verified, done + total)
 
 
 def _rows_among(sorted_keys: np.ndarray, wanted: Collection[str]) -> np.ndarray:
@@ -289,9 +296,25 @@ class EmbeddedBackend:
         candidates = propose(keys, hashes, query_rows, points, descriptors_of, threads=self.workers, age=age)
         del points
         release_memory()  # the search's arrays, before the long verification
-        log.debug("%d candidate pairs among %d contents", len(candidates), len(keys))
+        held_back = int(candidates.far.held_back().sum())
+        log.debug("%d candidate pairs among %d contents, %d far hash neighbours held back", len(candidates), len(keys), held_back)
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
-        yield from self._verify(candidates.batches(keys, BATCH_PAIRS), len(candidates), progress)
+        yield from self._verify_as_earned(candidates, keys, progress)
+
+    def _verify_as_earned(self, candidates: Candidates, keys: list[str], progress: Callable[[str, int, int], None] | None) -> Iterator[ScoredPair]:
+        """The verdicts on ``candidates``, then on each block of far hash neighbours a query
+        earned: its block before held a verified pair (``candidates.FAR_BLOCK``)."""
+        asked, block, done = candidates, 0, 0
+        while len(asked):
+            queries_of = candidates.far.of_block(block, keys)
+            earned: set[int] = set()
+            for scored in self._verify(asked.batches(keys, BATCH_PAIRS), len(asked), _after(progress, done)):
+                if scored.score >= VERIFIED and (scored.first, scored.second) in queries_of:
+                    earned.add(queries_of[scored.first, scored.second])
+                yield scored
+            done += len(asked)
+            block += 1
+            asked = candidates.far.earned(block, earned)
 
     def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Iterator[ScoredPair]:
         """The verdict on each of these pairs, asked outright rather than proposed by the search
