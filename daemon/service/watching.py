@@ -189,18 +189,21 @@ if InotifyFD is not None:
         """watchdog's InotifyObserver on an inotify instance of our choosing."""
 
         def __init__(self, inotify_fd: LimitAwareInotifyFD, *, timeout: float = 1.0):
+            # Held twice: watchdog stops its ``_inotify_fd`` with the observer, and types it
+            # as a plain (from 7.1.1, optional) InotifyFD, which knows no watch limit.
+            self._limit_aware_fd = inotify_fd
             self._inotify_fd = inotify_fd
-            self._inotify_fd.start()
+            inotify_fd.start()
             BaseObserver.__init__(self, InotifyEmitter, timeout=timeout, inotify_fd=inotify_fd)
 
         @property
         def limit_error(self) -> OSError | None:
-            return self._inotify_fd.limit_error  # type: ignore[attr-defined]
+            return self._limit_aware_fd.limit_error
 
         def abandon(self) -> None:
             """Release the inotify instance of an observer that never started."""
-            self._inotify_fd.stop()
-            self._inotify_fd.join(JOIN_SECONDS)
+            self._limit_aware_fd.stop()
+            self._limit_aware_fd.join(JOIN_SECONDS)
 
 else:  # pragma: no cover
     LimitAwareInotifyFD = None  # type: ignore[assignment,misc]
