@@ -6,9 +6,9 @@ prints one table.
 A query's hash neighbours further than ``candidates.NEAR_BITS`` are asked ``FAR_BLOCK`` at a
 time, nearest first, each block only when the block before held a verified pair. For each
 pair of bounds given, this runs the real hash search over the state's hashes, cuts its far
-neighbours into blocks (``FarNeighbours``) and replays the asking on the state's stored
+neighbours into blocks (``WaitingCandidates``) and replays the asking on the state's stored
 verdicts: a pair it never compared counts as rejected. So read it on a state whose scan asked
-every far neighbour (one scanned before ``FarNeighbours``, or with bounds past today's), or
+every far neighbour (one scanned before far neighbours were held back, or with bounds past today's), or
 the held-back pairs' verdicts are not there to be counted.
 
 ``--labels``: the bench/scale pool's ``labels.jsonl`` (pictures by file name) or the labelled
@@ -88,7 +88,7 @@ def verified_pairs(connection: sqlite3.Connection, keys: list[str]) -> set[tuple
 
 def held_back(hashed: np.ndarray, age: np.ndarray, keys: list[str], verified: set[tuple[str, str]], near: int, block: int) -> list[tuple[str, str]]:
     """The pairs (keys in ``ScoredPair`` order) a scan with these bounds never asks, the earning replayed on ``verified``."""
-    far = candidates.FarNeighbours.of(hashed, len(keys), age, near, block)
+    far = candidates.WaitingCandidates.of(hashed, len(keys), age, near, block)
     asked = np.zeros(len(far), bool)
     asked[far.rows[:, 3] == 0] = True
     number, earned = 0, _earning(far, keys, verified, 0, None)
@@ -100,7 +100,7 @@ def held_back(hashed: np.ndarray, age: np.ndarray, keys: list[str], verified: se
     return [(min(keys[q], keys[s]), max(keys[q], keys[s])) for q, s in far.rows[~asked, :2].tolist()]
 
 
-def _earning(far: candidates.FarNeighbours, keys: list[str], verified: set[tuple[str, str]], number: int, asked: np.ndarray | None) -> set[int]:
+def _earning(far: candidates.WaitingCandidates, keys: list[str], verified: set[tuple[str, str]], number: int, asked: np.ndarray | None) -> set[int]:
     """The queries whose asked pairs of block ``number`` hold a verified one."""
     rows = far.rows[(far.rows[:, 3] == number) if asked is None else asked]
     return {q for q, s in rows[:, :2].tolist() if (min(keys[q], keys[s]), max(keys[q], keys[s])) in verified}

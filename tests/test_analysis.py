@@ -184,9 +184,9 @@ def test_a_querys_far_hash_neighbours_are_asked_a_block_at_a_time_nearest_first(
     candidates = propose(keys, hashes, np.array([query]), age=np.arange(len(hashes)))
     asked = {int(row[1]) for row in candidates.rows}
     assert asked == set(near) | set(far[:FAR_BLOCK])  # the near ones, and the nearest block of the far
-    assert {int(row[1]) for row in candidates.far.earned(1, {query}).rows} == set(far[FAR_BLOCK : 2 * FAR_BLOCK])
-    assert {int(row[1]) for row in candidates.far.earned(2, {query}).rows} == set(far[2 * FAR_BLOCK :])
-    assert not len(candidates.far.earned(1, set())) and not len(candidates.far.earned(3, {query}))
+    assert {int(row[1]) for row in candidates.waiting.earned(1, {query}).rows} == set(far[FAR_BLOCK : 2 * FAR_BLOCK])
+    assert {int(row[1]) for row in candidates.waiting.earned(2, {query}).rows} == set(far[2 * FAR_BLOCK :])
+    assert not len(candidates.waiting.earned(1, set())) and not len(candidates.waiting.earned(3, {query}))
 
 
 def test_a_verified_pair_in_a_block_is_told_by_its_keys_in_either_order():
@@ -196,7 +196,7 @@ def test_a_verified_pair_in_a_block_is_told_by_its_keys_in_either_order():
     query = len(hashes) - 1
     keys = ["z-query" if row == query else f"key{row}" for row in range(len(hashes))]
     candidates = propose(keys, hashes, np.array([query]), age=np.arange(len(hashes)))
-    assert candidates.far.of_block(0, keys) == {(f"key{row}", "z-query"): query for row in far}
+    assert candidates.waiting.of_block(0, keys) == {(f"key{row}", "z-query"): query for row in far}
 
 
 def test_a_query_with_few_far_neighbours_has_them_all_asked_at_once():
@@ -205,7 +205,7 @@ def test_a_query_with_few_far_neighbours_has_them_all_asked_at_once():
     hashes, near, far = far_neighbours_of_one_query(far_count=FAR_BLOCK, near_count=2)
     candidates = propose([f"k{row}" for row in range(len(hashes))], hashes, np.array([len(hashes) - 1]), age=np.arange(len(hashes)))
     assert {int(row[1]) for row in candidates.rows} == set(near) | set(far)
-    assert not len(candidates.far.earned(1, {len(hashes) - 1}))
+    assert not len(candidates.waiting.earned(1, {len(hashes) - 1}))
 
 
 def test_best_pairs_keeps_one_spelling_per_pair_and_the_closest_orientation():
@@ -718,6 +718,25 @@ def test_the_pictures_the_hash_proposed_take_none_of_the_keypoint_places(monkeyp
     by_hash = Partners(np.array([[1, 0], [2, 3]]), 4)
     assert by_hash.of(0).tolist() == [1] and by_hash.of(3).tolist() == [2] and by_hash.of(2).tolist() == [3]
     assert keypoint_candidates(PointsInMemory.of(stored), 4, queries, proposed=by_hash) == [(0, 2)]
+
+
+def test_a_querys_keypoint_candidates_are_asked_a_block_at_a_time_most_votes_first(monkeypatch):
+    from dupe_scanner.analysis import candidates
+
+    monkeypatch.setattr(candidates, "KEYPOINT_BLOCK", 3)
+    rng = np.random.default_rng(9)
+    picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
+    shares = [150 - 10 * n for n in range(8)]  # the older pictures hold fewer and fewer of its points
+    stored = [picture[:share].copy() for share in shares] + [picture]
+    query = len(stored) - 1
+    hashes = rng.integers(0, 2**63, (len(stored), 8), dtype=np.uint64)  # strangers by hash
+    keys = [f"k{row}" for row in range(len(stored))]
+    descriptors_of = lambda rows: {row: [stored[row]] for row in rows}  # noqa: E731
+    proposed = candidates.propose(keys, hashes, np.array([query]), candidates.PointsInMemory.of(stored), descriptors_of, age=np.arange(len(stored)))
+    assert {int(row[1]) for row in proposed.rows} == {0, 1, 2}  # the most votes
+    assert {int(row[1]) for row in proposed.waiting.earned(1, {query}).rows} == {3, 4, 5}
+    assert {int(row[1]) for row in proposed.waiting.earned(2, {query}).rows} == {6, 7}
+    assert set(proposed.waiting.of_block(0, keys).values()) == {query}
 
 
 def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():

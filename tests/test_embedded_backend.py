@@ -352,14 +352,15 @@ def test_the_pair_search_says_how_many_candidates_it_has_verified(backend, tmp_p
     assert told[-1][1:] == (len(pairs), len(pairs))
 
 
-def test_a_family_of_copies_is_found_whole_when_each_hash_neighbour_must_be_earned_by_the_one_before(backend, tmp_path, monkeypatch):
+def test_a_family_of_copies_is_found_whole_when_each_candidate_must_be_earned_by_the_one_before(backend, tmp_path, monkeypatch):
     from dupe_scanner.analysis import candidates
 
     paths = variants(photo(11), tmp_path, "iota") + variants(photo(12), tmp_path, "kappa")
     index_all(backend, paths)
     everything_at_once = {(pair.first, pair.second) for pair in matches(backend, None)}
     monkeypatch.setattr(candidates, "NEAR_BITS", -1)  # every hash neighbour is far...
-    monkeypatch.setattr(candidates, "FAR_BLOCK", 1)  # ...and asked one at a time
+    monkeypatch.setattr(candidates, "FAR_BLOCK", 1)  # ...and asked one at a time,
+    monkeypatch.setattr(candidates, "KEYPOINT_BLOCK", 1)  # as is every keypoint candidate
     assert {(pair.first, pair.second) for pair in matches(backend, None)} == everything_at_once
 
 

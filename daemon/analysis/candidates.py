@@ -6,13 +6,14 @@
   neighbour of a query is kept (up to ``HASH_NEIGHBOURS``), unless more than ``CROWDED``
   are near-identical: then it is in a crowd, and meets only its ``CROWD_NEIGHBOURS`` nearest.
   Those further than ``NEAR_BITS`` are asked ``FAR_BLOCK`` at a time, nearest first, each
-  block only if the one before held a duplicate (``FarNeighbours``).
+  block only if the one before held a duplicate (``WaitingCandidates``).
 - Keypoint neighbours: ORB descriptors (of each image and of its mirror) against the stored
   descriptors of all images, through an inverted-file index (faiss, binary, the ``COMMON``
   nearest points of each descriptor); two images sharing ``MIN_VOTES`` close descriptors are
   proposed. A point many unrelated pictures hold (a texture, a pattern) is commonplace and
   votes only for what it nearly equals (``FAMILY_SHARE``). Catches crops and
-  overlaid text, which change the whole-frame hash too much.
+  overlaid text, which change the whole-frame hash too much. Asked ``KEYPOINT_BLOCK`` at a
+  time, most votes first, on the same evidence as the far hash neighbours.
 
 Each pair is asked from one side only: its newer picture's search, among the pictures that
 came before it (``age``). Every search keeps a bounded number of keypoint candidates, so
@@ -84,6 +85,16 @@ FAMILY_SHARE = 0.3
 # the 32 of when both sides of a pair searched: asked from its newer side only, 40 places
 # cover the labelled tune split's positives as 32 did from both sides, with 2.5 % fewer candidates.
 MOST_PER_IMAGE = 40
+# Keypoint candidates are asked as the evidence comes too, KEYPOINT_BLOCK at a time, most votes
+# first: a block's pairs share the far hash neighbours' block number, and a query's next block
+# of either kind is asked when its block before, of either kind, held a verified pair. A crop's
+# original holds most of its points and comes first; strangers sharing a texture or a pattern
+# vote for each other a little, many at a time. In the bench/scale library of 16,000 tiles this
+# holds back 72 % of the keypoint candidates (32,326 of 44,887), a quarter of the verification
+# CPU, and of the verified pairs one planted copy's (91 joining two families). Chosen on the
+# labelled set's tune split (``bench.keypoint_blocks``): blocks of 4, 8 or 16 hold back none of
+# its verified (original, copy) pairs, blocks of 2 hold back 16.
+KEYPOINT_BLOCK = 4
 IVF_ABOVE = 50_000  # descriptors; fewer are searched exhaustively
 FIRST_LOOK = 32  # nearest points looked up first; a descriptor with that many close ones is looked up COMMON deep
 QUERY_BATCH = 64  # descriptor sets searched at once (results: 64 x 160 x COMMON points)
@@ -173,7 +184,25 @@ def keypoint_candidates(
     age: np.ndarray | None = None,
     hashes: np.ndarray | None = None,
 ) -> list[tuple[int, int]]:
-    """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors.
+    """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors, sorted
+    (``ranked_keypoint_candidates`` without the ranks)."""
+    ranked = ranked_keypoint_candidates(points, image_count, queries, proposed, threads, age, hashes)
+    return [(query, stored) for query, stored, _ in ranked.tolist()]
+
+
+def ranked_keypoint_candidates(
+    points: PointIndex,
+    image_count: int,
+    queries: dict[int, list[np.ndarray]],
+    proposed: Partners | None = None,
+    threads: int = 1,
+    age: np.ndarray | None = None,
+    hashes: np.ndarray | None = None,
+) -> np.ndarray:
+    """int64[n, 3]: (query row, stored row, rank) of the pairs sharing at least ``MIN_VOTES``
+    close descriptors, sorted by pair; ``rank``: the stored row's place among the query's
+    candidates, most votes first (0 the most; the better of its places when both of the
+    query's descriptor sets found it).
 
     ``points``: the stored descriptors of ``image_count`` image rows; ``queries[row]``: the
     descriptor sets to search with for that row (the image's own and its mirror's).
@@ -189,21 +218,21 @@ def keypoint_candidates(
     """
     none = np.zeros(0, dtype=np.int64)
     if not points.points or not queries:
-        return []
+        return np.zeros((0, 3), dtype=np.int64)
     searches = [(row, descriptors) for row, sets in queries.items() for descriptors in sets if len(descriptors) >= MIN_VOTES]
-    pairs: set[tuple[int, int]] = set()
+    rank_of: dict[tuple[int, int], int] = {}
     neighbours = min(COMMON, points.points)
 
-    def search(batch: list[tuple[int, np.ndarray]]) -> list[tuple[int, int]]:
+    def search(batch: list[tuple[int, np.ndarray]]) -> list[tuple[int, int, int]]:
         sizes = np.array([len(descriptors) for _, descriptors in batch], dtype=np.int64)
         descriptors = np.ascontiguousarray(np.concatenate([d for _, d in batch]), dtype=np.uint8)
         distances, rows, commonplace = _nearest(points, descriptors, neighbours, hashes)
         starts = np.concatenate([[0], np.cumsum(sizes)])
-        found: list[tuple[int, int]] = []
+        found: list[tuple[int, int, int]] = []
         for (row, _), start, end in zip(batch, starts[:-1], starts[1:], strict=True):
             already = proposed.of(row) if proposed else none
             voted = _most_voted(row, distances[start:end], rows[start:end], commonplace[start:end], image_count, already, age, hashes)
-            found.extend((row, image) for image in voted)
+            found.extend((row, image, rank) for rank, image in enumerate(voted))
         return found
 
     # Batches go to plain threads, each running faiss on one core: faiss releases the GIL,
@@ -211,8 +240,9 @@ def keypoint_candidates(
     # (the service indexing beside the scan) made searches several times slower.
     with ThreadPoolExecutor(max_workers=max(1, threads), initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
         for found in pool.map(search, _batches(searches, QUERY_BATCH)):
-            pairs.update(found)
-    return sorted(pairs)
+            for row, image, rank in found:
+                rank_of[row, image] = min(rank, rank_of.get((row, image), rank))
+    return np.array(sorted((row, image, rank) for (row, image), rank in rank_of.items()), dtype=np.int64).reshape(-1, 3)
 
 
 def _nearest(
@@ -407,19 +437,19 @@ class Partners:
 class Candidates:
     """Candidate pairs as rows of the key list: (first, second, orientation hint or
     ``NO_ORIENTATION``), one row per pair, sorted by pair. 24 bytes a pair: a first scan
-    verifies tens a picture. ``far``: the hash neighbours held back, asked block by block
-    as the evidence warrants (``FAR_BLOCK``)."""
+    verifies tens a picture. ``waiting``: the candidates held back, asked block by block
+    as the evidence warrants (``FAR_BLOCK``, ``KEYPOINT_BLOCK``)."""
 
-    def __init__(self, rows: np.ndarray, far: FarNeighbours | None = None):
+    def __init__(self, rows: np.ndarray, waiting: WaitingCandidates | None = None):
         self.rows = rows
-        self.far = far if far is not None else FarNeighbours.none(len(rows))
+        self.waiting = waiting if waiting is not None else WaitingCandidates.none(len(rows))
 
     @classmethod
-    def of(cls, proposed: np.ndarray, image_count: int, far: FarNeighbours | None = None) -> Candidates:
+    def of(cls, proposed: np.ndarray, image_count: int, waiting: WaitingCandidates | None = None) -> Candidates:
         """One row per pair of ``proposed`` (first, second, orientation), its first proposal kept."""
         low, high = np.minimum(proposed[:, 0], proposed[:, 1]), np.maximum(proposed[:, 0], proposed[:, 1])
         _, first_proposal = np.unique(low * image_count + high, return_index=True)
-        return cls(proposed[first_proposal], far)
+        return cls(proposed[first_proposal], waiting)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -433,33 +463,47 @@ class Candidates:
             ]
 
 
-class FarNeighbours:
-    """A query's hash neighbours further than ``NEAR_BITS``, in blocks of ``FAR_BLOCK``,
-    nearest first: block 0 is asked with the other candidates, block n + 1 of a query only
-    when its block n held a verified pair (``earned``). int64 rows (query, stored,
-    orientation, block), 32 bytes a pair."""
+class WaitingCandidates:
+    """The candidates asked as the evidence comes, in numbered blocks: a query's hash
+    neighbours further than ``NEAR_BITS``, ``FAR_BLOCK`` a block, nearest first, and its
+    keypoint candidates, ``KEYPOINT_BLOCK`` a block, most votes first. Block 0 is asked with
+    the other candidates, block n + 1 of a query only when its block n held a verified pair
+    (``earned``). int64 rows (query, stored, orientation, block), 32 bytes a pair."""
 
     def __init__(self, rows: np.ndarray, image_count: int):
         self.rows, self.image_count = rows, image_count
 
     @classmethod
-    def none(cls, image_count: int) -> FarNeighbours:
+    def none(cls, image_count: int) -> WaitingCandidates:
         return cls(np.zeros((0, 4), np.int64), image_count)
 
     @classmethod
     def of(
-        cls, hashed: np.ndarray, image_count: int, age: np.ndarray | None, near_bits: int | None = None, block: int | None = None
-    ) -> FarNeighbours:
+        cls,
+        hashed: np.ndarray,
+        image_count: int,
+        age: np.ndarray | None,
+        near_bits: int | None = None,
+        block: int | None = None,
+        ranked: np.ndarray | None = None,
+        keypoint_block: int | None = None,
+    ) -> WaitingCandidates:
         """The neighbours of ``hashed`` (``_hash_search``'s rows) further than ``near_bits``
         (``NEAR_BITS``), in blocks of ``block`` (``FAR_BLOCK``): nearest first, then oldest
-        first, as the hash search ranks them."""
+        first, as the hash search ranks them; and the keypoint candidates ``ranked``
+        (``ranked_keypoint_candidates``' rows), in blocks of ``keypoint_block`` (``KEYPOINT_BLOCK``)."""
         near_bits = NEAR_BITS if near_bits is None else near_bits
         far = hashed[hashed[:, 3] > near_bits]
         rank = far[:, 1] if age is None else age[far[:, 1]]
         far = far[np.lexsort((rank, far[:, 3], far[:, 0]))]
         starts = np.flatnonzero(np.r_[True, far[1:, 0] != far[:-1, 0]]) if len(far) else np.zeros(0, np.int64)
         place = np.arange(len(far)) - np.repeat(starts, np.diff(np.r_[starts, len(far)]))
-        return cls(np.column_stack([far[:, :3], place // (block or FAR_BLOCK)]).astype(np.int64).reshape(-1, 4), image_count)
+        far_rows = np.column_stack([far[:, :3], place // (block or FAR_BLOCK)]).astype(np.int64).reshape(-1, 4)
+        if ranked is None or not len(ranked):
+            return cls(far_rows, image_count)
+        keypoint_blocks = ranked[:, 2] // (keypoint_block or KEYPOINT_BLOCK)
+        keypoint_rows = np.column_stack([ranked[:, :2], np.full(len(ranked), NO_ORIENTATION), keypoint_blocks]).astype(np.int64)
+        return cls(np.concatenate([far_rows, keypoint_rows]), image_count)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -497,19 +541,33 @@ def propose(
     paired only with older rows, so give every query row a younger age than the rows it
     must meet. Without it, pairs are proposed from either side.
     """
+    hashed, keypointed = search(keys, hashes, query_rows, points, descriptors_of, threads, age)
+    waiting = WaitingCandidates.of(hashed, len(keys), age, ranked=keypointed)
+    proposed = np.concatenate([hashed[:, :3], np.column_stack([keypointed[:, :2], np.full(len(keypointed), NO_ORIENTATION)])])
+    held = waiting.rows[waiting.held_back()]
+    asked = ~np.isin(proposed[:, 0] * len(keys) + proposed[:, 1], held[:, 0] * len(keys) + held[:, 1])
+    return Candidates.of(proposed[asked], len(keys), waiting)
+
+
+def search(
+    keys: list[str],
+    hashes: np.ndarray,
+    query_rows: np.ndarray,
+    points: PointIndex | None = None,
+    descriptors_of: Callable[[list[int]], dict[int, list[np.ndarray]]] | None = None,
+    threads: int = 1,
+    age: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``propose``'s two searches: the hash's rows (``_hash_search``) and the keypoints' (``ranked_keypoint_candidates``)."""
     hashed, crowded = _hash_search(hashes, query_rows, age)
     by_hash = Partners(hashed[:, :2], len(keys))  # held back or not, they are the hash's (``keypoint_candidates``)
-    far = FarNeighbours.of(hashed, len(keys), age)
-    held = far.rows[far.held_back()]
-    asked = ~np.isin(hashed[:, 0] * len(keys) + hashed[:, 1], held[:, 0] * len(keys) + held[:, 1])
-    proposed = [hashed[asked, :3]]
     # A picture in a crowd searches no keypoints: the crowd's first pictures, which did, hold
     # the same points, and found its crops and overlays; its own search would look through
     # every copy of each of its points, the crowd's size squared in all.
     searching = [row for row in query_rows.tolist() if row not in crowded]
+    ranked = [np.zeros((0, 3), np.int64)]
     if points is not None and descriptors_of is not None:
         for start in range(0, len(searching), QUERY_CHUNK):
             queries = descriptors_of(searching[start : start + QUERY_CHUNK])
-            found = keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes)
-            proposed.append(np.array([(first, second, NO_ORIENTATION) for first, second in found], dtype=np.int64).reshape(-1, 3))
-    return Candidates.of(np.concatenate(proposed), len(keys), far)
+            ranked.append(ranked_keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes))
+    return hashed, np.concatenate(ranked)

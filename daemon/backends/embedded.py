@@ -296,17 +296,17 @@ class EmbeddedBackend:
         candidates = propose(keys, hashes, query_rows, points, descriptors_of, threads=self.workers, age=age)
         del points
         release_memory()  # the search's arrays, before the long verification
-        held_back = int(candidates.far.held_back().sum())
-        log.debug("%d candidate pairs among %d contents, %d far hash neighbours held back", len(candidates), len(keys), held_back)
+        held_back = int(candidates.waiting.held_back().sum())
+        log.debug("%d candidate pairs among %d contents, %d held back until earned", len(candidates), len(keys), held_back)
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
         yield from self._verify_as_earned(candidates, keys, progress)
 
     def _verify_as_earned(self, candidates: Candidates, keys: list[str], progress: Callable[[str, int, int], None] | None) -> Iterator[ScoredPair]:
-        """The verdicts on ``candidates``, then on each block of far hash neighbours a query
-        earned: its block before held a verified pair (``candidates.FAR_BLOCK``)."""
+        """The verdicts on ``candidates``, then on each block of waiting candidates a query
+        earned: its block before held a verified pair (``candidates.WaitingCandidates``)."""
         asked, block, done = candidates, 0, 0
         while len(asked):
-            queries_of = candidates.far.of_block(block, keys)
+            queries_of = candidates.waiting.of_block(block, keys)
             earned: set[int] = set()
             for scored in self._verify(asked.batches(keys, BATCH_PAIRS), len(asked), _after(progress, done)):
                 if scored.score >= VERIFIED and (scored.first, scored.second) in queries_of:
@@ -314,7 +314,7 @@ class EmbeddedBackend:
                 yield scored
             done += len(asked)
             block += 1
-            asked = candidates.far.earned(block, earned)
+            asked = candidates.waiting.earned(block, earned)
 
     def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Iterator[ScoredPair]:
         """The verdict on each of these pairs, asked outright rather than proposed by the search
