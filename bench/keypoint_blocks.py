@@ -16,7 +16,8 @@ rejected: the figures lean towards holding back more, not less.
 
 Columns: the keypoint candidates and how many are held back; the verified pairs among those
 (``--labels``: one family's, a copy lost unless a group holds it through another pair, or two
-families', a wrong pair not made); the far hash neighbours asked that the hash's blocks alone
+families', a wrong pair not made; with the labelled set's ``labels.json``, also how many are
+pairs its scores count, an original and its copy); the far hash neighbours asked that the hash's blocks alone
 would not earn (earned through a keypoint pair). ``--cpu-sample N``: N of the state's stored
 pairs scored again through the real ``score_pair`` in this process, and the share of their CPU
 that went to the pairs held back.
@@ -25,6 +26,7 @@ that went to the pairs held back.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -53,11 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     keys, hashed, ranked, age = searched(arguments.state)
     verified = verified_pairs(connection, keys)
     family = families(connection, arguments.labels, arguments.split) if arguments.labels else None
+    scored = scored_copies(connection, arguments.labels, arguments.split) if arguments.labels and arguments.labels.suffix == ".json" else None
     print(f"{len(keys)} contents, {len(hashed)} hash candidates, {len(ranked)} keypoint candidates, {len(verified)} verified pairs stored")
     cpu_of = scored_again(connection, arguments.cpu_sample)
     hash_alone = asked_rows(candidates.WaitingCandidates.of(hashed, len(keys), age), keys, verified)
     header = f"{'block':>5} {'keypoint':>9} {'held back':>9} {'share':>6} {'verified held':>13} {'one family':>10} {'two':>5}"
-    print(f"{header} {'far hash earned':>15} {'of CPU':>7}")
+    print(f"{header} {'scored copies':>13} {'far hash earned':>15} {'of CPU':>7}")
     for block in _numbers(arguments.blocks):
         waiting = candidates.WaitingCandidates.of(hashed, len(keys), age, ranked=ranked, keypoint_block=block)
         asked = asked_rows(waiting, keys, verified)
@@ -68,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         same = sum(family(a) == family(b) for a, b in lost) if family else "-"
         other = len(lost) - same if family and isinstance(same, int) else "-"
         more_hash = int((asked[: len(hash_alone)] & ~hash_alone).sum())  # the far rows come first, in the same order
+        copies = sum(pair in scored for pair in lost) if scored is not None else "-"
         share = len(held) / max(1, int(keypoint.sum()))
         cpu = f"{sum(cpu_of.get(pair, 0.0) for pair in held) / sum(cpu_of.values()):.1%}" if cpu_of else "-"
-        print(f"{block:>5} {int(keypoint.sum()):>9} {len(held):>9} {share:>6.1%} {len(lost):>13} {same:>10} {other:>5} {more_hash:>15} {cpu:>7}")
+        counts = f"{block:>5} {int(keypoint.sum()):>9} {len(held):>9} {share:>6.1%} {len(lost):>13} {same:>10} {other:>5}"
+        print(f"{counts} {copies:>13} {more_hash:>15} {cpu:>7}")
     return 0
 
 
@@ -95,6 +100,16 @@ def searched(state: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray
         hashed, ranked = candidates.search(keys, hashes, query_rows, points, descriptors_of, threads=2, age=age)
         backend.close()
     return keys, hashed, ranked, age
+
+
+def scored_copies(connection, labels: Path, split: str | None) -> set[tuple[str, str]]:
+    """The labelled set's positives (an original and its copy) of ``split``, as content pairs in ``ScoredPair`` order."""
+    images = labels.parent / "images"
+    files = connection.execute("SELECT path, content_hash FROM files").fetchall()
+    content = {str(Path(path).relative_to(images)): key for path, key in files if Path(path).is_relative_to(images)}
+    positives = json.loads(labels.read_text())["positives"]
+    pairs = [(content.get(p["first"]), content.get(p["second"])) for p in positives if split is None or p["split"] == split]
+    return {(min(a, b), max(a, b)) for a, b in pairs if a and b}
 
 
 def scored_again(connection, sample: int) -> dict[tuple[str, str], float]:
