@@ -93,7 +93,7 @@ class PeakRss:
 
 def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
     import dupe_scanner.backends.keypoint_store as keypoint_store
-    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
     from dupe_scanner.memory import release_memory
 
     if in_one_go:
@@ -122,7 +122,7 @@ def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
     for name, given in (("scan", hashes), ("no_hashes", None)):
         memory.reset()
         cpu = time.process_time()
-        found = keypoint_candidates(points, size, queries, threads=2, age=np.arange(size), hashes=given)
+        found = pairs_of(keypoint_candidates(points, size, queries, threads=2, age=np.arange(size), hashes=given))
         row[f"{name}_search_ms"] = 1000 * (time.process_time() - cpu) / part
         row[f"{name}_search_mb"] = memory.reset() / 1e6
         row[f"{name}_candidates"] = len(found) / part

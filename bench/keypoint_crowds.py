@@ -89,7 +89,7 @@ def measure(state: Path, common: int, share: float, searched: str) -> dict:
             own, mirrored = backend._load_descriptors([keys[row] for row in rows])
             queries = {row: [own[at], mirrored[at]] for at, row in enumerate(rows)}
             began = time.process_time()
-            pairs = candidates.keypoint_candidates(points, len(keys), queries, None, 1, age, hashes)
+            pairs = candidates.pairs_of(candidates.keypoint_candidates(points, len(keys), queries, None, 1, age, hashes))
             cpu += time.process_time() - began
             found.update(tuple(sorted((keys[first], keys[second]))) for first, second in pairs)
             if start == 0:  # how crowded: the first chunk's descriptors, a sample

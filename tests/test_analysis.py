@@ -638,7 +638,7 @@ def test_another_shot_tilted_by_less_than_a_degree_is_not_a_duplicate():
 def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
     """Every point of a picture copied more than COMMON times is 'commonplace' by count; the
     copies hold it nearly exactly, so it still votes for them."""
-    from dupe_scanner.analysis.candidates import COMMON, MIN_VOTES, PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import COMMON, MIN_VOTES, PointsInMemory, keypoint_candidates, pairs_of
 
     rng = np.random.default_rng(5)
     picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
@@ -650,7 +650,7 @@ def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():
         copies.append(copy)
     crop = picture[: 3 * MIN_VOTES]  # the points of a part of the picture
     stored = [*copies, crop]
-    pairs = keypoint_candidates(PointsInMemory.of(stored), len(stored), {len(copies): [crop]})
+    pairs = pairs_of(keypoint_candidates(PointsInMemory.of(stored), len(stored), {len(copies): [crop]}))
     assert pairs and all(first == len(copies) and second < len(copies) for first, second in pairs)
 
 
@@ -681,43 +681,43 @@ def _crowded_point_library(owner_hashes: np.ndarray, seed: int) -> tuple[list[np
 def test_a_crop_meets_the_family_of_copies_that_crowds_its_points():
     """60 copies of a picture crowd each of its points, more than the first look sees; their
     hashes are one family's, so the crop's points are looked up deep and vote for them all."""
-    from dupe_scanner.analysis.candidates import FIRST_LOOK, PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import FIRST_LOOK, PointsInMemory, keypoint_candidates, pairs_of
 
     rng = np.random.default_rng(11)
     family = np.uint64(rng.integers(0, 2**63)) ^ (np.uint64(1) << rng.integers(0, 64, 60).astype(np.uint64))
     stored, hashes, age = _crowded_point_library(family, seed=3)
     assert len(family) > FIRST_LOOK
     crop = len(stored) - 1
-    pairs = keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age, hashes=hashes)
+    pairs = pairs_of(keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age, hashes=hashes))
     assert {second for _, second in pairs} == set(range(40))  # its MOST_PER_IMAGE places, all the family's
 
 
 def test_points_that_unrelated_pictures_share_are_commonplace_and_propose_nothing():
     """A texture or a grid's corner: 60 pictures hold the point, but their hashes are strangers'."""
-    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates, pairs_of
 
     rng = np.random.default_rng(12)
     strangers = rng.integers(0, 2**63, 60, dtype=np.uint64)
     stored, hashes, age = _crowded_point_library(strangers, seed=3)
     crop = len(stored) - 1
-    assert keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age, hashes=hashes) == []
+    assert pairs_of(keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age, hashes=hashes)) == []
     # Without hashes to tell them apart, every crowded point is looked up deep, and votes.
-    assert keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age)
+    assert pairs_of(keypoint_candidates(PointsInMemory.of(stored), len(stored), {crop: [stored[crop]]}, age=age))
 
 
 def test_the_pictures_the_hash_proposed_take_none_of_the_keypoint_places(monkeypatch):
     from dupe_scanner.analysis import candidates
-    from dupe_scanner.analysis.candidates import Partners, PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import Partners, PointsInMemory, keypoint_candidates, pairs_of
 
     rng = np.random.default_rng(8)
     picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
     stored = [picture, picture.copy(), picture[:100].copy(), picture[:60].copy()]  # votes: 160, 100, 60
     monkeypatch.setattr(candidates, "MOST_PER_IMAGE", 1)
     queries = {0: [picture]}
-    assert keypoint_candidates(PointsInMemory.of(stored), 4, queries) == [(0, 1)]
+    assert pairs_of(keypoint_candidates(PointsInMemory.of(stored), 4, queries)) == [(0, 1)]
     by_hash = Partners(np.array([[1, 0], [2, 3]]), 4)
     assert by_hash.of(0).tolist() == [1] and by_hash.of(3).tolist() == [2] and by_hash.of(2).tolist() == [3]
-    assert keypoint_candidates(PointsInMemory.of(stored), 4, queries, proposed=by_hash) == [(0, 2)]
+    assert pairs_of(keypoint_candidates(PointsInMemory.of(stored), 4, queries, proposed=by_hash)) == [(0, 2)]
 
 
 def test_a_querys_keypoint_candidates_are_asked_a_block_at_a_time_most_votes_first(monkeypatch):
@@ -742,7 +742,7 @@ def test_a_querys_keypoint_candidates_are_asked_a_block_at_a_time_most_votes_fir
 def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():
     """In a crowd the hash keeps a few neighbours of each picture; the keypoints must not
     propose the others, or a crowd of copies fills every keypoint place again."""
-    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates, pairs_of
 
     rng = np.random.default_rng(7)
     picture = rng.integers(0, 256, (160, 32), dtype=np.uint8)
@@ -752,9 +752,9 @@ def test_keypoints_leave_the_pictures_within_the_hash_reach_to_the_hash():
     hashes[19, :] = np.uint64(1)  # ...but row 19's within reach
     queries = {0: [picture]}
     age = np.arange(20)[::-1].copy()  # row 0 is the newest
-    everything = set(keypoint_candidates(PointsInMemory.of(stored), 20, queries, age=age))
+    everything = set(pairs_of(keypoint_candidates(PointsInMemory.of(stored), 20, queries, age=age)))
     assert everything == {(0, row) for row in range(1, 20)}
-    left = set(keypoint_candidates(PointsInMemory.of(stored), 20, queries, age=age, hashes=hashes))
+    left = set(pairs_of(keypoint_candidates(PointsInMemory.of(stored), 20, queries, age=age, hashes=hashes)))
     assert left == {(0, row) for row in range(10, 19)}
 
 

@@ -285,7 +285,7 @@ def test_the_kept_keypoint_base_finds_each_of_its_pictures_now_and_the_new_ones(
 
 def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pictures(tmp_path, monkeypatch):
     import dupe_scanner.analysis.candidates as candidates
-    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
     from dupe_scanner.backends.keypoint_store import KeypointStore
 
     monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)  # an inverted-file index from 2,000 points on
@@ -301,7 +301,7 @@ def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pict
     def scan(keys, query):
         points = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, load)  # a new process each time
         row = keys.index(query)
-        return {(keys[a], keys[b]) for a, b in keypoint_candidates(points, len(keys), {row: [pictures[query]]})}
+        return {(keys[a], keys[b]) for a, b in pairs_of(keypoint_candidates(points, len(keys), {row: [pictures[query]]}))}
 
     keys = sorted(pictures)
     scan(keys, keys[0])
@@ -397,7 +397,7 @@ def test_a_querys_next_block_of_far_hash_neighbours_is_asked_only_when_its_block
 def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_what_one_built_at_once_finds(tmp_path, monkeypatch):
     import dupe_scanner.analysis.candidates as candidates
     import dupe_scanner.backends.keypoint_store as keypoint_store
-    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates
+    from dupe_scanner.analysis.candidates import PointsInMemory, keypoint_candidates, pairs_of
     from dupe_scanner.backends.keypoint_store import KeypointStore
 
     monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)
@@ -419,7 +419,8 @@ def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_wh
 
     queries = {row: [pictures[keys[row]]] for row in (50, 51)}
     at_once = PointsInMemory.of([pictures[key] for key in keys])
-    assert keypoint_candidates(kept, len(keys), queries) == keypoint_candidates(at_once, len(keys), queries) == [(50, 3), (51, 30)]
+    found_kept, found_at_once = (pairs_of(keypoint_candidates(index, len(keys), queries)) for index in (kept, at_once))
+    assert found_kept == found_at_once == [(50, 3), (51, 30)]
 
 
 def a_library_in_shards(monkeypatch, size: int) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -477,7 +478,7 @@ def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_searches_as_one_bu
 def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_finds_what_one_index_of_them_all_finds(tmp_path, monkeypatch):
     import faiss
 
-    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
     from dupe_scanner.backends.keypoint_store import KeypointStore
 
     keys, pictures = a_library_in_shards(monkeypatch, 60)  # 9,600 points in 392 cells
@@ -499,7 +500,7 @@ def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_f
     assert searched_alike(many, {key: pictures[key] for key in everything}, ties_at_the_end=True)
     queries = {everything.index(key): [pictures[key]] for key in new}
     copies = [(everything.index(key), original) for original, key in enumerate(new)]
-    assert keypoint_candidates(many, len(everything), queries) == keypoint_candidates(few, len(everything), queries) == copies
+    assert pairs_of(keypoint_candidates(many, len(everything), queries)) == pairs_of(keypoint_candidates(few, len(everything), queries)) == copies
 
 
 def copies_of(pictures: dict[str, np.ndarray], originals: list[str], first: int, seed: int) -> list[str]:
@@ -513,7 +514,7 @@ def copies_of(pictures: dict[str, np.ndarray], originals: list[str], first: int,
 
 def test_new_pictures_are_filed_in_segments_beside_the_base_so_a_scan_reads_only_those_new_since_and_finds_them_all(tmp_path, monkeypatch):
     import dupe_scanner.backends.keypoint_store as keypoint_store
-    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
     from dupe_scanner.backends.keypoint_store import KeypointStore
 
     keys, pictures = a_library_in_shards(monkeypatch, 60)
@@ -529,7 +530,7 @@ def test_new_pictures_are_filed_in_segments_beside_the_base_so_a_scan_reads_only
         everything = sorted(pictures)
         points = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(everything, load, queries=1)  # a new process each time
         queries = {everything.index(key): [pictures[key]] for key in new}
-        return points, keypoint_candidates(points, len(everything), queries)
+        return points, pairs_of(keypoint_candidates(points, len(everything), queries))
 
     def kept_files() -> list[str]:
         return sorted(path.suffix for path in tmp_path.iterdir())
@@ -565,7 +566,7 @@ def test_a_segment_that_finds_no_room_leaves_its_pictures_in_the_delta_and_the_k
     import faiss
 
     import dupe_scanner.backends.keypoint_store as keypoint_store
-    from dupe_scanner.analysis.candidates import keypoint_candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
     from dupe_scanner.backends.keypoint_store import KeypointStore
 
     keys, pictures = a_library_in_shards(monkeypatch, 40)
@@ -591,7 +592,7 @@ def test_a_segment_that_finds_no_room_leaves_its_pictures_in_the_delta_and_the_k
     assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
     assert not points.kept.segments and len(points.delta.owners.rows) == 3
     queries = {everything.index(key): [pictures[key]] for key in new}
-    assert keypoint_candidates(points, len(everything), queries) == [(everything.index(key), n) for n, key in enumerate(new)]
+    assert pairs_of(keypoint_candidates(points, len(everything), queries)) == [(everything.index(key), n) for n, key in enumerate(new)]
 
 
 def test_the_base_is_written_anew_once_the_pictures_new_since_it_outgrow_a_quarter_of_it_segments_included(tmp_path, monkeypatch):

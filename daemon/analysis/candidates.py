@@ -183,21 +183,6 @@ def keypoint_candidates(
     threads: int = 1,
     age: np.ndarray | None = None,
     hashes: np.ndarray | None = None,
-) -> list[tuple[int, int]]:
-    """(query row, stored row) pairs sharing at least ``MIN_VOTES`` close descriptors, sorted
-    (``ranked_keypoint_candidates`` without the ranks)."""
-    ranked = ranked_keypoint_candidates(points, image_count, queries, proposed, threads, age, hashes)
-    return [(query, stored) for query, stored, _ in ranked.tolist()]
-
-
-def ranked_keypoint_candidates(
-    points: PointIndex,
-    image_count: int,
-    queries: dict[int, list[np.ndarray]],
-    proposed: Partners | None = None,
-    threads: int = 1,
-    age: np.ndarray | None = None,
-    hashes: np.ndarray | None = None,
 ) -> np.ndarray:
     """int64[n, 3]: (query row, stored row, rank) of the pairs sharing at least ``MIN_VOTES``
     close descriptors, sorted by pair; ``rank``: the stored row's place among the query's
@@ -243,6 +228,11 @@ def ranked_keypoint_candidates(
             for row, image, rank in found:
                 rank_of[row, image] = min(rank, rank_of.get((row, image), rank))
     return np.array(sorted((row, image, rank) for (row, image), rank in rank_of.items()), dtype=np.int64).reshape(-1, 3)
+
+
+def pairs_of(ranked: np.ndarray) -> list[tuple[int, int]]:
+    """(query row, stored row) of each of ``keypoint_candidates``' rows, without the ranks."""
+    return [(query, stored) for query, stored, _ in ranked.tolist()]
 
 
 def _nearest(
@@ -491,7 +481,7 @@ class WaitingCandidates:
         """The neighbours of ``hashed`` (``_hash_search``'s rows) further than ``near_bits``
         (``NEAR_BITS``), in blocks of ``block`` (``FAR_BLOCK``): nearest first, then oldest
         first, as the hash search ranks them; and the keypoint candidates ``ranked``
-        (``ranked_keypoint_candidates``' rows), in blocks of ``keypoint_block`` (``KEYPOINT_BLOCK``)."""
+        (``keypoint_candidates``' rows), in blocks of ``keypoint_block`` (``KEYPOINT_BLOCK``)."""
         near_bits = NEAR_BITS if near_bits is None else near_bits
         far = hashed[hashed[:, 3] > near_bits]
         rank = far[:, 1] if age is None else age[far[:, 1]]
@@ -558,7 +548,7 @@ def search(
     threads: int = 1,
     age: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``propose``'s two searches: the hash's rows (``_hash_search``) and the keypoints' (``ranked_keypoint_candidates``)."""
+    """``propose``'s two searches: the hash's rows (``_hash_search``) and the keypoints' (``keypoint_candidates``)."""
     hashed, crowded = _hash_search(hashes, query_rows, age)
     by_hash = Partners(hashed[:, :2], len(keys))  # held back or not, they are the hash's (``keypoint_candidates``)
     # A picture in a crowd searches no keypoints: the crowd's first pictures, which did, hold
@@ -569,5 +559,5 @@ def search(
     if points is not None and descriptors_of is not None:
         for start in range(0, len(searching), QUERY_CHUNK):
             queries = descriptors_of(searching[start : start + QUERY_CHUNK])
-            ranked.append(ranked_keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes))
+            ranked.append(keypoint_candidates(points, len(keys), queries, by_hash, threads, age, hashes))
     return hashed, np.concatenate(ranked)
