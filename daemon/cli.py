@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dupe_scanner.errors import DupeScannerError, SettingsError, UsageError
 from dupe_scanner.logs import ERROR, WARNING, configure_logging, prefixed, stderr_is_journal
+from dupe_scanner.malloc_arenas import limit_malloc_arenas
 from dupe_scanner.samples import DESCRIPTIONS, SAMPLES, sample_text
 from dupe_scanner.settings import Settings, find_settings_file, load_settings
 from dupe_scanner.store import LOCK_WAIT_SECONDS
@@ -156,6 +157,7 @@ def _seconds(text: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    limit_malloc_arenas()  # before any thread starts
     arguments = build_parser().parse_args(argv)
     journal = stderr_is_journal(os.environ)
     if arguments.verb == "sample":  # needs no settings: it may be how they are made
