@@ -198,3 +198,48 @@ def test_a_scan_keeps_the_thumbnails_beside_the_state(tmp_path):
     digest = hashlib.sha256(original.read_bytes()).hexdigest()
     kept = tmp_path / "state" / ".thumbnails" / f"v{FORMAT_VERSION}-{ReportSettings().thumbnail_size}" / digest[:2]
     assert [path.name for path in kept.iterdir()] == [f"{digest}.jpg"]  # one content, one thumbnail
+
+
+def opened_pictures(monkeypatch, folder: Path) -> list[str]:
+    """The pictures under ``folder`` the thumbnails are decoded from, one entry per decode."""
+    from dupe_scanner.reports import thumbnails
+
+    opened: list[str] = []
+    real_open = thumbnails.open_upright
+
+    def counting_open(path, *arguments, **options):
+        if Path(path).is_relative_to(folder):
+            opened.append(Path(path).name)
+        return real_open(path, *arguments, **options)
+
+    monkeypatch.setattr(thumbnails, "open_upright", counting_open)
+    return opened
+
+
+def test_a_first_write_decodes_each_picture_once_for_the_graph_and_the_review_page(tmp_path, monkeypatch):
+    groups = two_groups(tmp_path / "photos")
+    opened = opened_pictures(monkeypatch, tmp_path / "photos")
+
+    outcome = write_reports(groups, tmp_path / "reports", SETTINGS, 0.6, generated_at=T0, thumbnail_cache=tmp_path / "cache")
+
+    assert sorted(opened) == ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]
+    assert (outcome.thumbnails_decoded, outcome.review_thumbnails_decoded) == (5, 5)
+    assert all(cached(tmp_path / "cache", member).read_bytes().endswith(b"\xff\xd9") for g in groups for member in g.members)
+
+
+def test_a_graph_thumbnail_whose_review_thumbnail_is_torn_is_decoded_from_the_picture(tmp_path, monkeypatch):
+    groups = two_groups(tmp_path / "photos")
+    cache, reports = tmp_path / "cache", tmp_path / "reports"
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0, thumbnail_cache=cache)
+    shutil.rmtree(cache)
+    (reports / "duplicates.html").unlink()  # so the page is rendered again
+    first = groups[0].members[0]
+    torn = ThumbnailCache(reports / "thumbnails", 224).kept_file(first.content_hash)
+    assert torn is not None
+    torn.write_bytes(torn.read_bytes()[:100])  # as a power cut might leave it
+    opened = opened_pictures(monkeypatch, tmp_path / "photos")
+
+    write_reports(groups, reports, SETTINGS, 0.6, generated_at=T0, thumbnail_cache=cache)
+
+    assert opened == [Path(first.path).name]
+    assert cached(cache, first).read_bytes().endswith(b"\xff\xd9")

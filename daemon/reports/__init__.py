@@ -111,7 +111,10 @@ def write_reports(
         details_report.render_details(groups, threshold, generated_at, partial),
         volatile=details_report.VOLATILE,
     )
-    thumbnails = ThumbnailCache(thumbnail_cache, settings.thumbnail_size)
+    review_thumbnails = review_page.review_thumbnails(reports_dir)
+    # The review page's thumbnails are made first, so the graph pages shrink theirs from
+    # them instead of decoding every picture a second time.
+    thumbnails = ThumbnailCache(thumbnail_cache, settings.thumbnail_size, shrink_from=review_thumbnails)
     # One account for the graph pages and the review page: a picture neither can show is
     # counted once, and a deleted folder's thousands are one line, not one each.
     unreadable = UnreadablePictures()
@@ -119,21 +122,17 @@ def write_reports(
         groups, threshold, settings.html_max_nodes, settings.thumbnail_size, generated_at,
         thumbnails=thumbnails, partial=partial, unreadable=unreadable,
     )
+    review = review_page.render_review(
+        groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails, partial,
+        unreadable,
+    )
     for page in pages:
         path = reports_dir / page.file_name
         if html_report.existing_fingerprint(path) == page.fingerprint:
             unchanged.append(path)
         else:
             to_write.append((path, page.render()))
-    review_thumbnails = review_page.review_thumbnails(reports_dir)
-    consider(
-        reports_dir / review_page.FILE_NAME,
-        review_page.render_review(
-            groups, plan, threshold, generated_at, [str(f) for f in watched_folders], reports_dir, review_thumbnails, partial,
-            unreadable,
-        ),
-        volatile=review_page.VOLATILE,
-    )
+    consider(reports_dir / review_page.FILE_NAME, review, volatile=review_page.VOLATILE)
     unreadable.log_rest()  # every thumbnail of this run is made
     atomic_write_all(to_write)
     written = [path for path, _ in to_write]

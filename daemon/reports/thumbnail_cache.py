@@ -60,9 +60,12 @@ class ThumbnailCache:
     One instance per report run: it counts what it decoded, reused and stored.
     """
 
-    def __init__(self, root: Path | None, size: int, mode: int = MODE) -> None:
+    def __init__(self, root: Path | None, size: int, mode: int = MODE, shrink_from: ThumbnailCache | None = None) -> None:
         self.root = Path(root) if root is not None else None
-        self.mode = mode
+        self.size, self.mode = size, mode
+        # Larger thumbnails made first (the review page's): a picture kept there is shrunk
+        # from that small JPEG rather than decoded again (``thumbnails.thumbnail_data_uris``).
+        self.shrink_from = shrink_from if shrink_from is not None and shrink_from.size >= size else None
         self.folder = self.root / f"v{FORMAT_VERSION}-{size}" if self.root is not None else None
         self.decoded = 0
         self.reused = 0
@@ -137,6 +140,11 @@ class ThumbnailCache:
             return None
         name = self._file_name(content_hash)
         return self.folder / name[:2] / name
+
+    def kept_file(self, content_hash: ContentKey) -> Path | None:
+        """The file holding the thumbnail of ``content_hash``, if one is kept; else None."""
+        path = self.path_of(content_hash)
+        return path if path is not None and self._exists(content_hash) else None
 
     # --- reading and writing --------------------------------------------------------
 

@@ -14,7 +14,7 @@ import base64
 import io
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -100,10 +100,17 @@ def thumbnail_data_uris(
     members: Sequence[FileEntry], size: int, cache: ThumbnailCache | None = None, workers: int = MAX_WORKERS,
     unreadable: UnreadablePictures | None = None,
 ) -> list[str]:
-    """A thumbnail URI for each member, in order: from ``cache`` by content, else decoded in a few threads."""
+    """A thumbnail URI for each member, in order: from ``cache`` by content, else shrunk from
+    the larger thumbnail ``cache.shrink_from`` keeps of it (a photograph takes tens of
+    milliseconds to decode, a thumbnail well under one), else decoded, in a few threads."""
     cache = cache if cache is not None else ThumbnailCache(None, size)
-    jpegs = cache.jpegs(members, lambda paths: _decode_all(paths, size, workers, unreadable))
-    return [_data_uri(jpeg, size) for jpeg in jpegs]
+    larger, content_of = cache.shrink_from, {member.path: member.content_hash for member in members}
+
+    def decode(paths: Sequence[str]) -> list[bytes | None]:
+        kept = {} if larger is None else {path: larger.kept_file(content_of[path]) for path in paths}
+        return _decode_all(paths, size, workers, unreadable, kept)
+
+    return [_data_uri(jpeg, size) for jpeg in cache.jpegs(members, decode)]
 
 
 def thumbnail_jpegs(
@@ -123,11 +130,30 @@ def _jpeg(path: Path, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_all(paths: Sequence[str], size: int, workers: int, unreadable: UnreadablePictures | None) -> list[bytes | None]:
+def _decode_all(
+    paths: Sequence[str], size: int, workers: int, unreadable: UnreadablePictures | None, kept: Mapping[str, Path | None] | None = None
+) -> list[bytes | None]:
+    """Each path's thumbnail, shrunk from ``kept[path]`` (a larger thumbnail) where there is one."""
+    kept = kept or {}
+
+    def one(path: str) -> bytes | None:
+        return _shrunk(kept.get(path), size) or thumbnail_jpeg(path, size, unreadable)
+
     if len(paths) <= 1 or workers <= 1:
-        return [thumbnail_jpeg(path, size, unreadable) for path in paths]
+        return [one(path) for path in paths]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="thumbnail") as pool:
-        return list(pool.map(lambda path: thumbnail_jpeg(path, size, unreadable), paths))
+        return list(pool.map(one, paths))
+
+
+def _shrunk(thumbnail: Path | None, size: int) -> bytes | None:
+    """``thumbnail`` (a kept one) shrunk to ``size``; None, so the picture itself is decoded,
+    when there is none or it is torn (entries are not flushed) or gone meanwhile."""
+    if thumbnail is None:
+        return None
+    try:
+        return _jpeg(thumbnail, size)
+    except (UnreadableImage, FileVanished, OSError, ValueError):
+        return None
 
 
 def _data_uri(jpeg: bytes | None, size: int) -> str:
