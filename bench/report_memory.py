@@ -5,8 +5,9 @@ glibc's malloc arenas as they come and in one arena (``dupe_scanner.malloc_arena
 
 Each run is a fresh process that reads the state's groups as a scan does (``read_grouping``,
 ``form_groups``) and writes every report into an empty folder with an empty thumbnail cache,
-as the interim reports of a first scan do: every picture shown is decoded, four threads at a
-time. The two ways alternate, so both see the machine alike. The state is only read.
+as the interim reports of a first scan do: every thumbnail shown is made, four threads at a
+time (the review page's from the pictures, the graph pages' from those). The two ways
+alternate, so both see the machine alike. The state is only read.
 Columns: seconds (wall, and CPU of all threads: user and system), the RSS once the groups are
 formed, its peak (``ru_maxrss``) and what is left once the reports are written.
 """
@@ -80,7 +81,7 @@ def write_once(state: Path, out: Path, threshold: float, limited: bool) -> dict[
     return {
         "groups": len(groups),
         "members": sum(len(group.members) for group in groups),
-        "decoded": outcome.thumbnails_decoded + outcome.review_thumbnails_decoded,
+        "made": outcome.thumbnails_decoded + outcome.review_thumbnails_decoded,
         "wall": time.perf_counter() - started,
         "user": ended.ru_utime - cpu.ru_utime,
         "system": ended.ru_stime - cpu.ru_stime,
@@ -96,13 +97,13 @@ def _rss() -> int:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    columns = ["malloc arenas", "groups", "pictures", "thumbnails decoded", "wall s", "user CPU s", "system CPU s"]
+    columns = ["malloc arenas", "groups", "pictures", "thumbnails made", "wall s", "user CPU s", "system CPU s"]
     columns += ["RSS with the groups", "peak RSS", "RSS kept after"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:
         print(
-            f"| {row['way']} | {row['groups']:,} | {row['members']:,} | {row['decoded']:,} | {row['wall']:.1f} | {row['user']:.1f} "
+            f"| {row['way']} | {row['groups']:,} | {row['members']:,} | {row['made']:,} | {row['wall']:.1f} | {row['user']:.1f} "
             f"| {row['system']:.1f} | {row['groups_mb']:.0f} MB | {row['peak_mb']:.0f} MB | {row['kept_mb']:.0f} MB |"
         )
 

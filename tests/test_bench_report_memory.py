@@ -25,6 +25,6 @@ def test_both_ways_write_the_same_group_from_a_scanned_state(tmp_path):
 
     rows = [line.split(" | ") for line in printed.splitlines()[2:]]
     assert [row[0] for row in rows] == ["| glibc's default", "| one arena"]
-    # one group of two pictures, each decoded for the graph page and for the review page
+    # one group of two pictures, each with a thumbnail on the graph page and one on the review page
     assert all(row[1:4] == ["1", "2", "4"] for row in rows), printed
     assert original.exists()
