@@ -55,7 +55,9 @@ class ReportOutcome:
     removed: tuple[Path, ...]  # stale pages of an earlier, larger result
     html_pages: int = 1
     html_omitted_groups: int = 0  # groups too many for the HTML pages (all are in the JSON)
-    thumbnails_decoded: int = 0  # images decoded for the pages rendered; the rest came from the cache
+    # thumbnails made for the pages rendered, shrunk from review.html's where it keeps one, else
+    # decoded from the picture; the rest came from the cache
+    thumbnails_decoded: int = 0
     thumbnails_reused: int = 0
     review_thumbnails_decoded: int = 0  # images decoded for review.html's new thumbnail files
 
