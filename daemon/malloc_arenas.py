@@ -4,8 +4,9 @@ glibc gives each new thread a malloc arena of its own, up to eight per core, and
 freed inside an arena mostly stays with the process. The threads of the main process
 (thumbnails decoded four at a time, the candidate search, the service's watchers and
 scheduler) each leave their freed memory behind that way: writing the reports of the
-labelled bench set from scratch peaked at 498 MB and kept 409 MB; in one arena, at 350 MB
-and kept 199 MB, in the same time (``bench/README.md``, "Memory the threads kept").
+labelled bench set from scratch peaked at 493 to 498 MB and kept 402 to 408 MB; in one
+arena, 346 to 353 MB and 196 MB, in about 3 % more wall time (``python -m
+bench.report_memory``; ``bench/README.md``, "Memory the threads kept").
 
 The worker processes are started afresh by the forkserver and keep glibc's default; they
 run one thread each.
