@@ -364,6 +364,37 @@ def test_a_family_of_copies_is_found_whole_when_each_candidate_must_be_earned_by
     assert {(pair.first, pair.second) for pair in matches(backend, None)} == everything_at_once
 
 
+def test_a_scan_verifies_a_resized_copy_against_its_original_and_takes_the_originals_verdicts(backend, tmp_path):
+    from dupe_scanner.analysis import twins
+
+    original = photo(21)
+    written = {
+        "a-original.png": original,
+        "b-crop.png": original.crop((80, 40, *original.size)),
+        "c-resized.png": original.resize((original.width // 2, original.height // 2), Image.Resampling.LANCZOS),
+    }
+    for name, picture in written.items():  # one at a time: each is analysed after the one before
+        picture.save(tmp_path / name)
+        index_all(backend, [tmp_path / name])
+    verified: list[tuple[str, str]] = []
+    real_verify = backend._verify
+
+    def counted(batches, total, progress=None):
+        def recorded():
+            for batch in batches:
+                verified.extend((first, second) for first, second, _ in batch)
+                yield batch
+
+        return real_verify(recorded(), total, progress)
+
+    backend._verify = counted
+    found = {(pair.first, pair.second): pair.score for pair in backend.find_pairs(None, 0.6)}
+    assert found[("a-original.png", "c-resized.png")] >= twins.TWIN_SCORE
+    # The resized copy came last: its pair with the crop is the original's.
+    assert found[("b-crop.png", "c-resized.png")] == found[("a-original.png", "b-crop.png")] >= 0.6
+    assert sorted(verified) == [("b-crop.png", "a-original.png"), ("c-resized.png", "a-original.png")]
+
+
 @pytest.mark.parametrize("first_block_holds_a_copy", [True, False])
 def test_a_querys_next_block_of_far_hash_neighbours_is_asked_only_when_its_block_before_held_a_copy(backend, monkeypatch, first_block_holds_a_copy):
     from dupe_scanner.analysis import candidates
@@ -387,10 +418,11 @@ def test_a_querys_next_block_of_far_hash_neighbours_is_asked_only_when_its_block
 
     monkeypatch.setattr(backend, "_verify", verify)
     verdicts = list(backend._verify_as_earned(proposed, keys, None))
+    # Block 0 is asked in two rounds: the query's twin candidate (its nearest, oldest) first.
     if first_block_holds_a_copy:
-        assert asked == [{"older0", "older1"}, {"older2", "older3"}]  # the second block held none: no third
+        assert asked == [{"older0"}, {"older1"}, {"older2", "older3"}]  # the second block held none: no third
     else:
-        assert asked == [{"older0", "older1"}]
+        assert asked == [{"older0"}, {"older1"}]
     assert len(verdicts) == sum(len(block) for block in asked)
 
 

@@ -15,6 +15,10 @@
   overlaid text, which change the whole-frame hash too much. Asked ``KEYPOINT_BLOCK`` at a
   time, most votes first, on the same evidence as the far hash neighbours.
 
+Each query's nearest older hash neighbour within ``ALIKE_BITS`` is its twin candidate
+(``twin_candidates``), asked before the rest: a twin's verdicts stand for the query's
+(``analysis.twins``).
+
 Each pair is asked from one side only: its newer picture's search, among the pictures that
 came before it (``age``). Every search keeps a bounded number of keypoint candidates, so
 which side asks matters; asking from the newer side gives the same candidates whether the
@@ -428,18 +432,20 @@ class Candidates:
     """Candidate pairs as rows of the key list: (first, second, orientation hint or
     ``NO_ORIENTATION``), one row per pair, sorted by pair. 24 bytes a pair: a first scan
     verifies tens a picture. ``waiting``: the candidates held back, asked block by block
-    as the evidence warrants (``FAR_BLOCK``, ``KEYPOINT_BLOCK``)."""
+    as the evidence warrants (``FAR_BLOCK``, ``KEYPOINT_BLOCK``). ``twins``: the rows of
+    those that are a query's twin candidate (``twin_candidates``), asked first."""
 
-    def __init__(self, rows: np.ndarray, waiting: WaitingCandidates | None = None):
+    def __init__(self, rows: np.ndarray, waiting: WaitingCandidates | None = None, twins: np.ndarray | None = None):
         self.rows = rows
         self.waiting = waiting if waiting is not None else WaitingCandidates.none(len(rows))
+        self.twins = twins if twins is not None else np.zeros((0, 3), np.int64)
 
     @classmethod
-    def of(cls, proposed: np.ndarray, image_count: int, waiting: WaitingCandidates | None = None) -> Candidates:
+    def of(cls, proposed: np.ndarray, image_count: int, waiting: WaitingCandidates | None = None, twins: np.ndarray | None = None) -> Candidates:
         """One row per pair of ``proposed`` (first, second, orientation), its first proposal kept."""
         low, high = np.minimum(proposed[:, 0], proposed[:, 1]), np.maximum(proposed[:, 0], proposed[:, 1])
         _, first_proposal = np.unique(low * image_count + high, return_index=True)
-        return cls(proposed[first_proposal], waiting)
+        return cls(proposed[first_proposal], waiting, twins)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -536,7 +542,17 @@ def propose(
     proposed = np.concatenate([hashed[:, :3], np.column_stack([keypointed[:, :2], np.full(len(keypointed), NO_ORIENTATION)])])
     held = waiting.rows[waiting.held_back()]
     asked = ~np.isin(proposed[:, 0] * len(keys) + proposed[:, 1], held[:, 0] * len(keys) + held[:, 1])
-    return Candidates.of(proposed[asked], len(keys), waiting)
+    return Candidates.of(proposed[asked], len(keys), waiting, None if age is None else twin_candidates(hashed, age))
+
+
+def twin_candidates(hashed: np.ndarray, age: np.ndarray) -> np.ndarray:
+    """int64[n, 3]: (query row, stored row, orientation) of each query's nearest older hash
+    neighbour within ``ALIKE_BITS``, the oldest of the nearest: the picture it may be a twin
+    of (``analysis.twins``). ``hashed``: ``_hash_search``'s rows, each stored row older than its query."""
+    alike = hashed[hashed[:, 3] <= ALIKE_BITS]
+    alike = alike[np.lexsort((age[alike[:, 1]], alike[:, 3], alike[:, 0]))]
+    nearest = np.r_[True, alike[1:, 0] != alike[:-1, 0]] if len(alike) else np.zeros(0, dtype=bool)
+    return alike[nearest, :3].reshape(-1, 3)
 
 
 def search(

@@ -5,7 +5,9 @@ the workers never inherit the caller's threads, locks or database connections) a
 stores the features in the ``features`` table under the content hash. Finding pairs
 builds neighbour indexes over the stored fingerprints (multi-index hashing over the DCT
 hashes of all eight orientations; an inverted-file index over ORB descriptors for crops
-and overlays), and verifies every candidate pair geometrically (see dupe_scanner.analysis.verify).
+and overlays), and verifies every candidate pair geometrically (see dupe_scanner.analysis.verify),
+but for those a twin of one picture (the same picture, to the eye) was asked with the other
+in the same comparison: they take the twin's verdict (see dupe_scanner.analysis.twins).
 
 Features written by another analyser version are ignored, as if missing: ``missing()``
 and ``stale_hashes()`` tell the indexer which contents to analyse again.
@@ -29,6 +31,7 @@ from dupe_scanner.analysis.candidates import Candidates, propose
 from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
 from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
 from dupe_scanner.analysis.pairing import ScoredBatch, score_batch
+from dupe_scanner.analysis.twins import TwinVerdicts
 from dupe_scanner.analysis.verify import TIGHTENS, VERIFIER
 from dupe_scanner.backends.base import VERIFIED, Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.hash_store import HashStore, HashTable
@@ -299,22 +302,61 @@ class EmbeddedBackend:
         held_back = int(candidates.waiting.held_back().sum())
         log.debug("%d candidate pairs among %d contents, %d held back until earned", len(candidates), len(keys), held_back)
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
-        yield from self._verify_as_earned(candidates, keys, progress)
+        yield from self._verify_as_earned(candidates, keys, progress, age)
 
-    def _verify_as_earned(self, candidates: Candidates, keys: list[str], progress: Callable[[str, int, int], None] | None) -> Iterator[ScoredPair]:
-        """The verdicts on ``candidates``, then on each block of waiting candidates a query
-        earned: its block before held a verified pair (``candidates.WaitingCandidates``)."""
-        asked, block, done = candidates, 0, 0
+    def _verify_as_earned(
+        self, candidates: Candidates, keys: list[str], progress: Callable[[str, int, int], None] | None, age: np.ndarray | None = None
+    ) -> Iterator[ScoredPair]:
+        """The verdicts on ``candidates``: each query's twin candidate first (``analysis.twins``),
+        then the others, then each block of waiting candidates a query earned: its block before
+        held a verified pair (``candidates.WaitingCandidates``). A pair whose query turned out a
+        twin, and whose twin was asked the same picture, takes the twin's verdict."""
+        twins = TwinVerdicts(keys, age, candidates.twins)
+        first = Candidates(candidates.twins)
+        verified_first: list[ScoredPair] = []  # they may earn their query's next block
+        for scored in self._verify(first.batches(keys, BATCH_PAIRS), len(first), progress) if len(first) else ():
+            twins.learn(scored)
+            if scored.score >= VERIFIED:
+                verified_first.append(scored)
+            yield scored
+        asked, block, done = candidates, 0, len(first)
         while len(asked):
             queries_of = candidates.waiting.of_block(block, keys)
-            earned: set[int] = set()
-            for scored in self._verify(asked.batches(keys, BATCH_PAIRS), len(asked), _after(progress, done)):
+            earned = {queries_of[pair] for pair in ((scored.first, scored.second) for scored in verified_first) if pair in queries_of}
+            verified_first = []
+            rows, taken = twins.split(asked.rows)
+            for scored in self._verify_round(Candidates(rows), taken, keys, twins, _after(progress, done)):
                 if scored.score >= VERIFIED and (scored.first, scored.second) in queries_of:
                     earned.add(queries_of[scored.first, scored.second])
                 yield scored
-            done += len(asked)
+            done += len(rows) + len(taken)
             block += 1
             asked = candidates.waiting.earned(block, earned)
+
+    def _verify_round(
+        self,
+        asked: Candidates,
+        taken: list[tuple[int, int, int, int]],
+        keys: list[str],
+        twins: TwinVerdicts,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> Iterator[ScoredPair]:
+        """The verdicts on ``asked``, then those ``taken`` from twins; a taken pair whose twin's
+        verdict never came, or is near the line (``twins.UNSURE``), is verified after all."""
+        total = len(asked) + len(taken)
+        for scored in self._verify(asked.batches(keys, BATCH_PAIRS), total, progress):
+            twins.learn(scored)
+            yield scored
+        verdicts, left = twins.resolve(taken)
+        yield from verdicts
+        if taken:
+            log.debug("%d of %d candidate pairs took their verdict from a twin", len(verdicts), total)
+        if len(left):
+            for scored in self._verify(Candidates(left).batches(keys, BATCH_PAIRS), len(left)):
+                twins.learn(scored)
+                yield scored
+        if progress is not None:
+            progress("verifying candidate pairs", total, total)
 
     def verify_pairs(self, pairs: Sequence[tuple[str, str]]) -> Iterator[ScoredPair]:
         """The verdict on each of these pairs, asked outright rather than proposed by the search
