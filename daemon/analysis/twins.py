@@ -3,9 +3,9 @@
 A popular picture is saved many times over: at other sizes, in other formats and qualities,
 and each of those is cropped, captioned and recoloured again. Every copy is a candidate of
 every other, so a family of n copies costs n (n - 1) / 2 verifications: on the labelled set
-(families of about 57 pictures) 71 % of a first scan's 148,729 pairs verified, and a verified
-pair is the dearest verdict there is (5 ms, against 1.4 for the average pair in a library of
-strangers).
+(families of about 57 pictures) 71 % of a first scan's 148,729 pairs verified, and those took
+more than half of its verification CPU (5 ms a pair, against 1.4 for the average pair in a
+library of strangers).
 
 A copy whose hash lies within ``candidates.ALIKE_BITS`` of an older picture's and that
 verifies against it at ``TWIN_SCORE`` or more shows no visible change from it (a size, a
