@@ -293,3 +293,38 @@ def test_watchdog_pings_only_while_every_part_is_alive(tmp_path, monkeypatch):
         listener.close()
     assert not thread.is_alive()
     assert listener.with_key("STOPPING", "1")
+
+
+def test_an_embedded_service_whose_stop_is_not_clean_returns_rather_than_ending_its_owners_process(tmp_path, monkeypatch, caplog):
+    """``dupe-scanner run`` leaves at once (``os._exit``) when work outlasts the grace time;
+    a service run in another program's thread (these tests') must not take that program down."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    settings = parse_settings(
+        {"paths": {"state": "state/state.db", "reports": "reports"}, "watch": [{"path": "photos"}]},
+        base_dir=tmp_path,
+        source=None,
+    )
+    from dupe_scanner.service import app
+
+    taken: list[str] = []
+
+    def leave(code):
+        taken.append("the process")
+        raise SystemExit(code)
+
+    monkeypatch.setattr(app.os, "_exit", leave)  # as it was, the test's own process would end here
+    monkeypatch.setattr(app, "kill_all", lambda processes: taken.append("its children"))
+    service = Service(settings, Notifier(None))
+    real_shutdown = service._shutdown
+    monkeypatch.setattr(service, "_shutdown", lambda: real_shutdown() and False)  # work outlasted the grace time
+    returned: list[int] = []
+    thread = threading.Thread(target=lambda: returned.append(service.run()))
+    thread.start()
+    try:
+        wait_for(lambda: service.health is not None, timeout=30, what="the service's start")
+    finally:
+        service.stop()
+        thread.join(30)
+    assert returned == [0] and taken == []
+    assert "some work was still running" in caplog.text

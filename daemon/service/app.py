@@ -134,13 +134,14 @@ class Service:
             finally:
                 clean = self._shutdown()
             if not clean:
-                # Leave before ``components`` closes the backend: that would wait for the
-                # work still running, which is what the grace time gave up on.
                 log.warning("some work was still running after %gs; it stays pending and resumes at the next start",
                             STOP_GRACE_SECONDS)
-                logging.shutdown()
-                kill_all(descendants(os.getpid()))  # the analysis workers would outlive us otherwise
-                os._exit(0)
+                if _owns_the_process():
+                    # Leave before ``components`` closes the backend: that would wait for the
+                    # work still running, which is what the grace time gave up on.
+                    logging.shutdown()
+                    kill_all(descendants(os.getpid()))  # the analysis workers would outlive us otherwise
+                    os._exit(0)
         return 0
 
     def _build(self, engine: Engine, backend: Backend, indexer: Indexer) -> Stages:
@@ -219,7 +220,7 @@ class Service:
     # Signals -----------------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
+        if not _owns_the_process():
             return  # embedded (tests): the owner calls stop() and reload_settings() itself
 
         def stop(signum, _frame):
@@ -282,3 +283,10 @@ class Service:
         self.notifier.close()
         log.info("stopped")
         return clean
+
+
+def _owns_the_process() -> bool:
+    """Whether the service runs in the process's main thread, as ``dupe-scanner run`` runs it,
+    rather than embedded in another program's thread (the tests'), whose process, signals
+    and other children are not the service's to take."""
+    return threading.current_thread() is threading.main_thread()
