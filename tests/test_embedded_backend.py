@@ -13,6 +13,7 @@ from dupe_scanner.analysis.features import ANALYSER
 from dupe_scanner.backends.embedded import EmbeddedBackend, _rows_among, _rows_in_order
 from dupe_scanner.errors import FileVanished, UnreadableImage
 from dupe_scanner.store.schema import features
+from tests.backend_helpers import verified_by
 
 
 def photo(seed: int, size: tuple[int, int] = (640, 440)) -> Image.Image:
@@ -376,18 +377,7 @@ def test_a_scan_verifies_a_resized_copy_against_its_original_and_takes_the_origi
     for name, picture in written.items():  # one at a time: each is analysed after the one before
         picture.save(tmp_path / name)
         index_all(backend, [tmp_path / name])
-    verified: list[tuple[str, str]] = []
-    real_verify = backend._verify
-
-    def counted(batches, total, progress=None):
-        def recorded():
-            for batch in batches:
-                verified.extend((first, second) for first, second, _ in batch)
-                yield batch
-
-        return real_verify(recorded(), total, progress)
-
-    backend._verify = counted
+    verified = verified_by(backend)
     found = {(pair.first, pair.second): pair.score for pair in backend.find_pairs(None, 0.6)}
     assert found[("a-original.png", "c-resized.png")] >= twins.TWIN_SCORE
     # The resized copy came last: its pair with the crop is the original's.

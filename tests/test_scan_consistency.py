@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 import dupe_scanner.analysis.candidates as candidates
@@ -21,6 +22,7 @@ from dupe_scanner.scanning import update_pairs
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store.database import open_state, read_transaction, write_transaction
 from dupe_scanner.store.schema import contents
+from tests.backend_helpers import verified_by
 from tests.photos import make_photo, save
 
 # Corners and edges of one photo, 60 to 75 % of each side: each overlaps the others and
@@ -164,3 +166,25 @@ def test_a_scan_stopped_during_a_part_resumes_there_and_ends_with_the_pairs_of_o
 def sorted_by_arrival(engine) -> list[str]:
     with read_transaction(engine) as connection:
         return [row.hash for row in connection.execute(select(contents.c.hash).order_by(contents.c.analysed_at))]
+
+
+def test_a_copy_arriving_after_its_original_was_scanned_takes_the_originals_stored_verdicts(state, tmp_path):
+    engine, backend = state
+    folder = tmp_path / "photos"
+    photo = make_photo(41, size=(800, 600))
+    original = save(photo, folder / "original.png")
+    crop = save(photo.crop((100, 50, 800, 600)), folder / "crop.png")
+    resized = save(photo.resize((400, 300), Image.Resampling.LANCZOS), folder / "resized.png")
+    key = {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in (original, crop, resized)}
+    add(engine, backend, [original, crop], 1000.0)
+    update_pairs(engine, backend, threshold=0.6, full=False)
+    verified = verified_by(backend)
+
+    add(engine, backend, [resized], 2000.0)
+    update_pairs(engine, backend, threshold=0.6, full=False)
+
+    pairs = stored(engine)
+    score = {frozenset((a, b)): value for (a, b), value in pairs.items()}
+    assert score[frozenset((key["original.png"], key["resized.png"]))] >= 0.95  # its twin
+    assert score[frozenset((key["crop.png"], key["resized.png"]))] == score[frozenset((key["original.png"], key["crop.png"]))] >= 0.6
+    assert verified == [(key["resized.png"], key["original.png"])]  # the twin pair alone

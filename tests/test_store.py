@@ -240,19 +240,25 @@ def test_a_decision_keeps_a_path_that_is_not_utf8(tmp_path):
     assert [content.path for content in decision.contents] == ["/p/caf\udce9.jpg"]
 
 
-def test_grouping_reads_every_pair_between_matched_contents_and_none_touching_strangers(tmp_path):
+def state_with_pairs(tmp_path, found: list[ScoredPair]):
+    """A state whose contents are those ``found`` names, with ``found`` stored as a scan stores its pairs."""
     engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:
-        for digest in ("a", "b", "c", "d", "stranger"):
+        for digest in sorted({key for pair in found for key in (pair.first, pair.second)}):
             content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-        found = [
-            ScoredPair.of("a", "b", 0.9),
-            ScoredPair.of("b", "c", 0.8),
-            ScoredPair.of("a", "c", 0.4),  # below the threshold, but both match something: grouping weighs it
-            ScoredPair.of("c", "stranger", 0.5),  # the stranger matches nothing
-            ScoredPair.of("d", "stranger", 0.3),
-        ]
         content_store.replace_pairs(connection, found, changed=None)
+    return engine
+
+
+def test_grouping_reads_every_pair_between_matched_contents_and_none_touching_strangers(tmp_path):
+    found = [
+        ScoredPair.of("a", "b", 0.9),
+        ScoredPair.of("b", "c", 0.8),
+        ScoredPair.of("a", "c", 0.4),  # below the threshold, but both match something: grouping weighs it
+        ScoredPair.of("c", "stranger", 0.5),  # the stranger matches nothing
+        ScoredPair.of("d", "stranger", 0.3),
+    ]
+    engine = state_with_pairs(tmp_path, found)
 
     with read_transaction(engine) as connection:
         read = sorted((pair.first, pair.second, pair.score) for pair in content_store.pairs_among_matched(connection, 0.6))
@@ -278,3 +284,22 @@ def test_pairs_are_stored_a_batch_at_a_time_the_last_score_of_a_pair_standing(tm
         stored = sorted((pair.first, pair.second, pair.score) for pair in content_store.stored_pairs(connection, 0.0))
     assert stored == [("a", "b", 0.9), ("b", "c", 0.4), ("c", "d", 0.7)]
     assert written == 4  # rows written, the pair written twice counted twice
+
+
+def test_a_twins_settled_verdicts_are_the_stored_pairs_touching_it_between_contents_compared_already(tmp_path):
+    found = [
+        ScoredPair.of("original", "crop", 0.8),
+        ScoredPair.of("stranger", "original", 0.2),  # the original on the second side
+        ScoredPair.of("original", "awaiting", 0.9),  # from a comparison the scan will make again
+        ScoredPair.of("crop", "stranger", 0.1),  # touches no content asked for
+    ]
+    engine = state_with_pairs(tmp_path, found)
+    with write_transaction(engine) as connection:
+        content_store.mark_scanned(connection, ["original", "crop", "stranger"])
+
+    with read_transaction(engine) as connection:
+        read = sorted((pair.first, pair.second, pair.score) for pair in content_store.compared_pairs_touching(connection, ["original"]))
+        both_asked = list(content_store.compared_pairs_touching(connection, ["original", "crop"]))
+
+    assert read == [("crop", "original", 0.8), ("original", "stranger", 0.2)]
+    assert len(both_asked) == 3  # the pair of two contents asked for comes once

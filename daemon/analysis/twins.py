@@ -19,14 +19,19 @@ Chosen on the labelled set's tune split, replayed on the pairs a scan without tw
 (each verified on its own): at 0.95, 886 contents have a twin, and 26,800 of their pairs
 (45.8 %) could take a twin's verdict. It differs from the pair's own in 110 of them, against
 138 at 0.9 and 99 at 0.98. Verdicts near the line are not taken (``UNSURE``): 17,718 pairs
-are (30.3 %), 10 of them differing. Pairs stored by earlier scans, or by earlier parts of
-this one, are not taken: only pairs asked in the same comparison are sure to be verified by
-the time they are needed.
+are (30.3 %), 10 of them differing.
+
+The twin's verdict is one asked in the same comparison, or one the state holds already
+between two pictures compared before it (by an earlier part of the scan, or an earlier
+scan: ``SettledVerdicts``). A library is compared ``scanning.COMPARISON_PART`` pictures at
+a time, and a copy made or found long after its original is compared in another part or
+another scan: without the state's verdicts, the larger the library, the fewer twins would
+find their twin's verdicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 
 import numpy as np
 
@@ -44,22 +49,29 @@ TWIN_SCORE = 0.95
 UNSURE = (0.3, 0.65)
 
 
+# The state's verdicts (whatever their score) on pairs touching these contents, between two
+# contents compared before this comparison (``store.contents.compared_pairs_touching``).
+SettledVerdicts = Callable[[Collection[str]], Iterable[ScoredPair]]
+
+
 class TwinVerdicts:
     """Which pictures are twins of which, learnt from the twin pairs' verdicts, and the verdicts
     of the pairs their twins were asked, to take for theirs.
 
     One comparison's worth (a part of a scan, ``scanning.COMPARISON_PART`` pictures): pairs
-    asked in earlier rounds of it count, pairs stored by earlier scans do not.
+    asked in earlier rounds of it count, and with ``settled`` the state's verdicts on pairs
+    of two pictures compared before it.
     """
 
-    def __init__(self, keys: list[str], age: np.ndarray | None, twin_rows: np.ndarray):
+    def __init__(self, keys: list[str], age: np.ndarray | None, twin_rows: np.ndarray, settled: SettledVerdicts | None = None):
         """``twin_rows``: (query, stored, orientation) of each query's twin candidate (``Candidates.twins``)."""
-        self.keys, self.age = keys, age
+        self.keys, self.age, self.settled = keys, age, settled
         self.candidate_of = {_pair(keys[query], keys[stored]): (query, stored) for query, stored, _ in twin_rows.tolist()}
         self.twin_of: dict[int, int] = {}
         self.targets: set[str] = set()  # keys of the pictures some picture is a twin of
         self.planned: set[tuple[str, str]] = set(self.candidate_of)  # pairs verified or taken in this comparison
         self.scores: dict[tuple[str, str], float] = {}  # of planned pairs touching a target
+        self.settled_scores: dict[tuple[str, str], float] = {}  # the state's verdicts this round's taken pairs need
 
     def learn(self, scored: ScoredPair) -> None:
         """Take note of one verdict: a twin pair's tells whether they are twins; a target's is kept."""
@@ -76,10 +88,12 @@ class TwinVerdicts:
     def split(self, rows: np.ndarray) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
         """The rows (query, stored, orientation) of one round to verify, and those to take from a
         twin: (query, stored, orientation, twin) where the query's twin was asked the same
-        stored picture, in this round or before. Pairs already verified (the twin pairs) are in neither."""
+        stored picture, in this round or before, or the state holds the twin's verdict on it
+        (``settled``). Pairs already verified (the twin pairs) are in neither."""
         keys = self.keys
         verify: list[int] = []
         taken: list[tuple[int, int, int, int]] = []
+        self.settled_scores = self._settled_scores(rows)
         # Oldest query first: a twin's own pair, whose query is older than both, is placed first.
         order = np.argsort(self.age[rows[:, 0]], kind="stable") if self.age is not None and len(rows) else np.arange(len(rows))
         for at in order.tolist():
@@ -89,11 +103,32 @@ class TwinVerdicts:
                 continue
             self.planned.add(pair)
             twin = self.twin_of.get(query)
-            if twin is not None and twin != stored and _pair(keys[twin], keys[stored]) in self.planned:
+            if twin is not None and twin != stored and self._knows(_pair(keys[twin], keys[stored])):
                 taken.append((query, stored, orientation, twin))
             else:
                 verify.append(at)
         return rows[np.sort(np.array(verify, dtype=np.int64))], taken
+
+    def _knows(self, twins_pair: tuple[str, str]) -> bool:
+        """Whether the twin's verdict on this pair is asked in this comparison or held by the state."""
+        return twins_pair in self.planned or twins_pair in self.settled_scores
+
+    def _settled_scores(self, rows: np.ndarray) -> dict[tuple[str, str], float]:
+        """The state's verdicts on the pairs (twin, stored) of these rows' queries that have a
+        twin: only those, so a part of a million pictures' scan holds a round's worth at most."""
+        if self.settled is None or not self.twin_of or not len(rows):
+            return {}
+        keys = self.keys
+        twins: set[str] = set()
+        wanted: set[tuple[str, str]] = set()
+        for query, stored in rows[:, :2].tolist():
+            twin = self.twin_of.get(query)
+            if twin is not None and twin != stored:
+                twins.add(keys[twin])
+                wanted.add(_pair(keys[twin], keys[stored]))
+        if not wanted:
+            return {}
+        return {(scored.first, scored.second): scored.score for scored in self.settled(twins) if (scored.first, scored.second) in wanted}
 
     def resolve(self, taken: Iterable[tuple[int, int, int, int]]) -> tuple[list[ScoredPair], np.ndarray]:
         """The verdicts of ``split``'s taken pairs, their twins', in its order; and the rows
@@ -103,7 +138,8 @@ class TwinVerdicts:
         verdicts: list[ScoredPair] = []
         left: list[tuple[int, int, int]] = []
         for query, stored, orientation, twin in taken:
-            score = self.scores.get(_pair(keys[twin], keys[stored]))
+            twins_pair = _pair(keys[twin], keys[stored])
+            score = self.scores.get(twins_pair, self.settled_scores.get(twins_pair))
             if score is None or UNSURE[0] <= score < UNSURE[1]:
                 left.append((query, stored, orientation))
                 continue

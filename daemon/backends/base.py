@@ -78,7 +78,9 @@ class Backend(Protocol):
         all of them, in the order they were analysed; the rest will be asked for later. A
         backend that asks each pair from one side only (the embedded one: the newer) asks
         none of a part's pairs with the later parts from the part's side, so the parts
-        together find what one comparison of them all finds.
+        together find what one comparison of them all finds. The pairs the state holds
+        between two contents not awaiting comparison are this comparison's verdicts (the
+        embedded backend's twins take them: dupe_scanner.analysis.twins).
         """
 
     def outdated(self) -> set[str]:

@@ -7,7 +7,8 @@ builds neighbour indexes over the stored fingerprints (multi-index hashing over 
 hashes of all eight orientations; an inverted-file index over ORB descriptors for crops
 and overlays), and verifies every candidate pair geometrically (see dupe_scanner.analysis.verify),
 but for those a twin of one picture (the same picture, to the eye) was asked with the other
-in the same comparison: they take the twin's verdict (see dupe_scanner.analysis.twins).
+in the same comparison, or that the state holds the twin's verdict on: they take the twin's
+verdict (see dupe_scanner.analysis.twins).
 
 Features written by another analyser version are ignored, as if missing: ``missing()``
 and ``stale_hashes()`` tell the indexer which contents to analyse again.
@@ -31,13 +32,14 @@ from dupe_scanner.analysis.candidates import Candidates, propose
 from dupe_scanner.analysis.features import ANALYSER, decode, decode_hash_rows
 from dupe_scanner.analysis.fingerprints import Analysis, analyse_file
 from dupe_scanner.analysis.pairing import ScoredBatch, score_batch
-from dupe_scanner.analysis.twins import TwinVerdicts
+from dupe_scanner.analysis.twins import SettledVerdicts, TwinVerdicts
 from dupe_scanner.analysis.verify import TIGHTENS, VERIFIER
 from dupe_scanner.backends.base import VERIFIED, Health, ImageInfo, ScoredPair
 from dupe_scanner.backends.hash_store import HashStore, HashTable
 from dupe_scanner.backends.keypoint_store import KeypointStore
 from dupe_scanner.errors import BackendUnavailable
 from dupe_scanner.memory import release_memory
+from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import fingerprints as stored
 from dupe_scanner.workers import start_worker
 
@@ -301,17 +303,30 @@ class EmbeddedBackend:
         release_memory()  # the search's arrays, before the long verification
         held_back = int(candidates.waiting.held_back().sum())
         log.debug("%d candidate pairs among %d contents, %d held back until earned", len(candidates), len(keys), held_back)
-        # Every candidate's verdict, rejected ones included (see Backend.find_pairs).
-        yield from self._verify_as_earned(candidates, keys, progress, age)
+        # Every candidate's verdict, rejected ones included (see Backend.find_pairs). Where the
+        # scan compares its pending contents, the state's verdicts between contents compared
+        # before are its comparison's: a twin's among them stand for its twin's too.
+        settled = self._compared_pairs_touching if pending is not None else None
+        yield from self._verify_as_earned(candidates, keys, progress, age, settled)
+
+    def _compared_pairs_touching(self, contents: Collection[str]) -> Iterator[ScoredPair]:
+        with self.engine.connect() as connection:
+            yield from content_store.compared_pairs_touching(connection, contents)
 
     def _verify_as_earned(
-        self, candidates: Candidates, keys: list[str], progress: Callable[[str, int, int], None] | None, age: np.ndarray | None = None
+        self,
+        candidates: Candidates,
+        keys: list[str],
+        progress: Callable[[str, int, int], None] | None,
+        age: np.ndarray | None = None,
+        settled: SettledVerdicts | None = None,
     ) -> Iterator[ScoredPair]:
         """The verdicts on ``candidates``: each query's twin candidate first (``analysis.twins``),
         then the others, then each block of waiting candidates a query earned: its block before
         held a verified pair (``candidates.WaitingCandidates``). A pair whose query turned out a
-        twin, and whose twin was asked the same picture, takes the twin's verdict."""
-        twins = TwinVerdicts(keys, age, candidates.twins)
+        twin, and whose twin was asked the same picture (or whose verdict ``settled`` holds),
+        takes the twin's verdict."""
+        twins = TwinVerdicts(keys, age, candidates.twins, settled)
         first = Candidates(candidates.twins)
         verified_first: list[ScoredPair] = []  # they may earn their query's next block
         for scored in self._verify(first.batches(keys, BATCH_PAIRS), len(first), progress) if len(first) else ():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, exists, func, insert, or_, select, true, tuple_, union, update
+from sqlalchemy import Connection, delete, exists, false, func, insert, or_, select, true, tuple_, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import batches
@@ -168,6 +168,27 @@ def pairs_among(connection: Connection, among: set[str]) -> Iterator[ScoredPair]
     for batch in batches(sorted(among)):
         for row in connection.execute(select(pairs).where(pairs.c.first.in_(batch))):
             if row.second in among:
+                yield ScoredPair(row.first, row.second, row.score)
+
+
+def compared_pairs_touching(connection: Connection, keys: Iterable[str]) -> Iterator[ScoredPair]:
+    """Every stored pair (whatever its score) with one side in ``keys`` and both sides compared
+    already (not awaiting comparison): verdicts of the comparison the state records, which a
+    scan's parts and the scans before it made, and this scan will not make again."""
+    first, second = contents.alias("first_content"), contents.alias("second_content")
+    for batch in batches(sorted(set(keys))):
+        # Two queries, one for each side, each reading one of the pairs' indexes; a pair with
+        # both sides in the batch comes from the first.
+        for side, other_side in ((pairs.c.first, None), (pairs.c.second, pairs.c.first)):
+            query = (
+                select(pairs.c.first, pairs.c.second, pairs.c.score)
+                .join(first, first.c.hash == pairs.c.first)
+                .join(second, second.c.hash == pairs.c.second)
+                .where(side.in_(batch), first.c.needs_scan == false(), second.c.needs_scan == false())
+            )
+            if other_side is not None:
+                query = query.where(other_side.not_in(batch))
+            for row in connection.execute(query):
                 yield ScoredPair(row.first, row.second, row.score)
 
 
