@@ -7,9 +7,11 @@ For each size n, one real photograph (a Debian wallpaper, else a scikit-image sa
 cut to 128 px and saved n times as PNG, picture i with one pixel changed (its position and
 colour drawn from i): every two of them are duplicates, so the right answer is one group of
 n. Then the real CLI runs at default settings: ``index`` of the folder, then ``scan``
-(with ``--log-level debug``, whose log says how many candidate pairs were verified). The
-table gives the wall seconds of each, the candidates, the peak RSS of the scan and all its
-children (bench/scale.py ``measured``), the groups found and the largest group's size.
+(with ``--log-level debug``, whose log says how many candidate pairs each part of the
+comparison proposed, and how many of them took a twin's verdict). The table gives the wall
+seconds of each, the scan's CPU seconds (all processes), the candidates and those taken, the
+peak RSS of the scan and all its children (bench/scale.py ``measured``), the groups found
+and the largest group's size.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from bench.__main__ import CACHE
-from bench.scale import MB, fresh, measured
+from bench.scale import MB, fresh, measured, measured_with_cpu
 
 CLUSTER_ROOT = CACHE / "cluster"
 SIDE = 128  # px, the long side of every picture
@@ -82,13 +84,18 @@ def run_cli(folder: Path, workdir: Path) -> dict:
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
     cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
     index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(folder)], cwd=workdir)
-    scan_seconds, scan_peak, scan = measured([*cli, "scan", "--log-level", "debug"], cwd=workdir)
-    found = re.search(r"(\d+) candidate pairs among (\d+) contents", scan.stderr + scan.stdout)
+    scan_seconds, scan_peak, scan, scan_cpu = measured_with_cpu([*cli, "scan", "--log-level", "debug"], cwd=workdir)
+    log = scan.stderr + scan.stdout
+    # One line of each for every part of the comparison (``scanning.COMPARISON_PART`` pictures).
+    candidates = [int(count) for count in re.findall(r"(\d+) candidate pairs among \d+ contents", log)]
+    taken = [int(count) for count in re.findall(r"(\d+) of \d+ candidate pairs took their verdict from a twin", log)]
     groups = json.loads((workdir / "reports" / "duplicates.details.json").read_text())["groups"]
     return {
         "index_s": index_seconds,
         "scan_s": scan_seconds,
-        "candidates": int(found.group(1)) if found else -1,
+        "scan_cpu": scan_cpu,
+        "candidates": sum(candidates) if candidates else -1,
+        "taken": sum(taken),
         "index_peak": index_peak,
         "scan_peak": scan_peak,
         "groups": len(groups),
@@ -98,12 +105,16 @@ def run_cli(folder: Path, workdir: Path) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     print()
-    print("Cluster of near-identical pictures (seconds wall time on this machine; MB: peak RSS of the CLI and all its workers)")
-    print(f"{'n':>7s} {'index s':>8s} {'scan s':>8s} {'candidates':>10s} {'index MB':>8s} {'scan MB':>7s} {'groups':>6s} {'largest':>7s}")
+    print("Cluster of near-identical pictures (seconds wall time on this machine; MB: peak RSS of the CLI and all its workers;")
+    print("candidates: of every part of the comparison; taken: of them, those that took a twin's verdict rather than being verified)")
+    print(
+        f"{'n':>7s} {'index s':>8s} {'scan s':>8s} {'scan CPU s':>10s} {'candidates':>10s} {'taken':>7s} "
+        f"{'index MB':>8s} {'scan MB':>7s} {'groups':>6s} {'largest':>7s}"
+    )
     for row in rows:
         print(
-            f"{row['size']:7d} {row['index_s']:8.1f} {row['scan_s']:8.1f} {row['candidates']:10d} {row['index_peak'] / MB:8.0f} "
-            f"{row['scan_peak'] / MB:7.0f} {row['groups']:6d} {row['largest']:7d}"
+            f"{row['size']:7d} {row['index_s']:8.1f} {row['scan_s']:8.1f} {row['scan_cpu']:10.1f} {row['candidates']:10d} {row['taken']:7d} "
+            f"{row['index_peak'] / MB:8.0f} {row['scan_peak'] / MB:7.0f} {row['groups']:6d} {row['largest']:7d}"
         )
     print("(right answer: one group of n)", flush=True)
 
