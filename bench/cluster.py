@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from PIL import Image
 
 from bench.__main__ import CACHE
 from bench.scale import MB, fresh, measured, measured_with_cpu
+from bench.scan_log import candidates_and_taken
 
 CLUSTER_ROOT = CACHE / "cluster"
 SIDE = 128  # px, the long side of every picture
@@ -85,17 +85,14 @@ def run_cli(folder: Path, workdir: Path) -> dict:
     cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
     index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(folder)], cwd=workdir)
     scan_seconds, scan_peak, scan, scan_cpu = measured_with_cpu([*cli, "scan", "--log-level", "debug"], cwd=workdir)
-    log = scan.stderr + scan.stdout
-    # One line of each for every part of the comparison (``scanning.COMPARISON_PART`` pictures).
-    candidates = [int(count) for count in re.findall(r"(\d+) candidate pairs among \d+ contents", log)]
-    taken = [int(count) for count in re.findall(r"(\d+) of \d+ candidate pairs took their verdict from a twin", log)]
+    candidates, taken = candidates_and_taken(scan.stderr + scan.stdout)
     groups = json.loads((workdir / "reports" / "duplicates.details.json").read_text())["groups"]
     return {
         "index_s": index_seconds,
         "scan_s": scan_seconds,
         "scan_cpu": scan_cpu,
-        "candidates": sum(candidates) if candidates else -1,
-        "taken": sum(taken),
+        "candidates": candidates,
+        "taken": taken,
         "index_peak": index_peak,
         "scan_peak": scan_peak,
         "groups": len(groups),
