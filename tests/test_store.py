@@ -286,20 +286,19 @@ def test_pairs_are_stored_a_batch_at_a_time_the_last_score_of_a_pair_standing(tm
     assert written == 4  # rows written, the pair written twice counted twice
 
 
-def test_a_twins_settled_verdicts_are_the_stored_pairs_touching_it_between_contents_compared_already(tmp_path):
+def test_a_twins_settled_verdicts_are_the_stored_pairs_asked_for_between_contents_compared_already(tmp_path):
     found = [
         ScoredPair.of("original", "crop", 0.8),
-        ScoredPair.of("stranger", "original", 0.2),  # the original on the second side
+        ScoredPair.of("stranger", "original", 0.2),
         ScoredPair.of("original", "awaiting", 0.9),  # from a comparison the scan will make again
-        ScoredPair.of("crop", "stranger", 0.1),  # touches no content asked for
+        ScoredPair.of("crop", "stranger", 0.1),  # not asked for
     ]
     engine = state_with_pairs(tmp_path, found)
     with write_transaction(engine) as connection:
         content_store.mark_scanned(connection, ["original", "crop", "stranger"])
 
+    asked = [("crop", "original"), ("original", "stranger"), ("awaiting", "original"), ("crop", "never-compared")]
     with read_transaction(engine) as connection:
-        read = sorted((pair.first, pair.second, pair.score) for pair in content_store.compared_pairs_touching(connection, ["original"]))
-        both_asked = list(content_store.compared_pairs_touching(connection, ["original", "crop"]))
+        read = sorted((pair.first, pair.second, pair.score) for pair in content_store.compared_pairs(connection, asked))
 
     assert read == [("crop", "original", 0.8), ("original", "stranger", 0.2)]
-    assert len(both_asked) == 3  # the pair of two contents asked for comes once

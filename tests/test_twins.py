@@ -92,23 +92,23 @@ def test_a_pair_asked_in_an_earlier_round_counts_for_a_later_one():
 
 
 def test_a_twin_takes_the_verdict_the_state_holds_for_its_twin_from_an_earlier_part_or_scan():
-    asked: list[set[str]] = []
+    asked: list[set[tuple[str, str]]] = []
 
-    def settled(contents):
-        asked.append(set(contents))
-        return [ScoredPair.of("original", "stranger", 0.12), ScoredPair.of("original", "crop", 0.9)]
+    def settled(pairs):
+        asked.append(set(pairs))
+        return [ScoredPair.of("original", "stranger", 0.12)]
 
     twins = TwinVerdicts(KEYS, AGE, rows((RESIZED, ORIGINAL)), settled)
     twins.learn(ScoredPair.of("original", "resized", 0.97))
     to_verify, taken = twins.split(rows((RESIZED, STRANGER), (RECOMPRESSED, STRANGER)))
-    assert asked == [{"original"}]  # the twins of this round's queries, read once
+    assert asked == [{("original", "stranger")}]  # the pairs of this round's queries' twins, read once
     assert keyed(taken) == {("resized", "stranger")} and pairs_of(to_verify) == [(RECOMPRESSED, STRANGER)]  # no twin: verified
     verdicts, left = twins.resolve(taken)
     assert verdicts == [ScoredPair.of("resized", "stranger", 0.12)] and not len(left)
 
 
 def test_a_verdict_the_state_holds_near_the_line_is_not_taken_either():
-    twins = TwinVerdicts(KEYS, AGE, rows((RESIZED, ORIGINAL)), lambda contents: [ScoredPair.of("original", "stranger", 0.61)])
+    twins = TwinVerdicts(KEYS, AGE, rows((RESIZED, ORIGINAL)), lambda pairs: [ScoredPair.of("original", "stranger", 0.61)])
     twins.learn(ScoredPair.of("original", "resized", 0.97))
     _, taken = twins.split(rows((RESIZED, STRANGER)))
     verdicts, left = twins.resolve(taken)

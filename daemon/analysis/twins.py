@@ -49,9 +49,9 @@ TWIN_SCORE = 0.95
 UNSURE = (0.3, 0.65)
 
 
-# The state's verdicts (whatever their score) on pairs touching these contents, between two
-# contents compared before this comparison (``store.contents.compared_pairs_touching``).
-SettledVerdicts = Callable[[Collection[str]], Iterable[ScoredPair]]
+# The state's verdicts (whatever their score) on those of these pairs (first < second) whose
+# two contents were compared before this comparison (``store.contents.compared_pairs``).
+SettledVerdicts = Callable[[Collection[tuple[str, str]]], Iterable[ScoredPair]]
 
 
 class TwinVerdicts:
@@ -119,16 +119,15 @@ class TwinVerdicts:
         if self.settled is None or not self.twin_of or not len(rows):
             return {}
         keys = self.keys
-        twins: set[str] = set()
-        wanted: set[tuple[str, str]] = set()
-        for query, stored in rows[:, :2].tolist():
-            twin = self.twin_of.get(query)
-            if twin is not None and twin != stored:
-                twins.add(keys[twin])
-                wanted.add(_pair(keys[twin], keys[stored]))
+        wanted = {
+            _pair(keys[twin], keys[stored])
+            for query, stored in rows[:, :2].tolist()
+            if (twin := self.twin_of.get(query)) is not None and twin != stored
+        }
+        wanted -= self.planned  # asked in this comparison: its verdict comes, or came, from it
         if not wanted:
             return {}
-        return {(scored.first, scored.second): scored.score for scored in self.settled(twins) if (scored.first, scored.second) in wanted}
+        return {(scored.first, scored.second): scored.score for scored in self.settled(sorted(wanted))}
 
     def resolve(self, taken: Iterable[tuple[int, int, int, int]]) -> tuple[list[ScoredPair], np.ndarray]:
         """The verdicts of ``split``'s taken pairs, their twins', in its order; and the rows

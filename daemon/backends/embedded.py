@@ -306,12 +306,12 @@ class EmbeddedBackend:
         # Every candidate's verdict, rejected ones included (see Backend.find_pairs). Where the
         # scan compares its pending contents, the state's verdicts between contents compared
         # before are its comparison's: a twin's among them stand for its twin's too.
-        settled = self._compared_pairs_touching if pending is not None else None
+        settled = self._compared_pairs if pending is not None else None
         yield from self._verify_as_earned(candidates, keys, progress, age, settled)
 
-    def _compared_pairs_touching(self, contents: Collection[str]) -> Iterator[ScoredPair]:
+    def _compared_pairs(self, wanted: Collection[tuple[str, str]]) -> Iterator[ScoredPair]:
         with self.engine.connect() as connection:
-            yield from content_store.compared_pairs_touching(connection, contents)
+            yield from content_store.compared_pairs(connection, wanted)
 
     def _verify_as_earned(
         self,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, delete, exists, false, func, insert, or_, select, true, tuple_, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from dupe_scanner.store.batching import batches
+from dupe_scanner.store.batching import BATCH, batches
 from dupe_scanner.store.schema import GONE, contents, features, files, meta, pairs, scans
 from dupe_scanner.values import ImageInfo, ScoredPair
 
@@ -171,25 +171,23 @@ def pairs_among(connection: Connection, among: set[str]) -> Iterator[ScoredPair]
                 yield ScoredPair(row.first, row.second, row.score)
 
 
-def compared_pairs_touching(connection: Connection, keys: Iterable[str]) -> Iterator[ScoredPair]:
-    """Every stored pair (whatever its score) with one side in ``keys`` and both sides compared
-    already (not awaiting comparison): verdicts of the comparison the state records, which a
-    scan's parts and the scans before it made, and this scan will not make again."""
+def compared_pairs(connection: Connection, wanted: Iterable[tuple[str, str]]) -> Iterator[ScoredPair]:
+    """The stored verdicts (whatever their score) on those of the ``wanted`` pairs (first <
+    second) whose two contents are compared already (not awaiting comparison): verdicts of the
+    comparison the state records, which a scan's parts and the scans before it made, and this
+    scan will not make again. Looked up pair by pair on the pairs' key, so the cost follows the
+    pairs asked for, not how many pairs their contents have (a crowd's first picture, a
+    million)."""
     first, second = contents.alias("first_content"), contents.alias("second_content")
-    for batch in batches(sorted(set(keys))):
-        # Two queries, one for each side, each reading one of the pairs' indexes; a pair with
-        # both sides in the batch comes from the first.
-        for side, other_side in ((pairs.c.first, None), (pairs.c.second, pairs.c.first)):
-            query = (
-                select(pairs.c.first, pairs.c.second, pairs.c.score)
-                .join(first, first.c.hash == pairs.c.first)
-                .join(second, second.c.hash == pairs.c.second)
-                .where(side.in_(batch), first.c.needs_scan == false(), second.c.needs_scan == false())
-            )
-            if other_side is not None:
-                query = query.where(other_side.not_in(batch))
-            for row in connection.execute(query):
-                yield ScoredPair(row.first, row.second, row.score)
+    for batch in batches(wanted, BATCH // 2):  # two bound values a pair
+        query = (
+            select(pairs.c.first, pairs.c.second, pairs.c.score)
+            .join(first, first.c.hash == pairs.c.first)
+            .join(second, second.c.hash == pairs.c.second)
+            .where(tuple_(pairs.c.first, pairs.c.second).in_(batch), first.c.needs_scan == false(), second.c.needs_scan == false())
+        )
+        for row in connection.execute(query):
+            yield ScoredPair(row.first, row.second, row.score)
 
 
 def pairs_among_matched(connection: Connection, threshold: float) -> Iterator[ScoredPair]:
