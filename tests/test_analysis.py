@@ -121,6 +121,18 @@ def test_a_point_is_owned_by_the_image_that_added_it_however_many_points_each_im
     assert PointOwners(np.array([4]), np.array([0])).of(np.array([[-1, -1]])).tolist() == [[-1, -1]]
 
 
+def test_points_are_owned_by_the_right_image_when_images_hold_many_points_or_few():
+    from dupe_scanner.analysis.candidates import OWNER_BUCKET_SHIFT, PointOwners
+
+    # Images of 0 to 5 buckets' worth of points, many in one bucket or one across several.
+    rng = np.random.default_rng(5)
+    counts = rng.choice([0, 1, 2, 31, 32, 33, 5 << OWNER_BUCKET_SHIFT], size=400)
+    rows = rng.permutation(len(counts)) - 1  # one image is gone (-1)
+    owners = PointOwners(rows, counts)
+    ids = np.concatenate([np.arange(int(counts.sum())), [-1]])
+    assert owners.of(ids).tolist() == np.where(ids >= 0, np.repeat(rows, counts)[np.maximum(ids, 0)], -1).tolist()
+
+
 def test_reachable_says_what_a_search_finds():
     rng = np.random.default_rng(4)
     stored = rng.integers(0, 2**63, 400, dtype=np.uint64)
