@@ -35,9 +35,18 @@ COPY_EVERY = 20  # one planted copy in 20 pictures: 5 %, spread over every kind 
 # A tile's sides in the photograph's pixels, by pool. Smaller than a camera's pictures: the
 # photographs at hand hold about 800 megapixels, and every tile must be a picture of its own.
 # pool-v1's tiles give 4,592 pictures; pool-v2 cuts smaller ones so they give 16,000 (16,952).
-TILE_SIDES = {"pool-v1": (192, 640), "pool-v2": (104, 336)}
+# pool-camera's tiles fill the analysis' working image (fingerprints.WORK_SIDE) and are written
+# at a camera's size: about 2,300 of them.
+TILE_SIDES = {"pool-v1": (192, 640), "pool-v2": (104, 336), "pool-camera": (460, 720)}
 POOL_VERSION = "pool-v2"  # the default
 SHRINK = (0.6, 1.0)  # a tile is written at this share of its size (several scales)
+# pool-camera: each tile keeps all of its detail and is enlarged to a camera's long side, with
+# grain (Gaussian, in grey levels of 255) so its JPEG holds as many bytes as a camera's (3 MB
+# or so at 12 to 16 megapixels, against 0.3 to 1.5 MB enlarged without it): decoding it then
+# costs what decoding a photograph does, which is most of what indexing one costs.
+CAMERA_POOLS = {"pool-camera"}
+CAMERA_SIDE = 4000
+CAMERA_GRAIN = 4.0
 FLAT_STD = 12.0  # tiles of sky or plain colour are left out: any two of them look alike
 ADDED_DISTINCT = 50  # the "100 added" step: 50 new pictures and 50 copies of library pictures
 RESERVED_TILES = 200  # tiles kept out of every library, for the added pictures
@@ -92,7 +101,8 @@ def split_boxes(box: tuple[int, int, int, int], sides: tuple[int, int], rng: ran
 def seed_tiles(seed: Seed, version: str) -> list[Tile]:
     rng = random.Random(f"{version}-{seed.name}")
     width, height = _size(seed.path)
-    return [Tile(seed, box, round(rng.uniform(*SHRINK), 3)) for box in split_boxes((0, 0, width, height), TILE_SIDES[version], rng)]
+    shrink = (1.0, 1.0) if version in CAMERA_POOLS else SHRINK
+    return [Tile(seed, box, round(rng.uniform(*shrink), 3)) for box in split_boxes((0, 0, width, height), TILE_SIDES[version], rng)]
 
 
 def tile_order(seeds: list[Seed], version: str) -> list[Tile]:
@@ -197,6 +207,8 @@ class Pool:
             photo = load_photograph(jobs_of_seed[0][2].seed.path)
             for name, position, tile in jobs_of_seed:
                 picture = cut_tile(photo, tile)
+                if self.version in CAMERA_POOLS:
+                    picture = camera_sized(picture, tile.key)
                 picture.save(self.pictures / name, quality=JPEG_QUALITY)
                 entries.append({"name": name, "position": position, "family": tile.key, "role": "original", "flat": is_flat(picture)})
         return entries
@@ -283,6 +295,17 @@ def cut_tile(photo: Image.Image, tile: Tile) -> Image.Image:
     piece = photo.crop(tile.box)
     size = (max(1, round(piece.width * tile.shrink)), max(1, round(piece.height * tile.shrink)))
     return piece.resize(size, Image.Resampling.LANCZOS)
+
+
+def camera_sized(picture: Image.Image, key: str) -> Image.Image:
+    """``picture`` enlarged to ``CAMERA_SIDE`` on its long side, with ``CAMERA_GRAIN`` of grain
+    (the same grain for the same tile, whichever run writes it)."""
+    scale = CAMERA_SIDE / max(picture.size)
+    enlarged = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.BICUBIC)
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+    grain = rng.normal(0.0, CAMERA_GRAIN, (enlarged.height, enlarged.width, 1)).astype(np.float32)
+    grainy = np.asarray(enlarged, dtype=np.float32) + grain
+    return Image.fromarray(np.clip(grainy + 0.5, 0, 255).astype(np.uint8))
 
 
 def is_flat(picture: Image.Image) -> bool:

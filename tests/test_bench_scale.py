@@ -11,7 +11,7 @@ from PIL import Image
 
 from bench.dataset import Seed
 from bench.scale import group_pairs, scan_against_index
-from bench.scale_library import TILE_SIDES, split_boxes
+from bench.scale_library import CAMERA_GRAIN, CAMERA_SIDE, TILE_SIDES, camera_sized, split_boxes
 from bench.scale_repeats import RepeatCheck
 from bench.scale_simulate import flip_bits, flip_descriptor_bits
 
@@ -36,6 +36,19 @@ def test_smaller_tiles_give_more_pictures_of_the_same_photograph():
 
 def test_a_photograph_smaller_than_a_tile_gives_none():
     assert split_boxes((0, 0, 100, 900), TILE_SIDES["pool-v2"], random.Random(1)) == []
+
+
+def test_a_camera_pool_tile_is_written_at_a_cameras_size_with_the_same_grain_each_time():
+    gradient = np.tile(np.linspace(0, 255, 600, dtype=np.float32), (460, 1))
+    tile = Image.fromarray(np.dstack([gradient] * 3).astype(np.uint8))
+    first, again, other = camera_sized(tile, "seed@0,0,600,460"), camera_sized(tile, "seed@0,0,600,460"), camera_sized(tile, "seed@600,0,1200,460")
+    assert first.size == (CAMERA_SIDE, round(460 * CAMERA_SIDE / 600))
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(other))
+    middle = np.asarray(first, dtype=np.float32)[1000:1200, 1000:1200, 0]
+    rows_apart = middle - np.asarray(tile.resize(first.size, Image.Resampling.BICUBIC), dtype=np.float32)[1000:1200, 1000:1200, 0]
+    assert abs(float(rows_apart.std()) - CAMERA_GRAIN) < 0.5  # grain of the stated strength, nothing else changed
+    assert abs(float(rows_apart.mean())) < 0.2
 
 
 def test_the_scan_is_read_against_the_index_on_cpu_where_the_tool_has_an_index():
