@@ -23,7 +23,7 @@ from dupe_scanner.analysis.candidates import (
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
-from dupe_scanner.analysis.pairing import score_batch, score_pair
+from dupe_scanner.analysis.pairing import EVIDENCE_HASH_DISTANCE, _score_from, score_batch, score_pair
 from dupe_scanner.analysis.verify import from_template
 from tests.test_embedded_backend import photo
 
@@ -423,8 +423,12 @@ def test_two_tilings_whose_tiles_swap_colours_place_by_place_are_not_duplicates(
             colour = 3 - colour if seen[colour] % 2 == 0 else colour
         swapped.append(colour)
     assert min(seen.values()) >= 2
-    verdict = score_pair(_features(_tiling(colours, seed)), _features(_tiling(swapped, seed + 50)), None)
-    assert not verdict.verified and "colours differ place by place" in verdict.reason
+    first, second = _features(_tiling(colours, seed)), _features(_tiling(swapped, seed + 50))
+    assert not score_pair(first, second, None).verified and not score_pair(second, first, None).verified
+    # Aligned edge on edge, it is the colours that tell them apart (from the other side the
+    # keypoints may pair the tiles one period off, and the frames do not nest).
+    edge_on_edge = _score_from(first, second, None)
+    assert not edge_on_edge.verified and "colours differ place by place" in edge_on_edge.reason
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
@@ -1085,6 +1089,21 @@ def test_a_textured_pair_the_keypoints_relate_from_one_side_only_is_not_taken_fo
     assert pairing.textured(first) and pairing.textured(second)
     assert not pairing.textured_strangers(first, second, from_keypoints(first, second))
     assert score_pair(first, second, None) != pairing.NO_EVIDENCE and aligned
+
+
+def test_a_crop_the_keypoints_relate_from_its_originals_side_only_scores_alike_whichever_side_asks():
+    """From the crop's side the original's points outside the crop match at random and swamp the
+    fit; which side asks is whichever picture the index finished last, so it must not matter."""
+    from dupe_scanner.analysis.verify import from_keypoints, hash_distance
+
+    picture = photo(11)
+    original = _features(picture)
+    crop = _hash_apart(_features(picture.crop((0, 0, 384, 264))), original, 22)  # 60 % of each side
+    assert from_keypoints(crop, original) is None and from_keypoints(original, crop) is not None
+    assert hash_distance(crop, original) > EVIDENCE_HASH_DISTANCE  # only the keypoints relate them
+    asked_by_the_crop, asked_by_the_original = score_pair(crop, original, None), score_pair(original, crop, None)
+    assert asked_by_the_crop.verified and asked_by_the_original.verified
+    assert asked_by_the_crop.score == asked_by_the_original.score
 
 
 def _waves(seed: int, size: tuple[int, int]) -> Image.Image:

@@ -57,8 +57,19 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
     (two frames each showing what the other lacks). Fitted the other way round, the crop's
     pixels all lie inside its original's frame. A pair is asked from one side (its newer
     picture's), so either may be the crop.
+
+    The keypoint fit, too, can relate the two from one side only: it matches each of B's
+    points to its nearest in A, and from a crop's side its original's points outside the crop
+    match at random and can swamp the fit. Which side asks is which picture came later (for a
+    first scan, which the index happened to finish first), so a pair the fit relates from B's
+    side only is scored from B's side.
     """
-    verdict = _score_from(a, b, orientation)
+    keypoints = from_keypoints(a, b)
+    if keypoints is None:
+        reverse = from_keypoints(b, a)
+        if reverse is not None:
+            a, b, orientation, keypoints = b, a, None, reverse
+    verdict = _score_with(a, b, orientation, keypoints, b_side_relates=False if keypoints is None else None)
     if verdict.verified or not verdict.unnested:
         return verdict
     other_side = _score_from(b, a, None)
@@ -67,10 +78,14 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
 
 def _score_from(a: Features, b: Features, orientation: int | None) -> Verdict:
     """``score_pair`` from A's side only."""
+    return _score_with(a, b, orientation, from_keypoints(a, b))
+
+
+def _score_with(a: Features, b: Features, orientation: int | None, keypoints: Relation | None, b_side_relates: bool | None = None) -> Verdict:
+    """``_score_from`` with A's keypoint fit made (``keypoints``), and B's if ``b_side_relates`` is given."""
     if orientation is None:
         orientation = closest_orientation(a, b)
-    keypoints = from_keypoints(a, b)
-    if not worth_aligning(a, b, keypoints):
+    if not worth_aligning(a, b, keypoints, b_side_relates):
         return NO_EVIDENCE
     best = verify(a, b, full_frame(a, b, orientation), hash_alone=keypoints is None)
     if best.decided or best.score >= 1.0:
@@ -88,7 +103,7 @@ def _score_from(a: Features, b: Features, orientation: int | None) -> Verdict:
         # textured strangers: a crop keeping half of a textured picture (all a template
         # search tries) keeps enough of its points for the keypoint fit. Nor where even the
         # largest frame it could guess would be rejected unaligned (``guess_may_verify``).
-        if textured_strangers(a, b, keypoints) or not guess_may_verify(a, b, orientation):
+        if textured_strangers(a, b, keypoints, b_side_relates) or not guess_may_verify(a, b, orientation):
             return best
         relation, guessed = from_template(a, b, orientation), True
     if relation is not None:
@@ -106,7 +121,7 @@ def _score_from(a: Features, b: Features, orientation: int | None) -> Verdict:
 NO_EVIDENCE = Verdict(0.0, False, "no evidence of a relation: hashes far apart, no keypoint geometry", decided=True)
 
 
-def worth_aligning(a: Features, b: Features, keypoints: Relation | None) -> bool:
+def worth_aligning(a: Features, b: Features, keypoints: Relation | None, b_side_relates: bool | None = None) -> bool:
     """Whether anything suggests the two are one picture, before any alignment is paid for.
 
     Aligning and comparing costs ten to a hundred times the keypoint fit, and most candidates
@@ -121,7 +136,7 @@ def worth_aligning(a: Features, b: Features, keypoints: Relation | None) -> bool
     distance = hash_distance(a, b)
     if distance > EVIDENCE_HASH_DISTANCE:
         return False
-    return distance <= TEXTURED_EVIDENCE_HASH_DISTANCE or not textured_strangers(a, b, keypoints)
+    return distance <= TEXTURED_EVIDENCE_HASH_DISTANCE or not textured_strangers(a, b, keypoints, b_side_relates)
 
 
 def textured(features: Features) -> bool:
@@ -129,15 +144,19 @@ def textured(features: Features) -> bool:
     return len(features.descriptors) >= ORB_FEATURES
 
 
-def textured_strangers(a: Features, b: Features, keypoints: Relation | None) -> bool:
+def textured_strangers(a: Features, b: Features, keypoints: Relation | None, b_side_relates: bool | None = None) -> bool:
     """Two textured pictures whose keypoints relate them from neither side.
 
     The keypoint fit matches each of B's points to its nearest in A, so it can find a relation
     one way and not the other (a large crop, scanned from the crop's side). ``keypoints`` is
     ``score_pair``'s fit of B to A, made already; this asks the other way only when that one
-    found nothing.
+    found nothing, and ``b_side_relates`` did not say already.
     """
-    return keypoints is None and textured(a) and textured(b) and from_keypoints(b, a) is None
+    if keypoints is not None or not (textured(a) and textured(b)):
+        return False
+    if b_side_relates is None:
+        b_side_relates = from_keypoints(b, a) is not None
+    return not b_side_relates
 
 
 @dataclass(frozen=True)

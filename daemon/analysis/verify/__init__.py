@@ -104,7 +104,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-18"  # 18: the same colour in one picture, the same colour in the other (MAX_COLOUR_CONFLICTS)
+VERIFIER = "verify-19"  # 19: a pair the keypoint fit relates from one side only is scored from that side (pairing.score_pair)
+# 18: the same colour in one picture, the same colour in the other (MAX_COLOUR_CONFLICTS)
 # 17: small subjects on a plain ground, no keypoints: their edges must correlate (SMALL_SUBJECT)
 # 16: an affine fit far from a similarity at half size is not refined at full size
 # (not bumped for MAX_ALIGNED_STRETCH and GUESS_CUT_SLACK: no verdict changed among 35,000 pairs
@@ -124,7 +125,7 @@ VERIFIER = "verify-18"  # 18: the same colour in one picture, the same colour in
 # (``scanning.rejudge_verified``), not every candidate of every picture: the time that takes
 # follows the duplicates, not the library. Empty it at a bump that may verify a pair they
 # rejected, or move a rejected pair's score.
-TIGHTENS: tuple[str, ...] = ("verify-16", "verify-17")
+TIGHTENS: tuple[str, ...] = ()  # verify-19 verifies crops verify-18 rejected
 
 __all__ = [
     "CELL_AGREES",
