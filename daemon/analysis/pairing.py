@@ -65,14 +65,17 @@ def score_pair(a: Features, b: Features, orientation: int | None) -> Verdict:
     side only is scored from B's side.
     """
     keypoints = from_keypoints(a, b)
-    if keypoints is None:
+    both_fitted = keypoints is None
+    if both_fitted:
         reverse = from_keypoints(b, a)
         if reverse is not None:
             a, b, orientation, keypoints = b, a, None, reverse
     verdict = _score_with(a, b, orientation, keypoints, b_side_relates=False if keypoints is None else None)
     if verdict.verified or not verdict.unnested:
         return verdict
-    other_side = _score_from(b, a, None)
+    # From the other side: where both fits were made, its own found nothing (it is the one
+    # that failed, or both did) and the side scored above is related exactly when it was.
+    other_side = _score_with(b, a, None, None, b_side_relates=keypoints is not None) if both_fitted else _score_from(b, a, None)
     return other_side if other_side.score > verdict.score else verdict
 
 
