@@ -1159,3 +1159,62 @@ def test_a_verification_compares_the_pictures_once_for_each_pixel_map_it_judges(
     first, second = _features(_night_sky(8, (512, 512))), _features(_night_sky(108, (640, 400)))
     assert not score_pair(first, second, 0).verified
     assert maps and len(maps) == len(set(maps))
+
+
+def _similarity(scale: float, degrees: float, shift: tuple[float, float]) -> np.ndarray:
+    angle = np.radians(degrees)
+    linear = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    return np.hstack([linear, np.array(shift, dtype=np.float64)[:, None]])
+
+
+def test_no_similarity_a_refinement_may_keep_lies_within_reach_of_an_estimate_turned_beyond_it():
+    """``turned_beyond_reach`` lets a keypoint estimate go unaligned: no map within the
+    refinement's drift limit of it may be a scale times a quarter turn, not even the one
+    nearest it, bent by the shape error a similarity may show towards the estimate."""
+    from dupe_scanner.analysis.verify.alignment import MAX_REFINE_DRIFT, MAX_SHAPE_ERROR, shape_error, turned_beyond_reach
+
+    rng = np.random.default_rng(7)
+    a_shape, b_shape = (120, 160), (90, 160)
+    height, width = b_shape
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float64)
+    limit = MAX_REFINE_DRIFT * max(a_shape)
+    flagged = within_reach = 0
+    for _ in range(4000):
+        estimate = _similarity(rng.uniform(0.3, 2.5), rng.uniform(-180, 180), (rng.uniform(-50, 150), rng.uniform(-50, 150)))
+        linear = estimate[:, :2]
+        nearest_reach = np.inf
+        for quarter in range(4):
+            turn = _similarity(1.0, 90.0 * quarter, (0, 0))[:, :2]
+            scale = max(1e-6, float(np.trace(turn.T @ linear)) / 2)
+            bend = linear - scale * turn  # towards the estimate, as far as the shape error allows
+            bend *= min(1.0, 0.999 * MAX_SHAPE_ERROR * scale * np.sqrt(2) / max(np.linalg.norm(bend), 1e-12))
+            candidate_linear = scale * turn + bend
+            assert shape_error(candidate_linear)[0] <= MAX_SHAPE_ERROR + 1e-9
+            centre = np.array([width / 2, height / 2, 1.0])
+            shift = estimate @ centre - candidate_linear @ centre[:2]  # the frame's centre kept where it was
+            candidate = np.hstack([candidate_linear, shift[:, None]])
+            nearest_reach = min(nearest_reach, float(np.abs(corners @ candidate.T - corners @ estimate.T).max()))
+        if turned_beyond_reach(estimate.astype(np.float32), a_shape, b_shape):
+            flagged += 1
+            assert nearest_reach > limit
+        elif nearest_reach <= limit:
+            within_reach += 1
+    assert flagged > 1000 and within_reach > 500
+
+
+def test_strangers_keypoints_relate_at_a_slant_are_judged_without_an_alignment(monkeypatch):
+    from dupe_scanner.analysis.verify import Relation, verify
+
+    refined = _recording_refinements(monkeypatch)
+    first, stranger = _features(photo(16)), _features(photo(17))
+    height, width = stranger.thumb.shape
+    centre = np.array([width / 2, height / 2])
+    for degrees, aligned in ((30.0, False), (2.0, True)):  # a slight slant may be refined away; a wide one may not
+        refined.clear()
+        linear = _similarity(1.0, degrees, (0, 0))[:, :2]
+        relation = Relation(0, False, np.hstack([linear, (centre - linear @ centre)[:, None]]).astype(np.float32))
+        verdict = verify(first, stranger, relation)
+        assert not verdict.verified
+        assert bool(refined) is aligned
+        if not aligned:
+            assert "not a similarity" in verdict.reason

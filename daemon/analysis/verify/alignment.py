@@ -78,6 +78,30 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
     return combined if near(combined) else matrix
 
 
+def turned_beyond_reach(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: tuple[int, int]) -> bool:
+    """Whether no map ``refine`` can return from ``matrix`` is within ``MAX_SHAPE_ERROR`` of a
+    scale times a quarter turn: the estimate is turned too far between quarter turns for a
+    refinement to bring it back (two strangers' keypoints agree on any angle at all).
+
+    ``refine`` keeps only maps that move no corner of B's frame further than
+    ``MAX_REFINE_DRIFT`` of A's long side across or down (``near``; so at most ``sqrt(2)``
+    times that in all) from where ``matrix`` puts it, or ``matrix`` itself.
+    Two opposite corners lie a half diagonal ``h`` either side of the frame's centre, so
+    whatever the shift, one of them moves at least as far as the change of the linear part
+    moves ``h``. Turning the similar part of ``matrix`` (scale ``s``, ``tilt`` ``t`` from the
+    nearest quarter turn) onto any scale times a quarter turn moves ``h`` by ``s |h| sin t``
+    at least; a map within ``MAX_SHAPE_ERROR`` of one differs from it by less than
+    ``2 MAX_SHAPE_ERROR`` of its scale, and the rest of ``matrix`` (its stretch) by its own
+    norm. An exact bound: a map it rules out could not have verified.
+    """
+    linear = matrix[:, :2].astype(np.float64)
+    similar_scale = float(np.hypot(linear[0, 0] + linear[1, 1], linear[1, 0] - linear[0, 1])) / 2
+    stretch_norm = float(np.hypot(linear[0, 0] - linear[1, 1], linear[0, 1] + linear[1, 0])) / 2
+    half_diagonal = float(np.hypot(*b_shape)) / 2
+    least_move = half_diagonal * (similar_scale * (np.sin(np.radians(tilt(matrix))) - 2 * MAX_SHAPE_ERROR) - stretch_norm)
+    return bool(least_move > np.sqrt(2) * MAX_REFINE_DRIFT * max(a_shape))
+
+
 def _shrink(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (max(8, image.shape[1] // 2), max(8, image.shape[0] // 2)), interpolation=cv2.INTER_AREA)
 

@@ -158,6 +158,10 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
             reason = f"a guessed frame that differs too much before any alignment (visible {least_visible:.2f} or more)"
             return Verdict(0.0 if first is None else _rejected_score(first), False, reason)
     keypoints_relate = not (hash_alone or guessed)
+    if alignment.turned_beyond_reach(relation.matrix, a_view.shape, b_view.shape):
+        # Strangers' keypoints agree on any angle; no refinement from this far can verify,
+        # so the estimate is judged as it lies ("not a similarity") without aligning it.
+        return _judge(a, b, relation, compared, relation.matrix, guessed, keypoints_relate)
     verdict = _judge(a, b, relation, compared, alignment.refine(a_view, b_view, relation.matrix), guessed, keypoints_relate)
     if verdict.verified:
         return verdict
