@@ -96,7 +96,7 @@ def turned_beyond_reach(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: t
     """
     linear = matrix[:, :2].astype(np.float64)
     similar_scale = float(np.hypot(linear[0, 0] + linear[1, 1], linear[1, 0] - linear[0, 1])) / 2
-    stretch_norm = float(np.hypot(linear[0, 0] - linear[1, 1], linear[0, 1] + linear[1, 0])) / 2
+    stretch_norm = stretch(matrix) * similar_scale  # the norm of the part no similarity has
     half_diagonal = float(np.hypot(*b_shape)) / 2
     least_move = half_diagonal * (similar_scale * (np.sin(np.radians(tilt(matrix))) - 2 * MAX_SHAPE_ERROR) - stretch_norm)
     return bool(least_move > np.sqrt(2) * MAX_REFINE_DRIFT * max(a_shape))
