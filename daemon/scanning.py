@@ -55,6 +55,8 @@ COMPARISON_PART = 5_000
 INTERIM_REPORT_SECONDS = 300.0
 INTERIM_REPORT_SHARE = 0.1
 COMPARING = "comparing images"
+INTERIM_STAGE = "writing interim reports"  # within COMPARING, between its parts (``InterimReports``)
+STAGE_STARTS, STAGE_ENDS = "scan stage: %s", "scan stage done: %s"
 GONE_RETENTION_SECONDS = 7 * 86400
 # Completing a group (``complete_groups``): in a group of at most this many pictures, a member
 # that matches the anchor at less than ``WEAK_TIE`` is compared with every other member.
@@ -472,7 +474,8 @@ class InterimReports:
         if began - self.last < max(INTERIM_REPORT_SECONDS, self.cost / INTERIM_REPORT_SHARE):
             return
         try:
-            groups = self.write(PartialComparison(compared, pictures))
+            with _logged_stage(INTERIM_STAGE):
+                groups = self.write(PartialComparison(compared, pictures))
         except FileWriteError as error:
             log.warning("%s; the scan goes on comparing, and writes the reports again when it ends", error)
         else:
@@ -505,8 +508,19 @@ def _written(digest: str, groups: Sequence[DuplicateGroup], reports: ReportOutco
 
 @contextmanager
 def _stage(progress: ScanProgress | None, name: str) -> Iterator[None]:
-    if progress is not None:
-        progress(name, 0, 1)
+    with _logged_stage(name):
+        if progress is not None:
+            progress(name, 0, 1)
+        yield
+        if progress is not None:
+            progress(name, 1, 1)
+
+
+@contextmanager
+def _logged_stage(name: str) -> Iterator[None]:
+    """Marks a stage's start and end in the debug log (``STAGE_STARTS``, ``STAGE_ENDS``): a
+    person reading a slow scan's log sees where it was, and bench/scan_cost.py what each
+    stage's CPU went to. A stage that fails has a start and no end."""
+    log.debug(STAGE_STARTS, name)
     yield
-    if progress is not None:
-        progress(name, 1, 1)
+    log.debug(STAGE_ENDS, name)
