@@ -374,21 +374,25 @@ def list_count(descriptors: int) -> int:
     return int(min(65536, max(256, 4 * np.sqrt(descriptors))))
 
 
-# Training the cells: 40 descriptors a cell, 10 rounds, each descriptor's nearest centre found
-# through an HNSW graph rather than against every centre. On the labelled set's 629,655
-# descriptors (3,174 cells) this trained in 64 s against 784 s for faiss's defaults (64 a
-# cell, 25 rounds, exhaustive), and the index then found 95.15 % of the close points an
-# exhaustive search finds, against 95.23 %. The cost grows with the square of the cells,
-# so at 100,000 pictures the defaults took most of an hour.
+# Training the cells: 40 descriptors a cell, 5 rounds, each descriptor's nearest centre found
+# through an HNSW graph of 16 neighbours a node rather than against every centre. On the
+# labelled set's 629,655 descriptors (3,174 cells) 10 rounds through a graph of 32 trained in
+# 64 s against 784 s for faiss's defaults (64 a cell, 25 rounds, exhaustive), and the index
+# then found 95.15 % of the close points an exhaustive search finds, against 95.23 %. The
+# cost grows with the square of the cells, so at 100,000 pictures the defaults took most of
+# an hour. Even so, training was a fifth of a first scan's CPU in libraries of 2,000 to 4,000
+# pictures (bench/README.md, "Training the keypoint base's cells"): 5 rounds through a
+# graph of 16 take a third of that, and the index finds 0.2 to 0.3 % fewer close points.
 TRAINING_PER_CELL = 40
-TRAINING_ROUNDS = 10
+TRAINING_ROUNDS = 5
+TRAINING_GRAPH_NEIGHBOURS = 16
 
 
 def train_partition(database: np.ndarray, lists: int) -> np.ndarray:
     """uint8[lists, 32]: the centres of ``lists`` cells of descriptor space, by k-means on a sample."""
     index = faiss.IndexBinaryIVF(faiss.IndexBinaryFlat(256), 256, lists)
     index.cp.niter = TRAINING_ROUNDS
-    index.clustering_index = faiss.IndexHNSWFlat(256, 32)
+    index.clustering_index = faiss.IndexHNSWFlat(256, TRAINING_GRAPH_NEIGHBOURS)
     sample = database[np.random.default_rng(0).choice(len(database), min(len(database), TRAINING_PER_CELL * lists), replace=False)]
     index.train(sample)
     return index.quantizer.reconstruct_n(0, lists).reshape(lists, 32).astype(np.uint8)
