@@ -380,9 +380,9 @@ def list_count(descriptors: int) -> int:
 # 64 s against 784 s for faiss's defaults (64 a cell, 25 rounds, exhaustive), and the index
 # then found 95.15 % of the close points an exhaustive search finds, against 95.23 %. The
 # cost grows with the square of the cells, so at 100,000 pictures the defaults took most of
-# an hour. Even so, training was a fifth of a first scan's CPU in libraries of 2,000 to 4,000
-# pictures (bench/README.md, "Training the keypoint base's cells"): 5 rounds through a
-# graph of 16 take a third of that, and the index finds 0.2 to 0.3 % fewer close points.
+# an hour. Even so, training was a sixth to a quarter of a first scan's CPU in libraries of
+# 2,000 to 4,000 pictures (bench/README.md, "Training the keypoint base's cells"): 5 rounds through a
+# graph of 16 take a third of that, and the index finds 0.1 to 0.3 % fewer close points.
 TRAINING_PER_CELL = 40
 TRAINING_ROUNDS = 5
 TRAINING_GRAPH_NEIGHBOURS = 16
