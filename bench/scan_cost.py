@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,6 @@ class ScanCost:
     library: Path
     pictures: int
     index_cpu: float
-    seconds: float
     peak: int
     stages: list[StageCost] = field(default_factory=list)
 
@@ -97,9 +95,8 @@ def measure(library: Path) -> ScanCost:
         *_, index_cpu = measured_with_cpu([*cli, "index", "--dir", str(library)], cwd=workdir)
         started = time.monotonic()
         samples, marks, peak, ended = _run_sampled([*cli, "--log-level", "debug", "scan"], workdir)
-        cost = ScanCost(library, _pictures(library), index_cpu, ended - started, peak)
+        cost = ScanCost(library, _pictures(library), index_cpu, peak)
         cost.stages = stage_costs(samples, marks, started, ended)
-        shutil.rmtree(workdir / "state", ignore_errors=True)
     return cost
 
 
