@@ -231,7 +231,7 @@ def peak_rss_until_done(process: subprocess.Popen) -> int:
             tree = [watched, *watched.children(recursive=True)]
             peak = max(peak, sum(_rss(p) for p in tree))
             for member in tree:
-                cpu_by_process[member.pid] = max(cpu_by_process.get(member.pid, 0.0), _cpu(member))
+                cpu_by_process[member.pid] = max(cpu_by_process.get(member.pid, 0.0), process_cpu(member))
         except psutil.Error:
             pass
         time.sleep(0.2)
@@ -245,7 +245,8 @@ def peak_rss_until_done(process: subprocess.Popen) -> int:
 TREE_CPU = [0.0]
 
 
-def _cpu(process: psutil.Process) -> float:
+def process_cpu(process: psutil.Process) -> float:
+    """User and system CPU seconds of ``process`` so far; 0 once it cannot be read."""
     try:
         times = process.cpu_times()
         return times.user + times.system

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import psutil
 
-from bench.scale import measured_with_cpu
+from bench.__main__ import _rss
+from bench.scale import measured_with_cpu, process_cpu
 from dupe_scanner.scanning import STAGE_ENDS, STAGE_STARTS
 
 POLL_SECONDS = 0.05
@@ -150,9 +151,9 @@ def _sample_until_done(process: subprocess.Popen) -> tuple[list[Sample], int]:
     while process.poll() is None:
         try:
             children = watched.children(recursive=True)
-            main_cpu = max(main_cpu, _cpu(watched))
+            main_cpu = max(main_cpu, process_cpu(watched))
             for child in children:
-                others[child.pid] = max(others.get(child.pid, 0.0), _cpu(child))
+                others[child.pid] = max(others.get(child.pid, 0.0), process_cpu(child))
             peak = max(peak, sum(_rss(member) for member in [watched, *children]))
         except psutil.Error:
             pass
@@ -160,21 +161,6 @@ def _sample_until_done(process: subprocess.Popen) -> tuple[list[Sample], int]:
         time.sleep(POLL_SECONDS)
     samples.append(Sample(time.monotonic(), main_cpu, sum(others.values())))
     return samples, peak
-
-
-def _cpu(process: psutil.Process) -> float:
-    try:
-        times = process.cpu_times()
-    except psutil.Error:
-        return 0.0
-    return times.user + times.system
-
-
-def _rss(process: psutil.Process) -> int:
-    try:
-        return process.memory_info().rss
-    except psutil.Error:
-        return 0
 
 
 def stage_costs(samples: list[Sample], marks: list[tuple[float, str, bool]], started: float, ended: float) -> list[StageCost]:
