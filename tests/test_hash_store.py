@@ -99,6 +99,32 @@ def test_a_table_that_already_holds_the_contents_compared_is_not_written_again(s
     assert writes == [30]
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_merging_new_and_reanalysed_rows_in_place_gives_the_table_a_whole_read_gives(seed):
+    rng = np.random.default_rng(seed)
+    numbers = rng.choice(10_000, size=400, replace=False)
+    kept, later = numbers[:300], numbers[300:]
+    reanalysed = rng.choice(kept, size=20, replace=False)
+    state = State(kept.tolist())
+    before = state.expected()
+    fresh = [state.add(int(n)) for n in later] + [state.add(int(n), analysed_at=-1.0) for n in reanalysed]
+    merged = before.merged(state.read_some(fresh)[0])
+    assert same(merged, state.expected())
+    assert merged.holds(state.read_some(fresh)[0]) and not before.holds(state.read_some(fresh)[0])
+
+
+def test_rows_taken_out_leave_the_others_as_they_were():
+    state = State(list(range(40)))
+    table = state.expected()
+    in_key_order = sorted(range(40), key=key)
+    taken = [in_key_order[0], in_key_order[17], in_key_order[-1]]  # the first row, one inside, the last
+    for number in taken:
+        state.forget(number)
+    gone = np.array(sorted([*map(key, taken), key(99)]), dtype="S64")  # 99: never in the table
+    assert same(table.without(gone), state.expected())
+    assert table.without(np.array([key(99)], dtype="S64")) is table
+
+
 def test_a_content_the_store_is_told_was_forgotten_leaves_the_kept_table_and_no_scan_reads_the_state_whole(store):
     state = State(list(range(20)))
     state.table(store, None)

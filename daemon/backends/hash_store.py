@@ -59,24 +59,40 @@ class HashTable:
 
     def holds(self, rows: HashTable) -> bool:
         """Whether every row of ``rows`` is in this table, as it is."""
-        at = np.minimum(np.searchsorted(self.keys, rows.keys), max(0, len(self) - 1))
-        if not len(rows):
-            return True
-        return bool(
-            len(self)
-            and np.array_equal(self.keys[at], rows.keys)
-            and np.array_equal(self.hashes[at], rows.hashes)
-            and np.array_equal(self.analysed_at[at], rows.analysed_at)
-        )
+        at, found = self._places(rows.keys)
+        return bool(found.all() and np.array_equal(self.hashes[at], rows.hashes) and np.array_equal(self.analysed_at[at], rows.analysed_at))
 
     def merged(self, fresh: HashTable) -> HashTable:
-        """This table with ``fresh``'s rows added, or put in place of the rows of the same key."""
-        kept = ~np.isin(self.keys, fresh.keys)
-        keys = np.concatenate([self.keys[kept], fresh.keys])
-        order = np.argsort(keys, kind="stable")
-        hashes = np.concatenate([self.hashes[kept], fresh.hashes])[order]
-        analysed_at = np.concatenate([self.analysed_at[kept], fresh.analysed_at])[order]
-        return HashTable(keys[order], hashes, analysed_at)
+        """This table with ``fresh``'s rows added, or put in place of the rows of the same key.
+
+        Both tables are in key order, so ``fresh``'s rows are placed by binary search and the
+        table is copied once: at a million contents a scan of a hundred new ones paid 0.6 to
+        0.9 CPU s to sort every key again."""
+        at, found = self._places(fresh.keys)
+        new = ~found
+        keys = np.insert(self.keys, at[new], fresh.keys[new])
+        hashes = np.insert(self.hashes, at[new], fresh.hashes[new], axis=0)
+        analysed_at = np.insert(self.analysed_at, at[new], fresh.analysed_at[new])
+        # A row analysed again moves down by the new rows inserted before it.
+        replaced = at[found] + np.searchsorted(at[new], at[found], side="right")
+        hashes[replaced], analysed_at[replaced] = fresh.hashes[found], fresh.analysed_at[found]
+        return HashTable(keys, hashes, analysed_at)
+
+    def without(self, keys: np.ndarray) -> HashTable:
+        """This table without the rows of ``keys`` (S64, in key order); itself if it holds none."""
+        at, found = self._places(keys)
+        if not found.any():
+            return self
+        staying = np.ones(len(self), dtype=bool)
+        staying[at[found]] = False
+        return HashTable(self.keys[staying], self.hashes[staying], self.analysed_at[staying])
+
+    def _places(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each of ``keys`` (in key order) is or would go, and whether it is there."""
+        at = np.searchsorted(self.keys, keys)
+        found = at < len(self)
+        found[found] = self.keys[at[found]] == keys[found]
+        return at, found
 
 
 # Reads from the state: every content's rows; the rows of some contents, with how many
@@ -114,9 +130,9 @@ class HashStore:
         kept = self._read() if keys else None
         if kept is None:
             return
-        staying = ~np.isin(kept.keys, np.array(sorted(keys), dtype="S64"))
-        if not staying.all():
-            self._write(HashTable(kept.keys[staying], kept.hashes[staying], kept.analysed_at[staying]))
+        remaining = kept.without(np.array(sorted(keys), dtype="S64"))
+        if remaining is not kept:
+            self._write(remaining)
 
     def clear(self) -> None:
         if self.path is not None:
