@@ -500,6 +500,25 @@ def test_a_wide_jpeg_is_decoded_at_the_smallest_scale_that_keeps_its_long_side(t
     assert open_upright(path)[0].size == (4000, 2000)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_every_exif_orientation_is_decoded_as_displayed(tmp_path, orientation, suffix):
+    from dupe_scanner.imaging import open_upright
+
+    shown = Image.new("RGB", (48, 24), (0, 0, 0))
+    shown.paste((255, 255, 255), (0, 0, 12, 8))  # a white corner, top left as displayed
+    stored_as = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+                 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_90, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_270}
+    stored = shown.transpose(stored_as[orientation]) if orientation in stored_as else shown
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / f"turned{suffix}"
+    stored.save(path, exif=exif)
+    upright, _format, full_size = open_upright(path, draft_side=460)
+    assert upright.size == full_size == (48, 24)
+    assert np.array(upright.convert("L"))[:8, :12].mean() > 200 and np.array(upright.convert("L"))[16:, 36:].mean() < 50
+
+
 def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeypatch):
     """A repeating pattern lines up one period off as a whole frame; the keypoints' own
     correspondences show the shift, and their verdict (another shot) is the answer."""
