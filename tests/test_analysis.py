@@ -21,7 +21,7 @@ from dupe_scanner.analysis.candidates import (
     merge_nearest,
 )
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
-from dupe_scanner.analysis.fingerprints import HASH_SIDE, dct_hash, features_of, orient
+from dupe_scanner.analysis.fingerprints import GRID, HASH_SIDE, ORB_FEATURES, dct_hash, features_of, orient, spread_strongest
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from dupe_scanner.analysis.pairing import EVIDENCE_HASH_DISTANCE, _score_from, score_batch, score_pair
 from dupe_scanner.analysis.verify import from_template
@@ -517,6 +517,42 @@ def test_every_exif_orientation_is_decoded_as_displayed(tmp_path, orientation, s
     upright, _format, full_size = open_upright(path, draft_side=460)
     assert upright.size == full_size == (48, 24)
     assert np.array(upright.convert("L"))[:8, :12].mean() > 200 and np.array(upright.convert("L"))[16:, 36:].mean() < 50
+
+
+def spread_one_by_one(positions, responses, width, height):
+    """``spread_strongest`` as a loop over the points: strongest first, each cell's first few."""
+    per_cell = ORB_FEATURES // (GRID * GRID) + 1
+    cells: dict[tuple[int, int], list[int]] = {}
+    for at in sorted(range(len(responses)), key=lambda at: -responses[at]):
+        x, y = positions[at]
+        cell = (min(GRID - 1, int(float(x) * GRID / width)), min(GRID - 1, int(float(y) * GRID / height)))
+        bucket = cells.setdefault(cell, [])
+        if len(bucket) < per_cell:
+            bucket.append(at)
+    return sorted((at for bucket in cells.values() for at in bucket), key=lambda at: -responses[at])[:ORB_FEATURES]
+
+
+def test_a_busy_corner_gives_its_few_strongest_points_and_the_rest_of_the_picture_the_others():
+    per_cell = ORB_FEATURES // (GRID * GRID) + 1
+    rng = np.random.default_rng(3)
+    corner = rng.uniform(0, 40, (500, 2))  # one cell of a 300 x 300 picture
+    elsewhere = rng.uniform(60, 300, (60, 2))
+    positions = np.vstack([corner, elsewhere]).astype(np.float32)
+    responses = np.concatenate([rng.uniform(50, 100, 500), rng.uniform(0, 10, 60)])  # the corner's all stronger
+    chosen = spread_strongest(positions, responses, 300, 300)
+    assert np.sum(chosen < 500) == per_cell
+    assert set(chosen[chosen < 500]) == set(np.argsort(-responses[:500])[:per_cell])
+    assert np.all(np.diff(responses[chosen]) <= 0), "strongest first"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_spreading_the_points_picks_what_a_loop_over_them_picks_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    count = int(rng.integers(1, 3000))
+    positions = (rng.uniform(0, 1, (count, 2)) * [500, 375]).astype(np.float32)
+    responses = rng.integers(0, 40, count).astype(np.float64)  # many equal responses
+    chosen = spread_strongest(positions, responses, 500, 375)
+    assert chosen.tolist() == spread_one_by_one(positions, responses, 500, 375)
 
 
 def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeypatch):

@@ -153,16 +153,37 @@ def orb(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     found = _ORB.detect(grey, None) if min(height, width) >= MIN_KEYPOINT_SIDE else ()
     if not found:
         return _no_keypoints()
-    per_cell = max(1, ORB_FEATURES // (GRID * GRID)) + 1
-    cells: dict[tuple[int, int], list] = {}
-    for point in sorted(found, key=lambda p: -p.response):
-        cell = (min(GRID - 1, int(point.pt[0] * GRID / width)), min(GRID - 1, int(point.pt[1] * GRID / height)))
-        bucket = cells.setdefault(cell, [])
-        if len(bucket) < per_cell:
-            bucket.append(point)
-    strongest = sorted((p for bucket in cells.values() for p in bucket), key=lambda p: -p.response)[:ORB_FEATURES]
-    kept, descriptors = _ORB.compute(grey, strongest)  # drops points too near the border to describe
+    positions = np.asarray(cv2.KeyPoint.convert(found), dtype=np.float32)
+    chosen = spread_strongest(positions, np.array([point.response for point in found]), width, height)
+    kept, descriptors = _ORB.compute(grey, [found[at] for at in chosen])  # drops points too near the border to describe
     if descriptors is None or not kept:
         return _no_keypoints()
     points = np.array([p.pt for p in kept], dtype=np.float32) / np.array([width, height], dtype=np.float32)
     return points, np.ascontiguousarray(descriptors)
+
+
+def spread_strongest(positions: np.ndarray, responses: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Which of the detected points to describe: the strongest ``per_cell`` of each cell of a
+    ``GRID`` x ``GRID`` grid, then the strongest ``ORB_FEATURES`` of those, strongest first.
+
+    Ties go to the point detected first, and between cells to the cell whose strongest point
+    came first. In array operations: a picture's 1,600 or so detected points cost 1.7 ms a
+    pass through Python objects, twice a picture (it and its mirror).
+    """
+    per_cell = max(1, ORB_FEATURES // (GRID * GRID)) + 1
+    by_strength = np.argsort(-responses, kind="stable")
+    spots = positions[by_strength].astype(np.float64)
+    column = np.minimum(GRID - 1, (spots[:, 0] * GRID / width).astype(np.int64))
+    row = np.minimum(GRID - 1, (spots[:, 1] * GRID / height).astype(np.int64))
+    cell = row * GRID + column
+    # Each point's place among its cell's, strongest first: a cell keeps its first ``per_cell``.
+    in_cell_order = np.argsort(cell, kind="stable")
+    starts = np.searchsorted(cell[in_cell_order], cell[in_cell_order], side="left")
+    rank = np.empty(len(cell), np.int64)
+    rank[in_cell_order] = np.arange(len(cell)) - starts
+    first_of_cell = np.full(GRID * GRID, len(cell), np.int64)
+    np.minimum.at(first_of_cell, cell, np.arange(len(cell)))
+    kept = np.flatnonzero(rank < per_cell)
+    # Equal responses: cells in the order their strongest point came, then each point's strength order.
+    order = np.lexsort((kept, first_of_cell[cell[kept]], -responses[by_strength[kept]]))
+    return by_strength[kept[order]][:ORB_FEATURES]
