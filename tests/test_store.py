@@ -2,11 +2,12 @@
 
 import sqlite3
 
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, event, inspect
 
 from dupe_scanner.backends.base import ImageInfo, ScoredPair
 from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import files as file_store
+from dupe_scanner.store import fingerprints
 from dupe_scanner.store.database import current_revision, head_revision, open_state, read_transaction, upgrade, write_transaction
 from dupe_scanner.store.files import FileStat, KnownFile
 from dupe_scanner.store.schema import metadata
@@ -302,3 +303,23 @@ def test_a_twins_settled_verdicts_are_the_stored_pairs_asked_for_between_content
         read = sorted((pair.first, pair.second, pair.score) for pair in content_store.compared_pairs(connection, asked))
 
     assert read == [("crop", "original", 0.8), ("original", "stranger", 0.2)]
+
+
+def test_a_scans_new_contents_fingerprints_are_looked_up_by_key_not_found_by_walking_every_one(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for number in range(300):
+            fingerprints.store(connection, f"{number:064x}", "analyser-1", b"DSF3" + bytes(64))
+    statements: list[tuple[str, tuple]] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
+    new = [f"{number:064x}" for number in range(200, 300)]  # a scan of 100 new pictures asks for theirs
+
+    with read_transaction(engine) as connection:
+        rows = fingerprints.hash_rows(connection, "analyser-1", new)
+        present = fingerprints.present(connection, [*new, "never analysed"], "analyser-1")
+
+    assert [key for key, *_ in rows] == new and present == set(new)
+    with sqlite3.connect(tmp_path / "state.db") as raw:
+        plans = [str(raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()) for statement, parameters in statements
+                 if statement.lstrip().upper().startswith("SELECT")]
+    assert len(plans) == 2 and all("ix_feature_hashes_analyser" not in plan for plan in plans), plans  # every row has the analyser

@@ -59,7 +59,7 @@ def present(connection: Connection, content_hashes: Collection[str], analyser: s
     """Those of ``content_hashes`` with a fingerprint of ``analyser``."""
     found: set[str] = set()
     for batch in batches(content_hashes):
-        found.update(connection.scalars(select(feature_hashes.c.hash).where(feature_hashes.c.hash.in_(batch), feature_hashes.c.analyser == analyser)))
+        found.update(connection.scalars(select(feature_hashes.c.hash).where(feature_hashes.c.hash.in_(batch), _of_analyser(analyser))))
     return found
 
 
@@ -72,12 +72,12 @@ def hash_rows(connection: Connection, analyser: str, content_hashes: Collection[
     query = (
         select(feature_hashes.c.hash, feature_hashes.c.prefix, func.coalesce(contents.c.analysed_at, 0.0))
         .select_from(feature_hashes.outerjoin(contents, contents.c.hash == feature_hashes.c.hash))
-        .where(feature_hashes.c.analyser == analyser)
         .order_by(feature_hashes.c.hash)
     )
-    if content_hashes is None:
-        return [(key, bytes(prefix), float(analysed_at)) for key, prefix, analysed_at in connection.execute(query)]
-    some = query.where(feature_hashes.c.hash.in_(bindparam("keys", expanding=True)))
+    if content_hashes is None:  # every row: from the analyser index, then sorted (4.5 s at a million, against 6.1 in key order)
+        every = query.where(feature_hashes.c.analyser == analyser)
+        return [(key, bytes(prefix), float(analysed_at)) for key, prefix, analysed_at in connection.execute(every)]
+    some = query.where(feature_hashes.c.hash.in_(bindparam("keys", expanding=True)), _of_analyser(analyser))
     rows = []
     for batch in batches(sorted(content_hashes)):
         rows += [(key, bytes(prefix), float(analysed_at)) for key, prefix, analysed_at in connection.execute(some, {"keys": batch})]
@@ -92,6 +92,14 @@ def blobs(connection: Connection, content_hashes: Collection[str], analyser: str
         for key, data in connection.execute(query, {"keys": batch}):
             found[key] = bytes(data)
     return found
+
+
+def _of_analyser(analyser: str) -> ColumnElement[bool]:
+    """``analyser = X`` for rows looked up by key. Left bare, SQLite answers a lookup of a few
+    keys from the analyser index instead, which every row of a library matches: 0.4 s for 100
+    keys at a million contents, at every scan, against 1 ms looking each key up. ``likely()``
+    tells it the test rules out little."""
+    return func.likely(feature_hashes.c.analyser == analyser)
 
 
 def _another(analyser: str) -> ColumnElement[bool]:
