@@ -310,16 +310,41 @@ def test_a_scans_new_contents_fingerprints_are_looked_up_by_key_not_found_by_wal
     with write_transaction(engine) as connection:
         for number in range(300):
             fingerprints.store(connection, f"{number:064x}", "analyser-1", b"DSF3" + bytes(64))
-    statements: list[tuple[str, tuple]] = []
-    event.listen(engine, "before_cursor_execute", lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
     new = [f"{number:064x}" for number in range(200, 300)]  # a scan of 100 new pictures asks for theirs
+    rows: list[tuple[str, bytes, float]] = []
+    present: set[str] = set()
 
-    with read_transaction(engine) as connection:
-        rows = fingerprints.hash_rows(connection, "analyser-1", new)
-        present = fingerprints.present(connection, [*new, "never analysed"], "analyser-1")
+    def read(connection: Connection) -> None:
+        rows.extend(fingerprints.hash_rows(connection, "analyser-1", new))
+        present.update(fingerprints.present(connection, [*new, "never analysed"], "analyser-1"))
+
+    plans = plans_of_selects(engine, read)
 
     assert [key for key, *_ in rows] == new and present == set(new)
-    with sqlite3.connect(tmp_path / "state.db") as raw:
-        plans = [str(raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()) for statement, parameters in statements
-                 if statement.lstrip().upper().startswith("SELECT")]
     assert len(plans) == 2 and all("ix_feature_hashes_analyser" not in plan for plan in plans), plans  # every row has the analyser
+
+
+def plans_of_selects(engine, run) -> list[str]:
+    """SQLite's query plan of each SELECT ``run(connection)`` makes, in a read transaction."""
+    statements: list[tuple[str, tuple]] = []
+    event.listen(engine, "before_cursor_execute", lambda _c, _cursor, statement, parameters, *_: statements.append((statement, parameters)))
+    with read_transaction(engine) as connection:
+        run(connection)
+    database = engine.url.database
+    with sqlite3.connect(database) as raw:
+        return [str(raw.execute("EXPLAIN QUERY PLAN " + statement, parameters).fetchall()) for statement, parameters in statements
+                if statement.lstrip().upper().startswith("SELECT")]
+
+
+def test_the_verdicts_a_scan_asks_for_are_looked_up_pair_by_pair_not_found_by_walking_every_content(tmp_path):
+    found = [ScoredPair.of(f"{number:064x}", f"{number + 1:064x}", 0.5) for number in range(0, 600, 2)]
+    engine = state_with_pairs(tmp_path, found)
+    with write_transaction(engine) as connection:
+        content_store.mark_scanned(connection, [key for pair in found for key in (pair.first, pair.second)])
+    asked = [(pair.first, pair.second) for pair in found[:100]]
+
+    read: list[ScoredPair] = []
+    plans = plans_of_selects(engine, lambda connection: read.extend(content_store.compared_pairs(connection, asked)))
+
+    assert sorted((pair.first, pair.second) for pair in read) == sorted(asked)
+    assert len(plans) == 1 and "ix_contents_needs_scan" not in plans[0] and "(first=? AND second=?)" in plans[0], plans

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, exists, false, func, insert, or_, select, true, tuple_, union, update
+from sqlalchemy import Connection, String, Subquery, column, delete, exists, false, func, insert, or_, select, text, true, tuple_, union, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import BATCH, batches
@@ -180,14 +180,28 @@ def compared_pairs(connection: Connection, wanted: Iterable[tuple[str, str]]) ->
     million)."""
     first, second = contents.alias("first_content"), contents.alias("second_content")
     for batch in batches(wanted, BATCH // 2):  # two bound values a pair
+        # From a table of the pairs asked for, each looked up on the pairs' key. Asked as
+        # ``(first, second) IN (...)``, SQLite started from the contents not awaiting
+        # comparison (a library's every one) instead: 1.1 s for 100 pairs at a million files.
+        asked = _rows_of_pairs(list(batch))
         query = (
             select(pairs.c.first, pairs.c.second, pairs.c.score)
+            .select_from(asked)
+            .join(pairs, (pairs.c.first == asked.c.column1) & (pairs.c.second == asked.c.column2))
             .join(first, first.c.hash == pairs.c.first)
             .join(second, second.c.hash == pairs.c.second)
-            .where(tuple_(pairs.c.first, pairs.c.second).in_(batch), first.c.needs_scan == false(), second.c.needs_scan == false())
+            .where(func.likely(first.c.needs_scan == false()), func.likely(second.c.needs_scan == false()))
         )
         for row in connection.execute(query):
             yield ScoredPair(row.first, row.second, row.score)
+
+
+def _rows_of_pairs(batch: list[tuple[str, str]]) -> Subquery:
+    """``batch`` as a table SQLite can start a join from: ``(VALUES (?, ?), ...)``, its columns
+    SQLite's own names (``column1``, ``column2``), which SQLAlchemy's ``values()`` cannot give it."""
+    rows = ", ".join(f"(:first_{at}, :second_{at})" for at in range(len(batch)))
+    bound = {f"first_{at}": pair[0] for at, pair in enumerate(batch)} | {f"second_{at}": pair[1] for at, pair in enumerate(batch)}
+    return text(f"VALUES {rows}").bindparams(**bound).columns(column("column1", String), column("column2", String)).subquery("asked")
 
 
 def pairs_among_matched(connection: Connection, threshold: float) -> Iterator[ScoredPair]:
