@@ -24,6 +24,7 @@ from pathlib import Path
 from statistics import mean
 
 from bench.scale import measured_with_cpu
+from bench.scan_cost import pictures_in
 
 THIS = "now"
 BEFORE = "before"
@@ -71,11 +72,8 @@ def index_once(library: Path, version: str, python: Path, round_number: int) -> 
         # A failed index raises, with its log's end.
         command = [str(python), "-m", "dupe_scanner", "--config", str(config), "index", "--dir", str(library)]
         seconds, peak, _, cpu = measured_with_cpu(command, cwd=workdir)
-    return IndexRun(library, _pictures(library), version, round_number, seconds, cpu, peak)
+    return IndexRun(library, pictures_in(library), version, round_number, seconds, cpu, peak)
 
-
-def _pictures(library: Path) -> int:
-    return sum(1 for path in library.rglob("*") if path.is_file() and not path.name.startswith("."))
 
 
 def print_table(runs: list[IndexRun]) -> None:

@@ -96,13 +96,14 @@ def measure(library: Path) -> ScanCost:
         *_, index_cpu = measured_with_cpu([*cli, "index", "--dir", str(library)], cwd=workdir)
         started = time.monotonic()
         samples, marks, peak, ended = _run_sampled([*cli, "--log-level", "debug", "scan"], workdir)
-        cost = ScanCost(library, _pictures(library), index_cpu, peak)
+        cost = ScanCost(library, pictures_in(library), index_cpu, peak)
         cost.stages = stage_costs(samples, marks, started, ended)
     return cost
 
 
-def _pictures(library: Path) -> int:
-    return sum(1 for path in library.rglob("*") if path.is_file())
+def pictures_in(library: Path) -> int:
+    """The files of ``library``, less hidden ones (bench/scale marks a finished library with ``.complete``)."""
+    return sum(1 for path in library.rglob("*") if path.is_file() and not path.name.startswith("."))
 
 
 def _run_sampled(command: list[str], workdir: Path) -> tuple[list[Sample], list[tuple[float, str, bool]], int, float]:
