@@ -5,7 +5,8 @@
 Each library is N real files on disk (a tiny JPEG each, one inode each, a thousand to a
 folder) and a state that knows them all as a finished index and scan leave it: every file
 indexed, every content compared, one content in 50 a near copy of an earlier one (its pair
-stored, as a scan stores it). The contents' hashes are real pictures' hashes with 12 to 32
+stored, as a scan stores it), and nine rejected verdicts a content stored beside them, as a
+scan of real pictures leaves them (``REJECTED_PER_CONTENT``). The contents' hashes are real pictures' hashes with 12 to 32
 bits flipped in each (bench/scale_simulate.py's rule); their stored fingerprints are the
 hash prefix alone, which is all these two commands read (a pass over every full fingerprint
 is what target 4 forbids, so the 20 KB each would only cost disk). The rows are written
@@ -64,6 +65,11 @@ from bench.scale import SCALE_ROOT, measured
 from bench.scale_simulate import DISTINCT_FLIPS, SETTINGS, cli
 
 COPY_EVERY = 50
+# A scan stores every verdict, rejected ones too, so that no pair is compared twice: bench/scale's
+# library of 16,000 tiles held 8.7 pairs a picture. Planted at that rate, scoring under the
+# verification's 0.6, so the pairs table is as large as a real library's.
+REJECTED_PER_CONTENT = 9
+REJECTED_SCORES = (0.0, 0.59)
 PER_FOLDER = 1000
 ROW_BATCH = 20_000
 STATE_SECONDS = 1_700_000_000.0  # when the simulated library was indexed and scanned
@@ -336,6 +342,8 @@ def tiny_jpeg() -> bytes:
 
 def write_state(folder: Path, paths: list[str], real_hashes: np.ndarray) -> None:
     """Every file indexed, every content compared, the copies' pairs stored: as a finished scan leaves them."""
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
     from dupe_scanner.analysis.features import ANALYSER, MAGIC
     from dupe_scanner.backends.embedded import EmbeddedBackend
     from dupe_scanner.scanning import COMPARISON_KEY, FLOOR_KEY, PAIR_FLOOR
@@ -345,6 +353,7 @@ def write_state(folder: Path, paths: list[str], real_hashes: np.ndarray) -> None
 
     rng = np.random.default_rng(size := len(paths))
     hashes, keys = _synthetic_library(size, real_hashes, rng)
+    verdicts = np.random.default_rng((size, 1))  # drawn apart: ``rng`` draws the planted pairs as _synthetic_library_and_pairs does
     engine = open_state(folder / "state" / "state.db")
     for start in range(0, size, ROW_BATCH):
         numbers = range(start, min(start + ROW_BATCH, size))
@@ -357,6 +366,7 @@ def write_state(folder: Path, paths: list[str], real_hashes: np.ndarray) -> None
             copies = [n for n in numbers if n % COPY_EVERY == COPY_EVERY - 1]
             if copies:
                 connection.execute(pairs.insert(), [_pair_row(keys[n - 1 - int(rng.integers(0, min(n, 500)))], keys[n]) for n in copies])
+            connection.execute(sqlite_insert(pairs).on_conflict_do_nothing(), _rejected_rows(numbers, keys, verdicts))
         print(f"  {numbers.stop:,} rows", flush=True)
     with write_transaction(engine) as connection:
         content_store.set_meta(connection, FLOOR_KEY, repr(min(PAIR_FLOOR, 0.6)))
@@ -402,9 +412,22 @@ def _file_row(path: str, key: str) -> dict:
     }
 
 
-def _pair_row(first: str, second: str) -> dict:
+def _pair_row(first: str, second: str, score: float = 0.9) -> dict:
     low, high = sorted((first, second))
-    return {"first": low, "second": high, "score": 0.9}
+    return {"first": low, "second": high, "score": score}
+
+
+def _rejected_rows(numbers: range, keys: list[str], rng: np.random.Generator) -> list[dict]:
+    """``REJECTED_PER_CONTENT`` rejected verdicts for each of ``numbers``, with contents before it (a scan
+    compares new pictures with those it knows); a pair drawn twice, or planted, is stored once."""
+    start = max(numbers.start, 1)
+    partners = rng.integers(0, np.arange(start, numbers.stop)[:, None], size=(numbers.stop - start, REJECTED_PER_CONTENT))
+    scores = rng.uniform(*REJECTED_SCORES, size=partners.shape)
+    return [
+        _pair_row(keys[number], keys[partner], score)
+        for number, row, row_scores in zip(range(start, numbers.stop), partners.tolist(), scores.tolist(), strict=True)
+        for partner, score in zip(row, row_scores, strict=True)
+    ]
 
 
 # -- the table ---------------------------------------------------------------------------------------

@@ -348,3 +348,15 @@ def test_the_verdicts_a_scan_asks_for_are_looked_up_pair_by_pair_not_found_by_wa
 
     assert sorted((pair.first, pair.second) for pair in read) == sorted(asked)
     assert len(plans) == 1 and "ix_contents_needs_scan" not in plans[0] and "(first=? AND second=?)" in plans[0], plans
+
+
+def test_the_contents_that_match_something_are_read_from_the_matching_pairs_alone_not_from_every_verdict(tmp_path):
+    rejected = [ScoredPair.of(f"{number:064x}", f"{number + 1:064x}", 0.3) for number in range(0, 600, 2)]
+    matching = [ScoredPair.of("original", "crop", 0.9), ScoredPair.of("crop", "caption", 0.6)]
+    engine = state_with_pairs(tmp_path, [*rejected, *matching])
+
+    matched: set[str] = set()
+    plans = plans_of_selects(engine, lambda connection: matched.update(content_store.matched_contents(connection, 0.6)))
+
+    assert matched == {"original", "crop", "caption"}
+    assert len(plans) == 1 and "USING INDEX ix_pairs_score (score>?)" in plans[0], plans  # not SCAN pairs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, String, Subquery, column, delete, exists, false, func, insert, or_, select, text, true, tuple_, union, update
+from sqlalchemy import Connection, String, Subquery, column, delete, exists, false, func, insert, or_, select, text, true, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import BATCH, batches
@@ -155,9 +155,12 @@ def pairs_newer_first(
 
 
 def matched_contents(connection: Connection, threshold: float) -> set[str]:
-    """The contents with at least one pair scoring ``threshold`` or more."""
-    query = union(select(pairs.c.first).where(pairs.c.score >= threshold), select(pairs.c.second).where(pairs.c.score >= threshold))
-    return set(connection.execute(query).scalars())
+    """The contents with at least one pair scoring ``threshold`` or more: the matching pairs
+    alone are read, on the score's index, however many rejected verdicts the state keeps."""
+    matched: set[str] = set()
+    for first, second in connection.execute(select(pairs.c.first, pairs.c.second).where(pairs.c.score >= threshold)):
+        matched.update((first, second))
+    return matched
 
 
 def pairs_among(connection: Connection, among: set[str]) -> Iterator[ScoredPair]:

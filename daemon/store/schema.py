@@ -133,6 +133,8 @@ pairs = Table(
     Column("second", String(64), ForeignKey("contents.hash", ondelete="CASCADE"), primary_key=True),
     Column("score", Float, nullable=False),
     Index("ix_pairs_second", "second"),
+    # "Which contents match something?" reads the matching pairs alone, not every verdict (migration 0005).
+    Index("ix_pairs_score", "score"),
 )
 
 scans = Table(
