@@ -225,12 +225,13 @@ class Grouping:
 
 
 def read_grouping(engine: Engine, threshold: float) -> Grouping:
-    """The pairs among pictures that match something at ``threshold``, the files holding
-    them or a byte-identical copy, and the decisions. The rest of the library (most of it)
-    is never read."""
+    """The pairs grouping weighs at ``threshold`` (``content_store.pairs_grouping_weighs``),
+    the files holding the pictures they match or a byte-identical copy, and the decisions.
+    The rest of the library (most of it) is never read."""
     with read_transaction(engine) as connection:
-        matched = content_store.matched_contents(connection, threshold)
-        content_pairs = [(pair.first, pair.second, pair.score) for pair in content_store.pairs_among(connection, matched)]
+        weighed = content_store.pairs_grouping_weighs(connection, threshold)
+        content_pairs = [(pair.first, pair.second, pair.score) for pair in weighed]
+        matched = {content for pair in weighed if pair.score >= threshold for content in (pair.first, pair.second)}
         entries = [
             FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash)
             for f in file_store.files_holding(connection, matched | file_store.copied_contents(connection))

@@ -2,6 +2,7 @@
 
 import sqlite3
 
+import pytest
 from sqlalchemy import Connection, event, inspect
 
 from dupe_scanner.backends.base import ImageInfo, ScoredPair
@@ -251,20 +252,26 @@ def state_with_pairs(tmp_path, found: list[ScoredPair]):
     return engine
 
 
-def test_grouping_reads_every_pair_between_matched_contents_and_none_touching_strangers(tmp_path):
+@pytest.mark.parametrize("looked_up_up_to", [32, 2], ids=["pairs looked up", "each content's pairs read"])
+def test_grouping_weighs_the_pairs_inside_each_set_of_matching_contents_and_none_between_sets_or_to_strangers(
+    tmp_path, monkeypatch, looked_up_up_to
+):
+    monkeypatch.setattr(content_store, "LOOKED_UP_UP_TO", looked_up_up_to)
     found = [
         ScoredPair.of("a", "b", 0.9),
         ScoredPair.of("b", "c", 0.8),
-        ScoredPair.of("a", "c", 0.4),  # below the threshold, but both match something: grouping weighs it
+        ScoredPair.of("a", "c", 0.4),  # below the threshold, inside a set the matches join: grouping weighs it
+        ScoredPair.of("d", "e", 0.7),
+        ScoredPair.of("c", "d", 0.3),  # between two sets: no group can hold both
         ScoredPair.of("c", "stranger", 0.5),  # the stranger matches nothing
         ScoredPair.of("d", "stranger", 0.3),
     ]
     engine = state_with_pairs(tmp_path, found)
 
     with read_transaction(engine) as connection:
-        read = sorted((pair.first, pair.second, pair.score) for pair in content_store.pairs_among_matched(connection, 0.6))
+        read = sorted((pair.first, pair.second, pair.score) for pair in content_store.pairs_grouping_weighs(connection, 0.6))
 
-    assert read == [("a", "b", 0.9), ("a", "c", 0.4), ("b", "c", 0.8)]
+    assert read == [("a", "b", 0.9), ("a", "c", 0.4), ("b", "c", 0.8), ("d", "e", 0.7)]
 
 
 def test_pairs_are_stored_a_batch_at_a_time_the_last_score_of_a_pair_standing(tmp_path, monkeypatch):
@@ -350,13 +357,13 @@ def test_the_verdicts_a_scan_asks_for_are_looked_up_pair_by_pair_not_found_by_wa
     assert len(plans) == 1 and "ix_contents_needs_scan" not in plans[0] and "(first=? AND second=?)" in plans[0], plans
 
 
-def test_the_contents_that_match_something_are_read_from_the_matching_pairs_alone_not_from_every_verdict(tmp_path):
+def test_the_matching_pairs_are_read_on_the_scores_index_not_found_among_every_verdict(tmp_path):
     rejected = [ScoredPair.of(f"{number:064x}", f"{number + 1:064x}", 0.3) for number in range(0, 600, 2)]
     matching = [ScoredPair.of("original", "crop", 0.9), ScoredPair.of("crop", "caption", 0.6)]
     engine = state_with_pairs(tmp_path, [*rejected, *matching])
 
-    matched: set[str] = set()
-    plans = plans_of_selects(engine, lambda connection: matched.update(content_store.matched_contents(connection, 0.6)))
+    read: list[ScoredPair] = []
+    plans = plans_of_selects(engine, lambda connection: read.extend(content_store.matching_pairs(connection, 0.6)))
 
-    assert matched == {"original", "crop", "caption"}
+    assert {(pair.first, pair.second) for pair in read} == {(pair.first, pair.second) for pair in matching}
     assert len(plans) == 1 and "USING INDEX ix_pairs_score (score>?)" in plans[0], plans  # not SCAN pairs
