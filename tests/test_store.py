@@ -162,15 +162,9 @@ def test_an_analysis_is_not_recorded_over_a_file_that_changed_meanwhile(tmp_path
 
 
 def test_upgrading_from_the_previous_revision_keeps_rows_and_adds_decisions(tmp_path):
-    engine = open_state(tmp_path / "state.db")
-    from alembic import command
-
     from dupe_scanner.store import decisions as decision_store
-    from dupe_scanner.store.database import alembic_config
 
-    with engine.connect() as connection:
-        command.downgrade(alembic_config(connection), "0001")
-        connection.commit()
+    engine = state_downgraded_to(tmp_path, "0001")
     with write_transaction(engine) as connection:
         file_store.mark_seen(connection, "/p/a.jpg", STAT, now=1.0)
     upgrade(engine)
@@ -200,16 +194,11 @@ def test_a_decision_is_recorded_once_and_undone(tmp_path):
 
 
 def test_the_hashes_of_features_stored_before_the_upgrade_are_copied_and_kept_in_step(tmp_path):
-    from alembic import command
     from sqlalchemy import delete, insert, select, update
 
-    from dupe_scanner.store.database import alembic_config
     from dupe_scanner.store.schema import feature_hashes, features
 
-    engine = open_state(tmp_path / "state.db")
-    with engine.connect() as connection:
-        command.downgrade(alembic_config(connection), "0002")
-        connection.commit()
+    engine = state_downgraded_to(tmp_path, "0002")
     blob = b"DSF3" + bytes(range(64)) + b"the rest of the fingerprint" * 700
     with write_transaction(engine) as connection:
         connection.execute(insert(features).values(hash="old", analyser="embedded-a", data=blob))
@@ -367,3 +356,94 @@ def test_the_matching_pairs_are_read_on_the_scores_index_not_found_among_every_v
 
     assert {(pair.first, pair.second) for pair in read} == {(pair.first, pair.second) for pair in matching}
     assert len(plans) == 1 and "USING INDEX ix_pairs_score (score>?)" in plans[0], plans  # not SCAN pairs
+
+
+def state_downgraded_to(tmp_path, revision: str):
+    """A new state taken back to ``revision``, as an older version left it."""
+    from alembic import command
+
+    from dupe_scanner.store.database import alembic_config
+
+    engine = open_state(tmp_path / "state.db")
+    with engine.connect() as connection:
+        command.downgrade(alembic_config(connection), revision)
+        connection.commit()
+    return engine
+
+
+def file_counts(connection) -> dict[str, int]:
+    """Each content's kept count of the file rows naming it, beside the count of those rows."""
+    from sqlalchemy import select
+
+    from dupe_scanner.store.schema import contents, files
+
+    kept = {row.hash: row.file_count for row in connection.execute(select(contents.c.hash, contents.c.file_count))}
+    named = {content: 0 for content in kept}
+    for (content,) in connection.execute(select(files.c.content_hash).where(files.c.content_hash.is_not(None))):
+        named[content] += 1
+    assert kept == named, "the kept counts drifted from the files"
+    return kept
+
+
+def test_each_contents_count_of_files_follows_every_change_of_the_files_naming_it(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for path, digest in [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")]:
+            file_store.mark_seen(connection, path, STAT, now=1.0)
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+        content_store.record_content(connection, "h2", ImageInfo(4, 3, "JPEG"), now=2.0)  # analysed again: the count stays
+        assert file_counts(connection) == {"h1": 2, "h2": 1}
+        assert file_store.copied_contents(connection) == {"h1"}
+
+        file_store.mark_seen(connection, "/p/copy-of-a.jpg", FileStat(99, 5_000, 1, 1), now=3.0)  # edited: waits, still names h1
+        file_store.mark_indexed(connection, known(connection, "/p/copy-of-a.jpg"), "h2", STAT, now=3.0)  # now holds h2
+        assert file_counts(connection) == {"h1": 1, "h2": 2}
+
+        assert file_store.move(connection, "/p/b.jpg", "/q/b.jpg", STAT, now=4.0)
+        file_store.mark_gone(connection, ["/p/a.jpg"], now=4.0)  # a gone file still names its content
+        assert file_counts(connection) == {"h1": 1, "h2": 2}
+        assert file_store.forget_gone(connection, older_than=5.0) == 1
+        assert file_counts(connection) == {"h1": 0, "h2": 2}
+        assert content_store.orphaned_contents(connection, gone_before=5.0) == ["h1"]
+
+        file_store.requeue_contents(connection, ["h2"], now=6.0)  # to be indexed again, still naming h2
+        assert file_counts(connection) == {"h1": 0, "h2": 2}
+        for path in ("/q/b.jpg", "/p/copy-of-a.jpg"):
+            file_store.mark_indexed(connection, known(connection, path), "h2", STAT, now=7.0)
+        content_store.delete_contents(connection, ["h2"])  # its files' link is set to NULL
+        content_store.record_content(connection, "h2", ImageInfo(4, 3, "JPEG"), now=8.0)
+        assert file_counts(connection) == {"h1": 0, "h2": 0}
+
+        content_store.delete_all_contents(connection)
+        file_store.delete_all(connection)
+        assert file_counts(connection) == {}
+
+
+def test_the_files_of_contents_stored_before_the_upgrade_are_counted(tmp_path):
+    engine = state_downgraded_to(tmp_path, "0005")
+    with write_transaction(engine) as connection:
+        for path, digest in [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")]:
+            file_store.mark_seen(connection, path, STAT, now=1.0)
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+        content_store.record_content(connection, "unheld", ImageInfo(4, 3, "JPEG"), now=1.0)
+    upgrade(engine)
+
+    with read_transaction(engine) as connection:
+        assert file_counts(connection) == {"h1": 2, "h2": 1, "unheld": 0}
+
+
+def test_copies_and_unheld_contents_are_found_on_the_counts_index_not_by_a_pass_over_every_file(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for number in range(50):
+            path, digest = f"/p/{number}.jpg", f"{number:064x}"
+            file_store.mark_seen(connection, path, STAT, now=1.0)
+            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+
+    plans = plans_of_selects(engine, lambda connection: (file_store.copied_contents(connection), content_store.orphaned_contents(connection, 2.0)))
+
+    assert "ix_contents_file_count (file_count>?)" in plans[0], plans
+    assert "ix_contents_file_count (file_count=?)" in plans[1], plans

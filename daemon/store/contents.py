@@ -41,10 +41,10 @@ def orphaned_contents(connection: Connection, gone_before: float) -> list[str]:
     A content whose file went only after ``gone_before`` is kept a while: a move between
     two watched folders arrives as a delete and a create, and its analysis is still good.
     """
-    # Two queries that each read an index alone, not one that reads a file row per content
-    # (a random read for each of a library's contents, at every scan).
-    any_file = select(files.c.id).where(files.c.content_hash == contents.c.hash)
-    unheld = set(connection.execute(select(contents.c.hash).where(~exists(any_file))).scalars())
+    # Those no file row names are counted by the state's triggers (migration 0006): a lookup
+    # on the count's index, where asking the files' index for each content was a pass over
+    # every content of the library at every scan (0.4 s at a million).
+    unheld = set(connection.execute(select(contents.c.hash).where(contents.c.file_count == 0)).scalars())
     other = files.alias("other")
     held_by_another = select(other.c.id).where(
         other.c.content_hash == files.c.content_hash, or_(other.c.state != GONE, other.c.changed_at >= gone_before)

@@ -103,7 +103,11 @@ contents = Table(
     Column("analysed_at", Float, nullable=False),
     # True until a scan has compared this content with the others (incremental scans).
     Column("needs_scan", Boolean, nullable=False, default=True),
+    # The file rows naming this content, whatever their state: kept by triggers on ``files``
+    # (migration 0006), never written here. 0: no file holds it; 2 or more: byte-identical copies.
+    Column("file_count", Integer, nullable=False, server_default="0"),
     Index("ix_contents_needs_scan", "needs_scan"),
+    Index("ix_contents_file_count", "file_count"),
 )
 
 features = Table(
