@@ -420,14 +420,21 @@ def test_each_contents_count_of_files_follows_every_change_of_the_files_naming_i
         assert file_counts(connection) == {}
 
 
-def test_the_files_of_contents_stored_before_the_upgrade_are_counted(tmp_path):
-    engine = state_downgraded_to(tmp_path, "0005")
+def test_the_files_of_contents_stored_before_the_upgrade_are_counted_and_a_downgrade_keeps_every_row(tmp_path):
+    engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:
         for path, digest in [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")]:
             file_store.mark_seen(connection, path, STAT, now=1.0)
             content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
             file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
         content_store.record_content(connection, "unheld", ImageInfo(4, 3, "JPEG"), now=1.0)
+        content_store.replace_pairs(connection, [ScoredPair.of("h1", "h2", 0.8)], changed=None)
+    engine.dispose()
+
+    engine = state_downgraded_to(tmp_path, "0005")
+    with read_transaction(engine) as connection:
+        assert [(pair.first, pair.second) for pair in content_store.stored_pairs(connection, 0.0)] == [("h1", "h2")]
+        assert known(connection, "/p/b.jpg").content_hash == "h2"
     upgrade(engine)
 
     with read_transaction(engine) as connection:

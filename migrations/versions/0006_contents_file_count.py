@@ -42,15 +42,14 @@ TRIGGERS = {
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("contents") as batch:
-        batch.add_column(sa.Column("file_count", sa.Integer, nullable=False, server_default="0"))
+    # In place (ALTER TABLE), never by batch mode's copy of the table: see ``downgrade``.
+    op.add_column("contents", sa.Column("file_count", sa.Integer, nullable=False, server_default="0"))
     op.execute(
         "UPDATE contents SET file_count = counted.files FROM"
         " (SELECT content_hash, count(*) AS files FROM files WHERE content_hash IS NOT NULL GROUP BY content_hash) AS counted"
         " WHERE contents.hash = counted.content_hash"
     )
-    with op.batch_alter_table("contents") as batch:
-        batch.create_index("ix_contents_file_count", ["file_count"])
+    op.create_index("ix_contents_file_count", "contents", ["file_count"])
     for statement in TRIGGERS.values():
         op.execute(statement)
 
@@ -58,6 +57,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for name in TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
-    with op.batch_alter_table("contents") as batch:
-        batch.drop_index("ix_contents_file_count")
-        batch.drop_column("file_count")
+    # In place (SQLite 3.35's DROP COLUMN), not by batch mode's copy of the table: dropping the
+    # old ``contents`` would delete every pair and unlink every file by their foreign keys.
+    op.drop_index("ix_contents_file_count", table_name="contents")
+    op.drop_column("contents", "file_count")
