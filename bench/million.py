@@ -29,10 +29,10 @@ Then, with the real command line, each a subprocess measured with all its childr
 5. *one new file*: one photo-like picture written and indexed (``index --dir``), then
    ``scan``. It is searched against every hash of the library; the others' keypoints are
    absent, so the keypoint search's share is not in this figure. The pictures whose hashes
-   lie near it by chance cannot be verified (their fingerprints are the hash alone): the
-   scan drops them as damaged, which a real library does not make it do, so the table
-   says how many it met (a new picture each run, so it varies), and the scan's log is kept
-   in ``new-file-scan.log`` beside the library.
+   lie near it by chance could not be verified (their fingerprints are the hash alone),
+   so the picture is one whose hashes lie near none of the library's (``a_photo_near_none``),
+   as most new photographs in a real library meet only strangers that verification
+   settles at once. The scan's log is kept in ``new-file-scan.log`` beside the library.
 6. *files gone, one new*: ten of the library's files moved out of it (their folder's
    ``index --dir`` notices), their removal dated back past the grace a scan gives a moved
    file (``scanning.ORPHAN_GRACE_SECONDS``: as if the scan came two minutes later), then one
@@ -160,12 +160,12 @@ def one_new_file(folder: Path, size: int, real_hashes: np.ndarray) -> tuple[floa
     """A new photo-like picture written into the library, indexed, then scanned (a new one each
     run): the seconds of each, their peak RSS, and how many fingerprints the scan dropped.
 
-    It is searched against every hash of the library, and some lie near it by chance (at a
-    million, some hash is within 11 bits of any). Those candidates cannot be verified: the
-    library's fingerprints are the hash prefix alone, so the scan drops them as damaged, as
-    it should. The bench then puts them back (``restore_fingerprints``), so that the next
-    run starts from the same library; else its scan would read every hash again, as after a
-    real damaged fingerprint.
+    The picture is one whose hashes lie near none of the library's (``a_photo_near_none``):
+    the library's fingerprints are the hash prefix alone, so a candidate among them cannot be
+    verified, and the scan would drop it as damaged and form every group again, as no real
+    library makes it do. Should one be dropped all the same, the bench puts it back
+    (``restore_fingerprints``) so that the next run starts from the same library, and the
+    table says how many.
     """
     index_s, index_peak = write_and_index_a_new_file(folder)
     scan_s, scan_peak, scan = measured([*cli(folder), "scan"], cwd=folder)
@@ -175,15 +175,40 @@ def one_new_file(folder: Path, size: int, real_hashes: np.ndarray) -> tuple[floa
 
 
 def write_and_index_a_new_file(folder: Path) -> tuple[float, int]:
-    """A new photo-like picture (another each run) written into the library and indexed: the seconds and peak RSS."""
+    """A new photo-like picture (another each run, ``a_photo_near_none``) written into the library and indexed: the seconds and peak RSS."""
     from tests.photos import make_photo, save
 
     target = folder / "library" / "new"
     target.mkdir(exist_ok=True)
-    number = len(list(target.iterdir()))
-    save(make_photo(1_000_000 + number), target / f"new-{number}.jpg", quality=90)
+    seed = a_photo_near_none(folder, target)
+    save(make_photo(seed), target / f"new-{seed}.jpg", quality=90)
     index_s, index_peak, _ = measured([*cli(folder), "index", "--dir", str(target)], cwd=folder)
     return index_s, index_peak
+
+
+NEW_PHOTO_SEEDS = range(1_000_000, 1_001_000)
+
+
+def a_photo_near_none(folder: Path, target: Path) -> int:
+    """The seed of a new photo-like picture (``tests.photos.make_photo``) not yet in ``target``
+    whose hashes the scan's own hash search finds no library picture near. At a million,
+    about one in fifteen: the others meet one to six hashes by chance."""
+    from dupe_scanner.analysis.candidates import hash_candidates
+    from dupe_scanner.analysis.features import ANALYSER, decode_hash_rows
+    from dupe_scanner.analysis.fingerprints import features_of
+    from tests.photos import make_photo
+
+    with sqlite3.connect(folder / "state" / "state.db") as connection:
+        prefixes = [bytes(row[0]) for row in connection.execute("SELECT prefix FROM feature_hashes WHERE analyser = ?", (ANALYSER,))]
+    _, library = decode_hash_rows(prefixes)
+    for seed in NEW_PHOTO_SEEDS:
+        if (target / f"new-{seed}.jpg").exists():
+            continue
+        photo = make_photo(seed)
+        hashes = np.vstack([library, np.asarray(features_of(photo, photo.size).hashes, np.uint64).reshape(1, 8)])
+        if not hash_candidates(hashes, np.array([len(library)])):
+            return seed
+    raise RuntimeError(f"none of the seeds {NEW_PHOTO_SEEDS} gives a picture near no library picture")
 
 
 GONE_FILES = 10
