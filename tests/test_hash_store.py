@@ -195,3 +195,16 @@ def test_without_a_file_every_scan_reads_the_state():
     state.table(store, None)
     state.table(store, [state.add(5)])
     assert state.read_whole == 2
+
+
+def test_a_key_column_gives_the_keys_as_strings_as_the_key_list_does():
+    keys = [f"{number:064x}" for number in (3, 1, 4, 15, 9, 2, 6)]
+    table = HashTable.of(keys, np.zeros((len(keys), 8), np.uint64), np.zeros(len(keys)))
+
+    column, listed = table.key_column(), table.key_list()
+
+    assert len(column) == len(listed) == 7
+    assert [column[row] for row in range(7)] == listed
+    assert column[np.int64(2)] == listed[2] and column[-1] == listed[-1]
+    assert column[1:5] == listed[1:5] and column[::3] == listed[::3]
+    assert list(column) == listed

@@ -27,7 +27,7 @@ whole library is scanned at once or each picture was scanned as it arrived.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
@@ -474,7 +474,7 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batches(self, keys: list[str], size: int) -> Iterator[list[tuple[str, str, int | None]]]:
+    def batches(self, keys: Sequence[str], size: int) -> Iterator[list[tuple[str, str, int | None]]]:
         """(first key, second key, orientation hint or None), ``size`` pairs at a time."""
         for start in range(0, len(self.rows), size):
             yield [
@@ -532,7 +532,7 @@ class WaitingCandidates:
         """bool[len(self)]: the rows not asked with the other candidates."""
         return self.rows[:, 3] > 0
 
-    def of_block(self, block: int, keys: list[str]) -> dict[tuple[str, str], int]:
+    def of_block(self, block: int, keys: Sequence[str]) -> dict[tuple[str, str], int]:
         """The query row of each pair of ``block``, by its two keys in ``ScoredPair`` order."""
         rows = self.rows[self.rows[:, 3] == block]
         return {(min(keys[q], keys[s]), max(keys[q], keys[s])): q for q, s in rows[:, :2].tolist()}
@@ -544,7 +544,7 @@ class WaitingCandidates:
 
 
 def propose(
-    keys: list[str],
+    keys: Sequence[str],
     hashes: np.ndarray,
     query_rows: np.ndarray,
     points: PointIndex | None = None,
@@ -580,7 +580,7 @@ def twin_candidates(hashed: np.ndarray, age: np.ndarray) -> np.ndarray:
 
 
 def search(
-    keys: list[str],
+    keys: Sequence[str],
     hashes: np.ndarray,
     query_rows: np.ndarray,
     points: PointIndex | None = None,

@@ -31,7 +31,7 @@ find their twin's verdicts.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class TwinVerdicts:
     of two pictures compared before it.
     """
 
-    def __init__(self, keys: list[str], age: np.ndarray | None, twin_rows: np.ndarray, settled: SettledVerdicts | None = None):
+    def __init__(self, keys: Sequence[str], age: np.ndarray | None, twin_rows: np.ndarray, settled: SettledVerdicts | None = None):
         """``twin_rows``: (query, stored, orientation) of each query's twin candidate (``Candidates.twins``)."""
         self.keys, self.age, self.settled = keys, age, settled
         self.candidate_of = {_pair(keys[query], keys[stored]): (query, stored) for query, stored, _ in twin_rows.tolist()}

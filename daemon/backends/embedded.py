@@ -270,8 +270,8 @@ class EmbeddedBackend:
         pending: Collection[str] | None = None,
     ) -> Iterator[ScoredPair]:
         table = self._load_table(changed)
-        keys, hashes, analysed_at = table.key_list(), table.hashes, table.analysed_at
-        if not keys:
+        keys, hashes, analysed_at = table.key_column(), table.hashes, table.analysed_at
+        if not len(keys):
             return
         if changed is None:
             query_rows = np.arange(len(keys))
@@ -316,7 +316,7 @@ class EmbeddedBackend:
     def _verify_as_earned(
         self,
         candidates: Candidates,
-        keys: list[str],
+        keys: Sequence[str],
         progress: Callable[[str, int, int], None] | None,
         age: np.ndarray | None = None,
         settled: SettledVerdicts | None = None,
@@ -352,7 +352,7 @@ class EmbeddedBackend:
         self,
         asked: Candidates,
         taken: list[tuple[int, int, int, int]],
-        keys: list[str],
+        keys: Sequence[str],
         twins: TwinVerdicts,
         progress: Callable[[str, int, int], None] | None,
     ) -> Iterator[ScoredPair]:
@@ -404,7 +404,7 @@ class EmbeddedBackend:
 
         return self.hashes.table(changed, read_all, read_some)
 
-    def _load_descriptors(self, keys: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _load_descriptors(self, keys: Sequence[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """ORB descriptors of these contents (and of their mirror), in the order of ``keys``."""
         descriptors: list[np.ndarray] = []
         mirrored: list[np.ndarray] = []

@@ -43,7 +43,7 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -63,6 +63,7 @@ from dupe_scanner.analysis.candidates import (
     searched_exhaustively,
     train_partition,
 )
+from dupe_scanner.backends.hash_store import KeyColumn
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import atomic_write_bytes, fsync_file, remove_quietly
 from dupe_scanner.memory import release_memory
@@ -89,7 +90,7 @@ SHARD_SUFFIX = ".shard"
 KEPT_SUFFIXES = (".ivf", ".flat", ".segment")  # the base (either kind) and the segments
 
 # keys -> the descriptors of those contents, in the same order (empty arrays where none)
-LoadDescriptors = Callable[[list[str]], list[np.ndarray]]
+LoadDescriptors = Callable[[Sequence[str]], list[np.ndarray]]
 
 
 @dataclass
@@ -167,7 +168,7 @@ class KeypointStore:
         self.keys_file = keys_file  # None: nothing is kept, every scan builds the index
         self.analyser = analyser
 
-    def points(self, keys: list[str], load: LoadDescriptors, queries: int = 0, encoded: np.ndarray | None = None):
+    def points(self, keys: Sequence[str], load: LoadDescriptors, queries: int = 0, encoded: np.ndarray | None = None):
         """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures
         (``encoded``: the same keys as S64 bytes, where the caller holds them already)."""
         kept = self._read_kept()
@@ -185,7 +186,7 @@ class KeypointStore:
         searched = 2 * queries * float(counts.mean()) if len(counts) else 0.0  # each picture's points and its mirror's
         return KeptPoints(kept, kept_rows, _delta(kept, fresh, [keys[row] for row in fresh], load, searched))
 
-    def _rewrite(self, keys: list[str], load: LoadDescriptors, old: _Kept | None) -> PointsInMemory | KeptPoints:
+    def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, old: _Kept | None) -> PointsInMemory | KeptPoints:
         """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
         searched from its file once written: the memory that built it is given back before
         the search."""
@@ -269,13 +270,14 @@ class KeypointStore:
             _without_prefetch(index)
         return _Part(index, keys, counts, name)
 
-    def _write_base(self, index, keys: list[str], counts: np.ndarray) -> bool:
+    def _write_base(self, index, keys: Sequence[str], counts: np.ndarray) -> bool:
         """Keep ``index`` for the next scans, with no segments; whether it was written."""
         if self.keys_file is None:
             return False
         suffix = ".ivf" if isinstance(index, faiss.IndexBinaryIVF) else ".flat"
         try:
-            base = self._written_part(index, np.array(keys, dtype="S64"), counts, suffix)
+            encoded = keys.encoded if isinstance(keys, KeyColumn) else np.array(keys, dtype="S64")
+            base = self._written_part(index, encoded, counts, suffix)
             self._commit(base, [])
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the next scan builds it again
             # The old files too: the base they hold is being replaced, and on a full disk their
@@ -347,7 +349,7 @@ def _without_prefetch(index: faiss.IndexBinaryIVF) -> None:
         lists.prefetch_nthread = 0
 
 
-def _rows_of(base_keys: np.ndarray, keys: list[str], encoded: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
+def _rows_of(base_keys: np.ndarray, keys: Sequence[str], encoded: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """The current row of each base image (-1: gone), and the rows the base lacks
     (``encoded``: ``keys`` as S64 bytes, if at hand: converting a million keys is a quarter of the cost).
 
@@ -423,7 +425,7 @@ class _Sample:
 
 
 def _built(
-    keys: list[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None], shards_beside: Path | None = None
+    keys: Sequence[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None], shards_beside: Path | None = None
 ) -> tuple[object, np.ndarray]:
     """An index over the descriptors of ``keys`` and the points of each, read a chunk at a time.
 
@@ -448,12 +450,12 @@ def _built(
     return index, _add_in_chunks(index, keys, load)
 
 
-def _centres(kept: np.ndarray | None, sample: _Sample, keys: list[str], load: LoadDescriptors, lists: int) -> np.ndarray:
+def _centres(kept: np.ndarray | None, sample: _Sample, keys: Sequence[str], load: LoadDescriptors, lists: int) -> np.ndarray:
     """The kept cells, or ``lists`` cells trained on the sample."""
     return kept if kept is not None else _trained(sample, lists, keys, load)
 
 
-def _sample(keys: list[str], load: LoadDescriptors) -> _Sample:
+def _sample(keys: Sequence[str], load: LoadDescriptors) -> _Sample:
     """The descriptors of up to ``SAMPLE_CONTENTS`` contents spread over ``keys``."""
     chosen = keys[:: max(1, -(-len(keys) // SAMPLE_CONTENTS))]
     stored = load(chosen)
@@ -467,14 +469,14 @@ def _trains_on_everything(points: int) -> bool:
     return not searched_exhaustively(points) and points <= TRAINING_PER_CELL * list_count(points)
 
 
-def _whole(keys: list[str], load: LoadDescriptors) -> _Sample:
+def _whole(keys: Sequence[str], load: LoadDescriptors) -> _Sample:
     """Every content's descriptors, copied out of their blobs a chunk at a time."""
     chunks = [load(keys[start : start + LOAD_CHUNK]) for start in range(0, len(keys), LOAD_CHUNK)]
     counts = np.array([len(d) for chunk in chunks for d in chunk], dtype=np.int64)
     return _Sample(np.concatenate([_stacked(chunk) for chunk in chunks] or [np.zeros((0, 32), np.uint8)]), len(keys), counts)
 
 
-def _trained(sample: _Sample, lists: int, keys: list[str], load: LoadDescriptors) -> np.ndarray:
+def _trained(sample: _Sample, lists: int, keys: Sequence[str], load: LoadDescriptors) -> np.ndarray:
     """Cells trained on up to ``TRAINING_PER_CELL`` descriptors a cell, read from more
     contents than the sizing sample where it has too few."""
     descriptors = sample.descriptors
@@ -487,7 +489,7 @@ def _trained(sample: _Sample, lists: int, keys: list[str], load: LoadDescriptors
     return train_partition(descriptors, lists)
 
 
-def _add_in_chunks(index, keys: list[str], load: LoadDescriptors) -> np.ndarray:
+def _add_in_chunks(index, keys: Sequence[str], load: LoadDescriptors) -> np.ndarray:
     """Add the descriptors of ``keys`` to ``index``, in key order; the points of each content."""
     counts = np.zeros(len(keys), dtype=np.int64)
     for start in range(0, len(keys), LOAD_CHUNK):
@@ -498,7 +500,9 @@ def _add_in_chunks(index, keys: list[str], load: LoadDescriptors) -> np.ndarray:
     return counts
 
 
-def _built_in_shards(index: faiss.IndexBinaryIVF, keys: list[str], load: LoadDescriptors, beside: Path) -> tuple[faiss.IndexBinaryIVF, np.ndarray]:
+def _built_in_shards(
+    index: faiss.IndexBinaryIVF, keys: Sequence[str], load: LoadDescriptors, beside: Path
+) -> tuple[faiss.IndexBinaryIVF, np.ndarray]:
     """``_add_in_chunks`` into ``index`` (empty), holding at most ``SHARD_POINTS`` points
     besides the lists, which are each sized once, exactly. A shard that cannot be written (a
     full disk) leaves the build to memory, in one go, as for a small library."""
@@ -518,7 +522,7 @@ def _built_in_shards(index: faiss.IndexBinaryIVF, keys: list[str], load: LoadDes
     return whole, _add_in_chunks(whole, keys, load)
 
 
-def _write_shards(centres: np.ndarray, keys: list[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path]) -> None:
+def _write_shards(centres: np.ndarray, keys: Sequence[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path]) -> None:
     """Fill ``counts`` with each content's points, and write them a shard at a time, in key
     order, to files beside ``beside`` (named in ``files`` as each is written)."""
     shard = inverted_lists_in(centres)
