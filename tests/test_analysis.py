@@ -84,6 +84,35 @@ def test_nearest_keeps_the_nearest_then_oldest_and_only_a_few_in_a_crowd():
         assert list(zip(*(a.tolist() for a in (got.query, got.stored, got.orientation, got.distance)), strict=True)) == expected
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_hash_index_tables_are_those_of_sorting_each_value_and_each_chunk_on_its_own(seed):
+    from dupe_scanner.analysis.neighbours import CHUNK_BITS, CHUNKS
+
+    rng = np.random.default_rng(seed)
+    distinct = rng.integers(0, 2**64, 300, dtype=np.uint64)
+    stored = distinct[rng.integers(0, 300, 2000)]  # copies: values held by several entries
+    stored[:50] &= np.uint64(0xFFFF)  # chunks that are zero in many values
+
+    index = MultiIndexHash(stored)
+
+    values, value_of = np.unique(stored, return_inverse=True)
+    assert np.array_equal(index.values, values) and np.array_equal(index.value_of, value_of.reshape(-1))
+    by_value = np.argsort(value_of.reshape(-1), kind="stable")
+    assert np.array_equal(index.by_value, by_value)
+    assert np.array_equal(index.value_start, np.searchsorted(value_of.reshape(-1)[by_value], np.arange(len(values) + 1)))
+    for chunk, (starts, order) in enumerate(index.tables):
+        keys = (values >> np.uint64(chunk * CHUNK_BITS)) & np.uint64((1 << CHUNK_BITS) - 1)
+        assert np.array_equal(order, np.argsort(keys, kind="stable"))
+        assert np.array_equal(starts, np.searchsorted(keys[order], np.arange((1 << CHUNK_BITS) + 1, dtype=np.uint64)))
+    assert len(index.tables) == CHUNKS
+
+
+def test_an_empty_hash_index_finds_nothing():
+    index = MultiIndexHash(np.zeros(0, dtype=np.uint64))
+
+    assert len(index.search(np.zeros((3, 8), dtype=np.uint64), 12).query) == 0
+
+
 def test_a_batch_whose_probes_find_too_many_values_is_searched_in_halves_with_the_same_matches(monkeypatch):
     from dupe_scanner.analysis import neighbours
 

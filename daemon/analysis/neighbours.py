@@ -56,20 +56,27 @@ class MultiIndexHash:
         self.masks = _flip_masks(CHUNK_BITS, chunk_radius)
         self.chunk_radius = chunk_radius
         self.guaranteed_radius = CHUNKS * (chunk_radius + 1) - 1
-        self.values, value_of = np.unique(self.hashes, return_inverse=True)
-        self.value_of = value_of.reshape(-1).astype(np.int64)
-        # The entries holding each value: by_value[value_start[v]:value_start[v + 1]].
-        self.by_value = np.argsort(self.value_of, kind="stable")
-        self.value_start = np.searchsorted(self.value_of[self.by_value], np.arange(len(self.values) + 1))
+        # The entries holding each value: by_value[value_start[v]:value_start[v + 1]]. One
+        # stable sort of the hashes gives the values, each entry's value and the entries of
+        # each value in entry order (a scan of new pictures builds this over every hash).
+        self.by_value = np.argsort(self.hashes, kind="stable")
+        ordered = self.hashes[self.by_value]
+        starts_a_value = np.ones(len(ordered), dtype=bool)
+        starts_a_value[1:] = ordered[1:] != ordered[:-1]
+        self.values = ordered[starts_a_value]
+        self.value_of = np.empty(len(ordered), dtype=np.int64)
+        self.value_of[self.by_value] = np.cumsum(starts_a_value) - 1
+        self.value_start = np.append(np.flatnonzero(starts_a_value), len(ordered))
         # Each chunk's table: the values in order of that chunk (``order``), and where each of
         # the 65,536 chunk values starts in it (``starts``, one more at the end): a probe's
         # bucket is two lookups, not two binary searches of every value (which were 2 % of a
-        # first scan in a library of 16,000, and grow with the library).
+        # first scan in a library of 16,000, and grow with the library). The chunks sort as
+        # 16-bit numbers, which numpy sorts by radix: a sixth of the time of 64-bit ones.
         self.tables = []
         for chunk in range(CHUNKS):
-            keys = self._chunk(self.values, chunk)
+            keys = self._chunk(self.values, chunk).astype(np.min_scalar_type((1 << CHUNK_BITS) - 1))
             order = np.argsort(keys, kind="stable")
-            starts = np.searchsorted(keys[order], np.arange((1 << CHUNK_BITS) + 1, dtype=np.uint64))
+            starts = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=1 << CHUNK_BITS))])
             self.tables.append((starts, order))
 
     @staticmethod
