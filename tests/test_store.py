@@ -371,6 +371,14 @@ def state_downgraded_to(tmp_path, revision: str):
     return engine
 
 
+def indexed(connection, held: list[tuple[str, str]]) -> None:
+    """Each (path, content) of ``held`` seen and indexed, as the indexer records them."""
+    for path, digest in held:
+        file_store.mark_seen(connection, path, STAT, now=1.0)
+        content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
+        file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+
+
 def file_counts(connection) -> dict[str, int]:
     """Each content's kept count of the file rows naming it, beside the count of those rows."""
     from sqlalchemy import select
@@ -388,10 +396,7 @@ def file_counts(connection) -> dict[str, int]:
 def test_each_contents_count_of_files_follows_every_change_of_the_files_naming_it(tmp_path):
     engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:
-        for path, digest in [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")]:
-            file_store.mark_seen(connection, path, STAT, now=1.0)
-            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+        indexed(connection, [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")])
         content_store.record_content(connection, "h2", ImageInfo(4, 3, "JPEG"), now=2.0)  # analysed again: the count stays
         assert file_counts(connection) == {"h1": 2, "h2": 1}
         assert file_store.copied_contents(connection) == {"h1"}
@@ -423,10 +428,7 @@ def test_each_contents_count_of_files_follows_every_change_of_the_files_naming_i
 def test_the_files_of_contents_stored_before_the_upgrade_are_counted_and_a_downgrade_keeps_every_row(tmp_path):
     engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:
-        for path, digest in [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")]:
-            file_store.mark_seen(connection, path, STAT, now=1.0)
-            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+        indexed(connection, [("/p/a.jpg", "h1"), ("/p/copy-of-a.jpg", "h1"), ("/p/b.jpg", "h2")])
         content_store.record_content(connection, "unheld", ImageInfo(4, 3, "JPEG"), now=1.0)
         content_store.replace_pairs(connection, [ScoredPair.of("h1", "h2", 0.8)], changed=None)
     engine.dispose()
@@ -444,11 +446,7 @@ def test_the_files_of_contents_stored_before_the_upgrade_are_counted_and_a_downg
 def test_copies_and_unheld_contents_are_found_on_the_counts_index_not_by_a_pass_over_every_file(tmp_path):
     engine = open_state(tmp_path / "state.db")
     with write_transaction(engine) as connection:
-        for number in range(50):
-            path, digest = f"/p/{number}.jpg", f"{number:064x}"
-            file_store.mark_seen(connection, path, STAT, now=1.0)
-            content_store.record_content(connection, digest, ImageInfo(4, 3, "JPEG"), now=1.0)
-            file_store.mark_indexed(connection, known(connection, path), digest, STAT, now=1.0)
+        indexed(connection, [(f"/p/{number}.jpg", f"{number:064x}") for number in range(50)])
 
     plans = plans_of_selects(engine, lambda connection: (file_store.copied_contents(connection), content_store.orphaned_contents(connection, 2.0)))
 
