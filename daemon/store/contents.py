@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import networkx as nx
 from sqlalchemy import Connection, Select, String, Subquery, column, delete, exists, false, func, insert, or_, select, text, true, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -179,34 +180,13 @@ def pairs_grouping_weighs(connection: Connection, threshold: float) -> list[Scor
     weighed = list(matching)
     known = {(pair.first, pair.second) for pair in matching}
     inside_small_sets: list[tuple[str, str]] = []
-    for joined in _sets_joined_by(matching):
+    for joined in nx.connected_components(nx.Graph((pair.first, pair.second) for pair in matching)):
         if len(joined) <= LOOKED_UP_UP_TO:
             inside_small_sets += [pair for pair in itertools.combinations(sorted(joined), 2) if pair not in known]
         else:
             weighed += [pair for pair in pairs_among(connection, joined) if (pair.first, pair.second) not in known]
     weighed += pairs_by_key(connection, inside_small_sets)
     return weighed
-
-
-def _sets_joined_by(links: list[ScoredPair]) -> list[set[str]]:
-    """The sets of contents ``links`` join, directly or through others."""
-    neighbours: dict[str, list[str]] = {}
-    for pair in links:
-        neighbours.setdefault(pair.first, []).append(pair.second)
-        neighbours.setdefault(pair.second, []).append(pair.first)
-    joined_sets, seen = [], set()
-    for start in neighbours:
-        if start in seen:
-            continue
-        joined, frontier = {start}, [start]
-        while frontier:
-            for other in neighbours[frontier.pop()]:
-                if other not in joined:
-                    joined.add(other)
-                    frontier.append(other)
-        seen |= joined
-        joined_sets.append(joined)
-    return joined_sets
 
 
 def pairs_among(connection: Connection, among: set[str]) -> Iterator[ScoredPair]:
