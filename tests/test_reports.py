@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import random
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -133,6 +134,39 @@ def test_a_report_written_a_member_at_a_time_has_the_bytes_of_one_dump():
     assert json_report.encode_json(lazy) == expected
     assert json_report.encode_json(iter(whole.items())) == expected
     assert json_report.encode_json({}) == b"{}\n"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_any_json_value_is_indented_as_the_standard_library_indents_it(seed):
+    rng = random.Random(seed)
+    characters = ["a", "ü", "写", '"', "\\", "\n", "\t", "\x00", "\x1f", "\x7f", "\u2028", "\udcff", "/", "\U0001f600"]
+
+    def text() -> str:
+        return "".join(rng.choice(characters) for _ in range(rng.randrange(5)))
+
+    def value(depth: int) -> object:
+        kind = rng.randrange(8 if depth < 4 else 5)
+        scalars = [None, True, False, 0, -(10**20), 7, 0.0, -0.0, 1e-7, 0.6, 1e300, rng.random()]
+        if kind < 2:
+            return text()
+        if kind < 5:
+            return rng.choice(scalars)
+        if kind == 5:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        if kind == 6:
+            return tuple(value(depth + 1) for _ in range(rng.randrange(3)))
+        return {text(): value(depth + 1) for _ in range(rng.randrange(4))}
+
+    for _ in range(500):
+        document = {"groups": value(0), "keys": {3: "json makes it text", None: 1}, "more": [value(1)]}
+        expected = (json.dumps(document, ensure_ascii=False, indent=4) + "\n").encode("utf-8", errors="backslashreplace")
+        assert json_report.encode_json(document) == expected
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), {"a": [float("-inf")]}, {"a": {1, 2}}])
+def test_a_value_json_cannot_hold_fails_as_the_standard_library_fails(value):
+    with pytest.raises((ValueError, TypeError)):
+        json_report.encode_json({"a": value})
 
 
 # --- duplicates.details.json ---------------------------------------------------------

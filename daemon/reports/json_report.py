@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from json.encoder import encode_basestring  # the C encoder's, where CPython has it
 from typing import Any
 
 from dupe_scanner.groups import DuplicateGroup
@@ -73,7 +75,30 @@ def _value_chunks(value: Any, level: int) -> Iterator[bytes]:
 
 
 def _dumps(value: Any, level: int = 0) -> str:
-    """``value`` as it reads ``level`` levels deep in a four-space indented document."""
+    """``value`` as it reads ``level`` levels deep in a four-space indented document.
+
+    The standard library indents in pure Python, a generator step for every token: at
+    100,000 groups that made ``duplicates.details.json`` seconds of every report run. This
+    joins the same text from C-encoded strings; a value of any other kind goes to
+    ``json.dumps`` (and its errors)."""
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return float.__repr__(value)
+    inner = INDENT * (level + 1)
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _dumps(item, level + 1) for item in value) + "\n" + INDENT * level + "]"
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        if not value:
+            return "{}"
+        members = (f"{inner}{encode_basestring(key)}: {_dumps(item, level + 1)}" for key, item in value.items())
+        return "{\n" + ",\n".join(members) + "\n" + INDENT * level + "}"
     text = json.dumps(value, ensure_ascii=False, indent=4, allow_nan=False)
     return text.replace("\n", "\n" + INDENT * level) if level else text
 
