@@ -139,8 +139,9 @@ def test_a_hex_content_hash_needs_no_thumbnail_path_in_the_data(tmp_path):
 
 def test_ensure_files_decodes_each_missing_content_once(tmp_path):
     cache = ThumbnailCache(tmp_path / "cache", 32, mode=0o644)
-    thumbnail = cache.path_of("c" * 64)
-    assert thumbnail is not None
+    kept = cache.path_of("c" * 64)
+    assert kept is not None
+    thumbnail = str(kept)
     a = make_image(tmp_path / "a.jpg")
     members = [FileEntry(str(a), 1, 0.0, 400, 300, "JPEG", "c" * 64), FileEntry(str(a) + "-copy", 1, 0.0, 400, 300, "JPEG", "c" * 64)]
     calls = []
@@ -151,11 +152,11 @@ def test_ensure_files_decodes_each_missing_content_once(tmp_path):
 
     assert cache.ensure_files(members, decode) == [thumbnail] * 2 and len(calls) == len(calls[0]) == 1
     assert cache.ensure_files(members, decode) == [thumbnail] * 2 and len(calls) == 1
-    assert thumbnail.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o644
     listing = cache.listing()
     assert listing == {"c" * 64 + ".jpg"}
     assert cache.ensure_files(members, decode, listing) == [thumbnail] * 2 and len(calls) == 1
-    thumbnail.unlink()  # gone since the listing: decoded again only without one
+    kept.unlink()  # gone since the listing: decoded again only without one
     assert cache.ensure_files(members, decode) == [thumbnail] * 2 and len(calls) == 2
 
 

@@ -243,3 +243,12 @@ def test_a_graph_thumbnail_whose_review_thumbnail_is_torn_is_decoded_from_the_pi
 
     assert opened == [Path(first.path).name]
     assert cached(cache, first).read_bytes().endswith(b"\xff\xd9")
+
+
+def test_a_kept_thumbnail_larger_than_one_read_is_read_whole(tmp_path):
+    member = FileEntry(str(tmp_path / "big.png"), 1, 0.0, 8000, 6000, "PNG", "d" * 64)
+    large = b"\xff\xd8" + bytes(range(256)) * 800 + b"\xff\xd9"  # 200 kB: a big thumbnail size
+    stored = ThumbnailCache(tmp_path / "cache", 1024).jpegs([member], lambda paths: [large for _ in paths])
+    again = ThumbnailCache(tmp_path / "cache", 1024)
+    assert stored == again.jpegs([member], lambda paths: [None for _ in paths]) == [large]
+    assert (again.reused, again.decoded) == (1, 0)

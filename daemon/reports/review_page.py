@@ -123,10 +123,10 @@ def _thumbnail_urls(
     urls: dict[str, str] = {}
     for start in range(0, len(members), DECODE_BATCH):
         batch: list[FileEntry] = members[start : start + DECODE_BATCH]
-        paths = thumbnails.ensure_files(batch, lambda files: thumbnail_jpegs(files, THUMBNAIL_SIZE, unreadable=unreadable), listing)
-        for member, path in zip(batch, paths, strict=True):
-            if path is not None:
-                urls[member.path] = str(path)[base:]
+        locations = thumbnails.ensure_files(batch, lambda files: thumbnail_jpegs(files, THUMBNAIL_SIZE, unreadable=unreadable), listing)
+        for member, location in zip(batch, locations, strict=True):
+            if location is not None:
+                urls[member.path] = location[base:]
     return urls
 
 
