@@ -23,7 +23,6 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
 from typing import Any
 
 from pyvis.edge import Edge
@@ -248,7 +247,7 @@ def _options(physics: bool, thumbnail_size: int) -> dict[str, Any]:
 
 
 def _label(path: str) -> str:
-    name = visible(PurePosixPath(path).name or path)
+    name = visible(path.rpartition("/")[2] or path)
     return name if len(name) <= LABEL_MAX_CHARS else name[: LABEL_MAX_CHARS - 1] + "\u2026"
 
 

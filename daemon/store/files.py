@@ -311,10 +311,12 @@ def files_holding(connection: Connection, holding: Iterable[str]) -> list[Indexe
             .join(contents, contents.c.hash == files.c.content_hash)
             .where(files.c.content_hash.in_(batch))
         )
+        # Plain tuples, unpacked: a row's attribute lookups were a third of this read at a
+        # million files (40,000 files of matching pictures).
         found += [
-            IndexedFile(row.path, row.size, row.mtime_ns, row.content_hash, row.width, row.height, row.format)
-            for row in connection.execute(query)
-            if row.state == INDEXED
+            IndexedFile(path, size, mtime_ns, content_hash, width, height, format_name)
+            for path, size, mtime_ns, content_hash, state, width, height, format_name in connection.execute(query).tuples()
+            if state == INDEXED
         ]
     return sorted(found, key=lambda file: file.path)
 
