@@ -105,7 +105,7 @@ def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
     for stale in folder.iterdir():
         stale.unlink()
     keys = [f"{number:064d}" for number in range(size)]
-    store = keypoint_store.KeypointStore(folder / "state.db.keypoints.npz", "bench")
+    store = keypoint_store.KeypointStore(folder / "state.db.keypoints", "bench")
     memory = PeakRss()
     memory.reset()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -116,7 +116,7 @@ def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
     del points
     release_memory()
 
-    points = keypoint_store.KeypointStore(folder / "state.db.keypoints.npz", "bench").points(keys, lambda some: [])
+    points = keypoint_store.KeypointStore(folder / "state.db.keypoints", "bench").points(keys, lambda some: [])
     queries = {row: [descriptors.of(row), descriptors.of(row, mirrored=True)] for row in range(size - part, size)}
     hashes = descriptors.hashes(size)
     for name, given in (("scan", hashes), ("no_hashes", None)):

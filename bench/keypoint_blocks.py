@@ -85,9 +85,9 @@ def searched(state: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray
     from dupe_scanner.backends.embedded import arrival_order
 
     with tempfile.TemporaryDirectory() as scratch:
-        for kept in state.glob("state.db.keypoints.npz*"):
+        for kept in state.glob("state.db.keypoints*"):
             shutil.copy(kept, Path(scratch) / kept.name)
-        backend = backend_on(state, Path(scratch) / "state.db.keypoints.npz")
+        backend = backend_on(state, Path(scratch) / "state.db.keypoints")
         keys, hashes, analysed_at = backend._load_hashes(None)
         query_rows = np.arange(len(keys))
         age = arrival_order(analysed_at, None)

@@ -73,9 +73,9 @@ def measure(state: Path, common: int, share: float, searched: str) -> dict:
 
     candidates.COMMON, candidates.FAMILY_SHARE = common, share
     with tempfile.TemporaryDirectory() as scratch:
-        for kept in state.glob("state.db.keypoints.npz*"):
+        for kept in state.glob("state.db.keypoints*"):
             shutil.copy(kept, Path(scratch) / kept.name)
-        backend = backend_on(state, Path(scratch) / "state.db.keypoints.npz")
+        backend = backend_on(state, Path(scratch) / "state.db.keypoints")
         keys, hashes, analysed_at = backend._load_hashes(None)
         order = np.argsort(analysed_at, kind="stable")
         query_rows = np.sort(order if searched == "all" else order[-int(searched) :])

@@ -3,7 +3,7 @@ exhaustively, or filed in the base's cells.
 
 ``python -m bench.keypoint_delta --state DIR [--searches all,100,1] [--rounds 2]`` prints one table.
 
-``DIR`` holds a scanned state (``state.db``) and its kept keypoint base (``state.db.keypoints.npz``
+``DIR`` holds a scanned state (``state.db``) and its kept keypoint base (``state.db.keypoints``
 and its index), such as a bench/scale run's ``state`` folder after its scan of 100 added
 pictures. Its files are copied to a temporary folder first, so the state is left as it was.
 
@@ -37,9 +37,9 @@ WAYS = {"exhaustive": 0, "in cells": 10**9}  # the search size the store is told
 def measure(state: Path, searched: str, told: int) -> dict:
     """One search in this process (``--one``), on copies of the kept files."""
     with tempfile.TemporaryDirectory() as scratch:
-        for kept in state.glob("state.db.keypoints.npz*"):
+        for kept in state.glob("state.db.keypoints*"):
             shutil.copy(kept, Path(scratch) / kept.name)
-        return proposed_for_newest(backend_on(state, Path(scratch) / "state.db.keypoints.npz"), searched, told)
+        return proposed_for_newest(backend_on(state, Path(scratch) / "state.db.keypoints"), searched, told)
 
 
 def backend_on(state: Path, keypoint_file: Path):
@@ -92,8 +92,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(args.state, args.one[0], int(args.one[1]))))
         return
-    if not (args.state / "state.db").exists() or not list(args.state.glob("state.db.keypoints.npz")):
-        sys.exit(f"{args.state}: no state.db with a kept keypoint base (state.db.keypoints.npz) beside it; scan a library first")
+    if not (args.state / "state.db").exists() or not list(args.state.glob("state.db.keypoints")):
+        sys.exit(f"{args.state}: no state.db with a kept keypoint base (state.db.keypoints) beside it; scan a library first")
     columns = [("searched", 8), ("way", 10), ("round", 5), ("pictures", 8), ("delta", 6)]
     columns += [("CPU s", 8), ("wall s", 7), ("peak MB", 7), ("candidates", 10)]
     print(" ".join(f"{name:>{width}}" for name, width in columns), "digest")

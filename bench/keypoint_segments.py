@@ -42,7 +42,7 @@ def write_base(state: Path, folder: Path, new: int) -> dict:
     """A base over every content but the newest ``new``, in ``folder`` (``--base``)."""
     import numpy as np
 
-    backend = backend_on(state, folder / "state.db.keypoints.npz")
+    backend = backend_on(state, folder / "state.db.keypoints")
     keys, _hashes, analysed_at = backend._load_hashes(None)
     if not 0 < new <= len(keys) // 5:
         sys.exit(f"--new {new}: between 1 and a fifth of the {len(keys)} contents (more would have the base written anew)")
@@ -58,7 +58,7 @@ def file_segments(state: Path, folder: Path) -> dict:
 
     import dupe_scanner.backends.keypoint_store as keypoint_store
 
-    backend = backend_on(state, folder / "state.db.keypoints.npz")
+    backend = backend_on(state, folder / "state.db.keypoints")
     keys, _hashes, analysed_at = backend._load_hashes(None)
     arrival = np.argsort(analysed_at, kind="stable")
     known = len(keys) - _new_since_base(backend, keys)
@@ -88,7 +88,7 @@ def search(state: Path, folder: Path, way: str, searched: int) -> dict:
 
     if way == "unkept":
         keypoint_store.SEGMENT_CONTENTS = 10**12
-    backend = backend_on(state, folder / "state.db.keypoints.npz")
+    backend = backend_on(state, folder / "state.db.keypoints")
     read: list[int] = []
     load = backend._load_descriptors
 

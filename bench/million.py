@@ -257,7 +257,7 @@ def rewrite_kept_hashes(folder: Path) -> None:
     database = folder / "state" / "state.db"
     engine = open_state(database)
     try:
-        backend = EmbeddedBackend(engine, workers=1, max_image_pixels=1, hash_file=database.with_name(database.name + ".hashes.npz"))
+        backend = EmbeddedBackend(engine, workers=1, max_image_pixels=1, hash_file=database.with_name(database.name + ".hashes"))
         backend._load_hashes(None)
         backend.close()
     finally:

@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.scan_memory [--sizes 10000,40000] [--search-only]
 
 Takes the states bench/scale's fingerprint simulation left (``--root``, ``simulation/size-N``),
-copies each to a scratch folder without its kept indexes (``state.db.keypoints.npz``,
-``state.db.hashes.npz``, as before a first scan) and runs the real ``dupe-scanner scan --full``
+copies each to a scratch folder without its kept indexes (``state.db.keypoints``,
+``state.db.hashes``, as before a first scan) and runs the real ``dupe-scanner scan --full``
 on it, polling the RSS of the scanning process and of its workers every 0.2 s. The debug line
 "N candidate pairs among M contents" ends the candidate search; the verification, grouping
 and reports follow. ``--search-only`` stops each scan there (a first scan of 40,000 takes an

@@ -71,8 +71,8 @@ def build_backend(settings: Settings, engine: Engine) -> Backend:
         engine,
         workers=settings.index.worker_count,
         max_image_pixels=settings.index.max_image_pixels,
-        keypoint_file=settings.paths.state.with_name(settings.paths.state.name + ".keypoints.npz"),
-        hash_file=settings.paths.state.with_name(settings.paths.state.name + ".hashes.npz"),
+        keypoint_file=settings.paths.state.with_name(settings.paths.state.name + ".keypoints"),
+        hash_file=settings.paths.state.with_name(settings.paths.state.name + ".hashes"),
     )
 
 

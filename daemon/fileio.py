@@ -14,7 +14,9 @@ import errno
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from dupe_scanner.errors import FileWriteError
 
@@ -57,16 +59,38 @@ def atomic_write_all(files: list[tuple[Path, bytes]], mode: int | None = None) -
             remove_quietly(Path(temp_name))
 
 
-def _write_temporary(path: Path, data: bytes, mode: int) -> str:
+def atomic_write_stream(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
+    """``atomic_write_bytes`` of what ``write`` writes into the file it is given: for a large
+    file made a part at a time, which need not be held whole in memory first."""
+    path = Path(path)
+    temp_name = None
+    try:
+        temp_name = _write_temporary(path, write, _existing_mode(path) if mode is None else mode)
+        os.replace(temp_name, path)
+        temp_name = None
+        fsync_folder(path.parent)
+    except OSError as error:
+        raise FileWriteError(_describe(path, error)) from error
+    finally:
+        if temp_name is not None:
+            remove_quietly(Path(temp_name))
+
+
+def _write_temporary(path: Path, content: bytes | Callable[[BinaryIO], object], mode: int) -> str:
+    """A flushed temporary file beside ``path`` holding ``content`` (or what it writes)."""
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        if callable(content):
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                content(handle)
+        else:
+            view = memoryview(content)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
         os.fchmod(fd, mode)
         os.fsync(fd)
-    except OSError:
+    except BaseException:
         os.close(fd)
         remove_quietly(Path(temp_name))
         raise

@@ -300,7 +300,7 @@ def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pict
         return [pictures[key] for key in keys]
 
     def scan(keys, query):
-        points = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, load)  # a new process each time
+        points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)  # a new process each time
         row = keys.index(query)
         return {(keys[a], keys[b]) for a, b in pairs_of(keypoint_candidates(points, len(keys), {row: [pictures[query]]}))}
 
@@ -316,9 +316,40 @@ def test_the_keypoint_index_is_kept_between_scans_and_takes_in_new_and_gone_pict
     assert scan(keys, "f" * 64) == {("f" * 64, keys[5])}
     assert loaded == ["f" * 64] and sorted(path.name for path in tmp_path.iterdir()) == kept  # only the new one was read
 
-    (tmp_path / "state.db.keypoints.npz").write_bytes(b"damaged")
+    (tmp_path / "state.db.keypoints").write_bytes(b"damaged")
     assert scan(keys, "f" * 64) == {("f" * 64, keys[5])}
     assert len(loaded) == 1 + len(keys)  # built again from every picture
+
+
+def test_a_kept_keypoint_index_in_the_earlier_kind_of_file_is_used_not_built_again(tmp_path, monkeypatch):
+    # Before the kept arrays were .npy records, the keys were an np.savez archive: an upgrade
+    # must not make a large library build its keypoint base again (15 minutes at a million).
+    import dupe_scanner.analysis.candidates as candidates
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
+    from dupe_scanner.backends import kept_arrays
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    monkeypatch.setattr(candidates, "IVF_ABOVE", 2000)
+    rng = np.random.default_rng(4)
+    pictures = {f"{n:064x}": rng.integers(0, 256, (160, 32), dtype=np.uint8) for n in range(40)}
+    keys = sorted(pictures)
+    loaded: list[str] = []
+
+    def load(some):
+        loaded.extend(some)
+        return [pictures[key] for key in some]
+
+    keys_file = tmp_path / "state.db.keypoints"
+    KeypointStore(keys_file, "test-analyser").points(keys, load)
+    np.savez(kept_arrays.legacy_file(keys_file), **kept_arrays.read_arrays(keys_file))  # type: ignore[arg-type]
+    keys_file.unlink()  # as the version before left it
+    loaded.clear()
+    pictures["f" * 64] = pictures[keys[5]] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)  # a new copy of an old picture
+    keys = sorted(pictures)
+    points = KeypointStore(keys_file, "test-analyser").points(keys, load)
+    assert loaded == ["f" * 64], "only the new picture is read: the kept index is used"
+    query = {keys.index("f" * 64): [pictures["f" * 64]]}
+    assert {(keys[a], keys[b]) for a, b in pairs_of(keypoint_candidates(points, len(keys), query))} == {("f" * 64, keys[5])}
 
 
 def test_the_kept_keypoint_base_is_searched_without_faiss_starting_prefetch_threads(tmp_path, monkeypatch):
@@ -333,7 +364,7 @@ def test_the_kept_keypoint_base_is_searched_without_faiss_starting_prefetch_thre
     rng = np.random.default_rng(5)
     pictures = {f"{n:064x}": rng.integers(0, 256, (160, 32), dtype=np.uint8) for n in range(40)}
     keys = sorted(pictures)
-    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
     store.points(keys, lambda some: [pictures[key] for key in some])  # writes the base
 
     kept = store._read_kept()
@@ -436,7 +467,7 @@ def test_the_keypoint_index_reads_a_large_library_a_chunk_at_a_time_and_finds_wh
         reads.append(len(some))
         return [pictures[key] for key in some]
 
-    kept = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, load)
+    kept = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
     assert max(reads) <= 10 and sum(reads) < 2 * len(keys)  # never the whole library at once
 
     queries = {row: [pictures[keys[row]]] for row in (50, 51)}
@@ -489,7 +520,7 @@ def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_searches_as_one_bu
 
     monkeypatch.setattr(keypoint_store, "_copy_shards", copy_counting)
 
-    kept = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+    kept = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
 
     assert copied and copied[0] >= 8  # a shard of 7 pictures' 1,120 points at a time
     assert isinstance(kept, KeptPoints)  # searched from its file: what built it is given back
@@ -505,7 +536,7 @@ def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_f
 
     keys, pictures = a_library_in_shards(monkeypatch, 60)  # 9,600 points in 392 cells
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
-    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
     store.points(keys, load)  # writes the base
     rng = np.random.default_rng(9)
     new = [f"{n:064x}" for n in range(1000, 1006)]  # after every old key, as rows come
@@ -550,7 +581,7 @@ def test_new_pictures_are_filed_in_segments_beside_the_base_so_a_scan_reads_only
     def scan(new: list[str]):
         loaded.clear()
         everything = sorted(pictures)
-        points = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(everything, load, queries=1)  # a new process each time
+        points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(everything, load, queries=1)  # a new process each time
         queries = {everything.index(key): [pictures[key]] for key in new}
         return points, pairs_of(keypoint_candidates(points, len(everything), queries))
 
@@ -568,10 +599,10 @@ def test_new_pictures_are_filed_in_segments_beside_the_base_so_a_scan_reads_only
     # Batches of 3 (a delta), then 5 with the 2 more (a segment), 5 (a segment as large: the
     # two merged into one of 10), 4 (a second), 1 (a delta): only the last was read again.
     assert [len(segment.keys) for segment in points.kept.segments] == [10, 4] and loaded == added[-1:]
-    assert kept_files() == [".ivf", ".npz", ".segment", ".segment"]  # the merged ones removed
+    assert kept_files() == [".ivf", ".keypoints", ".segment", ".segment"]  # the merged ones removed
     # A large search files the delta in the cells too: then as one index of every picture in them.
     everything = sorted(pictures)
-    large = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(everything, load, queries=len(everything))
+    large = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(everything, load, queries=len(everything))
     assert searched_alike(large, {key: pictures[key] for key in everything}, ties_at_the_end=True)
 
 
@@ -594,7 +625,7 @@ def test_a_segment_that_finds_no_room_leaves_its_pictures_in_the_delta_and_the_k
     keys, pictures = a_library_in_shards(monkeypatch, 40)
     monkeypatch.setattr(keypoint_store, "SEGMENT_CONTENTS", 2)
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
-    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
     store.points(keys, load)
     before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
     new = copies_of(pictures, keys[:3], 1000, seed=4)
@@ -624,7 +655,7 @@ def test_the_base_is_written_anew_once_the_pictures_new_since_it_outgrow_a_quart
     keys, pictures = a_library_in_shards(monkeypatch, 40)
     monkeypatch.setattr(keypoint_store, "SEGMENT_CONTENTS", 4)
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
-    store = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser")
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
     store.points(keys, load)
     copies_of(pictures, keys[:8], 1000, seed=1)
     assert len(store.points(sorted(pictures), load).kept.segments) == 1  # 8 new: a segment, under a quarter of 40
@@ -632,7 +663,7 @@ def test_the_base_is_written_anew_once_the_pictures_new_since_it_outgrow_a_quart
     rewritten = store.points(sorted(pictures), load)  # 11 new: over a quarter
 
     assert not rewritten.kept.segments and len(rewritten.kept.base.keys) == 51 and not rewritten.delta.points
-    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".ivf", ".npz"]
+    assert sorted(path.suffix for path in tmp_path.iterdir()) == [".ivf", ".keypoints"]
 
 
 def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_same(tmp_path, monkeypatch, caplog):
@@ -652,7 +683,7 @@ def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_sa
         write(index, path)
 
     monkeypatch.setattr(faiss, "write_index_binary", no_room_after_the_first_shard)
-    kept = KeypointStore(tmp_path / "state.db.keypoints.npz", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+    kept = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
 
     assert len(shards) == 2 and "built in memory in one go" in caplog.text and "No space left on device" in caplog.text
     assert searched_alike(kept, pictures)
@@ -686,7 +717,7 @@ def test_a_scan_after_pictures_were_forgotten_reads_only_the_new_contents_hashes
     from dupe_scanner.backends import embedded
 
     engine = open_engine(tmp_path / "state.db")
-    backend = EmbeddedBackend(engine, workers=1, max_image_pixels=10**8, hash_file=tmp_path / "state.db.hashes.npz")
+    backend = EmbeddedBackend(engine, workers=1, max_image_pixels=10**8, hash_file=tmp_path / "state.db.hashes")
     whole_reads: list[int] = []
     hash_rows = embedded.stored.hash_rows
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Collection
 
 import numpy as np
 import pytest
 
-from dupe_scanner.backends import hash_store
+from dupe_scanner.backends import kept_arrays
 from dupe_scanner.backends.hash_store import HashStore, HashTable
 from dupe_scanner.errors import FileWriteError
 
@@ -65,7 +67,7 @@ def same(first: HashTable, second: HashTable) -> bool:
 
 @pytest.fixture
 def store(tmp_path):
-    return HashStore(tmp_path / "state.db.hashes.npz", "analyser-1")
+    return HashStore(tmp_path / "state.db.hashes", "analyser-1")
 
 
 def test_a_scan_of_new_contents_reads_only_them_and_gets_the_whole_table(store):
@@ -180,13 +182,38 @@ def test_a_table_that_cannot_be_written_leaves_no_older_one_behind(store, monkey
     state = State(list(range(10)))
     state.table(store, None)
 
-    def disk_full(path, data, mode=None):
+    def disk_full(path, write, mode=None):
         raise FileWriteError(f"{path}: no space left on device")
 
-    monkeypatch.setattr(hash_store, "atomic_write_bytes", disk_full)
+    monkeypatch.setattr(kept_arrays, "atomic_write_stream", disk_full)
     state.table(store, [state.add(10)])
     assert store.path is not None and not store.path.exists()
     assert "not kept for the next scan" in caplog.text
+
+
+def test_a_table_kept_by_an_earlier_version_is_read_then_replaced_by_the_new_kind(store):
+    state = State(list(range(10)))
+    state.table(store, None)
+    assert store.path is not None
+    kept = state.expected()
+    legacy = kept_arrays.legacy_file(store.path)
+    np.savez(legacy, keys=kept.keys, hashes=kept.hashes, analysed_at=kept.analysed_at, analyser=np.array("analyser-1"))
+    store.path.unlink()  # as the earlier version left it: the .npz alone
+    table = state.table(store, [state.add(10)])
+    assert state.read_whole == 1, "the earlier kind of file is read, not the whole state"
+    assert same(table, state.expected())
+    assert store.path.exists() and not legacy.exists()
+
+
+def test_a_write_killed_midway_leaves_no_lasting_temporary_file(store):
+    assert store.path is not None
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    killed = store.path.with_name(f".{store.path.name}.x1y2z3.tmp")  # as a kill during the write leaves it
+    killed.write_bytes(b"half a table")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(killed, (hours_ago, hours_ago))
+    State(list(range(5))).table(store, None)
+    assert not killed.exists() and store.path.exists()
 
 
 def test_without_a_file_every_scan_reads_the_state():

@@ -35,7 +35,7 @@ CROPS = [(0.0, 0.0, 0.75, 0.75), (0.25, 0.25, 1.0, 1.0), (0.3, 0.0, 1.0, 0.7), (
 def state(tmp_path):
     engine = open_state(tmp_path / "state.db")
     backend = EmbeddedBackend(
-        engine, workers=2, max_image_pixels=50_000_000, keypoint_file=tmp_path / "state.db.keypoints.npz", hash_file=tmp_path / "state.db.hashes.npz"
+        engine, workers=2, max_image_pixels=50_000_000, keypoint_file=tmp_path / "state.db.keypoints", hash_file=tmp_path / "state.db.hashes"
     )
     yield engine, backend
     backend.close()

@@ -22,7 +22,6 @@ that read the whole table from the state: 8 s and 1 GB at a million contents.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -31,8 +30,8 @@ from typing import SupportsIndex, overload
 
 import numpy as np
 
+from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, remove_arrays, write_arrays
 from dupe_scanner.errors import FileWriteError
-from dupe_scanner.fileio import atomic_write_bytes, remove_quietly
 
 log = logging.getLogger(__name__)
 
@@ -166,19 +165,19 @@ class HashStore:
 
     def clear(self) -> None:
         if self.path is not None:
-            remove_quietly(self.path)
+            remove_arrays(self.path)
 
     def _read(self) -> HashTable | None:
         if self.path is None:
             return None
         try:
-            with np.load(self.path, allow_pickle=False) as saved:
-                if str(saved["analyser"]) != self.analyser:
-                    return None
-                table = HashTable(saved["keys"], saved["hashes"], saved["analysed_at"])
+            saved = read_arrays(self.path)
+            if str(saved["analyser"]) != self.analyser:
+                return None
+            table = HashTable(saved["keys"], saved["hashes"], saved["analysed_at"])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError) as error:
+        except UNREADABLE as error:
             log.info("%s: the kept hash table is unreadable (%s); it is read from the state again", self.path, error)
             return None
         if table.hashes.shape != (len(table), 8) or table.analysed_at.shape != (len(table),) or table.keys.dtype != np.dtype("S64"):
@@ -189,10 +188,9 @@ class HashStore:
     def _write(self, table: HashTable) -> None:
         if self.path is None:
             return
-        buffer = io.BytesIO()
-        np.savez(buffer, keys=table.keys, hashes=table.hashes, analysed_at=table.analysed_at, analyser=np.array(self.analyser))
+        arrays = {"analyser": np.array(self.analyser), "keys": table.keys, "hashes": table.hashes, "analysed_at": table.analysed_at}
         try:
-            atomic_write_bytes(self.path, buffer.getvalue())
+            write_arrays(self.path, arrays)
         except FileWriteError as error:  # a cache; an old file must not outlive the scan that outdated it
-            remove_quietly(self.path)
+            remove_arrays(self.path)
             log.warning("the hash table is not kept for the next scan: %s", error)

@@ -40,7 +40,6 @@ a cache: missing, unreadable or of another analyser, the base is built again fro
 
 from __future__ import annotations
 
-import io
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -64,8 +63,9 @@ from dupe_scanner.analysis.candidates import (
     train_partition,
 )
 from dupe_scanner.backends.hash_store import KeyColumn
+from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, write_arrays
 from dupe_scanner.errors import FileWriteError
-from dupe_scanner.fileio import atomic_write_bytes, fsync_file, remove_quietly
+from dupe_scanner.fileio import fsync_file, remove_quietly
 from dupe_scanner.memory import release_memory
 
 log = logging.getLogger(__name__)
@@ -240,18 +240,18 @@ class KeypointStore:
         if self.keys_file is None:
             return None
         try:
-            with np.load(self.keys_file, allow_pickle=False) as saved:
-                if str(saved["analyser"]) != self.analyser:
-                    return None
-                base = self._read_part(str(saved["index"]), saved["keys"], saved["counts"])
-                segments = []
-                if "segments" in saved.files and len(saved["segments"]):  # keys files written before segments name none
-                    ends = np.cumsum(saved["segment_sizes"])[:-1]
-                    keys, counts = np.split(saved["segment_keys"], ends), np.split(saved["segment_counts"], ends)
-                    segments = [self._read_part(str(name), *found) for name, *found in zip(saved["segments"], keys, counts, strict=True)]
+            saved = read_arrays(self.keys_file)
+            if str(saved["analyser"]) != self.analyser:
+                return None
+            base = self._read_part(str(saved["index"]), saved["keys"], saved["counts"])
+            segments = []
+            if "segments" in saved and len(saved["segments"]):  # keys files written before segments name none
+                ends = np.cumsum(saved["segment_sizes"])[:-1]
+                keys, counts = np.split(saved["segment_keys"], ends), np.split(saved["segment_counts"], ends)
+                segments = [self._read_part(str(name), *found) for name, *found in zip(saved["segments"], keys, counts, strict=True)]
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
+        except (*UNREADABLE, RuntimeError) as error:
             log.info("%s: the kept keypoint index is unreadable (%s); it is built again", self.keys_file, error)
             return None
         kept = _Kept(base, segments)
@@ -303,19 +303,17 @@ class KeypointStore:
     def _commit(self, base: _Part, segments: list[_Part]) -> None:
         """Name ``base`` and ``segments`` in the keys file, then remove the files they replace."""
         assert self.keys_file is not None
-        buffer = io.BytesIO()
-        np.savez(
-            buffer,
-            keys=base.keys,
-            counts=base.counts,
-            index=np.array(base.name),
-            analyser=np.array(self.analyser),
-            segments=np.array([segment.name for segment in segments], dtype=str),
-            segment_sizes=np.array([len(segment.keys) for segment in segments], dtype=np.int64),
-            segment_keys=np.concatenate([segment.keys for segment in segments] or [np.zeros(0, dtype="S64")]),
-            segment_counts=np.concatenate([segment.counts for segment in segments] or [np.zeros(0, dtype=np.int64)]),
-        )
-        atomic_write_bytes(self.keys_file, buffer.getvalue())
+        arrays = {
+            "keys": base.keys,
+            "counts": base.counts,
+            "index": np.array(base.name),
+            "analyser": np.array(self.analyser),
+            "segments": np.array([segment.name for segment in segments], dtype=str),
+            "segment_sizes": np.array([len(segment.keys) for segment in segments], dtype=np.int64),
+            "segment_keys": np.concatenate([segment.keys for segment in segments] or [np.zeros(0, dtype="S64")]),
+            "segment_counts": np.concatenate([segment.counts for segment in segments] or [np.zeros(0, dtype=np.int64)]),
+        }
+        write_arrays(self.keys_file, arrays)
         self._remove_unreferenced([base, *segments])
 
     def _remove_unreferenced(self, parts: list[_Part]) -> None:
