@@ -205,6 +205,16 @@ def test_a_table_kept_by_an_earlier_version_is_read_then_replaced_by_the_new_kin
     assert store.path.exists() and not legacy.exists()
 
 
+def test_a_damaged_table_of_the_earlier_kind_is_read_from_the_state_again(store, caplog):
+    assert store.path is not None
+    store.path.parent.mkdir(parents=True, exist_ok=True)
+    kept_arrays.legacy_file(store.path).write_bytes(b"PK\x03\x04" + b"\x00" * 40)  # a zip's start, then nothing
+    state = State(list(range(5)))
+    with caplog.at_level(logging.INFO, logger="dupe_scanner.backends.hash_store"):
+        table = state.table(store, [state.add(5)])
+    assert state.read_whole == 1 and same(table, state.expected()) and "unreadable" in caplog.text
+
+
 def test_a_write_killed_midway_leaves_no_lasting_temporary_file(store):
     assert store.path is not None
     store.path.parent.mkdir(parents=True, exist_ok=True)

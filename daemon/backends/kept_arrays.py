@@ -16,6 +16,7 @@ read, so an upgrade does not make a large library build its kept indexes again.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
@@ -25,7 +26,7 @@ import numpy as np
 from dupe_scanner.fileio import atomic_write_stream, remove_quietly, remove_stale_temp_files
 
 # What a damaged or foreign file raises when read: each store reads it from the state again.
-UNREADABLE = (OSError, ValueError, EOFError, KeyError)
+UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
