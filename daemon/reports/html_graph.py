@@ -23,6 +23,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 from pyvis.edge import Edge
@@ -51,15 +52,18 @@ def edge_color(score: float) -> str:
     Linear between the stops, with the original's integer truncation; a score below the
     lowest stop (possible with a threshold under 0.6) is red, above 1.0 green.
     """
-    score = min(max(float(score), min(COLOR_STOPS)), max(COLOR_STOPS))
-    lower = max(stop for stop in COLOR_STOPS if stop <= score)
-    upper = min(stop for stop in COLOR_STOPS if stop >= score)
-    if lower == upper:
-        return "#" + COLOR_STOPS[lower]
-    low = tuple(int(COLOR_STOPS[lower][i : i + 2], 16) for i in (0, 2, 4))
-    high = tuple(int(COLOR_STOPS[upper][i : i + 2], 16) for i in (0, 2, 4))
-    ratio = (score - lower) / (upper - lower)
-    return "#" + "".join(f"{int(lc + ratio * (hc - lc)):02X}" for lc, hc in zip(low, high, strict=True))
+    score = min(max(float(score), _STOPS[0][0]), _STOPS[-1][0])
+    for (lower, low), (upper, high) in pairwise(_STOPS):
+        if score == lower:
+            return "#" + COLOR_STOPS[lower]
+        if score < upper:
+            ratio = (score - lower) / (upper - lower)
+            return "#" + "".join(f"{int(lc + ratio * (hc - lc)):02X}" for lc, hc in zip(low, high, strict=True))
+    return "#" + COLOR_STOPS[_STOPS[-1][0]]
+
+
+# Each stop's channels, lowest stop first: worked out once, not for every edge of every page.
+_STOPS = sorted((stop, tuple(int(rgb[i : i + 2], 16) for i in (0, 2, 4))) for stop, rgb in COLOR_STOPS.items())
 
 
 # --- layout: deterministic positions ------------------------------------------------
