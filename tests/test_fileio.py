@@ -12,7 +12,7 @@ import pytest
 
 from dupe_scanner import fileio
 from dupe_scanner.errors import FileWriteError
-from dupe_scanner.fileio import atomic_write_bytes, remove_stale_temp_files
+from dupe_scanner.fileio import atomic_write_bytes, atomic_write_stream, remove_stale_temp_files
 
 
 def leftovers(folder):
@@ -78,6 +78,32 @@ def test_a_full_disk_leaves_the_old_file_and_says_so(tmp_path, monkeypatch):
     assert isinstance(caught.value.__cause__, OSError) and caught.value.__cause__.errno == errno.ENOSPC
     assert target.read_bytes() == b"previous report"
     assert leftovers(tmp_path) == []
+
+
+def test_a_file_written_in_parts_replaces_the_old_one_whole(tmp_path):
+    target = tmp_path / "table"
+    target.write_bytes(b"old")
+
+    def write(handle):
+        for part in (b"first ", b"second ", b"third"):
+            handle.write(part)
+
+    atomic_write_stream(target, write)
+    assert target.read_bytes() == b"first second third" and leftovers(tmp_path) == []
+
+
+def test_a_disk_filling_up_midway_through_the_parts_leaves_the_old_file_and_says_so(tmp_path):
+    target = tmp_path / "table"
+    target.write_bytes(b"old")
+
+    def write(handle):
+        handle.write(b"x" * 1000)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(FileWriteError, match="no space left") as caught:
+        atomic_write_stream(target, write)
+    assert str(target) in str(caught.value)
+    assert target.read_bytes() == b"old" and leftovers(tmp_path) == []
 
 
 def test_a_failed_fsync_leaves_the_old_file(tmp_path, monkeypatch):
