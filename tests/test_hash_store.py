@@ -205,6 +205,23 @@ def test_a_table_kept_by_an_earlier_version_is_read_then_replaced_by_the_new_kin
     assert store.path.exists() and not legacy.exists()
 
 
+def test_a_table_an_earlier_version_wrote_since_is_the_one_read(store):
+    # Run back and forth between versions: the earlier one writes only its .npz, and what it
+    # wrote last is what the state holds, not the older file of the new kind beside it.
+    state = State(list(range(10)))
+    state.table(store, None)
+    assert store.path is not None
+    state.add(10)
+    state.forget(3)  # same count as the file of the new kind: only its age tells it is stale
+    newer = state.expected()
+    legacy = kept_arrays.legacy_file(store.path)
+    np.savez(legacy, keys=newer.keys, hashes=newer.hashes, analysed_at=newer.analysed_at, analyser=np.array("analyser-1"))
+    later = store.path.stat().st_mtime_ns + 10**9
+    os.utime(legacy, ns=(later, later))
+    table = state.table(store, [key(10)])
+    assert state.read_whole == 1 and same(table, newer)
+
+
 def test_a_damaged_table_of_the_earlier_kind_is_read_from_the_state_again(store, caplog):
     assert store.path is not None
     store.path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,9 +46,10 @@ def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays ``write_arrays`` wrote to ``path``, or those of the earlier kind of file
-    when there is no file at ``path`` yet. Raises ``FileNotFoundError`` when there is
+    when there is no file at ``path`` or that one is newer (an earlier version ran since:
+    what it wrote is what the state now holds). Raises ``FileNotFoundError`` when there is
     neither, and one of ``UNREADABLE`` when a file is damaged or not of this kind."""
-    if not path.exists():
+    if _newer_or_alone(legacy_file(path), path):
         with np.load(legacy_file(path), allow_pickle=False) as saved:
             return {name: saved[name] for name in saved.files}
     with open(path, "rb") as handle:
@@ -56,6 +57,17 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
         if not isinstance(names, np.ndarray) or names.ndim != 1 or names.dtype.kind != "U":
             raise ValueError("not a file of kept arrays (its first record names none)")
         return {str(name): np.load(handle, allow_pickle=False) for name in names.tolist()}
+
+
+def _newer_or_alone(legacy: Path, path: Path) -> bool:
+    try:
+        legacy_written = legacy.stat().st_mtime_ns
+    except FileNotFoundError:
+        return not path.exists()  # neither: np.load raises FileNotFoundError, as documented
+    try:
+        return legacy_written > path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return True
 
 
 def legacy_file(path: Path) -> Path:
