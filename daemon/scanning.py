@@ -8,8 +8,10 @@ needs no new comparison; a lower threshold than any stored makes the scan a full
 A scan with nothing to do need not run at all: ``reports_current`` tells when no file,
 no decision and no input (``scan_inputs``) changed since the last successful scan and its
 reports are still there. The service and ``dupe-scanner scan`` both ask it first. A scan
-that runs and finds the groups made from what the last reports were (new pictures that
-match nothing) leaves the reports as they are without forming a group (``report_source``).
+that runs and whose changes cannot have moved a group (new pictures that match nothing, a
+deleted one that matched nothing) leaves the reports as they are without reading what the
+groups are made from (``group_witness``); one that reads it and finds it is what the last
+reports were made from leaves them too, without forming a group (``report_source``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dupe_scanner.code_version import code_digest
 from dupe_scanner.decisions import Decisions
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.found_pairs import FoundPairs
+from dupe_scanner.group_witness import REPORTED_FILES_KEY, ReportedFiles, Witness, groups_unmoved
 from dupe_scanner.groups import KINSHIP, DuplicateGroup, FileEntry, group_with_copies
 from dupe_scanner.keep import review_group
 from dupe_scanner.report_source import WrittenReports, source_digest
@@ -38,7 +41,7 @@ from dupe_scanner.store import contents as content_store
 from dupe_scanner.store import decisions as decision_store
 from dupe_scanner.store import files as file_store
 from dupe_scanner.store.contents import ScanRecord
-from dupe_scanner.store.database import read_transaction, write_transaction
+from dupe_scanner.store.database import lock_wait_of, read_transaction, write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +85,8 @@ FLOOR_KEY = "pairs_floor"
 COMPARISON_KEY = "pairs_comparison"
 INPUTS_KEY = "scan_inputs"  # the last successful scan's ``scan_inputs``
 REPORTS_KEY = "reports_written"  # what the last reports were written from (``report_source``)
+# Slack, beyond the write lock's wait, between a writer reading the clock and committing.
+CLOCK_TO_COMMIT_SECONDS = 5.0
 
 # Told how a scan goes: (stage, done, total), e.g. ("writing reports", 0, 1). Stages are
 # said as what is being done; a stage may report its own counts from inside (the pair
@@ -99,7 +104,7 @@ class ScanOutcome:
     inputs: str = ""  # the ``scan_inputs`` the reports were written for
 
 
-def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
+def collect_garbage(engine: Engine, backend: Backend, now: float, witness: Witness | None = None) -> int:
     """Forget contents that no file holds any more: in the state, then in the backend.
 
     Orphans are chosen and deleted under the write lock, so a file indexed meanwhile
@@ -108,8 +113,10 @@ def collect_garbage(engine: Engine, backend: Backend, now: float) -> int:
     """
     with write_transaction(engine) as connection:
         orphans = content_store.orphaned_contents(connection, gone_before=now - ORPHAN_GRACE_SECONDS)
+        forgotten_rows = file_store.forget_gone(connection, now - GONE_RETENTION_SECONDS)
+        if witness is not None:
+            witness.forgetting(connection, orphans, forgotten_rows)
         content_store.delete_contents(connection, orphans)
-        file_store.forget_gone(connection, now - GONE_RETENTION_SECONDS)
     if orphans:
         backend.forget(orphans)
     return len(orphans)
@@ -122,6 +129,7 @@ def update_pairs(
     full: bool,
     progress: ScanProgress | None = None,
     between_parts: Callable[[int, int], None] | None = None,
+    witness: Witness | None = None,
 ) -> int | None:
     """Ask the backend for the pairs it has not been asked about yet; None means a full comparison.
 
@@ -138,19 +146,22 @@ def update_pairs(
     ``between_parts(compared, pictures)`` is called after each part but the last, once its
     pairs are stored: ``compared`` of the state's ``pictures`` need no comparison any more,
     those compared by a scan that was stopped before this one included, since the reports
-    written then show their pairs too.
+    written then show their pairs too. ``witness`` sees every write to the pairs.
     """
+    witness = witness or Witness(threshold)
     floor = min(PAIR_FLOOR, threshold)
     with read_transaction(engine) as connection:
         stored_floor = content_store.get_meta(connection, FLOOR_KEY)
         stored_comparison = content_store.get_meta(connection, COMPARISON_KEY)
     everything = full or stored_floor is None or float(stored_floor) > floor
     if not everything and stored_comparison != backend.comparison:
+        witness.rewriting()
         if stored_comparison is not None and isinstance(backend, PairVerifier) and backend.tightens(stored_comparison):
             rejudge_verified(engine, backend, found_by=stored_comparison, comparison=backend.comparison)
         else:
             everything = True
     if everything:
+        witness.rewriting()
         with write_transaction(engine) as connection:
             content_store.mark_all_for_scan(connection)
             content_store.set_meta(connection, FLOOR_KEY, repr(floor))
@@ -165,6 +176,7 @@ def update_pairs(
         told = progress if len(pending) <= COMPARISON_PART else _within_part(progress, start, len(part), len(pending))
         found = FoundPairs.collect(backend.find_pairs(part, floor, told, pending=pending[start:]))
         with write_transaction(engine) as connection:
+            witness.storing(connection, part, found)
             content_store.replace_pairs(connection, found, part)
             content_store.mark_scanned(connection, part)
         if len(pending) > COMPARISON_PART:
@@ -222,6 +234,7 @@ class Grouping:
     entries: list[FileEntry]  # the files of matching and byte-identical contents, by path
     file_count: int  # indexed files in all
     decisions: Decisions
+    pairs_revision: int = 0  # the pairs' (``content_store.pairs_revision``) when they were read
 
 
 def read_grouping(engine: Engine, threshold: float) -> Grouping:
@@ -236,7 +249,9 @@ def read_grouping(engine: Engine, threshold: float) -> Grouping:
             FileEntry(f.path, f.size, f.mtime_ns / 1e9, f.width, f.height, f.format, f.content_hash)
             for f in file_store.files_holding(connection, matched | file_store.copied_contents(connection))
         ]
-        return Grouping(content_pairs, entries, file_store.indexed_count(connection), decision_store.load(connection))
+        return Grouping(
+            content_pairs, entries, file_store.indexed_count(connection), decision_store.load(connection), content_store.pairs_revision(connection)
+        )
 
 
 def form_groups(grouping: Grouping, threshold: float, unscored_are_far: bool, keep: KeepSettings = KeepSettings()) -> list[DuplicateGroup]:
@@ -417,43 +432,49 @@ def run_scan(
         # Read as the scan starts: a decision made while it runs makes the next one run too.
         inputs = scan_inputs(connection, threshold, reports_dir, report_settings, keep, watched_folders)
         scan_id = content_store.start_scan(connection, started, threshold, full)
+    witness = Witness(threshold)
     try:
         with _stage(progress, "forgetting deleted images"):
-            collect_garbage(engine, backend, started)
+            collect_garbage(engine, backend, started, witness)
         with _stage(progress, COMPARING):
-            compared = update_pairs(engine, backend, threshold, full, progress, InterimReports(write_partial, started, clock))
+            compared = update_pairs(engine, backend, threshold, full, progress, InterimReports(write_partial, started, clock), witness)
         with _stage(progress, "forming groups"):
-            grouping = read_grouping(engine, threshold)
-            digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
             # ``scan --full`` writes every report again, whatever it finds, as it compares every pair.
-            unchanged = None if full else _unchanged_reports(engine, digest, reports_dir)
-            if unchanged is not None:
-                written, reports = unchanged
-            else:
-                completed, groups = complete_groups(engine, backend, threshold, grouping, keep)
-                if completed is not grouping:  # pairs were added: the reports are made from more
-                    grouping = completed
-                    digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
+            left_as = " (nothing changed that can move a group: the reports were left as they are)"
+            kept = None if full else _unmoved_reports(engine, witness, inputs, reports_dir)
+            if kept is None:
+                left_as = " (the same as before: the reports were left as they are)"
+                grouping = read_grouping(engine, threshold)
+                digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
+                kept = None if full else _unchanged_reports(engine, digest, reports_dir, grouping)
+                if kept is None:
+                    left_as = ""
+                    completed, groups = complete_groups(engine, backend, threshold, grouping, keep)
+                    if completed is not grouping:  # pairs were added: the reports are made from more
+                        grouping = completed
+                        digest = source_digest(inputs, backend.compares_every_pair, grouping.content_pairs, grouping.entries, grouping.decisions)
         with _stage(progress, "writing reports"):
-            if unchanged is None:
+            if kept is None:
                 reports = write(groups)
-                written = _written(digest, groups, reports)
+                kept = KeptReports(_written(digest, groups, reports), reports, _reported(digest, grouping), grouping.file_count)
     except Exception as error:
         with write_transaction(engine) as connection:
             content_store.finish_scan(connection, scan_id, clock(), 0, 0, error=str(error))
         raise
-    outcome = ScanOutcome(written.groups, written.duplicate_files, compared, grouping.file_count, reports, inputs)
+    written = kept.written
+    outcome = ScanOutcome(written.groups, written.duplicate_files, compared, kept.file_count, kept.reports, inputs)
     with write_transaction(engine) as connection:
         content_store.finish_scan(connection, scan_id, clock(), outcome.group_count, outcome.duplicate_files)
         content_store.set_meta(connection, INPUTS_KEY, inputs)
         content_store.set_meta(connection, REPORTS_KEY, written.encoded())
+        _keep_reported_files(connection, kept.reported)
     log.info(
         "scan: %d files, %s, %d groups with %d files%s",
-        grouping.file_count,
+        outcome.files,
         "compared all" if compared is None else f"compared {compared} new",
         outcome.group_count,
         outcome.duplicate_files,
-        "" if unchanged is None else " (the same as before: the reports were left as they are)",
+        left_as,
     )
     return outcome
 
@@ -485,7 +506,37 @@ class InterimReports:
         self.cost = self.last - began
 
 
-def _unchanged_reports(engine: Engine, digest: str, reports_dir: Path) -> tuple[WrittenReports, ReportOutcome] | None:
+@dataclass(frozen=True)
+class KeptReports:
+    """The reports a scan ends with, as the state records them."""
+
+    written: WrittenReports
+    reports: ReportOutcome
+    reported: ReportedFiles | None  # what they were made from, if the pairs have not changed since
+    file_count: int  # indexed files in all
+
+
+def _unmoved_reports(engine: Engine, witness: Witness, inputs: str, reports_dir: Path) -> KeptReports | None:
+    """The last reports, if ``witness`` saw no change that can have moved a group since them
+    (``group_witness``), no other was made, and they are all still there; read without
+    reading what the groups are made from."""
+    with read_transaction(engine) as connection:
+        last_scan = content_store.last_successful_scan(connection)
+        last = WrittenReports.decoded(content_store.get_meta(connection, REPORTS_KEY))
+        reported = ReportedFiles.decoded(content_store.get_meta(connection, REPORTED_FILES_KEY))
+        if last_scan is None or last is None or reported is None or reported.digest != last.digest:
+            return None
+        if content_store.get_meta(connection, INPUTS_KEY) != inputs:
+            return None
+        since = last_scan.started_at - _commit_allowance(engine)
+        if not groups_unmoved(connection, witness, reported, since):
+            return None
+        file_count = file_store.indexed_count(connection)
+    kept = reports_kept(reports_dir, last.files, last.html_pages, last.html_omitted_groups)
+    return None if kept is None else KeptReports(last, kept, reported.at_revision(reported.pairs_revision + witness.writes), file_count)
+
+
+def _unchanged_reports(engine: Engine, digest: str, reports_dir: Path, grouping: Grouping) -> KeptReports | None:
     """The last reports, if they were written from ``digest`` and are all still there
     (``report_source``): what a scan would write again."""
     with read_transaction(engine) as connection:
@@ -493,7 +544,25 @@ def _unchanged_reports(engine: Engine, digest: str, reports_dir: Path) -> tuple[
     if last is None or last.digest != digest:
         return None
     kept = reports_kept(reports_dir, last.files, last.html_pages, last.html_omitted_groups)
-    return None if kept is None else (last, kept)
+    return None if kept is None else KeptReports(last, kept, _reported(digest, grouping), grouping.file_count)
+
+
+def _commit_allowance(engine: Engine) -> float:
+    """How long before the last scan began a file may have been stamped and still stored after
+    it read the groups: a writer reads the clock, then may wait for the write lock."""
+    return lock_wait_of(engine) + CLOCK_TO_COMMIT_SECONDS
+
+
+def _reported(digest: str, grouping: Grouping) -> ReportedFiles:
+    return ReportedFiles.of(digest, grouping.pairs_revision, (entry.path for entry in grouping.entries))
+
+
+def _keep_reported_files(connection: Connection, reported: ReportedFiles | None) -> None:
+    """Record what the reports were made from, if the pairs are still those they were made
+    from: pairs this scan added to complete the groups, or another process wrote, leave no
+    record, and the next scan that changes something reads what the groups are made from."""
+    current = reported is not None and content_store.pairs_revision(connection) == reported.pairs_revision
+    content_store.set_meta(connection, REPORTED_FILES_KEY, reported.encoded() if current and reported else "")
 
 
 def _written(digest: str, groups: Sequence[DuplicateGroup], reports: ReportOutcome) -> WrittenReports:

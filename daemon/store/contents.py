@@ -7,7 +7,26 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import networkx as nx
-from sqlalchemy import Connection, Select, String, Subquery, column, delete, exists, false, func, insert, or_, select, text, true, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    String,
+    Subquery,
+    cast,
+    column,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import BATCH, batches
@@ -18,6 +37,7 @@ PAIR_WRITES = 5_000  # pairs written per statement by ``replace_pairs``
 # Sets of contents joined by matches up to this size have each pair inside them looked up
 # (``pairs_grouping_weighs``), at most 496; a content has 9 to 18 stored pairs to read otherwise.
 LOOKED_UP_UP_TO = 32
+PAIRS_REVISION_KEY = "pairs_revision"  # in ``meta``: see ``pairs_revision``
 
 
 def has_content(connection: Connection, content_hash: str) -> bool:
@@ -57,12 +77,17 @@ def orphaned_contents(connection: Connection, gone_before: float) -> list[str]:
 
 
 def delete_contents(connection: Connection, hashes: Iterable[str]) -> None:
+    """Forget these contents, their features and (by the key's cascade) their pairs."""
+    deleted = 0
     for batch in batches(hashes):
-        connection.execute(delete(contents).where(contents.c.hash.in_(batch)))
+        deleted += connection.execute(delete(contents).where(contents.c.hash.in_(batch))).rowcount
         connection.execute(delete(features).where(features.c.hash.in_(batch)))
+    if deleted:
+        _count_pair_write(connection)
 
 
 def delete_all_contents(connection: Connection) -> None:
+    _count_pair_write(connection)
     connection.execute(delete(pairs))
     connection.execute(delete(features))
     connection.execute(update(files).values(content_hash=None))
@@ -104,6 +129,7 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
     Written ``PAIR_WRITES`` at a time as ``found`` is read, never all held at once: a first
     scan finds tens of pairs a picture. Where a pair comes twice, the last score stands.
     """
+    _count_pair_write(connection)
     if changed is None:
         connection.execute(delete(pairs))
     else:
@@ -157,6 +183,29 @@ def pairs_newer_first(
     rows = connection.execute(query).all()
     page = [(a, b) if a_time >= b_time else (b, a) for a, b, a_time, b_time in rows]
     return page, (rows[-1][0], rows[-1][1]) if len(rows) == limit else None
+
+
+def pairs_revision(connection: Connection) -> int:
+    """How many times the stored pairs were written (``_count_pair_write``): when it has not
+    moved, no pair was stored, changed or forgotten meanwhile."""
+    return int(get_meta(connection, PAIRS_REVISION_KEY) or 0)
+
+
+def _count_pair_write(connection: Connection) -> None:
+    """Every function here that stores, changes or deletes pairs (a content's deletion
+    cascades to its pairs) counts its write, in the transaction that makes it."""
+    statement = sqlite_insert(meta).values(key=PAIRS_REVISION_KEY, value="1")
+    connection.execute(statement.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": cast(meta.c.value, Integer) + 1}))
+
+
+def any_matching(connection: Connection, hashes: Iterable[str], threshold: float) -> bool:
+    """Does a stored pair scoring ``threshold`` or more name one of these contents? Looked up
+    on the pairs' key and their second content's index, a few lookups a content."""
+    for batch in batches(hashes):
+        for side in (pairs.c.first, pairs.c.second):
+            if connection.execute(select(exists().where(side.in_(batch), pairs.c.score >= threshold))).scalar_one():
+                return True
+    return False
 
 
 def matching_pairs(connection: Connection, threshold: float) -> list[ScoredPair]:

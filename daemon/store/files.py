@@ -311,11 +311,11 @@ def files_holding(connection: Connection, holding: Iterable[str]) -> list[Indexe
             .join(contents, contents.c.hash == files.c.content_hash)
             .where(files.c.content_hash.in_(batch))
         )
-        # Plain tuples, unpacked: a row's attribute lookups were a third of this read at a
+        # Rows unpacked as tuples: a row's attribute lookups were a third of this read at a
         # million files (40,000 files of matching pictures).
         found += [
             IndexedFile(path, size, mtime_ns, content_hash, width, height, format_name)
-            for path, size, mtime_ns, content_hash, state, width, height, format_name in connection.execute(query).tuples()
+            for path, size, mtime_ns, content_hash, state, width, height, format_name in connection.execute(query)
             if state == INDEXED
         ]
     return sorted(found, key=lambda file: file.path)
@@ -330,7 +330,30 @@ def copied_contents(connection: Connection) -> set[str]:
 
 
 def indexed_count(connection: Connection) -> int:
-    return connection.execute(select(func.count()).select_from(files).where(files.c.state == INDEXED, files.c.content_hash.is_not(None))).scalar_one()
+    """Indexed files holding a content. Counted on the state index alone, less the few
+    indexed rows whose content was forgotten (found on the content index): asking both of
+    every row read each file's row, 0.2 to 0.4 s at a million files, 0.06 s this way."""
+    indexed = connection.execute(select(func.count()).select_from(files).where(files.c.state == INDEXED)).scalar_one()
+    # ``state || ''``: not the state's index, which every indexed row matches; the content's.
+    forgotten = and_(files.c.content_hash.is_(None), (files.c.state + "") == INDEXED)
+    without = connection.execute(select(func.count()).select_from(files).where(forgotten))
+    return indexed - without.scalar_one()
+
+
+def files_changed_since(connection: Connection, since: float, at_most: int) -> list[tuple[str, str | None]] | None:
+    """The path and content of each file seen, changed, gone, failed or indexed at or after
+    ``since`` (``changed_since``'s files), or None if there are more than ``at_most``."""
+    query = select(files.c.path, files.c.content_hash).where(or_(files.c.changed_at >= since, files.c.indexed_at >= since)).limit(at_most + 1)
+    rows = [(path, content_hash) for path, content_hash in connection.execute(query)]
+    return rows if len(rows) <= at_most else None
+
+
+def any_copied(connection: Connection, hashes: Iterable[str]) -> bool:
+    """Is one of these contents held by more than one file row (``copied_contents``)?"""
+    for batch in batches(hashes):
+        if connection.execute(select(exists().where(contents.c.hash.in_(batch), contents.c.file_count > 1))).scalar_one():
+            return True
+    return False
 
 
 def forget_gone(connection: Connection, older_than: float) -> int:
