@@ -348,6 +348,7 @@ def test_a_kept_keypoint_index_in_the_earlier_kind_of_file_is_used_not_built_aga
     keys = sorted(pictures)
     points = KeypointStore(keys_file, "test-analyser").points(keys, load)
     assert loaded == ["f" * 64], "only the new picture is read: the kept index is used"
+    assert keys_file.exists() and not kept_arrays.legacy_file(keys_file).exists(), "written as this version writes it, once read"
     query = {keys.index("f" * 64): [pictures["f" * 64]]}
     assert {(keys[a], keys[b]) for a, b in pairs_of(keypoint_candidates(points, len(keys), query))} == {("f" * 64, keys[5])}
 

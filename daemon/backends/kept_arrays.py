@@ -16,6 +16,7 @@ read, so an upgrade does not make a large library build its kept indexes again.
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,7 +24,10 @@ from typing import BinaryIO
 
 import numpy as np
 
+from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import atomic_write_stream, remove_quietly, remove_stale_temp_files
+
+log = logging.getLogger(__name__)
 
 # What a damaged or foreign file raises when read: each store reads it from the state again.
 UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
@@ -51,12 +55,25 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     neither, and one of ``UNREADABLE`` when a file is damaged or not of this kind."""
     if _newer_or_alone(legacy_file(path), path):
         with np.load(legacy_file(path), allow_pickle=False) as saved:
-            return {name: saved[name] for name in saved.files}
+            arrays = {name: saved[name] for name in saved.files}
+        _write_as_this_kind(path, arrays)
+        return arrays
     with open(path, "rb") as handle:
         names = np.load(handle, allow_pickle=False)
         if not isinstance(names, np.ndarray) or names.ndim != 1 or names.dtype.kind != "U":
             raise ValueError("not a file of kept arrays (its first record names none)")
         return {str(name): np.load(handle, allow_pickle=False) for name in names.tolist()}
+
+
+def _write_as_this_kind(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Replace a file of the earlier kind as it is read: a store writes its file only when it
+    changes, the keypoint keys once per thousand new pictures, and until then every scan read
+    them through zip's CRC check (0.35 s a scan at a million pictures). A file that cannot be
+    written now is read as it is, and replaced by a later read or write."""
+    try:
+        write_arrays(path, arrays)
+    except FileWriteError as error:
+        log.debug("%s is read as an earlier version wrote it: %s", legacy_file(path), error)
 
 
 def _newer_or_alone(legacy: Path, path: Path) -> bool:
