@@ -241,3 +241,24 @@ def test_the_witness_is_moved_by_a_write_naming_a_matching_picture_and_counts_ea
                 assert seen.moved
     finally:
         engine.dispose()
+
+
+def test_the_pairs_revision_counts_writes_that_store_replace_or_forget_pairs_and_no_others(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    try:
+        with write_transaction(engine) as connection:
+            for content in ("a", "b"):
+                content_store.record_content(connection, content, ImageInfo(64, 64, "JPEG"), 0.0)
+            revisions = [content_store.pairs_revision(connection)]
+            for write in (
+                lambda: content_store.replace_pairs(connection, [], []),  # a completion that verified nothing: no write
+                lambda: content_store.replace_pairs(connection, [ScoredPair("a", "b", 0.9)], []),
+                lambda: content_store.replace_pairs(connection, [], ["a"]),  # the pairs of "a" replaced by none
+                lambda: content_store.delete_contents(connection, ["nothing known"]),
+                lambda: content_store.delete_contents(connection, ["b"]),
+            ):
+                write()
+                revisions.append(content_store.pairs_revision(connection))
+            assert revisions == [0, 0, 1, 2, 2, 3]
+    finally:
+        engine.dispose()

@@ -128,8 +128,8 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
 
     Written ``PAIR_WRITES`` at a time as ``found`` is read, never all held at once: a first
     scan finds tens of pairs a picture. Where a pair comes twice, the last score stands.
+    A call that asks to replace nothing and stores nothing is no write (``pairs_revision``).
     """
-    _count_pair_write(connection)
     if changed is None:
         connection.execute(delete(pairs))
     else:
@@ -152,6 +152,8 @@ def replace_pairs(connection: Connection, found: Iterable[ScoredPair], changed: 
         if rows:
             connection.execute(statement, rows)
         written += len(rows)
+    if changed is None or changed or written:
+        _count_pair_write(connection)
     return written
 
 
