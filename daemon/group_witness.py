@@ -73,8 +73,9 @@ class ReportedFiles:
             record = json.loads(text) if text else None
             if not isinstance(record, dict):
                 return None
-            keys = np.frombuffer(base64.b64decode(record["path_keys"], validate=True), dtype="<u8").astype(np.uint64)
-            return cls(str(record["digest"]), int(record["pairs_revision"]), keys)
+            keys = np.frombuffer(base64.b64decode(record["path_keys"], validate=True), dtype="<u8")
+            # Sorted again: ``holds`` searches them, and a key it missed would keep reports a file left.
+            return cls(str(record["digest"]), int(record["pairs_revision"]), np.unique(keys.astype(np.uint64)))
         except (TypeError, ValueError, KeyError):
             return None
 

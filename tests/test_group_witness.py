@@ -6,6 +6,7 @@ checked against those a full scan of the same files writes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
@@ -215,6 +216,10 @@ def test_the_record_of_reported_files_holds_the_paths_it_was_made_from_and_nothi
     for damaged in ("", "[]", "{}", '{"digest": "d", "pairs_revision": 1, "path_keys": "not base64!"}', "not json"):
         assert ReportedFiles.decoded(damaged) is None
     assert np.array_equal(again.path_keys, record.path_keys)
+    shuffled = json.loads(record.encoded())
+    shuffled["path_keys"] = base64.b64encode(record.path_keys[::-1].astype("<u8").tobytes()).decode("ascii")  # as edited by hand
+    read = ReportedFiles.decoded(json.dumps(shuffled))
+    assert read is not None and all(read.holds(path) for path in paths)
 
 
 def test_the_witness_is_moved_by_a_write_naming_a_matching_picture_and_counts_each_write(tmp_path):
