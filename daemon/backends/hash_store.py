@@ -18,11 +18,23 @@ analyser, the table is read from the state whole, and written again.
 Contents are forgotten whenever a picture is deleted, moved out of the watched folders or
 edited, and whenever a damaged fingerprint is found. Before ``forget``, the scan after any of
 that read the whole table from the state: 8 s and 1 GB at a million contents.
+
+The table is kept as a *base*, written whole, and a *delta* beside it (``.delta``): the rows
+added or analysed again since the base was written, and the keys of base rows let go of. A
+scan that adds a picture or forgets one writes the delta alone, a few kilobytes; the base was
+written whole, 136 MB at a million contents, at every such scan, which on a NAS's disk cost
+seconds and on its SSD a gigabyte of wear every few scans. The delta is folded into a new base
+once it holds more than a ``DELTA_SHARE``-th of the base's rows, so reading it stays cheap.
+Each base is written with a new *generation*, and a delta names the generation it applies
+to: a base written anew (by compaction, or by a scan that read the state whole) leaves no
+delta that applies to it, even if the process died before removing the old one. A delta that
+cannot be read makes the table read from the state whole: the base alone would lack its rows.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +44,17 @@ import numpy as np
 
 from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, remove_arrays, write_arrays
 from dupe_scanner.errors import FileWriteError
+from dupe_scanner.fileio import remove_quietly
 
 log = logging.getLogger(__name__)
+
+# The delta is folded into a new base when it holds more rows than a DELTA_SHARE-th of the
+# base's (31,000 at a million contents: a 4 MB file read at every scan) and DELTA_FLOOR: the
+# base is then written once per growth of about 3 %, not at every scan that changed it.
+DELTA_SHARE = 32
+DELTA_FLOOR = 4_096
+NO_KEYS = np.zeros(0, dtype="S64")
+COPY_ROWS = 1 << 16
 
 
 class KeyColumn(Sequence[str]):
@@ -86,35 +107,57 @@ class HashTable:
         """The keys as strings, each made one only when asked for (``KeyColumn``)."""
         return KeyColumn(self.keys)
 
-    def holds(self, rows: HashTable) -> bool:
-        """Whether every row of ``rows`` is in this table, as it is."""
-        at, found = self._places(rows.keys)
-        return bool(found.all() and np.array_equal(self.hashes[at], rows.hashes) and np.array_equal(self.analysed_at[at], rows.analysed_at))
+    def spliced(self, gone: np.ndarray, rows: HashTable) -> HashTable:
+        """This table without the rows of ``gone`` (S64, in key order) and with ``rows``
+        added, or put in place of the rows of the same key; itself when there is nothing to
+        take out or add.
 
-    def merged(self, fresh: HashTable) -> HashTable:
-        """This table with ``fresh``'s rows added, or put in place of the rows of the same key.
-
-        Both tables are in key order, so ``fresh``'s rows are placed by binary search and the
-        table is copied once: at a million contents a scan of a hundred new ones paid 0.6 to
-        0.9 CPU s to sort every key again."""
-        at, found = self._places(fresh.keys)
-        new = ~found
-        keys = np.insert(self.keys, at[new], fresh.keys[new])
-        hashes = np.insert(self.hashes, at[new], fresh.hashes[new], axis=0)
-        analysed_at = np.insert(self.analysed_at, at[new], fresh.analysed_at[new])
-        # A row analysed again moves down by the new rows inserted before it.
-        replaced = at[found] + np.searchsorted(at[new], at[found], side="right")
-        hashes[replaced], analysed_at[replaced] = fresh.hashes[found], fresh.analysed_at[found]
-        return HashTable(keys, hashes, analysed_at)
-
-    def without(self, keys: np.ndarray) -> HashTable:
-        """This table without the rows of ``keys`` (S64, in key order); itself if it holds none."""
-        at, found = self._places(keys)
-        if not found.any():
+        Both tables are in key order, so ``rows`` are placed by binary search and the table
+        is copied once: at a million contents a scan of a hundred new ones paid 0.6 to 0.9
+        CPU s to sort every key again, and taking rows out, then adding others, copied it
+        twice."""
+        dropped = np.zeros(len(self), dtype=bool)
+        for keys in (gone, rows.keys):
+            at, found = self._places(keys)
+            dropped[at[found]] = True
+        if not len(rows) and not dropped.any():
             return self
-        staying = np.ones(len(self), dtype=bool)
-        staying[at[found]] = False
-        return HashTable(self.keys[staying], self.hashes[staying], self.analysed_at[staying])
+        staying = ~dropped
+        # Each new row goes after the staying rows of lower keys, and after the new rows before it.
+        staying_before = np.concatenate(([0], np.cumsum(staying)))
+        new_at = staying_before[np.searchsorted(self.keys, rows.keys)] + np.arange(len(rows))
+        is_new = np.zeros(int(staying_before[-1]) + len(rows), dtype=bool)
+        is_new[new_at] = True
+        old_at, staying_rows = np.flatnonzero(~is_new), np.flatnonzero(staying)
+
+        def spliced_column(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+            column = np.empty((len(is_new), *old.shape[1:]), dtype=old.dtype)
+            column[new_at] = new
+            # A part at a time: the staying rows of a whole column, copied out at once, held
+            # 64 MB more at a million contents.
+            for start in range(0, len(staying_rows), COPY_ROWS):
+                part = slice(start, start + COPY_ROWS)
+                column[old_at[part]] = old[staying_rows[part]]
+            return column
+
+        return HashTable(
+            spliced_column(self.keys, rows.keys), spliced_column(self.hashes, rows.hashes), spliced_column(self.analysed_at, rows.analysed_at)
+        )
+
+    def held(self, rows: HashTable) -> np.ndarray:
+        """bool[len(rows)]: whether each of ``rows`` (in key order) is in this table, as it is."""
+        at, found = self._places(rows.keys)
+        held = found.copy()
+        held[found] = (self.hashes[at[found]] == rows.hashes[found]).all(axis=1) & (self.analysed_at[at[found]] == rows.analysed_at[found])
+        return held
+
+    def holding(self, keys: np.ndarray) -> np.ndarray:
+        """bool[len(keys)]: whether this table has a row of each of ``keys`` (S64, in key order)."""
+        return self._places(keys)[1]
+
+    def picked(self, chosen: np.ndarray) -> HashTable:
+        """The rows where ``chosen`` (bool, one per row) is true."""
+        return HashTable(self.keys[chosen], self.hashes[chosen], self.analysed_at[chosen])
 
     def _places(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Where each of ``keys`` (in key order) is or would go, and whether it is there."""
@@ -122,6 +165,52 @@ class HashTable:
         found = at < len(self)
         found[found] = self.keys[at[found]] == keys[found]
         return at, found
+
+
+EMPTY_TABLE = HashTable(NO_KEYS, np.zeros((0, 8), np.uint64), np.zeros(0, np.float64))
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed since the base was written: rows added or analysed again, base rows let go of."""
+
+    rows: HashTable
+    gone: np.ndarray  # S64, in key order: keys of base rows taken out
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.gone)
+
+
+NO_DELTA = Delta(EMPTY_TABLE, NO_KEYS)
+
+
+@dataclass(frozen=True)
+class KeptTable:
+    """The base and its delta, as read from their files."""
+
+    base: HashTable
+    generation: str | None  # None: a base written before deltas, which no delta applies to
+    delta: Delta
+
+    def table(self, delta: Delta | None = None) -> HashTable:
+        """The whole table: the base with ``delta`` (by default the one kept) applied."""
+        delta = self.delta if delta is None else delta
+        return self.base.spliced(delta.gone, delta.rows)
+
+    def with_rows(self, fresh: HashTable) -> Delta:
+        """The delta with those of ``fresh`` (in key order) the table does not hold as they are."""
+        in_delta = self.delta.rows.holding(fresh.keys)
+        held = np.where(in_delta, self.delta.rows.held(fresh), self.base.held(fresh) & ~np.isin(fresh.keys, self.delta.gone))
+        if held.all():
+            return self.delta
+        return Delta(self.delta.rows.spliced(NO_KEYS, fresh.picked(~held)), self.delta.gone)
+
+    def without(self, keys: np.ndarray) -> Delta:
+        """The delta with the rows of ``keys`` (S64, in key order) taken out of the table."""
+        in_delta, in_base = self.delta.rows.holding(keys), self.base.holding(keys) & ~np.isin(keys, self.delta.gone)
+        if not (in_delta.any() or in_base.any()):
+            return self.delta
+        return Delta(self.delta.rows.spliced(keys[in_delta], EMPTY_TABLE), np.union1d(self.delta.gone, keys[in_base]))
 
 
 # Reads from the state: every content's rows; the rows of some contents, with how many
@@ -138,20 +227,25 @@ class HashStore:
         self.path = path  # None: nothing is kept, every scan reads the state
         self.analyser = analyser
 
+    @property
+    def delta_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_name(self.path.name + ".delta")
+
     def table(self, changed: Collection[str] | None, read_all: ReadAll, read_some: ReadSome) -> HashTable:
         """Every content's hashes. ``changed``: the contents analysed since the last scan (it
         read every other), or None when every content is read from the state anyway."""
         kept = self._read() if changed is not None else None
         if kept is not None and changed is not None:
             fresh, count = read_some(changed)
-            table = kept.merged(fresh)
+            delta = kept.with_rows(fresh)
+            table = kept.table(delta)
             if len(table) == count:
-                if not kept.holds(fresh):  # the parts of a long scan after the first: nothing new to keep
-                    self._write(table)
+                if delta is not kept.delta:  # the parts of a long scan after the first: nothing new to keep
+                    self._keep(kept, delta, table)
                 return table
             log.debug("%s: the kept hash table no longer adds up to the state's contents; read again", self.path)
         table = read_all()
-        self._write(table)
+        self._write_base(table)
         return table
 
     def forget(self, keys: Collection[str]) -> None:
@@ -159,38 +253,82 @@ class HashStore:
         kept = self._read() if keys else None
         if kept is None:
             return
-        remaining = kept.without(np.array(sorted(keys), dtype="S64"))
-        if remaining is not kept:
-            self._write(remaining)
+        delta = kept.without(np.array(sorted(keys), dtype="S64"))
+        if delta is not kept.delta:
+            self._keep(kept, delta)
 
     def clear(self) -> None:
-        if self.path is not None:
+        if self.path is not None and self.delta_path is not None:
             remove_arrays(self.path)
+            remove_quietly(self.delta_path)
 
-    def _read(self) -> HashTable | None:
-        if self.path is None:
+    def _read(self) -> KeptTable | None:
+        if self.path is None or self.delta_path is None:
             return None
         try:
-            saved = read_arrays(self.path)
+            saved = read_arrays(self.path, mapped=True)
             if str(saved["analyser"]) != self.analyser:
                 return None
-            table = HashTable(saved["keys"], saved["hashes"], saved["analysed_at"])
+            base = HashTable(saved["keys"], saved["hashes"], saved["analysed_at"])
+            generation = str(saved["generation"]) if "generation" in saved else None
+            delta = self._read_delta(generation)
         except FileNotFoundError:
             return None
         except UNREADABLE as error:
             log.info("%s: the kept hash table is unreadable (%s); it is read from the state again", self.path, error)
             return None
-        if table.hashes.shape != (len(table), 8) or table.analysed_at.shape != (len(table),) or table.keys.dtype != np.dtype("S64"):
+        if not all(map(_well_formed, (base, delta.rows))) or delta.gone.dtype != np.dtype("S64"):
             log.info("%s: the kept hash table is malformed; it is read from the state again", self.path)
             return None
-        return table
+        return KeptTable(base, generation, delta)
 
-    def _write(self, table: HashTable) -> None:
-        if self.path is None:
-            return
-        arrays = {"analyser": np.array(self.analyser), "keys": table.keys, "hashes": table.hashes, "analysed_at": table.analysed_at}
+    def _read_delta(self, generation: str | None) -> Delta:
+        """The delta kept for the base of ``generation``; none if there is none for it (a
+        base written since, and the process stopped before the old delta was removed)."""
+        assert self.delta_path is not None
         try:
-            write_arrays(self.path, arrays)
+            saved = read_arrays(self.delta_path)
+        except FileNotFoundError:
+            return NO_DELTA
+        if str(saved["analyser"]) != self.analyser or generation is None or str(saved["base"]) != generation:
+            return NO_DELTA
+        return Delta(HashTable(saved["keys"], saved["hashes"], saved["analysed_at"]), saved["gone"])
+
+    def _keep(self, kept: KeptTable, delta: Delta, table: HashTable | None = None) -> None:
+        """``delta`` written in place of the kept one, or, grown past its share (or for a base
+        no delta applies to), the whole table as a new base."""
+        if kept.generation is not None and len(delta) <= max(DELTA_FLOOR, len(kept.base) // DELTA_SHARE):
+            self._write_delta(kept.generation, delta)
+        else:
+            self._write_base(kept.table(delta) if table is None else table)
+
+    def _write_base(self, table: HashTable) -> None:
+        arrays = {
+            "analyser": np.array(self.analyser), "generation": np.array(uuid.uuid4().hex),
+            "keys": table.keys, "hashes": table.hashes, "analysed_at": table.analysed_at,
+        }
+        if self._written(self.path, arrays) and self.delta_path is not None:
+            remove_quietly(self.delta_path)
+
+    def _write_delta(self, generation: str, delta: Delta) -> None:
+        rows = delta.rows
+        arrays = {
+            "analyser": np.array(self.analyser), "base": np.array(generation),
+            "keys": rows.keys, "hashes": rows.hashes, "analysed_at": rows.analysed_at, "gone": delta.gone,
+        }
+        self._written(self.delta_path, arrays)
+
+    def _written(self, path: Path | None, arrays: dict[str, np.ndarray]) -> bool:
+        if path is None:
+            return False
+        try:
+            write_arrays(path, arrays)
         except FileWriteError as error:  # a cache; an old file must not outlive the scan that outdated it
-            remove_arrays(self.path)
+            self.clear()
             log.warning("the hash table is not kept for the next scan: %s", error)
+            return False
+        return True
+
+
+def _well_formed(table: HashTable) -> bool:
+    return table.hashes.shape == (len(table), 8) and table.analysed_at.shape == (len(table),) and table.keys.dtype == np.dtype("S64")

