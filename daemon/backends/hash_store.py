@@ -23,8 +23,10 @@ The table is kept as a *base*, written whole, and a *delta* beside it (``.delta`
 added or analysed again since the base was written, and the keys of base rows let go of. A
 scan that adds a picture or forgets one writes the delta alone, a few kilobytes; the base was
 written whole, 136 MB at a million contents, at every such scan, which on a NAS's disk cost
-seconds and on its SSD a gigabyte of wear every few scans. The delta is folded into a new base
-once it holds more than a ``DELTA_SHARE``-th of the base's rows, so reading it stays cheap.
+seconds and on its SSD a gigabyte of writes every eight scans. The delta is folded into a new
+base once it holds more than a ``DELTA_SHARE``-th of the base's rows, so reading it stays
+cheap. The base is mapped from its file, not read (``kept_arrays.read_arrays``): a scan copies
+it once, with the delta and its own new rows in.
 Each base is written with a new *generation*, and a delta names the generation it applies
 to: a base written anew (by compaction, or by a scan that read the state whole) leaves no
 delta that applies to it, even if the process died before removing the old one. A delta that
@@ -229,6 +231,7 @@ class HashStore:
 
     @property
     def delta_path(self) -> Path | None:
+        """Where the delta is kept: beside the base, named after it."""
         return None if self.path is None else self.path.with_name(self.path.name + ".delta")
 
     def table(self, changed: Collection[str] | None, read_all: ReadAll, read_some: ReadSome) -> HashTable:
