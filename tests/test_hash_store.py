@@ -442,3 +442,17 @@ def test_a_table_whose_base_was_replaced_while_mapped_is_still_whole(store, monk
     state.forget(3)
     assert mapped.key_list() == sorted([*state.rows, key(3)])
     assert same(mapped.spliced(np.array([key(3)], dtype="S64"), State([]).expected()), state.expected())
+
+
+def test_a_version_before_deltas_does_not_take_a_base_with_a_delta_for_the_whole_table(store):
+    state = State(list(range(20)))
+    state.table(store, None)
+    state.forget(3)
+    store.forget([key(3)])
+    state.table(store, [state.add(20)])  # as many rows added as taken out: the base alone counts as the state
+    assert store.path is not None
+
+    base = kept_arrays.read_arrays(store.path)
+
+    assert len(base["keys"]) == len(state.rows)
+    assert str(base["analyser"]) != "analyser-1", "such a version checks the analyser, then the count, and would use the base alone"

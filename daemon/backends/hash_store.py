@@ -191,7 +191,7 @@ class KeptTable:
     """The base and its delta, as read from their files."""
 
     base: HashTable
-    generation: str | None  # None: a base written before deltas, which no delta applies to
+    generation: str | None  # None: a base a version before deltas wrote, which no delta applies to
     delta: Delta
 
     def table(self, delta: Delta | None = None) -> HashTable:
@@ -270,10 +270,10 @@ class HashStore:
             return None
         try:
             saved = read_arrays(self.path, mapped=True)
-            if str(saved["analyser"]) != self.analyser:
+            if str(saved["analyser"]) not in (self.analyser, self._base_label):
                 return None
             base = HashTable(saved["keys"], saved["hashes"], saved["analysed_at"])
-            generation = str(saved["generation"]) if "generation" in saved else None
+            generation = str(saved["generation"]) if str(saved["analyser"]) == self._base_label else None
             delta = self._read_delta(generation)
         except FileNotFoundError:
             return None
@@ -305,9 +305,17 @@ class HashStore:
         else:
             self._write_base(kept.table(delta) if table is None else table)
 
+    @property
+    def _base_label(self) -> str:
+        """What a base names as its analyser. A version before deltas reads the base alone and
+        takes it for the whole table when its count is the state's, as it is after a delta
+        that added as many rows as it took out: so a base is named for no analyser such a
+        version knows, and it reads the state whole instead."""
+        return f"{self.analyser} with a delta"
+
     def _write_base(self, table: HashTable) -> None:
         arrays = {
-            "analyser": np.array(self.analyser), "generation": np.array(uuid.uuid4().hex),
+            "analyser": np.array(self._base_label), "generation": np.array(uuid.uuid4().hex),
             "keys": table.keys, "hashes": table.hashes, "analysed_at": table.analysed_at,
         }
         if self._written(self.path, arrays) and self.delta_path is not None:
