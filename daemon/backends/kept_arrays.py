@@ -72,7 +72,7 @@ def read_arrays(path: Path, mapped: bool = False) -> dict[str, np.ndarray]:
 
 
 def _mapped(path: Path, handle: BinaryIO) -> np.ndarray:
-    """The next record of ``handle``, mapped from ``path`` if it is large. A scan that adds a
+    """The next record of ``handle``, mapped from its file if it is large. A scan that adds a
     picture to a library of a million reads the kept hash table (136 MB) to copy it once
     with the new rows in: read first, the table was copied twice, 0.27 to 0.53 s in a new
     process; mapped, 0.08 to 0.1 s, and the file's pages are the kernel's to drop. The file
