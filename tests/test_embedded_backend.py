@@ -494,7 +494,8 @@ def a_library_in_shards(monkeypatch, size: int) -> tuple[list[str], dict[str, np
 
 def searched_alike(kept, pictures: dict[str, np.ndarray], ties_at_the_end: bool = False) -> bool:
     """Whether ``kept`` finds for each picture's points what an index built at once in its cells
-    finds; ``ties_at_the_end``: the points tied at the last distance found may be other ones."""
+    finds; ``ties_at_the_end``: the points tied at the last distance found may be other ones,
+    and points at one distance may come in another order."""
     from dupe_scanner.analysis.candidates import PointsInMemory
 
     at_once = PointsInMemory.of(list(pictures.values()), partition=lambda _database, _lists: kept.cells)
@@ -503,30 +504,85 @@ def searched_alike(kept, pictures: dict[str, np.ndarray], ties_at_the_end: bool 
     if not ties_at_the_end:
         return bool(np.array_equal(distances, expected_distances) and np.array_equal(rows, expected_rows))
     before_last = distances < distances[:, -1:]
-    same_before_last = np.array_equal(np.where(before_last, rows, -2), np.where(before_last, expected_rows, -2))
+
+    def found_before_last(distances: np.ndarray, rows: np.ndarray) -> np.ndarray:  # each line's (distance, row)s, in one order
+        return np.sort(np.where(before_last, distances.astype(np.int64) << 32 | (rows + 1), -1), axis=1)
+
+    same_before_last = np.array_equal(found_before_last(distances, rows), found_before_last(expected_distances, expected_rows))
     return bool(np.array_equal(distances, expected_distances) and same_before_last)
 
 
-def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_searches_as_one_built_at_once(tmp_path, monkeypatch):
+def test_a_large_keypoint_base_is_built_a_shard_at_a_time_and_written_from_them_and_searches_as_one_built_at_once(tmp_path, monkeypatch):
+    import dupe_scanner.backends.ivf_file as ivf_file
     import dupe_scanner.backends.keypoint_store as keypoint_store
     from dupe_scanner.backends.keypoint_store import KeptPoints, KeypointStore
 
     keys, pictures = a_library_in_shards(monkeypatch, 60)  # 9,600 points
-    copied: list[int] = []
-    copy = keypoint_store._copy_shards
+    written_from: list[int] = []
+    write = ivf_file.write_from_shards
 
-    def copy_counting(index, files):
-        copied.append(len(files))
-        copy(index, files)
+    def write_counting(cells, shards, destination):
+        written_from.append(len(shards))
+        return write(cells, shards, destination)
 
-    monkeypatch.setattr(keypoint_store, "_copy_shards", copy_counting)
+    monkeypatch.setattr(ivf_file, "write_from_shards", write_counting)
+    monkeypatch.setattr(keypoint_store, "_copy_shards", None)  # the lists are never gathered in memory
 
     kept = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
 
-    assert copied and copied[0] >= 8  # a shard of 7 pictures' 1,120 points at a time
-    assert isinstance(kept, KeptPoints)  # searched from its file: what built it is given back
+    assert written_from and written_from[0] >= 8  # a shard of 7 pictures' 1,120 points at a time
+    assert isinstance(kept, KeptPoints)  # searched from its file
     assert searched_alike(kept, pictures)
     assert not list(tmp_path.glob("*.shard"))
+
+
+@pytest.mark.parametrize("pictures_a_shard", [2000, 3], ids=["every list filled", "most lists empty"])
+def test_an_index_written_from_its_shards_is_the_file_faiss_writes_for_its_lists_gathered_in_memory(tmp_path, monkeypatch, pictures_a_shard):
+    import faiss
+
+    import dupe_scanner.backends.ivf_file as ivf_file
+    from dupe_scanner.analysis.candidates import inverted_lists_in, train_partition
+    from dupe_scanner.backends.keypoint_store import _copy_shards
+
+    rng = np.random.default_rng(10)
+    cells = train_partition(rng.integers(0, 256, (10_000, 32), dtype=np.uint8), 64)
+    shards = []
+    for number in range(4):
+        shard = inverted_lists_in(cells)
+        shard.add(rng.integers(0, 256, (pictures_a_shard, 32), dtype=np.uint8))
+        shards.append(tmp_path / f"{number}.shard")
+        faiss.write_index_binary(shard, str(shards[-1]))
+    in_memory = inverted_lists_in(cells)
+    _copy_shards(in_memory, shards)
+    faiss.write_index_binary(in_memory, str(tmp_path / "in-memory.ivf"))
+    monkeypatch.setattr(ivf_file, "WRITE_BYTES", 4096)  # many writes, each a few lists
+
+    assert ivf_file.write_from_shards(inverted_lists_in(cells), shards, tmp_path / "from-shards.ivf") == 4 * pictures_a_shard
+    assert (tmp_path / "from-shards.ivf").read_bytes() == (tmp_path / "in-memory.ivf").read_bytes()
+
+
+def test_a_base_that_finds_no_room_once_its_shards_are_written_is_searched_in_memory_and_not_kept(tmp_path, monkeypatch, caplog):
+    import errno
+
+    import dupe_scanner.backends.ivf_file as ivf_file
+    from dupe_scanner.analysis.candidates import PointsInMemory
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+
+    def no_room(cells, shards, destination):
+        destination.write_bytes(b"half an index")
+        raise OSError(errno.ENOSPC, "No space left on device", str(destination))
+
+    monkeypatch.setattr(ivf_file, "write_from_shards", no_room)
+    points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+
+    assert isinstance(points, PointsInMemory) and "not kept for the next scan" in caplog.text and "No space left on device" in caplog.text
+    cells = points.index.quantizer.reconstruct_n(0, points.index.nlist).astype(np.uint8)
+    at_once = PointsInMemory.of(list(pictures.values()), partition=lambda _database, _lists: cells)
+    queries = np.concatenate(list(pictures.values()))
+    assert all(np.array_equal(found, expected) for found, expected in zip(points.search(queries, 20), at_once.search(queries, 20), strict=True))
+    assert not list(tmp_path.iterdir())  # neither the shards nor the half-written base are left
 
 
 def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_finds_what_one_index_of_them_all_finds(tmp_path, monkeypatch):

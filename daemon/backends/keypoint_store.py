@@ -24,12 +24,13 @@ quarter of the library between rewrites, and at a million pictures each scan wou
 250,000 contents' features (5 GB) and search their 9 million points exhaustively.
 
 A search looks up each descriptor's nearest cells once, then the same cells of the base, of
-each segment and of a delta filed in them.
+each segment and of a delta filed in them. A large base is searched a span of cells at a
+time, each span's pages given back after it (``mapped_lists``).
 
-A large base is built a shard at a time (``SHARD_POINTS``), written beside the state and
-copied into lists of their exact size, then searched from its file: the build holds the base
-once, not the slack of lists grown by doubling, and the search holds none of it but the
-pages it reads.
+A large base is built a shard at a time (``SHARD_POINTS``), each written beside the state,
+and its file is written from the shards a span of cells at a time (``ivf_file``), then
+searched from it: the build holds one shard, never the base's lists. Merging segments writes
+them the same way.
 
 The base is written anew when the new (segments and delta) or the gone outgrow
 ``REWRITE_SHARE`` of it, or its cells no longer suit the collection's size: each rewrite is
@@ -62,8 +63,10 @@ from dupe_scanner.analysis.candidates import (
     searched_exhaustively,
     train_partition,
 )
+from dupe_scanner.backends import ivf_file, mapped_lists
 from dupe_scanner.backends.hash_store import KeyColumn
 from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, write_arrays
+from dupe_scanner.backends.mapped_lists import MappedLists
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import fsync_file, remove_quietly
 from dupe_scanner.memory import release_memory
@@ -84,7 +87,7 @@ SAMPLE_CONTENTS = 2000  # contents read first to size the index (exactly, up to 
 # Points a build holds in memory at once. Built in one go, faiss grows each inverted list by
 # doubling it: a million simulated contents (37.7 million points, 1.5 GB) peaked at 2.4 GB.
 # A larger base is built a shard of this many points at a time, each written to a file beside
-# the state, then copied shard by shard into lists given their exact size once.
+# the state; the base's file is then written from them (``ivf_file``).
 SHARD_POINTS = 1 << 20  # 42 MB of points
 SHARD_SUFFIX = ".shard"
 KEPT_SUFFIXES = (".ivf", ".flat", ".segment")  # the base (either kind) and the segments
@@ -149,16 +152,51 @@ class KeptPoints:
             found = [(distances, self.owners[0].of(ids))]
         else:  # each descriptor's nearest cells found once for every part, and a delta filed in them
             cell_distances, nearest_cells = base.quantizer.search(descriptors, base.nprobe)
-            in_cells = [(part.index, owners) for part, owners in zip(self.kept.parts, self.owners, strict=True)]
+            in_cells = [cast(faiss.IndexBinaryIVF, part.index) for part in self.kept.parts]  # segments only beside lists
+            owners = list(self.owners)
             if isinstance(self.delta.index, faiss.IndexBinaryIVF):
-                in_cells.append((self.delta.index, self.delta.owners))
-            found = []
-            for index, owners in in_cells:
-                distances, ids = index.search_preassigned(descriptors, k, nearest_cells, cell_distances)
-                found.append((distances, owners.of(ids)))
+                in_cells.append(self.delta.index)
+                owners.append(self.delta.owners)
+            nearest = _searched_in_spans(in_cells, descriptors, k, nearest_cells, cell_distances, self._spans, self._mapped)
+            found = [(distances, of.of(ids)) for (distances, ids), of in zip(nearest, owners, strict=True)]
         if self.delta.points and not isinstance(self.delta.index, faiss.IndexBinaryIVF):
             found.append(self.delta.search(descriptors, k))
         return merge_nearest(found, k)
+
+    @cached_property
+    def _mapped(self) -> list[MappedLists]:
+        return [mapped for part in self.kept.parts if (mapped := MappedLists.of(part.index)) is not None]
+
+    @cached_property
+    def _spans(self) -> list[tuple[int, int]]:
+        """The cell spans a search walks, giving back each one's pages after it (``mapped_lists``):
+        one span of every cell, and none given back, while the mapped lists are small."""
+        mapped_bytes, most = sum(mapped.size for mapped in self._mapped), mapped_lists.SPAN_BYTES
+        base = MappedLists.of(self.kept.base.index)
+        if base is None or mapped_bytes <= most:
+            return [(0, int(cast(faiss.IndexBinaryIVF, self.kept.base.index).nlist))]
+        return base.spans(most * base.size // mapped_bytes)  # a span of every part's lists within the bound
+
+
+def _searched_in_spans(
+    indexes: list[faiss.IndexBinaryIVF], descriptors: np.ndarray, k: int, nearest_cells: np.ndarray, cell_distances: np.ndarray,
+    spans: list[tuple[int, int]], mapped: list[MappedLists],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The distances and point ids of the ``k`` nearest points of each descriptor in each of
+    ``indexes``, its ``nearest_cells`` searched a span of cells at a time, each span's pages
+    given back after it when there is more than one. Points tied at the last distance kept
+    may be other ones than a search of every cell at once keeps (the spans come in cell
+    order, not nearest cell first)."""
+    if len(spans) == 1:
+        return [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in indexes]
+    found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in indexes]
+    for first, end in spans:
+        within = np.where((nearest_cells >= first) & (nearest_cells < end), nearest_cells, -1)  # faiss skips cell -1
+        for results, index in zip(found, indexes, strict=True):
+            results.append(index.search_preassigned(descriptors, k, within, cell_distances))
+        for lists in mapped:
+            lists.release(first, end)
+    return [merge_nearest(results, k) for results in found]
 
 
 class KeypointStore:
@@ -192,10 +230,17 @@ class KeypointStore:
         the search."""
         cells = old.cells if old is not None else None
         self._remove_stale_shards()
-        index, counts = _built(
+        index, counts, shards = _built(
             keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None, self.keys_file
         )
-        kept = self._read_kept() if self._write_base(index, keys, counts) else None
+        try:
+            written = self._write_base(index, keys, counts, shards)
+            if not written and shards:
+                _copy_shards(cast(faiss.IndexBinaryIVF, index), shards)  # searched in memory this once
+        finally:
+            for path in shards:
+                remove_quietly(path)
+        kept = self._read_kept() if written else None
         if kept is None:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
         del index
@@ -230,9 +275,8 @@ class KeypointStore:
     def _merged(self, cells: np.ndarray, parts: list[_Part]) -> _Part:
         """One segment holding the points of ``parts``, in their order."""
         assert self.keys_file is not None
-        merged = inverted_lists_in(cells)
-        _copy_shards(merged, [self.keys_file.with_name(part.name) for part in parts])
-        return self._written_part(merged, np.concatenate([part.keys for part in parts]), np.concatenate([part.counts for part in parts]), ".segment")
+        keys, counts = np.concatenate([part.keys for part in parts]), np.concatenate([part.counts for part in parts])
+        return self._written_part(inverted_lists_in(cells), keys, counts, ".segment", [self.keys_file.with_name(part.name) for part in parts])
 
     # -- files ----------------------------------------------------------------------------------
 
@@ -270,14 +314,15 @@ class KeypointStore:
             _without_prefetch(index)
         return _Part(index, keys, counts, name)
 
-    def _write_base(self, index, keys: Sequence[str], counts: np.ndarray) -> bool:
-        """Keep ``index`` for the next scans, with no segments; whether it was written."""
+    def _write_base(self, index, keys: Sequence[str], counts: np.ndarray, shards: Sequence[Path] = ()) -> bool:
+        """Keep ``index`` for the next scans, with no segments (``shards``: files holding its
+        points, ``index`` then being empty); whether it was written."""
         if self.keys_file is None:
             return False
         suffix = ".ivf" if isinstance(index, faiss.IndexBinaryIVF) else ".flat"
         try:
             encoded = keys.encoded if isinstance(keys, KeyColumn) else np.array(keys, dtype="S64")
-            base = self._written_part(index, encoded, counts, suffix)
+            base = self._written_part(index, encoded, counts, suffix, shards)
             self._commit(base, [])
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the next scan builds it again
             # The old files too: the base they hold is being replaced, and on a full disk their
@@ -287,13 +332,17 @@ class KeypointStore:
             return False
         return True
 
-    def _written_part(self, index, keys: np.ndarray, counts: np.ndarray, suffix: str) -> _Part:
-        """``index`` written in a new file beside the keys file (not yet named by it)."""
+    def _written_part(self, index, keys: np.ndarray, counts: np.ndarray, suffix: str, shards: Sequence[Path] = ()) -> _Part:
+        """``index`` written in a new file beside the keys file (not yet named by it); with
+        ``shards``, ``index`` is empty and the points are theirs (``ivf_file``)."""
         assert self.keys_file is not None
         name = f"{self.keys_file.name}.{uuid.uuid4().hex[:12]}{suffix}"
         path = self.keys_file.with_name(name)
         try:
-            faiss.write_index_binary(index, str(path))
+            if shards:
+                ivf_file.write_from_shards(index, shards, path)
+            else:
+                faiss.write_index_binary(index, str(path))
             fsync_file(path)
         except BaseException:
             remove_quietly(path)
@@ -424,13 +473,14 @@ class _Sample:
 
 def _built(
     keys: Sequence[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None], shards_beside: Path | None = None
-) -> tuple[object, np.ndarray]:
-    """An index over the descriptors of ``keys`` and the points of each, read a chunk at a time.
+) -> tuple[object, np.ndarray, list[Path]]:
+    """An index over the descriptors of ``keys``, the points of each, and the shards holding
+    them if there are any (the index is then empty), read a chunk at a time.
 
     ``kept_cells(expected points)``: cells to reuse, or None to train new ones. A first
     sample of the contents sizes the index (exhaustive or inverted lists, how many cells).
-    ``shards_beside``: a file the shards of a large index are written beside (``SHARD_POINTS``);
-    None builds it in memory in one go.
+    ``shards_beside``: a file the shards of a large index are written beside (``SHARD_POINTS``),
+    for the caller to write the index from and remove; None builds it in memory in one go.
     """
     sample = _sample(keys, load)
     expected = round(len(sample.descriptors) * len(keys) / max(1, sample.contents))
@@ -441,11 +491,11 @@ def _built(
     if sample.counts is not None:  # the sample is every content: no need to read them again
         if len(sample.descriptors):
             index.add(sample.descriptors)
-        return index, sample.counts
+        return index, sample.counts, []
     del sample
     if shards_beside is not None and isinstance(index, faiss.IndexBinaryIVF) and expected > SHARD_POINTS:
         return _built_in_shards(index, keys, load, shards_beside)
-    return index, _add_in_chunks(index, keys, load)
+    return index, _add_in_chunks(index, keys, load), []
 
 
 def _centres(kept: np.ndarray | None, sample: _Sample, keys: Sequence[str], load: LoadDescriptors, lists: int) -> np.ndarray:
@@ -500,24 +550,23 @@ def _add_in_chunks(index, keys: Sequence[str], load: LoadDescriptors) -> np.ndar
 
 def _built_in_shards(
     index: faiss.IndexBinaryIVF, keys: Sequence[str], load: LoadDescriptors, beside: Path
-) -> tuple[faiss.IndexBinaryIVF, np.ndarray]:
-    """``_add_in_chunks`` into ``index`` (empty), holding at most ``SHARD_POINTS`` points
-    besides the lists, which are each sized once, exactly. A shard that cannot be written (a
-    full disk) leaves the build to memory, in one go, as for a small library."""
+) -> tuple[faiss.IndexBinaryIVF, np.ndarray, list[Path]]:
+    """``index`` (empty), the points of each content, and the shards of ``SHARD_POINTS``
+    points holding them, written beside ``beside``: a build holds one shard at a time. A
+    shard that cannot be written (a full disk) leaves the build to memory, in one go, as for
+    a small library."""
     centres = index.quantizer.reconstruct_n(0, index.nlist).astype(np.uint8)
     counts = np.zeros(len(keys), dtype=np.int64)
     files: list[Path] = []
     try:
         _write_shards(centres, keys, load, beside, counts, files)
-        _copy_shards(index, files)
-        return index, counts
+        return index, counts, files
     except (OSError, RuntimeError, FileWriteError) as error:
         log.warning("the keypoint index is built in memory in one go: its shards cannot be kept beside the state (%s)", error)
-    finally:
         for path in files:
             remove_quietly(path)
     whole = inverted_lists_in(centres)
-    return whole, _add_in_chunks(whole, keys, load)
+    return whole, _add_in_chunks(whole, keys, load), []
 
 
 def _write_shards(centres: np.ndarray, keys: Sequence[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path]) -> None:
@@ -537,7 +586,8 @@ def _write_shards(centres: np.ndarray, keys: Sequence[str], load: LoadDescriptor
 
 def _copy_shards(index: faiss.IndexBinaryIVF, files: list[Path]) -> None:
     """The shards' points into ``index``'s lists, each list sized first to hold them all; a
-    shard's points numbered on from the last one's. One shard is mapped at a time."""
+    shard's points numbered on from the last one's. One shard is mapped at a time. For a base
+    whose file cannot be written: it is searched in memory that once."""
     sizes = np.zeros((len(files), index.nlist), dtype=np.int64)
     for number, path in enumerate(files):
         shard = _mapped_shard(path)
