@@ -585,6 +585,120 @@ def test_a_base_that_finds_no_room_once_its_shards_are_written_is_searched_in_me
     assert not list(tmp_path.iterdir())  # neither the shards nor the half-written base are left
 
 
+def test_a_kept_base_too_large_to_hold_is_searched_a_span_of_cells_at_a_time_and_finds_what_a_search_of_every_cell_finds(tmp_path, monkeypatch):
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+    from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)  # 9,600 points in 392 cells: 384 KB of lists
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)  # writes the base
+    new = copies_of(pictures, keys[:6], 1000, seed=9)
+    everything = keys + new
+    queries = {everything.index(key): [pictures[key]] for key in new}
+
+    def searched(held_bytes: int):
+        monkeypatch.setattr(mapped_lists, "HELD_BYTES", held_bytes)
+        monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 32 << 10)
+        points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(everything, load, queries=len(new))
+        return points, pairs_of(keypoint_candidates(points, len(everything), queries))
+
+    (held, found_held), (in_spans, found_in_spans) = searched(1 << 30), searched(32 << 10)
+
+    assert len(held._spans) == 1 and len(in_spans._spans) >= 10
+    assert found_in_spans == found_held == [(len(keys) + n, n) for n in range(6)]  # each copy finds its original
+    assert searched_alike(in_spans, {key: pictures[key] for key in everything}, ties_at_the_end=True)
+
+
+def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held_one_none(tmp_path, monkeypatch):
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
+    base = next(tmp_path.glob("*.ivf"))
+    given_back: list[tuple[int, int]] = []
+    release = mapped_lists.MappedLists.release
+
+    def release_noted(lists, first: int, end: int) -> None:
+        given_back.append((first, end))
+        release(lists, first, end)
+
+    monkeypatch.setattr(mapped_lists.MappedLists, "release", release_noted)
+    monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 32 << 10)
+
+    def spans_given_back(held_bytes: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        monkeypatch.setattr(mapped_lists, "HELD_BYTES", held_bytes)
+        given_back.clear()
+        points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
+        points.search(pictures[keys[0]], 8)
+        return points._spans, list(given_back)
+
+    held, none = spans_given_back(base.stat().st_size)
+    assert len(held) == 1 and none == []  # held whole
+    spans, released = spans_given_back(base.stat().st_size - 1)
+    assert len(spans) >= 10 and released == spans
+
+
+def test_giving_back_a_span_of_a_mapped_base_takes_its_pages_alone_out_of_the_process(tmp_path, monkeypatch):
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+    from dupe_scanner.backends.mapped_lists import PAGE, MappedLists
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)  # 384 KB of lists
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
+    store.points(keys, lambda some: [pictures[key] for key in some])
+    kept = store._read_kept()
+    assert kept is not None
+    lists = MappedLists.of(kept.base.index)
+    assert lists is not None
+    base = next(tmp_path.glob("*.ivf"))
+    kept.base.index.search(np.concatenate([pictures[key] for key in keys]), 8)  # reads every list
+    whole = resident_bytes(base)
+    assert whole > lists.size * 0.9
+
+    first, end = lists.spans(64 << 10)[2]
+    lists.release(first, end)
+    span_pages = -(-lists.start(end) // PAGE) - lists.start(first) // PAGE
+    assert 0.9 * span_pages * PAGE <= whole - resident_bytes(base) <= span_pages * PAGE  # its pages, not its neighbours'
+    lists.release(0, lists.cells)
+    assert resident_bytes(base) <= lists.start(0)  # the header's pages at most
+
+
+def resident_bytes(mapped_file: Path) -> int:
+    """This process's resident bytes of its mappings of ``mapped_file`` (Linux's smaps)."""
+    resident, in_file = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if fields and ":" not in fields[0]:  # a mapping's first line: address range, ..., path
+            in_file = fields[-1] == str(mapped_file)
+        elif in_file and fields[0] == "Rss:":
+            resident += int(fields[1]) * 1024
+    return resident
+
+
+def test_the_spans_of_a_mapped_base_cover_every_cell_once_in_order_each_within_its_bytes(tmp_path, monkeypatch):
+    import faiss
+
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+    from dupe_scanner.backends.mapped_lists import MappedLists
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
+    store.points(keys, lambda some: [pictures[key] for key in some])
+    kept = store._read_kept()
+    assert kept is not None
+    lists = MappedLists.of(kept.base.index)
+    assert lists is not None and MappedLists.of(faiss.IndexBinaryFlat(256)) is None
+
+    for most in (1, 4000, 32 << 10, lists.size):
+        spans = lists.spans(most)
+        assert [first for first, _ in spans] == [0] + [end for _, end in spans[:-1]] and spans[-1][1] == lists.cells
+        assert all(lists.start(end) - lists.start(first) <= most or end == first + 1 for first, end in spans)
+        assert all(lists.start(end + 1) - lists.start(first) > most for first, end in spans[:-1])  # none smaller than need be
+    assert lists.spans(lists.size) == [(0, lists.cells)]
+
+
 def test_a_large_search_files_the_pictures_new_since_the_base_in_its_cells_and_finds_what_one_index_of_them_all_finds(tmp_path, monkeypatch):
     import faiss
 

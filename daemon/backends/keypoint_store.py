@@ -24,8 +24,8 @@ quarter of the library between rewrites, and at a million pictures each scan wou
 250,000 contents' features (5 GB) and search their 9 million points exhaustively.
 
 A search looks up each descriptor's nearest cells once, then the same cells of the base, of
-each segment and of a delta filed in them. A large base is searched a span of cells at a
-time, each span's pages given back after it (``mapped_lists``).
+each segment and of a delta filed in them. A base too large to hold mapped whole is searched
+a span of cells at a time, each span's pages given back after it (``mapped_lists``).
 
 A large base is built a shard at a time (``SHARD_POINTS``), each written beside the state,
 and its file is written from the shards a span of cells at a time (``ivf_file``), then
@@ -170,10 +170,10 @@ class KeptPoints:
     @cached_property
     def _spans(self) -> list[tuple[int, int]]:
         """The cell spans a search walks, giving back each one's pages after it (``mapped_lists``):
-        one span of every cell, and none given back, while the mapped lists are small."""
+        one span of every cell, and none given back, while the mapped lists are held whole."""
         mapped_bytes, most = sum(mapped.size for mapped in self._mapped), mapped_lists.SPAN_BYTES
         base = MappedLists.of(self.kept.base.index)
-        if base is None or mapped_bytes <= most:
+        if base is None or mapped_bytes <= mapped_lists.HELD_BYTES:
             return [(0, int(cast(faiss.IndexBinaryIVF, self.kept.base.index).nlist))]
         return base.spans(most * base.size // mapped_bytes)  # a span of every part's lists within the bound
 
@@ -185,8 +185,7 @@ def _searched_in_spans(
     """The distances and point ids of the ``k`` nearest points of each descriptor in each of
     ``indexes``, its ``nearest_cells`` searched a span of cells at a time, each span's pages
     given back after it when there is more than one. Points tied at the last distance kept
-    may be other ones than a search of every cell at once keeps (the spans come in cell
-    order, not nearest cell first)."""
+    may be other ones than a search of every cell at once keeps (``mapped_lists``)."""
     if len(spans) == 1:
         return [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in indexes]
     found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in indexes]
