@@ -24,7 +24,7 @@ import numpy as np
 from dupe_scanner.backends.mapped_lists import MappedLists
 
 ID_BYTES = 8  # faiss's idx_t
-WRITE_BYTES = 64 << 20  # lists gathered before each write, and a shard's pages held at most
+WRITE_BYTES = 16 << 20  # lists gathered before each write (held twice: the shards' pages, the copy)
 
 
 def write_from_shards(cells: faiss.IndexBinaryIVF, shards: Sequence[Path], destination: Path) -> int:
@@ -109,12 +109,13 @@ def _spans(sizes: np.ndarray, code_size: int) -> Iterator[tuple[int, int]]:
         first = end
 
 
-def _lists(shards: list[_Shard], sizes: np.ndarray, firsts: np.ndarray, first: int, end: int) -> Iterator[bytes]:
+def _lists(shards: list[_Shard], sizes: np.ndarray, firsts: np.ndarray, first: int, end: int) -> Iterator[memoryview]:
     """The lists of cells ``[first, end)`` as faiss writes them: each list's codes, every
-    shard's in turn, then their ids, each shard's numbered on from ``firsts`` of it."""
+    shard's in turn (views of the mapped shards), then their ids, each shard's numbered on
+    from ``firsts`` of it."""
     for cell in range(first, end):
         held = [(shard, int(offset)) for shard, size, offset in zip(shards, sizes[:, cell], firsts, strict=True) if size]
         for shard, _ in held:
-            yield shard.codes(cell).tobytes()
+            yield shard.codes(cell).data
         for shard, offset in held:
-            yield (shard.ids(cell) + offset).tobytes()
+            yield (shard.ids(cell) + offset).data
