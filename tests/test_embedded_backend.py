@@ -561,6 +561,21 @@ def test_an_index_written_from_its_shards_is_the_file_faiss_writes_for_its_lists
     assert (tmp_path / "from-shards.ivf").read_bytes() == (tmp_path / "in-memory.ivf").read_bytes()
 
 
+def test_a_build_stopped_by_an_error_midway_leaves_no_shards_behind(tmp_path, monkeypatch):
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)  # shards of 7 pictures
+
+    def load(some):
+        if some[0] == keys[21]:  # the fourth shard's
+            raise ValueError("a fingerprint that cannot be read")
+        return [pictures[key] for key in some]
+
+    with pytest.raises(ValueError, match="cannot be read"):
+        KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_base_that_finds_no_room_once_its_shards_are_written_is_searched_in_memory_and_not_kept(tmp_path, monkeypatch, caplog):
     import errno
 

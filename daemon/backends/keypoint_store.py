@@ -237,8 +237,7 @@ class KeypointStore:
             if not written and shards:
                 _copy_shards(cast(faiss.IndexBinaryIVF, index), shards)  # searched in memory this once
         finally:
-            for path in shards:
-                remove_quietly(path)
+            _remove_all(shards)
         kept = self._read_kept() if written else None
         if kept is None:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
@@ -562,10 +561,17 @@ def _built_in_shards(
         return index, counts, files
     except (OSError, RuntimeError, FileWriteError) as error:
         log.warning("the keypoint index is built in memory in one go: its shards cannot be kept beside the state (%s)", error)
-        for path in files:
-            remove_quietly(path)
+    except BaseException:
+        _remove_all(files)
+        raise
+    _remove_all(files)
     whole = inverted_lists_in(centres)
     return whole, _add_in_chunks(whole, keys, load), []
+
+
+def _remove_all(files: list[Path]) -> None:
+    for path in files:
+        remove_quietly(path)
 
 
 def _write_shards(centres: np.ndarray, keys: Sequence[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path]) -> None:

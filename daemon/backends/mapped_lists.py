@@ -11,8 +11,9 @@ So a search of lists larger than ``HELD_BYTES`` walks its cells in *spans* of at
 no longer needs that span's pages (``madvise(MADV_DONTNEED)``). The pages stay in the page
 cache, and the next batch of descriptors maps them again without reading the disk; a
 process then holds about one span per searching thread. That is not free: each batch maps
-again the pages it reads, and at a million pictures the search took 0.4 more CPU (9.1 to
-13.0 ms a picture, a third of it in the kernel), hence the threshold: a smaller index stays
+again the pages it reads, and at a million pictures the search took 0.2 to 0.4 more CPU
+(8.6 to 10.2 and 10.6 ms a picture; 9.1 to 13.0 where the page cache held the file in
+smaller pieces, six times the page faults), hence the threshold: a smaller index stays
 mapped whole, as before. The points found are the same, at the same distances, but for
 which of the points tied at the last distance kept are kept (the spans come in cell order,
 not nearest cell first).
