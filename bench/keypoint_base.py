@@ -23,6 +23,9 @@ store asks for them, as it would read them from the state:
 
 Each size runs in a process of its own. ``--peer-in-one-go`` runs each size again with the
 base built in one go (``SHARD_POINTS`` past its size), as before shards, in the same run.
+``--points 160`` gives every picture 160 points, as many as the analysis keeps of a camera's
+photograph (the simulation's base is tiles of 104 to 336 px: 38 a picture), drawn from as
+many real pictures (of those with 10 or more) as that takes, 15 from each at most.
 Needs the simulation's base (``bench/scale --simulate``, which indexes it).
 """
 
@@ -52,22 +55,24 @@ def main() -> int:
     parser.add_argument("--part", type=int, default=2000, help="pictures searched, the newest (default 2000)")
     parser.add_argument("--peer-in-one-go", action="store_true", help="each size again, the base built in one go")
     parser.add_argument("--base", type=Path, default=BASE, help=f"the simulation's indexed base (default {BASE})")
+    parser.add_argument("--points", type=int, help="points a picture (default: as the simulation draws them, 38 on average)")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # a child: measure this size, print JSON
     parser.add_argument("--in-one-go", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
-        print(json.dumps(measure(options.base, options.one, options.part, options.in_one_go)), flush=True)
+        print(json.dumps(measure(options.base, options.one, options.part, options.in_one_go, options.points)), flush=True)
         return 0
     rows = []
     for size in (int(s) for s in options.sizes.split(",")):
         for in_one_go in (False, True) if options.peer_in_one_go else (False,):
-            rows.append(run_child(options.base, size, options.part, in_one_go))
+            rows.append(run_child(options.base, size, options.part, in_one_go, options.points))
             print_table(rows)
     return 0
 
 
-def run_child(base: Path, size: int, part: int, in_one_go: bool) -> dict:
+def run_child(base: Path, size: int, part: int, in_one_go: bool, points: int | None) -> dict:
     command = [sys.executable, "-m", "bench.keypoint_base", "--base", str(base), "--one", str(size), "--part", str(part)]
+    command += ["--points", str(points)] if points else []
     done = subprocess.run([*command, *(["--in-one-go"] if in_one_go else [])], capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"size {size}: the measurement failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -91,7 +96,7 @@ class PeakRss:
         return peak
 
 
-def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
+def measure(base: Path, size: int, part: int, in_one_go: bool, points_a_picture: int | None = None) -> dict:
     import dupe_scanner.backends.keypoint_store as keypoint_store
     from dupe_scanner.analysis.candidates import keypoint_candidates, pairs_of
     from dupe_scanner.memory import release_memory
@@ -99,8 +104,8 @@ def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
     if in_one_go:
         keypoint_store.SHARD_POINTS = 1 << 62
     real = read_real(base)
-    descriptors = Descriptors(real)
-    folder = SCRATCH / f"size-{size}"
+    descriptors = Descriptors(real, points_a_picture)
+    folder = SCRATCH / (f"size-{size}" if points_a_picture is None else f"size-{size}-points-{points_a_picture}")
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.iterdir():
         stale.unlink()
@@ -131,22 +136,33 @@ def measure(base: Path, size: int, part: int, in_one_go: bool) -> dict:
 
 class Descriptors:
     """A distinct simulated picture's descriptors, made from its number (as bench/scale's
-    ``distinct_features`` draws them: from four real pictures, bits flipped)."""
+    ``distinct_features`` draws them: from four real pictures, bits flipped); ``points``: that
+    many a picture, from as many real pictures as it takes at 15 each, rather than as many as
+    the shape donor has."""
 
-    def __init__(self, real) -> None:
-        self.real = real
+    def __init__(self, real, points: int | None = None) -> None:
+        self.real, self.points = real, points
+        # With ``points``, the points come from pictures with 10 or more either way (a flat tile has none).
+        rich = [f for f in real.features if min(len(f.descriptors), len(f.mirror_descriptors)) >= 10]
+        self.donors = real.features if points is None else rich
 
     def of(self, number: int, mirrored: bool = False) -> np.ndarray:
         rng = np.random.default_rng(2 * number + mirrored)
-        shape, *donors = [self.real.features[i] for i in rng.choice(len(self.real.features), size=5, replace=False)]
-        count = len(shape.mirror_descriptors if mirrored else shape.descriptors)
+        shape, *donors = [self.donors[i] for i in rng.choice(len(self.donors), size=self._drawn_from, replace=False)]
+        count = self.points or len(shape.mirror_descriptors if mirrored else shape.descriptors)
         return drawn_points(donors, mirrored, count, rng)[1]
+
+    @property
+    def _drawn_from(self) -> int:
+        """Real pictures a picture is made from: its shape donor, and those its points come from."""
+        return 5 if self.points is None else 1 + max(4, -(-self.points // 15))
 
     def hashes(self, size: int, chunk: int = 20_000) -> np.ndarray:
         """uint64[size, 8]: each picture's hashes, its shape donor's (the one ``of`` draws first)
         with ``DISTINCT_FLIPS`` bits flipped in each, as ``scale_simulate.distinct_features`` makes them."""
-        real = np.stack([features.hashes for features in self.real.features]).astype(np.uint64)
-        shapes = np.array([np.random.default_rng(2 * number).choice(len(real), size=5, replace=False)[0] for number in range(size)])
+        real = np.stack([features.hashes for features in self.donors]).astype(np.uint64)
+        drawn_from = self._drawn_from
+        shapes = np.array([np.random.default_rng(2 * number).choice(len(real), size=drawn_from, replace=False)[0] for number in range(size)])
         out = np.empty((size, real.shape[1]), np.uint64)
         rng = np.random.default_rng(size)
         bits = np.uint64(1) << np.arange(64, dtype=np.uint64)
@@ -161,14 +177,14 @@ class Descriptors:
 def print_table(rows: list[dict]) -> None:
     searches = "".join(f" {name + ' ms/pic':>17} {'MB':>5} {'cand./pic':>9}" for name in ("as a scan", "no hashes"))
     print(
-        f"\n{'N':>9} {'build':>10} {'points':>11} {'build s':>8} {'build CPU s':>11} {'build MB':>9} {'base MB':>8}{searches}"
+        f"\n{'N':>9} {'build':>10} {'points':>11} {'a pic':>5} {'build s':>8} {'build CPU s':>11} {'build MB':>9} {'base MB':>8}{searches}"
     )
     for row in rows:
         found = "".join(
             f" {row[name + '_search_ms']:>17.1f} {row[name + '_search_mb']:>5.0f} {row[name + '_candidates']:>9.1f}" for name in ("scan", "no_hashes")
         )
         print(
-            f"{row['N']:>9} {row['build']:>10} {row['points']:>11} {row['build_s']:>8.0f} {row['build_cpu']:>11.0f} "
+            f"{row['N']:>9} {row['build']:>10} {row['points']:>11} {row['points'] / row['N']:>5.1f} {row['build_s']:>8.0f} {row['build_cpu']:>11.0f} "
             f"{row['build_mb']:>9.0f} {row['base_mb']:>8.0f}{found}",
             flush=True,
         )

@@ -625,6 +625,84 @@ def test_a_kept_base_too_large_to_hold_is_searched_a_span_of_cells_at_a_time_and
     assert searched_alike(in_spans, {key: pictures[key] for key in everything}, ties_at_the_end=True)
 
 
+def test_a_span_is_searched_for_the_descriptors_with_a_nearest_cell_in_it_alone(tmp_path, monkeypatch):
+    import faiss
+
+    from dupe_scanner.backends.keypoint_store import KeypointStore, _searched_in_spans
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
+    store.points(keys, lambda some: [pictures[key] for key in some])
+    kept = store._read_kept()
+    assert kept is not None and isinstance(kept.base.index, faiss.IndexBinaryIVF)
+    base = kept.base.index
+    queries = np.concatenate([pictures[key] for key in keys[:4]])
+    cell_distances, nearest_cells = base.quantizer.search(queries, base.nprobe)
+    spans = [(0, 100), (100, 101), (101, base.nlist)]
+    asked: list[int] = []
+
+    class Noting:  # the base, noting how many descriptors each span's search is given
+        def search_preassigned(self, descriptors, k, cells, distances):
+            assert (cells >= 0).any(axis=1).all()
+            asked.append(len(descriptors))
+            return base.search_preassigned(descriptors, k, cells, distances)
+
+    noting: list = [Noting()]
+    (distances, _ids), = _searched_in_spans(noting, queries, 8, nearest_cells, cell_distances, spans, [])
+
+    with_a_cell_in = [int(((nearest_cells >= first) & (nearest_cells < end)).any(axis=1).sum()) for first, end in spans]
+    assert asked == with_a_cell_in and asked[1] < len(queries)
+    expected = base.search_preassigned(queries, 8, nearest_cells, cell_distances)
+    assert np.array_equal(distances, expected[0])
+
+
+def test_near_cells_are_numbered_together_so_a_span_of_cells_is_a_region_of_descriptor_space(monkeypatch):
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+
+    monkeypatch.setattr(mapped_lists, "GROUPED_CELLS", 8)
+    rng = np.random.default_rng(3)
+    regions = rng.integers(0, 256, (6, 32), dtype=np.uint8)
+    region_of = rng.permutation(np.repeat(np.arange(6), 40))  # 240 cells, the regions' shuffled
+    flipped = np.packbits(rng.random((240, 256)) < 0.08, axis=1)  # about 20 bits of 256
+    centres = regions[region_of] ^ flipped
+
+    ordered = mapped_lists.near_cells_together(centres)
+
+    assert sorted(map(bytes, ordered)) == sorted(map(bytes, centres))  # the same cells
+    regions_in_order = [region_of[[bytes(c) for c in centres].index(bytes(cell))] for cell in ordered]
+    assert 1 + np.count_nonzero(np.diff(regions_in_order)) == 6  # each region's cells one after the other
+
+
+def test_a_base_that_may_be_searched_in_spans_numbers_its_cells_near_ones_together_and_a_smaller_one_keeps_them_as_trained(tmp_path, monkeypatch):
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+    from dupe_scanner.backends.keypoint_store import KeptPoints, KeypointStore
+
+    keys, _ = a_library_in_shards(monkeypatch, 60)  # 9,600 points: 384 KB of lists
+    monkeypatch.setattr(mapped_lists, "GROUPED_CELLS", 16)
+    rng = np.random.default_rng(5)
+    regions = rng.integers(0, 256, (4, 32), dtype=np.uint8)  # each picture's points lie around one of four
+    pictures = {key: regions[rng.integers(4)] ^ np.packbits(rng.random((160, 256)) < 0.06, axis=1) for key in keys}
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+
+    def never(centres):
+        raise AssertionError("a base held whole keeps its cells' numbering")
+
+    with monkeypatch.context() as held_whole:
+        held_whole.setattr(keypoint_store, "near_cells_together", never)
+        (tmp_path / "held").mkdir()
+        assert isinstance(KeypointStore(tmp_path / "held" / "state.db.keypoints", "test-analyser").points(keys, load), KeptPoints)
+
+    monkeypatch.setattr(mapped_lists, "HELD_BYTES", 400 << 10)  # with a quarter more in segments, more than a search holds
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
+    store.points(keys, load)
+    kept = store._read_kept()
+    assert kept is not None and kept.cells is not None
+    distances = np.unpackbits(kept.cells[:, None, :] ^ regions[None, :, :], axis=2).sum(axis=2)
+    regions_in_order = distances.argmin(axis=1)
+    assert 1 + np.count_nonzero(np.diff(regions_in_order)) == 4  # each region's cells one after the other
+
+
 def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held_one_none(tmp_path, monkeypatch):
     import dupe_scanner.backends.mapped_lists as mapped_lists
     from dupe_scanner.backends.keypoint_store import KeypointStore

@@ -66,7 +66,7 @@ from dupe_scanner.analysis.candidates import (
 from dupe_scanner.backends import ivf_file, mapped_lists
 from dupe_scanner.backends.hash_store import KeyColumn
 from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, write_arrays
-from dupe_scanner.backends.mapped_lists import MappedLists
+from dupe_scanner.backends.mapped_lists import MappedLists, near_cells_together
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import fsync_file, remove_quietly
 from dupe_scanner.memory import release_memory
@@ -184,18 +184,27 @@ def _searched_in_spans(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The distances and point ids of the ``k`` nearest points of each descriptor in each of
     ``indexes``, its ``nearest_cells`` searched a span of cells at a time, each span's pages
-    given back after it when there is more than one. Points tied at the last distance kept
-    may be other ones than a search of every cell at once keeps (``mapped_lists``)."""
+    given back after it when there is more than one. A span is searched for the descriptors
+    with a nearest cell in it alone. Points tied at the last distance kept may be other ones
+    than a search of every cell at once keeps (``mapped_lists``)."""
     if len(spans) == 1:
         return [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in indexes]
-    found: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in indexes]
+    found = [_nothing_found(len(descriptors), k) for _ in indexes]
     for first, end in spans:
-        within = np.where((nearest_cells >= first) & (nearest_cells < end), nearest_cells, -1)  # faiss skips cell -1
-        for results, index in zip(found, indexes, strict=True):
-            results.append(index.search_preassigned(descriptors, k, within, cell_distances))
+        inside = (nearest_cells >= first) & (nearest_cells < end)
+        probing = np.flatnonzero(inside.any(axis=1))
+        within = np.where(inside[probing], nearest_cells[probing], -1)  # faiss skips cell -1
+        for (distances, ids), index in zip(found, indexes, strict=True):
+            more = index.search_preassigned(descriptors[probing], k, within, cell_distances[probing])
+            distances[probing], ids[probing] = merge_nearest([(distances[probing], ids[probing]), more], k)
         for lists in mapped:
             lists.release(first, end)
-    return [merge_nearest(results, k) for results in found]
+    return found
+
+
+def _nothing_found(descriptors: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """What faiss gives a descriptor with no point in its cells: the largest distance, id -1."""
+    return np.full((descriptors, k), np.iinfo(np.int32).max, dtype=np.int32), np.full((descriptors, k), -1, dtype=np.int64)
 
 
 class KeypointStore:
@@ -485,7 +494,7 @@ def _built(
     cells = kept_cells(expected)
     if sample.counts is None and cells is None and _trains_on_everything(expected):
         sample = _whole(keys, load)  # training would read every content anyway: once is enough
-    index = empty_descriptor_index(expected, partial(_centres, cells, sample, keys, load))
+    index = empty_descriptor_index(expected, partial(_centres, cells, sample, keys, load, expected))
     if sample.counts is not None:  # the sample is every content: no need to read them again
         if len(sample.descriptors):
             index.add(sample.descriptors)
@@ -496,9 +505,21 @@ def _built(
     return index, _add_in_chunks(index, keys, load), []
 
 
-def _centres(kept: np.ndarray | None, sample: _Sample, keys: Sequence[str], load: LoadDescriptors, lists: int) -> np.ndarray:
-    """The kept cells, or ``lists`` cells trained on the sample."""
-    return kept if kept is not None else _trained(sample, lists, keys, load)
+def _centres(
+    kept: np.ndarray | None, sample: _Sample, keys: Sequence[str], load: LoadDescriptors, points: int, lists: int
+) -> np.ndarray:
+    """The kept cells, or ``lists`` cells trained on the sample, for a base of about ``points``
+    points; near ones numbered together if it may be searched in spans."""
+    centres = kept if kept is not None else _trained(sample, lists, keys, load)
+    return near_cells_together(centres) if _may_be_walked_in_spans(points) else centres
+
+
+def _may_be_walked_in_spans(points: int) -> bool:
+    """Whether a base of ``points`` points, with the segments it may gather before it is written
+    anew, can hold more lists than a search holds whole (``mapped_lists``). Only such a base
+    has its cells numbered near ones together: that decides which of two equally near cells
+    a point or a search goes to, so a smaller base stays the file it was."""
+    return points * (1 + REWRITE_SHARE) * mapped_lists.POINT_BYTES > mapped_lists.HELD_BYTES
 
 
 def _sample(keys: Sequence[str], load: LoadDescriptors) -> _Sample:

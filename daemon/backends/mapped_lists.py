@@ -1,4 +1,5 @@
-"""Giving back the pages of a memory-mapped keypoint index as a search leaves them behind.
+"""A memory-mapped keypoint index searched a span of cells at a time: each span's pages given
+back as the search leaves them behind, and the cells numbered so that a span is a region.
 
 The kept keypoint base is searched from its file (``faiss.IO_FLAG_MMAP``), so a search reads
 only the lists it probes. But a page once read stays in the process's resident memory until
@@ -10,16 +11,24 @@ So a search of lists larger than ``HELD_BYTES`` walks its cells in *spans* of at
 ``SPAN_BYTES`` of lists, in cell order, and after each span tells the kernel this process
 no longer needs that span's pages (``madvise(MADV_DONTNEED)``). The pages stay in the page
 cache, and the next batch of descriptors maps them again without reading the disk; a
-process then holds about one span per searching thread. That is not free: each batch maps
-again the pages it reads, and at a million pictures the search took 0.2 to 0.4 more CPU
-(8.6 to 10.2 and 10.6 ms a picture; 9.1 to 13.0 where the page cache held the file in
-smaller pieces, six times the page faults), hence the threshold: a smaller index stays
-mapped whole, as before. The points found are the same, at the same distances, but for
-which of the points tied at the last distance kept are kept (the spans come in cell order,
+process then holds about one span per searching thread. The threshold is some 750,000
+pictures of the simulation's 36 points, 170,000 camera photographs of 160; a smaller index
+stays mapped whole, as before. The points found are the same, at the same distances, but
+for which of the points tied at the last distance are kept (the spans come in cell order,
 not nearest cell first).
 
 faiss writes each list after the one before, in cell order, so a span of cells is one range
 of the file, found from the lists at its two ends.
+
+A descriptor whose nearest cells lie in several spans costs more than one whose cells lie in
+one: faiss starts each search with an empty list of nearest points, so each span's search
+keeps more points on its way than one search of them all would. With the cells numbered as
+k-means trained them, a descriptor's 16 nearest cells lay in 5.4 of the 6 spans of a base of
+a million simulated pictures, and its search in spans took 1.30 to 1.45 times the CPU of a
+search of every cell at once, whether the pages were given back or not. So the cells of a
+base that may be walked in spans are numbered near ones together (``near_cells_together``):
+their cells lay in 2.2 spans, and the search in spans took 1.04 to 1.07 times
+(bench/README.md, "Near cells numbered together").
 """
 
 from __future__ import annotations
@@ -31,12 +40,16 @@ import mmap
 from functools import cache
 
 import faiss
+import numpy as np
 
 log = logging.getLogger(__name__)
 
 HELD_BYTES = 1 << 30  # mapped lists a search holds whole; larger ones are walked in spans
+POINT_BYTES = 32 + 8  # a point in the lists: its code and its id
 SPAN_BYTES = 256 << 20  # the lists a search walks before giving their pages back
 PAGE = mmap.PAGESIZE
+# Cells split in two until a group holds no more than this: a span holds thousands of them.
+GROUPED_CELLS = 256
 
 
 class MappedLists:
@@ -93,6 +106,37 @@ class MappedLists:
             else:
                 high = middle - 1
         return low
+
+
+def near_cells_together(centres: np.ndarray) -> np.ndarray:
+    """The cells' centres (uint8[lists, 32]) in another order: near ones next to each other.
+
+    The cells are split in two by 2-means, and each half again, until a group holds at most
+    ``GROUPED_CELLS``; the groups come in the order of the splits, so cells next to each other
+    in the order are near at every scale, and a span of it is a region of descriptor space.
+    """
+    groups: list[np.ndarray] = []
+    pending = [np.arange(len(centres))]  # last in, first out: the groups come out left to right
+    bits = np.unpackbits(centres, axis=1).astype(np.float32)
+    while pending:
+        group = pending.pop()
+        halves = _halves(bits[group]) if len(group) > GROUPED_CELLS else None
+        if halves is None:
+            groups.append(group)
+        else:
+            pending += [group[halves], group[~halves]]
+    return centres[np.concatenate(groups)] if groups else centres
+
+
+def _halves(bits: np.ndarray) -> np.ndarray | None:
+    """Which of the points go to the second of two k-means clusters; None if one is empty."""
+    kmeans = faiss.Kmeans(bits.shape[1], 2, niter=10, seed=1234)
+    kmeans.cp.min_points_per_centroid = 1  # faiss warns below 39 points a cluster; a split needs no more
+    kmeans.train(bits)
+    _, nearest = kmeans.index.search(bits, 1)
+    second = nearest.ravel() == 1
+    return second if 0 < second.sum() < len(second) else None
+
 
 def _dont_need(address: int, length: int) -> None:
     advise = _madvise()
