@@ -121,7 +121,7 @@ def measure(base: Path, size: int, part: int, in_one_go: bool, points_a_picture:
     del points
     release_memory()
 
-    points = keypoint_store.KeypointStore(folder / "state.db.keypoints", "bench").points(keys, lambda some: [])
+    points = keypoint_store.KeypointStore(folder / "state.db.keypoints", "bench").points(keys, lambda some: [], queries=part)
     queries = {row: [descriptors.of(row), descriptors.of(row, mirrored=True)] for row in range(size - part, size)}
     hashes = descriptors.hashes(size)
     for name, given in (("scan", hashes), ("no_hashes", None)):

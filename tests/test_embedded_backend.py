@@ -703,6 +703,100 @@ def test_a_base_that_may_be_searched_in_spans_numbers_its_cells_near_ones_togeth
     assert 1 + np.count_nonzero(np.diff(regions_in_order)) == 4  # each region's cells one after the other
 
 
+def a_clustered_library(monkeypatch, size: int) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``size`` pictures of 160 points each around one of 12 regions of descriptor space, as
+    real descriptors crowd together, in a base built from shards."""
+    keys, _ = a_library_in_shards(monkeypatch, size)
+    rng = np.random.default_rng(11)
+    regions = rng.integers(0, 256, (12, 32), dtype=np.uint8)
+    return keys, {key: regions[rng.integers(12)] ^ np.packbits(rng.random((160, 256)) < 0.06, axis=1) for key in keys}
+
+
+def test_a_large_search_of_many_cells_finds_the_nearest_through_groups_of_their_centres_and_nearly_every_close_point(tmp_path, monkeypatch):
+    import dupe_scanner.backends.nearest_cells as nearest_cells
+    from dupe_scanner.analysis.candidates import DESCRIPTOR_RADIUS, keypoint_candidates, pairs_of
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_clustered_library(monkeypatch, 60)  # 9,600 points in some 390 cells
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200)
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_SEARCHED", 5000)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    new = copies_of(pictures, keys[:20], 1000, seed=4)
+    everything = keys + new
+    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)  # writes the base
+    queries = {everything.index(key): [pictures[key]] for key in new}
+
+    def searched(pictures_searched: int):
+        points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(everything, load, queries=pictures_searched)
+        distances, _ = points.search(np.concatenate([pictures[key] for key in new]), 20)
+        return points, int((distances < DESCRIPTOR_RADIUS).sum()), pairs_of(keypoint_candidates(points, len(everything), queries))
+
+    (every_centre, close, found), (through_groups, close_through_groups, found_through_groups) = searched(10), searched(len(new))
+
+    assert every_centre.nearest_cells.coarse is None and through_groups.nearest_cells.coarse is not None
+    originals = {(len(keys) + n, n) for n in range(20)}
+    assert set(found) >= originals and set(found_through_groups) >= originals  # each copy finds its original
+    assert close_through_groups >= 0.97 * close
+
+
+def test_a_small_search_or_a_base_of_few_cells_compares_each_descriptor_with_every_centre(tmp_path, monkeypatch):
+    import dupe_scanner.backends.nearest_cells as nearest_cells
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_clustered_library(monkeypatch, 60)  # some 390 cells
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
+    store.points(keys, load)
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_SEARCHED", 5000)
+    few_cells = store.points(keys, load, queries=60)  # 19,200 descriptors
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200)
+    small_search = store.points(keys, load, queries=10)  # 3,200
+
+    assert few_cells.nearest_cells.coarse is None and small_search.nearest_cells.coarse is None
+    assert searched_alike(small_search, pictures)
+
+
+def test_the_groups_of_a_bases_cells_are_made_once_for_the_parts_of_a_scan_and_again_for_a_base_written_anew(tmp_path, monkeypatch):
+    import dupe_scanner.backends.keypoint_store as keypoint_store
+    import dupe_scanner.backends.nearest_cells as nearest_cells
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_clustered_library(monkeypatch, 60)  # some 390 cells
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200)
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_SEARCHED", 5000)
+    grouped: list[int] = []
+
+    def noting(centres):
+        grouped.append(len(centres))
+        return nearest_cells.coarse_level(centres)
+
+    monkeypatch.setattr(keypoint_store, "coarse_level", noting)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
+
+    first_part = store.points(keys, load, queries=60)  # a first scan: the base written, then searched
+    next_part = store.points(keys, load, queries=60)
+    store.clear()
+    after_a_rewrite = store.points(keys, load, queries=60)
+
+    assert first_part.nearest_cells.coarse is next_part.nearest_cells.coarse is not None
+    assert after_a_rewrite.nearest_cells.coarse is not first_part.nearest_cells.coarse
+    assert len(grouped) == 2  # once a base
+
+
+def test_a_coarse_level_files_every_cell_once_under_its_own_number():
+    from dupe_scanner.backends.nearest_cells import coarse_level
+
+    centres = np.random.default_rng(2).integers(0, 256, (500, 32), dtype=np.uint8)
+    level = coarse_level(centres)
+    level.nprobe = level.nlist  # every group: the exact nearest cells
+
+    distances, cells = level.search(centres, 1)
+
+    assert level.ntotal == 500 and level.nlist == 22
+    assert np.array_equal(cells[:, 0], np.arange(500)) and not distances.any()
+
+
 def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held_one_none(tmp_path, monkeypatch):
     import dupe_scanner.backends.mapped_lists as mapped_lists
     from dupe_scanner.backends.keypoint_store import KeypointStore

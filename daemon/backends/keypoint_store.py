@@ -23,8 +23,9 @@ The segments bound what a scan reads and searches afresh: without them, the delt
 quarter of the library between rewrites, and at a million pictures each scan would read its
 250,000 contents' features (5 GB) and search their 9 million points exhaustively.
 
-A search looks up each descriptor's nearest cells once, then the same cells of the base, of
-each segment and of a delta filed in them. A base too large to hold mapped whole is searched
+A search looks up each descriptor's nearest cells once (in a large search of many cells,
+through groups of them: ``nearest_cells``), then the same cells of the base, of each segment
+and of a delta filed in them. A base too large to hold mapped whole is searched
 a span of cells at a time, each span's pages given back after it (``mapped_lists``).
 
 A large base is built a shard at a time (``SHARD_POINTS``), each written beside the state,
@@ -67,6 +68,7 @@ from dupe_scanner.backends import ivf_file, mapped_lists
 from dupe_scanner.backends.hash_store import KeyColumn
 from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, write_arrays
 from dupe_scanner.backends.mapped_lists import MappedLists, near_cells_together
+from dupe_scanner.backends.nearest_cells import NearestCells, centres_of, coarse_level, grouping_pays
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import fsync_file, remove_quietly
 from dupe_scanner.memory import release_memory
@@ -134,9 +136,15 @@ class _Kept:
 class KeptPoints:
     """A ``PointIndex`` over the kept files and the delta, with image rows of the current ``keys``."""
 
-    def __init__(self, kept: _Kept, kept_rows: np.ndarray, delta: PointsInMemory):
-        """``kept_rows``: the current row of each image of ``kept.keys`` (-1: gone)."""
+    def __init__(self, kept: _Kept, kept_rows: np.ndarray, delta: PointsInMemory, nearest_cells: NearestCells | None = None):
+        """``kept_rows``: the current row of each image of ``kept.keys`` (-1: gone);
+        ``nearest_cells``: how to find the base's cells nearest a descriptor (by default, its
+        every centre compared), where the base has cells."""
         self.kept, self.delta = kept, delta
+        base = kept.base.index
+        if nearest_cells is None and isinstance(base, faiss.IndexBinaryIVF):
+            nearest_cells = NearestCells(base)
+        self.nearest_cells = nearest_cells
         ends = np.cumsum([len(part.keys) for part in kept.parts])[:-1]
         self.owners = [PointOwners(rows, part.counts) for part, rows in zip(kept.parts, np.split(kept_rows, ends), strict=True)]
         self.points = sum(int(part.index.ntotal) for part in kept.parts) + delta.points
@@ -151,7 +159,8 @@ class KeptPoints:
             distances, ids = base.search(descriptors, k)
             found = [(distances, self.owners[0].of(ids))]
         else:  # each descriptor's nearest cells found once for every part, and a delta filed in them
-            cell_distances, nearest_cells = base.quantizer.search(descriptors, base.nprobe)
+            assert self.nearest_cells is not None
+            cell_distances, nearest_cells = self.nearest_cells.search(descriptors, base.nprobe)
             in_cells = [cast(faiss.IndexBinaryIVF, part.index) for part in self.kept.parts]  # segments only beside lists
             owners = list(self.owners)
             if isinstance(self.delta.index, faiss.IndexBinaryIVF):
@@ -213,29 +222,30 @@ class KeypointStore:
     def __init__(self, keys_file: Path | None, analyser: str):
         self.keys_file = keys_file  # None: nothing is kept, every scan builds the index
         self.analyser = analyser
+        self._groups: dict[str, faiss.IndexBinaryIVF] = {}  # the groups of the cells of the base searched last, by its file's name
 
     def points(self, keys: Sequence[str], load: LoadDescriptors, queries: int = 0, encoded: np.ndarray | None = None):
         """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures
         (``encoded``: the same keys as S64 bytes, where the caller holds them already)."""
         kept = self._read_kept()
         if kept is None:
-            return self._rewrite(keys, load, None)
+            return self._rewrite(keys, load, None, queries)
         kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
         if not _still_suits(kept, kept_rows, len(fresh)):
-            return self._rewrite(keys, load, kept)
+            return self._rewrite(keys, load, kept, queries)
         if len(fresh) >= SEGMENT_CONTENTS and kept.cells is not None:
             with_segment = self._with_segment(kept, [keys[row] for row in fresh], load)
             if with_segment is not None:
                 kept = with_segment
                 kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
-        counts = kept.base.counts
-        searched = 2 * queries * float(counts.mean()) if len(counts) else 0.0  # each picture's points and its mirror's
-        return KeptPoints(kept, kept_rows, _delta(kept, fresh, [keys[row] for row in fresh], load, searched))
+        searched = _searched(kept.base.counts, queries)
+        delta = _delta(kept, fresh, [keys[row] for row in fresh], load, searched)
+        return KeptPoints(kept, kept_rows, delta, self._nearest_cells(kept.base, searched))
 
-    def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, old: _Kept | None) -> PointsInMemory | KeptPoints:
+    def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, old: _Kept | None, queries: int) -> PointsInMemory | KeptPoints:
         """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
-        searched from its file once written: the memory that built it is given back before
-        the search."""
+        searched from its file once written by a search of ``queries`` pictures: the memory that
+        built it is given back before the search."""
         cells = old.cells if old is not None else None
         self._remove_stale_shards()
         index, counts, shards = _built(
@@ -252,7 +262,19 @@ class KeypointStore:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
         del index
         release_memory()
-        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0))
+        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0), self._nearest_cells(kept.base, _searched(counts, queries)))
+
+    def _nearest_cells(self, base: _Part, searched: float) -> NearestCells | None:
+        """How a search of ``searched`` query descriptors finds their nearest cells of ``base``:
+        through groups of its cells where that pays, made once for all the parts of a scan."""
+        index = base.index
+        if not isinstance(index, faiss.IndexBinaryIVF):
+            return None
+        if not grouping_pays(index, searched):
+            return NearestCells(index)
+        if base.name not in self._groups:
+            self._groups = {base.name: coarse_level(centres_of(index))}
+        return NearestCells(index, self._groups[base.name])
 
     def _with_segment(self, kept: _Kept, fresh_keys: list[str], load: LoadDescriptors) -> _Kept | None:
         """``kept`` with the contents of ``fresh_keys`` filed in a new segment, the newest
@@ -391,6 +413,12 @@ class KeypointStore:
             return
         for path in self.keys_file.parent.glob(f"{self.keys_file.name}*"):
             remove_quietly(path)
+
+
+def _searched(counts: np.ndarray, queries: int) -> float:
+    """The query descriptors a search of ``queries`` pictures is expected to have, in a base of
+    pictures with ``counts`` points: each picture's points and its mirror's."""
+    return 2 * queries * float(counts.mean()) if len(counts) else 0.0
 
 
 def _without_prefetch(index: faiss.IndexBinaryIVF) -> None:
