@@ -68,7 +68,7 @@ from dupe_scanner.backends import ivf_file, mapped_lists
 from dupe_scanner.backends.hash_store import KeyColumn
 from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, write_arrays
 from dupe_scanner.backends.mapped_lists import MappedLists, near_cells_together
-from dupe_scanner.backends.nearest_cells import NearestCells, centres_of, coarse_level, grouping_pays
+from dupe_scanner.backends.nearest_cells import NearestCells, coarse_level, grouping_pays
 from dupe_scanner.errors import FileWriteError
 from dupe_scanner.fileio import fsync_file, remove_quietly
 from dupe_scanner.memory import release_memory
@@ -240,7 +240,7 @@ class KeypointStore:
                 kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
         searched = _searched(kept.base.counts, queries)
         delta = _delta(kept, fresh, [keys[row] for row in fresh], load, searched)
-        return KeptPoints(kept, kept_rows, delta, self._nearest_cells(kept.base, searched))
+        return KeptPoints(kept, kept_rows, delta, self._nearest_cells(kept, searched))
 
     def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, old: _Kept | None, queries: int) -> PointsInMemory | KeptPoints:
         """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
@@ -262,19 +262,19 @@ class KeypointStore:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
         del index
         release_memory()
-        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0), self._nearest_cells(kept.base, _searched(counts, queries)))
+        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0), self._nearest_cells(kept, _searched(counts, queries)))
 
-    def _nearest_cells(self, base: _Part, searched: float) -> NearestCells | None:
-        """How a search of ``searched`` query descriptors finds their nearest cells of ``base``:
-        through groups of its cells where that pays, made once for all the parts of a scan."""
-        index = base.index
-        if not isinstance(index, faiss.IndexBinaryIVF):
+    def _nearest_cells(self, kept: _Kept, searched: float) -> NearestCells | None:
+        """How a search of ``searched`` query descriptors finds their nearest cells of ``kept``'s
+        base: through groups of its cells where that pays, made once for all the parts of a scan."""
+        index, name = kept.base.index, kept.base.name
+        if not isinstance(index, faiss.IndexBinaryIVF) or kept.cells is None:
             return None
         if not grouping_pays(index, searched):
             return NearestCells(index)
-        if base.name not in self._groups:
-            self._groups = {base.name: coarse_level(centres_of(index))}
-        return NearestCells(index, self._groups[base.name])
+        if name not in self._groups:
+            self._groups = {name: coarse_level(kept.cells.reshape(len(kept.cells), 32))}
+        return NearestCells(index, self._groups[name])
 
     def _with_segment(self, kept: _Kept, fresh_keys: list[str], load: LoadDescriptors) -> _Kept | None:
         """``kept`` with the contents of ``fresh_keys`` filed in a new segment, the newest
