@@ -719,7 +719,7 @@ def test_a_large_search_of_many_cells_finds_the_nearest_through_groups_of_their_
 
     keys, pictures = a_clustered_library(monkeypatch, 60)  # 9,600 points in some 390 cells
     monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200)
-    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_SEARCHED", 5000)
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_LOOKUPS", 5000)
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
     new = copies_of(pictures, keys[:20], 1000, seed=4)
     everything = keys + new
@@ -739,6 +739,51 @@ def test_a_large_search_of_many_cells_finds_the_nearest_through_groups_of_their_
     assert close_through_groups >= 0.97 * close
 
 
+def test_a_large_build_files_its_points_in_cells_found_through_groups_mostly_their_nearest(tmp_path, monkeypatch):
+    import faiss
+
+    import dupe_scanner.backends.nearest_cells as nearest_cells
+    from dupe_scanner.analysis.candidates import DESCRIPTOR_RADIUS
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_clustered_library(monkeypatch, 60)  # 9,600 points in some 390 cells
+    monkeypatch.setattr(nearest_cells, "GROUPS_PROBED", 4)  # of 20: as few of them as a large base's 16 of 166
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    new = copies_of(pictures, keys[:20], 1000, seed=4)
+    copies = np.concatenate([pictures[key] for key in new])
+
+    def built(folder: str, grouped: bool):
+        monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200 if grouped else 10**9)
+        monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_LOOKUPS", 5000)
+        (tmp_path / folder).mkdir()
+        store = KeypointStore(tmp_path / folder / "state.db.keypoints", "test-analyser")
+        points = store.points(keys, load, queries=60)
+        kept = store._read_kept()
+        assert kept is not None
+        return kept.base.index, points
+
+    (every_centre, exactly_filed), (through_groups, filed_through_groups) = built("exact", False), built("grouped", True)
+
+    def filed(base) -> tuple[np.ndarray, np.ndarray]:  # each point's id and its distance to its cell's centre
+        centres = np.unpackbits(base.quantizer.reconstruct_n(0, base.nlist).reshape(base.nlist, 32), axis=1)
+        ids, distances = [], []
+        for cell in range(base.nlist):
+            size = base.invlists.list_size(cell)
+            codes = faiss.rev_swig_ptr(base.invlists.get_codes(cell), size * 32).reshape(size, 32)
+            ids.append(faiss.rev_swig_ptr(base.invlists.get_ids(cell), size).copy())
+            distances.append((np.unpackbits(codes, axis=1) != centres[cell]).sum(axis=1))
+        order = np.argsort(np.concatenate(ids))
+        return np.concatenate(ids)[order], np.concatenate(distances)[order]
+
+    (exact_ids, nearest), (grouped_ids, found) = filed(every_centre), filed(through_groups)
+    (close, _), (close_through_groups, _) = exactly_filed.search(copies, 20), filed_through_groups.search(copies, 20)
+
+    assert exactly_filed.nearest_cells.coarse is None and filed_through_groups.nearest_cells.coarse is not None
+    assert np.array_equal(exact_ids, np.arange(9600)) and np.array_equal(grouped_ids, exact_ids)  # every point once, under its own number
+    assert (found >= nearest).all() and 0.9 <= (found == nearest).mean() < 1  # looked up in 4 groups: a few in a farther cell
+    assert (close_through_groups < DESCRIPTOR_RADIUS).sum() >= 0.97 * (close < DESCRIPTOR_RADIUS).sum()
+
+
 def test_a_small_search_or_a_base_of_few_cells_compares_each_descriptor_with_every_centre(tmp_path, monkeypatch):
     import dupe_scanner.backends.nearest_cells as nearest_cells
     from dupe_scanner.backends.keypoint_store import KeypointStore
@@ -747,7 +792,7 @@ def test_a_small_search_or_a_base_of_few_cells_compares_each_descriptor_with_eve
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
     store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
     store.points(keys, load)
-    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_SEARCHED", 5000)
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_LOOKUPS", 5000)
     few_cells = store.points(keys, load, queries=60)  # 19,200 descriptors
     monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200)
     small_search = store.points(keys, load, queries=10)  # 3,200
@@ -756,14 +801,14 @@ def test_a_small_search_or_a_base_of_few_cells_compares_each_descriptor_with_eve
     assert searched_alike(small_search, pictures)
 
 
-def test_the_groups_of_a_bases_cells_are_made_once_for_the_parts_of_a_scan_and_again_for_a_base_written_anew(tmp_path, monkeypatch):
+def test_the_groups_of_a_bases_cells_are_made_once_for_its_build_and_the_parts_of_a_scan_and_again_for_other_cells(tmp_path, monkeypatch):
     import dupe_scanner.backends.keypoint_store as keypoint_store
     import dupe_scanner.backends.nearest_cells as nearest_cells
     from dupe_scanner.backends.keypoint_store import KeypointStore
 
     keys, pictures = a_clustered_library(monkeypatch, 60)  # some 390 cells
     monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_CELLS", 200)
-    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_SEARCHED", 5000)
+    monkeypatch.setattr(nearest_cells, "COARSE_ABOVE_LOOKUPS", 5000)
     grouped: list[int] = []
 
     def noting(centres):
@@ -774,14 +819,16 @@ def test_the_groups_of_a_bases_cells_are_made_once_for_the_parts_of_a_scan_and_a
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
     store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
 
-    first_part = store.points(keys, load, queries=60)  # a first scan: the base written, then searched
+    first_part = store.points(keys, load, queries=60)  # a first scan: the base built, written, then searched
     next_part = store.points(keys, load, queries=60)
+    built_alone = len(grouped)
     store.clear()
-    after_a_rewrite = store.points(keys, load, queries=60)
+    other_pictures = store.points(keys[:45], load, queries=45)  # a base of other cells
 
     assert first_part.nearest_cells.coarse is next_part.nearest_cells.coarse is not None
-    assert after_a_rewrite.nearest_cells.coarse is not first_part.nearest_cells.coarse
-    assert len(grouped) == 2  # once a base
+    assert built_alone == 1  # the build filed its points through the groups the search then used
+    assert other_pictures.nearest_cells.coarse is not first_part.nearest_cells.coarse
+    assert len(grouped) == 2
 
 
 def test_a_coarse_level_files_every_cell_once_under_its_own_number():

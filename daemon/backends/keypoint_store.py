@@ -42,6 +42,7 @@ a cache: missing, unreadable or of another analyser, the base is built again fro
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -222,7 +223,7 @@ class KeypointStore:
     def __init__(self, keys_file: Path | None, analyser: str):
         self.keys_file = keys_file  # None: nothing is kept, every scan builds the index
         self.analyser = analyser
-        self._groups: dict[str, faiss.IndexBinaryIVF] = {}  # the groups of the cells of the base searched last, by its file's name
+        self._groups: dict[bytes, faiss.IndexBinaryIVF] = {}  # the groups of the cells looked up last, by a digest of their centres
 
     def points(self, keys: Sequence[str], load: LoadDescriptors, queries: int = 0, encoded: np.ndarray | None = None):
         """A point index over the descriptors of ``keys``, for a search of ``queries`` pictures
@@ -239,8 +240,9 @@ class KeypointStore:
                 kept = with_segment
                 kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
         searched = _searched(kept.base.counts, queries)
-        delta = _delta(kept, fresh, [keys[row] for row in fresh], load, searched)
-        return KeptPoints(kept, kept_rows, delta, self._nearest_cells(kept, searched))
+        nearest_cells = self._nearest_cells_of_kept(kept, searched)
+        delta = _delta(kept, fresh, [keys[row] for row in fresh], load, searched, nearest_cells)
+        return KeptPoints(kept, kept_rows, delta, nearest_cells)
 
     def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, old: _Kept | None, queries: int) -> PointsInMemory | KeptPoints:
         """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
@@ -248,9 +250,8 @@ class KeypointStore:
         built it is given back before the search."""
         cells = old.cells if old is not None else None
         self._remove_stale_shards()
-        index, counts, shards = _built(
-            keys, load, lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None, self.keys_file
-        )
+        reused = lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None  # noqa: E731
+        index, counts, shards = _built(keys, load, reused, self._nearest_cells, self.keys_file)
         try:
             written = self._write_base(index, keys, counts, shards)
             if not written and shards:
@@ -262,19 +263,24 @@ class KeypointStore:
             return PointsInMemory(index, PointOwners(np.arange(len(keys)), counts))
         del index
         release_memory()
-        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0), self._nearest_cells(kept, _searched(counts, queries)))
+        return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0), self._nearest_cells_of_kept(kept, _searched(counts, queries)))
 
-    def _nearest_cells(self, kept: _Kept, searched: float) -> NearestCells | None:
-        """How a search of ``searched`` query descriptors finds their nearest cells of ``kept``'s
-        base: through groups of its cells where that pays, made once for all the parts of a scan."""
-        index, name = kept.base.index, kept.base.name
-        if not isinstance(index, faiss.IndexBinaryIVF) or kept.cells is None:
-            return None
-        if not grouping_pays(index, searched):
+    def _nearest_cells_of_kept(self, kept: _Kept, lookups: float) -> NearestCells | None:
+        """How ``lookups`` descriptors find their nearest cells of ``kept``'s base, if it has cells."""
+        index = kept.base.index
+        return self._nearest_cells(index, lookups) if isinstance(index, faiss.IndexBinaryIVF) else None
+
+    def _nearest_cells(self, index: faiss.IndexBinaryIVF, lookups: float) -> NearestCells:
+        """How ``lookups`` descriptors (searched or filed) find their nearest cells of ``index``:
+        through groups of its cells where that pays, made once for the build, the segments and
+        all the parts of a scan that look up the same cells."""
+        if not grouping_pays(index.nlist, lookups):
             return NearestCells(index)
-        if name not in self._groups:
-            self._groups = {name: coarse_level(kept.cells.reshape(len(kept.cells), 32))}
-        return NearestCells(index, self._groups[name])
+        centres = index.quantizer.reconstruct_n(0, index.nlist).reshape(index.nlist, 32).astype(np.uint8)
+        digest = hashlib.blake2b(centres.tobytes(), digest_size=16).digest()
+        if digest not in self._groups:
+            self._groups = {digest: coarse_level(centres)}
+        return NearestCells(index, self._groups[digest])
 
     def _with_segment(self, kept: _Kept, fresh_keys: list[str], load: LoadDescriptors) -> _Kept | None:
         """``kept`` with the contents of ``fresh_keys`` filed in a new segment, the newest
@@ -282,7 +288,7 @@ class KeypointStore:
         holds them, as before)."""
         assert kept.cells is not None
         segment = inverted_lists_in(kept.cells)
-        counts = _add_in_chunks(segment, fresh_keys, load)
+        counts = _add_in_chunks(segment, fresh_keys, load, self._nearest_cells(segment, _points_of(kept.base.counts, len(fresh_keys))))
         try:
             self._commit_segment(kept, segment, np.array(fresh_keys, dtype="S64"), counts)
         except (OSError, RuntimeError, FileWriteError) as error:  # a cache: the delta holds them meanwhile
@@ -418,7 +424,12 @@ class KeypointStore:
 def _searched(counts: np.ndarray, queries: int) -> float:
     """The query descriptors a search of ``queries`` pictures is expected to have, in a base of
     pictures with ``counts`` points: each picture's points and its mirror's."""
-    return 2 * queries * float(counts.mean()) if len(counts) else 0.0
+    return 2 * _points_of(counts, queries)
+
+
+def _points_of(counts: np.ndarray, pictures: int) -> float:
+    """The points ``pictures`` pictures are expected to have, in a base of pictures with ``counts`` points."""
+    return pictures * float(counts.mean()) if len(counts) else 0.0
 
 
 def _without_prefetch(index: faiss.IndexBinaryIVF) -> None:
@@ -483,7 +494,9 @@ def _all_in_cells_of(base: faiss.IndexBinary, segments: list[_Part]) -> bool:
     )
 
 
-def _delta(kept: _Kept, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors, searched: float) -> PointsInMemory:
+def _delta(
+    kept: _Kept, fresh: list[int], fresh_keys: list[str], load: LoadDescriptors, searched: float, nearest_cells: NearestCells | None = None
+) -> PointsInMemory:
     """The fresh rows' points, for a search of about ``searched`` descriptors: filed in the
     base's cells for a large search, else searched exhaustively.
 
@@ -492,10 +505,11 @@ def _delta(kept: _Kept, fresh: list[int], fresh_keys: list[str], load: LoadDescr
     with the fresh points of the cells the base's search probes anyway. So the cells pay once
     a search has about as many descriptors as there are cells: a part of a full comparison or
     a scan of a hundred new pictures files them, the service's scan of a few new ones does not.
+    Filed, they are looked up as the search looks up its descriptors (``nearest_cells``).
     """
     cells = kept.cells
     index = inverted_lists_in(cells) if cells is not None and searched >= len(cells) else faiss.IndexBinaryFlat(256)
-    counts = _add_in_chunks(index, fresh_keys, load)
+    counts = _add_in_chunks(index, fresh_keys, load, nearest_cells)
     return PointsInMemory(index, PointOwners(np.array(fresh, dtype=np.int64), counts))
 
 
@@ -507,13 +521,19 @@ class _Sample:
 
 
 def _built(
-    keys: Sequence[str], load: LoadDescriptors, kept_cells: Callable[[int], np.ndarray | None], shards_beside: Path | None = None
+    keys: Sequence[str],
+    load: LoadDescriptors,
+    kept_cells: Callable[[int], np.ndarray | None],
+    nearest_cells: Callable[[faiss.IndexBinaryIVF, float], NearestCells],
+    shards_beside: Path | None = None,
 ) -> tuple[object, np.ndarray, list[Path]]:
     """An index over the descriptors of ``keys``, the points of each, and the shards holding
     them if there are any (the index is then empty), read a chunk at a time.
 
     ``kept_cells(expected points)``: cells to reuse, or None to train new ones. A first
     sample of the contents sizes the index (exhaustive or inverted lists, how many cells).
+    ``nearest_cells(index, expected points)``: how the points find their cells of an index of
+    inverted lists.
     ``shards_beside``: a file the shards of a large index are written beside (``SHARD_POINTS``),
     for the caller to write the index from and remove; None builds it in memory in one go.
     """
@@ -528,9 +548,11 @@ def _built(
             index.add(sample.descriptors)
         return index, sample.counts, []
     del sample
+    filing = nearest_cells(index, expected) if isinstance(index, faiss.IndexBinaryIVF) else None
     if shards_beside is not None and isinstance(index, faiss.IndexBinaryIVF) and expected > SHARD_POINTS:
-        return _built_in_shards(index, keys, load, shards_beside)
-    return index, _add_in_chunks(index, keys, load), []
+        assert filing is not None
+        return _built_in_shards(index, keys, load, shards_beside, filing)
+    return index, _add_in_chunks(index, keys, load, filing), []
 
 
 def _centres(
@@ -584,19 +606,27 @@ def _trained(sample: _Sample, lists: int, keys: Sequence[str], load: LoadDescrip
     return train_partition(descriptors, lists)
 
 
-def _add_in_chunks(index, keys: Sequence[str], load: LoadDescriptors) -> np.ndarray:
-    """Add the descriptors of ``keys`` to ``index``, in key order; the points of each content."""
+def _add_in_chunks(index, keys: Sequence[str], load: LoadDescriptors, nearest_cells: NearestCells | None = None) -> np.ndarray:
+    """Add the descriptors of ``keys`` to ``index``, in key order, each in the cell
+    ``nearest_cells`` finds if it has cells (else faiss's own lookup); the points of each content."""
     counts = np.zeros(len(keys), dtype=np.int64)
     for start in range(0, len(keys), LOAD_CHUNK):
         stored = load(keys[start : start + LOAD_CHUNK])
         counts[start : start + len(stored)] = [len(d) for d in stored]
         if counts[start : start + len(stored)].any():
-            index.add(_stacked(stored))
+            _file(index, _stacked(stored), nearest_cells)
     return counts
 
 
+def _file(index, points: np.ndarray, nearest_cells: NearestCells | None) -> None:
+    if nearest_cells is not None and isinstance(index, faiss.IndexBinaryIVF):
+        nearest_cells.file(index, points)
+    else:
+        index.add(points)
+
+
 def _built_in_shards(
-    index: faiss.IndexBinaryIVF, keys: Sequence[str], load: LoadDescriptors, beside: Path
+    index: faiss.IndexBinaryIVF, keys: Sequence[str], load: LoadDescriptors, beside: Path, nearest_cells: NearestCells
 ) -> tuple[faiss.IndexBinaryIVF, np.ndarray, list[Path]]:
     """``index`` (empty), the points of each content, and the shards of ``SHARD_POINTS``
     points holding them, written beside ``beside``: a build holds one shard at a time. A
@@ -606,7 +636,7 @@ def _built_in_shards(
     counts = np.zeros(len(keys), dtype=np.int64)
     files: list[Path] = []
     try:
-        _write_shards(centres, keys, load, beside, counts, files)
+        _write_shards(centres, keys, load, beside, counts, files, nearest_cells)
         return index, counts, files
     except (OSError, RuntimeError, FileWriteError) as error:
         log.warning("the keypoint index is built in memory in one go: its shards cannot be kept beside the state (%s)", error)
@@ -615,7 +645,7 @@ def _built_in_shards(
         raise
     _remove_all(files)
     whole = inverted_lists_in(centres)
-    return whole, _add_in_chunks(whole, keys, load), []
+    return whole, _add_in_chunks(whole, keys, load, nearest_cells), []
 
 
 def _remove_all(files: list[Path]) -> None:
@@ -623,15 +653,18 @@ def _remove_all(files: list[Path]) -> None:
         remove_quietly(path)
 
 
-def _write_shards(centres: np.ndarray, keys: Sequence[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path]) -> None:
+def _write_shards(
+    centres: np.ndarray, keys: Sequence[str], load: LoadDescriptors, beside: Path, counts: np.ndarray, files: list[Path], nearest_cells: NearestCells
+) -> None:
     """Fill ``counts`` with each content's points, and write them a shard at a time, in key
-    order, to files beside ``beside`` (named in ``files`` as each is written)."""
+    order, to files beside ``beside`` (named in ``files`` as each is written), each in the
+    cell ``nearest_cells`` finds."""
     shard = inverted_lists_in(centres)
     for start in range(0, len(keys), LOAD_CHUNK):
         stored = load(keys[start : start + LOAD_CHUNK])
         counts[start : start + len(stored)] = [len(d) for d in stored]
         if counts[start : start + len(stored)].any():
-            shard.add(_stacked(stored))
+            nearest_cells.file(shard, _stacked(stored))
         if shard.ntotal >= SHARD_POINTS or start + LOAD_CHUNK >= len(keys):
             files.append(beside.with_name(f"{beside.name}.{uuid.uuid4().hex[:12]}{SHARD_SUFFIX}"))
             faiss.write_index_binary(shard, str(files[-1]))

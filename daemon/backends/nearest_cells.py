@@ -11,10 +11,15 @@ groups), and a descriptor is compared with the groups' centres and then with the
 its ``GROUPS_PROBED`` nearest groups alone: 7.6 µs, and 99.85 % of the close points the
 exact cells give (``bench/README.md``, "Nearest cells through a coarse level").
 
-Grouping the centres takes about half a second at that size, so only a search of many
-descriptors in a base of many cells pays for it (``grouping_pays``): a scan of a hundred new
-pictures compares every centre, as before. The parts of one scan search one base: its groups
-are made once (``KeypointStore`` keeps them).
+Building the base files each of its points in its nearest cell the same way: at 300,000
+camera photographs (27,709 cells, 48 million points) comparing each point with every centre
+cost 27.7 µs, half of the build's CPU, against 5.7 µs through the groups, which find a cell
+as near as the nearest for 99.5 % of the points.
+
+Grouping the centres takes about half a second at that size, so only many descriptors
+looked up in many cells pay for it (``grouping_pays``): a scan of a hundred new pictures
+compares every centre, as before. The build, the segments and the parts of one scan look up
+the cells of one base: its groups are made once (``KeypointStore`` keeps them).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import faiss
 import numpy as np
 
 COARSE_ABOVE_CELLS = 8192  # cells (a base of 4.2 million points): fewer are compared with every descriptor
-COARSE_ABOVE_SEARCHED = 100_000  # query descriptors a search must be expected to have to pay for the grouping
+COARSE_ABOVE_LOOKUPS = 100_000  # descriptors to look up (searched or filed) that pay for the grouping
 GROUPS_PROBED = 16
 GROUPING_ROUNDS = 10
 
@@ -39,10 +44,23 @@ class NearestCells:
         """(distances, cells) of each descriptor's ``k`` nearest cells, nearest first (cell -1: none)."""
         return (self.coarse if self.coarse is not None else self.quantizer).search(descriptors, k)
 
+    def file(self, index: faiss.IndexBinaryIVF, points: np.ndarray) -> None:
+        """Add ``points`` (uint8[n, 32]) to ``index``, an index over the same cells, each in
+        its nearest cell as found here; numbered on from the points it holds."""
+        if self.coarse is None or not len(points):
+            index.add(points)  # faiss finds the cells: every centre compared
+            return
+        points = np.ascontiguousarray(points, dtype=np.uint8)
+        cells = np.ascontiguousarray(self.coarse.search(points, 1)[1][:, 0])
+        unfound = np.flatnonzero(cells < 0)  # groups probed that hold no centre: faiss would drop the point
+        if len(unfound):
+            cells[unfound] = index.quantizer.search(points[unfound], 1)[1][:, 0]
+        index.add_core(len(points), faiss.swig_ptr(points), None, faiss.swig_ptr(cells))  # type: ignore[attr-defined]  # a SWIG method its stubs leave out
 
-def grouping_pays(base: faiss.IndexBinaryIVF, searched: float) -> bool:
-    """Whether grouping the cells of ``base`` pays for a search of ``searched`` query descriptors."""
-    return base.nlist > COARSE_ABOVE_CELLS and searched > COARSE_ABOVE_SEARCHED
+
+def grouping_pays(cells: int, lookups: float) -> bool:
+    """Whether grouping ``cells`` cells pays for looking up the nearest cells of ``lookups`` descriptors."""
+    return cells > COARSE_ABOVE_CELLS and lookups > COARSE_ABOVE_LOOKUPS
 
 
 def coarse_level(centres: np.ndarray) -> faiss.IndexBinaryIVF:
