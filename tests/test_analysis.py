@@ -1302,3 +1302,58 @@ def test_strangers_keypoints_relate_at_a_slant_are_judged_without_an_alignment(m
         assert bool(refined) is aligned
         if not aligned:
             assert "not a similarity" in verdict.reason
+
+
+def clustered_points(pictures: int, seed: int = 3) -> list[np.ndarray]:
+    """``pictures`` sets of 160 descriptors around one of 12 regions of descriptor space, as real ones crowd together."""
+    rng = np.random.default_rng(seed)
+    regions = rng.integers(0, 256, (12, 32), dtype=np.uint8)
+    return [regions[rng.integers(12)] ^ np.packbits(rng.random((160, 256)) < 0.06, axis=1) for _ in range(pictures)]
+
+
+def test_descriptors_searched_together_in_the_order_of_their_cells_find_what_each_finds_alone(monkeypatch):
+    import dupe_scanner.analysis.cell_order as cell_order
+    from dupe_scanner.analysis.candidates import IVF_ABOVE, PointsInMemory
+
+    monkeypatch.setattr(cell_order, "SEARCH_BATCH", 500)
+    stored = clustered_points(IVF_ABOVE // 160 + 20)  # inverted lists
+    points = PointsInMemory.of(stored)
+    queries = np.ascontiguousarray(np.concatenate(clustered_points(30, seed=4)))
+    first_cells: list[np.ndarray] = []
+    search = points.search
+
+    def noting(descriptors, k, cells=None):
+        first_cells.append(cells[1][:, 0])
+        return search(descriptors, k, cells)
+
+    monkeypatch.setattr(points, "search", noting)
+
+    together = cell_order.search_together(points, queries, 32, threads=2)
+    alone = search(queries, 32)
+
+    assert np.array_equal(together.of(0, len(queries))[0], np.minimum(alone[0], 255)) and np.array_equal(together.of(0, len(queries))[1], alone[1])
+    assert len(first_cells) == -(-len(queries) // 500)
+    ordered = np.concatenate(sorted(first_cells, key=lambda cells: cells[0]))
+    assert (np.diff(ordered) >= 0).all()  # each batch a run of cells, the batches one after the other
+
+
+def test_keypoint_candidates_are_the_same_however_many_descriptors_are_searched_together(monkeypatch):
+    import dupe_scanner.analysis.candidates as candidates
+    from dupe_scanner.analysis.candidates import IVF_ABOVE, PointsInMemory, keypoint_candidates
+
+    stored = clustered_points(IVF_ABOVE // 160 + 20)
+    rng = np.random.default_rng(5)
+    copies = {row: [stored[row] ^ (rng.random((160, 32)) < 0.01).astype(np.uint8)] for row in range(40)}
+    points = PointsInMemory.of([*stored, *(sets[0] for sets in copies.values())])
+    queries = {len(stored) + n: sets for n, sets in enumerate(copies.values())}
+
+    monkeypatch.setattr(candidates, "QUERY_BATCH", 3)  # votes counted 3 sets at a time
+    monkeypatch.setattr(candidates, "SEARCHED_TOGETHER", 1)  # a set at a time
+    one_by_one = keypoint_candidates(points, len(stored) + 40, queries, threads=2)
+    monkeypatch.setattr(candidates, "SEARCHED_TOGETHER", 160 * 7)  # runs of 7 sets
+    in_runs = keypoint_candidates(points, len(stored) + 40, queries, threads=2)
+    monkeypatch.setattr(candidates, "SEARCHED_TOGETHER", 10**9)
+    all_at_once = keypoint_candidates(points, len(stored) + 40, queries, threads=2)
+
+    assert {(len(stored) + n, n) for n in range(40)} <= set(map(tuple, all_at_once[:, :2].tolist()))  # each copy finds its original
+    assert np.array_equal(one_by_one, all_at_once) and np.array_equal(in_runs, all_at_once)

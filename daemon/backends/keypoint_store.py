@@ -56,6 +56,7 @@ import numpy as np
 
 from dupe_scanner.analysis.candidates import (
     TRAINING_PER_CELL,
+    Cells,
     PointOwners,
     PointsInMemory,
     empty_descriptor_index,
@@ -154,14 +155,21 @@ class KeptPoints:
     def cells(self) -> np.ndarray | None:
         return self.kept.cells
 
-    def search(self, descriptors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def cells_of(self, descriptors: np.ndarray) -> Cells | None:
+        base = self.kept.base.index
+        if not isinstance(base, faiss.IndexBinaryIVF):
+            return None
+        assert self.nearest_cells is not None
+        return self.nearest_cells.search(descriptors, base.nprobe)
+
+    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None) -> tuple[np.ndarray, np.ndarray]:
         base = self.kept.base.index
         if not isinstance(base, faiss.IndexBinaryIVF):  # a small library: one exhaustive base, no segments
             distances, ids = base.search(descriptors, k)
             found = [(distances, self.owners[0].of(ids))]
         else:  # each descriptor's nearest cells found once for every part, and a delta filed in them
             assert self.nearest_cells is not None
-            cell_distances, nearest_cells = self.nearest_cells.search(descriptors, base.nprobe)
+            cell_distances, nearest_cells = cells if cells is not None else self.nearest_cells.search(descriptors, base.nprobe)
             in_cells = [cast(faiss.IndexBinaryIVF, part.index) for part in self.kept.parts]  # segments only beside lists
             owners = list(self.owners)
             if isinstance(self.delta.index, faiss.IndexBinaryIVF):
