@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
@@ -1328,7 +1329,8 @@ def test_descriptors_searched_together_in_the_order_of_their_cells_find_what_eac
 
     monkeypatch.setattr(points, "search", noting)
 
-    together = cell_order.search_together(points, queries, 32, threads=2)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = cell_order.search_together(points, queries, 32, pool)
     alone = search(queries, 32)
 
     assert np.array_equal(together.of(0, len(queries))[0], np.minimum(alone[0], 255)) and np.array_equal(together.of(0, len(queries))[1], alone[1])

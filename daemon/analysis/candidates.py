@@ -271,7 +271,7 @@ def keypoint_candidates(
     # (the service indexing beside the scan) made searches several times slower.
     with ThreadPoolExecutor(max_workers=max(1, threads), initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
         for group in _groups(searches, SEARCHED_TOGETHER):
-            first_looks = search_together(points, _stacked_sets(group), min(FIRST_LOOK, neighbours), threads)
+            first_looks = search_together(points, _stacked_sets(group), min(FIRST_LOOK, neighbours), pool)
             batches = list(_batches(group, QUERY_BATCH))
             starts = np.cumsum([0] + [sum(len(descriptors) for _, descriptors in batch) for batch in batches]).tolist()
             for found in pool.map(search, batches, [first_looks] * len(batches), starts):

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import faiss
 import numpy as np
 
 if TYPE_CHECKING:
@@ -44,22 +43,21 @@ class Found:
         return self.distances[start:end].astype(np.int32), self.rows[start:end].astype(np.int64)
 
 
-def search_together(points: PointIndex, descriptors: np.ndarray, k: int, threads: int = 1) -> Found:
+def search_together(points: PointIndex, descriptors: np.ndarray, k: int, pool: ThreadPoolExecutor) -> Found:
     """The ``k`` nearest points of each descriptor, searched ``SEARCH_BATCH`` at a time in the
-    order of their nearest cells (as they come where ``points`` has no cells), in ``threads``
-    plain threads each running faiss on one core."""
+    order of their nearest cells (as they come where ``points`` has no cells), in ``pool``'s
+    threads (each running faiss on one core)."""
     found = Found(np.empty((len(descriptors), k), dtype=np.uint8), np.empty((len(descriptors), k), dtype=np.int32))
-    with ThreadPoolExecutor(max_workers=max(1, threads), initializer=faiss.omp_set_num_threads, initargs=(1,)) as pool:
-        cells = _cells_of(points, descriptors, pool, threads)
-        order = np.arange(len(descriptors)) if cells is None else np.argsort(cells.numbers[:, 0], kind="stable")
+    cells = _cells_of(points, descriptors, pool)
+    order = np.arange(len(descriptors)) if cells is None else np.argsort(cells.numbers[:, 0], kind="stable")
 
-        def search(batch: np.ndarray) -> None:
-            distances, rows = points.search(np.ascontiguousarray(descriptors[batch]), k, None if cells is None else cells.of(batch))
-            found.distances[batch] = np.minimum(distances, FARTHEST)
-            found.rows[batch] = rows
+    def search(batch: np.ndarray) -> None:
+        distances, rows = points.search(np.ascontiguousarray(descriptors[batch]), k, None if cells is None else cells.of(batch))
+        found.distances[batch] = np.minimum(distances, FARTHEST)
+        found.rows[batch] = rows
 
-        for _ in pool.map(search, _slices(order, SEARCH_BATCH)):
-            pass
+    for _ in pool.map(search, _slices(order, SEARCH_BATCH)):
+        pass
     return found
 
 
@@ -74,14 +72,28 @@ class _Cells:
         return self.distances[batch].astype(np.int32), self.numbers[batch].astype(np.int64)
 
 
-def _cells_of(points: PointIndex, descriptors: np.ndarray, pool: ThreadPoolExecutor, threads: int) -> _Cells | None:
-    """Each descriptor's nearest cells as the search probes them, found in ``threads`` parts;
-    None where ``points`` has no cells."""
-    parts = [part for part in pool.map(points.cells_of, np.array_split(descriptors, max(1, threads))) if part is not None]
-    if len(parts) < max(1, threads):
+def _cells_of(points: PointIndex, descriptors: np.ndarray, pool: ThreadPoolExecutor) -> _Cells | None:
+    """Each descriptor's nearest cells as the search probes them, found ``SEARCH_BATCH`` at a
+    time in ``pool``'s threads and kept small as each batch is found; None where ``points``
+    has no cells."""
+    first = points.cells_of(descriptors[:SEARCH_BATCH])
+    if first is None:
         return None
-    distances = np.concatenate([np.minimum(distances, FARTHEST).astype(np.uint8) for distances, _ in parts])
-    return _Cells(distances, np.concatenate([numbers.astype(np.int32) for _, numbers in parts]))
+    probed = first[1].shape[1]
+    cells = _Cells(np.empty((len(descriptors), probed), dtype=np.uint8), np.empty((len(descriptors), probed), dtype=np.int32))
+
+    def keep(rows: slice, found: Cells) -> None:
+        cells.distances[rows], cells.numbers[rows] = np.minimum(found[0], FARTHEST), found[1]
+
+    def look_up(rows: slice) -> None:
+        found = points.cells_of(descriptors[rows])
+        assert found is not None
+        keep(rows, found)
+
+    keep(slice(0, SEARCH_BATCH), first)
+    for _ in pool.map(look_up, [slice(start, start + SEARCH_BATCH) for start in range(SEARCH_BATCH, len(descriptors), SEARCH_BATCH)]):
+        pass
+    return cells
 
 
 def _slices(order: np.ndarray, size: int) -> Iterator[np.ndarray]:
