@@ -277,6 +277,7 @@ def keypoint_candidates(
             for found in pool.map(search, batches, [first_looks] * len(batches), starts):
                 for row, image, rank in found:
                     rank_of[row, image] = min(rank, rank_of.get((row, image), rank))
+            del first_looks  # before the next group's are searched
     return np.array(sorted((row, image, rank) for (row, image), rank in rank_of.items()), dtype=np.int64).reshape(-1, 3)
 
 
