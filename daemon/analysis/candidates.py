@@ -253,10 +253,11 @@ def keypoint_candidates(
     rank_of: dict[tuple[int, int], int] = {}
     neighbours = min(COMMON, points.points)
 
-    def search(batch: list[tuple[int, np.ndarray]], first_looks: Found, start: int) -> list[tuple[int, int, int]]:
+    def search(batch: list[tuple[int, np.ndarray]], first_looks: Found, offset: int) -> list[tuple[int, int, int]]:
+        """``offset``: where the batch's descriptors start among ``first_looks``'."""
         sizes = np.array([len(descriptors) for _, descriptors in batch], dtype=np.int64)
         descriptors = _stacked_sets(batch)
-        first_look = first_looks.of(start, start + len(descriptors))
+        first_look = first_looks.of(offset, offset + len(descriptors))
         distances, rows, commonplace = _nearest(points, descriptors, neighbours, hashes, first_look)
         starts = np.concatenate([[0], np.cumsum(sizes)])
         found: list[tuple[int, int, int]] = []
@@ -273,8 +274,8 @@ def keypoint_candidates(
         for group in _groups(searches, SEARCHED_TOGETHER):
             first_looks = search_together(points, _stacked_sets(group), min(FIRST_LOOK, neighbours), pool)
             batches = list(_batches(group, QUERY_BATCH))
-            starts = np.cumsum([0] + [sum(len(descriptors) for _, descriptors in batch) for batch in batches]).tolist()
-            for found in pool.map(search, batches, [first_looks] * len(batches), starts):
+            offsets = np.cumsum([0] + [sum(len(descriptors) for _, descriptors in batch) for batch in batches]).tolist()
+            for found in pool.map(search, batches, [first_looks] * len(batches), offsets):
                 for row, image, rank in found:
                     rank_of[row, image] = min(rank, rank_of.get((row, image), rank))
             del first_looks  # before the next group's are searched

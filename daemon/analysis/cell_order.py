@@ -76,7 +76,7 @@ def _cells_of(points: PointIndex, descriptors: np.ndarray, pool: ThreadPoolExecu
     """Each descriptor's nearest cells as the search probes them, found ``SEARCH_BATCH`` at a
     time in ``pool``'s threads and kept small as each batch is found; None where ``points``
     has no cells."""
-    first = points.cells_of(descriptors[:SEARCH_BATCH])
+    first = pool.submit(points.cells_of, descriptors[:SEARCH_BATCH]).result()
     if first is None:
         return None
     probed = first[1].shape[1]
