@@ -39,8 +39,8 @@ class Found:
     rows: np.ndarray  # int32[n, k]
 
     def of(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
-        """The found points of descriptors ``start`` to ``end`` as ``PointIndex.search`` gives them."""
-        return self.distances[start:end].astype(np.int32), self.rows[start:end].astype(np.int64)
+        """The distances and rows found for descriptors ``start`` to ``end``, kept small as they are."""
+        return self.distances[start:end], self.rows[start:end]
 
 
 def search_together(points: PointIndex, descriptors: np.ndarray, k: int, pool: ThreadPoolExecutor) -> Found:
