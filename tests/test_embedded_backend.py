@@ -826,7 +826,7 @@ def test_the_groups_of_a_bases_cells_are_made_once_for_its_build_and_the_parts_o
     other_pictures = store.points(keys[:45], load, queries=45)  # a base of other cells
 
     assert first_part.nearest_cells.coarse is next_part.nearest_cells.coarse is not None
-    assert built_alone == 1  # the build filed its points through the groups the search then used
+    assert built_alone == 1  # the groups the build filed its points through are the ones both parts searched through
     assert other_pictures.nearest_cells.coarse is not first_part.nearest_cells.coarse
     assert len(grouped) == 2
 
