@@ -71,6 +71,12 @@ class FileWriteError(DupeScannerError):
     """
 
 
+class NoRoomForIndex(DupeScannerError):
+    """The keypoint index of a large library finds no room beside the state, and is too large
+    to build in memory instead: the scan stops before it compares anything, the fingerprints
+    kept; it goes on once there is room."""
+
+
 class StateInUse(StateError):
     """Another process holds the state for a job that must be alone on it (the service,
     a repair); ``holder`` says which, as its lock file does."""

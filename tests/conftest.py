@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dupe_scanner.groups import DuplicateGroup, FileEntry
+from tests.disks import tmpfs_mounts
 from tests.report_helpers import ALERT, CANARY, OTHER_NAMES, SCRIPT_BREAKER, entry, group, make_image
 
 pytest_plugins = ["tests.flow_standin.fixtures"]
@@ -35,3 +36,10 @@ def groups(photos) -> list[DuplicateGroup]:
         group(p["plain.jpg"], [p["new\nline.jpg"]], [0.62]),
         group(p["ünïcödé 写真.jpg"], [p["q\"uote's & ampersand.png"], p["broken"]], [0.95, 0.61]),
     ]
+
+
+@pytest.fixture
+def tiny_disk():
+    """``tiny_disk(folder, size)``: a small tmpfs mounted at ``folder`` for the test (``tests.disks``)."""
+    with tmpfs_mounts() as mount:
+        yield mount

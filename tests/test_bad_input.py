@@ -13,7 +13,6 @@ driven in-process through the real ``Indexer``.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -33,6 +32,7 @@ import pytest
 from PIL import Image
 
 from tests.cli import call_main, run_cli, write_settings
+from tests.disks import fill
 from tests.photos import make_photo, save
 
 ODD_NAMES = [
@@ -291,34 +291,6 @@ def test_a_state_locked_by_another_process_is_one_clear_line(tmp_path):
         locker.rollback()
         locker.close()
     assert "1 new" in clean(call_main("index", "--dir", str(photos), config=settings, timeout=60)).stdout
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """Mount a small tmpfs at a folder; skipped where mounting is not permitted."""
-    mounted = []
-
-    def mount(folder: Path, size: str) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
-        mounted.append(folder)
-        return folder
-
-    yield mount
-    for folder in reversed(mounted):
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
-def fill(folder: Path, leave_bytes: int) -> Path:
-    """Fill the file system of ``folder`` until ``leave_bytes`` are free."""
-    stat = os.statvfs(folder)
-    filler = folder / "filler"
-    size = max(0, stat.f_bavail * stat.f_frsize - leave_bytes)
-    with open(filler, "wb") as handle, contextlib.suppress(OSError):
-        handle.write(b"\0" * size)
-    return filler
 
 
 def test_a_full_reports_disk_is_one_line_keeps_the_previous_reports_and_the_next_scan_works(tmp_path, tiny_disk):

@@ -14,6 +14,7 @@ from dupe_scanner.backends.embedded import EmbeddedBackend, _rows_among, _rows_i
 from dupe_scanner.errors import FileVanished, UnreadableImage
 from dupe_scanner.store.schema import features
 from tests.backend_helpers import verified_by
+from tests.disks import fill
 
 
 def photo(seed: int, size: tuple[int, int] = (640, 440)) -> Image.Image:
@@ -1093,6 +1094,107 @@ def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_sa
     assert len(shards) == 2 and "built in memory in one go" in caplog.text and "No space left on device" in caplog.text
     assert searched_alike(kept, pictures)
     assert not list(tmp_path.glob("*.shard"))  # the one written is gone too
+
+
+def test_a_base_too_large_for_memory_that_finds_no_room_beside_the_state_stops_before_its_build_with_the_room_it_needs(
+    tmp_path, monkeypatch, tiny_disk
+):
+    import dupe_scanner.backends.build_room as build_room
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+    from dupe_scanner.errors import NoRoomForIndex
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+    monkeypatch.setattr(build_room, "IN_MEMORY_MOST", 1000)  # 30 pictures' points are a large library here
+    state = tiny_disk(tmp_path / "state", "2m")
+    filler = fill(state, build_room.room_needed(30 * 160) - 64 * 1024)
+    loaded: list[str] = []
+
+    def load(some):
+        loaded.extend(some)
+        return [pictures[key] for key in some]
+
+    with pytest.raises(NoRoomForIndex) as stopped:
+        KeypointStore(state / "state.db.keypoints", "test-analyser").points(keys, load)
+
+    message = str(stopped.value)
+    assert f"no room for the keypoint index beside the state in {state}" in message
+    assert "needs about 0.4 MB free there for 4,800 points" in message and "are free" in message
+    assert "Free some space there, or move the state to a larger disk ([paths] state in settings.toml)" in message
+    assert len(loaded) == 10  # the sample that sized it: no training, no point filed
+    assert sorted(state.iterdir()) == [filler]
+
+    filler.unlink()
+    assert searched_alike(KeypointStore(state / "state.db.keypoints", "test-analyser").points(keys, load), pictures)
+
+
+def test_a_base_too_large_for_memory_whose_shards_fill_the_disk_midway_stops_the_scan_and_leaves_no_shard(tmp_path, monkeypatch):
+    import faiss
+
+    import dupe_scanner.backends.build_room as build_room
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+    from dupe_scanner.errors import NoRoomForIndex
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+    monkeypatch.setattr(build_room, "IN_MEMORY_MOST", 1000)
+    write = faiss.write_index_binary
+    shards: list[str] = []
+
+    def no_room_after_the_first_shard(index, path):
+        if path.endswith(".shard"):
+            shards.append(path)
+            if len(shards) > 1:
+                raise RuntimeError(f"Error: 'ret == (n)' failed: write error in {path}: No space left on device")
+        write(index, path)
+
+    monkeypatch.setattr(faiss, "write_index_binary", no_room_after_the_first_shard)
+    with pytest.raises(NoRoomForIndex, match=r"a shard of its build could not be written: .*No space left on device"):
+        KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+
+    assert len(shards) == 2 and not list(tmp_path.iterdir())
+
+
+def test_a_base_too_large_for_memory_whose_file_finds_no_room_stops_the_scan_and_leaves_no_shard(tmp_path, monkeypatch):
+    import dupe_scanner.backends.build_room as build_room
+    import dupe_scanner.backends.ivf_file as ivf_file
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+    from dupe_scanner.errors import NoRoomForIndex
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+    monkeypatch.setattr(build_room, "IN_MEMORY_MOST", 1000)
+
+    def no_room(index, shards, path):
+        import errno
+
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(ivf_file, "write_from_shards", no_room)
+    with pytest.raises(NoRoomForIndex, match="its file could not be written"):
+        KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
+
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_base_written_anew_on_a_disk_with_room_for_one_removes_the_kept_one_first(tmp_path, monkeypatch, tiny_disk, caplog):
+    import dupe_scanner.backends.build_room as build_room
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+    monkeypatch.setattr(build_room, "IN_MEMORY_MOST", 1000)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    state = tiny_disk(tmp_path / "state", "2m")
+    store = KeypointStore(state / "state.db.keypoints", "test-analyser")
+    store.points(keys, load)
+    kept = sum(path.stat().st_size for path in state.glob("*.ivf"))
+    copies_of(pictures, keys[:10], 1000, seed=3)  # a third more: the base is written anew
+    needed = build_room.room_needed(40 * 160)
+    filler = fill(state, needed - kept // 2)  # room for the new one once the old one is gone
+    caplog.set_level("INFO")
+
+    rewritten = store.points(sorted(pictures), load)
+
+    assert "the kept keypoint index is removed before it is built anew" in caplog.text
+    assert len(rewritten.kept.base.keys) == 40 and searched_alike(rewritten, pictures)
+    assert sorted(path.suffix for path in state.iterdir() if path != filler) == [".ivf", ".keypoints"]
 
 
 def test_a_full_scan_reads_the_pictures_keypoints_a_chunk_at_a_time_and_finds_the_same_pairs(backend, tmp_path, monkeypatch):

@@ -31,7 +31,8 @@ a span of cells at a time, each span's pages given back after it (``mapped_lists
 A large base is built a shard at a time (``SHARD_POINTS``), each written beside the state,
 and its file is written from the shards a span of cells at a time (``ivf_file``), then
 searched from it: the build holds one shard, never the base's lists. Merging segments writes
-them the same way.
+them the same way. A base too large to build in memory that finds no room for that beside the
+state stops the scan with the room it needs (``build_room``).
 
 The base is written anew when the new (segments and delta) or the gone outgrow
 ``REWRITE_SHARE`` of it, or its cells no longer suit the collection's size: each rewrite is
@@ -67,6 +68,7 @@ from dupe_scanner.analysis.candidates import (
     train_partition,
 )
 from dupe_scanner.backends import ivf_file, mapped_lists
+from dupe_scanner.backends.build_room import fits_in_memory, free_beside, no_room, room_needed
 from dupe_scanner.backends.hash_store import KeyColumn
 from dupe_scanner.backends.kept_arrays import UNREADABLE, read_arrays, write_arrays
 from dupe_scanner.backends.mapped_lists import MappedLists, near_cells_together
@@ -241,7 +243,9 @@ class KeypointStore:
             return self._rewrite(keys, load, None, queries)
         kept_rows, fresh = _rows_of(kept.keys, keys, encoded)
         if not _still_suits(kept, kept_rows, len(fresh)):
-            return self._rewrite(keys, load, kept, queries)
+            cells = kept.cells
+            del kept  # unmapped: its files' room is given to the new base where the disk has no more (``_make_room``)
+            return self._rewrite(keys, load, cells, queries)
         if len(fresh) >= SEGMENT_CONTENTS and kept.cells is not None:
             with_segment = self._with_segment(kept, [keys[row] for row in fresh], load)
             if with_segment is not None:
@@ -252,17 +256,19 @@ class KeypointStore:
         delta = _delta(kept, fresh, [keys[row] for row in fresh], load, searched, nearest_cells)
         return KeptPoints(kept, kept_rows, delta, nearest_cells)
 
-    def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, old: _Kept | None, queries: int) -> PointsInMemory | KeptPoints:
+    def _rewrite(self, keys: Sequence[str], load: LoadDescriptors, cells: np.ndarray | None, queries: int) -> PointsInMemory | KeptPoints:
         """A new base over every content of ``keys``, read ``LOAD_CHUNK`` contents at a time,
         searched from its file once written by a search of ``queries`` pictures: the memory that
-        built it is given back before the search."""
-        cells = old.cells if old is not None else None
+        built it is given back before the search. ``cells``: the kept base's, reused if they suit."""
         self._remove_stale_shards()
         reused = lambda expected: cells if cells is not None and _lists_suit(len(cells), expected) else None  # noqa: E731
-        index, counts, shards = _built(keys, load, reused, self._nearest_cells, self.keys_file)
+        index, counts, shards = _built(keys, load, reused, self._nearest_cells, self.keys_file, self._make_room)
         try:
             written = self._write_base(index, keys, counts, shards)
             if not written and shards:
+                if not fits_in_memory(int(counts.sum())):
+                    assert self.keys_file is not None
+                    raise no_room(self.keys_file, int(counts.sum()), "its file could not be written")
                 _copy_shards(cast(faiss.IndexBinaryIVF, index), shards)  # searched in memory this once
         finally:
             _remove_all(shards)
@@ -272,6 +278,23 @@ class KeypointStore:
         del index
         release_memory()
         return KeptPoints(kept, np.arange(len(keys)), _delta(kept, [], [], load, 0), self._nearest_cells_of_kept(kept, _searched(counts, queries)))
+
+    def _make_room(self, points: int) -> None:
+        """Room beside the state to build a base of ``points`` points in shards: the files of
+        the one it replaces go first where the disk has no room for both (no longer suited,
+        unreadable or of another analyser: a scan stopped midway would build anew too). Raises
+        ``NoRoomForIndex`` where there is none even so and the base is too large to build in
+        memory instead; a smaller one goes on, and is built in memory if its shards find no room."""
+        assert self.keys_file is not None
+        if free_beside(self.keys_file) >= room_needed(points):
+            return
+        if self._kept_files():
+            log.info("the kept keypoint index is removed before it is built anew: the disk beside the state has no room for both")
+            self._remove_unreferenced([])
+            if free_beside(self.keys_file) >= room_needed(points):
+                return
+        if not fits_in_memory(points):
+            raise no_room(self.keys_file, points)
 
     def _nearest_cells_of_kept(self, kept: _Kept, lookups: float) -> NearestCells | None:
         """How ``lookups`` descriptors find their nearest cells of ``kept``'s base, if it has cells."""
@@ -410,11 +433,15 @@ class KeypointStore:
 
     def _remove_unreferenced(self, parts: list[_Part]) -> None:
         """Kept index files no part of ``parts`` is: replaced, or written by a change that failed."""
-        assert self.keys_file is not None
         named = {part.name for part in parts}
-        for path in self.keys_file.parent.glob(f"{self.keys_file.name}.*"):
-            if path.suffix in KEPT_SUFFIXES and path.name not in named:
+        for path in self._kept_files():
+            if path.name not in named:
                 remove_quietly(path)
+
+    def _kept_files(self) -> list[Path]:
+        """The kept index files beside the keys file (a base, segments), named by it or not."""
+        assert self.keys_file is not None
+        return [path for path in self.keys_file.parent.glob(f"{self.keys_file.name}.*") if path.suffix in KEPT_SUFFIXES]
 
     def _remove_stale_shards(self) -> None:
         """Shards a build stopped midway left (one service per state: none is being written)."""
@@ -534,6 +561,7 @@ def _built(
     kept_cells: Callable[[int], np.ndarray | None],
     nearest_cells: Callable[[faiss.IndexBinaryIVF, float], NearestCells],
     shards_beside: Path | None = None,
+    make_room: Callable[[int], None] = lambda points: None,
 ) -> tuple[object, np.ndarray, list[Path]]:
     """An index over the descriptors of ``keys``, the points of each, and the shards holding
     them if there are any (the index is then empty), read a chunk at a time.
@@ -544,9 +572,13 @@ def _built(
     inverted lists.
     ``shards_beside``: a file the shards of a large index are written beside (``SHARD_POINTS``),
     for the caller to write the index from and remove; None builds it in memory in one go.
+    ``make_room(expected points)``: called before a build in shards starts; raises if there is no room.
     """
     sample = _sample(keys, load)
     expected = round(len(sample.descriptors) * len(keys) / max(1, sample.contents))
+    in_shards = shards_beside is not None and not searched_exhaustively(expected) and expected > SHARD_POINTS
+    if in_shards:
+        make_room(expected)  # before the cells are trained: minutes, at a million pictures
     cells = kept_cells(expected)
     if sample.counts is None and cells is None and _trains_on_everything(expected):
         sample = _whole(keys, load)  # training would read every content anyway: once is enough
@@ -557,9 +589,9 @@ def _built(
         return index, sample.counts, []
     del sample
     filing = nearest_cells(index, expected) if isinstance(index, faiss.IndexBinaryIVF) else None
-    if shards_beside is not None and isinstance(index, faiss.IndexBinaryIVF) and expected > SHARD_POINTS:
-        assert filing is not None
-        return _built_in_shards(index, keys, load, shards_beside, filing)
+    if in_shards:
+        assert filing is not None and shards_beside is not None
+        return _built_in_shards(index, keys, load, shards_beside, filing, expected)
     return index, _add_in_chunks(index, keys, load, filing), []
 
 
@@ -634,12 +666,12 @@ def _file(index, points: np.ndarray, nearest_cells: NearestCells | None) -> None
 
 
 def _built_in_shards(
-    index: faiss.IndexBinaryIVF, keys: Sequence[str], load: LoadDescriptors, beside: Path, nearest_cells: NearestCells
+    index: faiss.IndexBinaryIVF, keys: Sequence[str], load: LoadDescriptors, beside: Path, nearest_cells: NearestCells, expected: int
 ) -> tuple[faiss.IndexBinaryIVF, np.ndarray, list[Path]]:
     """``index`` (empty), the points of each content, and the shards of ``SHARD_POINTS``
     points holding them, written beside ``beside``: a build holds one shard at a time. A
     shard that cannot be written (a full disk) leaves the build to memory, in one go, as for
-    a small library."""
+    a small library, if the ``expected`` points fit there (``build_room``); else the scan stops."""
     centres = index.quantizer.reconstruct_n(0, index.nlist).astype(np.uint8)
     counts = np.zeros(len(keys), dtype=np.int64)
     files: list[Path] = []
@@ -647,11 +679,13 @@ def _built_in_shards(
         _write_shards(centres, keys, load, beside, counts, files, nearest_cells)
         return index, counts, files
     except (OSError, RuntimeError, FileWriteError) as error:
+        _remove_all(files)
+        if not fits_in_memory(expected):
+            raise no_room(beside, expected, f"a shard of its build could not be written: {error}") from None
         log.warning("the keypoint index is built in memory in one go: its shards cannot be kept beside the state (%s)", error)
     except BaseException:
         _remove_all(files)
         raise
-    _remove_all(files)
     whole = inverted_lists_in(centres)
     return whole, _add_in_chunks(whole, keys, load, nearest_cells), []
 
