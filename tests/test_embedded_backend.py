@@ -1072,23 +1072,30 @@ def test_the_base_is_written_anew_once_the_pictures_new_since_it_outgrow_a_quart
     assert sorted(path.suffix for path in tmp_path.iterdir()) == [".ivf", ".keypoints"]
 
 
-def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_same(tmp_path, monkeypatch, caplog):
+def no_room_after_the_first_shard(monkeypatch) -> list[str]:
+    """The shards' files a build writes from now on (their names, as it tries each), the
+    disk full after the first, as faiss says it."""
     import faiss
 
-    from dupe_scanner.backends.keypoint_store import KeypointStore
-
-    keys, pictures = a_library_in_shards(monkeypatch, 30)
     write = faiss.write_index_binary
     shards: list[str] = []
 
-    def no_room_after_the_first_shard(index, path):
+    def writes_one_shard(index, path):
         if path.endswith(".shard"):
             shards.append(path)
             if len(shards) > 1:
                 raise RuntimeError(f"Error: 'ret == (n)' failed: write error in {path}: No space left on device")
         write(index, path)
 
-    monkeypatch.setattr(faiss, "write_index_binary", no_room_after_the_first_shard)
+    monkeypatch.setattr(faiss, "write_index_binary", writes_one_shard)
+    return shards
+
+
+def test_a_base_whose_shards_find_no_room_is_built_in_memory_and_searches_the_same(tmp_path, monkeypatch, caplog):
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 30)
+    shards = no_room_after_the_first_shard(monkeypatch)
     kept = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
 
     assert len(shards) == 2 and "built in memory in one go" in caplog.text and "No space left on device" in caplog.text
@@ -1128,25 +1135,13 @@ def test_a_base_too_large_for_memory_that_finds_no_room_beside_the_state_stops_b
 
 
 def test_a_base_too_large_for_memory_whose_shards_fill_the_disk_midway_stops_the_scan_and_leaves_no_shard(tmp_path, monkeypatch):
-    import faiss
-
     import dupe_scanner.backends.build_room as build_room
     from dupe_scanner.backends.keypoint_store import KeypointStore
     from dupe_scanner.errors import NoRoomForIndex
 
     keys, pictures = a_library_in_shards(monkeypatch, 30)
     monkeypatch.setattr(build_room, "IN_MEMORY_MOST", 1000)
-    write = faiss.write_index_binary
-    shards: list[str] = []
-
-    def no_room_after_the_first_shard(index, path):
-        if path.endswith(".shard"):
-            shards.append(path)
-            if len(shards) > 1:
-                raise RuntimeError(f"Error: 'ret == (n)' failed: write error in {path}: No space left on device")
-        write(index, path)
-
-    monkeypatch.setattr(faiss, "write_index_binary", no_room_after_the_first_shard)
+    shards = no_room_after_the_first_shard(monkeypatch)
     with pytest.raises(NoRoomForIndex, match=r"a shard of its build could not be written: .*No space left on device"):
         KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, lambda some: [pictures[k] for k in some])
 
