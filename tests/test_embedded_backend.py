@@ -562,6 +562,40 @@ def test_an_index_written_from_its_shards_is_the_file_faiss_writes_for_its_lists
     assert (tmp_path / "from-shards.ivf").read_bytes() == (tmp_path / "in-memory.ivf").read_bytes()
 
 
+def test_a_shard_written_from_gives_back_its_pages_after_each_span_those_the_kernel_mapped_around_them_too(tmp_path, monkeypatch):
+    import faiss
+
+    import dupe_scanner.backends.ivf_file as ivf_file
+    from dupe_scanner.analysis.candidates import inverted_lists_in
+
+    rng = np.random.default_rng(11)
+    cells = rng.integers(0, 256, (1024, 32), dtype=np.uint8)
+    shard = inverted_lists_in(cells)
+    shard.add(rng.integers(0, 256, (200_000, 32), dtype=np.uint8))  # 8 MB of lists, about 8 KB each
+    faiss.write_index_binary(shard, str(tmp_path / "0.shard"))
+    mapped = ivf_file._Shard(tmp_path / "0.shard", 32)
+    seen = []
+    for first in range(0, 1024, 8):  # spans of 8 lists, each read whole, then given back, as a write does
+        end = first + 8
+        seen.append(int(mapped.bytes[mapped.starts[first] : mapped.starts[end]].sum()))
+        mapped.release(first, end)
+        assert resident_kb(tmp_path / "0.shard") <= 4 * 64, first  # the pages around the next span's first read at most
+    mapped.close()
+
+
+def resident_kb(path: Path) -> int:
+    """KB of the file at ``path`` in this process's memory: its mappings' resident pages."""
+    import re
+
+    resident, in_it = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line: its addresses, ..., its file
+            in_it = line.rstrip().endswith(str(path))
+        elif in_it and line.startswith("Rss:"):
+            resident += int(line.split()[1])
+    return resident
+
+
 def test_a_build_stopped_by_an_error_midway_leaves_no_shards_behind(tmp_path, monkeypatch):
     from dupe_scanner.backends.keypoint_store import KeypointStore
 

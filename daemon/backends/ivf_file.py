@@ -5,8 +5,8 @@ same cells (``keypoint_store``). The shards were then copied into one index in m
 lists of their exact size, and that index written: the build held the whole base (1.5 GB at
 a million pictures; the build's peak was 1.9 GB, and the scan's 2.3 GB with its workers).
 
-Here the file is written straight from the shards, a span of cells at a time, each shard
-mapped and its pages given back after each span (``mapped_lists``). The file is the one
+Here the file is written straight from the shards, a span of cells at a time, each shard's
+file mapped and its pages given back after each span. The file is the one
 faiss writes for an index whose lists are in memory, byte for byte (the header faiss writes
 for the index with empty lists, then its ``ilar`` lists: their sizes, then each list's codes
 and ids): faiss reads it, mapped, as any other. Merging segments writes them the same way.
@@ -14,6 +14,8 @@ and ids): faiss reads it, mapped, as any other. Merging segments writes them the
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,9 +23,14 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from dupe_scanner.backends.mapped_lists import MappedLists
+from dupe_scanner.backends.mapped_lists import PAGE
 
 ID_BYTES = 8  # faiss's idx_t
+# Reading a page of a mapped file, the kernel maps the pages around it it has cached (64 KB
+# on Linux by default): the pages of the span before, given back already, came back with
+# each span's first read, and stayed, 2.3 MB a span from 80 shards, most of the 1.4 GB of
+# file pages a build held at a million camera photographs. A span's release takes them too.
+FAULT_AROUND = 256 << 10
 WRITE_BYTES = 16 << 20  # lists gathered before each write (held twice: the shards' pages, the copy)
 
 
@@ -31,47 +38,92 @@ def write_from_shards(cells: faiss.IndexBinaryIVF, shards: Sequence[Path], desti
     """Write an index in the cells of ``cells`` (an empty index) holding the points of
     ``shards`` (index files in the same cells), each shard's numbered on from the last one's,
     to ``destination``; the points written. Raises ``OSError`` if it cannot be written."""
-    mapped = [_Shard(path, cells.code_size) for path in shards]
-    sizes = np.stack([shard.sizes for shard in mapped]) if mapped else np.zeros((0, cells.nlist), dtype=np.int64)
+    mapped: list[_Shard] = []
+    try:
+        for path in shards:
+            mapped.append(_Shard(path, cells.code_size))
+        return _written(cells, mapped, destination)
+    finally:
+        for shard in mapped:
+            shard.close()
+
+
+def _written(cells: faiss.IndexBinaryIVF, shards: list[_Shard], destination: Path) -> int:
+    # A list's size in int32 (a shard's or a segment's holds far fewer points): a row
+    # for every shard and a column for every cell, 32 MB at a million camera photographs.
+    sizes = np.stack([shard.sizes() for shard in shards]) if shards else np.zeros((0, cells.nlist), dtype=np.int32)
     if sizes.shape[1] != cells.nlist:
-        raise OSError(f"{', '.join(map(str, shards))}: not in the index's {cells.nlist} cells")
-    firsts = np.concatenate([[0], np.cumsum(sizes.sum(axis=1))])
+        raise OSError(f"{', '.join(str(shard.path) for shard in shards)}: not in the index's {cells.nlist} cells")
+    firsts = np.concatenate([[0], np.cumsum(sizes.sum(axis=1, dtype=np.int64))])
     with open(destination, "wb") as out:
         out.write(_header(cells, int(firsts[-1])))
-        out.write(_list_sizes(cells, sizes.sum(axis=0)))
+        out.write(_list_sizes(cells, sizes.sum(axis=0, dtype=np.int64)))
         for first, end in _spans(sizes, cells.code_size):
-            out.write(b"".join(_lists(mapped, sizes, firsts[:-1], first, end)))
-            for shard in mapped:
+            out.write(b"".join(_lists(shards, sizes, firsts[:-1], first, end)))
+            for shard in shards:
                 shard.release(first, end)
     return int(firsts[-1])
 
 
-class _Shard(MappedLists):
-    """A shard's lists, mapped: each cell's size, codes and ids."""
+class _Shard:
+    """A shard's lists, mapped from its file: where each cell's list starts, its codes and ids.
+
+    faiss reads the file only to say where its lists lie; its index is then let go and the
+    file mapped here. Kept, faiss's index held each shard's cell centres and list table in
+    memory and the pages it had read of the file's head: at a million camera photographs (160
+    shards of 50,588 cells) 885 MB of the process's own memory and 1.4 GB of file pages, the
+    build's peak (``bench/README.md``, "A camera's 160 points a picture")."""
 
     def __init__(self, path: Path, code_size: int):
-        index = faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
-        lists = faiss.downcast_InvertedLists(index.invlists) if isinstance(index, faiss.IndexBinaryIVF) else None
-        if not isinstance(index, faiss.IndexBinaryIVF) or not isinstance(lists, faiss.OnDiskInvertedLists) or index.code_size != code_size:
-            raise OSError(f"{path}: not an index of inverted lists of {code_size}-byte codes")
-        super().__init__(index, lists)
-        # Looked up once: a list's place is asked for at every cell of every shard. A mapped
-        # list's capacity is its size, and each follows the one before.
-        self.starts = np.array([super(_Shard, self).start(cell) for cell in range(self.cells + 1)], dtype=np.int64)
-        self.sizes = np.diff(self.starts) // (code_size + ID_BYTES)
-        self.code_size = code_size
-        self.bytes = faiss.rev_swig_ptr(lists.ptr, lists.totsize) if self.size else np.zeros(0, np.uint8)
+        self.path, self.code_size = path, code_size
+        # Each list's offset in the file (its codes, then its ids), then the file's end: a
+        # list's capacity in a written file is its size, and each follows the one before.
+        self.starts = _list_starts(path, code_size)
+        with open(path, "rb") as file:
+            self.mapping = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        self.bytes = np.frombuffer(self.mapping, dtype=np.uint8)
 
-    def start(self, cell: int) -> int:
-        return int(self.starts[min(cell, self.cells)])
+    def sizes(self) -> np.ndarray:
+        """int32[cells]: the points in each cell's list."""
+        return (np.diff(self.starts) // (self.code_size + ID_BYTES)).astype(np.int32)
 
-    def codes(self, cell: int) -> np.ndarray:
+    def codes(self, cell: int, size: int) -> np.ndarray:
         start = int(self.starts[cell])
-        return self.bytes[start : start + int(self.sizes[cell]) * self.code_size]
+        return self.bytes[start : start + size * self.code_size]
 
-    def ids(self, cell: int) -> np.ndarray:
-        start = int(self.starts[cell]) + int(self.sizes[cell]) * self.code_size
-        return self.bytes[start : start + int(self.sizes[cell]) * ID_BYTES].view("<i8")
+    def ids(self, cell: int, size: int) -> np.ndarray:
+        start = int(self.starts[cell]) + size * self.code_size
+        return self.bytes[start : start + size * ID_BYTES].view("<i8")
+
+    def release(self, first: int, end: int) -> None:
+        """Give back this process's pages of the lists of cells ``[first, end)`` (partial
+        pages at either end too: the next span maps them again from the page cache), and
+        those just before them, which the kernel maps beside the pages read (``FAULT_AROUND``)."""
+        start = max(0, int(self.starts[first]) - FAULT_AROUND) // PAGE * PAGE
+        stop = min(len(self.mapping), -(-int(self.starts[end]) // PAGE) * PAGE)
+        if stop > start:
+            with contextlib.suppress(OSError, ValueError):  # only the memory figure suffers
+                self.mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+    def close(self) -> None:
+        """Unmap the file now, unless views of it are still held (by an error's traceback,
+        say): then when the last goes."""
+        del self.bytes
+        with contextlib.suppress(BufferError):
+            self.mapping.close()
+
+
+def _list_starts(path: Path, code_size: int) -> np.ndarray:
+    """int64[cells + 1]: where each list of the index file at ``path`` starts, then the file's end."""
+    try:
+        index = faiss.read_index_binary(str(path), faiss.IO_FLAG_MMAP)
+    except RuntimeError as error:
+        raise OSError(f"{path}: cannot be read as a keypoint index ({error})") from None
+    lists = faiss.downcast_InvertedLists(index.invlists) if isinstance(index, faiss.IndexBinaryIVF) else None
+    if not isinstance(index, faiss.IndexBinaryIVF) or not isinstance(lists, faiss.OnDiskInvertedLists) or index.code_size != code_size:
+        raise OSError(f"{path}: not an index of inverted lists of {code_size}-byte codes")
+    table = lists.lists
+    return np.array([table.at(cell).offset for cell in range(index.nlist)] + [lists.totsize], dtype=np.int64)  # type: ignore[attr-defined]  # a SWIG vector
 
 
 def _header(cells: faiss.IndexBinaryIVF, points: int) -> bytes:
@@ -114,8 +166,8 @@ def _lists(shards: list[_Shard], sizes: np.ndarray, firsts: np.ndarray, first: i
     shard's in turn (views of the mapped shards), then their ids, each shard's numbered on
     from ``firsts`` of it."""
     for cell in range(first, end):
-        held = [(shard, int(offset)) for shard, size, offset in zip(shards, sizes[:, cell], firsts, strict=True) if size]
-        for shard, _ in held:
-            yield shard.codes(cell).data
-        for shard, offset in held:
-            yield (shard.ids(cell) + offset).data
+        held = [(shard, int(size), int(offset)) for shard, size, offset in zip(shards, sizes[:, cell], firsts, strict=True) if size]
+        for shard, size, _ in held:
+            yield shard.codes(cell, size).data
+        for shard, size, offset in held:
+            yield (shard.ids(cell, size) + offset).data
