@@ -583,6 +583,35 @@ def test_a_shard_written_from_gives_back_its_pages_after_each_span_those_the_ker
     mapped.close()
 
 
+def test_an_index_is_written_from_more_shards_than_the_soft_limit_of_open_files_allows(tmp_path):
+    import subprocess
+    import sys
+
+    script = """
+import resource, sys
+from pathlib import Path
+import faiss, numpy as np
+from dupe_scanner.analysis.candidates import inverted_lists_in
+from dupe_scanner.backends import ivf_file
+
+folder = Path(sys.argv[1])
+rng = np.random.default_rng(12)
+cells = rng.integers(0, 256, (16, 32), dtype=np.uint8)
+shards = []
+for number in range(300):
+    shard = inverted_lists_in(cells)
+    shard.add(rng.integers(0, 256, (10, 32), dtype=np.uint8))
+    shards.append(folder / f"{number}.shard")
+    faiss.write_index_binary(shard, str(shards[-1]))
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))  # as a service may start
+print(ivf_file.write_from_shards(inverted_lists_in(cells), shards, folder / "base.ivf"))
+"""
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["3000"]
+
+
 def resident_kb(path: Path) -> int:
     """KB of the file at ``path`` in this process's memory: its mappings' resident pages."""
     import re

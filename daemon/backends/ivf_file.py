@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import resource
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ ID_BYTES = 8  # faiss's idx_t
 # file pages a build held at a million camera photographs. A span's release takes them too.
 FAULT_AROUND = 256 << 10
 WRITE_BYTES = 16 << 20  # lists gathered before each write (held twice: the shards' pages, the copy)
+OTHER_OPEN_FILES = 256  # beside the shards: the state, its indexes, the watches, the workers' pipes
 
 
 def write_from_shards(cells: faiss.IndexBinaryIVF, shards: Sequence[Path], destination: Path) -> int:
@@ -39,6 +41,7 @@ def write_from_shards(cells: faiss.IndexBinaryIVF, shards: Sequence[Path], desti
     ``shards`` (index files in the same cells), each shard's numbered on from the last one's,
     to ``destination``; the points written. Raises ``OSError`` if it cannot be written."""
     mapped: list[_Shard] = []
+    _allow_open_files(len(shards) + OTHER_OPEN_FILES)
     try:
         for path in shards:
             mapped.append(_Shard(path, cells.code_size))
@@ -46,6 +49,17 @@ def write_from_shards(cells: faiss.IndexBinaryIVF, shards: Sequence[Path], desti
     finally:
         for shard in mapped:
             shard.close()
+
+
+def _allow_open_files(count: int) -> None:
+    """Let this process hold ``count`` files open, up to its hard limit: each mapped shard
+    holds its file open (Python's ``mmap``), 160 of them at a million camera photographs,
+    and systemd starts a service with a soft limit of 1,024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < count:
+        wanted = count if hard == resource.RLIM_INFINITY else min(count, hard)
+        with contextlib.suppress(ValueError, OSError):  # else a shard past the limit fails to open: the build's error says so
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _written(cells: faiss.IndexBinaryIVF, shards: list[_Shard], destination: Path) -> int:
