@@ -53,7 +53,7 @@ def write_from_shards(cells: faiss.IndexBinaryIVF, shards: Sequence[Path], desti
 
 def _allow_open_files(count: int) -> None:
     """Let this process hold ``count`` files open, up to its hard limit: each mapped shard
-    holds its file open (Python's ``mmap``), 160 of them at a million camera photographs,
+    holds its file open (Python's ``mmap``), 125 of them at a million camera photographs,
     and systemd starts a service with a soft limit of 1,024."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < count:
@@ -84,9 +84,9 @@ class _Shard:
 
     faiss reads the file only to say where its lists lie; its index is then let go and the
     file mapped here. Kept, faiss's index held each shard's cell centres and list table in
-    memory and the pages it had read of the file's head: at a million camera photographs (160
-    shards of 50,588 cells) 885 MB of the process's own memory and 1.4 GB of file pages, the
-    build's peak (``bench/README.md``, "A camera's 160 points a picture")."""
+    memory: at a million camera photographs (125 shards of 50,588 cells) most of the 885 MB
+    of the process's own memory at the build's peak (``bench/README.md``, "A million camera
+    photographs, and the pages of the build's shards")."""
 
     def __init__(self, path: Path, code_size: int):
         self.path, self.code_size = path, code_size
