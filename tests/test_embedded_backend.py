@@ -579,7 +579,7 @@ def test_a_shard_written_from_gives_back_its_pages_after_each_span_those_the_ker
         end = first + 8
         seen.append(int(mapped.bytes[mapped.starts[first] : mapped.starts[end]].sum()))
         mapped.release(first, end)
-        assert resident_kb(tmp_path / "0.shard") <= 4 * 64, first  # the pages around the next span's first read at most
+        assert resident_bytes(tmp_path / "0.shard") <= 4 * 64 << 10, first  # the pages around the next span's first read at most
     mapped.close()
 
 
@@ -610,19 +610,6 @@ print(ivf_file.write_from_shards(inverted_lists_in(cells), shards, folder / "bas
 
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["3000"]
-
-
-def resident_kb(path: Path) -> int:
-    """KB of the file at ``path`` in this process's memory: its mappings' resident pages."""
-    import re
-
-    resident, in_it = 0, False
-    for line in Path("/proc/self/smaps").read_text().splitlines():
-        if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):  # a mapping's first line: its addresses, ..., its file
-            in_it = line.rstrip().endswith(str(path))
-        elif in_it and line.startswith("Rss:"):
-            resident += int(line.split()[1])
-    return resident
 
 
 def test_a_build_stopped_by_an_error_midway_leaves_no_shards_behind(tmp_path, monkeypatch):

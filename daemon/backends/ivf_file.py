@@ -24,13 +24,15 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from dupe_scanner.backends.mapped_lists import PAGE
+from dupe_scanner.backends.mapped_lists import released
 
 ID_BYTES = 8  # faiss's idx_t
 # Reading a page of a mapped file, the kernel maps the pages around it it has cached (64 KB
 # on Linux by default): the pages of the span before, given back already, came back with
 # each span's first read, and stayed, 2.3 MB a span from 80 shards, most of the 1.4 GB of
-# file pages a build held at a million camera photographs. A span's release takes them too.
+# file pages a build held at a million camera photographs. The writer reads the shards in
+# one pass, so a span's release takes them too; a search, whose threads read neighbouring
+# spans at once, gives back its span's pages alone (``mapped_lists``).
 FAULT_AROUND = 256 << 10
 WRITE_BYTES = 16 << 20  # lists gathered before each write (held twice: the shards' pages, the copy)
 OTHER_OPEN_FILES = 256  # beside the shards: the state, its indexes, the watches, the workers' pipes
@@ -110,11 +112,9 @@ class _Shard:
         return self.bytes[start : start + size * ID_BYTES].view("<i8")
 
     def release(self, first: int, end: int) -> None:
-        """Give back this process's pages of the lists of cells ``[first, end)`` (partial
-        pages at either end too: the next span maps them again from the page cache), and
-        those just before them, which the kernel maps beside the pages read (``FAULT_AROUND``)."""
-        start = max(0, int(self.starts[first]) - FAULT_AROUND) // PAGE * PAGE
-        stop = min(len(self.mapping), -(-int(self.starts[end]) // PAGE) * PAGE)
+        """Give back this process's pages of the lists of cells ``[first, end)``, and those
+        the kernel mapped back before them (``FAULT_AROUND``)."""
+        start, stop = released(int(self.starts[first]), int(self.starts[end]), len(self.mapping), FAULT_AROUND)
         if stop > start:
             with contextlib.suppress(OSError, ValueError):  # only the memory figure suffers
                 self.mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)

@@ -266,9 +266,9 @@ class KeypointStore:
         try:
             written = self._write_base(index, keys, counts, shards)
             if not written and shards:
-                if not fits_in_memory(int(counts.sum())):
+                if not fits_in_memory(points := int(counts.sum())):
                     assert self.keys_file is not None
-                    raise no_room(self.keys_file, int(counts.sum()), "its file could not be written")
+                    raise no_room(self.keys_file, points, "its file could not be written")
                 _copy_shards(cast(faiss.IndexBinaryIVF, index), shards)  # searched in memory this once
         finally:
             _remove_all(shards)

@@ -52,6 +52,13 @@ PAGE = mmap.PAGESIZE
 GROUPED_CELLS = 256
 
 
+def released(start: int, stop: int, size: int, before: int = 0) -> tuple[int, int]:
+    """The page-aligned range of a mapping of ``size`` bytes to give back for the bytes
+    ``[start, stop)`` just read: partial pages at either end too (a thread still reading them
+    maps them again from the page cache), and the ``before`` bytes before them."""
+    return max(0, start - before) // PAGE * PAGE, min(size, -(-stop // PAGE) * PAGE)
+
+
 class MappedLists:
     """The inverted lists of a faiss index read with ``IO_FLAG_MMAP``: where each cell's list
     starts in the mapping, and a way to give back the pages of a span of cells."""
@@ -88,10 +95,8 @@ class MappedLists:
         return spans
 
     def release(self, first: int, end: int) -> None:
-        """Give back this process's pages of the lists of cells ``[first, end)``. Partial pages
-        at either end go too: a thread still reading them maps them again from the cache."""
-        start = self.start(first) // PAGE * PAGE
-        stop = min(self.size, -(-self.start(end) // PAGE) * PAGE)
+        """Give back this process's pages of the lists of cells ``[first, end)`` (``released``)."""
+        start, stop = released(self.start(first), self.start(end), self.size)
         if stop > start:
             _dont_need(self.address + start, stop - start)
 
