@@ -3,6 +3,9 @@
 1. Builds (or reuses) the labelled set under ``--root`` (see bench/dataset.py).
 2. Runs dupe-scanner's embedded backend through its real CLI at its default settings:
    ``dupe-scanner --config X index --dir IMAGES`` then ``scan``, and reads duplicates.details.json.
+   With ``--arrivals N``, the pictures come in N batches instead, in a random order, each
+   indexed and then scanned, as the service meets a library that grows: each scan compares
+   only what is new, so each picture is searched among those that came before it alone.
 3. Runs imagededup's PHash, DHash, WHash and AHash in the bench's own environment; each
    method's threshold is chosen for the best F1 on the *tuning* split.
 4. Prints pair precision, recall, F1 and recall per kind and strength on the *report* split
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -32,6 +37,7 @@ PEER_METHODS = ("PHash", "DHash", "WHash", "AHash")
 PEER_MAX_DISTANCE = 24
 DEFAULT_THRESHOLD = 0.6
 EXACT_THRESHOLD = 0.9
+OURS = "dupe-scanner (embedded, default 0.6)"
 
 
 def main() -> int:
@@ -48,7 +54,13 @@ def main() -> int:
         "--speed-only", action="store_true",
         help="score the last detection runs again (as --reuse) and run only the 12 MP speed runs afresh, every tool in the same run",
     )
+    parser.add_argument(
+        "--arrivals", type=int, default=1,
+        help="index and scan the set in this many batches, in a random order, as a library that grows (default 1: one index, one first scan)",
+    )
     args = parser.parse_args()
+    if args.arrivals < 1:
+        parser.error("--arrivals: at least 1 batch")
 
     skimage_dir = _skimage_data()
     seeds = find_seeds(skimage_dir)
@@ -77,9 +89,10 @@ def main() -> int:
     say(f"left out of the scoring (blank pictures, no detail at all): {', '.join(labels['excluded']) or 'none'}")
 
     reuse_detection = args.reuse or args.speed_only
-    ours, ours_run = run_dupe_scanner(images, args.root / "runs" / "labelled", reuse=reuse_detection)
+    runs = args.root / "runs" / ("labelled" if args.arrivals == 1 else f"labelled-{args.arrivals}-arrivals")
+    ours, ours_run = run_dupe_scanner(images, runs, reuse=reuse_detection, arrivals=args.arrivals)
     results: dict[str, tuple[Result, str, dict]] = {}
-    results["dupe-scanner (embedded, default 0.6)"] = (evaluate(labels, ours, DEFAULT_THRESHOLD, "report"), "0.6", ours_run)
+    results[OURS] = (evaluate(labels, ours, DEFAULT_THRESHOLD, "report"), "0.6", ours_run)
     tune = evaluate(labels, ours, DEFAULT_THRESHOLD, "tune")
 
     peer_runs = {}
@@ -102,7 +115,7 @@ def main() -> int:
 
     print_tables(say, results, tune, speed, labels)
     if args.details:
-        result = results["dupe-scanner (embedded, default 0.6)"][0]
+        result = results[OURS][0]
         for miss in result.misses:
             say(f"MISS {miss}")
         for fp in result.false_positives:
@@ -170,10 +183,14 @@ def _rss(process: psutil.Process) -> int:
         return 0
 
 
-def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True, reuse: bool = False) -> tuple[dict[tuple[str, str], float], dict]:
-    """Index and scan ``images`` with the real CLI at default settings; pairs by image name."""
+def run_dupe_scanner(
+    images: Path, workdir: Path, scan: bool = True, reuse: bool = False, arrivals: int = 1
+) -> tuple[dict[tuple[str, str], float], dict]:
+    """Index and scan ``images`` with the real CLI at default settings; pairs by image name.
+    ``arrivals``: in that many batches (``arriving``), each indexed and then scanned."""
+    scanned = images if arrivals == 1 else workdir / "images"
     if reuse and (workdir / "run.json").exists():
-        return (_read_details(images, workdir) if scan else {}), json.loads((workdir / "run.json").read_text())
+        return (_read_details(scanned, workdir) if scan else {}), json.loads((workdir / "run.json").read_text())
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -181,18 +198,47 @@ def run_dupe_scanner(images: Path, workdir: Path, scan: bool = True, reuse: bool
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
     cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
     count = sum(1 for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
-    print(f"dupe-scanner: indexing {count} images in {images}", flush=True)
-    index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(images)], cwd=workdir)
-    run = {"images": count, "index_seconds": index_seconds, "peak_bytes": index_peak}
+    batches = f" in {arrivals} batches" if arrivals > 1 else ""
+    print(f"dupe-scanner: indexing {count} images in {images}{batches}", flush=True)
+    run = {"images": count, "index_seconds": 0.0, "scan_seconds": 0.0, "peak_bytes": 0, "arrivals": arrivals}
+    for _ in arriving(images, scanned, arrivals):
+        index_seconds, index_peak, _ = measured([*cli, "index", "--dir", str(scanned)], cwd=workdir)
+        run.update(index_seconds=run["index_seconds"] + index_seconds, peak_bytes=max(run["peak_bytes"], index_peak))
+        if scan:
+            scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)
+            run.update(scan_seconds=run["scan_seconds"] + scan_seconds, peak_bytes=max(run["peak_bytes"], scan_peak))
     if not scan:
+        del run["scan_seconds"]
         (workdir / "run.json").write_text(json.dumps(run))
         return {}, run
-    scan_seconds, scan_peak, _ = measured([*cli, "scan"], cwd=workdir)
-    run.update(scan_seconds=scan_seconds, peak_bytes=max(index_peak, scan_peak))
     (workdir / "run.json").write_text(json.dumps(run))
-    scored = _read_details(images, workdir)
-    print(f"dupe-scanner: index {index_seconds:.1f}s, scan {scan_seconds:.1f}s, {len(scored)} pairs reported", flush=True)
+    scored = _read_details(scanned, workdir)
+    print(f"dupe-scanner: index {run['index_seconds']:.1f}s, scan {run['scan_seconds']:.1f}s{batches}, {len(scored)} pairs reported", flush=True)
     return scored, run
+
+
+ARRIVAL_ORDER_SEED = 11
+
+
+def arriving(images: Path, staging: Path, batches: int) -> Iterator[None]:
+    """Yields once for each of ``batches`` batches of the files under ``images``, the batch
+    having been linked into ``staging`` under the same relative paths (hard links; copies
+    where the two lie on other file systems). The files come in a random order, the same
+    at every run. With one batch, yields once and links nothing: ``images`` is scanned."""
+    if batches == 1:
+        yield
+        return
+    files = sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
+    random.Random(ARRIVAL_ORDER_SEED).shuffle(files)
+    for batch in range(batches):
+        for source in files[batch * len(files) // batches : (batch + 1) * len(files) // batches]:
+            target = staging / source.relative_to(images)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.hardlink_to(source)
+            except OSError:
+                shutil.copy2(source, target)
+        yield
 
 
 def _read_details(images: Path, workdir: Path) -> dict[tuple[str, str], float]:
