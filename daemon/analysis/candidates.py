@@ -21,8 +21,12 @@ Each query's nearest older hash neighbour within ``ALIKE_BITS`` is its twin cand
 
 Each pair is asked from one side only: its newer picture's search, among the pictures that
 came before it (``age``). Every search keeps a bounded number of keypoint candidates, so
-which side asks matters; asking from the newer side gives the same candidates whether the
-whole library is scanned at once or each picture was scanned as it arrived.
+which side asks matters. Asked from the newer side, the hash's candidates are the same
+whether the whole library is scanned at once or each picture was scanned as it arrived; the
+keypoints' are not: a whole library's search finds each descriptor's nearest points among
+every picture, newer ones too, before it keeps the older ones', so it proposes fewer (73,010
+against 135,206 in the labelled set: bench/README.md, "Tried and not kept: a full comparison
+reading only older pictures' points").
 """
 
 from __future__ import annotations
