@@ -197,7 +197,7 @@ def run_dupe_scanner(
     config = workdir / "settings.toml"
     config.write_text('[paths]\nstate = "state/state.db"\nreports = "reports"\n')
     cli = [sys.executable, "-m", "dupe_scanner", "--config", str(config)]
-    count = sum(1 for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
+    count = len(_pictures(images))
     batches = f" in {arrivals} batches" if arrivals > 1 else ""
     print(f"dupe-scanner: indexing {count} images in {images}{batches}", flush=True)
     run = {"images": count, "index_seconds": 0.0, "scan_seconds": 0.0, "peak_bytes": 0, "arrivals": arrivals}
@@ -228,7 +228,7 @@ def arriving(images: Path, staging: Path, batches: int) -> Iterator[None]:
     if batches == 1:
         yield
         return
-    files = sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = _pictures(images)
     random.Random(ARRIVAL_ORDER_SEED).shuffle(files)
     for batch in range(batches):
         for source in files[batch * len(files) // batches : (batch + 1) * len(files) // batches]:
@@ -239,6 +239,11 @@ def arriving(images: Path, staging: Path, batches: int) -> Iterator[None]:
             except OSError:
                 shutil.copy2(source, target)
         yield
+
+
+def _pictures(images: Path) -> list[Path]:
+    """The files under ``images`` (hidden ones left out), in name order."""
+    return sorted(p for p in images.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def _read_details(images: Path, workdir: Path) -> dict[tuple[str, str], float]:
