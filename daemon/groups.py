@@ -2,7 +2,8 @@
 
 The rule: a group has an *anchor*, every other member matches the anchor at or above the
 threshold and agrees with the members already in: of those it was compared with, it
-matches at least twice as many as it is far apart from (``DISSENT``). Far apart means the
+matches at least twice as many as it is far apart from (``DISSENT``); and once the group is
+formed, at least as many of the whole group (``DISSENT_IN_GROUP``). Far apart means the
 pair was compared and scored below ``kinship`` (0.5 by default: two edits of one photo
 still resemble each other that much). So a chain A~B~C where A and C are far apart never
 puts A and C in one group just because B sits between them, and a picture that matches the
@@ -40,6 +41,13 @@ from dupe_scanner.settings import KeepSettings
 EXACT_SCORE = 0.9  # Flow's scale: at or above, no visible change
 KINSHIP = 0.5  # below this, two images are far apart
 DISSENT = 0.5  # a member may be far apart from at most this many members per member it matches
+# ...of the members taken before it; of the whole group once formed, at most as many as it
+# matches (``_agreeing``). Looser, as a group's later members are its anchor's weaker matches:
+# crops and hue changes, far apart from each other. On the labelled set's tune split, the
+# members the whole group disagrees with most are a hue change (matching 13 members, far
+# apart from 7) and a crop of 40 % (27 and 14); another shot of a scene taken into a family
+# of 48 matched 1 and was far apart from 13.
+DISSENT_IN_GROUP = 1.0
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,30 @@ def _gather(
         if far <= DISSENT * matched:
             members.append(candidate)
             taken.add(candidate)
-    return members
+    return _agreeing(members, verdicts)
+
+
+def _agreeing(members: list[str], verdicts: Callable[[str, set[str]], tuple[int, int]]) -> list[str]:
+    """``members`` (the anchor first) without those the whole group disagrees with.
+
+    A member is taken on the agreement of the members taken before it, and the anchor's
+    matches are taken strongest first: one that matches the anchor as weakly as its copies
+    do (a greyscale anchor, whose every match is at the floor) may come early, when the few
+    members in were never compared with it, and stay while every later one is far apart
+    from it (another shot of the scene, in a family of 48). So each is held to the rule
+    against the whole group too; the one most in dissent leaves first, as its leaving
+    changes the others' counts."""
+    inside = set(members)
+    while True:
+        dissent = {}
+        for member in members[1:]:
+            if member in inside:
+                matched, far = verdicts(member, inside - {member})
+                if far > DISSENT_IN_GROUP * matched:
+                    dissent[member] = far / max(matched, 1)
+        if not dissent:
+            return [member for member in members if member in inside]
+        inside.remove(max(sorted(dissent), key=dissent.__getitem__))
 
 
 def _settle(anchor: str, members: list[str], remaining: nx.Graph, floor: float) -> list[str]:

@@ -80,6 +80,32 @@ def test_a_mistaken_match_with_the_anchor_stays_out_when_the_rest_of_the_group_d
     assert set(group.paths) == {"original", *copies}
 
 
+def test_a_mistaken_match_taken_before_the_members_that_disagree_with_it_leaves_the_group():
+    # A greyscale copy matches everything at the floor, another shot of the scene too. Taken in
+    # turn by name, the other shot comes after a few copies it was never compared with, and
+    # before the copies it was compared with and found far from.
+    copies = ["a-copy1", "a-copy2", "a-copy3", *(f"c-copy{n}" for n in range(4, 10))]
+    entries = [entry(p) for p in ["greyscale", "b-other-shot", *copies]]
+    pairs = [pair("greyscale", other, 0.61) for other in ["b-other-shot", *copies]]
+    pairs += [pair(a, b, 0.95) for i, a in enumerate(copies) for b in copies[i + 1 :]]
+    pairs += [pair("b-other-shot", c, 0.48) for c in copies if c.startswith("c-")]
+    (group,) = group_duplicates(entries, pairs, 0.6, unscored_are_far=False)
+    assert set(group.paths) == {"greyscale", *copies}
+
+
+def test_a_member_far_apart_from_fewer_of_the_group_than_it_matches_stays():
+    # A hue change matches the original and its copies; three crops, taken after it, match
+    # them too but are far from the hue change: it matches 4 members and is far from 3.
+    copies, crops = ["copy1", "copy2", "copy3"], ["crop1", "crop2", "crop3"]
+    entries = [entry(p) for p in ["original", *copies, "hue", *crops]]
+    pairs = [pair(a, b, 0.95) for i, a in enumerate(["original", *copies]) for b in copies[i:]]
+    pairs += [pair("hue", other, 0.9) for other in ["original", *copies]]
+    pairs += [pair(crop, other, 0.7) for crop in crops for other in ["original", *copies]]
+    pairs += [pair(crop, "hue", 0.3) for crop in crops]
+    (group,) = group_duplicates(entries, pairs, 0.6, unscored_are_far=False)
+    assert set(group.paths) == {"original", *copies, "hue", *crops}
+
+
 def test_a_picture_tied_more_strongly_to_its_own_copies_leaves_a_group_it_joined_through_an_overlay():
     ours = ["a", "a-copy1", "a-copy2", "a-copy3", "a-copy4"]
     theirs = ["b", "b-copy1", "b-copy2"]
