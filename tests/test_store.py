@@ -452,3 +452,75 @@ def test_copies_and_unheld_contents_are_found_on_the_counts_index_not_by_a_pass_
 
     assert "ix_contents_file_count (file_count>?)" in plans[0], plans
     assert "ix_contents_file_count (file_count=?)" in plans[1], plans
+
+
+def contents_without_fingerprint(connection) -> int:
+    """The count the state's triggers keep of contents with no fingerprint, checked against them."""
+    from sqlalchemy import select
+
+    from dupe_scanner.store.schema import contents, feature_hashes, tallies
+
+    kept = connection.scalar(select(tallies.c.value).where(tallies.c.name == fingerprints.WITHOUT_FINGERPRINT))
+    fingerprinted = set(connection.scalars(select(feature_hashes.c.hash)))
+    counted = sum(1 for content in connection.scalars(select(contents.c.hash)) if content not in fingerprinted)
+    assert kept == counted, "the kept count drifted from the contents and their fingerprints"
+    return kept
+
+
+def test_the_count_of_contents_without_a_fingerprint_follows_every_change_of_either(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    info = ImageInfo(4, 3, "JPEG")
+    with write_transaction(engine) as connection:
+        fingerprints.store(connection, "h1", "analyser-1", b"fingerprint")  # analysed, its content recorded after
+        content_store.record_content(connection, "h1", info, now=1.0)
+        content_store.record_content(connection, "h2", info, now=1.0)  # a content with none (a crash between the two)
+        content_store.record_content(connection, "h2", info, now=1.5)  # recorded again, still with none
+        assert contents_without_fingerprint(connection) == 1
+
+        fingerprints.store(connection, "h2", "analyser-1", b"fingerprint")
+        fingerprints.store(connection, "h2", "analyser-2", b"again")  # written over: still one
+        connection.exec_driver_sql("INSERT OR REPLACE INTO features (hash, analyser, data) VALUES ('h2', 'analyser-2', x'00')")  # replaced
+        content_store.record_content(connection, "h2", info, now=2.0)  # recorded again
+        assert contents_without_fingerprint(connection) == 0
+
+        fingerprints.forget(connection, ["h1"])
+        assert contents_without_fingerprint(connection) == 1
+        content_store.delete_contents(connection, ["h1"])
+        assert contents_without_fingerprint(connection) == 0
+        fingerprints.store(connection, "orphan", "analyser-1", b"fingerprint")  # of no content the state knows
+        assert contents_without_fingerprint(connection) == 0
+
+        fingerprints.forget_all(connection)
+        assert contents_without_fingerprint(connection) == 1
+        content_store.delete_all_contents(connection)
+        assert contents_without_fingerprint(connection) == 0
+
+
+def test_contents_without_a_fingerprint_before_the_upgrade_are_counted(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for content in ("h1", "h2", "h3"):
+            content_store.record_content(connection, content, ImageInfo(4, 3, "JPEG"), now=1.0)
+        fingerprints.store(connection, "h1", "analyser-1", b"fingerprint")
+    engine.dispose()
+
+    engine = state_downgraded_to(tmp_path, "0006")
+    upgrade(engine)
+
+    with read_transaction(engine) as connection:
+        assert contents_without_fingerprint(connection) == 2
+        assert fingerprints.outdated(connection, "analyser-1") == {"h2", "h3"}
+
+
+def test_outdated_analyses_are_found_on_indexes_without_a_pass_over_every_content(tmp_path):
+    engine = open_state(tmp_path / "state.db")
+    with write_transaction(engine) as connection:
+        for number in range(50):
+            content_store.record_content(connection, f"{number:064x}", ImageInfo(4, 3, "JPEG"), now=1.0)
+            fingerprints.store(connection, f"{number:064x}", "analyser-2" if number else "analyser-1", b"fingerprint")
+
+    found: list[set[str]] = []
+    plans = plans_of_selects(engine, lambda connection: found.append(fingerprints.outdated(connection, "analyser-2")))
+
+    assert found == [{f"{0:064x}"}]
+    assert not any("SCAN contents" in plan for plan in plans), plans

@@ -14,7 +14,9 @@ from sqlalchemy import ColumnElement, Connection, bindparam, delete, exists, fun
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dupe_scanner.store.batching import batches
-from dupe_scanner.store.schema import contents, feature_hashes, features
+from dupe_scanner.store.schema import contents, feature_hashes, features, tallies
+
+WITHOUT_FINGERPRINT = "contents_without_fingerprint"  # the tally of contents with no ``feature_hashes`` row
 
 
 def counts(connection: Connection, analyser: str) -> tuple[int, int]:
@@ -41,13 +43,15 @@ def forget_all(connection: Connection) -> None:
 
 def outdated(connection: Connection, analyser: str) -> set[str]:
     """Contents the state knows with no fingerprint of ``analyser``: none at all, or another version's."""
-    # Two queries that each read an index alone: "none at all" probes the fingerprints' key
-    # (no row read per content, which made this a random read of every content's row);
-    # "another version's" starts from the analyser index, which names few or none.
-    any_fingerprint = select(feature_hashes.c.hash).where(feature_hashes.c.hash == contents.c.hash)
-    none_at_all = select(contents.c.hash).where(~exists(any_fingerprint))
+    # "Another version's" starts from the analyser index, which names few or none. "None at
+    # all" is a pass over every content, made only when the count the state's triggers keep
+    # says there is one (migration 0007): a crash or a forgotten fingerprint leaves them.
     another_version = select(feature_hashes.c.hash).join(contents, contents.c.hash == feature_hashes.c.hash).where(_another(analyser))
-    return set(connection.scalars(none_at_all)) | set(connection.scalars(another_version))
+    found = set(connection.scalars(another_version))
+    if connection.scalar(select(tallies.c.value).where(tallies.c.name == WITHOUT_FINGERPRINT)):
+        any_fingerprint = select(feature_hashes.c.hash).where(feature_hashes.c.hash == contents.c.hash)
+        found |= set(connection.scalars(select(contents.c.hash).where(~exists(any_fingerprint))))
+    return found
 
 
 def stale(connection: Connection, analyser: str) -> set[str]:

@@ -8,6 +8,8 @@ module only describes them for queries. Change both together, with a new revisio
 - ``pairs``: contents that look alike, with their score, as the last scans found them.
 - ``scans``: one row per scan, for ``status`` and the service's change detection.
 - ``meta``: small facts about the state itself (which backend filled it, ...).
+- ``tallies``: counts the state's triggers keep, so that a question rarely answered needs no
+  pass over a table to find that nothing answers it.
 - ``decisions`` and ``decision_contents``: what a person decided about duplicates
   (``keep``, ``not-duplicates``), keyed by content hash, with the path it was made on.
 
@@ -152,6 +154,15 @@ scans = Table(
     Column("groups", Integer, nullable=True),
     Column("duplicate_files", Integer, nullable=True),
     Column("error", NameText, nullable=True),  # may name a report file
+)
+
+# Counts the state's triggers keep (migration 0007), never written here:
+# ``contents_without_fingerprint``, the contents with no ``feature_hashes`` row.
+tallies = Table(
+    "tallies",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Integer, nullable=False),
 )
 
 meta = Table(
