@@ -25,7 +25,7 @@ from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, 
 from dupe_scanner.analysis.fingerprints import GRID, HASH_SIDE, ORB_FEATURES, dct_hash, features_of, orient, spread_strongest
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 from dupe_scanner.analysis.pairing import EVIDENCE_HASH_DISTANCE, _score_from, score_batch, score_pair
-from dupe_scanner.analysis.verify import from_template
+from dupe_scanner.analysis.verify import MAX_BEND, MAX_BEND_LEFT, MIN_BEND_MISFIT, alignment, from_template, full_frame
 from tests.test_embedded_backend import photo
 
 
@@ -734,6 +734,66 @@ def test_another_shot_tilted_by_less_than_a_degree_is_not_a_duplicate():
     tilted = scene.rotate(0.9, Image.Resampling.BICUBIC).crop((60, 40, 700, 480))
     verdict = score_pair(_features(original), _features(tilted), None)
     assert not verdict.verified and verdict.score < 0.6
+
+
+def _seen_from_the_side(picture: Image.Image, squeeze: float) -> Image.Image:
+    """The picture seen from its right: its left edge squeezed by ``squeeze`` of the height at top
+    and bottom (a keystone), then cut to the middle 86 % as another shot's frame would be."""
+    width, height = picture.size
+    corners = [(0, squeeze * height), (width, 0), (width, height), (0, height - squeeze * height)]
+    rows = []
+    for (x, y), (u, v) in zip([(0, 0), (width, 0), (width, height), (0, height)], corners, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+    coefficients = np.linalg.solve(np.array(rows, float), np.array(corners, float).reshape(8))
+    return _middle(picture.transform(picture.size, Image.Transform.PERSPECTIVE, coefficients.tolist(), Image.Resampling.BICUBIC))
+
+
+def _middle(picture: Image.Image, share: float = 0.86) -> Image.Image:
+    width, height = picture.size
+    left, top = round(width * (1 - share) / 2), round(height * (1 - share) / 2)
+    return picture.crop((left, top, width - left, height - top))
+
+
+def _wallpaper_with_detail_on_one_side(seed: int) -> Image.Image:
+    """A smooth ramp with a photograph's detail in a round patch on its right third (a login
+    wallpaper's logo, a desktop's emblem): the smooth part hides a bend from the checks of the frame."""
+    from PIL import ImageDraw
+
+    picture = _gradient((760, 480), True, ((20, 80, 90), (40, 120, 120)))
+    detail = photo(seed, (228, 480))
+    patch = Image.new("L", picture.size, 0)
+    ImageDraw.Draw(patch).ellipse((486, 60, 900, 560), fill=255)
+    picture.paste(detail, (532, 0), patch.crop((532, 0, 760, 480)))
+    return picture
+
+
+@pytest.mark.parametrize("squeeze", [0.09, 0.12])
+def test_another_shot_bent_by_perspective_is_not_a_duplicate(squeeze):
+    """Seen from the side, a wallpaper's smooth part aligns at any map and its detail at an
+    affine one on average: frames nest, content agrees. Only a perspective map fits it all."""
+    scene = _wallpaper_with_detail_on_one_side(30)
+    sharpened = _middle(scene).filter(ImageFilter.UnsharpMask(2, 150, 2))
+    verdict = score_pair(_features(sharpened), _features(_seen_from_the_side(scene, squeeze)), None)
+    assert not verdict.verified and verdict.score < 0.6
+
+
+def test_a_perspective_map_explains_what_an_affine_one_leaves_of_a_bent_view_but_not_of_an_edit():
+    scene = _wallpaper_with_detail_on_one_side(30)
+    original = _features(_middle(scene))
+
+    def bend_against(other: Image.Image) -> alignment.Bend | None:
+        copy = _features(other)
+        a_view, b_view = original.thumb, copy.thumb
+        start = full_frame(original, copy, 0).matrix
+        return alignment.bend(a_view, b_view, alignment.refine(a_view, b_view, start), None)
+
+    bent = bend_against(_seen_from_the_side(scene, 0.12))
+    assert bent is not None
+    assert bent.misfit > MIN_BEND_MISFIT and bent.departure > MAX_BEND and bent.left < MAX_BEND_LEFT
+    brightened = ImageEnhance.Brightness(_middle(scene)).enhance(1.2).filter(ImageFilter.GaussianBlur(1.5))
+    edited = bend_against(brightened)
+    assert edited is not None
+    assert edited.departure < MAX_BEND / 4 and edited.left > MAX_BEND_LEFT
 
 
 def test_a_crop_of_a_picture_with_hundreds_of_copies_is_still_proposed():

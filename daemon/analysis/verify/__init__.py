@@ -40,6 +40,11 @@ Where a "same scene" pair stops being a duplicate (the rule, in geometric terms)
   in one direction at least. Two tiles of one pattern whose blocks are coloured or lit
   otherwise place by place align edge on edge, but one colour in one is two in the other
   (``MAX_COLOUR_CONFLICTS``, measured on the colour thumbnails, text on either aside).
+- A flat scene seen from another place (a screen, a wall, a wallpaper shot from the side) is
+  bent by perspective: where a smooth part hides it from the frame's checks, the affine
+  alignment fits it only on average, and a perspective map fitted from it explains most of
+  what it leaves (``MAX_BEND``, ``MAX_BEND_LEFT``, ``MIN_BEND_MISFIT``). An edit bends nothing:
+  what it leaves is light, noise, colour or text, which no map explains.
 - Telling them apart: when the frames align well (``OTHER_SHOT_AGREEMENT``) yet neither
   contains the other, that settles it (no other relation is searched for, which would only
   find some rescaled overlap that happens to look alike); a frame cut by ``CROPPED`` or
@@ -80,11 +85,14 @@ from dupe_scanner.analysis.verify.verdict import (
     CROPPED,
     GUESS_CUT_SLACK,
     MAX_ALIGNED_STRETCH,
+    MAX_BEND,
+    MAX_BEND_LEFT,
     MAX_COLOUR_CONFLICTS,
     MAX_CROPPED_OVERLAY,
     MAX_TILT,
     MAX_UNEXPLAINED,
     MIN_AGREEMENT,
+    MIN_BEND_MISFIT,
     MIN_EACH_LACKS,
     MIN_FIRST_LAYOUT,
     MIN_FIRST_LAYOUT_OTHER_SHAPES,
@@ -104,7 +112,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-19"  # 19: a pair the keypoint fit relates from one side only is scored from that side (pairing.score_pair)
+VERIFIER = "verify-20"  # 20: a pair a perspective map explains, where the affine one fits only on average, is another shot (MAX_BEND)
+# 19: a pair the keypoint fit relates from one side only is scored from that side (pairing.score_pair)
 # (not bumped for alignment.turned_beyond_reach: no verdict changed among 27,653 stored pairs
 # scored again; 20 rejected pairs' scores moved, all below 0.5, and stored pairs may keep theirs)
 # 18: the same colour in one picture, the same colour in the other (MAX_COLOUR_CONFLICTS)
@@ -127,7 +136,7 @@ VERIFIER = "verify-19"  # 19: a pair the keypoint fit relates from one side only
 # (``scanning.rejudge_verified``), not every candidate of every picture: the time that takes
 # follows the duplicates, not the library. Empty it at a bump that may verify a pair they
 # rejected, or move a rejected pair's score.
-TIGHTENS: tuple[str, ...] = ()  # verify-19 verifies crops verify-18 rejected
+TIGHTENS: tuple[str, ...] = ("verify-19",)  # (verify-19 verifies crops verify-18 rejected)
 
 __all__ = [
     "CELL_AGREES",
@@ -136,6 +145,8 @@ __all__ = [
     "GUESS_CUT_SLACK",
     "LAYOUT_BLUR",
     "MAX_ALIGNED_STRETCH",
+    "MAX_BEND",
+    "MAX_BEND_LEFT",
     "MAX_COLOUR_CONFLICTS",
     "MAX_CROPPED_OVERLAY",
     "MAX_KEYPOINT_SCALE",
@@ -143,6 +154,7 @@ __all__ = [
     "MAX_TILT",
     "MAX_UNEXPLAINED",
     "MIN_AGREEMENT",
+    "MIN_BEND_MISFIT",
     "MIN_EACH_LACKS",
     "MIN_FIRST_LAYOUT",
     "MIN_FIRST_LAYOUT_OTHER_SHAPES",

@@ -3,10 +3,13 @@
 ``refine`` fits the pixel map B_view -> A_view by ECC (light-invariant); ``shape_error``,
 ``tilt`` and ``coverage`` say what kind of map came out: how far from a uniform scale
 times a quarter turn, how far turned between quarter turns, and how much of each frame the
-other covers. Pure geometry on arrays: no knowledge of features or verdicts.
+other covers. ``bend`` asks what a perspective map makes of a pair the affine map has
+aligned. Pure geometry on arrays: no knowledge of features or verdicts.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -23,6 +26,8 @@ MAX_REFINE_DRIFT = 0.12  # share of the long side any corner may move in refinem
 # tune split's candidates: 3 of its 4,176 fits that ended a similarity came from further, and
 # no verdict changed without them.
 MAX_COARSE_SHAPE_ERROR = 0.1
+BEND_ITERATIONS = 50  # ECC passes at most of the perspective fit (``bend``), from the aligned affine map
+MIN_MISFIT_PIXELS = 64  # fewer covered pixels than this give no correlation worth reading
 
 
 def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
@@ -204,3 +209,91 @@ def _area(polygon: np.ndarray) -> float:
         return 0.0
     x, y = polygon[:, 0], polygon[:, 1]
     return float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2
+
+
+@dataclass(frozen=True)
+class Bend:
+    """What a perspective map (a homography, ECC-fitted from an affine one) makes of an aligned pair.
+
+    Seen from another place, a flat scene is bent by a perspective map, which no affine map
+    follows over the whole frame; an edit (a crop, a scale, a turn, light, text) bends nothing.
+    """
+
+    misfit: float  # 1 - the ECC correlation the affine map leaves between the two
+    left: float  # share of that misfit the perspective map still leaves (1: it explains nothing)
+    departure: float  # largest gap between the perspective map and the affine map nearest it over B's frame, share of its diagonal in A
+
+
+def affine_misfit(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, keep: np.ndarray | None) -> float:
+    """1 - the ECC correlation of B and A mapped by ``matrix`` over the B pixels A covers
+    (``keep``: a uint8 mask of B's pixels to count, 255 for kept); 1.0 when too few are covered."""
+    height, width = b_view.shape
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    warped = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags)
+    return _misfit(b_view, warped, _covered(a_view.shape, (height, width), matrix, keep, perspective=False))
+
+
+def bend(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, keep: np.ndarray | None) -> Bend | None:
+    """The perspective map ECC fits from the affine ``matrix`` (B pixel -> A pixel), against it,
+    both taken at half size (``keep``: a uint8 mask of B's pixels to fit and compare, 255 for kept);
+    None when ECC fails, folds B's frame (a corner behind the eye) or moves a corner of it
+    further than a refinement may (``MAX_REFINE_DRIFT``)."""
+    # At half size, where the fit costs a quarter: a bend is a share of the frame, at any size.
+    a_view, b_view, matrix = _shrink(a_view.astype(np.float32)), _shrink(b_view.astype(np.float32)), _halve(matrix)
+    keep = None if keep is None else cv2.resize(keep, b_view.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    height, width = b_view.shape
+    start = np.vstack([matrix, [0, 0, 1]]).astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, BEND_ITERATIONS, ECC_EPSILON)
+    # ECC's mask is of the image it warps (A), so B's kept pixels are carried into A's frame.
+    a_keep = None if keep is None else cv2.warpAffine(keep, matrix, a_view.shape[::-1], flags=cv2.INTER_NEAREST, borderValue=255)
+    try:
+        # A mask of None means "every pixel" to OpenCV; its type stubs do not say so.
+        _, homography = cv2.findTransformECC(b_view.astype(np.float32), a_view.astype(np.float32), start, cv2.MOTION_HOMOGRAPHY, criteria, a_keep, 3)  # type: ignore[arg-type]
+    except cv2.error:
+        return None
+    # The frame's corners first, then its edges' middles and its centre.
+    xs = np.array([0, width, width, 0, width / 2, width, width / 2, 0, width / 2])
+    ys = np.array([0, 0, height, height, 0, height / 2, height, height / 2, height / 2])
+    lifted = np.stack([xs, ys, np.ones(len(xs))], axis=1)
+    projected = lifted @ homography.astype(np.float64).T
+    if not np.all(np.isfinite(homography)) or np.any(projected[:, 2] <= 0):
+        return None
+    bent = projected[:, :2] / projected[:, 2:]
+    mapped = lifted[:4] @ matrix.astype(np.float64).T
+    if np.abs(bent[:4] - mapped).max() > MAX_REFINE_DRIFT * max(a_view.shape):
+        return None  # wandered off, as ``refine`` tells it: a view from elsewhere bends a frame by a few hundredths
+    nearest_affine, *_ = np.linalg.lstsq(lifted, bent, rcond=None)
+    diagonal = max(float(np.hypot(*(mapped[2] - mapped[0]))), float(np.hypot(*(mapped[3] - mapped[1]))), 1.0)
+    departure = float(np.abs(bent - lifted @ nearest_affine).max()) / diagonal
+    # Both maps scored over the pixels both cover, so the perspective map gains nothing by
+    # sliding B's frame off the part it fits badly.
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    covered = cv2.bitwise_and(
+        _covered(a_view.shape, (height, width), matrix, keep, perspective=False),
+        _covered(a_view.shape, (height, width), homography, keep, perspective=True),
+    )
+    affine_view = cv2.warpAffine(a_view.astype(np.float32), matrix, (width, height), flags=flags)
+    bent_view = cv2.warpPerspective(a_view.astype(np.float32), homography, (width, height), flags=flags)
+    misfit = _misfit(b_view, affine_view, covered)
+    left = _misfit(b_view, bent_view, covered) / misfit if misfit > 0 else 1.0
+    return Bend(misfit, left, departure)
+
+
+def _covered(a_shape: tuple[int, int], b_shape: tuple[int, int], matrix: np.ndarray, keep: np.ndarray | None, perspective: bool) -> np.ndarray:
+    """B's pixels A covers by ``matrix`` (a pixel in from the edge, where interpolation reads the
+    border), and in ``keep``, as a uint8 mask."""
+    height, width = b_shape
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    full = np.full(a_shape, 255, np.uint8)
+    warp = cv2.warpPerspective if perspective else cv2.warpAffine
+    covered = cv2.erode(warp(full, matrix, (width, height), flags=flags, borderValue=0), np.ones((3, 3), np.uint8))
+    return covered if keep is None else cv2.bitwise_and(covered, keep)
+
+
+def _misfit(b_view: np.ndarray, warped: np.ndarray, covered: np.ndarray) -> float:
+    if cv2.countNonZero(covered) < MIN_MISFIT_PIXELS:
+        return 1.0
+    try:
+        return 1.0 - float(cv2.computeECC(b_view.astype(np.float32), warped, covered))
+    except cv2.error:  # a constant picture over the covered pixels: no correlation to read
+        return 1.0
