@@ -112,7 +112,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-20"  # 20: a pair a perspective map explains, where the affine one fits only on average, is another shot (MAX_BEND)
+VERIFIER = "verify-21"  # 21: a pair a perspective map explains, where the affine one fits only on average, is another shot (MAX_BEND)
+# (20 was fewer ECC passes, landed in 098c5c8 and taken back out: a state may carry its name)
 # 19: a pair the keypoint fit relates from one side only is scored from that side (pairing.score_pair)
 # (not bumped for alignment.turned_beyond_reach: no verdict changed among 27,653 stored pairs
 # scored again; 20 rejected pairs' scores moved, all below 0.5, and stored pairs may keep theirs)
