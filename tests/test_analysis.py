@@ -599,7 +599,7 @@ def test_keypoints_showing_another_shot_outweigh_a_whole_frame_alignment(monkeyp
     }
     monkeypatch.setattr(pairing, "full_frame", lambda a, b, orientation: whole_frame)
     monkeypatch.setattr(pairing, "from_keypoints", lambda a, b: shifted)
-    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False, hash_alone=False: verdicts[id(relation)])
+    monkeypatch.setattr(pairing, "verify", lambda a, b, relation, guessed=False, hash_alone=False, textured_strangers=False: verdicts[id(relation)])
     verdict = score_pair(None, None, 0)  # type: ignore[arg-type]  # every step that reads features is stubbed
     assert not verdict.verified and verdict.score < 0.6
 
@@ -1055,6 +1055,56 @@ def test_a_smooth_stranger_only_the_hash_relates_is_settled_by_its_layout_before
     # A copy with its light changed keeps its layout where the hash puts it: aligned, and a duplicate.
     brighter = _with_few_keypoints(_features(photo(16).point(lambda level: min(255, int(level * 1.3)))), 4)  # fewer than a fit needs
     assert score_pair(first, brighter, 0).verified and refined
+
+
+def _keypoints_lost(picture, seed: int):
+    """``picture`` as if an edit (heavy blur or noise, say) had left it a full keypoint quota of
+    points found nowhere in the original: textured still, and no keypoints relate the two."""
+    rng = np.random.default_rng(seed)
+    points = rng.random((ORB_FEATURES, 2), dtype=np.float32)
+    mirrored = np.column_stack([1.0 - points[:, 0], points[:, 1]]).astype(np.float32)
+
+    def descriptors():
+        return rng.integers(0, 256, (ORB_FEATURES, 32), dtype=np.uint8)
+
+    return dataclasses.replace(
+        picture, keypoints=points, descriptors=descriptors(), mirror_keypoints=mirrored, mirror_descriptors=descriptors()
+    )
+
+
+def test_two_textured_strangers_no_keypoints_relate_are_settled_unaligned_when_their_gradients_do_not_correlate(monkeypatch):
+    import dupe_scanner.analysis.pairing as pairing
+    import dupe_scanner.analysis.verify.verdict as verdict_module
+    from dupe_scanner.groups import KINSHIP
+
+    refined = _recording_refinements(monkeypatch)
+    # Laid out alike, as most of a library's strangers the hash proposes are (these two are not).
+    monkeypatch.setattr(verdict_module, "MIN_FIRST_LAYOUT", -1.0)
+    monkeypatch.setattr(verdict_module, "MIN_FIRST_LAYOUT_OTHER_SHAPES", -1.0)
+    first = _features(photo(16))
+    stranger = _hash_apart(_features(photo(17)), first, 8)  # within the textured reach: worth a look
+    assert pairing.textured_strangers(first, stranger, None)
+    assert alignment.stretch(full_frame(first, stranger, 0).matrix) <= verdict_module.ONE_SHAPE
+    verdict = score_pair(first, stranger, None)
+    assert not verdict.verified and "uncorrelated where the frames lie" in verdict.reason and not refined
+    assert verdict.score < KINSHIP  # far apart to grouping, as an aligned stranger was
+    # A frame of another shape is off by its cut at the estimate, whatever it is: aligned as before.
+    other_shape = _hash_apart(_features(photo(17).crop((0, 0, 640, 400))), first, 8)
+    assert alignment.stretch(full_frame(first, other_shape, 0).matrix) > verdict_module.ONE_SHAPE
+    assert not score_pair(first, other_shape, None).verified and refined
+    refined.clear()
+    monkeypatch.setattr(verdict_module, "MIN_UNMOVED_CORRELATION", -1.0)
+    assert not score_pair(first, stranger, None).verified and refined  # without the check: aligned first
+
+
+def test_a_textured_copy_whose_keypoints_an_edit_defeated_is_still_aligned_and_found(monkeypatch):
+    import dupe_scanner.analysis.pairing as pairing
+
+    refined = _recording_refinements(monkeypatch)
+    first = _features(photo(16))
+    blurred = _keypoints_lost(_features(photo(16).filter(ImageFilter.GaussianBlur(6))), seed=3)  # correlates 0.96 unaligned
+    assert pairing.textured_strangers(first, blurred, None)
+    assert score_pair(first, blurred, None).verified and refined
 
 
 def test_a_pair_settled_by_its_layout_at_first_sight_is_not_compared_further_and_stays_far_apart(monkeypatch):

@@ -3,9 +3,11 @@
 Most candidates are strangers, and aligning costs far more than looking: so the keypoint fit
 (about a millisecond) and the hash distance come first, and a pair with neither a keypoint
 relation nor a hash within reach of a whole-frame edit is settled as far apart without any
-alignment (``worth_aligning``). The others are aligned as before: the candidate proposals say
-which geometric relations to try first (a hash match in some orientation suggests the whole
-frame; keypoint matches suggest a crop); whichever verifies with the best score wins. A
+alignment (``worth_aligning``), and so are two textured pictures no keypoints relate whose
+gradients do not correlate where the frames lie (``verdict.MIN_UNMOVED_CORRELATION``). The
+others are aligned as before: the candidate proposals say which geometric relations to try
+first (a hash match in some orientation suggests the whole frame; keypoint matches suggest a
+crop); whichever verifies with the best score wins. A
 whole-frame verdict that settles the pair (the frames coincide, they align but each shows
 what the other lacks, or only the hash relates them and their layouts disagree before any
 alignment) ends the search; so does a keypoint relation showing another shot, which
@@ -90,7 +92,8 @@ def _score_with(a: Features, b: Features, orientation: int | None, keypoints: Re
         orientation = closest_orientation(a, b)
     if not worth_aligning(a, b, keypoints, b_side_relates):
         return NO_EVIDENCE
-    best = verify(a, b, full_frame(a, b, orientation), hash_alone=keypoints is None)
+    strangers = textured_strangers(a, b, keypoints, b_side_relates)
+    best = verify(a, b, full_frame(a, b, orientation), hash_alone=keypoints is None, textured_strangers=strangers)
     if best.decided or best.score >= 1.0:
         # Nothing visible tells two frames of one size apart: however a repeating pattern's
         # keypoints pair up (one period off, a look-alike's signature below), one picture.
@@ -106,7 +109,7 @@ def _score_with(a: Features, b: Features, orientation: int | None, keypoints: Re
         # textured strangers: a crop keeping half of a textured picture (all a template
         # search tries) keeps enough of its points for the keypoint fit. Nor where even the
         # largest frame it could guess would be rejected unaligned (``guess_may_verify``).
-        if textured_strangers(a, b, keypoints, b_side_relates) or not guess_may_verify(a, b, orientation):
+        if strangers or not guess_may_verify(a, b, orientation):
             return best
         relation, guessed = from_template(a, b, orientation), True
     if relation is not None:

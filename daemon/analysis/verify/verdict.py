@@ -37,6 +37,19 @@ MIN_LAYOUT_CORRELATION = 0.55  # broad light-and-dark layout of the aligned pict
 # library of 16,000 tiles, 29 % of such strangers the hash proposed read below it, and 62 %
 # of those proposed by shared descriptors.
 MIN_FIRST_LAYOUT = 0.4
+# Two textured pictures (each filled its keypoint quota) that the keypoints relate from neither
+# side, with frames of one shape (``ONE_SHAPE``) and only the hash relating them: the edits that
+# defeat a textured picture's keypoints (heavy noise or blur, a turned colour, a pattern
+# washed out) move no edge, so the gradients correlate where the frames already lie; below
+# this they are not aligned at all. Chosen on the tune split's candidates of that kind: its 85
+# verified pairs of one shape read 0.379 and up (0.898 and up but for a 50 % text block over a
+# watermark); in bench/scale's camera library of 2,000, its 734 such candidates (none a copy,
+# a quarter of the verification CPU) read 0.14 in the median and 0.56 at most, 556 under 0.3.
+MIN_UNMOVED_CORRELATION = 0.3
+# Frames of one shape: the whole-frame estimate's ``alignment.stretch`` at most this. A crop to
+# another shape is off by its cut at the estimate (the tune split's 5 and 10 % crops, against
+# a noisy copy, read 0.04 to 0.42 there and stretch 0.013 and 0.022), so it is aligned as before.
+ONE_SHAPE = 0.005
 # ...and when the two frames are of other shapes (the whole-frame estimate is no similarity,
 # ``alignment.stretch``), so only one cut from the other can be a copy. A crop near enough
 # for the hash keeps its layout; two strangers of other shapes laid frame on frame rarely do,
@@ -140,7 +153,9 @@ class Verdict:
     unnested: bool = False
 
 
-def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, hash_alone: bool = False) -> Verdict:
+def verify(
+    a: Features, b: Features, relation: Relation, guessed: bool = False, hash_alone: bool = False, textured_strangers: bool = False
+) -> Verdict:
     """Judge one relation, after refining it on the thumbnails.
 
     ``guessed``: the relation comes from a template search, not from the hash or from
@@ -150,8 +165,11 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
     relation): its broad layout must correlate before it is aligned (``MIN_FIRST_LAYOUT``, or
     ``MIN_FIRST_LAYOUT_OTHER_SHAPES`` for frames of other shapes), or the pair is decided as
     it stands; frames of shapes further apart (``MAX_ALIGNED_STRETCH``) are judged as they
-    lie, unaligned. A guessed relation whose cut and colour change alone show more than a
-    guess may (``GUESS_CUT_SLACK``) is rejected before it is aligned.
+    lie, unaligned. ``textured_strangers`` (with ``hash_alone``): both pictures are textured
+    and the keypoints relate them from neither side; frames of one shape must then correlate
+    where they lie (``MIN_UNMOVED_CORRELATION``), or the pair is decided unaligned. A guessed
+    relation whose cut and colour change alone show more than a guess may
+    (``GUESS_CUT_SLACK``) is rejected before it is aligned.
     """
     a_view, b_view = views(a, b, relation)
     if is_flat(a) and is_flat(b):  # nothing to align: plain pictures match on colour alone
@@ -162,6 +180,8 @@ def verify(a: Features, b: Features, relation: Relation, guessed: bool = False, 
         if first_layout is not None and first_layout < _first_layout_floor(relation.matrix):
             reason = f"light and dark laid out differently before any alignment (layout {first_layout:.2f}), and no keypoints relate them"
             return Verdict(_laid_out_differently_score(first_layout), False, reason, decided=True)
+        if textured_strangers and (moved := _moved_at_first_sight(compared, relation.matrix)) is not None:
+            return moved
         if alignment.stretch(relation.matrix) > MAX_ALIGNED_STRETCH:
             return _judge(a, b, relation, compared, relation.matrix, guessed, keypoints_relate=False)  # "not a similarity", unaligned
     if guessed:
@@ -228,6 +248,21 @@ def guess_may_verify(a: Features, b: Features, orientation: int) -> bool:
     rounding = 1.0 / min(a_height, a_width, b_height, b_width)
     largest_cover = min(1.0, min(a_aspect, b_aspect) / max(a_aspect, b_aspect) + rounding)
     return not _too_visible_for_a_guess(_least_visible_at(a, b, largest_cover))
+
+
+def _moved_at_first_sight(compared: _Comparisons, matrix: np.ndarray) -> Verdict | None:
+    """The verdict on two textured strangers of one shape whose gradients do not correlate at
+    the whole-frame estimate (``MIN_UNMOVED_CORRELATION``); None when they are to be aligned."""
+    if alignment.stretch(matrix) > ONE_SHAPE:
+        return None
+    first = compared.at(matrix)
+    if first is None or first.correlation >= MIN_UNMOVED_CORRELATION:
+        return None
+    reason = (
+        f"two textured pictures no keypoints relate, their gradients uncorrelated where the frames lie "
+        f"(correlation {first.correlation:.2f}): not one picture edited"
+    )
+    return Verdict(_rejected_score(first), False, reason, decided=True)
 
 
 def _first_layout_floor(matrix: np.ndarray) -> float:
