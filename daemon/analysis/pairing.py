@@ -90,6 +90,9 @@ def _score_with(a: Features, b: Features, orientation: int | None, keypoints: Re
     """``_score_from`` with A's keypoint fit made (``keypoints``), and B's if ``b_side_relates`` is given."""
     if orientation is None:
         orientation = closest_orientation(a, b)
+    if b_side_relates is None and keypoints is None and textured(a) and textured(b):
+        # Fitted once here for both questions below (``worth_aligning``, ``textured_strangers``).
+        b_side_relates = from_keypoints(b, a) is not None
     if not worth_aligning(a, b, keypoints, b_side_relates):
         return NO_EVIDENCE
     strangers = textured_strangers(a, b, keypoints, b_side_relates)
