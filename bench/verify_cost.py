@@ -1,7 +1,7 @@
 """Where a first scan's verification CPU goes, by the kind of candidate pair.
 
 ``python -m bench.verify_cost --state DIR [--sample 6000] [--labels LABELS.json --split tune]``
-prints three tables.
+prints four tables.
 
 A scan keeps every verdict, rejected ones too (``daemon/found_pairs.py``). This takes a random
 sample of a scanned state's pairs and scores each again in this one process, through the real
@@ -24,7 +24,13 @@ then 0 to 4 bits, 5 to 8, 9 to 12 (the hash's radius), 13 to 20 (the evidence re
 costs buys: a library and the labelled set can spend alike on one kind and find copies in only
 one of them.
 
-The third table is how many pairs within the hash's radius (``candidates.HASH_RADIUS``) each
+The third table puts the ECC fits inside the alignment by what each is (``ecc_fit_name``):
+the affine fit at half size, its short pass at full size, the rotation-only refit at full size
+(``alignment.refine``'s fallback) and the perspective fit (``alignment.bend``); how many, their
+CPU each and their share of the sample's CPU. ECC is most of the alignment, and which fit
+costs what says where a cheaper alignment would have to start.
+
+The fourth table is how many pairs within the hash's radius (``candidates.HASH_RADIUS``) each
 picture is in: the hash's share of the candidates, and its growth with a library's density.
 
 ``--labels``/``--split``: only pairs of two pictures of that split of the labelled set (as
@@ -44,6 +50,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bench.rescore import pairs_of_split
@@ -72,6 +79,16 @@ Kinds = dict[tuple[str, str, str], Kind]
 ByDistance = dict[tuple[str, int], Kind]
 
 
+@dataclass
+class Fits:
+    calls: int = 0
+    cpu: float = 0.0
+
+
+# ECC fits by name (``ecc_fit_name``).
+EccFits = dict[str, Fits]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.verify_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--state", type=Path, required=True, help="a scanned state folder (holding state.db)")
@@ -89,12 +106,15 @@ def main() -> int:
         if options.labels is not None:
             pairs = pairs_of_split(connection, pairs, options.labels, options.split)
         sample = random.Random(7).sample(pairs, min(options.sample, len(pairs)))
-        kinds, by_distance = score_again(connection, sample)
+        with _timed_ecc_fits() as ecc_fits:
+            kinds, by_distance = score_again(connection, sample)
         hash_pairs = pairs_within_radius(connection, pairs)
     print(f"{len(sample)} of the state's {len(pairs)} stored pairs scored again in one process")
     print_kinds(kinds)
     print()
     print_by_distance(by_distance)
+    print()
+    print_ecc_fits(ecc_fits, sum(kind.cpu for kind in kinds.values()))
     print()
     print_hash_pairs(hash_pairs, len(pairs))
     return 0
@@ -186,6 +206,40 @@ def _timed_stages() -> Iterator[dict[str, float]]:
             setattr(module, name, original)
 
 
+def ecc_fit_name(motion: int, passes: int) -> str:
+    """What one ``cv2.findTransformECC`` call of the alignment is, told by its motion and its
+    most passes (each fit in ``alignment`` asks for its own)."""
+    names = {
+        (cv2.MOTION_AFFINE, alignment.ECC_ITERATIONS): "affine fit, half size",
+        (cv2.MOTION_AFFINE, alignment.ECC_FINE_ITERATIONS): "affine fit, short pass at full size",
+        (cv2.MOTION_EUCLIDEAN, alignment.ECC_ITERATIONS): "rotation-only refit, full size",
+        (cv2.MOTION_HOMOGRAPHY, alignment.BEND_ITERATIONS): "perspective fit (bend)",
+    }
+    return names.get((motion, passes), f"motion {motion}, {passes} passes")
+
+
+@contextmanager
+def _timed_ecc_fits() -> Iterator[EccFits]:
+    """Every ECC fit made while inside, by ``ecc_fit_name``: how many, and their CPU seconds."""
+    fits: EccFits = defaultdict(Fits)
+    original = cv2.findTransformECC
+
+    def timed(template, image, warp, motion, criteria, *rest):
+        start = time.process_time()
+        try:
+            return original(template, image, warp, motion, criteria, *rest)
+        finally:
+            fit = fits[ecc_fit_name(motion, criteria[1])]
+            fit.calls += 1
+            fit.cpu += time.process_time() - start
+
+    setattr(cv2, "findTransformECC", timed)  # noqa: B010  # OpenCV's stubs type it as overloaded
+    try:
+        yield fits
+    finally:
+        setattr(cv2, "findTransformECC", original)  # noqa: B010
+
+
 def pairs_within_radius(connection: sqlite3.Connection, pairs: list[tuple[str, str]]) -> np.ndarray:
     """How many stored pairs within ``HASH_RADIUS`` bits (nearest orientation) each picture is in."""
     hashes = {
@@ -224,6 +278,13 @@ def print_by_distance(by_distance: ByDistance) -> None:
             f"{kind.verified / kind.pairs:>8.1%} {kind.cpu / cpu:>7.1%} {1000 * kind.cpu / kind.pairs:>10.1f}"
         )
     print("(hash bits: between B's hash and the nearest orientation of A's; smooth: at least one of the two has few keypoints)")
+
+
+def print_ecc_fits(fits: EccFits, sample_cpu: float) -> None:
+    print(f"{'ECC fit':<36} {'calls':>7} {'ms a call':>10} {'of CPU':>7}")
+    for name, fit in sorted(fits.items(), key=lambda item: -item[1].cpu):
+        print(f"{name:<36} {fit.calls:>7} {1000 * fit.cpu / max(fit.calls, 1):>10.2f} {fit.cpu / max(sample_cpu, 1e-9):>7.1%}")
+    print("(of CPU: share of all the sample's scoring CPU; every fit is inside the first table's alignment column)")
 
 
 def print_hash_pairs(counts: np.ndarray, stored: int) -> None:
