@@ -13,7 +13,7 @@ from bench.dataset import Seed
 from bench.scale import group_pairs, scan_against_index
 from bench.scale_library import CAMERA_GRAIN, CAMERA_SIDE, TILE_SIDES, camera_sized, split_boxes
 from bench.scale_repeats import RepeatCheck
-from bench.scale_simulate import flip_bits, flip_descriptor_bits
+from bench.scale_simulate import candidates_asked, flip_bits, flip_descriptor_bits
 
 
 @pytest.mark.parametrize("pool", sorted(TILE_SIDES))
@@ -108,3 +108,15 @@ def test_smooth_gradients_of_other_colours_are_not_the_same_pixels(_photograph_c
     gradient = np.repeat((colour * (0.5 + 0.5 * ramp)).astype(np.uint8), 200, axis=0)
     check = _photograph_check(gradient)
     assert not check.same_pixels("wallpaper@20,20,260,180", "wallpaper@340,20,580,180")
+
+
+def test_a_scan_in_parts_asks_the_candidates_of_every_part():
+    debug_log = "\n".join([
+        "08:47:38 DEBUG 12797 candidate pairs among 100000 contents, 4014 held back until earned",
+        "08:48:41 DEBUG 317 of 12591 candidate pairs took their verdict from a twin",
+        "08:49:09 DEBUG 14296 candidate pairs among 100000 contents, 3283 held back until earned",
+        "08:50:44 DEBUG 2 of 11 candidate pairs took their verdict from a twin",
+    ])
+
+    assert candidates_asked(debug_log) == 12797 + 14296
+    assert candidates_asked("08:45:56 DEBUG scan stage: comparing images") is None
