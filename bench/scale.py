@@ -51,6 +51,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="print the last results of each size and tool instead of running them again")
     parser.add_argument("--simulate", default="", help="also the fingerprint simulation at these sizes, e.g. 10000,100000,1000000")
     parser.add_argument("--simulate-base", type=int, default=2000, help="real pictures indexed for the simulation (default 2000)")
+    parser.add_argument(
+        "--simulate-points", type=int, help="keypoints of each distinct synthetic content (default: as many as the real picture it is shaped on)"
+    )
     parser.add_argument("--pool", default=POOL_VERSION, choices=sorted(TILE_SIDES), help=f"which tiles of the photographs (default {POOL_VERSION})")
     parser.add_argument("--root", type=Path, default=SCALE_ROOT, help=f"where the pictures, runs and results live (default {SCALE_ROOT})")
     args = parser.parse_args()
@@ -72,7 +75,10 @@ def main() -> int:
     if args.simulate:
         from bench.scale_simulate import simulate
 
-        simulate([int(s) for s in args.simulate.split(",")], pool, args.simulate_base, args.root / "simulation", started, args.max_seconds)
+        simulate(
+            [int(s) for s in args.simulate.split(",")], pool, args.simulate_base, args.root / "simulation", started, args.max_seconds,
+            args.simulate_points,
+        )
     return 0
 
 

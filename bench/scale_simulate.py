@@ -30,6 +30,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,17 +46,21 @@ COPY_HASH_FLIPS = 3  # at most, in each hash of a copy
 DESCRIPTOR_FLIPS = 10  # bits flipped in each descriptor drawn for a distinct content
 COPY_DESCRIPTOR_FLIPS = 4  # at most, for a copy
 INSERT_BATCH = 2000
+POINTS_A_DONOR = 15  # keypoints a distinct content draws from each real picture, with ``--simulate-points``
+RICH_POINTS = 10  # keypoints a real picture needs to give any then (a flat one has none)
 SETTINGS = '[paths]\nstate = "state/state.db"\nreports = "reports"\n'
 
 
-def simulate(sizes: list[int], pool, base_count: int, root: Path, started: float, max_seconds: float) -> None:
+def simulate(sizes: list[int], pool, base_count: int, root: Path, started: float, max_seconds: float, points: int | None = None) -> None:
+    """``points``: a distinct content's keypoints, as many as its shape donor has (None) or this many."""
     base = index_base(pool, base_count, root / f"base-{base_count}")
     rows = []
     for size in sorted(sizes):
         if time.perf_counter() - started > max_seconds:
             print(f"simulation N={size}: not started, past --max-seconds", flush=True)
             break
-        rows.append(run_simulated(base, size, root / f"size-{size}"))
+        folder = root / (f"size-{size}" if points is None else f"size-{size}-points-{points}")
+        rows.append(run_simulated(base, size, folder, points))
         print_table(rows)
 
 
@@ -91,13 +96,13 @@ def cli(folder: Path) -> list[str]:
 # -- one size ------------------------------------------------------------------------------------------
 
 
-def run_simulated(base: Path, size: int, folder: Path) -> dict:
+def run_simulated(base: Path, size: int, folder: Path, points: int | None = None) -> dict:
     from dupe_scanner.analysis.features import ANALYSER
 
     results_path = folder / "results.json"
     synthesised = folder / ".synthesised"
     if not (synthesised.exists() and synthesised.read_text().split()[-1] == ANALYSER):
-        synthesise(base, size, folder)  # none yet, or made from another analyser's fingerprints
+        synthesise(base, size, folder, points)  # none yet, or made from another analyser's fingerprints
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     if "added_scan_s" in results:
         return results
@@ -108,7 +113,7 @@ def run_simulated(base: Path, size: int, folder: Path) -> dict:
         results.update(score(folder, base))
         save()
     if not results.get("added_inserted"):
-        add_contents(folder, size, ADDED)
+        add_contents(folder, size, ADDED, points)
         results["added_inserted"] = True
         save()
     added = timed_scan(folder)
@@ -119,7 +124,7 @@ def run_simulated(base: Path, size: int, folder: Path) -> dict:
     return results
 
 
-def synthesise(base: Path, size: int, folder: Path) -> None:
+def synthesise(base: Path, size: int, folder: Path, points: int | None = None) -> None:
     """A copy of the base state, filled up to ``size`` contents with synthetic ones."""
     from dupe_scanner.analysis.features import ANALYSER
 
@@ -128,7 +133,7 @@ def synthesise(base: Path, size: int, folder: Path) -> None:
     (folder / "state").mkdir(parents=True)
     (folder / "settings.toml").write_text(SETTINGS)
     copy_state(base / "state" / "state.db", folder / "state" / "state.db")
-    real = read_real(folder)
+    real = read_real(folder, points)
     count = size - len(real.keys)
     if count < 0:
         raise SystemExit(f"simulation N={size} is smaller than its base of {len(real.keys)} real pictures")
@@ -139,9 +144,9 @@ def synthesise(base: Path, size: int, folder: Path) -> None:
     (folder / ".synthesised").write_text(f"{time.perf_counter() - started:.1f} {ANALYSER}")
 
 
-def add_contents(folder: Path, size: int, count: int) -> None:
+def add_contents(folder: Path, size: int, count: int, points: int | None = None) -> None:
     """``count`` more synthetic contents after the first scan: half distinct, half copies."""
-    real = read_real(folder)
+    real = read_real(folder, points)
     synthesised = size - len(real.keys)
     planted = insert(folder, real, range(synthesised, synthesised + count), tag="a", added_below=size)
     old = json.loads((folder / "planted.json").read_text())
@@ -158,14 +163,23 @@ def copy_state(source: Path, target: Path) -> None:
 
 
 class Real:
-    """The real pictures' decoded features, by position, and their contents' descriptions."""
+    """The real pictures' decoded features, by position, and their contents' descriptions.
 
-    def __init__(self, keys: list[str], features: list, infos: list[tuple[int, int, str]]):
-        self.keys, self.features, self.infos = keys, features, infos
+    ``points``: a distinct content's keypoints: as many as its shape donor has (None), or this
+    many, drawn ``POINTS_A_DONOR`` from each of as many real pictures as that takes, of those
+    with ``RICH_POINTS`` or more (a camera's photograph has 160; the pools' pictures fewer).
+    """
+
+    def __init__(self, keys: list[str], features: list, infos: list[tuple[int, int, str]], points: int | None = None):
+        self.keys, self.features, self.infos, self.points = keys, features, infos, points
+
+    @cached_property
+    def rich(self) -> list:
+        return [f for f in self.features if min(len(f.descriptors), len(f.mirror_descriptors)) >= RICH_POINTS]
 
 
-def read_real(folder: Path) -> Real:
-    """The base's real contents: the state's rows whose files exist on disk."""
+def read_real(folder: Path, points: int | None = None) -> Real:
+    """The base's real contents: the state's rows whose files exist on disk (``points``: see ``Real``)."""
     from dupe_scanner.analysis.features import ANALYSER, decode
 
     with sqlite3.connect(folder / "state" / "state.db") as connection:
@@ -174,7 +188,7 @@ def read_real(folder: Path) -> Real:
             "WHERE f.analyser = ? AND f.hash IN (SELECT content_hash FROM files WHERE path NOT LIKE '/synthetic/%') ORDER BY f.hash",
             (ANALYSER,),
         ).fetchall()
-    return Real([r[0] for r in rows], [decode(r[1]) for r in rows], [(r[2], r[3], r[4]) for r in rows])
+    return Real([r[0] for r in rows], [decode(r[1]) for r in rows], [(r[2], r[3], r[4]) for r in rows], points)
 
 
 # -- making fingerprints -------------------------------------------------------------------------------
@@ -245,8 +259,11 @@ def distinct_features(real: Real, rng: np.random.Generator) -> Features:
     hashes = flip_bits(shape.hashes, rng.integers(DISTINCT_FLIPS[0], DISTINCT_FLIPS[1] + 1, size=len(shape.hashes)), rng)
     thumb = 0.5 * resized(look_a.thumb, shape.thumb.shape) + 0.5 * resized(look_b.thumb, shape.thumb.shape)
     colour = 0.5 * look_a.colour.astype(np.float32) + 0.5 * look_b.colour.astype(np.float32)
-    keypoints, descriptors = drawn_points(donors, False, len(shape.descriptors), rng)
-    mirror_keypoints, mirror_descriptors = drawn_points(donors, True, len(shape.mirror_descriptors), rng)
+    if real.points is not None:
+        chosen = rng.choice(len(real.rich), size=max(len(donors), -(-real.points // POINTS_A_DONOR)), replace=False)
+        donors = [real.rich[i] for i in chosen]
+    keypoints, descriptors = drawn_points(donors, False, real.points or len(shape.descriptors), rng)
+    mirror_keypoints, mirror_descriptors = drawn_points(donors, True, real.points or len(shape.mirror_descriptors), rng)
     return Features(
         hashes=hashes,
         thumb=stretched(thumb + rng.normal(0, 4, thumb.shape)),

@@ -13,7 +13,9 @@ from bench.dataset import Seed
 from bench.scale import group_pairs, scan_against_index
 from bench.scale_library import CAMERA_GRAIN, CAMERA_SIDE, TILE_SIDES, camera_sized, split_boxes
 from bench.scale_repeats import RepeatCheck
-from bench.scale_simulate import candidates_asked, flip_bits, flip_descriptor_bits
+from bench.scale_simulate import Real, candidates_asked, distinct_features, flip_bits, flip_descriptor_bits
+from dupe_scanner.analysis.fingerprints import features_of
+from tests.test_embedded_backend import photo
 
 
 @pytest.mark.parametrize("pool", sorted(TILE_SIDES))
@@ -120,3 +122,17 @@ def test_a_scan_in_parts_asks_the_candidates_of_every_part():
 
     assert candidates_asked(debug_log) == 12797 + 14296
     assert candidates_asked("08:45:56 DEBUG scan stage: comparing images") is None
+
+
+def test_a_distinct_content_has_the_points_asked_for_else_its_shape_donors_count():
+    pictures = [photo(seed) for seed in range(8)]
+    features = [features_of(picture, picture.size) for picture in pictures]
+    infos = [(*picture.size, "JPEG") for picture in pictures]
+    keys = [str(seed) for seed in range(8)]
+
+    asked = distinct_features(Real(keys, features, infos, points=60), np.random.default_rng(1))
+    as_shaped = distinct_features(Real(keys, features, infos), np.random.default_rng(1))
+
+    assert len(asked.descriptors) == len(asked.keypoints) == 60
+    assert len(asked.mirror_descriptors) == 60
+    assert len(as_shaped.descriptors) in {len(f.descriptors) for f in features}
