@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from bench.scale_simulate import DISTINCT_FLIPS, drawn_points, read_real
+from bench.scale_simulate import DISTINCT_FLIPS, POINTS_A_DONOR, drawn_points, read_real
 
 CACHE = Path.home() / ".cache" / "dupe-scanner-bench"
 BASE = CACHE / "scale" / "simulation" / "base-2000"  # bench/scale --simulate indexes it (bench.incremental: base-1000)
@@ -142,9 +142,8 @@ class Descriptors:
 
     def __init__(self, real, points: int | None = None) -> None:
         self.real, self.points = real, points
-        # With ``points``, the points come from pictures with 10 or more either way (a flat tile has none).
-        rich = [f for f in real.features if min(len(f.descriptors), len(f.mirror_descriptors)) >= 10]
-        self.donors = real.features if points is None else rich
+        # With ``points``, the points come from pictures with ``RICH_POINTS`` or more either way (a flat tile has none).
+        self.donors = real.features if points is None else real.rich
 
     def of(self, number: int, mirrored: bool = False) -> np.ndarray:
         rng = np.random.default_rng(2 * number + mirrored)
@@ -155,7 +154,7 @@ class Descriptors:
     @property
     def _drawn_from(self) -> int:
         """Real pictures a picture is made from: its shape donor, and those its points come from."""
-        return 5 if self.points is None else 1 + max(4, -(-self.points // 15))
+        return 5 if self.points is None else 1 + max(4, -(-self.points // POINTS_A_DONOR))
 
     def hashes(self, size: int, chunk: int = 20_000) -> np.ndarray:
         """uint64[size, 8]: each picture's hashes, its shape donor's (the one ``of`` draws first)
