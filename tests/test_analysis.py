@@ -19,8 +19,8 @@ from dupe_scanner.analysis.candidates import (
     NEAR_BITS,
     hash_candidates,
     hash_search,
-    merge_nearest,
 )
+from dupe_scanner.analysis.cell_order import merge_nearest
 from dupe_scanner.analysis.features import PREFIX_BYTES, decode, decode_hashes, encode
 from dupe_scanner.analysis.fingerprints import GRID, HASH_SIDE, ORB_FEATURES, dct_hash, features_of, orient, spread_strongest
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
@@ -1433,9 +1433,9 @@ def test_descriptors_searched_together_in_the_order_of_their_cells_find_what_eac
     first_cells: list[np.ndarray] = []
     search = points.search
 
-    def noting(descriptors, k, cells=None):
+    def noting(descriptors, k, cells=None, span=None):
         first_cells.append(cells[1][:, 0])
-        return search(descriptors, k, cells)
+        return search(descriptors, k, cells, span)
 
     monkeypatch.setattr(points, "search", noting)
 
@@ -1447,6 +1447,42 @@ def test_descriptors_searched_together_in_the_order_of_their_cells_find_what_eac
     assert len(first_cells) == -(-len(queries) // 500)
     ordered = np.concatenate(sorted(first_cells, key=lambda cells: cells[0]))
     assert (np.diff(ordered) >= 0).all()  # each batch a run of cells, the batches one after the other
+
+
+def test_descriptors_searched_together_a_span_of_cells_at_a_time_find_what_each_finds_alone_each_span_given_back_before_the_next(monkeypatch):
+    import dupe_scanner.analysis.cell_order as cell_order
+    from dupe_scanner.analysis.candidates import IVF_ABOVE, PointsInMemory
+
+    monkeypatch.setattr(cell_order, "SEARCH_BATCH", 500)
+    points = PointsInMemory.of(clustered_points(IVF_ABOVE // 160 + 20))
+    queries = np.ascontiguousarray(np.concatenate(clustered_points(30, seed=4)))
+    cells = int(points.index.nlist)
+    spans = [(0, cells // 3), (cells // 3, cells // 2), (cells // 2, cells)]
+    events: list[tuple[str, tuple[int, int] | None]] = []
+    search = points.search
+
+    def noting(descriptors, k, found_cells=None, span=None):
+        events.append(("searched", span))
+        assert span is not None and ((found_cells[1] >= span[0]) & (found_cells[1] < span[1])).any(axis=1).all()  # each has a cell there
+        return search(descriptors, k, found_cells, span)
+
+    monkeypatch.setattr(points, "search", noting)
+    monkeypatch.setattr(points, "spans", lambda: spans)
+    monkeypatch.setattr(points, "release", lambda span: events.append(("given back", span)))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        together = cell_order.search_together(points, queries, 32, pool)
+    alone = search(queries, 32)
+
+    distances, rows = together.of(0, len(queries))
+    assert np.array_equal(distances, np.minimum(alone[0], 255))
+    before_the_last = distances < distances[:, -1:]  # points tied at the last distance may be other ones, as in any search in spans
+    assert np.array_equal(points_before_the_last(distances, rows, before_the_last), points_before_the_last(distances, alone[1], before_the_last))
+    given_back = [at for at, (what, _) in enumerate(events) if what == "given back"]
+    assert [events[at][1] for at in given_back] == spans
+    for span, (start, end) in zip(spans, zip([-1, *given_back], given_back, strict=False), strict=True):
+        searches = events[start + 1 : end]  # between the span before's release and its own: its searches, all of them
+        assert searches and all(event == ("searched", span) for event in searches)
 
 
 def test_keypoint_candidates_are_the_same_however_many_descriptors_are_searched_together(monkeypatch):
@@ -1469,3 +1505,9 @@ def test_keypoint_candidates_are_the_same_however_many_descriptors_are_searched_
 
     assert {(len(stored) + n, n) for n in range(40)} <= set(map(tuple, all_at_once[:, :2].tolist()))  # each copy finds its original
     assert np.array_equal(one_by_one, all_at_once) and np.array_equal(in_runs, all_at_once)
+
+
+def points_before_the_last(distances: np.ndarray, rows: np.ndarray, before_the_last: np.ndarray) -> np.ndarray:
+    """Each line's (distance, row) pairs before its last distance, as one sorted number each
+    (equally near points come in either order)."""
+    return np.sort(np.where(before_the_last, distances.astype(np.int64) << 32 | rows, np.iinfo(np.int64).max), axis=1)

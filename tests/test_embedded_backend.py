@@ -671,7 +671,7 @@ def test_a_kept_base_too_large_to_hold_is_searched_a_span_of_cells_at_a_time_and
 
     (held, found_held), (in_spans, found_in_spans) = searched(1 << 30), searched(32 << 10)
 
-    assert len(held._spans) == 1 and len(in_spans._spans) >= 10
+    assert len(held.spans()) == 1 and len(in_spans.spans()) >= 10
     assert found_in_spans == found_held == [(len(keys) + n, n) for n in range(6)]  # each copy finds its original
     assert searched_alike(in_spans, {key: pictures[key] for key in everything}, ties_at_the_end=True)
 
@@ -895,14 +895,10 @@ def test_a_coarse_level_files_every_cell_once_under_its_own_number():
     assert np.array_equal(cells[:, 0], np.arange(500)) and not distances.any()
 
 
-def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held_one_none(tmp_path, monkeypatch):
+def spans_given_back_noted(monkeypatch) -> list[tuple[int, int]]:
+    """The cell spans of mapped lists given back from now on, each noted as it is."""
     import dupe_scanner.backends.mapped_lists as mapped_lists
-    from dupe_scanner.backends.keypoint_store import KeypointStore
 
-    keys, pictures = a_library_in_shards(monkeypatch, 60)
-    load = lambda some: [pictures[key] for key in some]  # noqa: E731
-    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
-    base = next(tmp_path.glob("*.ivf"))
     given_back: list[tuple[int, int]] = []
     release = mapped_lists.MappedLists.release
 
@@ -911,6 +907,18 @@ def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held
         release(lists, first, end)
 
     monkeypatch.setattr(mapped_lists.MappedLists, "release", release_noted)
+    return given_back
+
+
+def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held_one_none(tmp_path, monkeypatch):
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
+    base = next(tmp_path.glob("*.ivf"))
+    given_back = spans_given_back_noted(monkeypatch)
     monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 32 << 10)
 
     def spans_given_back(held_bytes: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
@@ -918,7 +926,7 @@ def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held
         given_back.clear()
         points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
         points.search(pictures[keys[0]], 8)
-        return points._spans, list(given_back)
+        return points.spans(), list(given_back)
 
     held, none = spans_given_back(base.stat().st_size)
     assert len(held) == 1 and none == []  # held whole
@@ -926,9 +934,43 @@ def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held
     assert len(spans) >= 10 and released == spans
 
 
-def test_giving_back_a_span_of_a_mapped_base_takes_its_pages_alone_out_of_the_process(tmp_path, monkeypatch):
+def test_descriptors_searched_together_walk_a_base_too_large_to_hold_a_span_at_a_time_and_find_what_a_held_search_finds(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+    from dupe_scanner.analysis.cell_order import search_together
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)  # 384 KB of lists
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
+    base = next(tmp_path.glob("*.ivf"))
+    monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 64 << 10)
+    given_back = spans_given_back_noted(monkeypatch)
+    queries = np.concatenate(list(pictures.values()))
+
+    def searched(held_bytes: int):
+        monkeypatch.setattr(mapped_lists, "HELD_BYTES", held_bytes)
+        given_back.clear()
+        points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load, queries=len(keys))
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            found = search_together(points, queries, 32, pool)
+        return points.spans(), list(given_back), found.of(0, len(queries))
+
+    held_spans, held_given_back, (held_distances, _) = searched(1 << 30)
+    spans, spans_given_back, (distances, _) = searched(base.stat().st_size // 2)
+
+    assert len(held_spans) == 1 and held_given_back == []
+    assert len(spans) >= 5 and spans_given_back == spans  # each once, in order: the next span is begun after it
+    assert np.array_equal(distances, held_distances)
+
+
+def test_giving_back_a_span_of_a_mapped_base_takes_its_pages_and_those_mapped_back_before_it_out_of_the_process(tmp_path, monkeypatch):
+    import dupe_scanner.backends.mapped_lists as mapped_lists
     from dupe_scanner.backends.keypoint_store import KeypointStore
     from dupe_scanner.backends.mapped_lists import PAGE, MappedLists
+
+    monkeypatch.setattr(mapped_lists, "FAULT_AROUND", 2 * PAGE)
 
     keys, pictures = a_library_in_shards(monkeypatch, 60)  # 384 KB of lists
     store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
@@ -944,8 +986,8 @@ def test_giving_back_a_span_of_a_mapped_base_takes_its_pages_alone_out_of_the_pr
 
     first, end = lists.spans(64 << 10)[2]
     lists.release(first, end)
-    span_pages = -(-lists.start(end) // PAGE) - lists.start(first) // PAGE
-    assert 0.9 * span_pages * PAGE <= whole - resident_bytes(base) <= span_pages * PAGE  # its pages, not its neighbours'
+    span_pages = -(-lists.start(end) // PAGE) - lists.start(first) // PAGE + 2
+    assert 0.9 * span_pages * PAGE <= whole - resident_bytes(base) <= span_pages * PAGE  # its pages and two before, none after
     lists.release(0, lists.cells)
     assert resident_bytes(base) <= lists.start(0)  # the header's pages at most
 

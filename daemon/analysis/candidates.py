@@ -38,7 +38,7 @@ from typing import Protocol
 import faiss
 import numpy as np
 
-from dupe_scanner.analysis.cell_order import FARTHEST, Found, search_together
+from dupe_scanner.analysis.cell_order import FARTHEST, Cells, Found, Span, search_together, within
 from dupe_scanner.analysis.neighbours import MultiIndexHash, best_pairs, reachable
 
 HASH_RADIUS = 12  # bits of 64; every pair within 11 is guaranteed to be proposed
@@ -138,23 +138,27 @@ def _hash_search(hashes: np.ndarray, query_rows: np.ndarray, age: np.ndarray | N
     return found, set(query_rows[matches.crowded].tolist())
 
 
-# Each descriptor's nearest cells of an index of inverted lists, as its search probes them:
-# (distances, cell numbers), nearest first, one line a descriptor.
-Cells = tuple[np.ndarray, np.ndarray]
-
-
 class PointIndex(Protocol):
     """Stored descriptors, searchable by Hamming distance; each point belongs to an image row."""
 
     points: int  # how many points it holds
 
-    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None, span: Span | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The distances and image rows of the ``k`` nearest points of each descriptor,
         nearest first; row -1 where there is no point (or it belongs to no current image).
-        ``cells``: the descriptors' ``cells_of``, where already found."""
+        ``cells``: the descriptors' ``cells_of``, where already found. ``span``: one of
+        ``spans``, to search only the points in its cells, and give nothing back."""
 
     def cells_of(self, descriptors: np.ndarray) -> Cells | None:
         """Each descriptor's nearest cells, as ``search`` probes them; None for an index without cells."""
+
+    def spans(self) -> list[Span]:
+        """The spans of cells a search of many descriptors walks one after the other, giving
+        back the memory of each after it (``release``): one span of every cell where the
+        points are held whole, none where they have no cells."""
+
+    def release(self, span: Span) -> None:
+        """Give back the memory the points of ``span`` took while it was searched."""
 
 
 # Points a bucket of ``PointOwners``' table: about half an image's, so a point's image is its
@@ -211,12 +215,21 @@ class PointsInMemory:
         database = np.ascontiguousarray(np.concatenate([d for d in stored if len(d)] or [np.zeros((0, 32), np.uint8)]), dtype=np.uint8)
         return cls(descriptor_index(database, partition or train_partition), PointOwners(np.arange(len(stored)), counts))
 
-    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None) -> tuple[np.ndarray, np.ndarray]:
-        if cells is None:
+    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None, span: Span | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if cells is None and span is None:
             distances, ids = self.index.search(descriptors, k)
         else:
-            distances, ids = self.index.search_preassigned(descriptors, k, cells[1], cells[0])
+            nearest = cells if cells is not None else self.cells_of(descriptors)
+            assert nearest is not None, "a span of an index without cells"
+            cell_distances, cell_numbers = nearest if span is None else within(nearest, span)
+            distances, ids = self.index.search_preassigned(descriptors, k, cell_numbers, cell_distances)
         return distances, self.owners.of(ids)
+
+    def spans(self) -> list[Span]:
+        return [(0, int(self.index.nlist))] if isinstance(self.index, faiss.IndexBinaryIVF) else []
+
+    def release(self, span: Span) -> None:
+        """Nothing: the points are held in memory until the index is let go."""
 
     def cells_of(self, descriptors: np.ndarray) -> Cells | None:
         if not isinstance(self.index, faiss.IndexBinaryIVF):
@@ -348,28 +361,6 @@ def _one_family(owners: np.ndarray, hashes: np.ndarray, chunk: int = 1024) -> np
         near &= known[:, :, None] & known[:, None, :]
         family[start : start + chunk] = near.sum(axis=2).max(axis=1) >= FAMILY_SHARE * lines.shape[1]
     return family
-
-
-def merge_nearest(results: list[tuple[np.ndarray, np.ndarray]], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` nearest of several searches' (distances, rows), each nearest first with ``k``
-    columns; points at equal distances in the order of the searches.
-
-    A row changes only where a later search found a point nearer than the last one kept so
-    far: the delta of a kept index (``backends.keypoint_store``) is small, and in most rows it
-    has nothing that near, so only the few others are sorted again.
-    """
-    distances, rows = results[0]
-    for more_distances, more_rows in results[1:]:
-        changing = np.flatnonzero(more_distances[:, 0] < distances[:, -1])
-        if not len(changing):
-            continue
-        both_distances = np.concatenate([distances[changing], more_distances[changing]], axis=1)
-        both_rows = np.concatenate([rows[changing], more_rows[changing]], axis=1)
-        order = np.argsort(both_distances, axis=1, kind="stable")[:, :k]
-        distances, rows = distances.copy(), rows.copy()
-        distances[changing] = np.take_along_axis(both_distances, order, axis=1)
-        rows[changing] = np.take_along_axis(both_rows, order, axis=1)
-    return distances, rows
 
 
 def _most_voted(

@@ -24,16 +24,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from dupe_scanner.backends.mapped_lists import released
+from dupe_scanner.backends.mapped_lists import FAULT_AROUND, released
 
 ID_BYTES = 8  # faiss's idx_t
-# Reading a page of a mapped file, the kernel maps the pages around it it has cached (64 KB
-# on Linux by default): the pages of the span before, given back already, came back with
-# each span's first read, and stayed, 2.3 MB a span from 80 shards, most of the 1.4 GB of
-# file pages a build held at a million camera photographs. The writer reads the shards in
-# one pass, so a span's release takes them too; a search, whose threads read neighbouring
-# spans at once, gives back its span's pages alone (``mapped_lists``).
-FAULT_AROUND = 256 << 10
 WRITE_BYTES = 16 << 20  # lists gathered before each write (held twice: the shards' pages, the copy)
 OTHER_OPEN_FILES = 256  # beside the shards: the state, its indexes, the watches, the workers' pipes
 

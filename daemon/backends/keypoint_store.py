@@ -57,16 +57,15 @@ import numpy as np
 
 from dupe_scanner.analysis.candidates import (
     TRAINING_PER_CELL,
-    Cells,
     PointOwners,
     PointsInMemory,
     empty_descriptor_index,
     inverted_lists_in,
     list_count,
-    merge_nearest,
     searched_exhaustively,
     train_partition,
 )
+from dupe_scanner.analysis.cell_order import Cells, Span, merge_nearest, within
 from dupe_scanner.backends import ivf_file, mapped_lists
 from dupe_scanner.backends.build_room import fits_in_memory, free_beside, no_room, room_needed
 from dupe_scanner.backends.hash_store import KeyColumn
@@ -164,7 +163,7 @@ class KeptPoints:
         assert self.nearest_cells is not None
         return self.nearest_cells.search(descriptors, base.nprobe)
 
-    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, descriptors: np.ndarray, k: int, cells: Cells | None = None, span: Span | None = None) -> tuple[np.ndarray, np.ndarray]:
         base = self.kept.base.index
         if not isinstance(base, faiss.IndexBinaryIVF):  # a small library: one exhaustive base, no segments
             distances, ids = base.search(descriptors, k)
@@ -177,24 +176,46 @@ class KeptPoints:
             if isinstance(self.delta.index, faiss.IndexBinaryIVF):
                 in_cells.append(self.delta.index)
                 owners.append(self.delta.owners)
-            nearest = _searched_in_spans(in_cells, descriptors, k, nearest_cells, cell_distances, self._spans, self._mapped)
+            if span is None:
+                nearest = _searched_in_spans(in_cells, descriptors, k, nearest_cells, cell_distances, self._walked, self._mapped)
+            else:
+                cell_distances, nearest_cells = within((cell_distances, nearest_cells), span)
+                nearest = [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in in_cells]
             found = [(distances, of.of(ids)) for (distances, ids), of in zip(nearest, owners, strict=True)]
-        if self.delta.points and not isinstance(self.delta.index, faiss.IndexBinaryIVF):
+        if self.delta.points and not isinstance(self.delta.index, faiss.IndexBinaryIVF) and (span is None or span == self._every_cell):
             found.append(self.delta.search(descriptors, k))
         return merge_nearest(found, k)
+
+    def spans(self) -> list[Span]:
+        """The spans a search walks (``_walked``), where every point lies in the base's cells;
+        else (a few new pictures' points searched exhaustively, beside a small search) one span
+        of every cell, which holds those too."""
+        if not isinstance(self.kept.base.index, faiss.IndexBinaryIVF):
+            return []
+        unfiled = self.delta.points and not isinstance(self.delta.index, faiss.IndexBinaryIVF)
+        return [self._every_cell] if unfiled else self._walked
+
+    def release(self, span: Span) -> None:
+        """Give back this process's pages of the lists of ``span``'s cells, in the base and every segment."""
+        for lists in self._mapped:
+            lists.release(*span)
+
+    @property
+    def _every_cell(self) -> Span:
+        return (0, int(cast(faiss.IndexBinaryIVF, self.kept.base.index).nlist))
 
     @cached_property
     def _mapped(self) -> list[MappedLists]:
         return [mapped for part in self.kept.parts if (mapped := MappedLists.of(part.index)) is not None]
 
     @cached_property
-    def _spans(self) -> list[tuple[int, int]]:
+    def _walked(self) -> list[Span]:
         """The cell spans a search walks, giving back each one's pages after it (``mapped_lists``):
         one span of every cell, and none given back, while the mapped lists are held whole."""
         mapped_bytes, most = sum(mapped.size for mapped in self._mapped), mapped_lists.SPAN_BYTES
         base = MappedLists.of(self.kept.base.index)
         if base is None or mapped_bytes <= mapped_lists.HELD_BYTES:
-            return [(0, int(cast(faiss.IndexBinaryIVF, self.kept.base.index).nlist))]
+            return [self._every_cell]
         return base.spans(most * base.size // mapped_bytes)  # a span of every part's lists within the bound
 
 

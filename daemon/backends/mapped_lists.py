@@ -10,8 +10,10 @@ of the scan's peak (2.0 to 2.2 GB, all processes; the issue's bound is 2 GB).
 So a search of lists larger than ``HELD_BYTES`` walks its cells in *spans* of at most
 ``SPAN_BYTES`` of lists, in cell order, and after each span tells the kernel this process
 no longer needs that span's pages (``madvise(MADV_DONTNEED)``). The pages stay in the page
-cache, and the next batch of descriptors maps them again without reading the disk; a
-process then holds about one span per searching thread. The threshold is some 750,000
+cache, and the next search maps them again without reading the disk. A search of many
+descriptors searches all of them in one span, in every thread, before it begins the next
+(``analysis.cell_order``), so a process holds one span at a time; a few descriptors are
+searched in every span one batch at a time, and hold about a span per searching thread. The threshold is some 750,000
 pictures of the simulation's 36 points, 170,000 camera photographs of 160; a smaller index
 stays mapped whole, as before. The points found are the same, at the same distances, but
 for which of the points tied at the last distance are kept (the spans come in cell order,
@@ -48,6 +50,13 @@ HELD_BYTES = 1 << 30  # mapped lists a search holds whole; larger ones are walke
 POINT_BYTES = 32 + 8  # a point in the lists: its code and its id
 SPAN_BYTES = 256 << 20  # the lists a search walks before giving their pages back
 PAGE = mmap.PAGESIZE
+# Reading a page of a mapped file, the kernel maps the pages around it it has cached (64 KB
+# on Linux by default): the pages of the span before, given back already, came back with
+# each span's first read, and stayed, 2.3 MB a span from 80 shards, most of the 1.4 GB of
+# file pages a build held at a million camera photographs (``ivf_file``). So a span's
+# release takes as much before it too: the build reads the shards in one pass, and a search
+# has left the span before behind when it gives back a span.
+FAULT_AROUND = 256 << 10
 # Cells split in two until a group holds no more than this: a span holds thousands of them.
 GROUPED_CELLS = 256
 
@@ -95,8 +104,9 @@ class MappedLists:
         return spans
 
     def release(self, first: int, end: int) -> None:
-        """Give back this process's pages of the lists of cells ``[first, end)`` (``released``)."""
-        start, stop = released(self.start(first), self.start(end), self.size)
+        """Give back this process's pages of the lists of cells ``[first, end)``, and those the
+        kernel mapped back before them (``released``, ``FAULT_AROUND``)."""
+        start, stop = released(self.start(first), self.start(end), self.size, FAULT_AROUND)
         if stop > start:
             _dont_need(self.address + start, stop - start)
 
