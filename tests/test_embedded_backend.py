@@ -663,9 +663,8 @@ def test_a_kept_base_too_large_to_hold_is_searched_a_span_of_cells_at_a_time_and
     everything = keys + new
     queries = {everything.index(key): [pictures[key]] for key in new}
 
-    def searched(held_bytes: int):
-        monkeypatch.setattr(mapped_lists, "HELD_BYTES", held_bytes)
-        monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 32 << 10)
+    def searched(span_bytes: int):
+        monkeypatch.setattr(mapped_lists, "SPAN_BYTES", span_bytes)
         points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(everything, load, queries=len(new))
         return points, pairs_of(keypoint_candidates(points, len(everything), queries))
 
@@ -744,7 +743,7 @@ def test_a_base_that_may_be_searched_in_spans_numbers_its_cells_near_ones_togeth
         (tmp_path / "held").mkdir()
         assert isinstance(KeypointStore(tmp_path / "held" / "state.db.keypoints", "test-analyser").points(keys, load), KeptPoints)
 
-    monkeypatch.setattr(mapped_lists, "HELD_BYTES", 400 << 10)  # with a quarter more in segments, more than a search holds
+    monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 400 << 10)  # with a quarter more in segments, more than a search holds at once
     store = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser")
     store.points(keys, load)
     kept = store._read_kept()
@@ -919,10 +918,9 @@ def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held
     KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
     base = next(tmp_path.glob("*.ivf"))
     given_back = spans_given_back_noted(monkeypatch)
-    monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 32 << 10)
 
-    def spans_given_back(held_bytes: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-        monkeypatch.setattr(mapped_lists, "HELD_BYTES", held_bytes)
+    def spans_given_back(span_bytes: int) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        monkeypatch.setattr(mapped_lists, "SPAN_BYTES", span_bytes)
         given_back.clear()
         points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
         points.search(pictures[keys[0]], 8)
@@ -930,7 +928,7 @@ def test_a_search_in_spans_gives_back_the_pages_of_each_span_after_it_and_a_held
 
     held, none = spans_given_back(base.stat().st_size)
     assert len(held) == 1 and none == []  # held whole
-    spans, released = spans_given_back(base.stat().st_size - 1)
+    spans, released = spans_given_back(32 << 10)
     assert len(spans) >= 10 and released == spans
 
 
@@ -944,13 +942,11 @@ def test_descriptors_searched_together_walk_a_base_too_large_to_hold_a_span_at_a
     keys, pictures = a_library_in_shards(monkeypatch, 60)  # 384 KB of lists
     load = lambda some: [pictures[key] for key in some]  # noqa: E731
     KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
-    base = next(tmp_path.glob("*.ivf"))
-    monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 64 << 10)
     given_back = spans_given_back_noted(monkeypatch)
     queries = np.concatenate(list(pictures.values()))
 
-    def searched(held_bytes: int):
-        monkeypatch.setattr(mapped_lists, "HELD_BYTES", held_bytes)
+    def searched(span_bytes: int):
+        monkeypatch.setattr(mapped_lists, "SPAN_BYTES", span_bytes)
         given_back.clear()
         points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load, queries=len(keys))
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -958,7 +954,7 @@ def test_descriptors_searched_together_walk_a_base_too_large_to_hold_a_span_at_a
         return points.spans(), list(given_back), found.of(0, len(queries))
 
     held_spans, held_given_back, (held_distances, _) = searched(1 << 30)
-    spans, spans_given_back, (distances, _) = searched(base.stat().st_size // 2)
+    spans, spans_given_back, (distances, _) = searched(64 << 10)
 
     assert len(held_spans) == 1 and held_given_back == []
     assert len(spans) >= 5 and spans_given_back == spans  # each once, in order: the next span is begun after it

@@ -119,11 +119,22 @@ def _searched(
         distances, rows = points.search(np.ascontiguousarray(descriptors[batch]), k, None if cells is None else cells.of(batch), span)
         distances, rows = np.minimum(distances, FARTHEST).astype(np.uint8), rows.astype(np.int32)
         if span is not None:
-            distances, rows = merge_nearest([found.of_rows(batch), (distances, rows)], k)
+            _merge_found_before(found, batch, distances, rows, k)
         found.distances[batch], found.rows[batch] = distances, rows
 
     for _ in pool.map(search, _slices(order, SEARCH_BATCH)):
         pass
+
+
+def _merge_found_before(found: Found, batch: np.ndarray, distances: np.ndarray, rows: np.ndarray, k: int) -> None:
+    """Merge into ``distances`` and ``rows`` (a span's search of the descriptors ``batch``
+    names) the points ``found`` holds for them from the spans before. A descriptor's cells
+    lie in two or three spans: in the first, nothing was found before, and what this span
+    found is taken as it is, not sorted again with nothing."""
+    before_distances, before_rows = found.of_rows(batch)
+    met = np.flatnonzero(before_distances[:, 0] < FARTHEST)
+    if len(met):
+        distances[met], rows[met] = merge_nearest([(before_distances[met], before_rows[met]), (distances[met], rows[met])], k)
 
 
 def _probing(numbers: np.ndarray, span: Span) -> np.ndarray:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from dupe_scanner.backends.mapped_lists import HELD_BYTES, POINT_BYTES
+from dupe_scanner.backends.mapped_lists import POINT_BYTES
 from dupe_scanner.errors import NoRoomForIndex
 
 # The most bytes of points a base is built in memory in one go: faiss grows each list by
 # doubling it, so such a build holds up to twice this, the 1 GB a scan of 100,000 pictures
 # may use (some 80,000 camera photographs, 350,000 of the simulation's pictures).
-IN_MEMORY_MOST = HELD_BYTES // 2
+IN_MEMORY_MOST = 512 << 20
 ROOM_MARGIN = 1.1  # beyond the points: each list's header, the keys file, the state's own growth meanwhile
 
 

@@ -214,7 +214,7 @@ class KeptPoints:
         one span of every cell, and none given back, while the mapped lists are held whole."""
         mapped_bytes, most = sum(mapped.size for mapped in self._mapped), mapped_lists.SPAN_BYTES
         base = MappedLists.of(self.kept.base.index)
-        if base is None or mapped_bytes <= mapped_lists.HELD_BYTES:
+        if base is None or mapped_bytes <= most:
             return [self._every_cell]
         return base.spans(most * base.size // mapped_bytes)  # a span of every part's lists within the bound
 
@@ -627,10 +627,10 @@ def _centres(
 
 def _may_be_walked_in_spans(points: int) -> bool:
     """Whether a base of ``points`` points, with the segments it may gather before it is written
-    anew, can hold more lists than a search holds whole (``mapped_lists``). Only such a base
+    anew, can hold more lists than a search holds at once (``mapped_lists``). Only such a base
     has its cells numbered near ones together: that decides which of two equally near cells
     a point or a search goes to, so a smaller base stays the file it was."""
-    return points * (1 + REWRITE_SHARE) * mapped_lists.POINT_BYTES > mapped_lists.HELD_BYTES
+    return points * (1 + REWRITE_SHARE) * mapped_lists.POINT_BYTES > mapped_lists.SPAN_BYTES
 
 
 def _sample(keys: Sequence[str], load: LoadDescriptors) -> _Sample:

@@ -7,17 +7,22 @@ the file is unmapped, and a scan's batches of descriptors probe most cells betwe
 a million pictures the whole base (1.5 GB) stayed resident through the search, and was most
 of the scan's peak (2.0 to 2.2 GB, all processes; the issue's bound is 2 GB).
 
-So a search of lists larger than ``HELD_BYTES`` walks its cells in *spans* of at most
-``SPAN_BYTES`` of lists, in cell order, and after each span tells the kernel this process
-no longer needs that span's pages (``madvise(MADV_DONTNEED)``). The pages stay in the page
-cache, and the next search maps them again without reading the disk. A search of many
-descriptors searches all of them in one span, in every thread, before it begins the next
-(``analysis.cell_order``), so a process holds one span at a time; a few descriptors are
-searched in every span one batch at a time, and hold about a span per searching thread. The threshold is some 750,000
-pictures of the simulation's 36 points, 170,000 camera photographs of 160; a smaller index
-stays mapped whole, as before. The points found are the same, at the same distances, but
-for which of the points tied at the last distance are kept (the spans come in cell order,
-not nearest cell first).
+So a search holds at most ``SPAN_BYTES`` of lists at once. Larger lists are walked in
+*spans* of cells of at most that many bytes, in cell order, and after each span the process
+tells the kernel it no longer needs that span's pages (``madvise(MADV_DONTNEED)``). The pages
+stay in the page cache, and the next search maps them again without reading the disk. A
+search of many descriptors searches all of them in one span, in every thread, before it
+begins the next (``analysis.cell_order``), so a process holds one span at a time; a few
+descriptors are searched in every span a batch at a time, each thread holding a span. A
+base of 256 MB is some 40,000 camera photographs of 160 points, 180,000 of the simulation's
+pictures; a smaller one is held whole. The points found are the same, at the same
+distances, but for which of the points tied at the last distance are kept (the spans come
+in cell order, not nearest cell first).
+
+Held whole, the base of 100,000 camera photographs (631 MB) was most of their first scan's
+peak (1,103 MiB, all processes, against the issue's 1 GB, when only bases over 1 GB were
+walked). Walked in three spans, a part's search peaks at 604 to 613 MiB against 938 to 975
+held whole, for about 6 % more search CPU (bench/README.md, "One span at a time").
 
 faiss writes each list after the one before, in cell order, so a span of cells is one range
 of the file, found from the lists at its two ends.
@@ -46,9 +51,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-HELD_BYTES = 1 << 30  # mapped lists a search holds whole; larger ones are walked in spans
 POINT_BYTES = 32 + 8  # a point in the lists: its code and its id
-SPAN_BYTES = 256 << 20  # the lists a search walks before giving their pages back
+SPAN_BYTES = 256 << 20  # the most lists a search holds at once: larger ones are walked in spans of this
 PAGE = mmap.PAGESIZE
 # Reading a page of a mapped file, the kernel maps the pages around it it has cached (64 KB
 # on Linux by default): the pages of the span before, given back already, came back with
