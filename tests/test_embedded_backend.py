@@ -961,6 +961,31 @@ def test_descriptors_searched_together_walk_a_base_too_large_to_hold_a_span_at_a
     assert np.array_equal(distances, held_distances)
 
 
+def test_a_few_new_pictures_searched_beside_a_base_too_large_to_hold_are_searched_with_every_cell_at_once_and_found(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import dupe_scanner.backends.mapped_lists as mapped_lists
+    from dupe_scanner.analysis.cell_order import search_together
+    from dupe_scanner.backends.keypoint_store import KeypointStore
+
+    keys, pictures = a_library_in_shards(monkeypatch, 60)  # 392 cells
+    load = lambda some: [pictures[key] for key in some]  # noqa: E731
+    KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys, load)
+    monkeypatch.setattr(mapped_lists, "SPAN_BYTES", 64 << 10)
+    given_back = spans_given_back_noted(monkeypatch)
+    new = copies_of(pictures, keys[:1], 1000, seed=4)  # not yet in the base: searched exhaustively beside it
+
+    points = KeypointStore(tmp_path / "state.db.keypoints", "test-analyser").points(keys + new, load, queries=1)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = search_together(points, pictures[new[0]], 2, pool)
+
+    assert points.delta.points == 160 and len(points._walked) >= 5
+    assert points.spans() == [(0, points.kept.base.index.nlist)]  # one search of every cell, the delta's points too
+    assert given_back == points._walked  # ... which walks the base a span at a time, as a small search does
+    _, rows = found.of(0, 160)
+    assert (np.sort(rows, axis=1) == [0, len(keys)]).all()  # its original in the base, itself in the delta
+
+
 def test_giving_back_a_span_of_a_mapped_base_takes_its_pages_and_those_mapped_back_before_it_out_of_the_process(tmp_path, monkeypatch):
     import dupe_scanner.backends.mapped_lists as mapped_lists
     from dupe_scanner.backends.keypoint_store import KeypointStore
