@@ -179,8 +179,7 @@ class KeptPoints:
             if span is None:
                 nearest = _searched_in_spans(in_cells, descriptors, k, nearest_cells, cell_distances, self._walked, self._mapped)
             else:
-                cell_distances, nearest_cells = within((cell_distances, nearest_cells), span)
-                nearest = [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in in_cells]
+                nearest = _searched_within(in_cells, descriptors, k, nearest_cells, cell_distances, span)
             found = [(distances, of.of(ids)) for (distances, ids), of in zip(nearest, owners, strict=True)]
         if self.delta.points and not isinstance(self.delta.index, faiss.IndexBinaryIVF) and (span is None or span == self._every_cell):
             found.append(self.delta.search(descriptors, k))
@@ -232,15 +231,22 @@ def _searched_in_spans(
         return [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in indexes]
     found = [_nothing_found(len(descriptors), k) for _ in indexes]
     for first, end in spans:
-        inside = (nearest_cells >= first) & (nearest_cells < end)
-        probing = np.flatnonzero(inside.any(axis=1))
-        within = np.where(inside[probing], nearest_cells[probing], -1)  # faiss skips cell -1
-        for (distances, ids), index in zip(found, indexes, strict=True):
-            more = index.search_preassigned(descriptors[probing], k, within, cell_distances[probing])
+        probing = np.flatnonzero(((nearest_cells >= first) & (nearest_cells < end)).any(axis=1))
+        found_here = _searched_within(indexes, descriptors[probing], k, nearest_cells[probing], cell_distances[probing], (first, end))
+        for (distances, ids), more in zip(found, found_here, strict=True):
             distances[probing], ids[probing] = merge_nearest([(distances[probing], ids[probing]), more], k)
         for lists in mapped:
             lists.release(first, end)
     return found
+
+
+def _searched_within(
+    indexes: list[faiss.IndexBinaryIVF], descriptors: np.ndarray, k: int, nearest_cells: np.ndarray, cell_distances: np.ndarray, span: Span
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The distances and point ids of the ``k`` nearest points of each descriptor in each of
+    ``indexes``, among those of its ``nearest_cells`` that lie in ``span`` alone."""
+    cell_distances, nearest_cells = within((cell_distances, nearest_cells), span)
+    return [index.search_preassigned(descriptors, k, nearest_cells, cell_distances) for index in indexes]
 
 
 def _nothing_found(descriptors: int, k: int) -> tuple[np.ndarray, np.ndarray]:
