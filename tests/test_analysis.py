@@ -1222,6 +1222,37 @@ def test_no_template_search_where_even_the_largest_frame_it_could_guess_would_be
     assert score_pair(original, quarter_cut, 0).verified and searched
 
 
+def test_an_overlay_left_out_of_the_affine_fits_is_masked_where_the_estimate_puts_it_in_the_fitted_picture(monkeypatch):
+    """ECC's mask marks valid pixels of the picture it warps (A); the overlay is found in B's
+    frame. B is a crop of A, another shape: a mask of B's shape made each affine fit fail."""
+    masks: list[tuple[tuple[int, ...], np.ndarray | None]] = []  # (the warped picture's shape, its mask) of each affine fit
+    real = cv2.findTransformECC
+
+    def recorded(template, image, warp, motion, criteria, mask, *rest):
+        if motion == cv2.MOTION_AFFINE:
+            masks.append((image.shape, mask))
+        return real(template, image, warp, motion, criteria, mask, *rest)
+
+    monkeypatch.setattr(cv2, "findTransformECC", recorded)
+    noise = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 256, (120, 160)).astype(np.float32), (0, 0), 5)
+    a_view = cv2.normalize(noise, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    b_view = a_view[20:100, 40:160].copy()  # B -> A: 40 across, 20 down
+    overlay = np.zeros(b_view.shape, dtype=bool)
+    overlay[10:30, 10:50] = True
+    b_view[overlay] = 255  # a caption's block
+    estimate = np.array([[1, 0, 42], [0, 1, 19]], dtype=np.float32)
+
+    refined = alignment.refine(a_view, b_view, estimate, ignore=overlay)
+
+    full_size = [mask for shape, mask in masks if shape == a_view.shape]
+    assert masks and all(mask is not None and mask.shape == shape for shape, mask in masks)
+    assert len(full_size) == 1 and full_size[0] is not None
+    left_out = full_size[0] == 0
+    assert left_out[31:47, 54:90].all()  # within the caption, carried 42 across and 19 down
+    assert not left_out[:27].any() and not left_out[:, :50].any() and not left_out[51:].any()
+    assert np.abs(refined - np.array([[1, 0, 40], [0, 1, 20]])).max() < 0.5
+
+
 def test_an_affine_fit_far_from_a_similarity_at_half_size_is_not_refined_at_full_size(monkeypatch):
     import cv2
 

@@ -118,7 +118,8 @@ from dupe_scanner.analysis.verify.verdict import (
 # Bump when scores change (a new check, a moved limit, in any module here or in pairing.py):
 # stored pairs are then scored again. What it means and when to bump it, beside ANALYSER and
 # MAGIC: daemon/analysis/__init__.py.
-VERIFIER = "verify-22"  # 22: two textured strangers of one shape whose gradients do not correlate unaligned are not aligned (MIN_UNMOVED_CORRELATION)
+VERIFIER = "verify-23"  # 23: an overlay left out of the realignment is masked where it lies in A, the picture ECC warps (alignment.refine)
+# 22: two textured strangers of one shape whose gradients do not correlate unaligned are not aligned (MIN_UNMOVED_CORRELATION)
 # 21: a pair a perspective map explains, where the affine one fits only on average, is another shot (MAX_BEND)
 # (20 was fewer ECC passes, landed in 098c5c8 and taken back out: a state may carry its name)
 # 19: a pair the keypoint fit relates from one side only is scored from that side (pairing.score_pair)

@@ -42,6 +42,8 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
     """
     template = b_view.astype(np.float32)
     keep = None if ignore is None else np.where(ignore, 0, 255).astype(np.uint8)
+    # ECC's mask marks the valid pixels of its input, A: the overlay is carried there by the estimate.
+    keep_in_a = None if keep is None else _carried(keep, matrix, a_view.shape)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_ITERATIONS, ECC_EPSILON)
     height, width = b_view.shape
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float32)
@@ -53,14 +55,14 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
     try:
         # Coarse (half size) first, then one short pass at full size.
         half = _halve(matrix)
-        coarse_keep = None if keep is None else cv2.resize(keep, _shrink(template).shape[::-1], interpolation=cv2.INTER_NEAREST)
+        coarse_keep = None if keep_in_a is None else cv2.resize(keep_in_a, _shrink(a_view).shape[::-1], interpolation=cv2.INTER_NEAREST)
         # A mask of None means "every pixel" to OpenCV; its type stubs do not say so.
         _, coarse = cv2.findTransformECC(
             _shrink(template), _shrink(a_view.astype(np.float32)), half, cv2.MOTION_AFFINE, criteria, coarse_keep, 3  # type: ignore[arg-type]
         )
         if shape_error(coarse[:, :2].astype(np.float64))[0] <= MAX_COARSE_SHAPE_ERROR:
             fine = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_FINE_ITERATIONS, ECC_EPSILON)
-            _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, fine, keep, 3)  # type: ignore[arg-type]
+            _, affine = cv2.findTransformECC(template, a_view.astype(np.float32), _double(coarse), cv2.MOTION_AFFINE, fine, keep_in_a, 3)  # type: ignore[arg-type]
             if near(affine) and shape_error(affine[:, :2].astype(np.float64))[0] <= MAX_SHAPE_ERROR:
                 return affine
     except cv2.error:
@@ -105,6 +107,12 @@ def turned_beyond_reach(matrix: np.ndarray, a_shape: tuple[int, int], b_shape: t
     half_diagonal = float(np.hypot(*b_shape)) / 2
     least_move = half_diagonal * (similar_scale * (np.sin(np.radians(tilt(matrix))) - 2 * MAX_SHAPE_ERROR) - stretch_norm)
     return bool(least_move > np.sqrt(2) * MAX_REFINE_DRIFT * max(a_shape))
+
+
+def _carried(mask_in_b: np.ndarray, matrix: np.ndarray, a_shape: tuple[int, ...]) -> np.ndarray:
+    """``mask_in_b`` (B's frame) carried into A's frame by ``matrix`` (B -> A); A's pixels
+    outside B's frame are kept (255)."""
+    return cv2.warpAffine(mask_in_b, matrix, (a_shape[1], a_shape[0]), flags=cv2.INTER_NEAREST, borderValue=255)
 
 
 def _shrink(image: np.ndarray) -> np.ndarray:
