@@ -30,6 +30,9 @@ from dupe_scanner.analysis import pairing
 
 SEED = 11
 SHOWN = 20  # changed verdicts and moved scores listed by --compare, at most
+# Scores apart by less than this have not moved: the same code scoring the same pairs twice
+# reads up to 5e-16 apart in a few of them (the order of a float sum), which hid real moves.
+MOVED = 1e-9
 
 
 def main() -> int:
@@ -93,12 +96,12 @@ def compare(before_path: Path, after_path: Path) -> int:
         print("the two files share no pair: were they scored from the same state and sample?", file=sys.stderr)
         return 2
     changed = [pair for pair in common if before[pair]["verified"] != after[pair]["verified"]]
-    moved = [pair for pair in common if before[pair]["score"] != after[pair]["score"]]
+    moved = [pair for pair in common if abs(before[pair]["score"] - after[pair]["score"]) > MOVED]
     before_cpu = sum(before[pair]["cpu"] for pair in common)
     after_cpu = sum(after[pair]["cpu"] for pair in common)
     print(f"pairs scored by both: {len(common)}")
     print(f"CPU: {before_cpu:.1f} s before, {after_cpu:.1f} s after ({after_cpu / before_cpu:.2f})")
-    print(f"verdicts changed: {len(changed)}; scores moved: {len(moved)}")
+    print(f"verdicts changed: {len(changed)}; scores moved (by more than {MOVED:g}): {len(moved)}")
     for pair in moved[:SHOWN]:
         was, now = before[pair], after[pair]
         note = "  verdict changed" if pair in changed else ""

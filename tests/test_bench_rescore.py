@@ -14,15 +14,15 @@ def _write(path, rows):
 
 def test_verdicts_that_changed_and_scores_that_moved_are_counted_and_shown(tmp_path, capsys):
     before, after = tmp_path / "before.jsonl", tmp_path / "after.jsonl"
-    _write(before, [(("a", "b"), 0.9, 2.0), (("a", "c"), 0.61, 2.0), (("b", "c"), 0.3, 4.0)])
-    _write(after, [(("a", "b"), 0.9, 1.0), (("a", "c"), 0.4, 1.0), (("b", "c"), 0.35, 2.0), (("c", "d"), 0.7, 9.0)])
+    _write(before, [(("a", "b"), 0.9, 2.0), (("a", "c"), 0.61, 2.0), (("b", "c"), 0.3, 4.0), (("b", "d"), 0.2, 1.0)])
+    _write(after, [(("a", "b"), 0.9, 1.0), (("a", "c"), 0.4, 1.0), (("b", "c"), 0.35, 2.0), (("b", "d"), 0.2 + 4e-16, 1.0), (("c", "d"), 0.7, 9.0)])
 
     assert compare(before, after) == 0
 
     printed = capsys.readouterr().out
-    assert "pairs scored by both: 3" in printed
-    assert "(0.50)" in printed  # CPU of the pairs both scored: 4.0 against 8.0
-    assert "verdicts changed: 1; scores moved: 2" in printed
+    assert "pairs scored by both: 4" in printed
+    assert "(0.56)" in printed  # CPU of the pairs both scored: 5.0 against 9.0
+    assert "verdicts changed: 1; scores moved (by more than 1e-09): 2" in printed  # not the last bit of a float
     assert "0.6100 -> 0.4000  verdict changed" in printed
 
 
