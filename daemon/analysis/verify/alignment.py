@@ -42,7 +42,7 @@ def refine(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, ignore: n
     """
     template = b_view.astype(np.float32)
     keep = None if ignore is None else np.where(ignore, 0, 255).astype(np.uint8)
-    # ECC's mask marks the valid pixels of its input, A: the overlay is carried there by the estimate.
+    # ECC's mask is of the image it warps (A): the overlay is carried there by the estimate.
     keep_in_a = None if keep is None else _carried(keep, matrix, a_view.shape)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, ECC_ITERATIONS, ECC_EPSILON)
     height, width = b_view.shape
@@ -253,7 +253,7 @@ def bend(a_view: np.ndarray, b_view: np.ndarray, matrix: np.ndarray, keep: np.nd
     start = np.vstack([matrix, [0, 0, 1]]).astype(np.float32)
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, BEND_ITERATIONS, ECC_EPSILON)
     # ECC's mask is of the image it warps (A), so B's kept pixels are carried into A's frame.
-    a_keep = None if keep is None else cv2.warpAffine(keep, matrix, a_view.shape[::-1], flags=cv2.INTER_NEAREST, borderValue=255)
+    a_keep = None if keep is None else _carried(keep, matrix, a_view.shape)
     try:
         # A mask of None means "every pixel" to OpenCV; its type stubs do not say so.
         _, homography = cv2.findTransformECC(b_view.astype(np.float32), a_view.astype(np.float32), start, cv2.MOTION_HOMOGRAPHY, criteria, a_keep, 3)  # type: ignore[arg-type]
